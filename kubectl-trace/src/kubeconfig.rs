@@ -1,0 +1,242 @@
+//! The global connection flags kubectl would have handled for a built-in command
+//! (`--kubeconfig`, `--context`, `--cluster`, `--user`, `-n`, `--request-timeout`, `--as`,
+//! `--as-group`) and the loading of the kubeconfig they select: a multi-path
+//! `KUBECONFIG` is merged, the context's namespace is the default namespace, and an
+//! in-cluster service account is used when there is no kubeconfig at all.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+
+use crate::errors::{chain, fail, Result};
+use crate::util::parse_duration;
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The kubeconfig cluster to use
+    #[arg(long, global = true, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// The kubeconfig user to use
+    #[arg(long, global = true, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Namespace of the trace (default: the context's namespace)
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Time to wait for one API request (e.g. 10s, 1m; 0 waits forever)
+    #[arg(long, global = true, value_name = "DUR")]
+    pub request_timeout: Option<String>,
+    /// User to impersonate
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+    /// Group to impersonate (repeatable)
+    #[arg(long = "as-group", global = true, value_name = "GROUP")]
+    pub as_group: Vec<String>,
+}
+
+impl GlobalArgs {
+    fn options(&self) -> KubeConfigOptions {
+        KubeConfigOptions {
+            context: self.context.clone(),
+            cluster: self.cluster.clone(),
+            user: self.user.clone(),
+        }
+    }
+
+    /// `--request-timeout`, `None` for no timeout.
+    pub fn timeout(&self) -> Result<Option<Duration>> {
+        match &self.request_timeout {
+            None => Ok(None),
+            Some(t) => {
+                let secs = parse_duration(t).map_err(|e| fail(format!("--request-timeout: {e}")))?;
+                Ok((secs > 0).then(|| Duration::from_secs(secs)))
+            }
+        }
+    }
+}
+
+/// Read the kubeconfig the flags and environment point at; `Ok(None)` when there is none.
+pub fn read_kubeconfig(g: &GlobalArgs) -> Result<Option<Kubeconfig>> {
+    let bad = |e: kube::config::KubeconfigError| fail(format!("bad kubeconfig: {}", chain(&e)));
+    if let Some(path) = &g.kubeconfig {
+        if !path.exists() {
+            return Err(fail(format!("kubeconfig {} does not exist", path.display())));
+        }
+        return Kubeconfig::read_from(path).map(Some).map_err(bad);
+    }
+    if let Some(cfg) = Kubeconfig::from_env().map_err(bad)? {
+        return Ok(Some(cfg));
+    }
+    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"));
+    if let Some(home) = home {
+        let path = PathBuf::from(home).join(".kube").join("config");
+        if path.exists() {
+            return Kubeconfig::read_from(&path).map(Some).map_err(bad);
+        }
+    }
+    Ok(None)
+}
+
+/// The namespace the flags select without building a client: `-n`, else the selected
+/// context's namespace, else `default`. Never fails (used by `--dry-run=client`).
+pub fn namespace_offline(g: &GlobalArgs) -> String {
+    if let Some(ns) = &g.namespace {
+        return ns.clone();
+    }
+    let Ok(Some(cfg)) = read_kubeconfig(g) else {
+        return "default".to_string();
+    };
+    let ctx_name = g.context.clone().or(cfg.current_context.clone());
+    ctx_name
+        .and_then(|name| cfg.contexts.iter().find(|c| c.name == name).cloned())
+        .and_then(|c| c.context)
+        .and_then(|c| c.namespace)
+        .unwrap_or_else(|| "default".to_string())
+}
+
+/// Build the client configuration the flags select.
+pub async fn load_config(g: &GlobalArgs) -> Result<Config> {
+    let mut config = match read_kubeconfig(g)? {
+        Some(kc) => {
+            if let Some(ctx) = &g.context {
+                if !kc.contexts.iter().any(|c| &c.name == ctx) {
+                    return Err(fail(format!("context {ctx:?} not found in the kubeconfig")));
+                }
+            } else if kc.current_context.is_none() && g.cluster.is_none() {
+                return Err(fail(
+                    "bad kubeconfig: no current-context is set (pass --context NAME)",
+                ));
+            }
+            Config::from_custom_kubeconfig(kc, &g.options())
+                .await
+                .map_err(|e| fail(format!("bad kubeconfig: {}", chain(&e))))?
+        }
+        None => {
+            if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+                Config::incluster()
+                    .map_err(|e| fail(format!("cannot use the in-cluster configuration: {}", chain(&e))))?
+            } else {
+                return Err(fail(
+                    "no kubeconfig found: set KUBECONFIG, pass --kubeconfig FILE, or create ~/.kube/config",
+                ));
+            }
+        }
+    };
+    if let Some(ns) = &g.namespace {
+        config.default_namespace = ns.clone();
+    }
+    if let Some(user) = &g.as_user {
+        config.auth_info.impersonate = Some(user.clone());
+    }
+    if !g.as_group.is_empty() {
+        if g.as_user.is_none() {
+            return Err(fail("--as-group needs --as USER"));
+        }
+        config.auth_info.impersonate_groups = Some(g.as_group.clone());
+    }
+    if let Some(t) = g.timeout()? {
+        config.connect_timeout = Some(t);
+        config.read_timeout = Some(t);
+        config.write_timeout = Some(t);
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO_CONTEXTS: &str = r#"
+apiVersion: v1
+kind: Config
+current-context: dev
+clusters:
+- name: c1
+  cluster:
+    server: http://127.0.0.1:6443
+- name: c2
+  cluster:
+    server: http://127.0.0.1:7443
+users:
+- name: u1
+  user:
+    token: abc
+contexts:
+- name: dev
+  context:
+    cluster: c1
+    user: u1
+    namespace: tracing
+- name: prod
+  context:
+    cluster: c2
+    user: u1
+"#;
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[tokio::test]
+    async fn context_namespace_and_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "config", TWO_CONTEXTS);
+        let mut g = GlobalArgs {
+            kubeconfig: Some(path),
+            ..Default::default()
+        };
+        let c = load_config(&g).await.unwrap();
+        assert_eq!(c.default_namespace, "tracing");
+        assert_eq!(c.cluster_url.to_string(), "http://127.0.0.1:6443/");
+        assert_eq!(namespace_offline(&g), "tracing");
+
+        g.context = Some("prod".into());
+        let c = load_config(&g).await.unwrap();
+        assert_eq!(c.default_namespace, "default");
+        assert_eq!(c.cluster_url.to_string(), "http://127.0.0.1:7443/");
+
+        g.namespace = Some("other".into());
+        g.as_user = Some("alice".into());
+        g.as_group = vec!["ops".into()];
+        g.request_timeout = Some("5s".into());
+        let c = load_config(&g).await.unwrap();
+        assert_eq!(c.default_namespace, "other");
+        assert_eq!(c.auth_info.impersonate.as_deref(), Some("alice"));
+        assert_eq!(c.auth_info.impersonate_groups, Some(vec!["ops".to_string()]));
+        assert_eq!(c.read_timeout, Some(Duration::from_secs(5)));
+
+        g.context = Some("nope".into());
+        let e = load_config(&g).await.unwrap_err();
+        assert_eq!(e.to_string(), "context \"nope\" not found in the kubeconfig");
+    }
+
+    #[tokio::test]
+    async fn bad_and_missing_kubeconfig() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "config", "clusters: [ this is : not yaml");
+        let g = GlobalArgs {
+            kubeconfig: Some(path),
+            ..Default::default()
+        };
+        let e = load_config(&g).await.unwrap_err().to_string();
+        assert!(e.starts_with("bad kubeconfig"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let g = GlobalArgs {
+            kubeconfig: Some(dir.path().join("missing")),
+            ..Default::default()
+        };
+        let e = load_config(&g).await.unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        // dry-run never fails on a bad kubeconfig
+        assert_eq!(namespace_offline(&g), "default");
+    }
+}

@@ -1,0 +1,188 @@
+//! Loading the program (`-e`, `-f FILE` / `-f -`, `--script NAME`) and checking it
+//! locally with trace-lang before anything is sent: a script error is rendered as
+//! `FILE:LINE:COL: error: ...` with the line and a caret, and the run exits with 2.
+//! `-f prog.o` with an ELF whose machine is BPF is shipped as a compiled object.
+
+use std::io::Read;
+
+use crate::errors::{fail, Error, Result};
+use crate::manifest::{is_bpf_object, Program};
+
+/// Scripts shipped with the plugin, for `--script NAME`.
+pub const BUILTIN_SCRIPTS: &[(&str, &str, &str)] = &[
+    (
+        "syscount",
+        "count system calls per process name",
+        "tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }\n",
+    ),
+    (
+        "opensnoop",
+        "print each file opened, with pid and process name",
+        "tracepoint:syscalls:sys_enter_openat {\n  printf(\"%-8d %-16s %s\\n\", pid, comm, str(args->filename));\n}\n",
+    ),
+    (
+        "execsnoop",
+        "print each program executed",
+        "tracepoint:syscalls:sys_enter_execve {\n  printf(\"%-8d %-16s %s\\n\", pid, comm, str(args->filename));\n}\n",
+    ),
+    (
+        "readsize",
+        "histogram of read() sizes per process name",
+        "tracepoint:syscalls:sys_exit_read /args->ret > 0/ { @bytes[comm] = hist(args->ret); }\n",
+    ),
+    (
+        "profile",
+        "sample on-CPU process names at 99 Hertz",
+        "profile:hz:99 { @[comm] = count(); }\n",
+    ),
+];
+
+/// Help text listing the built-in scripts.
+pub fn builtin_list() -> String {
+    BUILTIN_SCRIPTS
+        .iter()
+        .map(|(n, d, _)| format!("  {n:<10} {d}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A loaded program and the file name its diagnostics refer to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub program: Program,
+    pub file: String,
+}
+
+/// Read the program from exactly one of the sources.
+pub fn load(expr: Option<&str>, file: Option<&str>, script: Option<&str>) -> Result<Loaded> {
+    match (expr, file, script) {
+        (Some(e), None, None) => Ok(Loaded {
+            program: Program::Script {
+                source: e.to_string(),
+            },
+            file: "<expression>".to_string(),
+        }),
+        (None, Some(f), None) => {
+            let bytes = if f == "-" {
+                let mut b = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut b)
+                    .map_err(|e| fail(format!("cannot read the program from stdin: {e}")))?;
+                b
+            } else {
+                std::fs::read(f).map_err(|e| fail(format!("cannot read {f}: {e}")))?
+            };
+            let name = if f == "-" { "<stdin>" } else { f }.to_string();
+            if is_bpf_object(&bytes) {
+                return Ok(Loaded {
+                    program: Program::Object { bytes },
+                    file: name,
+                });
+            }
+            if bytes.starts_with(b"\x7fELF") {
+                return Err(fail(format!(
+                    "{name} is an ELF file but not a BPF object (build it with clang -target bpf, or cargo build for bpfel-unknown-none)"
+                )));
+            }
+            let source = String::from_utf8(bytes)
+                .map_err(|_| fail(format!("{name} is neither a text script nor a BPF object")))?;
+            Ok(Loaded {
+                program: Program::Script { source },
+                file: name,
+            })
+        }
+        (None, None, Some(s)) => {
+            let Some((_, _, src)) = BUILTIN_SCRIPTS.iter().find(|(n, _, _)| *n == s) else {
+                return Err(fail(format!(
+                    "unknown script {s:?}; the built-in scripts are:\n{}",
+                    builtin_list()
+                )));
+            };
+            Ok(Loaded {
+                program: Program::Script {
+                    source: src.to_string(),
+                },
+                file: format!("{s}.bt"),
+            })
+        }
+        (None, None, None) => Err(fail(
+            "missing program: give -e PROGRAM, -f FILE or --script NAME",
+        )),
+        _ => Err(fail("give only one of -e, -f and --script")),
+    }
+}
+
+/// Check a script with the language front end; a diagnostic becomes a script error.
+pub fn check(src: &str, file: &str) -> Result<()> {
+    let source = src.to_string();
+    // The front end is young: if its analysis panics on something, say nothing and
+    // fall back to the parser alone (the runner checks again on the node).
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let full = std::panic::catch_unwind(move || {
+        trace_lang::check(&source, &trace_lang::NoEnv).map(|_| ())
+    });
+    std::panic::set_hook(prev);
+    let result = match full {
+        Ok(r) => r,
+        Err(_) => trace_lang::parse(src).map(|_| ()),
+    };
+    result.map_err(|d| Error::Script(d.render(file, src).trim_end().to_string()))
+}
+
+/// True when the script uses `$container_pid` (it then needs exactly one container).
+pub fn uses_container_pid(src: &str) -> bool {
+    src.contains("$container_pid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_script_passes() {
+        check("tracepoint:syscalls:sys_enter_openat { @[comm] = count(); }", "<expression>").unwrap();
+    }
+
+    #[test]
+    fn syntax_error_is_located() {
+        let src = "tracepoint:syscalls:sys_enter_openat {\n  @[comm] = count(;\n}\n";
+        let e = check(src, "t.bt").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let s = e.to_string();
+        assert!(s.starts_with("t.bt:2:"), "{s}");
+        assert!(s.contains("error:"), "{s}");
+        assert!(s.contains("  @[comm] = count(;"), "{s}");
+        assert!(s.lines().nth(2).unwrap().trim_start().starts_with('^'), "{s}");
+    }
+
+    #[test]
+    fn builtins_parse() {
+        for (name, _, src) in BUILTIN_SCRIPTS {
+            trace_lang::parse(src).unwrap_or_else(|d| panic!("{name}: {}", d.render(name, src)));
+            check(src, name).unwrap();
+        }
+    }
+
+    #[test]
+    fn sources() {
+        assert!(load(None, None, None).is_err());
+        assert!(load(Some("x"), None, Some("y")).is_err());
+        let l = load(None, None, Some("syscount")).unwrap();
+        assert_eq!(l.file, "syscount.bt");
+        assert!(load(None, None, Some("nope")).unwrap_err().to_string().contains("syscount"));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.o");
+        let mut elf = vec![0u8; 64];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[5] = 1;
+        elf[18] = 62;
+        std::fs::write(&p, &elf).unwrap();
+        let e = load(None, Some(p.to_str().unwrap()), None).unwrap_err().to_string();
+        assert!(e.contains("not a BPF object"), "{e}");
+        elf[18] = 247;
+        std::fs::write(&p, &elf).unwrap();
+        let l = load(None, Some(p.to_str().unwrap()), None).unwrap();
+        assert!(matches!(l.program, Program::Object { .. }));
+    }
+}

@@ -1,0 +1,414 @@
+//! Targets: `node/NAME`, `pod/NAME` (with `-c`), `deployment|deploy/NAME`,
+//! `statefulset|sts/NAME`, `daemonset|ds/NAME`, or `-l SELECTOR` for pods. Resolving a
+//! target finds its pods, checks they are running, collects their container IDs and
+//! groups them per node: the trace gets one Job per node.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{Api, ListParams};
+
+use crate::client::{is_forbidden, Ctx};
+use crate::errors::{fail, Op, Result};
+use crate::manifest::{NodePlan, PodScope, TargetDesc};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetRef {
+    Node(String),
+    Pod(String),
+    Deployment(String),
+    StatefulSet(String),
+    DaemonSet(String),
+    /// `-l SELECTOR`: every matching pod.
+    Selector(String),
+}
+
+impl TargetRef {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TargetRef::Node(_) => "node",
+            TargetRef::Pod(_) => "pod",
+            TargetRef::Deployment(_) => "deployment",
+            TargetRef::StatefulSet(_) => "statefulset",
+            TargetRef::DaemonSet(_) => "daemonset",
+            TargetRef::Selector(_) => "selector",
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            TargetRef::Node(n)
+            | TargetRef::Pod(n)
+            | TargetRef::Deployment(n)
+            | TargetRef::StatefulSet(n)
+            | TargetRef::DaemonSet(n)
+            | TargetRef::Selector(n) => n,
+        }
+    }
+
+    pub fn is_node(&self) -> bool {
+        matches!(self, TargetRef::Node(_))
+    }
+
+    /// What labels and annotations record.
+    pub fn describe(&self, target_namespace: &str) -> TargetDesc {
+        TargetDesc {
+            kind: self.kind().to_string(),
+            name: self.name().to_string(),
+            namespace: (!self.is_node()).then(|| target_namespace.to_string()),
+        }
+    }
+}
+
+/// Parse `TYPE/NAME` (or `-l SELECTOR`).
+pub fn parse_target(target: Option<&str>, selector: Option<&str>) -> Result<TargetRef> {
+    match (target, selector) {
+        (Some(_), Some(_)) => Err(fail("give either a TARGET or -l SELECTOR, not both")),
+        (None, Some(sel)) if sel.trim().is_empty() => Err(fail("-l needs a label selector")),
+        (None, Some(sel)) => Ok(TargetRef::Selector(sel.trim().to_string())),
+        (None, None) => Err(fail(
+            "missing TARGET: node/NAME, pod/NAME, deployment/NAME, statefulset/NAME, daemonset/NAME or -l SELECTOR",
+        )),
+        (Some(t), None) => {
+            let Some((kind, name)) = t.split_once('/') else {
+                return Err(fail(format!(
+                    "invalid target {t:?}: write TYPE/NAME, e.g. node/{t} or pod/{t}"
+                )));
+            };
+            if name.is_empty() || name.contains('/') {
+                return Err(fail(format!("invalid target {t:?}: write TYPE/NAME")));
+            }
+            let name = name.to_string();
+            Ok(match kind.to_ascii_lowercase().as_str() {
+                "node" | "nodes" | "no" => TargetRef::Node(name),
+                "pod" | "pods" | "po" => TargetRef::Pod(name),
+                "deployment" | "deployments" | "deploy" => TargetRef::Deployment(name),
+                "statefulset" | "statefulsets" | "sts" => TargetRef::StatefulSet(name),
+                "daemonset" | "daemonsets" | "ds" => TargetRef::DaemonSet(name),
+                other => {
+                    return Err(fail(format!(
+                        "unknown target type {other:?}: use node, pod, deployment, statefulset or daemonset"
+                    )))
+                }
+            })
+        }
+    }
+}
+
+/// A label selector object as the `labelSelector` query string.
+pub fn selector_string(sel: &LabelSelector) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(ml) = &sel.match_labels {
+        for (k, v) in ml {
+            parts.push(format!("{k}={v}"));
+        }
+    }
+    for e in sel.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            "DoesNotExist" => format!("!{}", e.key),
+            _ => e.key.clone(),
+        });
+    }
+    parts.join(",")
+}
+
+/// Names of the pod's containers, in spec order.
+fn container_names(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Scope one running pod: its UID and the IDs of the selected containers.
+/// `need_single` is set when the script uses `$container_pid`, which needs one container.
+pub fn scope_pod(pod: &Pod, container: Option<&str>, need_single: bool) -> Result<PodScope> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let status = pod.status.clone().unwrap_or_default();
+    let phase = status.phase.clone().unwrap_or_else(|| "Unknown".into());
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+    if node.is_none() {
+        return Err(fail(format!(
+            "pod {name} is not scheduled to a node yet (phase {phase})"
+        )));
+    }
+    if phase != "Running" {
+        return Err(fail(format!(
+            "pod {name} is not running (phase {phase}); trace it once it runs"
+        )));
+    }
+    let names = container_names(pod);
+    let statuses = status.container_statuses.unwrap_or_default();
+    let selected: Vec<String> = match container {
+        Some(c) => {
+            if !names.iter().any(|n| n == c) {
+                return Err(fail(format!(
+                    "container {c} not found in pod {name} (containers: {})",
+                    names.join(", ")
+                )));
+            }
+            vec![c.to_string()]
+        }
+        None => {
+            if need_single && names.len() > 1 {
+                return Err(fail(format!(
+                    "ambiguous container: the script uses $container_pid and pod {name} has containers {}; choose one with -c",
+                    names.join(", ")
+                )));
+            }
+            names.clone()
+        }
+    };
+    let mut ids = Vec::new();
+    for c in &selected {
+        let st = statuses.iter().find(|s| &s.name == c);
+        match st.and_then(|s| s.container_id.clone()) {
+            Some(id) if !id.is_empty() => ids.push(id),
+            _ => {
+                if container.is_some() {
+                    let why = st
+                        .and_then(|s| s.state.as_ref())
+                        .and_then(|s| s.waiting.as_ref())
+                        .and_then(|w| w.reason.clone())
+                        .unwrap_or_else(|| "not started".into());
+                    return Err(fail(format!(
+                        "container {c} of pod {name} is not running yet ({why})"
+                    )));
+                }
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Err(fail(format!("no container of pod {name} is running yet")));
+    }
+    Ok(PodScope {
+        namespace,
+        name,
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        container_ids: ids,
+    })
+}
+
+/// Group running pods per node (node names sorted), skipping the others with a note.
+pub fn group_pods(
+    pods: &[Pod],
+    container: Option<&str>,
+    need_single: bool,
+    what: &str,
+) -> Result<Vec<NodePlan>> {
+    let mut by_node: BTreeMap<String, Vec<PodScope>> = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for pod in pods {
+        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            && pod.metadata.deletion_timestamp.is_none();
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        match (running, node) {
+            (true, Some(node)) => by_node
+                .entry(node)
+                .or_default()
+                .push(scope_pod(pod, container, need_single)?),
+            _ => skipped.push(pod.metadata.name.clone().unwrap_or_default()),
+        }
+    }
+    if by_node.is_empty() {
+        return Err(fail(if pods.is_empty() {
+            format!("no pods match {what}")
+        } else {
+            format!("none of the pods of {what} is running yet")
+        }));
+    }
+    if !skipped.is_empty() {
+        eprintln!(
+            "note: skipping pods that are not running: {}",
+            skipped.join(", ")
+        );
+    }
+    if need_single {
+        if let Some((node, pods)) = by_node.iter().find(|(_, p)| p.len() > 1) {
+            let names: Vec<_> = pods.iter().map(|p| p.name.as_str()).collect();
+            return Err(fail(format!(
+                "ambiguous container: the script uses $container_pid and pods {} share node {node}; trace one pod at a time",
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(by_node
+        .into_iter()
+        .map(|(node, pods)| NodePlan { node, pods })
+        .collect())
+}
+
+/// Resolve a target to its per-node plans through the API.
+pub async fn resolve(
+    ctx: &Ctx,
+    target: &TargetRef,
+    target_ns: &str,
+    container: Option<&str>,
+    need_single: bool,
+) -> Result<Vec<NodePlan>> {
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), target_ns);
+    let list_pods = |selector: String, what: String| {
+        let pods_api = pods_api.clone();
+        async move {
+            let list = pods_api
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(ctx.err(Op::new("list", "pods", Some(target_ns))))?;
+            group_pods(&list.items, container, need_single, &what)
+        }
+    };
+    match target {
+        TargetRef::Node(name) => {
+            let nodes: Api<Node> = Api::all(ctx.client.clone());
+            match nodes.get(name).await {
+                Ok(_) => {}
+                // Many users may create Jobs without reading nodes: go on.
+                Err(e) if is_forbidden(&e) => {}
+                Err(e) => return Err(ctx.err(Op::new("get", "nodes", None).named(name))(e)),
+            }
+            Ok(vec![NodePlan {
+                node: name.clone(),
+                pods: vec![],
+            }])
+        }
+        TargetRef::Pod(name) => {
+            let pod = pods_api
+                .get(name)
+                .await
+                .map_err(ctx.err(Op::new("get", "pods", Some(target_ns)).named(name)))?;
+            let scope = scope_pod(&pod, container, need_single)?;
+            let node = pod
+                .spec
+                .and_then(|s| s.node_name)
+                .expect("scope_pod checked nodeName");
+            Ok(vec![NodePlan {
+                node,
+                pods: vec![scope],
+            }])
+        }
+        TargetRef::Deployment(name) => {
+            let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), target_ns);
+            let d = api.get(name).await.map_err(ctx.err(
+                Op::new("get", "deployments.apps", Some(target_ns)).named(name),
+            ))?;
+            let sel = d.spec.map(|s| selector_string(&s.selector)).unwrap_or_default();
+            list_pods(sel, format!("deployment/{name}")).await
+        }
+        TargetRef::StatefulSet(name) => {
+            let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), target_ns);
+            let d = api.get(name).await.map_err(ctx.err(
+                Op::new("get", "statefulsets.apps", Some(target_ns)).named(name),
+            ))?;
+            let sel = d.spec.map(|s| selector_string(&s.selector)).unwrap_or_default();
+            list_pods(sel, format!("statefulset/{name}")).await
+        }
+        TargetRef::DaemonSet(name) => {
+            let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), target_ns);
+            let d = api.get(name).await.map_err(ctx.err(
+                Op::new("get", "daemonsets.apps", Some(target_ns)).named(name),
+            ))?;
+            let sel = d.spec.map(|s| selector_string(&s.selector)).unwrap_or_default();
+            list_pods(sel, format!("daemonset/{name}")).await
+        }
+        TargetRef::Selector(sel) => list_pods(sel.clone(), format!("-l {sel}")).await,
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub fn pod_json(name: &str, node: Option<&str>, phase: &str, containers: &[(&str, Option<&str>)]) -> serde_json::Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "prod", "uid": format!("uid-{name}")},
+            "spec": {
+                "nodeName": node,
+                "containers": containers.iter().map(|(n, _)| json!({"name": n, "image": "x"})).collect::<Vec<_>>()
+            },
+            "status": {
+                "phase": phase,
+                "containerStatuses": containers.iter().map(|(n, id)| json!({
+                    "name": n, "containerID": id, "image": "x", "imageID": "", "ready": true, "restartCount": 0
+                })).collect::<Vec<_>>()
+            }
+        })
+    }
+
+    fn pod(name: &str, node: Option<&str>, phase: &str, containers: &[(&str, Option<&str>)]) -> Pod {
+        serde_json::from_value(pod_json(name, node, phase, containers)).unwrap()
+    }
+
+    #[test]
+    fn parse_targets() {
+        assert_eq!(parse_target(Some("node/n1"), None).unwrap(), TargetRef::Node("n1".into()));
+        assert_eq!(parse_target(Some("po/web"), None).unwrap(), TargetRef::Pod("web".into()));
+        assert_eq!(parse_target(Some("deploy/api"), None).unwrap(), TargetRef::Deployment("api".into()));
+        assert_eq!(parse_target(Some("sts/db"), None).unwrap(), TargetRef::StatefulSet("db".into()));
+        assert_eq!(parse_target(Some("ds/agent"), None).unwrap(), TargetRef::DaemonSet("agent".into()));
+        assert_eq!(parse_target(None, Some("app=web")).unwrap(), TargetRef::Selector("app=web".into()));
+        assert!(parse_target(Some("n1"), None).unwrap_err().to_string().contains("node/n1"));
+        assert!(parse_target(Some("svc/x"), None).is_err());
+        assert!(parse_target(Some("node/x"), Some("a=b")).is_err());
+        assert!(parse_target(None, None).is_err());
+    }
+
+    #[test]
+    fn selectors() {
+        let sel: LabelSelector = serde_json::from_value(json!({
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]},
+                                  {"key": "canary", "operator": "DoesNotExist"}]
+        }))
+        .unwrap();
+        assert_eq!(selector_string(&sel), "app=web,tier in (a,b),!canary");
+    }
+
+    #[test]
+    fn pod_scoping() {
+        let p = pod("web-0", Some("n1"), "Running", &[("app", Some("containerd://a1")), ("side", Some("cri-o://b2"))]);
+        let s = scope_pod(&p, None, false).unwrap();
+        assert_eq!(s.container_ids, vec!["containerd://a1", "cri-o://b2"]);
+        assert_eq!(s.uid, "uid-web-0");
+        let s = scope_pod(&p, Some("side"), false).unwrap();
+        assert_eq!(s.container_ids, vec!["cri-o://b2"]);
+        let e = scope_pod(&p, Some("nope"), false).unwrap_err().to_string();
+        assert_eq!(e, "container nope not found in pod web-0 (containers: app, side)");
+        let e = scope_pod(&p, None, true).unwrap_err().to_string();
+        assert!(e.starts_with("ambiguous container"), "{e}");
+        let p = pod("web-1", None, "Pending", &[("app", None)]);
+        assert_eq!(
+            scope_pod(&p, None, false).unwrap_err().to_string(),
+            "pod web-1 is not scheduled to a node yet (phase Pending)"
+        );
+        let p = pod("web-2", Some("n1"), "Pending", &[("app", None)]);
+        assert!(scope_pod(&p, None, false).unwrap_err().to_string().contains("not running (phase Pending)"));
+    }
+
+    #[test]
+    fn grouping_per_node() {
+        let pods = vec![
+            pod("a", Some("n2"), "Running", &[("c", Some("docker://1"))]),
+            pod("b", Some("n1"), "Running", &[("c", Some("docker://2"))]),
+            pod("c", Some("n2"), "Running", &[("c", Some("docker://3"))]),
+            pod("d", None, "Pending", &[("c", None)]),
+        ];
+        let plans = group_pods(&pods, None, false, "deployment/x").unwrap();
+        assert_eq!(plans.len(), 2);
+        assert_eq!(plans[0].node, "n1");
+        assert_eq!(plans[1].pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec!["a", "c"]);
+        assert!(group_pods(&pods, None, true, "x").is_err());
+        assert_eq!(
+            group_pods(&[], None, false, "deployment/x").unwrap_err().to_string(),
+            "no pods match deployment/x"
+        );
+    }
+}

@@ -1,0 +1,214 @@
+//! The abstract syntax tree of a bpftrace-language script.
+//!
+//! The parser builds it with spans on every node; semantic analysis fills in the
+//! `ty` of every expression and the tables in [`crate::sema::Analysis`]; code
+//! generation (in trace-runner) walks it.
+
+use crate::span::Span;
+use crate::types::Type;
+
+/// A whole script: probes in source order (plus `struct` definitions, later).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    pub probes: Vec<Probe>,
+}
+
+/// One block `attach, attach /pred/ { stmts }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub attach: Vec<AttachPoint>,
+    pub predicate: Option<Expr>,
+    pub body: Vec<Stmt>,
+    pub span: Span,
+}
+
+/// One attach point as written, e.g. `tracepoint:syscalls:sys_enter_*`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttachPoint {
+    pub kind: ProbeKind,
+    /// The colon-separated parts after the provider, as written (wildcards kept).
+    /// `tracepoint:syscalls:sys_enter_openat` -> ["syscalls", "sys_enter_openat"];
+    /// `uprobe:/bin/bash:readline` -> ["/bin/bash", "readline"];
+    /// `profile:hz:99` -> ["hz", "99"]; BEGIN/END -> [].
+    pub parts: Vec<String>,
+    /// The whole attach point text, e.g. `tracepoint:syscalls:sys_enter_openat`
+    /// (what the `probe` builtin returns; providers normalised to their long names).
+    pub text: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeKind {
+    Begin,
+    End,
+    /// `tracepoint:` / `t:`
+    Tracepoint,
+    /// `rawtracepoint:` / `rt:`
+    RawTracepoint,
+    /// `kprobe:` / `k:`
+    Kprobe,
+    /// `kretprobe:` / `kr:`
+    Kretprobe,
+    /// `uprobe:` / `u:`
+    Uprobe,
+    /// `uretprobe:` / `ur:`
+    Uretprobe,
+    /// `profile:` / `p:`
+    Profile,
+    /// `interval:` / `i:`
+    Interval,
+    /// `kfunc:` / `fentry:` / `f:`
+    Kfunc,
+    /// `kretfunc:` / `fexit:` / `fr:`
+    Kretfunc,
+    /// `software:` / `s:`
+    Software,
+    /// `hardware:` / `h:`
+    Hardware,
+    /// `cgroup_skb:ingress|egress`
+    CgroupSkb,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stmt {
+    pub kind: StmtKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StmtKind {
+    /// An expression evaluated for its effect: a call such as `printf(...)`.
+    Expr(Expr),
+    /// `@m = expr;` / `@m[k] = expr;` — `value` may be an aggregation call
+    /// (`count()`, `hist(x)`, ...), which sema records as the map's value kind.
+    MapAssign { map: MapRef, value: Expr },
+    /// `@m[k] += expr;` and friends, also `@m++` / `@m--` (op Add/Sub, value 1).
+    MapCompound { map: MapRef, op: BinOp, value: Expr },
+    /// `$x = expr;`
+    VarAssign { name: String, value: Expr },
+    /// `$x += expr;`, `$x++`, `$x--`.
+    VarCompound { name: String, op: BinOp, value: Expr },
+    If { cond: Expr, then: Vec<Stmt>, els: Vec<Stmt> },
+    Unroll { count: u64, body: Vec<Stmt> },
+    /// `return;` ends the probe early.
+    Return,
+}
+
+/// `@name` or `@name[k1, k2]`; the anonymous map `@` has name "".
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapRef {
+    pub name: String,
+    pub keys: Vec<Expr>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+    /// Filled by semantic analysis; `Type::None` until then.
+    pub ty: Type,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExprKind {
+    Int(i64),
+    Str(String),
+    /// `$1`, `$2`, ... (the number); `$#` is `Builtin("$#")`.
+    Positional(u32),
+    /// `pid`, `comm`, `nsecs`, `arg0`, `retval`, `args`, `probe`, ...
+    Builtin(String),
+    /// Any other bare identifier, e.g. an enum constant such as `TCP_CLOSE` or
+    /// `AF_INET` (only resolvable with C definitions/BTF; sema rejects it for now).
+    Ident(String),
+    Var(String),
+    /// A map read `@m` / `@m[k]`.
+    Map(MapRef),
+    /// `f(args)`: printf, str, count, hist, exit, ...; also `kstack`/`ustack` with args.
+    Call { name: String, args: Vec<Expr> },
+    Unary { op: UnOp, expr: Box<Expr> },
+    Binary { op: BinOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Ternary { cond: Box<Expr>, then: Box<Expr>, els: Box<Expr> },
+    /// `expr->field` (arrow = true) or `expr.field`.
+    Field { expr: Box<Expr>, field: String, arrow: bool },
+    /// `expr[index]`
+    Index { expr: Box<Expr>, index: Box<Expr> },
+    /// `(type)expr`, type written as text e.g. "struct sock *", "uint32".
+    Cast { ty: String, expr: Box<Expr> },
+    /// `(a, b, ...)`
+    Tuple(Vec<Expr>),
+    /// `sizeof(type or expr)` with the text of the type.
+    Sizeof(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnOp {
+    /// `!`
+    Not,
+    /// `~`
+    BitNot,
+    /// `-`
+    Neg,
+    /// `*p`
+    Deref,
+    /// `&x`
+    AddrOf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    BitAnd,
+    BitOr,
+    BitXor,
+    Shl,
+    Shr,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// `&&` (short-circuit)
+    And,
+    /// `||` (short-circuit)
+    Or,
+}
+
+impl Expr {
+    /// An untyped expression (`ty` is `Type::None` until sema runs).
+    pub fn new(kind: ExprKind, span: Span) -> Self {
+        Expr {
+            kind,
+            span,
+            ty: Type::None,
+        }
+    }
+}
+
+impl ProbeKind {
+    /// The long provider name as bpftrace prints it (`"tracepoint"`, `"BEGIN"`, ...).
+    pub fn provider(self) -> &'static str {
+        match self {
+            ProbeKind::Begin => "BEGIN",
+            ProbeKind::End => "END",
+            ProbeKind::Tracepoint => "tracepoint",
+            ProbeKind::RawTracepoint => "rawtracepoint",
+            ProbeKind::Kprobe => "kprobe",
+            ProbeKind::Kretprobe => "kretprobe",
+            ProbeKind::Uprobe => "uprobe",
+            ProbeKind::Uretprobe => "uretprobe",
+            ProbeKind::Profile => "profile",
+            ProbeKind::Interval => "interval",
+            ProbeKind::Kfunc => "kfunc",
+            ProbeKind::Kretfunc => "kretfunc",
+            ProbeKind::Software => "software",
+            ProbeKind::Hardware => "hardware",
+            ProbeKind::CgroupSkb => "cgroup_skb",
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The types semantic analysis gives to expressions and map values.
+
+/// The type of an expression's value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Type {
+    /// No value (a statement-like call such as `printf`), or not yet analysed.
+    #[default]
+    None,
+    /// An integer of 1, 2, 4 or 8 bytes. Arithmetic is done on 64 bits.
+    Int { bytes: u8, signed: bool },
+    /// A NUL-padded string in a fixed buffer of this many bytes (bpftrace's default is 64;
+    /// `comm` is 16).
+    Str(usize),
+    /// A tuple `(a, b)`.
+    Tuple(Vec<Type>),
+    /// The `args` builtin of a tracepoint (only valid before `->field`).
+    Ctx,
+    /// The `probe` builtin: the name of the attach point that fired (carried as an id).
+    Probe,
+    /// A kernel address symbolized at print time (`func` in a kprobe, `ksym(x)`).
+    Ksym,
+    /// A user address symbolized at print time (`func` in a uprobe, `usym(x)`).
+    Usym,
+    /// A pointer to a value of the given type (kernel memory unless `user`).
+    Ptr { to: Box<Type>, user: bool },
+    /// `kstack` / `ustack` (and `kstack(perf, 10)`): a stack id collected in the
+    /// program and symbolized at print time. Added by the front end; the runner
+    /// decides the exact layout (for `ustack` it may also need the pid).
+    Stack { user: bool, limit: u32, mode: StackMode },
+    /// A fixed-size array inside a record, e.g. the `args` field
+    /// `unsigned long args[6]` of `raw_syscalls:sys_enter`: indexing gives `elem`.
+    Array { elem: Box<Type>, len: u32 },
+    /// A named C aggregate (`struct sock`), only seen behind a `Ptr` from a cast
+    /// such as `(struct sock *)arg0`. Field access needs BTF (not supported yet).
+    Record(String),
+}
+
+/// How a stack is printed (`kstack(perf)`, `ustack(raw)`), default `Bpftrace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StackMode {
+    #[default]
+    Bpftrace,
+    Perf,
+    Raw,
+}
+
+impl Type {
+    /// A signed 64-bit integer: the type of literals and most builtins.
+    pub const I64: Type = Type::Int { bytes: 8, signed: true };
+    /// An unsigned 64-bit integer.
+    pub const U64: Type = Type::Int { bytes: 8, signed: false };
+
+    pub fn is_int(&self) -> bool {
+        matches!(self, Type::Int { .. })
+    }
+
+    pub fn is_str(&self) -> bool {
+        matches!(self, Type::Str(_))
+    }
+
+    /// Integers and pointers: what arithmetic, conditions and `%d` accept.
+    pub fn is_integral(&self) -> bool {
+        matches!(self, Type::Int { .. } | Type::Ptr { .. })
+    }
+
+    /// Bytes the value occupies in a map key, map value or printf record.
+    pub fn size(&self) -> usize {
+        match self {
+            Type::None | Type::Ctx | Type::Record(_) => 0,
+            Type::Int { .. }
+            | Type::Probe
+            | Type::Ksym
+            | Type::Usym
+            | Type::Ptr { .. }
+            | Type::Stack { .. } => 8,
+            Type::Array { elem, len } => elem.size() * *len as usize,
+            Type::Str(n) => *n,
+            Type::Tuple(items) => items.iter().map(|t| t.size()).sum(),
+        }
+    }
+}
+
+/// What a map's values are, decided by the first assignment to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapValue {
+    /// `count()`
+    Count,
+    /// `sum(x)`
+    Sum,
+    /// `avg(x)`
+    Avg,
+    /// `min(x)`
+    Min,
+    /// `max(x)`
+    Max,
+    /// `stats(x)`
+    Stats,
+    /// `hist(x)`
+    Hist,
+    /// `lhist(x, min, max, step)`
+    Lhist { min: i64, max: i64, step: i64 },
+    /// `@m = expr` with a plain value of this type.
+    Value(Type),
+}
+
+impl std::fmt::Display for Type {
+    /// bpftrace's spelling: `int64`, `uint32`, `string[16]`, `(int64,string[64])`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Type::None => write!(f, "none"),
+            Type::Int { bytes, signed } => {
+                write!(f, "{}int{}", if *signed { "" } else { "u" }, *bytes as u32 * 8)
+            }
+            Type::Str(n) => write!(f, "string[{n}]"),
+            Type::Tuple(items) => {
+                write!(f, "(")?;
+                for (i, t) in items.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ",")?;
+                    }
+                    write!(f, "{t}")?;
+                }
+                write!(f, ")")
+            }
+            Type::Ctx => write!(f, "ctx"),
+            Type::Probe => write!(f, "probe"),
+            Type::Ksym => write!(f, "ksym"),
+            Type::Usym => write!(f, "usym"),
+            Type::Ptr { to, .. } => write!(f, "{to} *"),
+            Type::Stack { user, .. } => write!(f, "{}", if *user { "ustack" } else { "kstack" }),
+            Type::Array { elem, len } => write!(f, "{elem}[{len}]"),
+            Type::Record(name) => write!(f, "{name}"),
+        }
+    }
+}
+
+impl std::fmt::Display for MapValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MapValue::Count => write!(f, "count"),
+            MapValue::Sum => write!(f, "sum"),
+            MapValue::Avg => write!(f, "avg"),
+            MapValue::Min => write!(f, "min"),
+            MapValue::Max => write!(f, "max"),
+            MapValue::Stats => write!(f, "stats"),
+            MapValue::Hist => write!(f, "hist"),
+            MapValue::Lhist { .. } => write!(f, "lhist"),
+            MapValue::Value(t) => write!(f, "{t}"),
+        }
+    }
+}

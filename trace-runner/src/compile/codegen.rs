@@ -1,0 +1,1341 @@
+//! Code generation: turns the typed AST into eBPF instructions, one program per
+//! concrete attach point, plus the tables user space needs to read what the programs
+//! produce (map layouts, printf formats, probe names).
+//!
+//! Conventions shared with user space ([`crate::runtime`]):
+//! - Every event in the `events` ring buffer starts with a `u64` id: `kind << 32 | index`
+//!   ([`EventKind`]); printf arguments follow, each at an 8-byte aligned offset (integers
+//!   as 8 bytes, strings as their fixed buffer size rounded up to 8).
+//! - Aggregations live in per-CPU maps (a one-entry per-CPU array when keyless), summed
+//!   in user space. Keys are the key expressions' values laid end to end (integers 8 bytes,
+//!   strings their buffer size); `hist`/`lhist` maps append an 8-byte bucket index.
+//! - Values: count/sum `u64`; min/max `{i64 value; u64 set}`; avg/stats `{u64 count; i64 total}`.
+
+use std::collections::HashMap;
+
+use trace_lang::ast::{BinOp, Expr, ExprKind, MapRef, Program, ProbeKind, Stmt, StmtKind, UnOp};
+use trace_lang::sema::{Analysis, ResolvedAttach};
+use trace_lang::span::Span;
+use trace_lang::tracepoint_format::TpField;
+use trace_lang::types::{MapValue, Type};
+use trace_lang::{Diagnostic, ProbeEnv};
+
+use super::insn::{helper, Alu, Asm, Cond, Label, Reg, Size, FP, R0, R1, R2, R3, R4, R6};
+use super::object_file::{MapDef, ProgramCode};
+
+/// Kernel map types used here.
+pub const MAP_HASH: u32 = 1;
+pub const MAP_ARRAY: u32 = 2;
+pub const MAP_PERCPU_HASH: u32 = 5;
+pub const MAP_PERCPU_ARRAY: u32 = 6;
+pub const MAP_RINGBUF: u32 = 27;
+
+/// Entries of a keyed map (bpftrace's default map size).
+pub const MAX_MAP_ENTRIES: u32 = 4096;
+/// Size of the ring buffer that carries printf and other events.
+pub const RINGBUF_BYTES: u32 = 1 << 21;
+/// Kernel BPF stack limit.
+const STACK_LIMIT: i32 = 512;
+
+/// What the high 32 bits of an event id say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum EventKind {
+    Printf = 0,
+    Exit = 1,
+    Print = 2,
+    Clear = 3,
+    Zero = 4,
+    Time = 5,
+}
+
+/// Where and how a generated program attaches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attach {
+    Begin,
+    End,
+    Tracepoint { category: String, name: String },
+    RawTracepoint { name: String },
+    Kprobe { func: String, ret: bool },
+    Uprobe { path: String, symbol: String, ret: bool },
+    Profile { hz: u64 },
+    Interval { period_ns: u64 },
+    CgroupSkb { egress: bool },
+}
+
+/// A generated program and where it goes.
+#[derive(Debug, Clone)]
+pub struct CompiledProgram {
+    pub code: ProgramCode,
+    pub attach: Attach,
+    /// The attach point's full name (`tracepoint:syscalls:sys_enter_openat`).
+    pub probe_name: String,
+}
+
+/// A script map as user space must read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserMap {
+    /// Name as written without '@'.
+    pub name: String,
+    /// Index into [`Compiled::maps`].
+    pub kernel_map: usize,
+    pub keys: Vec<Type>,
+    pub value: MapValue,
+    /// The kernel map is a per-CPU one.
+    pub per_cpu: bool,
+    /// Keyless aggregation stored in a one-entry array.
+    pub array: bool,
+}
+
+/// A printf call site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrintfSpec {
+    pub format: String,
+    /// Argument types and their offsets in the record (after the 8-byte id).
+    pub args: Vec<(Type, usize)>,
+}
+
+/// Everything the loader and the output need.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub programs: Vec<CompiledProgram>,
+    pub maps: Vec<MapDef>,
+    pub user_maps: Vec<UserMap>,
+    pub printfs: Vec<PrintfSpec>,
+    pub time_formats: Vec<String>,
+    pub probe_names: Vec<String>,
+    /// Index of the `events` ring buffer in `maps`.
+    pub events_map: usize,
+    /// Index of the per-CPU lost-event counter in `maps`.
+    pub lost_map: usize,
+}
+
+/// Options that shape the generated code.
+#[derive(Debug, Clone, Default)]
+pub struct CodegenOptions {
+    /// Only count events of tasks in this cgroup v2 (id, level) or below it.
+    pub cgroup: Option<(u64, u32)>,
+    /// Only count events of this process (tgid).
+    pub pid: Option<u32>,
+    /// Positional parameters `$1`, `$2`, ...
+    pub params: Vec<String>,
+    /// `CLOCK_MONOTONIC` at start, for `elapsed`.
+    pub start_ns: u64,
+    /// Resolves `cgroupid("path")`.
+    pub cgroup_id_of: Option<fn(&str) -> Option<u64>>,
+}
+
+fn err(span: Span, msg: impl Into<String>) -> Diagnostic {
+    Diagnostic::new(span, msg)
+}
+
+/// Tables shared by all programs of one script.
+struct Tables {
+    maps: Vec<MapDef>,
+    user_maps: Vec<UserMap>,
+    by_name: HashMap<String, usize>,
+    printfs: Vec<PrintfSpec>,
+    time_formats: Vec<String>,
+    probe_names: Vec<String>,
+    events_map: usize,
+    lost_map: usize,
+}
+
+/// Compile a checked program.
+pub fn generate(
+    program: &Program,
+    analysis: &Analysis,
+    env: &dyn ProbeEnv,
+    opts: &CodegenOptions,
+) -> Result<Compiled, Diagnostic> {
+    let mut t = Tables {
+        maps: Vec::new(),
+        user_maps: Vec::new(),
+        by_name: HashMap::new(),
+        printfs: Vec::new(),
+        time_formats: Vec::new(),
+        probe_names: Vec::new(),
+        events_map: 0,
+        lost_map: 0,
+    };
+    t.events_map = t.maps.len();
+    t.maps.push(MapDef {
+        name: "events".into(),
+        map_type: MAP_RINGBUF,
+        key_size: 0,
+        value_size: 0,
+        max_entries: RINGBUF_BYTES,
+        flags: 0,
+    });
+    t.lost_map = t.maps.len();
+    t.maps.push(MapDef {
+        name: "lost".into(),
+        map_type: MAP_PERCPU_ARRAY,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 1,
+        flags: 0,
+    });
+    for (i, info) in analysis.maps.values().enumerate() {
+        let key_size: usize = info.keys.iter().map(Type::size).sum();
+        let aggregate = !matches!(info.value, MapValue::Value(_));
+        let bucketed = matches!(info.value, MapValue::Hist | MapValue::Lhist { .. });
+        let array = aggregate && !bucketed && info.keys.is_empty();
+        let value_size = match &info.value {
+            MapValue::Count | MapValue::Sum | MapValue::Hist | MapValue::Lhist { .. } => 8,
+            MapValue::Min | MapValue::Max | MapValue::Avg | MapValue::Stats => 16,
+            MapValue::Value(ty) => ty.size().max(1),
+        };
+        let (map_type, key_size) = if array {
+            (MAP_PERCPU_ARRAY, 4)
+        } else if aggregate {
+            (MAP_PERCPU_HASH, key_size + if bucketed { 8 } else { 0 })
+        } else {
+            (MAP_HASH, key_size.max(8))
+        };
+        t.by_name.insert(info.name.clone(), t.user_maps.len());
+        t.user_maps.push(UserMap {
+            name: info.name.clone(),
+            kernel_map: t.maps.len(),
+            keys: info.keys.clone(),
+            value: info.value.clone(),
+            per_cpu: aggregate,
+            array,
+        });
+        t.maps.push(MapDef {
+            name: format!("m{i}"),
+            map_type,
+            key_size: key_size.max(1) as u32,
+            value_size: value_size as u32,
+            max_entries: if array { 1 } else { MAX_MAP_ENTRIES },
+            flags: 0,
+        });
+    }
+
+    let mut programs = Vec::new();
+    for (probe_index, probe) in program.probes.iter().enumerate() {
+        let attaches = analysis.attach.get(probe_index).cloned().unwrap_or_default();
+        for attach in &attaches {
+            let probe_id = t.probe_names.len();
+            t.probe_names.push(attach.name.clone());
+            let fields = match attach.kind {
+                ProbeKind::Tracepoint if attach.parts.len() == 2 => {
+                    env.tracepoint_fields(&attach.parts[0], &attach.parts[1])
+                }
+                _ => None,
+            };
+            let target = attach_target(attach, probe.span)?;
+            let mut asm = Asm::default();
+            let exit = asm.new_label();
+            let mut g = ProgGen {
+                asm,
+                t: &mut t,
+                opts,
+                kind: attach.kind,
+                fields: fields.unwrap_or_default(),
+                probe_id,
+                vars: HashMap::new(),
+                stack: 0,
+                exit,
+            };
+            g.prologue();
+            if let Some(pred) = &probe.predicate {
+                g.gen_int(pred)?;
+                let exit = g.exit;
+                g.asm.jump_imm(Cond::Eq, R0, 0, exit);
+            }
+            g.stmts(&probe.body)?;
+            let exit = g.exit;
+            g.asm.bind(exit);
+            g.asm.mov_imm(R0, if matches!(attach.kind, ProbeKind::CgroupSkb) { 1 } else { 0 });
+            g.asm.exit();
+            let (insns, map_relocs) = g.asm.finish().map_err(|e| err(probe.span, e))?;
+            let name = format!("p{}", programs.len());
+            programs.push(CompiledProgram {
+                code: ProgramCode { section: section_name(&target, &name), name, insns, map_relocs },
+                attach: target,
+                probe_name: attach.name.clone(),
+            });
+        }
+    }
+
+    Ok(Compiled {
+        programs,
+        maps: t.maps,
+        user_maps: t.user_maps,
+        printfs: t.printfs,
+        time_formats: t.time_formats,
+        probe_names: t.probe_names,
+        events_map: t.events_map,
+        lost_map: t.lost_map,
+    })
+}
+
+fn parse_number(s: &str) -> Option<u64> {
+    s.parse().ok()
+}
+
+fn attach_target(a: &ResolvedAttach, span: Span) -> Result<Attach, Diagnostic> {
+    let part = |i: usize| a.parts.get(i).cloned().unwrap_or_default();
+    Ok(match a.kind {
+        ProbeKind::Begin => Attach::Begin,
+        ProbeKind::End => Attach::End,
+        ProbeKind::Tracepoint => Attach::Tracepoint { category: part(0), name: part(1) },
+        ProbeKind::RawTracepoint => Attach::RawTracepoint { name: a.parts.last().cloned().unwrap_or_default() },
+        ProbeKind::Kprobe | ProbeKind::Kretprobe => Attach::Kprobe {
+            func: a.parts.last().cloned().unwrap_or_default(),
+            ret: a.kind == ProbeKind::Kretprobe,
+        },
+        ProbeKind::Uprobe | ProbeKind::Uretprobe => Attach::Uprobe {
+            path: part(0),
+            symbol: part(1),
+            ret: a.kind == ProbeKind::Uretprobe,
+        },
+        ProbeKind::Profile | ProbeKind::Interval => {
+            let n = parse_number(&part(1))
+                .filter(|n| *n > 0)
+                .ok_or_else(|| err(span, format!("{}: expected a positive number", a.name)))?;
+            let unit = part(0);
+            if a.kind == ProbeKind::Profile && unit == "hz" {
+                Attach::Profile { hz: n }
+            } else {
+                let ns = match unit.as_str() {
+                    "s" => n * 1_000_000_000,
+                    "ms" => n * 1_000_000,
+                    "us" => n * 1_000,
+                    "hz" => 1_000_000_000 / n,
+                    _ => return Err(err(span, format!("{}: unknown unit '{unit}'", a.name))),
+                };
+                if a.kind == ProbeKind::Profile {
+                    Attach::Profile { hz: (1_000_000_000 / ns).max(1) }
+                } else {
+                    Attach::Interval { period_ns: ns }
+                }
+            }
+        }
+        ProbeKind::CgroupSkb => Attach::CgroupSkb { egress: part(0) == "egress" },
+        other => return Err(err(span, format!("{other:?} probes are not supported yet"))),
+    })
+}
+
+fn section_name(a: &Attach, name: &str) -> String {
+    match a {
+        Attach::Begin | Attach::End => format!("raw_tp/{name}"),
+        Attach::Tracepoint { category, name } => format!("tracepoint/{category}/{name}"),
+        Attach::RawTracepoint { name } => format!("raw_tp/{name}"),
+        Attach::Kprobe { ret: false, .. } => format!("kprobe/{name}"),
+        Attach::Kprobe { ret: true, .. } => format!("kretprobe/{name}"),
+        Attach::Uprobe { ret: false, .. } => format!("uprobe/{name}"),
+        Attach::Uprobe { ret: true, .. } => format!("uretprobe/{name}"),
+        Attach::Profile { .. } | Attach::Interval { .. } => format!("perf_event/{name}"),
+        Attach::CgroupSkb { egress: true } => "cgroup_skb/egress".into(),
+        Attach::CgroupSkb { egress: false } => "cgroup_skb/ingress".into(),
+    }
+}
+
+/// x86-64 `struct pt_regs` offsets of the argument registers, and of the return value.
+const PT_REGS_ARGS: [i16; 6] = [112, 104, 96, 88, 72, 64];
+const PT_REGS_RAX: i16 = 80;
+const PT_REGS_IP: i16 = 128;
+
+/// Per-program generator state.
+struct ProgGen<'a> {
+    asm: Asm,
+    t: &'a mut Tables,
+    opts: &'a CodegenOptions,
+    kind: ProbeKind,
+    fields: Vec<TpField>,
+    probe_id: usize,
+    /// Scratch variables: stack offset and type.
+    vars: HashMap<String, (i16, Type)>,
+    /// Bytes of stack in use.
+    stack: i32,
+    exit: Label,
+}
+
+fn round8(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+impl ProgGen<'_> {
+    /// Reserve `size` bytes of stack; returns the (negative) offset from the frame pointer.
+    fn alloc(&mut self, size: usize, span: Span) -> Result<i16, Diagnostic> {
+        self.stack += round8(size.max(1)) as i32;
+        if self.stack > STACK_LIMIT {
+            return Err(err(
+                span,
+                "this expression needs more than the 512 bytes of BPF stack; use shorter strings (str(x, N)) or fewer printf arguments",
+            ));
+        }
+        Ok(-self.stack as i16)
+    }
+
+    fn zero(&mut self, off: i16, size: usize) {
+        for i in (0..round8(size)).step_by(8) {
+            self.asm.store_imm(Size::DW, FP, off + i as i16, 0);
+        }
+    }
+
+    /// `reg = FP + off`
+    fn stack_ptr(&mut self, reg: Reg, off: i16) {
+        self.asm.mov(reg, FP);
+        self.asm.alu_imm(Alu::Add, reg, i32::from(off));
+    }
+
+    fn task_context(&self) -> bool {
+        !matches!(
+            self.kind,
+            ProbeKind::Begin | ProbeKind::End | ProbeKind::Interval | ProbeKind::CgroupSkb
+        )
+    }
+
+    fn prologue(&mut self) {
+        self.asm.mov(R6, R1);
+        if !self.task_context() {
+            return;
+        }
+        let exit = self.exit;
+        if let Some((id, level)) = self.opts.cgroup {
+            self.asm.mov_imm(R1, level as i32);
+            self.asm.call(helper::GET_CURRENT_ANCESTOR_CGROUP_ID);
+            self.asm.load_const(R1, id as i64);
+            self.asm.jump_reg(Cond::Ne, R0, R1, exit);
+        }
+        if let Some(pid) = self.opts.pid {
+            self.asm.call(helper::GET_CURRENT_PID_TGID);
+            self.asm.alu_imm(Alu::Rsh, R0, 32);
+            self.asm.load_const(R1, i64::from(pid));
+            self.asm.jump_reg(Cond::Ne, R0, R1, exit);
+        }
+    }
+
+    fn stmts(&mut self, stmts: &[Stmt]) -> Result<(), Diagnostic> {
+        for s in stmts {
+            let mark = self.stack;
+            self.stmt(s)?;
+            // Temporaries die with their statement; variables keep their slots.
+            self.stack = mark.max(self.var_stack_top());
+        }
+        Ok(())
+    }
+
+    fn var_stack_top(&self) -> i32 {
+        self.vars.values().map(|(off, _)| -i32::from(*off)).max().unwrap_or(0)
+    }
+
+    fn var_slot(&mut self, name: &str, ty: &Type, span: Span) -> Result<i16, Diagnostic> {
+        if let Some((off, existing)) = self.vars.get(name) {
+            if existing.size() >= ty.size() {
+                return Ok(*off);
+            }
+        }
+        let off = self.alloc(ty.size(), span)?;
+        self.zero(off, ty.size());
+        self.vars.insert(name.to_string(), (off, ty.clone()));
+        Ok(off)
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> Result<(), Diagnostic> {
+        match &s.kind {
+            StmtKind::Expr(e) => self.effect(e),
+            StmtKind::MapAssign { map, value } => self.map_assign(map, value),
+            StmtKind::MapCompound { map, op, value } => {
+                let info = self.user_map(map)?;
+                if !matches!(info.value, MapValue::Value(_)) {
+                    return Err(err(s.span, "compound assignment needs a map of plain values"));
+                }
+                let key = self.build_key(map, None)?;
+                self.map_read_int(info.kernel_map, key)?;
+                self.binary_with_rhs(*op, value, true)?;
+                let val = self.alloc(8, s.span)?;
+                self.asm.store(Size::DW, FP, val, R0);
+                self.map_update(info.kernel_map, key, val, 0);
+                Ok(())
+            }
+            StmtKind::VarAssign { name, value } => {
+                let ty = if value.ty == Type::None { Type::I64 } else { value.ty.clone() };
+                let off = self.var_slot(name, &ty, s.span)?;
+                let size = self.vars[name].1.size();
+                if ty.is_str() && size > ty.size() {
+                    self.zero(off, size);
+                }
+                self.gen_into(value, off)
+            }
+            StmtKind::VarCompound { name, op, value } => {
+                let (off, _) = self.vars.get(name).cloned().ok_or_else(|| {
+                    err(s.span, format!("Undefined or undeclared variable: ${name}"))
+                })?;
+                self.asm.load(Size::DW, R0, FP, off);
+                self.binary_with_rhs(*op, value, true)?;
+                self.asm.store(Size::DW, FP, off, R0);
+                Ok(())
+            }
+            StmtKind::If { cond, then, els } => {
+                let else_label = self.asm.new_label();
+                let end = self.asm.new_label();
+                self.gen_int(cond)?;
+                self.asm.jump_imm(Cond::Eq, R0, 0, else_label);
+                self.stmts(then)?;
+                self.asm.jump(end);
+                self.asm.bind(else_label);
+                self.stmts(els)?;
+                self.asm.bind(end);
+                Ok(())
+            }
+            StmtKind::Unroll { count, body } => {
+                for _ in 0..*count {
+                    self.stmts(body)?;
+                }
+                Ok(())
+            }
+            StmtKind::Return => {
+                let exit = self.exit;
+                self.asm.jump(exit);
+                Ok(())
+            }
+        }
+    }
+
+    fn user_map(&self, map: &MapRef) -> Result<UserMap, Diagnostic> {
+        self.t
+            .by_name
+            .get(&map.name)
+            .map(|i| self.t.user_maps[*i].clone())
+            .ok_or_else(|| err(map.span, format!("Undefined map: @{}", map.name)))
+    }
+
+    /// Build a map's key on the stack (plus room for a bucket when `bucket` is given).
+    fn build_key(&mut self, map: &MapRef, bucket_room: Option<()>) -> Result<i16, Diagnostic> {
+        let info = self.user_map(map)?;
+        if info.array {
+            let off = self.alloc(8, map.span)?;
+            self.asm.store_imm(Size::DW, FP, off, 0);
+            return Ok(off);
+        }
+        let key_size: usize = info.keys.iter().map(Type::size).sum();
+        let total = key_size + if bucket_room.is_some() { 8 } else { 0 };
+        let off = self.alloc(total.max(8), map.span)?;
+        self.zero(off, total.max(8));
+        let mut at = off;
+        for (k, ty) in map.keys.iter().zip(&info.keys) {
+            self.gen_into_sized(k, at, ty)?;
+            at += ty.size() as i16;
+        }
+        Ok(off)
+    }
+
+    /// `r0 = value` of an integer-valued map entry, 0 when absent.
+    fn map_read_int(&mut self, map: usize, key: i16) -> Result<(), Diagnostic> {
+        let info = self.t.user_maps.iter().find(|m| m.kernel_map == map).cloned();
+        self.asm.load_map(R1, map);
+        self.stack_ptr(R2, key);
+        self.asm.call(helper::MAP_LOOKUP_ELEM);
+        let done = self.asm.new_label();
+        self.asm.jump_imm(Cond::Eq, R0, 0, done);
+        match info.map(|i| i.value) {
+            Some(MapValue::Avg) => {
+                self.asm.load(Size::DW, R1, R0, 0);
+                self.asm.load(Size::DW, R0, R0, 8);
+                let nonzero = self.asm.new_label();
+                self.asm.jump_imm(Cond::Ne, R1, 0, nonzero);
+                self.asm.mov_imm(R0, 0);
+                self.asm.jump(done);
+                self.asm.bind(nonzero);
+                self.asm.alu_reg(Alu::Div, R0, R1);
+            }
+            Some(MapValue::Value(Type::Int { bytes, signed })) => {
+                self.asm.load(Size::from_bytes(bytes as usize), R0, R0, 0);
+                self.asm.extend(R0, bytes, signed);
+            }
+            _ => self.asm.load(Size::DW, R0, R0, 0),
+        }
+        self.asm.bind(done);
+        Ok(())
+    }
+
+    fn map_update(&mut self, map: usize, key: i16, value: i16, flags: i32) {
+        self.asm.load_map(R1, map);
+        self.stack_ptr(R2, key);
+        self.stack_ptr(R3, value);
+        self.asm.mov_imm(R4, flags);
+        self.asm.call(helper::MAP_UPDATE_ELEM);
+    }
+
+    fn map_assign(&mut self, map: &MapRef, value: &Expr) -> Result<(), Diagnostic> {
+        let info = self.user_map(map)?;
+        let agg_arg = |i: usize| -> Result<&Expr, Diagnostic> {
+            match &value.kind {
+                ExprKind::Call { args, .. } => args.get(i).ok_or_else(|| err(value.span, "missing argument")),
+                _ => Err(err(value.span, "expected an aggregation call")),
+            }
+        };
+        match &info.value {
+            MapValue::Value(ty) => {
+                let key = self.build_key(map, None)?;
+                let val = self.alloc(ty.size(), value.span)?;
+                self.zero(val, ty.size());
+                self.gen_into_sized(value, val, ty)?;
+                self.map_update(info.kernel_map, key, val, 0);
+                Ok(())
+            }
+            MapValue::Count => {
+                let key = self.build_key(map, None)?;
+                self.agg_update(&info, key, None, value.span)
+            }
+            MapValue::Sum | MapValue::Avg | MapValue::Stats | MapValue::Min | MapValue::Max => {
+                let arg = agg_arg(0)?.clone();
+                let x = self.alloc(8, value.span)?;
+                self.gen_int(&arg)?;
+                self.asm.store(Size::DW, FP, x, R0);
+                let key = self.build_key(map, None)?;
+                self.agg_update(&info, key, Some(x), value.span)
+            }
+            MapValue::Hist | MapValue::Lhist { .. } => {
+                let arg = agg_arg(0)?.clone();
+                let x = self.alloc(8, value.span)?;
+                self.gen_int(&arg)?;
+                if let MapValue::Lhist { min, max, step } = info.value {
+                    self.lhist_index(min, max, step);
+                } else {
+                    self.hist_index();
+                }
+                self.asm.store(Size::DW, FP, x, R0);
+                let key = self.build_key(map, Some(()))?;
+                let key_size: usize = info.keys.iter().map(Type::size).sum();
+                self.asm.load(Size::DW, R0, FP, x);
+                self.asm.store(Size::DW, FP, key + key_size as i16, R0);
+                self.agg_update(&info, key, None, value.span)
+            }
+        }
+    }
+
+    /// `r0 = bucket index` of `r0` for hist: 0 negative, 1 zero, 2 + log2(v) otherwise.
+    fn hist_index(&mut self) {
+        let a = &mut self.asm;
+        let done = a.new_label();
+        let positive = a.new_label();
+        a.mov(R1, R0);
+        a.mov_imm(R0, 0);
+        a.jump_imm(Cond::Slt, R1, 0, done);
+        a.mov_imm(R0, 1);
+        a.jump_imm(Cond::Eq, R1, 0, done);
+        a.bind(positive);
+        a.mov_imm(R0, 2);
+        for shift in [32, 16, 8, 4, 2, 1] {
+            let skip = a.new_label();
+            a.load_const(R2, 1i64 << shift);
+            a.jump_reg(Cond::Lt, R1, R2, skip);
+            a.alu_imm(Alu::Rsh, R1, shift);
+            a.alu_imm(Alu::Add, R0, shift);
+            a.bind(skip);
+        }
+        a.bind(done);
+    }
+
+    /// `r0 = bucket index` of `r0` for lhist: 0 below min, 1.. for `[min + (i-1)*step, ...)`,
+    /// `(max - min) / step + 1` at or above max.
+    fn lhist_index(&mut self, min: i64, max: i64, step: i64) {
+        let buckets = (max - min) / step;
+        let a = &mut self.asm;
+        let done = a.new_label();
+        let not_low = a.new_label();
+        let not_high = a.new_label();
+        a.mov(R1, R0);
+        a.load_const(R2, min);
+        a.jump_reg(Cond::Sge, R1, R2, not_low);
+        a.mov_imm(R0, 0);
+        a.jump(done);
+        a.bind(not_low);
+        a.load_const(R2, max);
+        a.jump_reg(Cond::Slt, R1, R2, not_high);
+        a.load_const(R0, buckets + 1);
+        a.jump(done);
+        a.bind(not_high);
+        a.mov(R0, R1);
+        a.load_const(R2, min);
+        a.alu_reg(Alu::Sub, R0, R2);
+        a.load_const(R2, step);
+        a.alu_reg(Alu::Div, R0, R2);
+        a.alu_imm(Alu::Add, R0, 1);
+        a.bind(done);
+    }
+
+    /// Look up (creating as zero) the entry at `key` and fold in `x` (a stack slot).
+    fn agg_update(&mut self, info: &UserMap, key: i16, x: Option<i16>, span: Span) -> Result<(), Diagnostic> {
+        let map = info.kernel_map;
+        let zero = self.alloc(16, span)?;
+        let have = self.asm.new_label();
+        let done = self.asm.new_label();
+        self.asm.load_map(R1, map);
+        self.stack_ptr(R2, key);
+        self.asm.call(helper::MAP_LOOKUP_ELEM);
+        self.asm.jump_imm(Cond::Ne, R0, 0, have);
+        self.zero(zero, 16);
+        self.map_update(map, key, zero, 1);
+        self.asm.load_map(R1, map);
+        self.stack_ptr(R2, key);
+        self.asm.call(helper::MAP_LOOKUP_ELEM);
+        self.asm.jump_imm(Cond::Eq, R0, 0, done);
+        self.asm.bind(have);
+        let load_x = |a: &mut Asm, reg: Reg| {
+            if let Some(x) = x {
+                a.load(Size::DW, reg, FP, x);
+            }
+        };
+        let a = &mut self.asm;
+        match info.value {
+            MapValue::Count | MapValue::Hist | MapValue::Lhist { .. } => {
+                a.load(Size::DW, R1, R0, 0);
+                a.alu_imm(Alu::Add, R1, 1);
+                a.store(Size::DW, R0, 0, R1);
+            }
+            MapValue::Sum => {
+                a.load(Size::DW, R1, R0, 0);
+                load_x(a, R2);
+                a.alu_reg(Alu::Add, R1, R2);
+                a.store(Size::DW, R0, 0, R1);
+            }
+            MapValue::Avg | MapValue::Stats => {
+                a.load(Size::DW, R1, R0, 0);
+                a.alu_imm(Alu::Add, R1, 1);
+                a.store(Size::DW, R0, 0, R1);
+                a.load(Size::DW, R1, R0, 8);
+                load_x(a, R2);
+                a.alu_reg(Alu::Add, R1, R2);
+                a.store(Size::DW, R0, 8, R1);
+            }
+            MapValue::Min | MapValue::Max => {
+                let set = a.new_label();
+                load_x(a, R1);
+                a.load(Size::DW, R2, R0, 8);
+                a.jump_imm(Cond::Eq, R2, 0, set);
+                a.load(Size::DW, R3, R0, 0);
+                let keep = if info.value == MapValue::Min { Cond::Sge } else { Cond::Sle };
+                a.jump_reg(keep, R1, R3, done);
+                a.bind(set);
+                a.store(Size::DW, R0, 0, R1);
+                a.store_imm(Size::DW, R0, 8, 1);
+            }
+            MapValue::Value(_) => return Err(err(span, "internal error: not an aggregation")),
+        }
+        self.asm.bind(done);
+        Ok(())
+    }
+
+    /// Emit an event record laid out at `off` (`size` bytes) into the ring buffer,
+    /// counting a failure as a lost event.
+    fn output(&mut self, off: i16, size: usize) {
+        let events = self.t.events_map;
+        let lost = self.t.lost_map;
+        let a = &mut self.asm;
+        let ok = a.new_label();
+        a.load_map(R1, events);
+        a.mov(R2, FP);
+        a.alu_imm(Alu::Add, R2, i32::from(off));
+        a.mov_imm(R3, size as i32);
+        a.mov_imm(R4, 0);
+        a.call(helper::RINGBUF_OUTPUT);
+        a.jump_imm(Cond::Eq, R0, 0, ok);
+        a.store_imm(Size::W, FP, off, 0);
+        a.load_map(R1, lost);
+        a.mov(R2, FP);
+        a.alu_imm(Alu::Add, R2, i32::from(off));
+        a.call(helper::MAP_LOOKUP_ELEM);
+        a.jump_imm(Cond::Eq, R0, 0, ok);
+        a.load(Size::DW, R1, R0, 0);
+        a.alu_imm(Alu::Add, R1, 1);
+        a.store(Size::DW, R0, 0, R1);
+        a.bind(ok);
+    }
+
+    /// Emit an argument-less event `kind << 32 | index`.
+    fn simple_event(&mut self, kind: EventKind, index: usize, span: Span) -> Result<(), Diagnostic> {
+        let off = self.alloc(8, span)?;
+        self.asm.load_const(R1, ((kind as i64) << 32) | index as i64);
+        self.asm.store(Size::DW, FP, off, R1);
+        self.output(off, 8);
+        Ok(())
+    }
+
+    fn map_arg(&self, e: &Expr) -> Result<UserMap, Diagnostic> {
+        match &e.kind {
+            ExprKind::Map(m) => self.user_map(m),
+            _ => Err(err(e.span, "expected a map")),
+        }
+    }
+
+    /// A call or expression evaluated for its effect.
+    fn effect(&mut self, e: &Expr) -> Result<(), Diagnostic> {
+        let ExprKind::Call { name, args } = &e.kind else {
+            return if e.ty.is_int() { self.gen_int(e) } else { Ok(()) };
+        };
+        match name.as_str() {
+            "printf" => self.printf(e, args),
+            "exit" => {
+                self.simple_event(EventKind::Exit, 0, e.span)?;
+                let exit = self.exit;
+                self.asm.jump(exit);
+                Ok(())
+            }
+            "print" | "clear" | "zero" => {
+                let map = args.first().ok_or_else(|| err(e.span, format!("{name}() needs a map")))?;
+                let info = self.map_arg(map)?;
+                let index = self.t.user_maps.iter().position(|m| m.name == info.name).unwrap_or(0);
+                let kind = match name.as_str() {
+                    "print" => EventKind::Print,
+                    "clear" => EventKind::Clear,
+                    _ => EventKind::Zero,
+                };
+                self.simple_event(kind, index, e.span)
+            }
+            "time" => {
+                let fmt = match args.first().map(|a| &a.kind) {
+                    Some(ExprKind::Str(s)) => s.clone(),
+                    None => "%H:%M:%S\n".to_string(),
+                    _ => return Err(err(e.span, "time() takes a string literal")),
+                };
+                let index = self.t.time_formats.len();
+                self.t.time_formats.push(fmt);
+                self.simple_event(EventKind::Time, index, e.span)
+            }
+            "delete" => {
+                let Some(Expr { kind: ExprKind::Map(m), .. }) = args.first() else {
+                    return Err(err(e.span, "delete() takes a map element, e.g. delete(@m[key])"));
+                };
+                let info = self.user_map(m)?;
+                let key = self.build_key(m, None)?;
+                self.asm.load_map(R1, info.kernel_map);
+                self.stack_ptr(R2, key);
+                self.asm.call(helper::MAP_DELETE_ELEM);
+                Ok(())
+            }
+            _ => {
+                if e.ty.is_int() || e.ty == Type::None {
+                    if e.ty.is_int() {
+                        self.gen_int(e)?;
+                    }
+                    Ok(())
+                } else {
+                    let off = self.alloc(e.ty.size(), e.span)?;
+                    self.gen_into(e, off)
+                }
+            }
+        }
+    }
+
+    fn printf(&mut self, e: &Expr, args: &[Expr]) -> Result<(), Diagnostic> {
+        let Some(Expr { kind: ExprKind::Str(format), .. }) = args.first() else {
+            return Err(err(e.span, "printf: the first argument must be a string literal"));
+        };
+        let mut layout = Vec::new();
+        let mut size = 8usize;
+        for a in &args[1..] {
+            let ty = if a.ty == Type::None { Type::I64 } else { a.ty.clone() };
+            layout.push((ty.clone(), size));
+            size += round8(ty.size());
+        }
+        let off = self.alloc(size, e.span)?;
+        for ((ty, at), a) in layout.iter().zip(&args[1..]) {
+            if ty.is_str() {
+                self.zero(off + *at as i16, ty.size());
+            }
+            self.gen_into_sized(a, off + *at as i16, ty)?;
+        }
+        let index = self.t.printfs.len();
+        self.t.printfs.push(PrintfSpec { format: format.clone(), args: layout });
+        self.asm.load_const(R1, index as i64);
+        self.asm.store(Size::DW, FP, off, R1);
+        self.output(off, size);
+        Ok(())
+    }
+
+    /// Write `e` (of type `ty`) at `off`; strings shorter than `ty` stay NUL-padded.
+    fn gen_into_sized(&mut self, e: &Expr, off: i16, ty: &Type) -> Result<(), Diagnostic> {
+        if let Type::Str(n) = ty {
+            if let Type::Str(m) = e.ty {
+                if m > *n {
+                    // Copy through a temporary of the source size, then truncate.
+                    let tmp = self.alloc(m, e.span)?;
+                    self.zero(tmp, m);
+                    self.gen_into(e, tmp)?;
+                    self.copy_stack(tmp, off, *n);
+                    self.asm.store_imm(Size::B, FP, off + *n as i16 - 1, 0);
+                    return Ok(());
+                }
+            }
+        }
+        self.gen_into(e, off)
+    }
+
+    fn copy_stack(&mut self, from: i16, to: i16, size: usize) {
+        let mut i = 0;
+        while i < size {
+            let chunk = if size - i >= 8 { 8 } else if size - i >= 4 { 4 } else if size - i >= 2 { 2 } else { 1 };
+            let sz = Size::from_bytes(chunk);
+            self.asm.load(sz, R1, FP, from + i as i16);
+            self.asm.store(sz, FP, to + i as i16, R1);
+            i += chunk;
+        }
+    }
+
+    /// Write the value of `e` at `FP + off` (`e.ty.size()` bytes).
+    fn gen_into(&mut self, e: &Expr, off: i16) -> Result<(), Diagnostic> {
+        match (&e.ty, &e.kind) {
+            (Type::Str(n), ExprKind::Str(s)) => {
+                let mut bytes = s.as_bytes().to_vec();
+                bytes.resize(round8(*n), 0);
+                if bytes.len() > *n {
+                    bytes[*n - 1] = 0;
+                }
+                for (i, chunk) in bytes.chunks(8).enumerate() {
+                    let v = i64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+                    self.asm.load_const(R1, v);
+                    self.asm.store(Size::DW, FP, off + 8 * i as i16, R1);
+                }
+                Ok(())
+            }
+            (Type::Str(n), ExprKind::Builtin(b)) if b == "comm" => {
+                self.stack_ptr(R1, off);
+                self.asm.mov_imm(R2, *n as i32);
+                self.asm.call(helper::GET_CURRENT_COMM);
+                Ok(())
+            }
+            (Type::Str(n), ExprKind::Call { name, args }) if name == "str" => {
+                let p = args.first().ok_or_else(|| err(e.span, "str() needs an argument"))?;
+                if p.ty.is_str() {
+                    return self.gen_into_sized(p, off, &e.ty);
+                }
+                self.zero(off, *n);
+                self.gen_int(p)?;
+                let user = matches!(p.ty, Type::Ptr { user: true, .. });
+                self.read_str(off, *n, user);
+                Ok(())
+            }
+            (Type::Str(_), ExprKind::Var(name)) => {
+                let (from, _) = self.vars.get(name).cloned().ok_or_else(|| {
+                    err(e.span, format!("Undefined or undeclared variable: ${name}"))
+                })?;
+                self.copy_stack(from, off, e.ty.size());
+                Ok(())
+            }
+            (Type::Str(n), ExprKind::Map(m)) => {
+                let info = self.user_map(m)?;
+                let key = self.build_key(m, None)?;
+                self.zero(off, *n);
+                self.asm.load_map(R1, info.kernel_map);
+                self.stack_ptr(R2, key);
+                self.asm.call(helper::MAP_LOOKUP_ELEM);
+                let done = self.asm.new_label();
+                self.asm.jump_imm(Cond::Eq, R0, 0, done);
+                let mut i = 0;
+                while i + 8 <= *n {
+                    self.asm.load(Size::DW, R1, R0, i as i16);
+                    self.asm.store(Size::DW, FP, off + i as i16, R1);
+                    i += 8;
+                }
+                while i < *n {
+                    self.asm.load(Size::B, R1, R0, i as i16);
+                    self.asm.store(Size::B, FP, off + i as i16, R1);
+                    i += 1;
+                }
+                self.asm.bind(done);
+                Ok(())
+            }
+            (Type::Str(n), ExprKind::Field { expr, field, .. }) if expr.ty == Type::Ctx => {
+                let f = self.field(field, e.span)?;
+                if f.data_loc {
+                    self.asm.load(Size::W, R0, R6, f.offset as i16);
+                    self.asm.alu_imm(Alu::And, R0, 0xffff);
+                    self.asm.mov(R3, R6);
+                    self.asm.alu_reg(Alu::Add, R3, R0);
+                    self.zero(off, *n);
+                    self.stack_ptr(R1, off);
+                    self.asm.mov_imm(R2, *n as i32);
+                    self.asm.call(helper::PROBE_READ_KERNEL_STR);
+                } else {
+                    self.asm.mov(R3, R6);
+                    self.asm.alu_imm(Alu::Add, R3, f.offset as i32);
+                    self.stack_ptr(R1, off);
+                    self.asm.mov_imm(R2, (*n).min(f.size as usize) as i32);
+                    self.asm.call(helper::PROBE_READ_KERNEL);
+                }
+                Ok(())
+            }
+            (Type::Str(_), ExprKind::Ternary { cond, then, els }) => {
+                let else_label = self.asm.new_label();
+                let end = self.asm.new_label();
+                self.gen_int(cond)?;
+                self.asm.jump_imm(Cond::Eq, R0, 0, else_label);
+                self.zero(off, e.ty.size());
+                self.gen_into_sized(then, off, &e.ty)?;
+                self.asm.jump(end);
+                self.asm.bind(else_label);
+                self.zero(off, e.ty.size());
+                self.gen_into_sized(els, off, &e.ty)?;
+                self.asm.bind(end);
+                Ok(())
+            }
+            (Type::Tuple(types), ExprKind::Tuple(items)) => {
+                let mut at = off;
+                for (item, ty) in items.iter().zip(types) {
+                    self.gen_into_sized(item, at, ty)?;
+                    at += ty.size() as i16;
+                }
+                Ok(())
+            }
+            (Type::Str(_), _) | (Type::Tuple(_), _) => Err(err(e.span, "this string expression is not supported yet")),
+            _ => {
+                self.gen_int(e)?;
+                self.asm.store(Size::DW, FP, off, R0);
+                Ok(())
+            }
+        }
+    }
+
+    /// Read a NUL-terminated string from the address in r0 into `FP + off`.
+    fn read_str(&mut self, off: i16, n: usize, user: bool) {
+        self.asm.mov(R3, R0);
+        self.stack_ptr(R1, off);
+        self.asm.mov_imm(R2, n as i32);
+        self.asm.call(if user { helper::PROBE_READ_USER_STR } else { helper::PROBE_READ_STR });
+    }
+
+    fn field(&self, name: &str, span: Span) -> Result<TpField, Diagnostic> {
+        self.fields.iter().find(|f| f.name == name).cloned().ok_or_else(|| {
+            err(span, format!("this tracepoint has no field '{name}'"))
+        })
+    }
+
+    fn builtin(&mut self, name: &str, span: Span) -> Result<(), Diagnostic> {
+        let a = &mut self.asm;
+        match name {
+            "pid" => {
+                a.call(helper::GET_CURRENT_PID_TGID);
+                a.alu_imm(Alu::Rsh, R0, 32);
+            }
+            "tid" => {
+                a.call(helper::GET_CURRENT_PID_TGID);
+                a.extend(R0, 4, false);
+            }
+            "uid" => {
+                a.call(helper::GET_CURRENT_UID_GID);
+                a.extend(R0, 4, false);
+            }
+            "gid" => {
+                a.call(helper::GET_CURRENT_UID_GID);
+                a.alu_imm(Alu::Rsh, R0, 32);
+            }
+            "nsecs" => a.call(helper::KTIME_GET_NS),
+            "elapsed" => {
+                a.call(helper::KTIME_GET_NS);
+                a.load_const(R1, self.opts.start_ns as i64);
+                a.alu_reg(Alu::Sub, R0, R1);
+            }
+            "cpu" => a.call(helper::GET_SMP_PROCESSOR_ID),
+            "cgroup" => a.call(helper::GET_CURRENT_CGROUP_ID),
+            "curtask" => a.call(helper::GET_CURRENT_TASK),
+            "probe" => a.load_const(R0, self.probe_id as i64),
+            "$#" => a.load_const(R0, self.opts.params.len() as i64),
+            "retval" => match self.kind {
+                ProbeKind::Kretprobe | ProbeKind::Uretprobe => a.load(Size::DW, R0, R6, PT_REGS_RAX),
+                _ => return Err(err(span, "retval is only available in kretprobe and uretprobe")),
+            },
+            "func" => match self.kind {
+                ProbeKind::Kprobe | ProbeKind::Kretprobe => {
+                    a.mov(R1, R6);
+                    a.call(helper::GET_FUNC_IP);
+                }
+                ProbeKind::Uprobe => a.load(Size::DW, R0, R6, PT_REGS_IP),
+                _ => return Err(err(span, "func is only available in kprobes and uprobes")),
+            },
+            _ if name.starts_with("arg") => {
+                let n: usize = name[3..].parse().map_err(|_| err(span, format!("unknown builtin {name}")))?;
+                match self.kind {
+                    ProbeKind::Kprobe | ProbeKind::Uprobe | ProbeKind::Kretprobe | ProbeKind::Uretprobe => {
+                        let off = *PT_REGS_ARGS.get(n).ok_or_else(|| err(span, format!("{name}: only arg0..arg5 are in registers")))?;
+                        a.load(Size::DW, R0, R6, off);
+                    }
+                    ProbeKind::RawTracepoint => a.load(Size::DW, R0, R6, 8 * n as i16),
+                    _ => return Err(err(span, format!("{name} is not available in this probe"))),
+                }
+            }
+            _ => return Err(err(span, format!("the builtin '{name}' is not supported yet"))),
+        }
+        Ok(())
+    }
+
+    /// Evaluate an integer expression into r0.
+    fn gen_int(&mut self, e: &Expr) -> Result<(), Diagnostic> {
+        match &e.kind {
+            ExprKind::Int(v) => self.asm.load_const(R0, *v),
+            ExprKind::Positional(n) => {
+                let text = self.opts.params.get(*n as usize - 1).map(String::as_str).unwrap_or("0");
+                let v: i64 = parse_int(text)
+                    .ok_or_else(|| err(e.span, format!("positional parameter ${n} is not a number: '{text}'")))?;
+                self.asm.load_const(R0, v);
+            }
+            ExprKind::Builtin(b) => self.builtin(b, e.span)?,
+            ExprKind::Var(name) => {
+                let (off, ty) = self.vars.get(name).cloned().ok_or_else(|| {
+                    err(e.span, format!("Undefined or undeclared variable: ${name}"))
+                })?;
+                if !ty.is_int() && !matches!(ty, Type::Ptr { .. } | Type::Probe | Type::Ksym | Type::Usym) {
+                    return Err(err(e.span, format!("${name} is not an integer")));
+                }
+                self.asm.load(Size::DW, R0, FP, off);
+            }
+            ExprKind::Map(m) => {
+                let info = self.user_map(m)?;
+                let key = self.build_key(m, None)?;
+                self.map_read_int(info.kernel_map, key)?;
+            }
+            ExprKind::Call { name, args } => self.int_call(e, name, args)?,
+            ExprKind::Unary { op, expr } => {
+                self.gen_int(expr)?;
+                match op {
+                    UnOp::Not => {
+                        let a = &mut self.asm;
+                        let zero = a.new_label();
+                        let done = a.new_label();
+                        a.jump_imm(Cond::Eq, R0, 0, zero);
+                        a.mov_imm(R0, 0);
+                        a.jump(done);
+                        a.bind(zero);
+                        a.mov_imm(R0, 1);
+                        a.bind(done);
+                    }
+                    UnOp::BitNot => self.asm.alu_imm(Alu::Xor, R0, -1),
+                    UnOp::Neg => self.asm.neg(R0),
+                    UnOp::Deref => {
+                        let (size, signed, user) = match &expr.ty {
+                            Type::Ptr { to, user } => match **to {
+                                Type::Int { bytes, signed } => (bytes, signed, *user),
+                                _ => (8, false, *user),
+                            },
+                            _ => (8, false, false),
+                        };
+                        self.probe_read_int(size, signed, user, e.span)?;
+                    }
+                    UnOp::AddrOf => return Err(err(e.span, "'&' is not supported yet")),
+                }
+            }
+            ExprKind::Binary { op, lhs, rhs } => {
+                if lhs.ty.is_str() && rhs.ty.is_str() {
+                    return self.str_compare(*op, lhs, rhs, e.span);
+                }
+                self.gen_int(lhs)?;
+                let signed = is_signed(&lhs.ty) && is_signed(&rhs.ty);
+                self.binary_with_rhs_signed(*op, rhs, signed)?;
+            }
+            ExprKind::Ternary { cond, then, els } => {
+                let else_label = self.asm.new_label();
+                let end = self.asm.new_label();
+                self.gen_int(cond)?;
+                self.asm.jump_imm(Cond::Eq, R0, 0, else_label);
+                self.gen_int(then)?;
+                self.asm.jump(end);
+                self.asm.bind(else_label);
+                self.gen_int(els)?;
+                self.asm.bind(end);
+            }
+            ExprKind::Field { expr, field, .. } if expr.ty == Type::Ctx => {
+                let f = self.field(field, e.span)?;
+                let (bytes, signed) = match f.ty {
+                    Type::Int { bytes, signed } => (bytes, signed),
+                    _ => (8, false),
+                };
+                let bytes = if f.size as u8 != bytes && f.size <= 8 { f.size as u8 } else { bytes };
+                self.asm.load(Size::from_bytes(bytes as usize), R0, R6, f.offset as i16);
+                self.asm.extend(R0, bytes, signed);
+            }
+            ExprKind::Cast { expr, .. } => {
+                self.gen_int(expr)?;
+                if let Type::Int { bytes, signed } = e.ty {
+                    self.asm.extend(R0, bytes, signed);
+                }
+            }
+            ExprKind::Sizeof(ty) => {
+                let size = scalar_type_size(ty).ok_or_else(|| err(e.span, format!("sizeof({ty}) is not supported yet")))?;
+                self.asm.load_const(R0, size as i64);
+            }
+            _ => return Err(err(e.span, "this expression is not supported yet")),
+        }
+        Ok(())
+    }
+
+    /// r0 = *(intN *)r0, read with the probe-read helper.
+    fn probe_read_int(&mut self, bytes: u8, signed: bool, user: bool, span: Span) -> Result<(), Diagnostic> {
+        let tmp = self.alloc(8, span)?;
+        self.asm.store_imm(Size::DW, FP, tmp, 0);
+        self.asm.mov(R3, R0);
+        self.stack_ptr(R1, tmp);
+        self.asm.mov_imm(R2, i32::from(bytes));
+        self.asm.call(if user { helper::PROBE_READ_USER } else { helper::PROBE_READ_KERNEL });
+        self.asm.load(Size::from_bytes(bytes as usize), R0, FP, tmp);
+        self.asm.extend(R0, bytes, signed);
+        Ok(())
+    }
+
+    fn int_call(&mut self, e: &Expr, name: &str, args: &[Expr]) -> Result<(), Diagnostic> {
+        match name {
+            "cgroupid" => {
+                let Some(Expr { kind: ExprKind::Str(path), .. }) = args.first() else {
+                    return Err(err(e.span, "cgroupid() takes a string literal path"));
+                };
+                let id = self
+                    .opts
+                    .cgroup_id_of
+                    .and_then(|f| f(path))
+                    .ok_or_else(|| err(e.span, format!("cgroupid: cannot find cgroup '{path}'")))?;
+                self.asm.load_const(R0, id as i64);
+            }
+            "ksym" | "usym" | "kaddr" | "uaddr" => {
+                let arg = args.first().ok_or_else(|| err(e.span, format!("{name}() needs an argument")))?;
+                self.gen_int(arg)?;
+            }
+            _ => return Err(err(e.span, format!("{name}() cannot be used as a value here"))),
+        }
+        Ok(())
+    }
+
+    /// With the left operand in r0, evaluate `rhs` and apply `op`; result in r0.
+    fn binary_with_rhs(&mut self, op: BinOp, rhs: &Expr, signed: bool) -> Result<(), Diagnostic> {
+        self.binary_with_rhs_signed(op, rhs, signed && is_signed(&rhs.ty))
+    }
+
+    fn binary_with_rhs_signed(&mut self, op: BinOp, rhs: &Expr, signed: bool) -> Result<(), Diagnostic> {
+        if matches!(op, BinOp::And | BinOp::Or) {
+            let a = &mut self.asm;
+            let short = a.new_label();
+            let done = a.new_label();
+            // && : if lhs == 0 -> 0 ; || : if lhs != 0 -> 1
+            let (cond, short_value) = if op == BinOp::And { (Cond::Eq, 0) } else { (Cond::Ne, 1) };
+            a.jump_imm(cond, R0, 0, short);
+            self.gen_int(rhs)?;
+            let a = &mut self.asm;
+            let t = a.new_label();
+            a.jump_imm(Cond::Ne, R0, 0, t);
+            a.mov_imm(R0, 0);
+            a.jump(done);
+            a.bind(t);
+            a.mov_imm(R0, 1);
+            a.jump(done);
+            a.bind(short);
+            a.mov_imm(R0, short_value);
+            a.bind(done);
+            return Ok(());
+        }
+        let lhs = self.alloc(8, rhs.span)?;
+        self.asm.store(Size::DW, FP, lhs, R0);
+        self.gen_int(rhs)?;
+        self.asm.mov(R2, R0);
+        self.asm.load(Size::DW, R1, FP, lhs);
+        let a = &mut self.asm;
+        let alu = match op {
+            BinOp::Add => Some(Alu::Add),
+            BinOp::Sub => Some(Alu::Sub),
+            BinOp::Mul => Some(Alu::Mul),
+            BinOp::Div => Some(Alu::Div),
+            BinOp::Mod => Some(Alu::Mod),
+            BinOp::BitAnd => Some(Alu::And),
+            BinOp::BitOr => Some(Alu::Or),
+            BinOp::BitXor => Some(Alu::Xor),
+            BinOp::Shl => Some(Alu::Lsh),
+            BinOp::Shr => Some(Alu::Rsh),
+            _ => None,
+        };
+        if let Some(alu) = alu {
+            a.alu_reg(alu, R1, R2);
+            a.mov(R0, R1);
+            return Ok(());
+        }
+        let cond = match (op, signed) {
+            (BinOp::Eq, _) => Cond::Eq,
+            (BinOp::Ne, _) => Cond::Ne,
+            (BinOp::Lt, true) => Cond::Slt,
+            (BinOp::Lt, false) => Cond::Lt,
+            (BinOp::Le, true) => Cond::Sle,
+            (BinOp::Le, false) => Cond::Le,
+            (BinOp::Gt, true) => Cond::Sgt,
+            (BinOp::Gt, false) => Cond::Gt,
+            (BinOp::Ge, true) => Cond::Sge,
+            (BinOp::Ge, false) => Cond::Ge,
+            _ => return Err(err(rhs.span, "internal error: unexpected operator")),
+        };
+        let t = a.new_label();
+        let done = a.new_label();
+        a.jump_reg(cond, R1, R2, t);
+        a.mov_imm(R0, 0);
+        a.jump(done);
+        a.bind(t);
+        a.mov_imm(R0, 1);
+        a.bind(done);
+        Ok(())
+    }
+
+    /// String `==` / `!=`: compares up to the shorter buffer, stopping at a NUL.
+    fn str_compare(&mut self, op: BinOp, lhs: &Expr, rhs: &Expr, span: Span) -> Result<(), Diagnostic> {
+        if !matches!(op, BinOp::Eq | BinOp::Ne) {
+            return Err(err(span, "strings can only be compared with == and !="));
+        }
+        let (ln, rn) = (lhs.ty.size(), rhs.ty.size());
+        let l = self.alloc(ln, lhs.span)?;
+        self.zero(l, ln);
+        self.gen_into(lhs, l)?;
+        let r = self.alloc(rn, rhs.span)?;
+        self.zero(r, rn);
+        self.gen_into(rhs, r)?;
+        let n = ln.min(rn);
+        let a = &mut self.asm;
+        let differ = a.new_label();
+        let same = a.new_label();
+        let done = a.new_label();
+        for i in 0..n {
+            a.load(Size::B, R1, FP, l + i as i16);
+            a.load(Size::B, R2, FP, r + i as i16);
+            a.jump_reg(Cond::Ne, R1, R2, differ);
+            a.jump_imm(Cond::Eq, R1, 0, same);
+        }
+        if ln != rn {
+            // Equal over the shorter buffer: equal only if the longer one ends there.
+            let (longer, at) = if ln > rn { (l, rn) } else { (r, ln) };
+            a.load(Size::B, R1, FP, longer + at as i16);
+            a.jump_imm(Cond::Ne, R1, 0, differ);
+        }
+        a.bind(same);
+        a.mov_imm(R0, if op == BinOp::Eq { 1 } else { 0 });
+        a.jump(done);
+        a.bind(differ);
+        a.mov_imm(R0, if op == BinOp::Eq { 0 } else { 1 });
+        a.bind(done);
+        Ok(())
+    }
+}
+
+/// Size of a C scalar type name, for `sizeof`.
+fn scalar_type_size(ty: &str) -> Option<usize> {
+    let ty = ty.trim();
+    if ty.ends_with('*') {
+        return Some(8);
+    }
+    Some(match ty {
+        "char" | "int8" | "uint8" | "u8" | "s8" | "bool" => 1,
+        "short" | "int16" | "uint16" | "u16" | "s16" => 2,
+        "int" | "int32" | "uint32" | "u32" | "s32" | "unsigned int" => 4,
+        "long" | "int64" | "uint64" | "u64" | "s64" | "unsigned long" | "long long" => 8,
+        _ => return None,
+    })
+}
+
+fn is_signed(ty: &Type) -> bool {
+    matches!(ty, Type::Int { signed: true, .. })
+}
+
+fn parse_int(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Some(hex) = s.strip_prefix("0x") {
+        i64::from_str_radix(hex, 16).ok()
+    } else {
+        s.parse().ok()
+    }
+}

@@ -1,0 +1,7 @@
+//! The compiler back end: code generation ([`codegen`]) over the instruction set
+//! ([`insn`]), then object emission ([`object_file`]). The front end (lexer, parser,
+//! semantic analysis) lives in the `trace-lang` crate.
+
+pub mod codegen;
+pub mod insn;
+pub mod object_file;

@@ -1,0 +1,408 @@
+//! Loading and running: hands the compiled object to aya, loads every program
+//! through the verifier, attaches them, runs BEGIN, streams events until the end
+//! (exit(), a signal or the deadline), runs END and prints the maps.
+
+pub mod bpf_sys;
+pub mod maps;
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use aya::maps::{Map, MapData, RingBuf};
+use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
+use aya::programs::{
+    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, KProbe, PerfEvent, ProgramError, RawTracePoint, TracePoint,
+    UProbe,
+};
+use aya::{Ebpf, EbpfLoader};
+
+use crate::compile::codegen::{Attach, Compiled, EventKind};
+use crate::compile::object_file;
+use crate::output::{self, Val};
+use crate::sink::Sink;
+
+/// Set by SIGINT/SIGTERM.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Route SIGINT and SIGTERM to a clean stop.
+pub fn install_signal_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_signal as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
+        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+    }
+}
+
+/// Failure to raise RLIMIT_MEMLOCK is only a warning: kernels >= 5.11 account BPF
+/// memory to the memory cgroup instead.
+pub fn raise_memlock() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid pointer.
+    let r = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+    if r != 0 && std::env::var_os("TRACE_RUNNER_DEBUG").is_some() {
+        eprintln!("warning: cannot raise RLIMIT_MEMLOCK ({}); continuing", std::io::Error::last_os_error());
+    }
+}
+
+/// A loaded (not yet attached) script.
+pub struct Session {
+    ebpf: Ebpf,
+    pub compiled: Compiled,
+    map_fds: Vec<RawFd>,
+    /// Program fds of BEGIN and END blocks, run with BPF_PROG_TEST_RUN.
+    begin: Vec<RawFd>,
+    end: Vec<RawFd>,
+}
+
+/// What the loader says when something fails, already worded for the user.
+#[derive(Debug)]
+pub struct LoadError(pub String);
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn map_data(map: &Map) -> Option<&MapData> {
+    Some(match map {
+        Map::Array(d)
+        | Map::PerCpuArray(d)
+        | Map::HashMap(d)
+        | Map::PerCpuHashMap(d)
+        | Map::RingBuf(d)
+        | Map::StackTraceMap(d)
+        | Map::Unsupported(d) => d,
+        _ => return None,
+    })
+}
+
+fn verifier_error(probe: &str, e: ProgramError) -> LoadError {
+    match e {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+            LoadError(format!("the kernel's verifier rejected {probe}: {io_error}\nverifier log (end):\n{tail}"))
+        }
+        other => LoadError(format!("cannot load {probe}: {}", error_chain(&other))),
+    }
+}
+
+/// An error and its sources on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+impl Session {
+    /// Create the maps and load every program through the verifier.
+    pub fn load(compiled: Compiled) -> Result<Session, LoadError> {
+        let programs: Vec<_> = compiled.programs.iter().map(|p| p.code.clone()).collect();
+        let elf = object_file::emit(&programs, &compiled.maps).map_err(LoadError)?;
+        let mut ebpf = EbpfLoader::new()
+            .load(&elf)
+            .map_err(|e| LoadError(format!("cannot create BPF maps: {}", error_chain(&e))))?;
+        let mut map_fds = Vec::new();
+        for def in &compiled.maps {
+            let map = ebpf.map(&def.name).ok_or_else(|| LoadError(format!("internal error: map {} missing", def.name)))?;
+            let data = map_data(map).ok_or_else(|| LoadError(format!("internal error: map {} of unexpected type", def.name)))?;
+            map_fds.push(data.fd().as_fd().as_raw_fd());
+        }
+        let mut begin = Vec::new();
+        let mut end = Vec::new();
+        for p in &compiled.programs {
+            let prog = ebpf
+                .program_mut(&p.code.name)
+                .ok_or_else(|| LoadError(format!("internal error: program for {} missing", p.probe_name)))?;
+            let name = &p.probe_name;
+            let r = match &p.attach {
+                Attach::Begin | Attach::End | Attach::RawTracepoint { .. } => {
+                    let rt: &mut RawTracePoint = prog.try_into().map_err(|e| verifier_error(name, e))?;
+                    rt.load().and_then(|_| {
+                        let fd = rt.fd()?.as_fd().as_raw_fd();
+                        match p.attach {
+                            Attach::Begin => begin.push(fd),
+                            Attach::End => end.push(fd),
+                            _ => {}
+                        }
+                        Ok(())
+                    })
+                }
+                Attach::Tracepoint { .. } => {
+                    let tp: &mut TracePoint = prog.try_into().map_err(|e| verifier_error(name, e))?;
+                    tp.load()
+                }
+                Attach::Kprobe { .. } => {
+                    let kp: &mut KProbe = prog.try_into().map_err(|e| verifier_error(name, e))?;
+                    kp.load()
+                }
+                Attach::Uprobe { .. } => {
+                    let up: &mut UProbe = prog.try_into().map_err(|e| verifier_error(name, e))?;
+                    up.load()
+                }
+                Attach::Profile { .. } | Attach::Interval { .. } => {
+                    let pe: &mut PerfEvent = prog.try_into().map_err(|e| verifier_error(name, e))?;
+                    pe.load()
+                }
+                Attach::CgroupSkb { .. } => {
+                    let skb: &mut CgroupSkb = prog.try_into().map_err(|e| verifier_error(name, e))?;
+                    skb.load()
+                }
+            };
+            r.map_err(|e| verifier_error(name, e))?;
+        }
+        Ok(Session { ebpf, compiled, map_fds, begin, end })
+    }
+
+    /// Number of attach points, as bpftrace counts them for "Attaching N probes...".
+    pub fn probe_count(&self) -> usize {
+        self.compiled.programs.len()
+    }
+
+    /// Attach every program (BEGIN/END excepted); `cgroup_dir` is where cgroup programs go.
+    pub fn attach(&mut self, cgroup_dir: Option<&std::path::Path>) -> Result<(), LoadError> {
+        let cpus = aya::util::online_cpus().map_err(|(what, e)| LoadError(format!("{what}: {e}")))?;
+        for p in &self.compiled.programs {
+            let prog = self
+                .ebpf
+                .program_mut(&p.code.name)
+                .ok_or_else(|| LoadError(format!("internal error: program for {} missing", p.probe_name)))?;
+            let fail = |e: ProgramError| LoadError(format!("cannot attach {}: {}", p.probe_name, error_chain(&e)));
+            match &p.attach {
+                Attach::Begin | Attach::End => {}
+                Attach::Tracepoint { category, name } => {
+                    let tp: &mut TracePoint = prog.try_into().map_err(fail)?;
+                    tp.attach(category, name).map_err(fail)?;
+                }
+                Attach::RawTracepoint { name } => {
+                    let rt: &mut RawTracePoint = prog.try_into().map_err(fail)?;
+                    rt.attach(name).map_err(fail)?;
+                }
+                Attach::Kprobe { func, .. } => {
+                    let kp: &mut KProbe = prog.try_into().map_err(fail)?;
+                    kp.attach(func, 0).map_err(fail)?;
+                }
+                Attach::Uprobe { path, symbol, .. } => {
+                    let up: &mut UProbe = prog.try_into().map_err(fail)?;
+                    up.attach(symbol.as_str(), path, aya::programs::uprobe::UProbeScope::AllProcesses)
+                        .map_err(fail)?;
+                }
+                Attach::Profile { hz } => {
+                    let pe: &mut PerfEvent = prog.try_into().map_err(fail)?;
+                    for cpu in &cpus {
+                        pe.attach(
+                            PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                            PerfEventScope::AllProcessesOneCpu { cpu: *cpu },
+                            SamplePolicy::Frequency(*hz),
+                            false,
+                        )
+                        .map_err(fail)?;
+                    }
+                }
+                Attach::Interval { period_ns } => {
+                    let pe: &mut PerfEvent = prog.try_into().map_err(fail)?;
+                    pe.attach(
+                        PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                        PerfEventScope::AllProcessesOneCpu { cpu: cpus.first().copied().unwrap_or(0) },
+                        SamplePolicy::Period(*period_ns),
+                        false,
+                    )
+                    .map_err(fail)?;
+                }
+                Attach::CgroupSkb { egress } => {
+                    let dir = cgroup_dir.ok_or_else(|| {
+                        LoadError(format!("{} needs a cgroup: pass --cgroup PATH or a pod target", p.probe_name))
+                    })?;
+                    let file = std::fs::File::open(dir)
+                        .map_err(|e| LoadError(format!("cannot open cgroup {}: {e}", dir.display())))?;
+                    let skb: &mut CgroupSkb = prog.try_into().map_err(fail)?;
+                    let kind = if *egress { CgroupSkbAttachType::Egress } else { CgroupSkbAttachType::Ingress };
+                    skb.attach(file, kind, CgroupAttachMode::Single).map_err(fail)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Detach and unload every probe (BEGIN/END stay loaded for END); maps stay readable.
+    pub fn detach_all(&mut self) {
+        for p in &self.compiled.programs {
+            let Some(prog) = self.ebpf.program_mut(&p.code.name) else { continue };
+            let _ = match p.attach {
+                Attach::Begin | Attach::End => Ok(()),
+                Attach::RawTracepoint { .. } => <&mut RawTracePoint>::try_from(prog).and_then(|x| x.unload()),
+                Attach::Tracepoint { .. } => <&mut TracePoint>::try_from(prog).and_then(|x| x.unload()),
+                Attach::Kprobe { .. } => <&mut KProbe>::try_from(prog).and_then(|x| x.unload()),
+                Attach::Uprobe { .. } => <&mut UProbe>::try_from(prog).and_then(|x| x.unload()),
+                Attach::Profile { .. } | Attach::Interval { .. } => {
+                    <&mut PerfEvent>::try_from(prog).and_then(|x| x.unload())
+                }
+                Attach::CgroupSkb { .. } => <&mut CgroupSkb>::try_from(prog).and_then(|x| x.unload()),
+            };
+        }
+    }
+
+    pub fn map_fd(&self, index: usize) -> RawFd {
+        self.map_fds[index]
+    }
+
+    /// Run BEGIN (or END) blocks once.
+    fn run_special(&self, fds: &[RawFd], what: &str) -> Result<(), LoadError> {
+        for fd in fds {
+            bpf_sys::test_run(*fd).map_err(|e| LoadError(format!("cannot run {what}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    pub fn run_begin(&self) -> Result<(), LoadError> {
+        self.run_special(&self.begin, "BEGIN")
+    }
+
+    pub fn run_end(&self) -> Result<(), LoadError> {
+        self.run_special(&self.end, "END")
+    }
+
+    /// Events lost because the ring buffer was full.
+    pub fn lost_events(&self) -> u64 {
+        let fd = self.map_fds[self.compiled.lost_map];
+        let cpus = bpf_sys::possible_cpus();
+        let mut buf = vec![0u8; 8 * cpus];
+        match bpf_sys::lookup(fd, &0u32.to_ne_bytes(), &mut buf) {
+            Ok(true) => buf.chunks(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).sum(),
+            _ => 0,
+        }
+    }
+}
+
+/// Why the event loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Exit,
+    Signal,
+    Deadline,
+}
+
+/// Streams events until exit(), a signal or the deadline.
+pub fn event_loop(session: &mut Session, sink: &mut Sink, deadline: Option<Duration>) -> Result<StopReason, LoadError> {
+    let start = Instant::now();
+    let ring_map = session
+        .ebpf
+        .take_map("events")
+        .ok_or_else(|| LoadError("internal error: no events map".into()))?;
+    let mut ring = RingBuf::try_from(ring_map).map_err(|e| LoadError(format!("cannot open the event ring: {e}")))?;
+    let fd = ring.as_raw_fd();
+    let mut reason = None;
+    loop {
+        // Drain everything available.
+        while let Some(item) = ring.next() {
+            let record: Vec<u8> = item.to_vec();
+            drop(item);
+            if let Some(r) = handle_event(session, sink, &record) {
+                reason = Some(r);
+            }
+        }
+        if let Some(r) = reason {
+            // Anything emitted before exit() is already drained above.
+            return Ok(r);
+        }
+        if STOP.load(Ordering::SeqCst) {
+            return Ok(StopReason::Signal);
+        }
+        let mut timeout = Duration::from_millis(200);
+        if let Some(d) = deadline {
+            let elapsed = start.elapsed();
+            if elapsed >= d {
+                return Ok(StopReason::Deadline);
+            }
+            timeout = timeout.min(d - elapsed);
+        }
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, timeout.as_millis().max(1) as i32) };
+    }
+}
+
+/// Drain events still queued (after END ran), without waiting.
+pub fn drain_events(session: &mut Session, sink: &mut Sink) {
+    if let Some(map) = session.ebpf.map_mut("events") {
+        if let Ok(mut ring) = RingBuf::try_from(map) {
+            let mut records = Vec::new();
+            while let Some(item) = ring.next() {
+                records.push(item.to_vec());
+            }
+            for r in records {
+                handle_event(session, sink, &r);
+            }
+        }
+    }
+}
+
+fn read_u64(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8).map_or(0, |s| u64::from_ne_bytes(s.try_into().unwrap_or([0; 8])))
+}
+
+fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option<StopReason> {
+    let id = read_u64(record, 0);
+    let kind = (id >> 32) as u32;
+    let index = (id & 0xffff_ffff) as usize;
+    match kind {
+        k if k == EventKind::Printf as u32 => {
+            let Some(spec) = session.compiled.printfs.get(index) else { return None };
+            let args: Vec<Val> = spec
+                .args
+                .iter()
+                .map(|(ty, at)| maps::decode_value(ty, &record[(8 + at).min(record.len())..], &session.compiled))
+                .collect();
+            let text = output::format_printf(&spec.format, &args);
+            sink.printf(&text);
+        }
+        k if k == EventKind::Exit as u32 => return Some(StopReason::Exit),
+        k if k == EventKind::Print as u32 => {
+            if let Some(dump) = maps::read_map(session, index) {
+                sink.map(&dump);
+            }
+        }
+        k if k == EventKind::Clear as u32 => maps::clear_map(session, index, false),
+        k if k == EventKind::Zero as u32 => maps::clear_map(session, index, true),
+        k if k == EventKind::Time as u32 => {
+            if let Some(fmt) = session.compiled.time_formats.get(index) {
+                sink.printf(&output::format_time(fmt));
+            }
+        }
+        _ => {}
+    }
+    None
+}
+
+/// Print every non-empty map in name order (what bpftrace does at exit).
+pub fn print_all_maps(session: &Session, sink: &mut Sink) {
+    let mut order: Vec<usize> = (0..session.compiled.user_maps.len()).collect();
+    order.sort_by(|a, b| session.compiled.user_maps[*a].name.cmp(&session.compiled.user_maps[*b].name));
+    for i in order {
+        if let Some(dump) = maps::read_map(session, i) {
+            if !dump.entries.is_empty() {
+                sink.map(&dump);
+            }
+        }
+    }
+    let _ = std::io::stdout().flush();
+}

@@ -1,0 +1,158 @@
+//! The node's tracing file system: finds (or mounts) tracefs, lists tracepoints and
+//! reads their record formats. Implements [`trace_lang::ProbeEnv`] for analysis and
+//! code generation, and serves `trace-runner list`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use trace_lang::tracepoint_format::{parse_format, TpField};
+use trace_lang::ProbeEnv;
+
+const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+/// tracefs as seen by this process.
+pub struct Tracefs {
+    root: Option<PathBuf>,
+    formats: Mutex<HashMap<(String, String), Option<Vec<TpField>>>>,
+}
+
+impl Tracefs {
+    /// Find tracefs; when it is not mounted and we may mount it (root in a privileged
+    /// pod), mount it at /sys/kernel/tracing.
+    pub fn open() -> Tracefs {
+        let found = |p: &str| Path::new(p).join("events").is_dir();
+        let mut root = CANDIDATES.iter().find(|p| found(p)).map(PathBuf::from);
+        if root.is_none() && Path::new(CANDIDATES[0]).is_dir() {
+            let target = std::ffi::CString::new(CANDIDATES[0]).expect("static path");
+            let fs = std::ffi::CString::new("tracefs").expect("static string");
+            // SAFETY: valid NUL-terminated strings; a failed mount is reported by errno only.
+            let r = unsafe { libc::mount(fs.as_ptr(), target.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
+            if r == 0 && found(CANDIDATES[0]) {
+                root = Some(PathBuf::from(CANDIDATES[0]));
+            }
+        }
+        Tracefs { root, formats: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn is_available(&self) -> bool {
+        self.root.is_some()
+    }
+
+    /// Every `(category, name)` tracepoint, sorted.
+    pub fn all_tracepoints(&self) -> Vec<(String, String)> {
+        let Some(root) = &self.root else { return Vec::new() };
+        let mut out = Vec::new();
+        let Ok(cats) = std::fs::read_dir(root.join("events")) else { return out };
+        for cat in cats.flatten() {
+            if !cat.path().is_dir() {
+                continue;
+            }
+            let cat_name = cat.file_name().to_string_lossy().into_owned();
+            let Ok(events) = std::fs::read_dir(cat.path()) else { continue };
+            for ev in events.flatten() {
+                if ev.path().join("format").is_file() {
+                    out.push((cat_name.clone(), ev.file_name().to_string_lossy().into_owned()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Tracepoint names closest to `category:name`, for "did you mean" hints.
+    pub fn suggestions(&self, category: &str, name: &str) -> Vec<String> {
+        let wanted = format!("{category}:{name}");
+        let mut scored: Vec<(usize, String)> = self
+            .all_tracepoints()
+            .into_iter()
+            .map(|(c, n)| format!("{c}:{n}"))
+            .map(|full| (edit_distance(&wanted, &full), full))
+            .collect();
+        scored.sort();
+        scored.into_iter().take(3).filter(|(d, _)| *d <= wanted.len() / 2 + 2).map(|(_, n)| n).collect()
+    }
+}
+
+impl ProbeEnv for Tracefs {
+    fn tracepoints(&self, category: &str, name: &str) -> Option<Vec<(String, String)>> {
+        self.root.as_ref()?;
+        if !category.contains('*') && !name.contains('*') {
+            let exists = self.root.as_ref()?.join("events").join(category).join(name).join("format").is_file();
+            return Some(if exists { vec![(category.to_string(), name.to_string())] } else { Vec::new() });
+        }
+        Some(
+            self.all_tracepoints()
+                .into_iter()
+                .filter(|(c, n)| glob_match(category, c) && glob_match(name, n))
+                .collect(),
+        )
+    }
+
+    fn tracepoint_fields(&self, category: &str, name: &str) -> Option<Vec<TpField>> {
+        let key = (category.to_string(), name.to_string());
+        let mut cache = self.formats.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                let path = self.root.as_ref()?.join("events").join(category).join(name).join("format");
+                let text = std::fs::read_to_string(path).ok()?;
+                Some(parse_format(&text, category == "syscalls"))
+            })
+            .clone()
+    }
+}
+
+/// Shell-style match with `*` only.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let mut rest = text;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(part) else { return false };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else if let Some(pos) = rest.find(part) {
+            rest = &rest[pos + part.len()..];
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("sys_enter_*", "sys_enter_openat"));
+        assert!(glob_match("*open*", "sys_enter_openat"));
+        assert!(!glob_match("sys_exit_*", "sys_enter_openat"));
+        assert!(glob_match("sys_enter_openat", "sys_enter_openat"));
+    }
+
+    #[test]
+    fn distance() {
+        assert_eq!(edit_distance("openat", "opena"), 1);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+    }
+}

@@ -1,0 +1,159 @@
+//! Helpers shared by the runner's integration tests: BPF availability (fail under
+//! CI, skip with a message elsewhere), throwaway cgroup v2 directories, and driving
+//! the real `trace-runner` binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn runner() -> &'static str {
+    env!("CARGO_BIN_EXE_trace-runner")
+}
+
+/// Can this process load BPF programs? Under `CI=true` a "no" fails the test.
+pub fn require_bpf() -> bool {
+    let ok = unsafe { libc::geteuid() } == 0 && Path::new("/sys/kernel/btf/vmlinux").exists();
+    let tracefs = Path::new("/sys/kernel/tracing/events").is_dir()
+        || Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]).status().is_ok_and(|s| s.success());
+    if ok && tracefs {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("BPF is not available (need root, BTF and tracefs) and CI=true: failing instead of skipping");
+    }
+    eprintln!("skipping: BPF is not available here (need root and tracefs)");
+    false
+}
+
+/// Where cgroup v2 is mounted.
+pub fn cgroup2_root() -> PathBuf {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for line in text.lines() {
+        let (left, right) = line.split_once(" - ").unwrap();
+        if right.starts_with("cgroup2 ") {
+            return PathBuf::from(left.split_whitespace().nth(4).unwrap());
+        }
+    }
+    panic!("no cgroup2 mount")
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A cgroup v2 directory removed (after its processes exit) on drop.
+pub struct TestCgroup {
+    pub path: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn new(name: &str) -> TestCgroup {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let path = cgroup2_root().join(format!("kt-test-{}-{}-{n}", name, std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        TestCgroup { path }
+    }
+
+    pub fn child(&self, name: &str) -> TestCgroup {
+        let path = self.path.join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        TestCgroup { path }
+    }
+
+    /// A shell command that first moves itself into this cgroup, then execs `cmd`.
+    pub fn command(&self, cmd: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(format!("echo $$ > {}/cgroup.procs && exec {cmd}", self.path.display()));
+        c
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() || !self.path.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A running trace: started, waited on until BEGIN printed its marker line.
+pub struct Trace {
+    pub child: Child,
+    stdout: Option<BufReader<std::process::ChildStdout>>,
+    pub head: String,
+}
+
+impl Trace {
+    /// Start `trace-runner run` with the given arguments; the script must print `ready`
+    /// from a BEGIN block so the test knows every probe is attached.
+    pub fn start(args: &[&str]) -> Trace {
+        let mut child = Command::new(runner())
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start trace-runner");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut head = String::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                let mut err = String::new();
+                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                panic!("trace-runner ended before it was ready: {head}{err}");
+            }
+            head.push_str(&line);
+            if line.trim() == "ready" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "trace-runner not ready in time");
+        }
+        Trace { child, stdout: Some(stdout), head }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Send `sig` and collect what follows on stdout, plus the exit status code.
+    pub fn stop(mut self, sig: i32) -> (String, Option<i32>) {
+        unsafe { libc::kill(self.pid(), sig) };
+        let mut rest = String::new();
+        self.stdout.take().unwrap().read_to_string(&mut rest).unwrap();
+        let status = self.child.wait().unwrap();
+        (rest, status.code())
+    }
+}
+
+/// Run a command to completion, panicking on failure.
+pub fn run_ok(mut cmd: Command) {
+    let status = cmd.status().expect("spawn workload");
+    assert!(status.success(), "workload failed: {status}");
+}
+
+/// Count BPF programs loaded in the kernel (BPF_PROG_GET_NEXT_ID).
+pub fn loaded_programs() -> usize {
+    #[repr(C)]
+    struct Attr {
+        start_id: u32,
+        next_id: u32,
+        open_flags: u32,
+    }
+    let mut n = 0;
+    let mut id = 0u32;
+    loop {
+        let mut attr = Attr { start_id: id, next_id: 0, open_flags: 0 };
+        let r = unsafe { libc::syscall(libc::SYS_bpf, 11, &mut attr as *mut Attr, std::mem::size_of::<Attr>()) };
+        if r != 0 {
+            return n;
+        }
+        n += 1;
+        id = attr.next_id;
+    }
+}

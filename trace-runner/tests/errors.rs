@@ -1,0 +1,66 @@
+//! Bad scripts: each gives `FILE:LINE:COL: error: ...`, the line and a caret, and exit 2.
+
+mod common;
+
+use std::process::Command;
+
+use common::runner;
+
+fn check(src: &str) -> (i32, String) {
+    let out = Command::new(runner()).args(["check", "-e", src]).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn malformed_scripts_give_located_errors() {
+    let cases: &[(&str, &str)] = &[
+        ("tracepoint:syscalls:sys_enter_openat { @ = count() ", "stdin:1:"),
+        ("BEGIN { printf(\"%d\\n\"); }", "stdin:1:"),
+        ("BEGIN { printf(\"%d %d\\n\", 1); }", "stdin:1:"),
+        ("BEGIN { $x = 1 + ; }", "stdin:1:"),
+        ("BEGIN { @x = count(); @x = 5; }", "stdin:1:"),
+        ("BEGIN { nosuchfunc(1); }", "stdin:1:"),
+        ("BEGIN { print($y); }", "stdin:1:"),
+        ("BEGIN {\n  @a[1] = 1;\n  @a[1, 2] = 2;\n}", "stdin:3:"),
+        ("BEGIN { \"unterminated }", "stdin:1:"),
+        ("foo:bar { }", "stdin:1:"),
+        ("BEGIN { count(); }", "stdin:1:"),
+        ("BEGIN { @h = lhist(1, 10, 0, 1); }", "stdin:1:"),
+        ("BEGIN { if (1) { exit(); }", "stdin:1:"),
+        ("BEGIN\n{\n  @x = 1 +* 2;\n}", "stdin:3:"),
+        ("BEGIN { @x = \"a\" + 1; }", "stdin:1:"),
+    ];
+    for (src, location) in cases {
+        let (code, err) = check(src);
+        assert_eq!(code, 2, "exit code for {src:?}: {err}");
+        assert!(err.starts_with(location), "location for {src:?}: {err}");
+        assert!(err.contains(": error: "), "message for {src:?}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(lines.len() >= 3, "source line and caret for {src:?}: {err}");
+        assert!(lines[2].trim_start().starts_with('^'), "caret for {src:?}: {err}");
+        assert!(!err.contains("panicked"), "no panic for {src:?}: {err}");
+    }
+}
+
+#[test]
+fn unknown_tracepoint_suggests_names() {
+    if !common::require_bpf() {
+        return;
+    }
+    let (code, err) = check("tracepoint:syscalls:sys_enter_opnat { }");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("sys_enter_openat"), "suggestion expected: {err}");
+}
+
+#[test]
+fn script_file_errors_name_the_file() {
+    let dir = std::env::temp_dir().join(format!("kt-err-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.bt");
+    std::fs::write(&file, "BEGIN {\n  @x = ;\n}\n").unwrap();
+    let out = Command::new(runner()).arg("check").arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.starts_with(&format!("{}:2:", file.display())), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
