@@ -522,10 +522,22 @@ pub fn pod_template(spec: &TraceSpec, plan: &NodePlan, name: &str) -> PodTemplat
         effect: Some(effect.to_string()),
         ..Default::default()
     };
+    let mut pod_annotations = BTreeMap::from([
+        (ANN_TARGET.to_string(), spec.target.display()),
+        (ANN_NODE.to_string(), plan.node.clone()),
+    ]);
+    if !plan.pods.is_empty() {
+        let pods: Vec<String> = plan
+            .pods
+            .iter()
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+            .collect();
+        pod_annotations.insert(ANN_PODS.to_string(), pods.join(","));
+    }
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels(spec, &plan.node)),
-            annotations: Some(BTreeMap::from([(ANN_TARGET.to_string(), spec.target.display())])),
+            annotations: Some(pod_annotations),
             ..Default::default()
         }),
         spec: Some(PodSpec {

@@ -1,13 +1,20 @@
 //! Semantic analysis: expands attach points, types every expression, decides each
 //! map's key and value types, and checks calls, printf formats and arguments.
-//! TODO(helper): implement `analyse`.
+//!
+//! Like bpftrace, the analysis runs several passes over the program: maps may be
+//! read in one probe before the probe that assigns them, so early passes only
+//! collect map shapes (errors suppressed, unknown types are `Type::None`), until the
+//! map table stops changing; a final pass reports the first error.
+//!
+//! Rewrites done in place besides filling `ty`: `sizeof(T)` becomes `ExprKind::Int`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::ast::{self, ProbeKind};
+use crate::ast::{self, BinOp, Expr, ExprKind, MapRef, ProbeKind, Stmt, StmtKind, UnOp};
 use crate::diag::Diagnostic;
+use crate::span::Span;
 use crate::tracepoint_format::TpField;
-use crate::types::{MapValue, Type};
+use crate::types::{MapValue, StackMode, Type};
 
 /// What the node offers; `None` answers mean "this environment cannot tell"
 /// (e.g. the plugin on a laptop), in which case analysis accepts the probe and types
@@ -47,6 +54,8 @@ pub struct MapInfo {
     /// Name as written without '@' ("" for the anonymous map).
     pub name: String,
     /// Key types, empty for a keyless map; two or more for a tuple key.
+    /// Integers are normalised to 8 bytes; strings have the largest size used
+    /// (a key expression may be a smaller `Str`, to be NUL-padded).
     pub keys: Vec<Type>,
     pub value: MapValue,
 }
@@ -59,11 +68,1822 @@ pub struct Analysis {
     /// For each probe block (same index as `Program::probes`), its concrete attach points.
     pub attach: Vec<Vec<ResolvedAttach>>,
     /// Types of scratch variables per probe block (same index as `Program::probes`).
+    /// Integers are 8 bytes; strings have the largest size assigned.
     pub vars: Vec<BTreeMap<String, Type>>,
 }
 
 /// Type the program in place and build the tables.
 pub fn analyse(program: &mut ast::Program, env: &dyn ProbeEnv) -> Result<Analysis, Diagnostic> {
-    let _ = (program, env);
-    todo!()
+    let mut attach = Vec::with_capacity(program.probes.len());
+    for probe in &program.probes {
+        attach.push(resolve_probe(probe, env)?);
+    }
+    let mut a = Analyser {
+        env,
+        maps: BTreeMap::new(),
+        final_pass: false,
+        errors: Vec::new(),
+        tp_cache: HashMap::new(),
+        unknown_fields: HashSet::new(),
+    };
+    for _ in 0..10 {
+        let before = a.maps.clone();
+        a.run(program, &attach);
+        if a.maps == before {
+            break;
+        }
+    }
+    a.final_pass = true;
+    let vars = a.run(program, &attach);
+    if let Some(e) = a.errors.into_iter().next() {
+        return Err(e);
+    }
+    Ok(Analysis {
+        maps: a.maps,
+        attach,
+        vars,
+    })
+}
+
+// ---- attach points ------------------------------------------------------------
+
+fn has_wildcard(s: &str) -> bool {
+    s.contains('*') || s.contains('?')
+}
+
+fn resolve_probe(
+    probe: &ast::Probe,
+    env: &dyn ProbeEnv,
+) -> Result<Vec<ResolvedAttach>, Diagnostic> {
+    let mut out = Vec::new();
+    for ap in &probe.attach {
+        check_attach(ap)?;
+        if ap.kind == ProbeKind::Tracepoint {
+            let (cat, name) = (&ap.parts[0], &ap.parts[1]);
+            if let Some(found) = env.tracepoints(cat, name) {
+                if found.is_empty() {
+                    return Err(Diagnostic::new(
+                        ap.span,
+                        format!("tracepoint not found: {cat}:{name}"),
+                    ));
+                }
+                for (c, n) in found {
+                    out.push(ResolvedAttach {
+                        kind: ap.kind,
+                        name: format!("tracepoint:{c}:{n}"),
+                        parts: vec![c, n],
+                    });
+                }
+                continue;
+            }
+        }
+        out.push(ResolvedAttach {
+            kind: ap.kind,
+            parts: ap.parts.clone(),
+            name: ap.text.clone(),
+        });
+    }
+    Ok(out)
+}
+
+const SOFTWARE_EVENTS: &[&str] = &[
+    "cpu-clock",
+    "cpu",
+    "task-clock",
+    "page-faults",
+    "faults",
+    "context-switches",
+    "cs",
+    "cpu-migrations",
+    "minor-faults",
+    "major-faults",
+    "alignment-faults",
+    "emulation-faults",
+    "dummy",
+    "bpf-output",
+];
+
+const HARDWARE_EVENTS: &[&str] = &[
+    "cpu-cycles",
+    "cycles",
+    "instructions",
+    "cache-references",
+    "cache-misses",
+    "branch-instructions",
+    "branches",
+    "branch-misses",
+    "bus-cycles",
+    "frontend-stalls",
+    "backend-stalls",
+    "ref-cycles",
+];
+
+fn check_attach(ap: &ast::AttachPoint) -> Result<(), Diagnostic> {
+    let provider = ap.kind.provider();
+    let n = ap.parts.len();
+    let err = |msg: String| Err(Diagnostic::new(ap.span, msg));
+    let count_err = |want: &str| {
+        Err(Diagnostic::new(
+            ap.span,
+            format!("{provider} probe type requires {want} arguments"),
+        ))
+    };
+    if ap.parts.iter().any(|p| p.is_empty()) && n > 0 {
+        return err(format!("{provider} probe has an empty argument: '{}'", ap.text));
+    }
+    match ap.kind {
+        ProbeKind::Begin | ProbeKind::End => {}
+        ProbeKind::Tracepoint => {
+            if n != 2 {
+                return count_err("2");
+            }
+        }
+        ProbeKind::RawTracepoint => {
+            if n != 1 {
+                return count_err("1");
+            }
+        }
+        ProbeKind::Kprobe | ProbeKind::Kretprobe | ProbeKind::Kfunc | ProbeKind::Kretfunc => {
+            if !(1..=2).contains(&n) {
+                return count_err("1 or 2");
+            }
+        }
+        ProbeKind::Uprobe | ProbeKind::Uretprobe => {
+            if n != 2 {
+                return count_err("2");
+            }
+        }
+        ProbeKind::Profile | ProbeKind::Interval => {
+            if n != 2 {
+                return count_err("2");
+            }
+            let unit = ap.parts[0].as_str();
+            if !matches!(unit, "hz" | "s" | "ms" | "us") {
+                return err(format!(
+                    "Invalid unit '{unit}' for {provider} probe (expected hz, s, ms or us)"
+                ));
+            }
+            match parse_u64(&ap.parts[1]) {
+                Some(v) if v > 0 => {}
+                _ => return err(format!("Invalid rate of {provider} probe: '{}'", ap.parts[1])),
+            }
+        }
+        ProbeKind::Software | ProbeKind::Hardware => {
+            if !(1..=2).contains(&n) {
+                return count_err("1 or 2");
+            }
+            let events = if ap.kind == ProbeKind::Software {
+                SOFTWARE_EVENTS
+            } else {
+                HARDWARE_EVENTS
+            };
+            if !events.contains(&ap.parts[0].as_str()) {
+                return err(format!("Invalid {provider} probe: {}", ap.parts[0]));
+            }
+            if n == 2 && parse_u64(&ap.parts[1]).is_none_or(|v| v == 0) {
+                return err(format!("Invalid count for {provider} probe: '{}'", ap.parts[1]));
+            }
+        }
+        ProbeKind::CgroupSkb => {
+            if n != 1 {
+                return count_err("1");
+            }
+            if !matches!(ap.parts[0].as_str(), "ingress" | "egress") {
+                return err(format!(
+                    "Invalid cgroup_skb attach type '{}' (expected ingress or egress)",
+                    ap.parts[0]
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_u64(s: &str) -> Option<u64> {
+    let s: String = s.chars().filter(|&c| c != '_').collect();
+    if let Some(h) = s.strip_prefix("0x") {
+        return u64::from_str_radix(h, 16).ok();
+    }
+    if let Some((m, e)) = s.split_once('e') {
+        let m: u64 = m.parse().ok()?;
+        let e: u32 = e.parse().ok()?;
+        return 10u64.checked_pow(e)?.checked_mul(m);
+    }
+    s.parse().ok()
+}
+
+// ---- printf formats -------------------------------------------------------------
+
+/// What a printf conversion accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatArgKind {
+    /// `%d %i %u %x %X %o %c %p` (with any length modifier).
+    Integer,
+    /// `%s`: strings, and symbolized values (`ksym`, `usym`, `probe`, stacks).
+    String,
+}
+
+/// One conversion of a printf-style format string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatSpec {
+    /// Byte range of the conversion in the format string, e.g. `%-10.10s`.
+    pub start: usize,
+    pub end: usize,
+    /// The conversion character (`d`, `s`, `x`, ...).
+    pub conv: char,
+    pub kind: FormatArgKind,
+}
+
+/// Parse a printf format string into its conversions (`%%` is not one). Flags
+/// `-+ #0`, a width, a precision and length modifiers `hh h l ll z j t` are allowed.
+pub fn parse_format_string(fmt: &str) -> Result<Vec<FormatSpec>, String> {
+    let b = fmt.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'%' {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        i += 1;
+        if i < b.len() && b[i] == b'%' {
+            i += 1;
+            continue;
+        }
+        while i < b.len() && matches!(b[i], b'-' | b'+' | b' ' | b'#' | b'0') {
+            i += 1;
+        }
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i < b.len() && b[i] == b'.' {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+        }
+        if i < b.len() && b[i] == b'*' {
+            return Err("printf: '*' width or precision is not supported".into());
+        }
+        while i < b.len() && matches!(b[i], b'h' | b'l' | b'z' | b'j' | b't') {
+            i += 1;
+        }
+        let Some(&c) = b.get(i) else {
+            return Err(format!(
+                "printf: Invalid format string: '{}' has no conversion",
+                &fmt[start..]
+            ));
+        };
+        let kind = match c {
+            b'd' | b'i' | b'u' | b'x' | b'X' | b'o' | b'c' | b'p' => FormatArgKind::Integer,
+            b's' => FormatArgKind::String,
+            _ => {
+                let ch = fmt[i..].chars().next().unwrap();
+                return Err(format!(
+                    "printf: Unknown format string token: %{}",
+                    &fmt[start + 1..i + ch.len_utf8()]
+                ));
+            }
+        };
+        i += 1;
+        out.push(FormatSpec {
+            start,
+            end: i,
+            conv: c as char,
+            kind,
+        });
+    }
+    Ok(out)
+}
+
+// ---- types ------------------------------------------------------------------------
+
+/// The type a cast such as `(uint32)` or `(struct sock *)` names, if it is one.
+pub fn parse_type_name(text: &str) -> Option<Type> {
+    let stars = text.matches('*').count();
+    let base = text.replace('*', " ");
+    let words: Vec<&str> = base
+        .split_whitespace()
+        .filter(|w| !matches!(*w, "const" | "volatile"))
+        .collect();
+    let base_ty = match words.as_slice() {
+        [] => return None,
+        ["struct" | "union" | "enum", name] => {
+            if words[0] == "enum" {
+                Type::Int {
+                    bytes: 4,
+                    signed: false,
+                }
+            } else {
+                Type::Record(format!("{} {name}", words[0]))
+            }
+        }
+        ["void"] => Type::Int {
+            bytes: 1,
+            signed: false,
+        },
+        [single] => int_type_word(single)?,
+        _ => c_int_words(&words)?,
+    };
+    let mut ty = base_ty;
+    if stars == 0 && words == ["void"] {
+        return None;
+    }
+    for _ in 0..stars {
+        ty = Type::Ptr {
+            to: Box::new(ty),
+            user: false,
+        };
+    }
+    Some(ty)
+}
+
+fn int_type_word(w: &str) -> Option<Type> {
+    let (bytes, signed) = match w {
+        "int8" | "s8" | "__s8" | "char" => (1, true),
+        "uint8" | "u8" | "__u8" | "bool" => (1, false),
+        "int16" | "s16" | "__s16" | "short" => (2, true),
+        "uint16" | "u16" | "__u16" => (2, false),
+        "int32" | "s32" | "__s32" | "int" | "pid_t" | "signed" => (4, true),
+        "uint32" | "u32" | "__u32" | "unsigned" => (4, false),
+        "int64" | "s64" | "__s64" | "long" => (8, true),
+        "uint64" | "u64" | "__u64" | "size_t" => (8, false),
+        _ => return None,
+    };
+    Some(Type::Int { bytes, signed })
+}
+
+/// Multi-word C integer types: `unsigned int`, `long long`, `unsigned char`.
+fn c_int_words(words: &[&str]) -> Option<Type> {
+    let mut signed = true;
+    let mut bytes = 4;
+    let mut longs = 0;
+    for w in words {
+        match *w {
+            "unsigned" => signed = false,
+            "signed" => signed = true,
+            "char" => bytes = 1,
+            "short" => bytes = 2,
+            "int" => {}
+            "long" => longs += 1,
+            _ => return None,
+        }
+    }
+    if longs > 0 {
+        bytes = 8;
+    }
+    Some(Type::Int { bytes, signed })
+}
+
+/// `sizeof(T)` for the types the front end knows without BTF.
+pub fn sizeof_type(text: &str) -> Option<u64> {
+    match parse_type_name(text)? {
+        Type::Record(_) => None,
+        Type::Int { bytes, .. } => Some(bytes as u64),
+        t => Some(t.size() as u64),
+    }
+}
+
+/// Integers are kept in 8 bytes in variables, map keys and map values.
+fn normalise(t: &Type) -> Type {
+    match t {
+        Type::Int { signed, .. } => Type::Int {
+            bytes: 8,
+            signed: *signed,
+        },
+        Type::Tuple(items) => Type::Tuple(items.iter().map(normalise).collect()),
+        t => t.clone(),
+    }
+}
+
+/// Combine a stored type with a newly assigned one; `None` if incompatible.
+fn merge(old: &Type, new: &Type) -> Option<Type> {
+    match (old, new) {
+        (Type::None, t) | (t, Type::None) => Some(t.clone()),
+        (Type::Int { .. }, Type::Int { .. }) => Some(old.clone()),
+        (Type::Str(a), Type::Str(b)) => Some(Type::Str((*a).max(*b))),
+        (Type::Tuple(a), Type::Tuple(b)) if a.len() == b.len() => Some(Type::Tuple(
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| merge(x, y))
+                .collect::<Option<Vec<_>>>()?,
+        )),
+        (Type::Ptr { .. }, Type::Ptr { .. } | Type::Int { .. }) => Some(old.clone()),
+        (a, b) if a == b => Some(a.clone()),
+        _ => None,
+    }
+}
+
+fn agg_value(name: &str) -> Option<MapValue> {
+    Some(match name {
+        "count" => MapValue::Count,
+        "sum" => MapValue::Sum,
+        "avg" => MapValue::Avg,
+        "min" => MapValue::Min,
+        "max" => MapValue::Max,
+        "stats" => MapValue::Stats,
+        "hist" => MapValue::Hist,
+        "lhist" => MapValue::Lhist {
+            min: 0,
+            max: 0,
+            step: 0,
+        },
+        _ => return None,
+    })
+}
+
+/// Is this an aggregation function (`count`, `sum`, `avg`, `min`, `max`, `stats`,
+/// `hist`, `lhist`), only valid as the value of a map assignment?
+pub fn is_aggregation(name: &str) -> bool {
+    agg_value(name).is_some()
+}
+
+/// Functions that return no value.
+fn is_void_fn(name: &str) -> bool {
+    matches!(
+        name,
+        "printf" | "print" | "time" | "exit" | "clear" | "zero" | "delete" | "system" | "cat"
+            | "signal"
+    )
+}
+
+/// Real bpftrace functions this implementation does not support yet.
+fn is_unsupported_fn(name: &str) -> bool {
+    matches!(
+        name,
+        "ntop"
+            | "buf"
+            | "join"
+            | "reg"
+            | "macaddr"
+            | "path"
+            | "override"
+            | "strftime"
+            | "skboutput"
+            | "cgroup_path"
+            | "unwatch"
+            | "uptr_"
+            | "printf_"
+            | "offsetof"
+            | "len"
+            | "strcontains"
+            | "pton"
+            | "percpu_kaddr"
+            | "errorf"
+            | "debugf"
+    )
+}
+
+/// The type reading a map gives, or an error for values that cannot be read.
+fn map_read_type(v: &MapValue) -> Result<Type, &'static str> {
+    match v {
+        MapValue::Count => Ok(Type::U64),
+        MapValue::Sum | MapValue::Min | MapValue::Max | MapValue::Avg => Ok(Type::I64),
+        MapValue::Stats => Err("stats"),
+        MapValue::Hist => Err("hist"),
+        MapValue::Lhist { .. } => Err("lhist"),
+        MapValue::Value(t) => Ok(t.clone()),
+    }
+}
+
+fn literal_int(e: &Expr) -> Option<i64> {
+    match &e.kind {
+        ExprKind::Int(v) => Some(*v),
+        _ => None,
+    }
+}
+
+fn literal_str(e: &Expr) -> Option<&str> {
+    match &e.kind {
+        ExprKind::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn map_name(m: &MapRef) -> String {
+    format!("@{}", m.name)
+}
+
+fn type_list(ts: &[Type]) -> String {
+    let v: Vec<String> = ts.iter().map(|t| t.to_string()).collect();
+    format!("[{}]", v.join(", "))
+}
+
+fn binop_str(op: BinOp) -> &'static str {
+    match op {
+        BinOp::Add => "+",
+        BinOp::Sub => "-",
+        BinOp::Mul => "*",
+        BinOp::Div => "/",
+        BinOp::Mod => "%",
+        BinOp::BitAnd => "&",
+        BinOp::BitOr => "|",
+        BinOp::BitXor => "^",
+        BinOp::Shl => "<<",
+        BinOp::Shr => ">>",
+        BinOp::Eq => "==",
+        BinOp::Ne => "!=",
+        BinOp::Lt => "<",
+        BinOp::Le => "<=",
+        BinOp::Gt => ">",
+        BinOp::Ge => ">=",
+        BinOp::And => "&&",
+        BinOp::Or => "||",
+    }
+}
+
+/// Types that behave as opaque tokens: comparable with `==`/`!=` to the same type.
+fn is_opaque(t: &Type) -> bool {
+    matches!(
+        t,
+        Type::Probe | Type::Ksym | Type::Usym | Type::Stack { .. } | Type::Tuple(_)
+    )
+}
+
+// ---- the analyser --------------------------------------------------------------------
+
+struct Analyser<'e> {
+    env: &'e dyn ProbeEnv,
+    maps: BTreeMap<String, MapInfo>,
+    final_pass: bool,
+    errors: Vec<Diagnostic>,
+    tp_cache: HashMap<(String, String), Option<Vec<TpField>>>,
+    /// Spans of `args->field` expressions whose type the environment could not tell
+    /// (typed I64; indexing them is allowed and gives I64).
+    unknown_fields: HashSet<Span>,
+}
+
+/// Per-probe state.
+struct Cx<'p> {
+    kinds: Vec<ProbeKind>,
+    attach: &'p [ResolvedAttach],
+    vars: BTreeMap<String, Type>,
+}
+
+impl Cx<'_> {
+    fn first_not_in(&self, allowed: &[ProbeKind]) -> Option<ProbeKind> {
+        self.kinds.iter().copied().find(|k| !allowed.contains(k))
+    }
+}
+
+fn kind_name(k: ProbeKind) -> &'static str {
+    k.provider()
+}
+
+impl Analyser<'_> {
+    fn error(&mut self, span: Span, msg: impl Into<String>) {
+        if self.final_pass {
+            self.errors.push(Diagnostic::new(span, msg));
+        }
+    }
+
+    fn run(
+        &mut self,
+        program: &mut ast::Program,
+        attach: &[Vec<ResolvedAttach>],
+    ) -> Vec<BTreeMap<String, Type>> {
+        let mut all_vars = Vec::new();
+        for (probe, resolved) in program.probes.iter_mut().zip(attach) {
+            let mut cx = Cx {
+                kinds: probe.attach.iter().map(|a| a.kind).collect(),
+                attach: resolved,
+                vars: BTreeMap::new(),
+            };
+            if let Some(pred) = &mut probe.predicate {
+                let t = self.expr(pred, &mut cx);
+                if !t.is_integral() && t != Type::None {
+                    self.error(pred.span, format!("Invalid type for predicate: {t}"));
+                } else if t == Type::None {
+                    self.check_value(pred);
+                }
+            }
+            self.stmts(&mut probe.body, &mut cx);
+            all_vars.push(cx.vars);
+        }
+        all_vars
+    }
+
+    fn stmts(&mut self, stmts: &mut [Stmt], cx: &mut Cx) {
+        for s in stmts {
+            self.stmt(s, cx);
+        }
+    }
+
+    fn stmt(&mut self, s: &mut Stmt, cx: &mut Cx) {
+        match &mut s.kind {
+            StmtKind::Expr(e) => {
+                self.expr(e, cx);
+            }
+            StmtKind::MapAssign { map, value } => {
+                let keys = self.map_keys(map, cx);
+                let mv = match &value.kind {
+                    ExprKind::Call { name, .. } if is_aggregation(name) => {
+                        self.aggregation(value, cx)
+                    }
+                    _ => {
+                        let t = self.expr(value, cx);
+                        if self.check_value(value) {
+                            Some(MapValue::Value(normalise(&t)))
+                        } else {
+                            None
+                        }
+                    }
+                };
+                if let Some(mv) = mv {
+                    self.define_map(map, keys, mv, value.span);
+                }
+            }
+            StmtKind::MapCompound { map, op: _, value } => {
+                let keys = self.map_keys(map, cx);
+                let t = self.expr(value, cx);
+                if !t.is_integral() && t != Type::None {
+                    self.error(
+                        value.span,
+                        format!("Compound assignment to {} requires an integer, got '{t}'", map_name(map)),
+                    );
+                }
+                if let Some(info) = self.maps.get(&map.name) {
+                    if let MapValue::Value(Type::Int { .. } | Type::None) = info.value {
+                    } else {
+                        let msg = format!(
+                            "Type mismatch for {}: trying to assign value of type 'int64' when map already contains a value of type '{}'",
+                            map_name(map),
+                            info.value
+                        );
+                        self.error(map.span, msg);
+                        return;
+                    }
+                }
+                self.define_map(map, keys, MapValue::Value(Type::I64), map.span);
+            }
+            StmtKind::VarAssign { name, value } => {
+                let t = self.expr(value, cx);
+                if !self.check_value(value) {
+                    return;
+                }
+                let t = normalise(&t);
+                match cx.vars.get(name.as_str()) {
+                    None => {
+                        cx.vars.insert(name.clone(), t);
+                    }
+                    Some(old) => match merge(old, &t) {
+                        Some(m) => {
+                            cx.vars.insert(name.clone(), m);
+                        }
+                        None => {
+                            let msg = format!(
+                                "Type mismatch for ${name}: trying to assign value of type '{t}' when variable already contains a value of type '{old}'"
+                            );
+                            self.error(s.span, msg);
+                        }
+                    },
+                }
+            }
+            StmtKind::VarCompound { name, op: _, value } => {
+                let t = self.expr(value, cx);
+                if !t.is_integral() && t != Type::None {
+                    self.error(
+                        value.span,
+                        format!("Compound assignment to ${name} requires an integer, got '{t}'"),
+                    );
+                }
+                match cx.vars.get(name.as_str()) {
+                    None => {
+                        self.error(s.span, format!("Undefined or undeclared variable: ${name}"));
+                    }
+                    Some(old) if !old.is_integral() && *old != Type::None => {
+                        let msg = format!(
+                            "The {} operator can not be used on a variable of type '{old}'",
+                            "compound assignment"
+                        );
+                        self.error(s.span, msg);
+                    }
+                    _ => {}
+                }
+            }
+            StmtKind::If { cond, then, els } => {
+                let t = self.expr(cond, cx);
+                if !t.is_integral() && t != Type::None {
+                    self.error(cond.span, format!("Invalid condition in if(): {t}"));
+                } else if t == Type::None {
+                    self.check_value(cond);
+                }
+                self.stmts(then, cx);
+                self.stmts(els, cx);
+            }
+            StmtKind::Unroll { body, .. } => self.stmts(body, cx),
+            StmtKind::Return => {}
+        }
+    }
+
+    /// Errors for expressions that are not values (void calls, bare `args`).
+    /// Returns whether the expression is usable as a value.
+    fn check_value(&mut self, e: &Expr) -> bool {
+        match (&e.ty, &e.kind) {
+            (Type::None, ExprKind::Call { name, .. }) if is_void_fn(name) => {
+                self.error(e.span, format!("{name}() does not return a value"));
+                false
+            }
+            (Type::Ctx, _) => {
+                self.error(
+                    e.span,
+                    "The args builtin can only be used to access fields, e.g. args->name",
+                );
+                false
+            }
+            (Type::Record(r), _) => {
+                self.error(e.span, format!("A value of type '{r}' can not be used here"));
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Type the key expressions of a map access; ints normalised to 8 bytes.
+    fn map_keys(&mut self, m: &mut MapRef, cx: &mut Cx) -> Vec<Type> {
+        let mut out = Vec::new();
+        for k in &mut m.keys {
+            let t = self.expr(k, cx);
+            self.check_value(k);
+            out.push(normalise(&t));
+        }
+        out
+    }
+
+    /// Check access keys against the map's keys, widening strings. Returns false
+    /// on mismatch (error reported).
+    fn check_keys(&mut self, m: &MapRef, keys: &[Type]) -> bool {
+        let Some(info) = self.maps.get(&m.name) else {
+            return true;
+        };
+        let mismatch = || {
+            format!(
+                "Argument mismatch for {}: trying to access with arguments: {} when map expects arguments: {}",
+                map_name(m),
+                type_list(keys),
+                type_list(&info.keys)
+            )
+        };
+        if info.keys.len() != keys.len() {
+            let msg = mismatch();
+            self.error(m.span, msg);
+            return false;
+        }
+        let mut merged = Vec::new();
+        for (old, new) in info.keys.iter().zip(keys) {
+            match merge(old, new) {
+                Some(t) => merged.push(t),
+                None => {
+                    let msg = mismatch();
+                    self.error(m.span, msg);
+                    return false;
+                }
+            }
+        }
+        self.maps.get_mut(&m.name).unwrap().keys = merged;
+        true
+    }
+
+    /// Record an assignment of a value kind to a map.
+    fn define_map(&mut self, m: &MapRef, keys: Vec<Type>, value: MapValue, vspan: Span) {
+        if !self.maps.contains_key(&m.name) {
+            self.maps.insert(
+                m.name.clone(),
+                MapInfo {
+                    name: m.name.clone(),
+                    keys,
+                    value,
+                },
+            );
+            return;
+        }
+        if !self.check_keys(m, &keys) {
+            return;
+        }
+        let old = self.maps[&m.name].value.clone();
+        let merged = match (&old, &value) {
+            (MapValue::Value(a), MapValue::Value(b)) => merge(a, b).map(MapValue::Value),
+            (MapValue::Value(Type::None), v) => Some(v.clone()),
+            (
+                MapValue::Lhist { min, max, step },
+                MapValue::Lhist {
+                    min: b,
+                    max: c,
+                    step: d,
+                },
+            ) => {
+                if (min, max, step) != (b, c, d) {
+                    self.error(
+                        vspan,
+                        format!(
+                            "Different lhist bounds in a single map unsupported: {} already uses lhist(x, {min}, {max}, {step})",
+                            map_name(m)
+                        ),
+                    );
+                    return;
+                }
+                Some(old.clone())
+            }
+            (a, b) if std::mem::discriminant(a) == std::mem::discriminant(b) => Some(old.clone()),
+            _ => None,
+        };
+        match merged {
+            Some(v) => self.maps.get_mut(&m.name).unwrap().value = v,
+            None => {
+                let msg = format!(
+                    "Type mismatch for {}: trying to assign value of type '{value}' when map already contains a value of type '{old}'",
+                    map_name(m)
+                );
+                self.error(vspan, msg);
+            }
+        }
+    }
+
+    /// `@m = count()` etc.: check the arguments and give the value kind.
+    fn aggregation(&mut self, call: &mut Expr, cx: &mut Cx) -> Option<MapValue> {
+        let span = call.span;
+        let ExprKind::Call { name, args } = &mut call.kind else {
+            return None;
+        };
+        let name = name.clone();
+        let mut types = Vec::new();
+        for a in args.iter_mut() {
+            let t = self.expr(a, cx);
+            self.check_value(a);
+            types.push(t);
+        }
+        let want = match name.as_str() {
+            "count" => 0,
+            "lhist" => 4,
+            _ => 1,
+        };
+        if args.len() != want {
+            let need = match want {
+                0 => "no arguments".to_string(),
+                1 => "one argument".to_string(),
+                n => format!("{n} arguments"),
+            };
+            self.error(
+                span,
+                format!("{name}() requires {need} ({} provided)", args.len()),
+            );
+            return None;
+        }
+        if want >= 1 && !types[0].is_integral() && types[0] != Type::None {
+            self.error(
+                args[0].span,
+                format!("{name}() expects an integer argument ({} provided)", types[0]),
+            );
+        }
+        let mut value = agg_value(&name)?;
+        if name == "lhist" {
+            let mut lits = [0i64; 3];
+            for (i, what) in ["min", "max", "step"].iter().enumerate() {
+                match literal_int(&args[i + 1]) {
+                    Some(v) => lits[i] = v,
+                    None => {
+                        self.error(
+                            args[i + 1].span,
+                            format!("lhist: invalid {what} value (must be an integer literal)"),
+                        );
+                        return None;
+                    }
+                }
+            }
+            let [min, max, step] = lits;
+            if min < 0 {
+                self.error(
+                    args[1].span,
+                    format!("lhist() min must be non-negative (provided min {min})"),
+                );
+                return None;
+            }
+            if max <= min {
+                self.error(
+                    args[2].span,
+                    format!("lhist() max must be greater than min (provided min {min}, max {max})"),
+                );
+                return None;
+            }
+            if step <= 0 {
+                self.error(
+                    args[3].span,
+                    format!("lhist() step must be >= 1 ({step} provided)"),
+                );
+                return None;
+            }
+            value = MapValue::Lhist { min, max, step };
+        }
+        call.ty = map_read_type(&value).unwrap_or(Type::None);
+        Some(value)
+    }
+
+    fn expr(&mut self, e: &mut Expr, cx: &mut Cx) -> Type {
+        let t = self.expr_inner(e, cx);
+        e.ty = t.clone();
+        t
+    }
+
+    fn expr_inner(&mut self, e: &mut Expr, cx: &mut Cx) -> Type {
+        let span = e.span;
+        match &mut e.kind {
+            ExprKind::Int(_) => Type::I64,
+            ExprKind::Str(s) => Type::Str((s.len() + 1).max(64)),
+            ExprKind::Positional(_) => Type::I64,
+            ExprKind::Builtin(name) => {
+                let name = name.clone();
+                self.builtin(&name, span, cx)
+            }
+            ExprKind::Ident(name) => {
+                let msg = format!("Unknown identifier: '{name}'");
+                self.error(span, msg);
+                Type::None
+            }
+            ExprKind::Var(name) => match cx.vars.get(name.as_str()) {
+                Some(t) => t.clone(),
+                None => {
+                    let msg = format!("Undefined or undeclared variable: ${name}");
+                    self.error(span, msg);
+                    Type::None
+                }
+            },
+            ExprKind::Map(m) => {
+                let keys = self.map_keys(m, cx);
+                match self.maps.get(&m.name) {
+                    None => {
+                        let msg = format!("Undefined map: {}", map_name(m));
+                        self.error(m.span, msg);
+                        Type::None
+                    }
+                    Some(info) => {
+                        let v = info.value.clone();
+                        if !self.check_keys(m, &keys) {
+                            return Type::None;
+                        }
+                        match map_read_type(&v) {
+                            Ok(t) => t,
+                            Err(kind) => {
+                                let msg = format!(
+                                    "Map {} of type '{kind}' can not be used as a value (only printed, cleared or deleted)",
+                                    map_name(m)
+                                );
+                                self.error(m.span, msg);
+                                Type::None
+                            }
+                        }
+                    }
+                }
+            }
+            ExprKind::Call { .. } => self.call(e, cx),
+            ExprKind::Unary { op, expr } => {
+                let op = *op;
+                let t = self.expr(expr, cx);
+                if t == Type::None {
+                    self.check_value(expr);
+                    return Type::None;
+                }
+                let sym = match op {
+                    UnOp::Not => "!",
+                    UnOp::BitNot => "~",
+                    UnOp::Neg => "-",
+                    UnOp::Deref => "*",
+                    UnOp::AddrOf => "&",
+                };
+                match op {
+                    UnOp::Not if t.is_integral() => Type::I64,
+                    UnOp::BitNot | UnOp::Neg if t.is_int() => normalise(&t),
+                    UnOp::Deref => match &t {
+                        Type::Ptr { to, .. } => match to.as_ref() {
+                            Type::Record(r) => {
+                                let msg = format!(
+                                    "Dereferencing a '{r} *' requires BTF, which is not supported yet"
+                                );
+                                self.error(span, msg);
+                                Type::None
+                            }
+                            inner => inner.clone(),
+                        },
+                        Type::Int { .. } => Type::I64,
+                        _ => {
+                            let msg = format!(
+                                "The * operator can not be used on expressions of type '{t}'"
+                            );
+                            self.error(span, msg);
+                            Type::None
+                        }
+                    },
+                    UnOp::AddrOf => {
+                        self.error(span, "The & operator is not supported yet");
+                        Type::None
+                    }
+                    _ => {
+                        let msg = format!(
+                            "The {sym} operator can not be used on expressions of type '{t}'"
+                        );
+                        self.error(span, msg);
+                        Type::None
+                    }
+                }
+            }
+            ExprKind::Binary { op, lhs, rhs } => {
+                let op = *op;
+                let lt = self.expr(lhs, cx);
+                let rt = self.expr(rhs, cx);
+                let lok = self.check_value(lhs);
+                let rok = self.check_value(rhs);
+                if !lok || !rok || lt == Type::None || rt == Type::None {
+                    return if lt.is_str() && rt.is_str() || !op_is_arith(op) {
+                        Type::I64
+                    } else {
+                        Type::None
+                    };
+                }
+                self.binary(op, &lt, &rt, span, lhs.span, rhs.span)
+            }
+            ExprKind::Ternary { cond, then, els } => {
+                let ct = self.expr(cond, cx);
+                if !ct.is_integral() && ct != Type::None {
+                    let msg = format!("Invalid condition in ternary: {ct}");
+                    self.error(cond.span, msg);
+                }
+                let a = self.expr(then, cx);
+                let b = self.expr(els, cx);
+                if a == Type::None && b == Type::None {
+                    return Type::None;
+                }
+                if !self.check_value(then) || !self.check_value(els) {
+                    return Type::None;
+                }
+                match merge(&normalise(&a), &normalise(&b)) {
+                    Some(t) => {
+                        if a == Type::None || b == Type::None {
+                            return Type::None;
+                        }
+                        t
+                    }
+                    None => {
+                        let msg = format!(
+                            "Ternary operator must return the same type: have '{a}' and '{b}'"
+                        );
+                        self.error(span, msg);
+                        Type::None
+                    }
+                }
+            }
+            ExprKind::Field { expr, field, arrow } => {
+                let field = field.clone();
+                let arrow = *arrow;
+                let base_is_args = matches!(&expr.kind, ExprKind::Builtin(b) if b == "args");
+                let t = self.expr(expr, cx);
+                match &t {
+                    Type::None => Type::None,
+                    Type::Ctx if base_is_args => {
+                        if !arrow {
+                            self.error(span, "Use args->field to access tracepoint arguments");
+                            return Type::None;
+                        }
+                        self.args_field(&field, span, cx)
+                    }
+                    Type::Tuple(items) if !arrow => match field.parse::<usize>() {
+                        Ok(i) if i < items.len() => items[i].clone(),
+                        Ok(i) => {
+                            let msg = format!(
+                                "Tuple index {i} is out of bounds for tuple of size {}",
+                                items.len()
+                            );
+                            self.error(span, msg);
+                            Type::None
+                        }
+                        Err(_) => {
+                            let msg = format!("Can not access field '{field}' on a tuple");
+                            self.error(span, msg);
+                            Type::None
+                        }
+                    },
+                    Type::Record(r) => {
+                        let msg = format!(
+                            "Accessing field '{field}' of '{r}' requires BTF or C definitions, which are not supported yet"
+                        );
+                        self.error(span, msg);
+                        Type::None
+                    }
+                    Type::Ptr { to, .. } if matches!(to.as_ref(), Type::Record(_)) => {
+                        let msg = format!(
+                            "Accessing field '{field}' of '{t}' requires BTF or C definitions, which are not supported yet"
+                        );
+                        self.error(span, msg);
+                        Type::None
+                    }
+                    _ => {
+                        let msg = format!(
+                            "Can not access field '{field}' on expression of type '{t}'"
+                        );
+                        self.error(span, msg);
+                        Type::None
+                    }
+                }
+            }
+            ExprKind::Index { expr, index } => {
+                let t = self.expr(expr, cx);
+                let it = self.expr(index, cx);
+                if !it.is_integral() && it != Type::None {
+                    let msg = format!("The array index must be an integer, got '{it}'");
+                    self.error(index.span, msg);
+                    return Type::None;
+                }
+                match &t {
+                    Type::None => Type::None,
+                    Type::Array { elem, len } => {
+                        if let Some(i) = literal_int(index) {
+                            if i < 0 || i >= *len as i64 {
+                                let msg = format!(
+                                    "the index {i} is out of bounds for array of size {len}"
+                                );
+                                self.error(index.span, msg);
+                                return Type::None;
+                            }
+                        }
+                        elem.as_ref().clone()
+                    }
+                    Type::Ptr { to, .. } if !matches!(to.as_ref(), Type::Record(_)) => {
+                        to.as_ref().clone()
+                    }
+                    Type::Int { .. } if self.unknown_fields.contains(&expr.span) => Type::I64,
+                    _ => {
+                        let msg = format!(
+                            "The array index operator [] can only be used on arrays and pointers, found {t}"
+                        );
+                        self.error(span, msg);
+                        Type::None
+                    }
+                }
+            }
+            ExprKind::Cast { ty, expr } => {
+                let text = ty.clone();
+                let t = self.expr(expr, cx);
+                let Some(target) = parse_type_name(&text) else {
+                    let msg = format!("Unknown type in cast: '{text}'");
+                    self.error(span, msg);
+                    return Type::None;
+                };
+                if let Type::Record(r) = &target {
+                    let msg = format!("Cannot cast to struct type '{r}'");
+                    self.error(span, msg);
+                    return Type::None;
+                }
+                if t != Type::None && !t.is_integral() {
+                    if self.check_value(expr) {
+                        let msg = format!("Cannot cast from '{t}' to '{target}'");
+                        self.error(span, msg);
+                    }
+                    return Type::None;
+                }
+                target
+            }
+            ExprKind::Tuple(items) => {
+                let mut ts = Vec::new();
+                for it in items.iter_mut() {
+                    let t = self.expr(it, cx);
+                    self.check_value(it);
+                    ts.push(t);
+                }
+                Type::Tuple(ts)
+            }
+            ExprKind::Sizeof(text) => match sizeof_type(text) {
+                Some(n) => {
+                    e.kind = ExprKind::Int(n as i64);
+                    Type::I64
+                }
+                None => {
+                    let msg = match parse_type_name(text) {
+                        Some(Type::Record(r)) => format!(
+                            "sizeof({r}) requires BTF or C definitions, which are not supported yet"
+                        ),
+                        _ => format!("sizeof: unknown type '{text}'"),
+                    };
+                    self.error(span, msg);
+                    Type::None
+                }
+            },
+        }
+    }
+
+    fn binary(
+        &mut self,
+        op: BinOp,
+        lt: &Type,
+        rt: &Type,
+        span: Span,
+        lspan: Span,
+        rspan: Span,
+    ) -> Type {
+        let sym = binop_str(op);
+        let cmp = matches!(
+            op,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
+        );
+        let logic = matches!(op, BinOp::And | BinOp::Or);
+        if lt.is_integral() && rt.is_integral() {
+            if cmp || logic {
+                return Type::I64;
+            }
+            if let Type::Ptr { .. } = lt {
+                if matches!(op, BinOp::Add | BinOp::Sub) && rt.is_int() {
+                    return lt.clone();
+                }
+            }
+            if let Type::Ptr { .. } = rt {
+                if op == BinOp::Add && lt.is_int() {
+                    return rt.clone();
+                }
+            }
+            let unsigned = matches!(lt, Type::Int { signed: false, .. } | Type::Ptr { .. })
+                || matches!(rt, Type::Int { signed: false, .. } | Type::Ptr { .. });
+            return if unsigned { Type::U64 } else { Type::I64 };
+        }
+        let same_kind = (lt.is_str() && rt.is_str())
+            || (is_opaque(lt) && lt == rt)
+            || (matches!((lt, rt), (Type::Tuple(a), Type::Tuple(b)) if a.len() == b.len()));
+        if !same_kind {
+            let msg = format!("Type mismatch for '{sym}': comparing '{lt}' with '{rt}'");
+            self.error(lspan.to(rspan), msg);
+            return Type::None;
+        }
+        if matches!(op, BinOp::Eq | BinOp::Ne) {
+            return Type::I64;
+        }
+        let msg = format!("The {sym} operator can not be used on expressions of types {lt}, {rt}");
+        self.error(span, msg);
+        Type::None
+    }
+
+    fn builtin(&mut self, name: &str, span: Span, cx: &mut Cx) -> Type {
+        use ProbeKind::*;
+        match name {
+            "pid" | "tid" | "uid" | "gid" | "cpu" | "nsecs" | "elapsed" | "cgroup" | "numaid"
+            | "jiffies" | "cpid" | "rand" | "curtask" | "ctx" => Type::U64,
+            "$#" => Type::I64,
+            "comm" => Type::Str(16),
+            "probe" => Type::Probe,
+            "kstack" => Type::Stack {
+                user: false,
+                limit: 127,
+                mode: StackMode::Bpftrace,
+            },
+            "ustack" => Type::Stack {
+                user: true,
+                limit: 127,
+                mode: StackMode::Bpftrace,
+            },
+            "func" => {
+                let kernel = [Kprobe, Kretprobe, Kfunc, Kretfunc];
+                let user = [Uprobe, Uretprobe];
+                if cx.first_not_in(&kernel).is_none() {
+                    Type::Ksym
+                } else if cx.first_not_in(&user).is_none() {
+                    Type::Usym
+                } else {
+                    let k = cx
+                        .first_not_in(&[Kprobe, Kretprobe, Kfunc, Kretfunc, Uprobe, Uretprobe])
+                        .unwrap_or(cx.kinds[0]);
+                    let msg = format!(
+                        "The func builtin can not be used with '{}' probes",
+                        kind_name(k)
+                    );
+                    self.error(span, msg);
+                    Type::None
+                }
+            }
+            "retval" => {
+                if let Some(k) = cx.first_not_in(&[Kretprobe, Uretprobe, Kretfunc]) {
+                    let msg = format!(
+                        "The retval builtin can only be used with 'kretprobe', 'uretprobe' and 'kretfunc' probes ({} used here)",
+                        kind_name(k)
+                    );
+                    self.error(span, msg);
+                    return Type::None;
+                }
+                Type::I64
+            }
+            "args" => {
+                if let Some(k) = cx.first_not_in(&[Tracepoint, Kfunc, Kretfunc]) {
+                    let msg = format!(
+                        "The args builtin can only be used with 'tracepoint' and 'kfunc' probes ({} used here)",
+                        kind_name(k)
+                    );
+                    self.error(span, msg);
+                    return Type::None;
+                }
+                Type::Ctx
+            }
+            "username" => {
+                self.error(span, "The username builtin is not supported yet");
+                Type::None
+            }
+            "usermode" => Type::U64,
+            _ if name.starts_with("arg") || name.starts_with("sarg") => {
+                if let Some(k) = cx.first_not_in(&[Kprobe, Kretprobe, Uprobe, Uretprobe]) {
+                    let msg = format!(
+                        "The {name} builtin can only be used with 'kprobes', 'uprobes' and 'usdt' probes ({} used here)",
+                        kind_name(k)
+                    );
+                    self.error(span, msg);
+                    return Type::None;
+                }
+                Type::U64
+            }
+            _ => {
+                self.error(span, format!("Unknown builtin: '{name}'"));
+                Type::None
+            }
+        }
+    }
+
+    fn tp_fields(&mut self, cat: &str, name: &str) -> Option<Vec<TpField>> {
+        let key = (cat.to_string(), name.to_string());
+        if let Some(v) = self.tp_cache.get(&key) {
+            return v.clone();
+        }
+        let v = self.env.tracepoint_fields(cat, name);
+        self.tp_cache.insert(key, v.clone());
+        v
+    }
+
+    /// `args->field`: the field's type in every attach point of the block.
+    fn args_field(&mut self, field: &str, span: Span, cx: &mut Cx) -> Type {
+        let mut result: Option<(Type, String)> = None;
+        for ra in cx.attach {
+            let t = match ra.kind {
+                ProbeKind::Tracepoint => {
+                    let (cat, name) = (&ra.parts[0], &ra.parts[1]);
+                    if has_wildcard(cat) || has_wildcard(name) {
+                        self.unknown_fields.insert(span);
+                        Type::I64
+                    } else {
+                        match self.tp_fields(cat, name) {
+                            None => {
+                                self.unknown_fields.insert(span);
+                                Type::I64
+                            }
+                            Some(fields) => match fields.iter().find(|f| f.name == field) {
+                                Some(f) => match f.array_len {
+                                    Some(len) => Type::Array {
+                                        elem: Box::new(f.ty.clone()),
+                                        len,
+                                    },
+                                    None => f.ty.clone(),
+                                },
+                                None => {
+                                    let msg = format!(
+                                        "tracepoint '{cat}:{name}' has no field '{field}'"
+                                    );
+                                    self.error(span, msg);
+                                    return Type::None;
+                                }
+                            },
+                        }
+                    }
+                }
+                _ => {
+                    self.unknown_fields.insert(span);
+                    Type::I64
+                }
+            };
+            match &result {
+                None => result = Some((t, ra.name.clone())),
+                Some((first, first_name)) => {
+                    if merge(&normalise(first), &normalise(&t)).is_none() {
+                        let msg = format!(
+                            "args->{field} has different types in {first_name} ({first}) and {} ({t})",
+                            ra.name
+                        );
+                        self.error(span, msg);
+                        return Type::None;
+                    }
+                }
+            }
+        }
+        result.map(|(t, _)| t).unwrap_or(Type::I64)
+    }
+
+    /// Check a printf-style call's format and arguments (`printf`, `system`, `cat`).
+    fn check_format(&mut self, fname: &str, args: &[Expr], types: &[Type], span: Span) {
+        let Some(first) = args.first() else {
+            self.error(span, format!("{fname}() requires at least one argument (0 provided)"));
+            return;
+        };
+        let Some(fmt) = literal_str(first) else {
+            self.error(
+                first.span,
+                format!("{fname}() expects a string literal as the first argument"),
+            );
+            return;
+        };
+        let specs = match parse_format_string(fmt) {
+            Ok(s) => s,
+            Err(msg) => {
+                let msg = msg.replacen("printf", fname, 1);
+                self.error(first.span, msg);
+                return;
+            }
+        };
+        let supplied = args.len() - 1;
+        if supplied > specs.len() {
+            self.error(
+                span,
+                format!(
+                    "{fname}: Too many arguments for format string ({supplied} supplied, {} expected)",
+                    specs.len()
+                ),
+            );
+            return;
+        }
+        if supplied < specs.len() {
+            self.error(
+                span,
+                format!(
+                    "{fname}: Not enough arguments for format string ({supplied} supplied, {} expected)",
+                    specs.len()
+                ),
+            );
+            return;
+        }
+        for (i, spec) in specs.iter().enumerate() {
+            let t = &types[i + 1];
+            if *t == Type::None {
+                continue;
+            }
+            let ok = match spec.kind {
+                FormatArgKind::Integer => t.is_integral(),
+                FormatArgKind::String => {
+                    t.is_str() || matches!(t, Type::Ksym | Type::Usym | Type::Probe | Type::Stack { .. })
+                }
+            };
+            if !ok {
+                let want = match spec.kind {
+                    FormatArgKind::Integer => "integer",
+                    FormatArgKind::String => "string",
+                };
+                let spec_text = &fmt[spec.start..spec.end];
+                self.error(
+                    args[i + 1].span,
+                    format!(
+                        "{fname}: {spec_text} specifier expects a value of type {want} ({t} supplied)"
+                    ),
+                );
+                return;
+            }
+        }
+    }
+
+    fn nargs(&mut self, name: &str, n: usize, min: usize, max: usize, span: Span) -> bool {
+        if n >= min && n <= max {
+            return true;
+        }
+        let need = if min == max {
+            match min {
+                0 => "no arguments".to_string(),
+                1 => "one argument".to_string(),
+                k => format!("{k} arguments"),
+            }
+        } else {
+            format!("{min} to {max} arguments")
+        };
+        self.error(span, format!("{name}() requires {need} ({n} provided)"));
+        false
+    }
+
+    /// A map argument of print/clear/zero/delete: its keys are checked, its value
+    /// is not read. `whole` requires no keys.
+    fn map_arg(&mut self, fname: &str, arg: &mut Expr, cx: &mut Cx, whole: bool) -> bool {
+        let ExprKind::Map(m) = &mut arg.kind else {
+            self.error(arg.span, format!("{fname}() expects a map to be provided"));
+            return false;
+        };
+        let keys = self.map_keys(m, cx);
+        let Some(info) = self.maps.get(&m.name) else {
+            let msg = format!("Undefined map: {}", map_name(m));
+            self.error(m.span, msg);
+            return false;
+        };
+        let value = info.value.clone();
+        let info_keys = info.keys.len();
+        if whole {
+            if !m.keys.is_empty() {
+                let msg = format!(
+                    "{fname}() expects a map with no keys, e.g. {fname}({})",
+                    map_name(m)
+                );
+                self.error(arg.span, msg);
+                return false;
+            }
+        } else if !(m.keys.is_empty() && info_keys == 0) && !self.check_keys(m, &keys) {
+            return false;
+        }
+        if !whole && m.keys.is_empty() && info_keys > 0 {
+            let msg = format!(
+                "{fname}() expects a map element, e.g. {fname}({}[key])",
+                map_name(m)
+            );
+            self.error(arg.span, msg);
+            return false;
+        }
+        arg.ty = map_read_type(&value).unwrap_or(Type::None);
+        true
+    }
+
+    fn call(&mut self, e: &mut Expr, cx: &mut Cx) -> Type {
+        let span = e.span;
+        let ExprKind::Call { name, args } = &mut e.kind else {
+            return Type::None;
+        };
+        let name = name.clone();
+        let n = args.len();
+
+        // Functions whose arguments are not plain values.
+        match name.as_str() {
+            "clear" | "zero" => {
+                if self.nargs(&name, n, 1, 1, span) {
+                    self.map_arg(&name, &mut args[0], cx, true);
+                }
+                return Type::None;
+            }
+            "delete" => {
+                if self.nargs(&name, n, 1, 1, span) {
+                    self.map_arg(&name, &mut args[0], cx, false);
+                }
+                return Type::None;
+            }
+            "print" => {
+                if !self.nargs(&name, n, 1, 3, span) {
+                    return Type::None;
+                }
+                let whole_map = matches!(&args[0].kind, ExprKind::Map(m) if m.keys.is_empty()
+                    && self.maps.get(&m.name).is_some_and(|i| !i.keys.is_empty() || map_read_type(&i.value).is_err()));
+                if whole_map || (n > 1 && matches!(args[0].kind, ExprKind::Map(_))) {
+                    self.map_arg(&name, &mut args[0], cx, true);
+                } else {
+                    if n > 1 {
+                        self.error(
+                            args[1].span,
+                            "print(): top and div arguments are only allowed for maps",
+                        );
+                    }
+                    self.expr(&mut args[0], cx);
+                    self.check_value(&args[0]);
+                }
+                for a in args.iter_mut().skip(1) {
+                    self.expr(a, cx);
+                    if literal_int(a).is_none_or(|v| v < 0) {
+                        self.error(
+                            a.span,
+                            "print(): top and div arguments must be non-negative integer literals",
+                        );
+                    }
+                }
+                return Type::None;
+            }
+            "kstack" | "ustack" => {
+                let user = name == "ustack";
+                let mut mode = StackMode::Bpftrace;
+                let mut limit = 127u32;
+                if !self.nargs(&name, n, 0, 2, span) {
+                    return Type::None;
+                }
+                for (i, a) in args.iter_mut().enumerate() {
+                    match &a.kind {
+                        ExprKind::Ident(m) if i == 0 => {
+                            mode = match m.as_str() {
+                                "bpftrace" => StackMode::Bpftrace,
+                                "perf" => StackMode::Perf,
+                                "raw" => StackMode::Raw,
+                                _ => {
+                                    let msg = format!("{name}: Unknown stack mode: '{m}'");
+                                    self.error(a.span, msg);
+                                    return Type::None;
+                                }
+                            };
+                        }
+                        ExprKind::Int(v) if *v >= 1 && *v <= 1024 => limit = *v as u32,
+                        _ => {
+                            self.error(
+                                a.span,
+                                format!("{name}: expected a stack mode or a limit between 1 and 1024"),
+                            );
+                            return Type::None;
+                        }
+                    }
+                    a.ty = Type::I64;
+                }
+                return Type::Stack { user, limit, mode };
+            }
+            _ => {}
+        }
+
+        let mut types = Vec::with_capacity(n);
+        for a in args.iter_mut() {
+            let t = self.expr(a, cx);
+            types.push(t);
+        }
+        let args: &[Expr] = args;
+        let value_args_ok = |s: &mut Self| args.iter().all(|a| s.check_value(a));
+        let int_arg = |s: &mut Self, i: usize| {
+            let t = &types[i];
+            if !t.is_integral() && *t != Type::None {
+                s.error(
+                    args[i].span,
+                    format!("{name}() expects an integer argument ({t} provided)"),
+                );
+            }
+        };
+        let str_literal_arg = |s: &mut Self, i: usize| -> bool {
+            if literal_str(&args[i]).is_none() {
+                s.error(
+                    args[i].span,
+                    format!("{name}() expects a string literal argument"),
+                );
+                return false;
+            }
+            true
+        };
+
+        if is_aggregation(&name) {
+            self.error(
+                span,
+                format!("{name}() should be directly assigned to a map"),
+            );
+            return Type::None;
+        }
+        match name.as_str() {
+            "printf" | "system" | "cat" => {
+                if value_args_ok(self) {
+                    self.check_format(&name, args, &types, span);
+                }
+                Type::None
+            }
+            "time" => {
+                if self.nargs(&name, n, 0, 1, span) && n == 1 {
+                    str_literal_arg(self, 0);
+                }
+                Type::None
+            }
+            "exit" => {
+                self.nargs(&name, n, 0, 0, span);
+                Type::None
+            }
+            "signal" => {
+                if self.nargs(&name, n, 1, 1, span) {
+                    match (&args[0].kind, &types[0]) {
+                        (ExprKind::Str(s), _) => {
+                            let s = s.strip_prefix("SIG").unwrap_or(s);
+                            if !is_signal_name(s) {
+                                self.error(
+                                    args[0].span,
+                                    format!("signal(): unknown signal '{s}'"),
+                                );
+                            }
+                        }
+                        (_, t) if t.is_int() || *t == Type::None => {}
+                        _ => self.error(
+                            args[0].span,
+                            "signal() expects a signal name or number",
+                        ),
+                    }
+                }
+                Type::None
+            }
+            "str" => {
+                if !self.nargs(&name, n, 1, 2, span) || !value_args_ok(self) {
+                    return Type::None;
+                }
+                let t0 = &types[0];
+                if !(t0.is_integral() || t0.is_str() || *t0 == Type::None) {
+                    self.error(
+                        args[0].span,
+                        format!("str() expects an integer or a pointer type as first argument ({t0} provided)"),
+                    );
+                    return Type::None;
+                }
+                if n == 2 {
+                    int_arg(self, 1);
+                    if let Some(v) = literal_int(&args[1]) {
+                        if v < 1 {
+                            self.error(args[1].span, "str(): length must be positive");
+                            return Type::None;
+                        }
+                        return Type::Str((v as usize).min(1024));
+                    }
+                }
+                match t0 {
+                    Type::Str(s) => Type::Str(*s),
+                    _ => Type::Str(64),
+                }
+            }
+            "cgroupid" => {
+                if self.nargs(&name, n, 1, 1, span) {
+                    str_literal_arg(self, 0);
+                }
+                Type::U64
+            }
+            "kaddr" => {
+                if self.nargs(&name, n, 1, 1, span) {
+                    str_literal_arg(self, 0);
+                }
+                Type::U64
+            }
+            "uaddr" => {
+                if self.nargs(&name, n, 1, 1, span) {
+                    str_literal_arg(self, 0);
+                    if let Some(k) = cx.first_not_in(&[ProbeKind::Uprobe, ProbeKind::Uretprobe]) {
+                        self.error(
+                            span,
+                            format!("uaddr can only be used with uprobes ({} used here)", kind_name(k)),
+                        );
+                    }
+                }
+                Type::U64
+            }
+            "ksym" | "usym" => {
+                if self.nargs(&name, n, 1, 1, span) && value_args_ok(self) {
+                    int_arg(self, 0);
+                }
+                if name == "ksym" {
+                    Type::Ksym
+                } else {
+                    Type::Usym
+                }
+            }
+            "bswap" => {
+                if !self.nargs(&name, n, 1, 1, span) || !value_args_ok(self) {
+                    return Type::None;
+                }
+                int_arg(self, 0);
+                match &types[0] {
+                    t @ Type::Int { .. } => t.clone(),
+                    _ => Type::None,
+                }
+            }
+            "kptr" | "uptr" => {
+                if !self.nargs(&name, n, 1, 1, span) || !value_args_ok(self) {
+                    return Type::None;
+                }
+                int_arg(self, 0);
+                match &types[0] {
+                    Type::Ptr { to, .. } => Type::Ptr {
+                        to: to.clone(),
+                        user: name == "uptr",
+                    },
+                    t => t.clone(),
+                }
+            }
+            "strncmp" => {
+                if !self.nargs(&name, n, 3, 3, span) || !value_args_ok(self) {
+                    return Type::I64;
+                }
+                for i in 0..2 {
+                    let t = &types[i];
+                    if !t.is_str() && *t != Type::None {
+                        self.error(
+                            args[i].span,
+                            format!("strncmp() expects a string argument ({t} provided)"),
+                        );
+                    }
+                }
+                if literal_int(&args[2]).is_none_or(|v| v < 0) {
+                    self.error(
+                        args[2].span,
+                        "strncmp() expects a non-negative integer literal as third argument",
+                    );
+                }
+                Type::I64
+            }
+            _ if is_unsupported_fn(&name) => {
+                self.error(span, format!("{name}() is not supported yet"));
+                Type::None
+            }
+            _ => {
+                let name_span = Span::new(span.start, span.start + name.len());
+                self.error(name_span, format!("Unknown function: {name}"));
+                Type::None
+            }
+        }
+    }
+}
+
+fn op_is_arith(op: BinOp) -> bool {
+    !matches!(
+        op,
+        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::And | BinOp::Or
+    )
+}
+
+fn is_signal_name(s: &str) -> bool {
+    matches!(
+        s,
+        "HUP" | "INT" | "QUIT" | "ILL" | "TRAP" | "ABRT" | "BUS" | "FPE" | "KILL" | "USR1"
+            | "SEGV" | "USR2" | "PIPE" | "ALRM" | "TERM" | "STKFLT" | "CHLD" | "CONT" | "STOP"
+            | "TSTP" | "TTIN" | "TTOU" | "URG" | "XCPU" | "XFSZ" | "VTALRM" | "PROF" | "WINCH"
+            | "IO" | "PWR" | "SYS"
+    )
 }

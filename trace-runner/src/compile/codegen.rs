@@ -91,7 +91,7 @@ pub struct UserMap {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrintfSpec {
     pub format: String,
-    /// Argument types and their offsets in the record (after the 8-byte id).
+    /// Argument types and their offsets from the start of the record (the id is at 0).
     pub args: Vec<(Type, usize)>,
 }
 

@@ -370,7 +370,7 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
             let args: Vec<Val> = spec
                 .args
                 .iter()
-                .map(|(ty, at)| maps::decode_value(ty, &record[(8 + at).min(record.len())..], &session.compiled))
+                .map(|(ty, at)| maps::decode_value(ty, &record[(*at).min(record.len())..], &session.compiled))
                 .collect();
             let text = output::format_printf(&spec.format, &args);
             sink.printf(&text);

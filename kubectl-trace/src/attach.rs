@@ -1,0 +1,590 @@
+//! `kubectl trace attach` (and `run -a`): wait for each trace pod to start, showing its
+//! progress and explaining why it cannot (PodSecurity, FailedCreate, Unschedulable,
+//! image pull), then stream every pod's output, prefixed per pod or node when there are
+//! several. The first Ctrl-C stops the trace gracefully (the pod is deleted with its
+//! grace period: the runner catches SIGTERM and prints its maps) and keeps streaming
+//! until the runner ends; the second leaves at once.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::AsyncBufReadExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, LogParams};
+
+use crate::client::{is_not_found, Ctx};
+use crate::errors::{fail, pod_security_message, Error, Op, Result};
+use crate::kubeconfig::GlobalArgs;
+use crate::manifest::{id_selector, trace_id_of, ANN_NODE, ANN_PODS, CONTAINER_NAME, LABEL_NODE};
+use crate::progress::{Out, Progress};
+use crate::util::{format_age, parse_duration};
+
+pub const EXAMPLES: &str = "\
+Examples:
+  # Follow a running trace (Ctrl-C stops it and shows its final maps)
+  kubectl trace attach k3x9q2m7fa
+
+  # By object name, in another namespace
+  kubectl trace attach kubectl-trace-k3x9q2m7fa -n tracing";
+
+#[derive(Debug, Clone, Args)]
+pub struct AttachArgs {
+    /// The trace: its id or its name
+    #[arg(value_name = "TRACE")]
+    pub trace: String,
+    /// How long to wait for the trace pod to start
+    #[arg(long, value_name = "DUR", default_value = "5m")]
+    pub pod_running_timeout: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttachOptions {
+    pub pod_running_timeout: Duration,
+    /// Grace period (seconds) used to stop the runner on Ctrl-C.
+    pub grace: u64,
+}
+
+/// Poll interval while waiting for pods.
+const POLL: Duration = Duration::from_millis(1000);
+
+/// `kubectl trace attach`.
+pub async fn execute(args: AttachArgs, global: &GlobalArgs) -> Result<()> {
+    let timeout = parse_duration(&args.pod_running_timeout)
+        .map_err(|e| fail(format!("--pod-running-timeout: {e}")))?;
+    let ctx = Ctx::connect(global).await?;
+    let id = trace_id_of(&args.trace);
+    let jobs = trace_jobs(&ctx, &ctx.namespace, &id).await?;
+    let grace = jobs
+        .first()
+        .and_then(|j| j.spec.as_ref())
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30) as u64;
+    let opts = AttachOptions {
+        pod_running_timeout: Duration::from_secs(timeout),
+        grace,
+    };
+    attach_trace(&ctx, &id, &opts, &Out::stdout()).await
+}
+
+/// The Jobs of a trace, newest first per node (a scheduled trace has one per run).
+pub async fn trace_jobs(ctx: &Ctx, ns: &str, id: &str) -> Result<Vec<Job>> {
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let list = api
+        .list(&ListParams::default().labels(&id_selector(id)))
+        .await
+        .map_err(ctx.err(Op::new("list", "jobs.batch", Some(ns))))?;
+    let mut newest: BTreeMap<String, Job> = BTreeMap::new();
+    for job in list.items {
+        let node = job_node(&job);
+        let newer = match newest.get(&node) {
+            Some(old) => job.metadata.creation_timestamp > old.metadata.creation_timestamp,
+            None => true,
+        };
+        if newer {
+            newest.insert(node, job);
+        }
+    }
+    if newest.is_empty() {
+        return Err(fail(format!(
+            "trace {id} has no job in namespace {ns} (see kubectl trace get)"
+        )));
+    }
+    Ok(newest.into_values().collect())
+}
+
+/// The node a Job runs on, from its annotation (or label).
+pub fn job_node(job: &Job) -> String {
+    job.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANN_NODE).cloned())
+        .or_else(|| job.metadata.labels.as_ref().and_then(|l| l.get(LABEL_NODE).cloned()))
+        .unwrap_or_default()
+}
+
+/// The prefix of a Job's output lines when several are streamed: the pod when the Job
+/// traces exactly one, the node otherwise.
+pub fn job_prefix(job: &Job) -> String {
+    prefix_for(&job.metadata, &job_node(job))
+}
+
+/// The output prefix from an object's annotations (Jobs and trace pods carry them).
+pub fn prefix_for(meta: &ObjectMeta, node: &str) -> String {
+    let ann = meta.annotations.clone().unwrap_or_default();
+    let pods = ann.get(ANN_PODS).cloned().unwrap_or_default();
+    let pods: Vec<&str> = pods.split(',').filter(|s| !s.is_empty()).collect();
+    if pods.len() == 1 {
+        let name = pods[0].rsplit('/').next().unwrap_or(pods[0]);
+        format!("[pod/{name}] ")
+    } else {
+        let node = ann.get(ANN_NODE).map(String::as_str).unwrap_or(node);
+        format!("[node/{node}] ")
+    }
+}
+
+/// Shared start-up state of all the trace's pods, shown in one spinner.
+struct Starting {
+    progress: Mutex<Progress>,
+    states: Mutex<BTreeMap<String, String>>,
+    started: Instant,
+}
+
+impl Starting {
+    fn set(&self, node: &str, state: &str) {
+        let msg = {
+            let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+            states.insert(node.to_string(), state.to_string());
+            let waiting: Vec<String> = states
+                .iter()
+                .filter(|(_, s)| s.as_str() != "streaming")
+                .map(|(n, s)| format!("node/{n}: {s}"))
+                .collect();
+            if waiting.is_empty() {
+                None
+            } else {
+                Some(format!("waiting for the trace pod ({})", waiting.join("; ")))
+            }
+        };
+        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        match msg {
+            Some(m) => p.set(&m),
+            None => p.finish(),
+        }
+    }
+
+    fn note(&self, msg: &str) {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner()).note(msg);
+    }
+}
+
+/// How a pod stands, for the waiting loop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PodState {
+    /// Still coming up: what to show.
+    Waiting(String),
+    /// The runner container runs or has run: stream its logs.
+    Started,
+    /// It will never start: why.
+    Fatal(String),
+}
+
+/// Classify a trace pod.
+pub fn classify(pod: &Pod, node: &str) -> PodState {
+    let status = pod.status.clone().unwrap_or_default();
+    let phase = status.phase.clone().unwrap_or_else(|| "Pending".into());
+    let cs = status
+        .container_statuses
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.name == CONTAINER_NAME);
+    let state = cs.as_ref().and_then(|c| c.state.clone()).unwrap_or_default();
+    if state.running.is_some() || state.terminated.is_some() {
+        return PodState::Started;
+    }
+    if phase == "Failed" || phase == "Succeeded" {
+        let reason = status.reason.unwrap_or_else(|| phase.clone());
+        let msg = status.message.unwrap_or_default();
+        return PodState::Fatal(format!(
+            "the trace pod on node/{node} did not start: {reason}{}",
+            if msg.is_empty() { String::new() } else { format!(": {msg}") }
+        ));
+    }
+    for c in status.conditions.unwrap_or_default() {
+        if c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable") {
+            return PodState::Fatal(format!(
+                "the trace pod cannot be scheduled on node/{node}: {}",
+                c.message.unwrap_or_default()
+            ));
+        }
+    }
+    if let Some(w) = state.waiting {
+        let reason = w.reason.unwrap_or_default();
+        let msg = w.message.unwrap_or_default();
+        let image = cs.as_ref().map(|c| c.image.clone()).unwrap_or_default();
+        return match reason.as_str() {
+            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
+                PodState::Fatal(format!(
+                    "node/{node} cannot pull the runner image {image} ({reason}): {msg} (choose another with --image)"
+                ))
+            }
+            "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
+                PodState::Fatal(format!("the trace container cannot start on node/{node} ({reason}): {msg}"))
+            }
+            "" => PodState::Waiting(phase),
+            r => PodState::Waiting(r.to_string()),
+        };
+    }
+    PodState::Waiting(phase)
+}
+
+/// Why a Job cannot make its pod, from its status and events; `None` while all is well.
+async fn job_trouble(ctx: &Ctx, ns: &str, name: &str, check_events: bool) -> Result<Option<String>> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let job = jobs
+        .get(name)
+        .await
+        .map_err(ctx.err(Op::new("get", "jobs.batch", Some(ns)).named(name)))?;
+    for c in job.status.and_then(|s| s.conditions).unwrap_or_default() {
+        if c.type_ == "Failed" && c.status == "True" {
+            return Ok(Some(format!(
+                "job {name} failed: {}{}",
+                c.reason.unwrap_or_default(),
+                c.message.map(|m| format!(": {m}")).unwrap_or_default()
+            )));
+        }
+    }
+    if !check_events {
+        return Ok(None);
+    }
+    let events: Api<Event> = Api::namespaced(ctx.client.clone(), ns);
+    let list = match events
+        .list(&ListParams::default().fields(&format!(
+            "involvedObject.kind=Job,involvedObject.name={name}"
+        )))
+        .await
+    {
+        Ok(l) => l,
+        Err(_) => return Ok(None), // events are a bonus
+    };
+    for ev in list.items {
+        if ev.reason.as_deref() == Some("FailedCreate") {
+            let msg = ev.message.unwrap_or_default();
+            if msg.contains("violates PodSecurity") {
+                return Ok(Some(pod_security_message(ns, &msg)));
+            }
+            return Ok(Some(format!("job {name} cannot create its pod (FailedCreate): {msg}")));
+        }
+    }
+    Ok(None)
+}
+
+/// The newest pod of a Job (by the controller's `job-name` label).
+async fn job_pod(ctx: &Ctx, ns: &str, job: &str) -> Result<Option<Pod>> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await
+        .map_err(ctx.err(Op::new("list", "pods", Some(ns))))?;
+    Ok(list
+        .items
+        .into_iter()
+        .max_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp)))
+}
+
+/// Latest warning event of a pod, to show while waiting (e.g. FailedMount).
+async fn pod_warning(ctx: &Ctx, ns: &str, pod: &str) -> Option<String> {
+    let events: Api<Event> = Api::namespaced(ctx.client.clone(), ns);
+    let list = events
+        .list(&ListParams::default().fields(&format!(
+            "involvedObject.kind=Pod,involvedObject.name={pod}"
+        )))
+        .await
+        .ok()?;
+    list.items
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .max_by(|a, b| a.last_timestamp.cmp(&b.last_timestamp))
+        .map(|e| {
+            let m = e.message.unwrap_or_default();
+            let m = m.lines().next().unwrap_or("").to_string();
+            format!("{}: {m}", e.reason.unwrap_or_default())
+        })
+}
+
+/// Wait until the Job's pod has started its runner; `None` when stopped meanwhile.
+async fn wait_started(
+    ctx: &Ctx,
+    ns: &str,
+    job: &str,
+    node: &str,
+    opts: &AttachOptions,
+    starting: &Starting,
+    stopped: &AtomicBool,
+) -> Result<Option<Pod>> {
+    let begin = Instant::now();
+    let mut i: u64 = 0;
+    loop {
+        i += 1;
+        match job_pod(ctx, ns, job).await? {
+            Some(pod) => match classify(&pod, node) {
+                PodState::Started => return Ok(Some(pod)),
+                PodState::Fatal(m) => return Err(fail(m)),
+                PodState::Waiting(s) => {
+                    let mut shown = s;
+                    if begin.elapsed() > Duration::from_secs(5) && i % 5 == 0 {
+                        if let Some(w) = pod_warning(ctx, ns, pod.metadata.name.as_deref().unwrap_or("")).await {
+                            shown = format!("{shown} ({w})");
+                        }
+                    }
+                    starting.set(node, &shown);
+                }
+            },
+            None => {
+                if stopped.load(Ordering::SeqCst) {
+                    return Ok(None);
+                }
+                if let Some(why) = job_trouble(ctx, ns, job, i % 2 == 0).await? {
+                    return Err(fail(why));
+                }
+                starting.set(node, "waiting for the Job to create the pod");
+            }
+        }
+        if begin.elapsed() > opts.pod_running_timeout {
+            return Err(fail(format!(
+                "the trace pod on node/{node} has not started after {}; see kubectl describe job {job} -n {ns}",
+                format_age(opts.pod_running_timeout.as_secs() as i64)
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Stream a pod's runner output to `out`, each line prefixed; retries while the
+/// container is still being created (the API answers 400 then).
+pub async fn stream_logs(
+    ctx: &Ctx,
+    ns: &str,
+    pod: &str,
+    prefix: &str,
+    lp: &LogParams,
+    out: &Out,
+) -> Result<()> {
+    let api: Api<Pod> = Api::namespaced(ctx.stream_client.clone(), ns);
+    let mut attempt = 0;
+    let mut reader = loop {
+        match api.log_stream(pod, lp).await {
+            Ok(r) => break r,
+            Err(kube::Error::Api(s)) if s.code == 400 && attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(POLL).await;
+            }
+            Err(e) => {
+                return Err(ctx.err(Op::new("get", "pods/log", Some(ns)).named(pod))(e));
+            }
+        }
+    };
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .await
+            .map_err(|e| fail(format!("reading the output of pod {pod}: {e}")))?;
+        if n == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&buf);
+        out.line(prefix, text.trim_end_matches(['\n', '\r']));
+    }
+}
+
+/// How the runner ended, when the pod can still tell.
+async fn runner_exit(ctx: &Ctx, ns: &str, pod: &str) -> Option<(i32, String)> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let p = match api.get(pod).await {
+        Ok(p) => p,
+        Err(e) if is_not_found(&e) => return None,
+        Err(_) => return None,
+    };
+    let t = p
+        .status?
+        .container_statuses?
+        .into_iter()
+        .find(|c| c.name == CONTAINER_NAME)?
+        .state?
+        .terminated?;
+    Some((t.exit_code, t.reason.unwrap_or_default()))
+}
+
+/// Follow one Job: wait for its pod, stream, report a failed runner.
+async fn follow_job(
+    ctx: &Ctx,
+    ns: &str,
+    job: &Job,
+    prefix: &str,
+    opts: &AttachOptions,
+    starting: &Starting,
+    stopped: &AtomicBool,
+    out: &Out,
+) -> Result<()> {
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let node = job_node(job);
+    let Some(pod) = wait_started(ctx, ns, &name, &node, opts, starting, stopped).await? else {
+        starting.set(&node, "streaming");
+        return Ok(());
+    };
+    starting.set(&node, "streaming");
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let lp = LogParams {
+        follow: true,
+        container: Some(CONTAINER_NAME.to_string()),
+        ..Default::default()
+    };
+    stream_logs(ctx, ns, &pod_name, prefix, &lp, out).await?;
+    if let Some((code, reason)) = runner_exit(ctx, ns, &pod_name).await {
+        let by_us = stopped.load(Ordering::SeqCst) && (code == 143 || code == 130 || code == 137);
+        if code != 0 && !by_us {
+            return Err(fail(format!(
+                "the trace on node/{node} failed: the runner exited with code {code}{}",
+                if reason.is_empty() || reason == "Error" { String::new() } else { format!(" ({reason})") }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Stop a trace gracefully: delete its pods with the grace period (the runner gets
+/// SIGTERM and prints its maps); Jobs without a pod yet are deleted.
+pub async fn stop_trace(ctx: &Ctx, ns: &str, id: &str, grace: u64) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&id_selector(id)))
+        .await
+        .map_err(ctx.err(Op::new("list", "pods", Some(ns))))?;
+    let dp = DeleteParams {
+        grace_period_seconds: Some(grace as u32),
+        ..Default::default()
+    };
+    let mut with_pod = Vec::new();
+    for p in list.items {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        if let Some(l) = p.metadata.labels.as_ref().and_then(|l| l.get("job-name")) {
+            with_pod.push(l.clone());
+        }
+        match pods.delete(&name, &dp).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(ctx.err(Op::new("delete", "pods", Some(ns)).named(&name))(e)),
+        }
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    for j in trace_jobs(ctx, ns, id).await.unwrap_or_default() {
+        let name = j.metadata.name.clone().unwrap_or_default();
+        if !with_pod.contains(&name) {
+            let _ = jobs.delete(&name, &DeleteParams::background()).await;
+        }
+    }
+    Ok(())
+}
+
+/// Follow every Job of a trace until their runners end; handle Ctrl-C.
+pub async fn attach_trace(ctx: &Ctx, id: &str, opts: &AttachOptions, out: &Out) -> Result<()> {
+    let ns = ctx.namespace.clone();
+    let jobs = trace_jobs(ctx, &ns, id).await?;
+    let progress = Progress::new();
+    out.follow_progress(&progress);
+    let starting = Arc::new(Starting {
+        progress: Mutex::new(progress),
+        states: Mutex::new(BTreeMap::new()),
+        started: Instant::now(),
+    });
+    let stopped = Arc::new(AtomicBool::new(false));
+    let multi = jobs.len() > 1;
+    let follows = jobs.iter().map(|job| {
+        let prefix = if multi { job_prefix(job) } else { String::new() };
+        let (starting, stopped, ns) = (starting.clone(), stopped.clone(), ns.clone());
+        async move {
+            follow_job(ctx, &ns, job, &prefix, opts, &starting, &stopped, out).await
+        }
+    });
+    let mut all = Box::pin(futures::future::join_all(follows));
+    let mut interrupts = 0;
+    let results = loop {
+        tokio::select! {
+            r = &mut all => break r,
+            _ = tokio::signal::ctrl_c() => {
+                interrupts += 1;
+                if interrupts > 1 {
+                    starting.progress.lock().unwrap_or_else(|e| e.into_inner()).finish();
+                    return Err(Error::Interrupted(format!(
+                        "trace {id} still running; delete it with: kubectl trace delete {id}"
+                    )));
+                }
+                stopped.store(true, Ordering::SeqCst);
+                starting.note(&format!(
+                    "stopping trace {id}: the runner prints its results (Ctrl-C again to leave now)"
+                ));
+                let (ctx2, ns2, id2, grace) = (ctx.clone(), ns.clone(), id.to_string(), opts.grace);
+                tokio::spawn(async move {
+                    if let Err(e) = stop_trace(&ctx2, &ns2, &id2, grace).await {
+                        eprintln!("error: {e}");
+                    }
+                });
+            }
+        }
+    };
+    starting.progress.lock().unwrap_or_else(|e| e.into_inner()).finish();
+    let _ = starting.started;
+    let errors: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.to_string()))
+        .collect();
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(fail(errors[0].clone())),
+        _ => Err(fail(errors.join("\nerror: "))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "trace-runner"}]},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn classify_states() {
+        let p = pod(json!({"phase": "Pending"}));
+        assert_eq!(classify(&p, "n1"), PodState::Waiting("Pending".into()));
+        let p = pod(json!({"phase": "Pending", "containerStatuses": [{
+            "name": "trace-runner", "image": "img:1", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ContainerCreating"}}}]}));
+        assert_eq!(classify(&p, "n1"), PodState::Waiting("ContainerCreating".into()));
+        let p = pod(json!({"phase": "Pending", "containerStatuses": [{
+            "name": "trace-runner", "image": "img:1", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}));
+        match classify(&p, "n1") {
+            PodState::Fatal(m) => assert!(m.contains("cannot pull the runner image img:1 (ImagePullBackOff)"), "{m}"),
+            s => panic!("{s:?}"),
+        }
+        let p = pod(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/3 nodes are available"}]}));
+        assert!(matches!(classify(&p, "n1"), PodState::Fatal(m) if m.contains("cannot be scheduled")));
+        let p = pod(json!({"phase": "Failed", "reason": "OutOfcpu", "message": "Node didn't have enough resource"}));
+        assert!(matches!(classify(&p, "n1"), PodState::Fatal(m) if m.contains("OutOfcpu")));
+        let p = pod(json!({"phase": "Running", "containerStatuses": [{
+            "name": "trace-runner", "image": "img:1", "imageID": "", "ready": true, "restartCount": 0,
+            "state": {"running": {}}}]}));
+        assert_eq!(classify(&p, "n1"), PodState::Started);
+    }
+
+    #[test]
+    fn prefixes() {
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "kubectl-trace-x-1", "annotations": {
+                "kubectl-trace/node": "n1", "kubectl-trace/pods": "prod/web-0"}}
+        }))
+        .unwrap();
+        assert_eq!(job_prefix(&job), "[pod/web-0] ");
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "kubectl-trace-x-1", "annotations": {
+                "kubectl-trace/node": "n1", "kubectl-trace/pods": "prod/web-0,prod/web-1"}}
+        }))
+        .unwrap();
+        assert_eq!(job_prefix(&job), "[node/n1] ");
+    }
+}
