@@ -44,6 +44,7 @@ impl Ctx {
     }
 
     /// A context over a given client (tests: a tower-test mock).
+    #[cfg(test)]
     pub fn with_client(client: Client, namespace: &str) -> Ctx {
         Ctx {
             stream_client: client.clone(),

@@ -156,8 +156,10 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
-        let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
+        let full = e.to_string();
+        // Some errors (YAML parsers) draw a snippet under their first line: keep one line.
+        let s = full.lines().next().unwrap_or("").trim().to_string();
+        if !s.is_empty() && !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
         }
         cur = e.source();

@@ -586,7 +586,7 @@ pub fn build(spec: &TraceSpec, plan: &NodePlan, index: usize, total: usize) -> R
         })),
         Some(s) => Workload::CronJob(Box::new(CronJob {
             metadata,
-            spec: Some(CronJobSpec {
+            spec: CronJobSpec {
                 schedule: s.cron.clone(),
                 concurrency_policy: Some("Forbid".to_string()),
                 starting_deadline_seconds: Some(s.starting_deadline as i64),
@@ -605,7 +605,7 @@ pub fn build(spec: &TraceSpec, plan: &NodePlan, index: usize, total: usize) -> R
                     spec: Some(job_spec(spec, plan, &name)),
                 },
                 ..Default::default()
-            }),
+            },
             status: None,
         })),
     };
@@ -616,11 +616,12 @@ pub fn build(spec: &TraceSpec, plan: &NodePlan, index: usize, total: usize) -> R
 }
 
 /// `--patch-type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum PatchType {
     /// RFC 6902 JSON patch: a list of operations.
     Json,
     /// RFC 7386 JSON merge patch: a partial object.
+    #[default]
     Merge,
 }
 
@@ -851,7 +852,7 @@ pub mod tests {
         let Workload::CronJob(cj) = &objs.workload else {
             panic!()
         };
-        let s = cj.spec.as_ref().unwrap();
+        let s = &cj.spec;
         assert_eq!(s.concurrency_policy.as_deref(), Some("Forbid"));
         assert_eq!(s.starting_deadline_seconds, Some(120));
         assert_eq!(s.successful_jobs_history_limit, Some(3));

@@ -34,15 +34,6 @@ impl Progress {
         }
     }
 
-    /// Prints nothing at all (tests, `-o json`).
-    pub fn hidden() -> Self {
-        Progress {
-            bar: None,
-            last: String::new(),
-            quiet: true,
-        }
-    }
-
     /// Show the current state; without a terminal only changes are printed.
     pub fn set(&mut self, msg: &str) {
         if msg == self.last {
@@ -107,6 +98,7 @@ impl Out {
     }
 
     /// An in-memory sink and a handle to read it back.
+    #[cfg(test)]
     pub fn buffer() -> (Self, SharedBuf) {
         let buf = SharedBuf::default();
         (
@@ -139,15 +131,18 @@ impl Out {
 }
 
 /// A clonable in-memory writer.
+#[cfg(test)]
 #[derive(Clone, Default)]
 pub struct SharedBuf(pub Arc<Mutex<Vec<u8>>>);
 
+#[cfg(test)]
 impl SharedBuf {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
 
+#[cfg(test)]
 impl Write for SharedBuf {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(b);

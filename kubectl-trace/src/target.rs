@@ -298,7 +298,7 @@ pub async fn resolve(
             let d = api.get(name).await.map_err(ctx.err(
                 Op::new("get", "deployments.apps", Some(target_ns)).named(name),
             ))?;
-            let sel = d.spec.map(|s| selector_string(&s.selector)).unwrap_or_default();
+            let sel = selector_string(&d.spec.selector);
             list_pods(sel, format!("deployment/{name}")).await
         }
         TargetRef::StatefulSet(name) => {
@@ -306,7 +306,7 @@ pub async fn resolve(
             let d = api.get(name).await.map_err(ctx.err(
                 Op::new("get", "statefulsets.apps", Some(target_ns)).named(name),
             ))?;
-            let sel = d.spec.map(|s| selector_string(&s.selector)).unwrap_or_default();
+            let sel = selector_string(&d.spec.selector);
             list_pods(sel, format!("statefulset/{name}")).await
         }
         TargetRef::DaemonSet(name) => {
@@ -314,7 +314,7 @@ pub async fn resolve(
             let d = api.get(name).await.map_err(ctx.err(
                 Op::new("get", "daemonsets.apps", Some(target_ns)).named(name),
             ))?;
-            let sel = d.spec.map(|s| selector_string(&s.selector)).unwrap_or_default();
+            let sel = selector_string(&d.spec.selector);
             list_pods(sel, format!("daemonset/{name}")).await
         }
         TargetRef::Selector(sel) => list_pods(sel.clone(), format!("-l {sel}")).await,

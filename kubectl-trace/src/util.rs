@@ -135,27 +135,6 @@ pub fn sanitize_label_value(text: &str) -> String {
     s.to_string()
 }
 
-/// Make text usable inside a DNS-1123 object name (lowercase alphanumerics and `-`).
-pub fn sanitize_name_part(text: &str, max: usize) -> String {
-    let mapped: String = text
-        .chars()
-        .map(|c| {
-            let c = c.to_ascii_lowercase();
-            if c.is_ascii_alphanumeric() {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let mut s = mapped.trim_matches('-').to_string();
-    if s.len() > max {
-        s.truncate(max);
-        s = s.trim_end_matches('-').to_string();
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,7 +171,6 @@ mod tests {
         assert_eq!(sanitize_label_value("app=web,tier in (a)"), "app_web_tier_in__a");
         assert_eq!(sanitize_label_value(&"a".repeat(80)).len(), 63);
         assert_eq!(sanitize_label_value("--"), "");
-        assert_eq!(sanitize_name_part("Node_1.Example", 63), "node-1-example");
     }
 
     #[test]

@@ -81,15 +81,36 @@ pub enum StmtKind {
     Expr(Expr),
     /// `@m = expr;` / `@m[k] = expr;` — `value` may be an aggregation call
     /// (`count()`, `hist(x)`, ...), which sema records as the map's value kind.
-    MapAssign { map: MapRef, value: Expr },
+    MapAssign {
+        map: MapRef,
+        value: Expr,
+    },
     /// `@m[k] += expr;` and friends, also `@m++` / `@m--` (op Add/Sub, value 1).
-    MapCompound { map: MapRef, op: BinOp, value: Expr },
+    MapCompound {
+        map: MapRef,
+        op: BinOp,
+        value: Expr,
+    },
     /// `$x = expr;`
-    VarAssign { name: String, value: Expr },
+    VarAssign {
+        name: String,
+        value: Expr,
+    },
     /// `$x += expr;`, `$x++`, `$x--`.
-    VarCompound { name: String, op: BinOp, value: Expr },
-    If { cond: Expr, then: Vec<Stmt>, els: Vec<Stmt> },
-    Unroll { count: u64, body: Vec<Stmt> },
+    VarCompound {
+        name: String,
+        op: BinOp,
+        value: Expr,
+    },
+    If {
+        cond: Expr,
+        then: Vec<Stmt>,
+        els: Vec<Stmt>,
+    },
+    Unroll {
+        count: u64,
+        body: Vec<Stmt>,
+    },
     /// `return;` ends the probe early.
     Return,
 }
@@ -125,16 +146,40 @@ pub enum ExprKind {
     /// A map read `@m` / `@m[k]`.
     Map(MapRef),
     /// `f(args)`: printf, str, count, hist, exit, ...; also `kstack`/`ustack` with args.
-    Call { name: String, args: Vec<Expr> },
-    Unary { op: UnOp, expr: Box<Expr> },
-    Binary { op: BinOp, lhs: Box<Expr>, rhs: Box<Expr> },
-    Ternary { cond: Box<Expr>, then: Box<Expr>, els: Box<Expr> },
+    Call {
+        name: String,
+        args: Vec<Expr>,
+    },
+    Unary {
+        op: UnOp,
+        expr: Box<Expr>,
+    },
+    Binary {
+        op: BinOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Ternary {
+        cond: Box<Expr>,
+        then: Box<Expr>,
+        els: Box<Expr>,
+    },
     /// `expr->field` (arrow = true) or `expr.field`.
-    Field { expr: Box<Expr>, field: String, arrow: bool },
+    Field {
+        expr: Box<Expr>,
+        field: String,
+        arrow: bool,
+    },
     /// `expr[index]`
-    Index { expr: Box<Expr>, index: Box<Expr> },
+    Index {
+        expr: Box<Expr>,
+        index: Box<Expr>,
+    },
     /// `(type)expr`, type written as text e.g. "struct sock *", "uint32".
-    Cast { ty: String, expr: Box<Expr> },
+    Cast {
+        ty: String,
+        expr: Box<Expr>,
+    },
     /// `(a, b, ...)`
     Tuple(Vec<Expr>),
     /// `sizeof(type or expr)` with the text of the type.

@@ -204,6 +204,11 @@ impl<'a> Lexer<'a> {
                 // A comment right after the attach point.
                 break;
             }
+            if c == b'/' && !in_uprobe_path(&text) {
+                // Only a uprobe's binary path may contain `/`; elsewhere it starts
+                // the predicate, e.g. `kprobe:f/pid == 1/`.
+                break;
+            }
             if c == b'"' {
                 let qstart = i;
                 i += 1;
@@ -273,7 +278,10 @@ impl<'a> Lexer<'a> {
                 end += 1;
             }
             self.pos = end;
-            return Ok(tok(TokenKind::Map(self.src[start + 1..end].to_string()), end));
+            return Ok(tok(
+                TokenKind::Map(self.src[start + 1..end].to_string()),
+                end,
+            ));
         }
         if c == b'$' {
             let next = bytes.get(start + 1).copied();
@@ -299,7 +307,10 @@ impl<'a> Lexer<'a> {
                         end += 1;
                     }
                     self.pos = end;
-                    return Ok(tok(TokenKind::Var(self.src[start + 1..end].to_string()), end));
+                    return Ok(tok(
+                        TokenKind::Var(self.src[start + 1..end].to_string()),
+                        end,
+                    ));
                 }
                 _ => {
                     return Err(Diagnostic::new(
@@ -333,21 +344,25 @@ impl<'a> Lexer<'a> {
         let span = Span::new(start, end);
         let text: String = self.src[start..end].chars().filter(|&c| c != '_').collect();
         let bad = || Diagnostic::new(span, format!("invalid integer: {}", &self.src[start..end]));
-        let value: u64 = if let Some(hex) = text
-            .strip_prefix("0x")
-            .or_else(|| text.strip_prefix("0X"))
-        {
-            u64::from_str_radix(hex, 16).map_err(|_| bad())?
-        } else if let Some((mant, exp)) = text.split_once(['e', 'E']) {
-            let m: u64 = mant.parse().map_err(|_| bad())?;
-            let e: u32 = exp.parse().map_err(|_| bad())?;
-            10u64
-                .checked_pow(e)
-                .and_then(|p| p.checked_mul(m))
-                .ok_or_else(bad)?
-        } else {
-            text.parse().map_err(|_| bad())?
-        };
+        let value: u64 =
+            if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+                u64::from_str_radix(hex, 16).map_err(|_| bad())?
+            } else if text.len() > 1
+                && text.starts_with('0')
+                && text.bytes().all(|c| c.is_ascii_digit())
+            {
+                // C-style octal, e.g. `0755`.
+                u64::from_str_radix(&text[1..], 8).map_err(|_| bad())?
+            } else if let Some((mant, exp)) = text.split_once(['e', 'E']) {
+                let m: u64 = mant.parse().map_err(|_| bad())?;
+                let e: u32 = exp.parse().map_err(|_| bad())?;
+                10u64
+                    .checked_pow(e)
+                    .and_then(|p| p.checked_mul(m))
+                    .ok_or_else(bad)?
+            } else {
+                text.parse().map_err(|_| bad())?
+            };
         Ok(Token {
             kind: TokenKind::Int(value as i64),
             span,
@@ -445,6 +460,15 @@ impl<'a> Lexer<'a> {
     }
 }
 
+/// Is attach text read so far inside the path part of a uprobe-like provider
+/// (`uprobe:/bin/bash` — exactly one `:` seen)?
+fn in_uprobe_path(text: &str) -> bool {
+    let mut parts = text.split(':');
+    let provider = parts.next().unwrap_or("");
+    matches!(provider, "uprobe" | "u" | "uretprobe" | "ur" | "usdt" | "U")
+        && text.matches(':').count() == 1
+}
+
 /// Lex a whole text as ordinary tokens (no attach-point mode), ending with `Eof`.
 pub fn tokenize(src: &str) -> Result<Vec<Token>, Diagnostic> {
     let mut lx = Lexer::new(src);
@@ -506,17 +530,19 @@ mod tests {
     #[test]
     fn numbers() {
         assert_eq!(
-            kinds("1000000 1_000 0x1F 1e6 0"),
+            kinds("1000000 1_000 0x1F 1e6 0 0755"),
             vec![
                 TokenKind::Int(1_000_000),
                 TokenKind::Int(1000),
                 TokenKind::Int(31),
                 TokenKind::Int(1_000_000),
                 TokenKind::Int(0),
+                TokenKind::Int(0o755),
                 TokenKind::Eof
             ]
         );
         assert!(tokenize("12abc").is_err());
+        assert!(tokenize("09").is_err());
     }
 
     #[test]
@@ -548,12 +574,16 @@ mod tests {
 
     #[test]
     fn comments_and_preprocessor() {
-        let src = "#!/usr/bin/env bpftrace\n#include <linux/sched.h>\n  // c\n/* x\n y */ foo # bar";
+        let src =
+            "#!/usr/bin/env bpftrace\n#include <linux/sched.h>\n  // c\n/* x\n y */ foo # bar";
         let toks = tokenize(src);
         // `#` not at line start is an invalid character.
         assert!(toks.is_err());
         let src = "#include <a.h>\n#define X \\\n  1\n/* x */ foo // c\n";
-        assert_eq!(kinds(src), vec![TokenKind::Ident("foo".into()), TokenKind::Eof]);
+        assert_eq!(
+            kinds(src),
+            vec![TokenKind::Ident("foo".into()), TokenKind::Eof]
+        );
         assert_eq!(
             tokenize("/* abc").unwrap_err().message,
             "end of file during comment"

@@ -373,7 +373,10 @@ impl<'a> Parser<'a> {
             let t = self.next()?;
             return Err(Diagnostic::new(
                 t.span,
-                format!("syntax error, unexpected {}, expecting {{", t.kind.describe()),
+                format!(
+                    "syntax error, unexpected {}, expecting {{",
+                    t.kind.describe()
+                ),
             ));
         }
         let body = self.block()?;
@@ -462,10 +465,7 @@ impl<'a> Parser<'a> {
                 ));
             }
             TokenKind::Ident(w) if matches!(w.as_str(), "while" | "for" | "break" | "continue") => {
-                return Err(Diagnostic::new(
-                    t.span,
-                    format!("'{w}' is not supported"),
-                ));
+                return Err(Diagnostic::new(t.span, format!("'{w}' is not supported")));
             }
             TokenKind::Sym(s @ ("++" | "--")) => {
                 let op = if *s == "++" { BinOp::Add } else { BinOp::Sub };
@@ -514,9 +514,7 @@ impl<'a> Parser<'a> {
             TokenKind::Var(name) => {
                 let snap = self.snapshot();
                 self.next()?;
-                if let Some(kind) =
-                    self.assignment_tail(AssignTarget::Var(name.clone(), t.span))?
-                {
+                if let Some(kind) = self.assignment_tail(AssignTarget::Var(name.clone(), t.span))? {
                     return Ok((
                         Stmt {
                             kind,
@@ -629,11 +627,7 @@ impl<'a> Parser<'a> {
 
     fn binary(&mut self, min: u8) -> Result<Expr, Diagnostic> {
         let mut lhs = self.unary()?;
-        loop {
-            let sym = match &self.peek()?.kind {
-                TokenKind::Sym(s) => *s,
-                _ => break,
-            };
+        while let TokenKind::Sym(sym) = self.peek()?.kind {
             let Some((op, prec)) = binop(sym) else { break };
             if prec < min {
                 break;
@@ -713,7 +707,10 @@ impl<'a> Parser<'a> {
             let t = self.next()?;
             match t.kind {
                 TokenKind::Ident(w) if stars == 0 => {
-                    let tagged = matches!(words.first().map(String::as_str), Some("struct" | "union" | "enum"));
+                    let tagged = matches!(
+                        words.first().map(String::as_str),
+                        Some("struct" | "union" | "enum")
+                    );
                     if tagged && words.len() >= 2 {
                         break;
                     }
@@ -952,7 +949,10 @@ mod tests {
         assert_eq!(pe("1 | 2 ^ 3 & 4"), "(1 BitOr (2 BitXor (3 BitAnd 4)))");
         assert_eq!(pe("1 == 2 < 3"), "(1 Eq (2 Lt 3))");
         assert_eq!(pe("1 << 2 + 3"), "(1 Shl (2 Add 3))");
-        assert_eq!(pe("pid == 1 ? 2 : 3 ? 4 : 5"), "((pid Eq 1) ? 2 : (3 ? 4 : 5))");
+        assert_eq!(
+            pe("pid == 1 ? 2 : 3 ? 4 : 5"),
+            "((pid Eq 1) ? 2 : (3 ? 4 : 5))"
+        );
         assert_eq!(pe("!a == b"), "((Not a) Eq b)");
         assert_eq!(pe("-1"), "-1");
         assert_eq!(pe("-pid * 2"), "((Neg pid) Mul 2)");
@@ -968,7 +968,10 @@ mod tests {
         );
         assert_eq!(pe("(uint32)x"), "(cast uint32 x)");
         assert_eq!(pe("(unsigned int)pid"), "(cast unsigned int pid)");
-        assert_eq!(pe("(struct task_struct *)curtask"), "(cast struct task_struct * curtask)");
+        assert_eq!(
+            pe("(struct task_struct *)curtask"),
+            "(cast struct task_struct * curtask)"
+        );
         assert_eq!(pe("(x)"), "x");
         assert_eq!(pe("args->argv[0]"), "args->argv[0]");
         assert_eq!(pe("str(args->filename, 16)"), "str(args->filename,16)");
@@ -1022,9 +1025,19 @@ mod tests {
         assert_eq!(a[4], (ProbeKind::End, "END".into(), vec![]));
         assert_eq!(a[5].1, "kprobe:tcp_*");
         assert_eq!(a[6].1, "kretprobe:vfs_read");
-        assert_eq!(a[7], (ProbeKind::Kfunc, "kfunc:vmlinux:tcp_connect".into(), s(&["vmlinux", "tcp_connect"])));
+        assert_eq!(
+            a[7],
+            (
+                ProbeKind::Kfunc,
+                "kfunc:vmlinux:tcp_connect".into(),
+                s(&["vmlinux", "tcp_connect"])
+            )
+        );
         assert_eq!(a[8].1, "kretfunc:x");
-        assert_eq!(a[9], (ProbeKind::Interval, "interval:s:1".into(), s(&["s", "1"])));
+        assert_eq!(
+            a[9],
+            (ProbeKind::Interval, "interval:s:1".into(), s(&["s", "1"]))
+        );
         assert_eq!(a[10].1, "profile:hz:99");
         assert_eq!(a[11].1, "uretprobe:/bin/bash:readline");
         assert_eq!(a[12].1, "software:cpu-clock:1000");
@@ -1041,9 +1054,14 @@ mod tests {
         let prog = p("kprobe:f / pid / 2 == 1 / { }");
         let pred = prog.probes[0].predicate.as_ref().unwrap();
         assert_eq!(show(pred), "((pid Div 2) Eq 1)");
+        // `/` ends an attach point except inside a uprobe's path.
         let prog = p("uprobe:/bin/bash:readline/pid/{ }");
-        // Attach text stops only at whitespace, ',' or '{'.
-        assert_eq!(prog.probes[0].attach[0].text, "uprobe:/bin/bash:readline/pid/");
+        assert_eq!(prog.probes[0].attach[0].text, "uprobe:/bin/bash:readline");
+        assert!(prog.probes[0].predicate.is_some());
+        let prog = p("BEGIN/1/{} kprobe:f/pid == 1/{}");
+        assert_eq!(prog.probes[0].attach[0].text, "BEGIN");
+        assert_eq!(prog.probes[1].attach[0].text, "kprobe:f");
+        assert!(prog.probes[1].predicate.is_some());
     }
 
     #[test]
@@ -1055,17 +1073,32 @@ mod tests {
         assert!(matches!(body[0].kind, StmtKind::VarAssign { .. }));
         match &body[1].kind {
             StmtKind::If { then, els, .. } => {
-                assert!(matches!(then[0].kind, StmtKind::VarCompound { op: BinOp::Add, .. }));
+                assert!(matches!(
+                    then[0].kind,
+                    StmtKind::VarCompound { op: BinOp::Add, .. }
+                ));
                 assert!(matches!(els[0].kind, StmtKind::If { .. }));
             }
             k => panic!("{k:?}"),
         }
         assert!(matches!(body[2].kind, StmtKind::Unroll { count: 3, .. }));
         assert!(matches!(body[3].kind, StmtKind::MapAssign { .. }));
-        assert!(matches!(body[4].kind, StmtKind::MapCompound { op: BinOp::Add, .. }));
-        assert!(matches!(body[5].kind, StmtKind::MapCompound { op: BinOp::Add, .. }));
-        assert!(matches!(body[6].kind, StmtKind::MapCompound { op: BinOp::Add, .. }));
-        assert!(matches!(body[7].kind, StmtKind::VarCompound { op: BinOp::Shl, .. }));
+        assert!(matches!(
+            body[4].kind,
+            StmtKind::MapCompound { op: BinOp::Add, .. }
+        ));
+        assert!(matches!(
+            body[5].kind,
+            StmtKind::MapCompound { op: BinOp::Add, .. }
+        ));
+        assert!(matches!(
+            body[6].kind,
+            StmtKind::MapCompound { op: BinOp::Add, .. }
+        ));
+        assert!(matches!(
+            body[7].kind,
+            StmtKind::VarCompound { op: BinOp::Shl, .. }
+        ));
         assert!(matches!(body[8].kind, StmtKind::Expr(_)));
         assert!(matches!(body[9].kind, StmtKind::Return));
         assert!(matches!(body[10].kind, StmtKind::Expr(_)));
@@ -1118,6 +1151,9 @@ mod tests {
         let e = parse("BEGIN {").unwrap_err();
         assert_eq!(e.message, "syntax error, unexpected end of file");
         let e = parse("BEGIN").unwrap_err();
-        assert_eq!(e.message, "syntax error, unexpected end of file, expecting {");
+        assert_eq!(
+            e.message,
+            "syntax error, unexpected end of file, expecting {"
+        );
     }
 }

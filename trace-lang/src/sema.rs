@@ -24,6 +24,10 @@ pub trait ProbeEnv {
     fn tracepoints(&self, category: &str, name: &str) -> Option<Vec<(String, String)>>;
     /// The fields of a tracepoint record (common_* fields included).
     fn tracepoint_fields(&self, category: &str, name: &str) -> Option<Vec<TpField>>;
+    /// Existing tracepoints whose names are close to a missing one, for "did you mean".
+    fn suggest_tracepoints(&self, _category: &str, _name: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// An environment that knows nothing about the node.
@@ -122,9 +126,15 @@ fn resolve_probe(
             let (cat, name) = (&ap.parts[0], &ap.parts[1]);
             if let Some(found) = env.tracepoints(cat, name) {
                 if found.is_empty() {
+                    let near = env.suggest_tracepoints(cat, name);
+                    let hint = if near.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (did you mean {}?)", near.join(", "))
+                    };
                     return Err(Diagnostic::new(
                         ap.span,
-                        format!("tracepoint not found: {cat}:{name}"),
+                        format!("tracepoint not found: {cat}:{name}{hint}"),
                     ));
                 }
                 for (c, n) in found {
@@ -189,7 +199,10 @@ fn check_attach(ap: &ast::AttachPoint) -> Result<(), Diagnostic> {
         ))
     };
     if ap.parts.iter().any(|p| p.is_empty()) && n > 0 {
-        return err(format!("{provider} probe has an empty argument: '{}'", ap.text));
+        return err(format!(
+            "{provider} probe has an empty argument: '{}'",
+            ap.text
+        ));
     }
     match ap.kind {
         ProbeKind::Begin | ProbeKind::End => {}
@@ -225,7 +238,12 @@ fn check_attach(ap: &ast::AttachPoint) -> Result<(), Diagnostic> {
             }
             match parse_u64(&ap.parts[1]) {
                 Some(v) if v > 0 => {}
-                _ => return err(format!("Invalid rate of {provider} probe: '{}'", ap.parts[1])),
+                _ => {
+                    return err(format!(
+                        "Invalid rate of {provider} probe: '{}'",
+                        ap.parts[1]
+                    ))
+                }
             }
         }
         ProbeKind::Software | ProbeKind::Hardware => {
@@ -241,7 +259,10 @@ fn check_attach(ap: &ast::AttachPoint) -> Result<(), Diagnostic> {
                 return err(format!("Invalid {provider} probe: {}", ap.parts[0]));
             }
             if n == 2 && parse_u64(&ap.parts[1]).is_none_or(|v| v == 0) {
-                return err(format!("Invalid count for {provider} probe: '{}'", ap.parts[1]));
+                return err(format!(
+                    "Invalid count for {provider} probe: '{}'",
+                    ap.parts[1]
+                ));
             }
         }
         ProbeKind::CgroupSkb => {
@@ -503,7 +524,15 @@ pub fn is_aggregation(name: &str) -> bool {
 fn is_void_fn(name: &str) -> bool {
     matches!(
         name,
-        "printf" | "print" | "time" | "exit" | "clear" | "zero" | "delete" | "system" | "cat"
+        "printf"
+            | "print"
+            | "time"
+            | "exit"
+            | "clear"
+            | "zero"
+            | "delete"
+            | "system"
+            | "cat"
             | "signal"
     )
 }
@@ -700,7 +729,10 @@ impl Analyser<'_> {
                 if !t.is_integral() && t != Type::None {
                     self.error(
                         value.span,
-                        format!("Compound assignment to {} requires an integer, got '{t}'", map_name(map)),
+                        format!(
+                            "Compound assignment to {} requires an integer, got '{t}'",
+                            map_name(map)
+                        ),
                     );
                 }
                 if let Some(info) = self.maps.get(&map.name) {
@@ -793,7 +825,10 @@ impl Analyser<'_> {
                 false
             }
             (Type::Record(r), _) => {
-                self.error(e.span, format!("A value of type '{r}' can not be used here"));
+                self.error(
+                    e.span,
+                    format!("A value of type '{r}' can not be used here"),
+                );
                 false
             }
             _ => true,
@@ -933,7 +968,10 @@ impl Analyser<'_> {
         if want >= 1 && !types[0].is_integral() && types[0] != Type::None {
             self.error(
                 args[0].span,
-                format!("{name}() expects an integer argument ({} provided)", types[0]),
+                format!(
+                    "{name}() expects an integer argument ({} provided)",
+                    types[0]
+                ),
             );
         }
         let mut value = agg_value(&name)?;
@@ -1168,6 +1206,11 @@ impl Analyser<'_> {
                         self.error(span, msg);
                         Type::None
                     }
+                    Type::Int { .. } if self.unknown_fields.contains(&expr.span) => {
+                        // A field of a record the environment could not describe.
+                        self.unknown_fields.insert(span);
+                        Type::I64
+                    }
                     Type::Ptr { to, .. } if matches!(to.as_ref(), Type::Record(_)) => {
                         let msg = format!(
                             "Accessing field '{field}' of '{t}' requires BTF or C definitions, which are not supported yet"
@@ -1176,9 +1219,8 @@ impl Analyser<'_> {
                         Type::None
                     }
                     _ => {
-                        let msg = format!(
-                            "Can not access field '{field}' on expression of type '{t}'"
-                        );
+                        let msg =
+                            format!("Can not access field '{field}' on expression of type '{t}'");
                         self.error(span, msg);
                         Type::None
                     }
@@ -1209,7 +1251,10 @@ impl Analyser<'_> {
                     Type::Ptr { to, .. } if !matches!(to.as_ref(), Type::Record(_)) => {
                         to.as_ref().clone()
                     }
-                    Type::Int { .. } if self.unknown_fields.contains(&expr.span) => Type::I64,
+                    Type::Int { .. } if self.unknown_fields.contains(&expr.span) => {
+                        self.unknown_fields.insert(span);
+                        Type::I64
+                    }
                     _ => {
                         let msg = format!(
                             "The array index operator [] can only be used on arrays and pointers, found {t}"
@@ -1250,22 +1295,52 @@ impl Analyser<'_> {
                 }
                 Type::Tuple(ts)
             }
-            ExprKind::Sizeof(text) => match sizeof_type(text) {
-                Some(n) => {
-                    e.kind = ExprKind::Int(n as i64);
-                    Type::I64
+            ExprKind::Sizeof(text) => {
+                let text = text.clone();
+                let size = match sizeof_type(&text) {
+                    Some(n) => Some(n),
+                    None => match parse_type_name(&text) {
+                        Some(Type::Record(r)) => {
+                            let msg = format!(
+                                "sizeof({r}) requires BTF or C definitions, which are not supported yet"
+                            );
+                            self.error(span, msg);
+                            return Type::None;
+                        }
+                        _ => self.sizeof_expr(&text, cx),
+                    },
+                };
+                match size {
+                    Some(n) => {
+                        e.kind = ExprKind::Int(n as i64);
+                        Type::I64
+                    }
+                    None => {
+                        self.error(span, format!("sizeof: unknown type or expression '{text}'"));
+                        Type::None
+                    }
                 }
-                None => {
-                    let msg = match parse_type_name(text) {
-                        Some(Type::Record(r)) => format!(
-                            "sizeof({r}) requires BTF or C definitions, which are not supported yet"
-                        ),
-                        _ => format!("sizeof: unknown type '{text}'"),
-                    };
-                    self.error(span, msg);
-                    Type::None
-                }
-            },
+            }
+        }
+    }
+
+    /// `sizeof(expr)`: the size of the expression's type (its own errors are
+    /// reported as one error at the `sizeof`, since its spans are not in the script).
+    fn sizeof_expr(&mut self, text: &str, cx: &mut Cx) -> Option<u64> {
+        let mut sub = crate::parser::parse_expr(text).ok()?;
+        let before = self.errors.len();
+        let was_final = self.final_pass;
+        self.final_pass = true;
+        let t = self.expr(&mut sub, cx);
+        self.final_pass = was_final;
+        if self.errors.len() > before {
+            self.errors.truncate(before);
+            return None;
+        }
+        match t {
+            Type::Int { bytes, .. } => Some(bytes as u64),
+            Type::None | Type::Ctx | Type::Record(_) => None,
+            t => Some(t.size() as u64),
         }
     }
 
@@ -1435,9 +1510,8 @@ impl Analyser<'_> {
                                     None => f.ty.clone(),
                                 },
                                 None => {
-                                    let msg = format!(
-                                        "tracepoint '{cat}:{name}' has no field '{field}'"
-                                    );
+                                    let msg =
+                                        format!("tracepoint '{cat}:{name}' has no field '{field}'");
                                     self.error(span, msg);
                                     return Type::None;
                                 }
@@ -1470,7 +1544,10 @@ impl Analyser<'_> {
     /// Check a printf-style call's format and arguments (`printf`, `system`, `cat`).
     fn check_format(&mut self, fname: &str, args: &[Expr], types: &[Type], span: Span) {
         let Some(first) = args.first() else {
-            self.error(span, format!("{fname}() requires at least one argument (0 provided)"));
+            self.error(
+                span,
+                format!("{fname}() requires at least one argument (0 provided)"),
+            );
             return;
         };
         let Some(fmt) = literal_str(first) else {
@@ -1511,13 +1588,17 @@ impl Analyser<'_> {
         }
         for (i, spec) in specs.iter().enumerate() {
             let t = &types[i + 1];
-            if *t == Type::None {
+            if *t == Type::None || self.unknown_fields.contains(&args[i + 1].span) {
                 continue;
             }
             let ok = match spec.kind {
                 FormatArgKind::Integer => t.is_integral(),
                 FormatArgKind::String => {
-                    t.is_str() || matches!(t, Type::Ksym | Type::Usym | Type::Probe | Type::Stack { .. })
+                    t.is_str()
+                        || matches!(
+                            t,
+                            Type::Ksym | Type::Usym | Type::Probe | Type::Stack { .. }
+                        )
                 }
             };
             if !ok {
@@ -1578,7 +1659,7 @@ impl Analyser<'_> {
                 self.error(arg.span, msg);
                 return false;
             }
-        } else if !(m.keys.is_empty() && info_keys == 0) && !self.check_keys(m, &keys) {
+        } else if (!m.keys.is_empty() || info_keys != 0) && !self.check_keys(m, &keys) {
             return false;
         }
         if !whole && m.keys.is_empty() && info_keys > 0 {
@@ -1619,8 +1700,9 @@ impl Analyser<'_> {
                 if !self.nargs(&name, n, 1, 3, span) {
                     return Type::None;
                 }
-                let whole_map = matches!(&args[0].kind, ExprKind::Map(m) if m.keys.is_empty()
-                    && self.maps.get(&m.name).is_some_and(|i| !i.keys.is_empty() || map_read_type(&i.value).is_err()));
+                // `print(@m)` prints the whole map; `print(@m[k])` and
+                // `print(expr)` print a value.
+                let whole_map = matches!(&args[0].kind, ExprKind::Map(m) if m.keys.is_empty());
                 if whole_map || (n > 1 && matches!(args[0].kind, ExprKind::Map(_))) {
                     self.map_arg(&name, &mut args[0], cx, true);
                 } else {
@@ -1669,7 +1751,9 @@ impl Analyser<'_> {
                         _ => {
                             self.error(
                                 a.span,
-                                format!("{name}: expected a stack mode or a limit between 1 and 1024"),
+                                format!(
+                                    "{name}: expected a stack mode or a limit between 1 and 1024"
+                                ),
                             );
                             return Type::None;
                         }
@@ -1738,17 +1822,11 @@ impl Analyser<'_> {
                         (ExprKind::Str(s), _) => {
                             let s = s.strip_prefix("SIG").unwrap_or(s);
                             if !is_signal_name(s) {
-                                self.error(
-                                    args[0].span,
-                                    format!("signal(): unknown signal '{s}'"),
-                                );
+                                self.error(args[0].span, format!("signal(): unknown signal '{s}'"));
                             }
                         }
                         (_, t) if t.is_int() || *t == Type::None => {}
-                        _ => self.error(
-                            args[0].span,
-                            "signal() expects a signal name or number",
-                        ),
+                        _ => self.error(args[0].span, "signal() expects a signal name or number"),
                     }
                 }
                 Type::None
@@ -1798,7 +1876,10 @@ impl Analyser<'_> {
                     if let Some(k) = cx.first_not_in(&[ProbeKind::Uprobe, ProbeKind::Uretprobe]) {
                         self.error(
                             span,
-                            format!("uaddr can only be used with uprobes ({} used here)", kind_name(k)),
+                            format!(
+                                "uaddr can only be used with uprobes ({} used here)",
+                                kind_name(k)
+                            ),
                         );
                     }
                 }
@@ -1874,16 +1955,50 @@ impl Analyser<'_> {
 fn op_is_arith(op: BinOp) -> bool {
     !matches!(
         op,
-        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::And | BinOp::Or
+        BinOp::Eq
+            | BinOp::Ne
+            | BinOp::Lt
+            | BinOp::Le
+            | BinOp::Gt
+            | BinOp::Ge
+            | BinOp::And
+            | BinOp::Or
     )
 }
 
 fn is_signal_name(s: &str) -> bool {
     matches!(
         s,
-        "HUP" | "INT" | "QUIT" | "ILL" | "TRAP" | "ABRT" | "BUS" | "FPE" | "KILL" | "USR1"
-            | "SEGV" | "USR2" | "PIPE" | "ALRM" | "TERM" | "STKFLT" | "CHLD" | "CONT" | "STOP"
-            | "TSTP" | "TTIN" | "TTOU" | "URG" | "XCPU" | "XFSZ" | "VTALRM" | "PROF" | "WINCH"
-            | "IO" | "PWR" | "SYS"
+        "HUP"
+            | "INT"
+            | "QUIT"
+            | "ILL"
+            | "TRAP"
+            | "ABRT"
+            | "BUS"
+            | "FPE"
+            | "KILL"
+            | "USR1"
+            | "SEGV"
+            | "USR2"
+            | "PIPE"
+            | "ALRM"
+            | "TERM"
+            | "STKFLT"
+            | "CHLD"
+            | "CONT"
+            | "STOP"
+            | "TSTP"
+            | "TTIN"
+            | "TTOU"
+            | "URG"
+            | "XCPU"
+            | "XFSZ"
+            | "VTALRM"
+            | "PROF"
+            | "WINCH"
+            | "IO"
+            | "PWR"
+            | "SYS"
     )
 }

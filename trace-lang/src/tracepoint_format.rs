@@ -89,7 +89,7 @@ fn parse_field_line(line: &str, user_pointers: bool) -> Option<TpField> {
         .filter(|w| !matches!(*w, "const" | "volatile" | "struct" | "enum" | "__user"))
         .collect();
     let is_char = base_words.last() == Some(&"char");
-    let array_len = dims.as_deref().and_then(|d| {
+    let array_len = dims.and_then(|d| {
         d.trim_start_matches('[')
             .split(']')
             .next()
@@ -135,7 +135,7 @@ fn parse_field_line(line: &str, user_pointers: bool) -> Option<TpField> {
                 array_len: None,
             });
         }
-        let elem = if n > 0 { size / n } else { size };
+        let elem = size.checked_div(n).unwrap_or(size);
         return Some(TpField {
             name,
             offset,
@@ -204,8 +204,20 @@ print fmt: \"dfd: 0x%08lx, filename: 0x%08lx\", ((unsigned long)(REC->dfd)), ((u
         let f = parse_format(OPENAT, true);
         assert_eq!(f.len(), 9);
         assert_eq!(f[0].name, "common_type");
-        assert_eq!(f[0].ty, Type::Int { bytes: 2, signed: false });
-        assert_eq!(f[3].ty, Type::Int { bytes: 4, signed: true });
+        assert_eq!(
+            f[0].ty,
+            Type::Int {
+                bytes: 2,
+                signed: false
+            }
+        );
+        assert_eq!(
+            f[3].ty,
+            Type::Int {
+                bytes: 4,
+                signed: true
+            }
+        );
         assert_eq!(f[4].name, "__syscall_nr");
         let fname = &f[6];
         assert_eq!(fname.name, "filename");
@@ -214,7 +226,10 @@ print fmt: \"dfd: 0x%08lx, filename: 0x%08lx\", ((unsigned long)(REC->dfd)), ((u
         assert_eq!(
             fname.ty,
             Type::Ptr {
-                to: Box::new(Type::Int { bytes: 1, signed: true }),
+                to: Box::new(Type::Int {
+                    bytes: 1,
+                    signed: true
+                }),
                 user: true
             }
         );
@@ -236,7 +251,13 @@ print fmt: \"dfd: 0x%08lx, filename: 0x%08lx\", ((unsigned long)(REC->dfd)), ((u
         assert_eq!(f[1].name, "name");
         assert!(f[1].data_loc);
         assert_eq!(f[1].ty, Type::Str(64));
-        assert_eq!(f[2].ty, Type::Int { bytes: 4, signed: true });
+        assert_eq!(
+            f[2].ty,
+            Type::Int {
+                bytes: 4,
+                signed: true
+            }
+        );
         assert_eq!(f[3].ty, Type::U64);
         assert_eq!(f[4].name, "args");
         assert_eq!(f[4].ty, Type::U64);

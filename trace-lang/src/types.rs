@@ -26,7 +26,11 @@ pub enum Type {
     /// `kstack` / `ustack` (and `kstack(perf, 10)`): a stack id collected in the
     /// program and symbolized at print time. Added by the front end; the runner
     /// decides the exact layout (for `ustack` it may also need the pid).
-    Stack { user: bool, limit: u32, mode: StackMode },
+    Stack {
+        user: bool,
+        limit: u32,
+        mode: StackMode,
+    },
     /// A fixed-size array inside a record, e.g. the `args` field
     /// `unsigned long args[6]` of `raw_syscalls:sys_enter`: indexing gives `elem`.
     Array { elem: Box<Type>, len: u32 },
@@ -46,9 +50,15 @@ pub enum StackMode {
 
 impl Type {
     /// A signed 64-bit integer: the type of literals and most builtins.
-    pub const I64: Type = Type::Int { bytes: 8, signed: true };
+    pub const I64: Type = Type::Int {
+        bytes: 8,
+        signed: true,
+    };
     /// An unsigned 64-bit integer.
-    pub const U64: Type = Type::Int { bytes: 8, signed: false };
+    pub const U64: Type = Type::Int {
+        bytes: 8,
+        signed: false,
+    };
 
     pub fn is_int(&self) -> bool {
         matches!(self, Type::Int { .. })
@@ -109,7 +119,12 @@ impl std::fmt::Display for Type {
         match self {
             Type::None => write!(f, "none"),
             Type::Int { bytes, signed } => {
-                write!(f, "{}int{}", if *signed { "" } else { "u" }, *bytes as u32 * 8)
+                write!(
+                    f,
+                    "{}int{}",
+                    if *signed { "" } else { "u" },
+                    *bytes as u32 * 8
+                )
             }
             Type::Str(n) => write!(f, "string[{n}]"),
             Type::Tuple(items) => {

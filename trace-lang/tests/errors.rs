@@ -32,7 +32,12 @@ fn full_rendering() {
 
 #[test]
 fn syntax_errors() {
-    assert_err("BEGIN { printf(\"x\") }}", 1, 22, "syntax error, unexpected }");
+    assert_err(
+        "BEGIN { printf(\"x\") }}",
+        1,
+        22,
+        "syntax error, unexpected }",
+    );
     assert_err("BEGIN {\n  $x = ;\n}", 2, 8, "syntax error, unexpected ;");
     assert_err("BEGIN { printf(\"abc); }", 1, 16, "unterminated string");
     assert_err(
@@ -41,18 +46,48 @@ fn syntax_errors() {
         19,
         "syntax error, unexpected variable",
     );
-    assert_err("BEGIN {\n  @x = 1;\n", 2, 10, "syntax error, unexpected end of file");
+    assert_err(
+        "BEGIN {\n  @x = 1;\n",
+        2,
+        10,
+        "syntax error, unexpected end of file",
+    );
     assert_err(
         "BEGIN { if $x { } }",
         1,
         12,
         "syntax error, unexpected variable, expecting (",
     );
-    assert_err("BEGIN { @x[1 = 2; }", 1, 14, "syntax error, unexpected =, expecting ]");
-    assert_err("BEGIN { /* never closed }", 1, 9, "end of file during comment");
-    assert_err("BEGIN { unroll(0) { } }", 1, 16, "unroll minimum value is 1");
-    assert_err("BEGIN { unroll(101) { } }", 1, 16, "unroll maximum value is 100");
-    assert_err("BEGIN { printf(\"\\q\"); }", 1, 17, "invalid escape character '\\q'");
+    assert_err(
+        "BEGIN { @x[1 = 2; }",
+        1,
+        14,
+        "syntax error, unexpected =, expecting ]",
+    );
+    assert_err(
+        "BEGIN { /* never closed }",
+        1,
+        9,
+        "end of file during comment",
+    );
+    assert_err(
+        "BEGIN { unroll(0) { } }",
+        1,
+        16,
+        "unroll minimum value is 1",
+    );
+    assert_err(
+        "BEGIN { unroll(101) { } }",
+        1,
+        16,
+        "unroll maximum value is 100",
+    );
+    assert_err(
+        "BEGIN { printf(\"\\q\"); }",
+        1,
+        17,
+        "invalid escape character '\\q'",
+    );
 }
 
 #[test]
@@ -76,8 +111,18 @@ fn attach_point_errors() {
         1,
         "Invalid unit 'm' for interval probe (expected hz, s, ms or us)",
     );
-    assert_err("uprobe:readline { }", 1, 1, "uprobe probe type requires 2 arguments");
-    assert_err("usdt:/bin/x:p { }", 1, 1, "probe type 'usdt' is not supported");
+    assert_err(
+        "uprobe:readline { }",
+        1,
+        1,
+        "uprobe probe type requires 2 arguments",
+    );
+    assert_err(
+        "usdt:/bin/x:p { }",
+        1,
+        1,
+        "probe type 'usdt' is not supported",
+    );
 }
 
 #[test]
@@ -222,15 +267,30 @@ fn semantic_errors() {
         43,
         "Accessing field 'sk_num' of 'struct sock *' requires BTF or C definitions, which are not supported yet",
     );
-    assert_err("BEGIN { @x = func; }", 1, 14, "The func builtin can not be used with 'BEGIN' probes");
+    assert_err(
+        "BEGIN { @x = func; }",
+        1,
+        14,
+        "The func builtin can not be used with 'BEGIN' probes",
+    );
     assert_err(
         "BEGIN { printf(\"%q\", 1); }",
         1,
         16,
         "printf: Unknown format string token: %q",
     );
-    assert_err("BEGIN { @x = 1; clear(@x[1]); }", 1, 23, "clear() expects a map with no keys, e.g. clear(@x)");
-    assert_err("BEGIN { $x++; }", 1, 9, "Undefined or undeclared variable: $x");
+    assert_err(
+        "BEGIN { @x = 1; clear(@x[1]); }",
+        1,
+        23,
+        "clear() expects a map with no keys, e.g. clear(@x)",
+    );
+    assert_err(
+        "BEGIN { $x++; }",
+        1,
+        9,
+        "Undefined or undeclared variable: $x",
+    );
 }
 
 mod env {

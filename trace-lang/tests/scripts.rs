@@ -122,7 +122,8 @@ fn representative_scripts_fake_env() {
 
 #[test]
 fn tables_are_filled() {
-    let src = "tracepoint:raw_syscalls:sys_enter { @[comm, args->id] = count(); @h = hist(args->id); \
+    let src =
+        "tracepoint:raw_syscalls:sys_enter { @[comm, args->id] = count(); @h = hist(args->id); \
                @l = lhist(args->id, 0, 500, 10); $v = args->id; @val[\"k\"] = $v; }";
     let (prog, an) = trace_lang::check(src, &FakeEnv).unwrap();
     assert_eq!(an.maps[""].keys, vec![Type::Str(16), Type::I64]);
@@ -212,4 +213,23 @@ fn string_sizes_widen() {
     let (_, an) = trace_lang::check(src, &NoEnv).unwrap();
     assert_eq!(an.vars[0]["s"], Type::Str(64));
     assert_eq!(an.maps["m"].keys, vec![Type::Str(64)]);
+}
+
+#[test]
+fn sizeof_of_expressions() {
+    let src = "BEGIN { $s = comm; $n = sizeof($s); $m = sizeof(comm); $p = sizeof(char *); }";
+    let (prog, _) = trace_lang::check(src, &NoEnv).unwrap();
+    let sizes: Vec<_> = prog.probes[0].body[1..]
+        .iter()
+        .map(|s| match &s.kind {
+            StmtKind::VarAssign { value, .. } => value.kind.clone(),
+            _ => panic!(),
+        })
+        .collect();
+    assert_eq!(
+        sizes,
+        [ExprKind::Int(16), ExprKind::Int(16), ExprKind::Int(8)]
+    );
+    assert!(trace_lang::check("BEGIN { $n = sizeof($nope); }", &NoEnv).is_err());
+    assert!(trace_lang::check("BEGIN { $n = sizeof(struct sock); }", &NoEnv).is_err());
 }

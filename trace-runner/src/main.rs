@@ -12,6 +12,8 @@ mod scope;
 mod sink;
 mod symbols;
 mod tracefs;
+mod persist;
+mod pod;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -166,13 +168,10 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         session.run_end().map_err(|e| Failure(format!("error: {e}"), 1))?;
     }
     runtime::drain_events(&mut session, &mut sink);
-    if args.format == Format::Text {
-        println!();
-    }
     runtime::print_all_maps(&session, &mut sink);
     let lost = session.lost_events();
     if lost > 0 {
-        sink.note(&format!("Lost {lost} events"));
+        sink.lost(lost);
     }
     Ok(())
 }

@@ -731,6 +731,11 @@ fn lhist_prepare(
     Some((start.unwrap_or(0), end, buckets, max_value))
 }
 
+/// `i * step + min`, the lower bound of lhist index `i + 1`.
+fn lhist_bound(i: i64, step: i64, min: i64) -> i64 {
+    i.wrapping_mul(step).wrapping_add(min)
+}
+
 fn lhist_text(values: &[u64], min: i64, max: i64, step: i64) -> String {
     let Some((start, end, buckets, max_value)) = lhist_prepare(values, min, max, step) else {
         return String::new();
@@ -745,8 +750,8 @@ fn lhist_text(values: &[u64], min: i64, max: i64, step: i64) -> String {
         } else {
             format!(
                 "[{}, {})",
-                lhist_index_label((ii - 1) * step + min),
-                lhist_index_label(ii * step + min)
+                lhist_index_label(lhist_bound(ii - 1, step, min)),
+                lhist_index_label(lhist_bound(ii, step, min))
             )
         };
         let c = at(values, i);
@@ -767,14 +772,14 @@ fn lhist_json(values: &[u64], min: i64, max: i64, step: i64) -> String {
         }
         res.push('{');
         if i == 0 {
-            res.push_str(&format!("\"max\": {}, ", min - 1));
+            res.push_str(&format!("\"max\": {}, ", min.wrapping_sub(1)));
         } else if ii == buckets + 1 {
             res.push_str(&format!("\"min\": {}, ", max));
         } else {
             res.push_str(&format!(
                 "\"min\": {}, \"max\": {}, ",
-                (ii - 1) * step + min,
-                ii * step + min - 1
+                lhist_bound(ii - 1, step, min),
+                lhist_bound(ii, step, min).wrapping_sub(1)
             ));
         }
         res.push_str(&format!("\"count\": {}}}", at(values, i)));

@@ -43,3 +43,30 @@ pub fn resolve_cgroup(path: &Path) -> Result<Cgroup, String> {
 pub fn cgroup_id_of(path: &str) -> Option<u64> {
     resolve_cgroup(Path::new(path)).ok().map(|c| c.id)
 }
+
+/// Resolve a cgroup v2 directory against a given root of the hierarchy instead of this
+/// process's own cgroup2 mount: `root` may be the host's hierarchy seen through
+/// `/proc/1/root/sys/fs/cgroup` from a pod with its own mount or cgroup namespace.
+/// `path` is absolute (and must lie under `root`) or relative to `root`. The level counts
+/// the components below `root`, so `root` must be the top of the hierarchy for the level
+/// to match what `bpf_get_current_ancestor_cgroup_id` expects. No symlinks are resolved
+/// (canonicalising through `/proc/1/root` would leave the host's view).
+pub fn resolve_cgroup_in(root: &Path, path: &Path) -> Result<Cgroup, String> {
+    let full = if path.is_absolute() { path.to_path_buf() } else { root.join(path) };
+    let rel = full.strip_prefix(root).map_err(|_| {
+        format!("{} is not inside the cgroup v2 hierarchy at {}", full.display(), root.display())
+    })?;
+    let mut level = 0u32;
+    for c in rel.components() {
+        match c {
+            std::path::Component::Normal(_) => level += 1,
+            std::path::Component::CurDir => {}
+            _ => return Err(format!("cgroup path {} must not contain '..'", full.display())),
+        }
+    }
+    let meta = std::fs::metadata(&full).map_err(|e| format!("cgroup {}: {e}", full.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a cgroup directory", full.display()));
+    }
+    Ok(Cgroup { level, id: meta.ino(), path: full })
+}

@@ -36,35 +36,69 @@ impl Sink {
     }
 
     pub fn printf(&mut self, text: &str) {
+        self.printf_bytes(text.as_bytes());
+    }
+
+    /// printf output, byte-exact (it may hold bytes that are not UTF-8).
+    pub fn printf_bytes(&mut self, text: &[u8]) {
         let mut buf = Vec::new();
         match self.format {
-            Format::Text => buf.extend_from_slice(text.as_bytes()),
+            Format::Text => buf.extend_from_slice(text),
             Format::Json => {
-                let _ = output::write_printf_json(&mut buf, text);
+                let _ = output::write_printf_json_bytes(&mut buf, text);
             }
         }
         self.emit(&buf);
     }
 
-    pub fn map(&mut self, map: &MapDump) {
+    /// `print(@m, top, div)`.
+    pub fn map(&mut self, map: &MapDump, top: u32, div: u32) {
         let mut buf = Vec::new();
         let _ = match self.format {
-            Format::Text => output::write_map_text(&mut buf, map),
-            Format::Json => output::write_map_json(&mut buf, map),
+            Format::Text => output::write_map_text_top_div(&mut buf, map, top, div),
+            Format::Json => output::write_map_json_top_div(&mut buf, map, top, div),
         };
         self.emit(&buf);
     }
 
-    /// "Attaching N probes..." (stderr in text mode, a JSON record otherwise).
+    /// `print(value)`.
+    pub fn value(&mut self, value: &output::Val) {
+        let mut buf = Vec::new();
+        let _ = match self.format {
+            Format::Text => output::write_value_text(&mut buf, value),
+            Format::Json => output::write_value_json(&mut buf, value),
+        };
+        self.emit(&buf);
+    }
+
+    /// "Attaching N probes..." (on stdout, as bpftrace 0.17 prints it).
     pub fn attached(&mut self, n: usize) {
-        match self.format {
-            Format::Text => eprintln!("Attaching {n} probe{}...", if n == 1 { "" } else { "s" }),
-            Format::Json => {
-                let mut buf = Vec::new();
-                let _ = output::write_attached_json(&mut buf, n);
-                self.emit(&buf);
-            }
-        }
+        let mut buf = Vec::new();
+        let _ = match self.format {
+            Format::Text => output::write_attached_text(&mut buf, n),
+            Format::Json => output::write_attached_json(&mut buf, n),
+        };
+        self.emit(&buf);
+    }
+
+    /// Every map at exit, in name order, as bpftrace prints them.
+    pub fn exit_maps(&mut self, maps: &[MapDump]) {
+        let mut buf = Vec::new();
+        let _ = match self.format {
+            Format::Text => output::write_exit_maps_text(&mut buf, maps),
+            Format::Json => output::write_exit_maps_json(&mut buf, maps),
+        };
+        self.emit(&buf);
+    }
+
+    /// The count of events dropped because the ring buffer was full.
+    pub fn lost(&mut self, n: u64) {
+        let mut buf = Vec::new();
+        let _ = match self.format {
+            Format::Text => output::write_lost_events_text(&mut buf, n),
+            Format::Json => output::write_lost_events_json(&mut buf, n),
+        };
+        self.emit(&buf);
     }
 
     /// A line of our own on stderr (and in the persisted file).

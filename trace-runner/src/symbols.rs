@@ -24,6 +24,9 @@ fn kallsyms() -> &'static [(u64, String)] {
 
 /// The kernel function containing `addr`, or the address in hex when unknown.
 pub fn kernel_symbol(addr: u64) -> String {
+    if addr == 0 {
+        return "0".to_string();
+    }
     let syms = kallsyms();
     match syms.partition_point(|(a, _)| *a <= addr) {
         0 => format!("0x{addr:x}"),

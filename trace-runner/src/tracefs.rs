@@ -61,7 +61,7 @@ impl Tracefs {
     }
 
     /// Tracepoint names closest to `category:name`, for "did you mean" hints.
-    pub fn suggestions(&self, category: &str, name: &str) -> Vec<String> {
+    fn suggestions(&self, category: &str, name: &str) -> Vec<String> {
         let wanted = format!("{category}:{name}");
         let mut scored: Vec<(usize, String)> = self
             .all_tracepoints()
@@ -100,6 +100,10 @@ impl ProbeEnv for Tracefs {
                 Some(parse_format(&text, category == "syscalls"))
             })
             .clone()
+    }
+
+    fn suggest_tracepoints(&self, category: &str, name: &str) -> Vec<String> {
+        self.suggestions(category, name).into_iter().map(|n| format!("tracepoint:{n}")).collect()
     }
 }
 

@@ -27,7 +27,7 @@ fn malformed_scripts_give_located_errors() {
         ("BEGIN { count(); }", "stdin:1:"),
         ("BEGIN { @h = lhist(1, 10, 0, 1); }", "stdin:1:"),
         ("BEGIN { if (1) { exit(); }", "stdin:1:"),
-        ("BEGIN\n{\n  @x = 1 +* 2;\n}", "stdin:3:"),
+        ("BEGIN\n{\n  @x = (1 + 2;\n}", "stdin:3:"),
         ("BEGIN { @x = \"a\" + 1; }", "stdin:1:"),
     ];
     for (src, location) in cases {

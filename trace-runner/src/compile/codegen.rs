@@ -47,6 +47,17 @@ pub enum EventKind {
     Clear = 3,
     Zero = 4,
     Time = 5,
+    /// `print(value)` of a non-map value: the value follows the id.
+    PrintValue = 6,
+}
+
+/// A `print(@m[, top[, div]])` call site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrintSpec {
+    /// Index into [`Compiled::user_maps`].
+    pub map: usize,
+    pub top: u32,
+    pub div: u32,
 }
 
 /// Where and how a generated program attaches.
@@ -103,6 +114,9 @@ pub struct Compiled {
     pub user_maps: Vec<UserMap>,
     pub printfs: Vec<PrintfSpec>,
     pub time_formats: Vec<String>,
+    pub prints: Vec<PrintSpec>,
+    /// Types of `print(value)` call sites.
+    pub print_values: Vec<Type>,
     pub probe_names: Vec<String>,
     /// Index of the `events` ring buffer in `maps`.
     pub events_map: usize,
@@ -136,6 +150,8 @@ struct Tables {
     by_name: HashMap<String, usize>,
     printfs: Vec<PrintfSpec>,
     time_formats: Vec<String>,
+    prints: Vec<PrintSpec>,
+    print_values: Vec<Type>,
     probe_names: Vec<String>,
     events_map: usize,
     lost_map: usize,
@@ -154,6 +170,8 @@ pub fn generate(
         by_name: HashMap::new(),
         printfs: Vec::new(),
         time_formats: Vec::new(),
+        prints: Vec::new(),
+        print_values: Vec::new(),
         probe_names: Vec::new(),
         events_map: 0,
         lost_map: 0,
@@ -265,6 +283,8 @@ pub fn generate(
         user_maps: t.user_maps,
         printfs: t.printfs,
         time_formats: t.time_formats,
+        prints: t.prints,
+        print_values: t.print_values,
         probe_names: t.probe_names,
         events_map: t.events_map,
         lost_map: t.lost_map,
@@ -609,17 +629,16 @@ impl ProgGen<'_> {
         }
     }
 
-    /// `r0 = bucket index` of `r0` for hist: 0 negative, 1 zero, 2 + log2(v) otherwise.
+    /// `r0 = bucket index` of `r0` for hist, as bpftrace 0.17 computes it (and as
+    /// [`crate::output::hist_index`] documents): 0 negative, 1 zero, `2 + log2(v)` capped at 33.
     fn hist_index(&mut self) {
         let a = &mut self.asm;
         let done = a.new_label();
-        let positive = a.new_label();
         a.mov(R1, R0);
         a.mov_imm(R0, 0);
         a.jump_imm(Cond::Slt, R1, 0, done);
         a.mov_imm(R0, 1);
         a.jump_imm(Cond::Eq, R1, 0, done);
-        a.bind(positive);
         a.mov_imm(R0, 2);
         for shift in [32, 16, 8, 4, 2, 1] {
             let skip = a.new_label();
@@ -629,13 +648,14 @@ impl ProgGen<'_> {
             a.alu_imm(Alu::Add, R0, shift);
             a.bind(skip);
         }
+        a.jump_imm(Cond::Le, R0, 33, done);
+        a.mov_imm(R0, 33);
         a.bind(done);
     }
 
-    /// `r0 = bucket index` of `r0` for lhist: 0 below min, 1.. for `[min + (i-1)*step, ...)`,
-    /// `(max - min) / step + 1` at or above max.
+    /// `r0 = bucket index` of `r0` for lhist ([`crate::output::lhist_index`]): 0 below
+    /// min, `1 + (max - min) / step` above max, else `1 + (v - min) / step`.
     fn lhist_index(&mut self, min: i64, max: i64, step: i64) {
-        let buckets = (max - min) / step;
         let a = &mut self.asm;
         let done = a.new_label();
         let not_low = a.new_label();
@@ -647,8 +667,8 @@ impl ProgGen<'_> {
         a.jump(done);
         a.bind(not_low);
         a.load_const(R2, max);
-        a.jump_reg(Cond::Slt, R1, R2, not_high);
-        a.load_const(R0, buckets + 1);
+        a.jump_reg(Cond::Sle, R1, R2, not_high);
+        a.load_const(R0, 1 + (max - min) / step);
         a.jump(done);
         a.bind(not_high);
         a.mov(R0, R1);
@@ -670,6 +690,11 @@ impl ProgGen<'_> {
         self.stack_ptr(R2, key);
         self.asm.call(helper::MAP_LOOKUP_ELEM);
         self.asm.jump_imm(Cond::Ne, R0, 0, have);
+        if let (MapValue::Max, Some(x)) = (&info.value, x) {
+            // bpftrace 0.17 starts max() at 0: values <= 0 never create an entry.
+            self.asm.load(Size::DW, R1, FP, x);
+            self.asm.jump_imm(Cond::Sle, R1, 0, done);
+        }
         self.zero(zero, 16);
         self.map_update(map, key, zero, 1);
         self.asm.load_map(R1, map);
@@ -704,15 +729,22 @@ impl ProgGen<'_> {
                 a.alu_reg(Alu::Add, R1, R2);
                 a.store(Size::DW, R0, 8, R1);
             }
-            MapValue::Min | MapValue::Max => {
+            MapValue::Min => {
                 let set = a.new_label();
                 load_x(a, R1);
                 a.load(Size::DW, R2, R0, 8);
                 a.jump_imm(Cond::Eq, R2, 0, set);
                 a.load(Size::DW, R3, R0, 0);
-                let keep = if info.value == MapValue::Min { Cond::Sge } else { Cond::Sle };
-                a.jump_reg(keep, R1, R3, done);
+                a.jump_reg(Cond::Sge, R1, R3, done);
                 a.bind(set);
+                a.store(Size::DW, R0, 0, R1);
+                a.store_imm(Size::DW, R0, 8, 1);
+            }
+            MapValue::Max => {
+                // Starts at 0 (bpftrace 0.17), so only larger positive values count.
+                load_x(a, R1);
+                a.load(Size::DW, R3, R0, 0);
+                a.jump_reg(Cond::Sle, R1, R3, done);
                 a.store(Size::DW, R0, 0, R1);
                 a.store_imm(Size::DW, R0, 8, 1);
             }
@@ -777,6 +809,19 @@ impl ProgGen<'_> {
                 self.asm.jump(exit);
                 Ok(())
             }
+            "print" if !matches!(args.first().map(|a| &a.kind), Some(ExprKind::Map(m)) if m.keys.is_empty()) => {
+                let value = args.first().ok_or_else(|| err(e.span, "print() needs an argument"))?;
+                let ty = if value.ty == Type::None { Type::I64 } else { value.ty.clone() };
+                let off = self.alloc(8 + ty.size(), e.span)?;
+                self.zero(off, 8 + ty.size());
+                self.gen_into_sized(value, off + 8, &ty)?;
+                let index = self.t.print_values.len();
+                self.t.print_values.push(ty.clone());
+                self.asm.load_const(R1, ((EventKind::PrintValue as i64) << 32) | index as i64);
+                self.asm.store(Size::DW, FP, off, R1);
+                self.output(off, 8 + ty.size());
+                Ok(())
+            }
             "print" | "clear" | "zero" => {
                 let map = args.first().ok_or_else(|| err(e.span, format!("{name}() needs a map")))?;
                 let info = self.map_arg(map)?;
@@ -785,6 +830,18 @@ impl ProgGen<'_> {
                     "print" => EventKind::Print,
                     "clear" => EventKind::Clear,
                     _ => EventKind::Zero,
+                };
+                let index = if kind == EventKind::Print {
+                    let literal = |i: usize| match args.get(i).map(|a| &a.kind) {
+                        Some(ExprKind::Int(v)) => Ok(*v as u32),
+                        None => Ok(0),
+                        Some(_) => Err(err(e.span, "print(@m, top, div): top and div must be integer literals")),
+                    };
+                    let spec = PrintSpec { map: index, top: literal(1)?, div: literal(2)? };
+                    self.t.prints.push(spec);
+                    self.t.prints.len() - 1
+                } else {
+                    index
                 };
                 self.simple_event(kind, index, e.span)
             }

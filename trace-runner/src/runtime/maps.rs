@@ -41,7 +41,10 @@ pub fn decode_value(ty: &Type, b: &[u8], compiled: &Compiled) -> Val {
             Val::Sym(compiled.probe_names.get(id).cloned().unwrap_or_default())
         }
         Type::Ksym => Val::Sym(symbols::kernel_symbol(u64_at(b, 0))),
-        Type::Usym => Val::Sym(format!("0x{:x}", u64_at(b, 0))),
+        Type::Usym => Val::Sym(match u64_at(b, 0) {
+            0 => "0".to_string(),
+            a => format!("0x{a:x}"),
+        }),
         Type::Tuple(items) => {
             let mut at = 0;
             let mut vals = Vec::new();
@@ -126,7 +129,7 @@ pub fn read_map(session: &Session, index: usize) -> Option<MapDump> {
         if bpf_sys::lookup(fd, &0u32.to_ne_bytes(), &mut buf).ok()? {
             let value = merge(map, &buf);
             // An array slot exists from the start: only print it once something was recorded.
-            let touched = per_cpu_values(&buf, size).any(|c| c.iter().any(|b| *b != 0));
+            let touched = session.zeroed.contains(&index) || per_cpu_values(&buf, size).any(|c| c.iter().any(|b| *b != 0));
             if touched {
                 entries.push(Entry { key: Vec::new(), value });
             }
@@ -161,9 +164,6 @@ pub fn read_map(session: &Session, index: usize) -> Option<MapDump> {
         entries.push(Entry { key: decode_key(map, &key[..user_key_size.min(key.len())], compiled), value });
     }
     for (key, counts) in buckets {
-        if counts.iter().all(|c| *c == 0) {
-            continue;
-        }
         let value = if map.value == MapValue::Hist { EntryValue::Hist(counts) } else { EntryValue::Lhist(counts) };
         entries.push(Entry { key: decode_key(map, &key, compiled), value });
     }

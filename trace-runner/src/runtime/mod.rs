@@ -5,7 +5,6 @@
 pub mod bpf_sys;
 pub mod maps;
 
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -61,6 +60,10 @@ pub struct Session {
     /// Program fds of BEGIN and END blocks, run with BPF_PROG_TEST_RUN.
     begin: Vec<RawFd>,
     end: Vec<RawFd>,
+    /// The `events` ring buffer carrying printf and async actions.
+    ring: RingBuf<MapData>,
+    /// Keyless maps that `zero()` reset: they print (as zero) even if never touched again.
+    pub zeroed: std::collections::HashSet<usize>,
 }
 
 /// What the loader says when something fails, already worded for the user.
@@ -127,6 +130,8 @@ impl Session {
             let data = map_data(map).ok_or_else(|| LoadError(format!("internal error: map {} of unexpected type", def.name)))?;
             map_fds.push(data.fd().as_fd().as_raw_fd());
         }
+        let ring_map = ebpf.take_map("events").ok_or_else(|| LoadError("internal error: no events map".into()))?;
+        let ring = RingBuf::try_from(ring_map).map_err(|e| LoadError(format!("cannot open the event ring: {e}")))?;
         let mut begin = Vec::new();
         let mut end = Vec::new();
         for p in &compiled.programs {
@@ -170,7 +175,7 @@ impl Session {
             };
             r.map_err(|e| verifier_error(name, e))?;
         }
-        Ok(Session { ebpf, compiled, map_fds, begin, end })
+        Ok(Session { ebpf, compiled, map_fds, begin, end, ring, zeroed: Default::default() })
     }
 
     /// Number of attach points, as bpftrace counts them for "Attaching N probes...".
@@ -304,24 +309,9 @@ pub enum StopReason {
 /// Streams events until exit(), a signal or the deadline.
 pub fn event_loop(session: &mut Session, sink: &mut Sink, deadline: Option<Duration>) -> Result<StopReason, LoadError> {
     let start = Instant::now();
-    let ring_map = session
-        .ebpf
-        .take_map("events")
-        .ok_or_else(|| LoadError("internal error: no events map".into()))?;
-    let mut ring = RingBuf::try_from(ring_map).map_err(|e| LoadError(format!("cannot open the event ring: {e}")))?;
-    let fd = ring.as_raw_fd();
-    let mut reason = None;
+    let fd = session.ring.as_raw_fd();
     loop {
-        // Drain everything available.
-        while let Some(item) = ring.next() {
-            let record: Vec<u8> = item.to_vec();
-            drop(item);
-            if let Some(r) = handle_event(session, sink, &record) {
-                reason = Some(r);
-            }
-        }
-        if let Some(r) = reason {
-            // Anything emitted before exit() is already drained above.
+        if let Some(r) = drain_events(session, sink) {
             return Ok(r);
         }
         if STOP.load(Ordering::SeqCst) {
@@ -341,16 +331,24 @@ pub fn event_loop(session: &mut Session, sink: &mut Sink, deadline: Option<Durat
     }
 }
 
-/// Drain events still queued (after END ran), without waiting.
-pub fn drain_events(session: &mut Session, sink: &mut Sink) {
-    if let Some(map) = session.ebpf.map_mut("events") {
-        if let Ok(mut ring) = RingBuf::try_from(map) {
-            let mut records = Vec::new();
-            while let Some(item) = ring.next() {
-                records.push(item.to_vec());
+/// Handle every queued event without waiting; reports exit() if one was seen (events
+/// queued before it are handled first).
+pub fn drain_events(session: &mut Session, sink: &mut Sink) -> Option<StopReason> {
+    let mut reason = None;
+    loop {
+        let mut records = Vec::new();
+        while let Some(item) = session.ring.next() {
+            records.push(item.to_vec());
+            if records.len() >= 256 {
+                break;
             }
-            for r in records {
-                handle_event(session, sink, &r);
+        }
+        if records.is_empty() {
+            return reason;
+        }
+        for r in records {
+            if reason.is_none() {
+                reason = handle_event(session, sink, &r);
             }
         }
     }
@@ -372,17 +370,25 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
                 .iter()
                 .map(|(ty, at)| maps::decode_value(ty, &record[(*at).min(record.len())..], &session.compiled))
                 .collect();
-            let text = output::format_printf(&spec.format, &args);
-            sink.printf(&text);
+            sink.printf_bytes(&output::format_printf_bytes(&spec.format, &args));
         }
         k if k == EventKind::Exit as u32 => return Some(StopReason::Exit),
         k if k == EventKind::Print as u32 => {
-            if let Some(dump) = maps::read_map(session, index) {
-                sink.map(&dump);
+            let Some(spec) = session.compiled.prints.get(index).cloned() else { return None };
+            if let Some(dump) = maps::read_map(session, spec.map) {
+                sink.map(&dump, spec.top, spec.div);
             }
         }
+        k if k == EventKind::PrintValue as u32 => {
+            let Some(ty) = session.compiled.print_values.get(index) else { return None };
+            let value = maps::decode_value(ty, record.get(8..).unwrap_or(&[]), &session.compiled);
+            sink.value(&value);
+        }
         k if k == EventKind::Clear as u32 => maps::clear_map(session, index, false),
-        k if k == EventKind::Zero as u32 => maps::clear_map(session, index, true),
+        k if k == EventKind::Zero as u32 => {
+            maps::clear_map(session, index, true);
+            session.zeroed.insert(index);
+        }
         k if k == EventKind::Time as u32 => {
             if let Some(fmt) = session.compiled.time_formats.get(index) {
                 sink.printf(&output::format_time(fmt));
@@ -393,16 +399,9 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
     None
 }
 
-/// Print every non-empty map in name order (what bpftrace does at exit).
+/// Print every map in name order (what bpftrace does at exit).
 pub fn print_all_maps(session: &Session, sink: &mut Sink) {
-    let mut order: Vec<usize> = (0..session.compiled.user_maps.len()).collect();
-    order.sort_by(|a, b| session.compiled.user_maps[*a].name.cmp(&session.compiled.user_maps[*b].name));
-    for i in order {
-        if let Some(dump) = maps::read_map(session, i) {
-            if !dump.entries.is_empty() {
-                sink.map(&dump);
-            }
-        }
-    }
-    let _ = std::io::stdout().flush();
+    let mut dumps: Vec<_> = (0..session.compiled.user_maps.len()).filter_map(|i| maps::read_map(session, i)).collect();
+    dumps.sort_by(|a, b| a.name.cmp(&b.name));
+    sink.exit_maps(&dumps);
 }

@@ -132,7 +132,7 @@ impl Trace {
 }
 
 /// Run a command to completion, panicking on failure.
-pub fn run_ok(mut cmd: Command) {
+pub fn run_ok(cmd: &mut Command) {
     let status = cmd.status().expect("spawn workload");
     assert!(status.success(), "workload failed: {status}");
 }

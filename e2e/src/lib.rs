@@ -1,0 +1,18 @@
+//! Hermetic end-to-end harness for kubectl-trace: a fake Kubernetes API server on
+//! loopback ([`server`] over the object [`store`]), a node agent acting as Job
+//! controller and kubelet ([`node`]) that runs the real `trace-runner` binary as a local
+//! process, and workloads standing in for pods ([`workload`]): real processes in cgroup v2
+//! directories laid out as the kubelet lays them out. [`cluster::FakeCluster`] ties them
+//! together; [`host`] has the machine-level helpers the tests need (binaries, BPF, root).
+
+pub mod cluster;
+pub mod host;
+pub mod node;
+pub mod resources;
+pub mod selectors;
+pub mod server;
+pub mod store;
+pub mod util;
+pub mod workload;
+
+pub use cluster::FakeCluster;

@@ -1,0 +1,159 @@
+//! `kubectl trace delete TRACE... | --all [-A]`: removes the traces' Jobs, CronJobs and
+//! ConfigMaps with background propagation (so the pods go too; without a propagation
+//! policy a deleted Job would orphan its pods).
+
+use std::collections::BTreeSet;
+
+use clap::Args;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::Resource;
+
+use crate::client::{is_not_found, Ctx};
+use crate::errors::{fail, Op, Result};
+use crate::kubeconfig::GlobalArgs;
+use crate::manifest::{app_selector, id_selector, trace_id_of, LABEL_ID};
+use crate::progress::Out;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  # Delete one trace (by id or name)
+  kubectl trace delete k3x9q2m7fa
+
+  # Delete every trace of the namespace, or of all namespaces
+  kubectl trace delete --all
+  kubectl trace delete --all -A";
+
+#[derive(Debug, Clone, Args)]
+pub struct DeleteArgs {
+    /// Traces to delete: ids or names
+    #[arg(value_name = "TRACE", required_unless_present = "all")]
+    pub traces: Vec<String>,
+    /// Delete every trace
+    #[arg(long, conflicts_with = "traces")]
+    pub all: bool,
+    /// With --all: in every namespace
+    #[arg(short = 'A', long, requires = "all")]
+    pub all_namespaces: bool,
+}
+
+pub async fn execute(args: DeleteArgs, global: &GlobalArgs) -> Result<()> {
+    let ctx = Ctx::connect(global).await?;
+    delete_with(&ctx, &args, &Out::stdout()).await
+}
+
+/// Api handles in one namespace, or across all.
+fn api<K>(ctx: &Ctx, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
+/// (namespace, trace id) of the objects matching `selector`, and the deletions done.
+async fn delete_matching(ctx: &Ctx, ns: Option<&str>, selector: &str) -> Result<BTreeSet<(String, String)>> {
+    let lp = ListParams::default().labels(selector);
+    let dp = DeleteParams::background();
+    let mut seen = BTreeSet::new();
+    let key = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        (
+            m.namespace.clone().unwrap_or_default(),
+            m.labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_ID).cloned())
+                .unwrap_or_default(),
+        )
+    };
+
+    let cronjobs = api::<CronJob>(ctx, ns)
+        .list(&lp)
+        .await
+        .map_err(ctx.err(Op::new("list", "cronjobs.batch", ns)))?;
+    for c in &cronjobs.items {
+        let (cns, _) = key(&c.metadata);
+        let name = c.metadata.name.clone().unwrap_or_default();
+        let a: Api<CronJob> = Api::namespaced(ctx.client.clone(), &cns);
+        match a.delete(&name, &dp).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(ctx.err(Op::new("delete", "cronjobs.batch", Some(&cns)).named(&name))(e)),
+        }
+        seen.insert(key(&c.metadata));
+    }
+
+    let jobs = api::<Job>(ctx, ns)
+        .list(&lp)
+        .await
+        .map_err(ctx.err(Op::new("list", "jobs.batch", ns)))?;
+    for j in &jobs.items {
+        let (jns, _) = key(&j.metadata);
+        let name = j.metadata.name.clone().unwrap_or_default();
+        let a: Api<Job> = Api::namespaced(ctx.client.clone(), &jns);
+        match a.delete(&name, &dp).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(ctx.err(Op::new("delete", "jobs.batch", Some(&jns)).named(&name))(e)),
+        }
+        seen.insert(key(&j.metadata));
+    }
+
+    let cms = api::<ConfigMap>(ctx, ns)
+        .list(&lp)
+        .await
+        .map_err(ctx.err(Op::new("list", "configmaps", ns)))?;
+    for c in &cms.items {
+        let (cns, _) = key(&c.metadata);
+        let name = c.metadata.name.clone().unwrap_or_default();
+        let a: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &cns);
+        match a.delete(&name, &dp).await {
+            Ok(_) => {}
+            // Already collected with its owner.
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(ctx.err(Op::new("delete", "configmaps", Some(&cns)).named(&name))(e)),
+        }
+        seen.insert(key(&c.metadata));
+    }
+    Ok(seen)
+}
+
+pub async fn delete_with(ctx: &Ctx, args: &DeleteArgs, out: &Out) -> Result<()> {
+    let ns = ctx.namespace.as_str();
+    if args.all {
+        let scope = (!args.all_namespaces).then_some(ns);
+        let done = delete_matching(ctx, scope, &app_selector()).await?;
+        if done.is_empty() {
+            eprintln!("No traces found.");
+        }
+        for (tns, id) in done {
+            if args.all_namespaces {
+                out.line("", &format!("trace {id} deleted (namespace {tns})"));
+            } else {
+                out.line("", &format!("trace {id} deleted"));
+            }
+        }
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    for t in &args.traces {
+        let id = trace_id_of(t);
+        let done = delete_matching(ctx, Some(ns), &id_selector(&id)).await?;
+        if done.is_empty() {
+            missing.push(id);
+        } else {
+            out.line("", &format!("trace {id} deleted"));
+        }
+    }
+    match missing.len() {
+        0 => Ok(()),
+        1 => Err(fail(format!("trace {} not found in namespace {ns}", missing[0]))),
+        _ => Err(fail(format!(
+            "traces {} not found in namespace {ns}",
+            missing.join(", ")
+        ))),
+    }
+}

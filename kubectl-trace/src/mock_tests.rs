@@ -1,0 +1,741 @@
+//! Request-level tests of every subcommand against a tower-test mock API server: the
+//! paths, verbs, query strings and bodies the plugin sends, and what it makes of the
+//! answers (including streamed log bodies, as a `StreamBody`).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use http::{Request, Response};
+use http_body_util::{BodyExt, StreamBody};
+use http_body::Frame;
+use kube::client::Body;
+use serde_json::{json, Value};
+
+use crate::attach::{attach_trace, AttachOptions};
+use crate::client::Ctx;
+use crate::delete::{delete_with, DeleteArgs};
+use crate::get::{get_with, GetArgs};
+use crate::logs::{logs_with, LogsArgs};
+use crate::progress::Out;
+use crate::run::{prepare, run_with, RunArgs};
+
+type MockBody = StreamBody<BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
+type Handle = tower_test::mock::Handle<Request<Body>, Response<MockBody>>;
+type Responder = tower_test::mock::SendResponse<Response<MockBody>>;
+
+fn mock() -> (Ctx, Handle) {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<MockBody>>();
+    let client = kube::Client::new(svc, "default");
+    (Ctx::with_client(client, "default"), handle)
+}
+
+fn body_once(b: Vec<u8>) -> MockBody {
+    StreamBody::new(futures::stream::once(async move { Ok(Frame::data(Bytes::from(b))) }).boxed())
+}
+
+/// A streamed body: each chunk is sent as its own frame.
+fn body_chunks(chunks: Vec<&'static str>) -> MockBody {
+    StreamBody::new(
+        futures::stream::iter(chunks.into_iter().map(|c| Ok(Frame::data(Bytes::from(c))))).boxed(),
+    )
+}
+
+/// One request the plugin made.
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    body: Value,
+    send: Responder,
+}
+
+impl Seen {
+    fn json(self, status: u16, v: Value) {
+        let b = serde_json::to_vec(&v).unwrap();
+        self.send.send_response(
+            Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(body_once(b))
+                .unwrap(),
+        );
+    }
+
+    fn ok(self, v: Value) {
+        self.json(200, v)
+    }
+
+    fn status(self, code: u16, reason: &str, message: &str) {
+        self.json(
+            code,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                   "code": code, "reason": reason, "message": message}),
+        )
+    }
+
+    fn text(self, body: MockBody) {
+        self.send
+            .send_response(Response::builder().status(200).body(body).unwrap());
+    }
+}
+
+/// Query string with the usual escapes undone, for readable assertions.
+fn unescape(q: &str) -> String {
+    q.replace("%2F", "/")
+        .replace("%3D", "=")
+        .replace("%2C", ",")
+        .replace("%20", " ")
+        .replace('+', " ")
+}
+
+async fn next(h: &mut Handle, method: &str, path: &str) -> Seen {
+    let (req, send) = tokio::time::timeout(Duration::from_secs(10), h.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {method} {path}"))
+        .unwrap_or_else(|| panic!("client gone before {method} {path}"));
+    let (parts, body) = req.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    let seen = Seen {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: unescape(parts.uri.query().unwrap_or("")),
+        body,
+        send,
+    };
+    assert_eq!(
+        (seen.method.as_str(), seen.path.as_str()),
+        (method, path),
+        "query: {}",
+        seen.query
+    );
+    seen
+}
+
+fn with_uid(mut v: Value, uid: &str) -> Value {
+    v["metadata"]["uid"] = json!(uid);
+    v
+}
+
+fn running_pod(name: &str, ns: &str, node: &str, containers: &[(&str, &str)]) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"),
+                     "labels": {"app": "web"}},
+        "spec": {"nodeName": node,
+                 "containers": containers.iter().map(|(n, _)| json!({"name": n})).collect::<Vec<_>>()},
+        "status": {"phase": "Running",
+                   "containerStatuses": containers.iter().map(|(n, id)| json!({
+                       "name": n, "containerID": id, "image": "x", "imageID": "",
+                       "ready": true, "restartCount": 0, "state": {"running": {}}})).collect::<Vec<_>>()}
+    })
+}
+
+fn run_args(target: &str) -> RunArgs {
+    RunArgs {
+        target: Some(target.to_string()),
+        expr: Some("tracepoint:syscalls:sys_enter_openat { @[comm] = count(); }".into()),
+        grace: "30s".into(),
+        ttl: "1h".into(),
+        image_pull_policy: "IfNotPresent".into(),
+        pod_running_timeout: "5m".into(),
+        starting_deadline: "2m".into(),
+        history: 3,
+        ..Default::default()
+    }
+}
+
+/// Answer the PodSecurity pre-check with an unlabelled namespace.
+async fn namespace_ok(h: &mut Handle, ns: &str) {
+    next(h, "GET", &format!("/api/v1/namespaces/{ns}"))
+        .await
+        .ok(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+}
+
+/// Answer a Job create by echoing it with a uid; returns the Job sent.
+async fn create_job(h: &mut Handle, ns: &str, uid: &str) -> Value {
+    let s = next(h, "POST", &format!("/apis/batch/v1/namespaces/{ns}/jobs")).await;
+    let job = s.body.clone();
+    s.json(201, with_uid(job.clone(), uid));
+    job
+}
+
+async fn create_cm(h: &mut Handle, ns: &str) -> Value {
+    let s = next(h, "POST", &format!("/api/v1/namespaces/{ns}/configmaps")).await;
+    let cm = s.body.clone();
+    s.json(201, with_uid(cm.clone(), "cm-uid"));
+    cm
+}
+
+#[tokio::test]
+async fn run_node_target_creates_job_then_owned_configmap() {
+    let (ctx, mut h) = mock();
+    let p = prepare(&run_args("node/worker-1"), "default").unwrap();
+    let id = p.spec.id.clone();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/api/v1/nodes/worker-1")
+            .await
+            .ok(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1"}}));
+        namespace_ok(&mut h, "default").await;
+        let job = create_job(&mut h, "default", "job-uid-1").await;
+        let cm = create_cm(&mut h, "default").await;
+        (job, cm)
+    });
+    let (out, buf) = Out::buffer();
+    let created = run_with(&ctx, &p, &out).await.unwrap();
+    drop(ctx);
+    let (job, cm) = server.await.unwrap();
+
+    assert_eq!(job["kind"], "Job");
+    assert_eq!(job["metadata"]["name"], format!("kubectl-trace-{id}"));
+    assert_eq!(job["metadata"]["labels"]["kubectl-trace/id"], id.as_str());
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["nodeName"], "worker-1");
+    assert_eq!(pod["hostPID"], true);
+    assert_eq!(pod["containers"][0]["securityContext"]["privileged"], true);
+    assert_eq!(job["spec"]["backoffLimit"], 0);
+    assert_eq!(job["spec"]["activeDeadlineSeconds"], 3630);
+
+    assert_eq!(cm["kind"], "ConfigMap");
+    assert_eq!(cm["metadata"]["ownerReferences"][0]["kind"], "Job");
+    assert_eq!(cm["metadata"]["ownerReferences"][0]["uid"], "job-uid-1");
+    assert!(cm["data"]["program.bt"].as_str().unwrap().contains("sys_enter_openat"));
+
+    assert_eq!(created.workloads, vec![(format!("kubectl-trace-{id}"), "worker-1".to_string())]);
+    assert_eq!(
+        buf.text(),
+        format!("trace {id} created (job/kubectl-trace-{id} on node/worker-1)\n")
+    );
+}
+
+#[tokio::test]
+async fn run_pod_target_resolves_node_and_containers() {
+    let (ctx, mut h) = mock();
+    let mut args = run_args("pod/web-0");
+    args.target_namespace = Some("prod".into());
+    args.container = Some("app".into());
+    let p = prepare(&args, "tracing").unwrap();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/api/v1/namespaces/prod/pods/web-0").await.ok(running_pod(
+            "web-0",
+            "prod",
+            "node-7",
+            &[("app", "containerd://abc"), ("sidecar", "containerd://def")],
+        ));
+        namespace_ok(&mut h, "tracing").await;
+        let job = create_job(&mut h, "tracing", "u1").await;
+        create_cm(&mut h, "tracing").await;
+        job
+    });
+    let (out, _) = Out::buffer();
+    run_with(&ctx, &p, &out).await.unwrap();
+    drop(ctx);
+    let job = server.await.unwrap();
+    assert_eq!(job["metadata"]["namespace"], "tracing");
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["nodeName"], "node-7");
+    let args: Vec<String> = serde_json::from_value(pod["containers"][0]["args"].clone()).unwrap();
+    let joined = args.join(" ");
+    assert!(joined.contains("--pod-uid uid-web-0 --container-id containerd://abc /programs/program.bt"), "{joined}");
+    assert!(!joined.contains("containerd://def"), "{joined}");
+    assert_eq!(job["metadata"]["annotations"]["kubectl-trace/target"], "pod/prod/web-0");
+    assert_eq!(job["metadata"]["labels"]["kubectl-trace/target-kind"], "pod");
+}
+
+#[tokio::test]
+async fn run_pod_not_found_is_one_line() {
+    let (ctx, mut h) = mock();
+    let p = prepare(&run_args("pod/ghost"), "default").unwrap();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods/ghost")
+            .await
+            .status(404, "NotFound", "pods \"ghost\" not found");
+    });
+    let (out, _) = Out::buffer();
+    let e = run_with(&ctx, &p, &out).await.unwrap_err();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(e.to_string(), "pod ghost not found in namespace default");
+    assert_eq!(e.exit_code(), 1);
+}
+
+#[tokio::test]
+async fn run_deployment_makes_one_job_per_node() {
+    let (ctx, mut h) = mock();
+    let p = prepare(&run_args("deploy/web"), "default").unwrap();
+    let id = p.spec.id.clone();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/apis/apps/v1/namespaces/default/deployments/web").await.ok(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {}}
+        }));
+        let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods").await;
+        assert!(s.query.contains("labelSelector=app=web"), "{}", s.query);
+        s.ok(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+            running_pod("web-a", "default", "n1", &[("app", "containerd://1")]),
+            running_pod("web-b", "default", "n2", &[("app", "containerd://2")]),
+            running_pod("web-c", "default", "n1", &[("app", "containerd://3")]),
+        ]}));
+        namespace_ok(&mut h, "default").await;
+        let j1 = create_job(&mut h, "default", "u1").await;
+        let c1 = create_cm(&mut h, "default").await;
+        let j2 = create_job(&mut h, "default", "u2").await;
+        let c2 = create_cm(&mut h, "default").await;
+        (j1, c1, j2, c2)
+    });
+    let (out, buf) = Out::buffer();
+    run_with(&ctx, &p, &out).await.unwrap();
+    drop(ctx);
+    let (j1, c1, j2, c2) = server.await.unwrap();
+    assert_eq!(j1["metadata"]["name"], format!("kubectl-trace-{id}-1"));
+    assert_eq!(j1["spec"]["template"]["spec"]["nodeName"], "n1");
+    assert_eq!(j1["metadata"]["annotations"]["kubectl-trace/pods"], "default/web-a,default/web-c");
+    assert_eq!(j2["spec"]["template"]["spec"]["nodeName"], "n2");
+    assert_eq!(c1["metadata"]["ownerReferences"][0]["uid"], "u1");
+    assert_eq!(c2["metadata"]["ownerReferences"][0]["uid"], "u2");
+    let text = buf.text();
+    assert!(text.contains(&format!("kubectl-trace-{id}-2 on node/n2 (pods: web-b)")), "{text}");
+}
+
+#[tokio::test]
+async fn run_forbidden_names_verb_and_resource() {
+    let (ctx, mut h) = mock();
+    let p = prepare(&run_args("node/n1"), "default").unwrap();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/api/v1/nodes/n1")
+            .await
+            .status(403, "Forbidden", "nodes \"n1\" is forbidden");
+        namespace_ok(&mut h, "default").await;
+        next(&mut h, "POST", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .status(403, "Forbidden", "jobs.batch is forbidden: User \"dev\" cannot create resource \"jobs\"");
+    });
+    let (out, _) = Out::buffer();
+    let e = run_with(&ctx, &p, &out).await.unwrap_err();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(
+        e.to_string(),
+        "forbidden: you cannot create jobs.batch in namespace default (ask for the kubectl-trace ClusterRole)"
+    );
+}
+
+#[tokio::test]
+async fn run_configmap_failure_deletes_the_job() {
+    let (ctx, mut h) = mock();
+    let p = prepare(&run_args("node/n1"), "default").unwrap();
+    let id = p.spec.id.clone();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/api/v1/nodes/n1").await.ok(json!({"metadata": {"name": "n1"}}));
+        namespace_ok(&mut h, "default").await;
+        create_job(&mut h, "default", "u1").await;
+        next(&mut h, "POST", "/api/v1/namespaces/default/configmaps")
+            .await
+            .status(403, "Forbidden", "no");
+        let s = next(&mut h, "DELETE", &format!("/apis/batch/v1/namespaces/default/jobs/kubectl-trace-{id}")).await;
+        let body = s.body.clone();
+        s.ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
+        body
+    });
+    let (out, _) = Out::buffer();
+    let e = run_with(&ctx, &p, &out).await.unwrap_err();
+    drop(ctx);
+    let body = server.await.unwrap();
+    assert_eq!(body["propagationPolicy"], "Background");
+    assert!(e.to_string().contains("cannot create configmaps in namespace default"), "{e}");
+}
+
+#[tokio::test]
+async fn run_refuses_namespace_enforcing_baseline() {
+    let (ctx, mut h) = mock();
+    let p = prepare(&run_args("node/n1"), "apps").unwrap();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/api/v1/nodes/n1").await.ok(json!({"metadata": {"name": "n1"}}));
+        next(&mut h, "GET", "/api/v1/namespaces/apps").await.ok(json!({
+            "metadata": {"name": "apps", "labels": {"pod-security.kubernetes.io/enforce": "baseline"}}
+        }));
+    });
+    let (out, _) = Out::buffer();
+    let e = run_with(&ctx, &p, &out).await.unwrap_err().to_string();
+    drop(ctx);
+    server.await.unwrap();
+    assert!(e.contains("namespace apps enforces PodSecurity \"baseline\""), "{e}");
+    assert!(e.contains("kubectl label namespace apps pod-security.kubernetes.io/enforce=privileged"), "{e}");
+}
+
+#[tokio::test]
+async fn run_scheduled_creates_cronjob() {
+    let (ctx, mut h) = mock();
+    let mut args = run_args("node/n1");
+    args.schedule = Some("*/15 * * * *".into());
+    args.deadline = Some("60".into());
+    let p = prepare(&args, "default").unwrap();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/api/v1/nodes/n1").await.ok(json!({"metadata": {"name": "n1"}}));
+        namespace_ok(&mut h, "default").await;
+        let s = next(&mut h, "POST", "/apis/batch/v1/namespaces/default/cronjobs").await;
+        let cj = s.body.clone();
+        s.json(201, with_uid(cj.clone(), "cron-uid"));
+        let cm = create_cm(&mut h, "default").await;
+        (cj, cm)
+    });
+    let (out, _) = Out::buffer();
+    run_with(&ctx, &p, &out).await.unwrap();
+    drop(ctx);
+    let (cj, cm) = server.await.unwrap();
+    assert_eq!(cj["spec"]["schedule"], "*/15 * * * *");
+    assert_eq!(cj["spec"]["concurrencyPolicy"], "Forbid");
+    assert_eq!(cj["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"], 90);
+    assert_eq!(cm["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    assert_eq!(cm["metadata"]["ownerReferences"][0]["uid"], "cron-uid");
+}
+
+fn job_obj(name: &str, id: &str, status: Value) -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"),
+                     "creationTimestamp": "2025-01-01T00:00:00Z",
+                     "labels": {"app.kubernetes.io/name": "kubectl-trace", "kubectl-trace/id": id},
+                     "annotations": {"kubectl-trace/target": "node/n1", "kubectl-trace/node": "n1"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "trace-runner", "image": "img:1"}],
+                                        "terminationGracePeriodSeconds": 30}}},
+        "status": status
+    })
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items})
+}
+
+#[tokio::test]
+async fn get_lists_jobs_and_cronjobs_by_label() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        let s = next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs").await;
+        assert!(s.query.contains("labelSelector=app.kubernetes.io/name=kubectl-trace"), "{}", s.query);
+        s.ok(list("JobList", vec![job_obj("kubectl-trace-abc", "abc", json!({"active": 1, "ready": 1}))]));
+        let s = next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs").await;
+        assert!(s.query.contains("labelSelector=app.kubernetes.io/name=kubectl-trace"), "{}", s.query);
+        s.ok(list("CronJobList", vec![]));
+    });
+    let (out, buf) = Out::buffer();
+    let args = GetArgs {
+        trace: None,
+        all_namespaces: false,
+        output: None,
+    };
+    get_with(&ctx, &args, &out).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    let text = buf.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["NAME", "TARGET", "NODE", "STATUS", "AGE"]);
+    assert_eq!(lines[1].split_whitespace().take(4).collect::<Vec<_>>(), ["kubectl-trace-abc", "node/n1", "n1", "Running"]);
+}
+
+#[tokio::test]
+async fn get_all_namespaces_one_trace_as_json() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        let s = next(&mut h, "GET", "/apis/batch/v1/jobs").await;
+        assert!(s.query.contains("labelSelector=kubectl-trace/id=abc"), "{}", s.query);
+        s.ok(list("JobList", vec![job_obj("kubectl-trace-abc", "abc", json!({}))]));
+        next(&mut h, "GET", "/apis/batch/v1/cronjobs").await.ok(list("CronJobList", vec![]));
+    });
+    let (out, buf) = Out::buffer();
+    let args = GetArgs {
+        trace: Some("kubectl-trace-abc".into()),
+        all_namespaces: true,
+        output: Some("json".into()),
+    };
+    get_with(&ctx, &args, &out).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    let v: Value = serde_json::from_str(&buf.text()).unwrap();
+    assert_eq!(v["kind"], "List");
+    assert_eq!(v["items"][0]["metadata"]["name"], "kubectl-trace-abc");
+}
+
+#[tokio::test]
+async fn delete_uses_background_propagation() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        let s = next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs").await;
+        assert!(s.query.contains("labelSelector=kubectl-trace/id=abc"), "{}", s.query);
+        s.ok(list("CronJobList", vec![]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job_obj("kubectl-trace-abc", "abc", json!({}))]));
+        let s = next(&mut h, "DELETE", "/apis/batch/v1/namespaces/default/jobs/kubectl-trace-abc").await;
+        let job_body = s.body.clone();
+        s.ok(job_obj("kubectl-trace-abc", "abc", json!({})));
+        next(&mut h, "GET", "/api/v1/namespaces/default/configmaps").await.ok(list(
+            "ConfigMapList",
+            vec![json!({"metadata": {"name": "kubectl-trace-abc", "namespace": "default",
+                                     "labels": {"kubectl-trace/id": "abc"}}})],
+        ));
+        let s = next(&mut h, "DELETE", "/api/v1/namespaces/default/configmaps/kubectl-trace-abc").await;
+        s.status(404, "NotFound", "already collected");
+        job_body
+    });
+    let (out, buf) = Out::buffer();
+    let args = DeleteArgs {
+        traces: vec!["abc".into()],
+        all: false,
+        all_namespaces: false,
+    };
+    delete_with(&ctx, &args, &out).await.unwrap();
+    drop(ctx);
+    let body = server.await.unwrap();
+    assert_eq!(body["propagationPolicy"], "Background");
+    assert_eq!(buf.text(), "trace abc deleted\n");
+}
+
+#[tokio::test]
+async fn delete_unknown_trace_fails() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs").await.ok(list("CronJobList", vec![]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs").await.ok(list("JobList", vec![]));
+        next(&mut h, "GET", "/api/v1/namespaces/default/configmaps").await.ok(list("ConfigMapList", vec![]));
+    });
+    let (out, _) = Out::buffer();
+    let args = DeleteArgs {
+        traces: vec!["nope".into()],
+        all: false,
+        all_namespaces: false,
+    };
+    let e = delete_with(&ctx, &args, &out).await.unwrap_err();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(e.to_string(), "trace nope not found in namespace default");
+}
+
+fn trace_pod(name: &str, id: &str, node: &str, pods_ann: Option<&str>) -> Value {
+    let mut ann = json!({"kubectl-trace/node": node});
+    if let Some(p) = pods_ann {
+        ann["kubectl-trace/pods"] = json!(p);
+    }
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "creationTimestamp": "2025-01-01T00:00:00Z",
+                     "labels": {"kubectl-trace/id": id, "job-name": "kubectl-trace-abc"},
+                     "annotations": ann},
+        "spec": {"nodeName": node, "containers": [{"name": "trace-runner"}]},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "trace-runner", "image": "img:1",
+                   "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]}
+    })
+}
+
+#[tokio::test]
+async fn logs_reads_the_trace_pod() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods").await;
+        assert!(s.query.contains("labelSelector=kubectl-trace/id=abc"), "{}", s.query);
+        s.ok(list("PodList", vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)]));
+        let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log").await;
+        assert!(s.query.contains("container=trace-runner"), "{}", s.query);
+        assert!(s.query.contains("tailLines=5"), "{}", s.query);
+        assert!(!s.query.contains("follow"), "{}", s.query);
+        s.text(body_once(b"Attaching 1 probe...\n@[bash]: 3\n".to_vec()));
+    });
+    let (out, buf) = Out::buffer();
+    let args = LogsArgs {
+        trace: "abc".into(),
+        follow: false,
+        timestamps: false,
+        tail: 5,
+    };
+    logs_with(&ctx, &args, &out).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(buf.text(), "Attaching 1 probe...\n@[bash]: 3\n");
+}
+
+#[tokio::test]
+async fn logs_follow_prefixes_several_pods() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods").await.ok(list(
+            "PodList",
+            vec![
+                trace_pod("kubectl-trace-abc-1-x", "abc", "n1", Some("prod/web-0")),
+                trace_pod("kubectl-trace-abc-2-y", "abc", "n2", Some("prod/web-1,prod/web-2")),
+            ],
+        ));
+        for _ in 0..2 {
+            let (req, send) = h.next_request().await.unwrap();
+            assert!(req.uri().query().unwrap().contains("follow=true"));
+            let body = if req.uri().path().contains("-1-x") {
+                body_chunks(vec!["one\n", "tw", "o\n"])
+            } else {
+                body_chunks(vec!["three\n"])
+            };
+            send.send_response(Response::builder().status(200).body(body).unwrap());
+        }
+    });
+    let (out, buf) = Out::buffer();
+    let args = LogsArgs {
+        trace: "abc".into(),
+        follow: true,
+        timestamps: false,
+        tail: -1,
+    };
+    logs_with(&ctx, &args, &out).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    let text = buf.text();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["[node/n2] three", "[pod/web-0] one", "[pod/web-0] two"]);
+}
+
+#[tokio::test]
+async fn logs_of_unknown_trace() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods").await.ok(list("PodList", vec![]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs").await.ok(list("JobList", vec![]));
+    });
+    let (out, _) = Out::buffer();
+    let args = LogsArgs {
+        trace: "zzz".into(),
+        follow: false,
+        timestamps: false,
+        tail: -1,
+    };
+    let e = logs_with(&ctx, &args, &out).await.unwrap_err();
+    drop(ctx);
+    server.await.unwrap();
+    assert!(e.to_string().starts_with("trace zzz not found in namespace default"), "{e}");
+}
+
+fn opts() -> AttachOptions {
+    AttachOptions {
+        pod_running_timeout: Duration::from_secs(30),
+        grace: 30,
+    }
+}
+
+fn terminated_pod(code: i32) -> Value {
+    let mut p = trace_pod("kubectl-trace-abc-x1", "abc", "n1", None);
+    p["status"]["phase"] = json!(if code == 0 { "Succeeded" } else { "Failed" });
+    p["status"]["containerStatuses"][0]["state"] =
+        json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}});
+    p
+}
+
+#[tokio::test]
+async fn attach_waits_then_streams_the_runner_output() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        let s = next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs").await;
+        assert!(s.query.contains("labelSelector=kubectl-trace/id=abc"), "{}", s.query);
+        s.ok(list("JobList", vec![job_obj("kubectl-trace-abc", "abc", json!({"active": 1}))]));
+        let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods").await;
+        assert!(s.query.contains("labelSelector=job-name=kubectl-trace-abc"), "{}", s.query);
+        s.ok(list("PodList", vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)]));
+        let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log").await;
+        assert!(s.query.contains("follow=true"), "{}", s.query);
+        assert!(s.query.contains("container=trace-runner"), "{}", s.query);
+        s.text(body_chunks(vec!["Attaching 1 probe...\n", "\n@[sshd]: 1\n", "@[bash]: 7\n"]));
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1")
+            .await
+            .ok(terminated_pod(0));
+    });
+    let (out, buf) = Out::buffer();
+    attach_trace(&ctx, "abc", &opts(), &out).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(buf.text(), "Attaching 1 probe...\n\n@[sshd]: 1\n@[bash]: 7\n");
+}
+
+#[tokio::test]
+async fn attach_reports_a_failed_runner() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job_obj("kubectl-trace-abc", "abc", json!({}))]));
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list("PodList", vec![terminated_pod(1)]));
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log")
+            .await
+            .text(body_once(b"error: tracepoint syscalls:nope not found\n".to_vec()));
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1")
+            .await
+            .ok(terminated_pod(1));
+    });
+    let (out, buf) = Out::buffer();
+    let e = attach_trace(&ctx, "abc", &opts(), &out).await.unwrap_err();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(buf.text(), "error: tracepoint syscalls:nope not found\n");
+    assert_eq!(e.to_string(), "the trace on node/n1 failed: the runner exited with code 1");
+}
+
+#[tokio::test]
+async fn attach_explains_pod_security_rejection() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job_obj("kubectl-trace-abc", "abc", json!({}))]));
+        // First poll: no pod yet, the Job has no failure condition.
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods").await.ok(list("PodList", vec![]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs/kubectl-trace-abc")
+            .await
+            .ok(job_obj("kubectl-trace-abc", "abc", json!({})));
+        // Second poll: the events say why.
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods").await.ok(list("PodList", vec![]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs/kubectl-trace-abc")
+            .await
+            .ok(job_obj("kubectl-trace-abc", "abc", json!({})));
+        let s = next(&mut h, "GET", "/api/v1/namespaces/default/events").await;
+        assert!(s.query.contains("fieldSelector=involvedObject.kind=Job,involvedObject.name=kubectl-trace-abc"), "{}", s.query);
+        s.ok(list("EventList", vec![json!({
+            "metadata": {"name": "e1"}, "involvedObject": {"kind": "Job", "name": "kubectl-trace-abc"},
+            "reason": "FailedCreate", "type": "Warning",
+            "message": "Error creating: pods \"kubectl-trace-abc-x\" is forbidden: violates PodSecurity \"baseline:latest\": privileged"
+        })]));
+    });
+    let (out, _) = Out::buffer();
+    let e = attach_trace(&ctx, "abc", &opts(), &out).await.unwrap_err().to_string();
+    drop(ctx);
+    server.await.unwrap();
+    assert!(e.contains("PodSecurity admission (baseline:latest) forbids privileged trace pods in namespace default"), "{e}");
+    assert!(e.contains("kubectl label namespace default pod-security.kubernetes.io/enforce=privileged"), "{e}");
+}
+
+#[tokio::test]
+async fn attach_explains_image_pull_failure() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job_obj("kubectl-trace-abc", "abc", json!({"active": 1}))]));
+        let mut p = trace_pod("kubectl-trace-abc-x1", "abc", "n1", None);
+        p["status"]["phase"] = json!("Pending");
+        p["status"]["containerStatuses"][0]["image"] = json!("ghcr.io/kubectl-trace/trace-runner:9.9.9");
+        p["status"]["containerStatuses"][0]["state"] = json!({"waiting": {
+            "reason": "ImagePullBackOff", "message": "Back-off pulling image"}});
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods").await.ok(list("PodList", vec![p]));
+    });
+    let (out, _) = Out::buffer();
+    let e = attach_trace(&ctx, "abc", &opts(), &out).await.unwrap_err().to_string();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(
+        e,
+        "node/n1 cannot pull the runner image ghcr.io/kubectl-trace/trace-runner:9.9.9 (ImagePullBackOff): Back-off pulling image (choose another with --image)"
+    );
+}

@@ -1,0 +1,663 @@
+//! Trace output persisted to a volume (`--output-dir`): each run gets
+//! `<base>/<trace-id>/<run-start-UTC>/` (e.g. `2026-11-25T15-04-05Z`, a name that sorts in
+//! time order) holding `output.txt`, appended and flushed line by line by the sink so that
+//! a killed pod loses nothing already printed, and `meta.json`, written as `running` at the
+//! start and replaced atomically (tmp + rename) when the run ends.
+//!
+//! A full volume (`ENOSPC`/`EDQUOT`, see [`is_disk_full`]) must be reported in the output and
+//! the exit status; [`RunDir::finish`] still records it in `meta.json` by rewriting the file
+//! in place (its block is already allocated) when the tmp file cannot be written.
+//! UTC formatting is done here (days-from-civil arithmetic), without a date crate.
+
+#![allow(dead_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+/// Version of the `meta.json` layout, for readers (`kubectl trace logs`).
+pub const META_VERSION: u32 = 1;
+
+/// File names inside a run directory.
+pub const OUTPUT_FILE: &str = "output.txt";
+pub const META_FILE: &str = "meta.json";
+
+/// Longest `error` kept in `meta.json`, so the final file still fits the block the first
+/// one occupies (what makes the in-place rewrite on a full volume possible).
+const MAX_ERROR_LEN: usize = 2048;
+
+/// Whether an I/O error means the volume is full (or the quota is exhausted).
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || matches!(
+            e.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        )
+}
+
+/// Lower-case hex SHA-256 of `data` (the script digest in `meta.json`).
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (proleptic Gregorian),
+/// H. Hinnant's `civil_from_days`.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// UTC broken-down time of `t`: (year, month, day, hour, minute, second, millisecond).
+fn utc_parts(t: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
+    // Whole seconds rounded down (also before 1970) and the milliseconds past them.
+    let (secs, millis) = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_millis()),
+        Err(e) => {
+            let d = e.duration();
+            let ceil = d.as_secs() as i64 + i64::from(d.subsec_nanos() > 0);
+            let rem = Duration::from_secs(ceil as u64) - d;
+            (-ceil, rem.subsec_millis())
+        }
+    };
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400) as u32;
+    let (y, m, d) = civil_from_days(days);
+    (y, m, d, sod / 3600, sod / 60 % 60, sod % 60, millis)
+}
+
+/// The run directory name: `2026-11-25T15-04-05Z` (RFC 3339 with `-` for `:`, valid on any
+/// filesystem, sorting in time order).
+pub fn run_dir_name(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s, _) = utc_parts(t);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}-{mi:02}-{s:02}Z")
+}
+
+/// RFC 3339 UTC with milliseconds: `2026-11-25T15:04:05.123Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s, ms) = utc_parts(t);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+}
+
+/// What `meta.json` records about a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunMeta {
+    pub trace_id: String,
+    /// What was traced, e.g. `node/worker-1` or `pod/default/web-0 (container nginx)`.
+    pub target: String,
+    pub node: String,
+    pub script_sha256: String,
+    pub start: SystemTime,
+    /// `None` while running.
+    pub end: Option<SystemTime>,
+    /// The runner's exit code, `None` while running.
+    pub exit_status: Option<i32>,
+    pub lost_events: u64,
+    /// Why the run failed (including a full volume), if it did.
+    pub error: Option<String>,
+}
+
+impl RunMeta {
+    /// The metadata of a run that has just started.
+    pub fn new(
+        trace_id: &str,
+        target: &str,
+        node: &str,
+        script: &str,
+        start: SystemTime,
+    ) -> RunMeta {
+        RunMeta {
+            trace_id: trace_id.to_string(),
+            target: target.to_string(),
+            node: node.to_string(),
+            script_sha256: sha256_hex(script.as_bytes()),
+            start,
+            end: None,
+            exit_status: None,
+            lost_events: 0,
+            error: None,
+        }
+    }
+
+    /// `running` (no end yet), `succeeded` (exit 0, no error) or `failed`.
+    pub fn status(&self) -> &'static str {
+        match (self.end, self.exit_status, &self.error) {
+            (None, _, _) => "running",
+            (Some(_), Some(0), None) => "succeeded",
+            _ => "failed",
+        }
+    }
+
+    /// `meta.json`'s text (one object, keys in a fixed order, a trailing newline).
+    pub fn to_json(&self) -> String {
+        let opt_time =
+            |t: Option<SystemTime>| t.map_or("null".to_string(), |t| json_string(&rfc3339(t)));
+        let error = self.error.as_ref().map_or("null".to_string(), |e| {
+            let mut e = e.clone();
+            if e.len() > MAX_ERROR_LEN {
+                let mut cut = MAX_ERROR_LEN;
+                while !e.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                e.truncate(cut);
+                e.push_str("...");
+            }
+            json_string(&e)
+        });
+        format!(
+            "{{\n  \"version\": {META_VERSION},\n  \"trace_id\": {},\n  \"target\": {},\n  \"node\": {},\n  \
+             \"script_sha256\": {},\n  \"status\": {},\n  \"start\": {},\n  \"end\": {},\n  \"exit_status\": {},\n  \
+             \"lost_events\": {},\n  \"error\": {}\n}}\n",
+            json_string(&self.trace_id),
+            json_string(&self.target),
+            json_string(&self.node),
+            json_string(&self.script_sha256),
+            json_string(self.status()),
+            json_string(&rfc3339(self.start)),
+            opt_time(self.end),
+            self.exit_status.map_or("null".to_string(), |s| s.to_string()),
+            self.lost_events,
+            error,
+        )
+    }
+}
+
+/// A JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn check_trace_id(id: &str) -> io::Result<()> {
+    if id.is_empty() || id == "." || id == ".." || id.contains(['/', '\0']) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid trace id '{id}'"),
+        ));
+    }
+    Ok(())
+}
+
+/// One run's directory on the output volume.
+#[derive(Debug)]
+pub struct RunDir {
+    dir: PathBuf,
+    output: File,
+}
+
+impl RunDir {
+    /// Create `<base>/<trace_id>/<start as 2026-11-25T15-04-05Z>/` (with `-1`, `-2`, ...
+    /// appended if a run started in the same second), open `output.txt` for append and write
+    /// a first `meta.json` with status `running`. Call [`RunDir::write_meta`] next with the
+    /// full metadata.
+    pub fn create(base: &Path, trace_id: &str, start: SystemTime) -> io::Result<RunDir> {
+        check_trace_id(trace_id)?;
+        let parent = base.join(trace_id);
+        std::fs::create_dir_all(&parent)?;
+        let name = run_dir_name(start);
+        let mut n = 0u32;
+        let dir = loop {
+            let candidate = if n == 0 {
+                parent.join(&name)
+            } else {
+                parent.join(format!("{name}-{n}"))
+            };
+            match std::fs::create_dir(&candidate) {
+                Ok(()) => break candidate,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        let output = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(OUTPUT_FILE))?;
+        let run = RunDir { dir, output };
+        run.write_meta(&RunMeta::new(trace_id, "", "", "", start))?;
+        Ok(run)
+    }
+
+    /// The run directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn output_path(&self) -> PathBuf {
+        self.dir.join(OUTPUT_FILE)
+    }
+
+    pub fn meta_path(&self) -> PathBuf {
+        self.dir.join(META_FILE)
+    }
+
+    /// A handle on `output.txt` (opened for append) for the sink: write whole lines with
+    /// `write_all`; each goes straight to the kernel, so a SIGKILL loses none of them.
+    pub fn output_file(&self) -> io::Result<File> {
+        self.output.try_clone()
+    }
+
+    /// Write `meta.json` atomically (tmp file, fsync, rename, fsync of the directory).
+    pub fn write_meta(&self, meta: &RunMeta) -> io::Result<()> {
+        let json = meta.to_json();
+        let tmp = self.dir.join(format!("{META_FILE}.tmp"));
+        let result = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(json.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.meta_path())?;
+            File::open(&self.dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// The end of the run: sync `output.txt` and replace `meta.json` (set `meta.end` and
+    /// `meta.exit_status` first). On a full volume the tmp file cannot be written, so the
+    /// existing `meta.json` is overwritten in place instead; the error is still returned
+    /// if that fails too.
+    pub fn finish(&self, meta: &RunMeta) -> io::Result<()> {
+        let synced = self.output.sync_all();
+        match self.write_meta(meta) {
+            Ok(()) => Ok(()),
+            Err(e) if is_disk_full(&e) => self.rewrite_meta_in_place(meta),
+            Err(e) => Err(e),
+        }
+        .and(synced.or_else(|e| if is_disk_full(&e) { Ok(()) } else { Err(e) }))
+    }
+
+    fn rewrite_meta_in_place(&self, meta: &RunMeta) -> io::Result<()> {
+        let json = meta.to_json();
+        let mut f = OpenOptions::new().write(true).open(self.meta_path())?;
+        f.write_all(json.as_bytes())?;
+        f.set_len(json.len() as u64)?;
+        f.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "ktrace-persist-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn at(secs: i64) -> SystemTime {
+        if secs >= 0 {
+            UNIX_EPOCH + Duration::from_secs(secs as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+        }
+    }
+
+    fn in_ci() -> bool {
+        std::env::var("CI").is_ok_and(|v| v == "true")
+    }
+
+    #[test]
+    fn persist_civil_from_days_known_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(59), (1970, 3, 1));
+        assert_eq!(civil_from_days(10_957), (2000, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29)); // divisible by 400: leap
+        assert_eq!(civil_from_days(47_540), (2100, 3, 1)); // 2100 is not a leap year
+        assert_eq!(civil_from_days(47_539), (2100, 2, 28));
+        assert_eq!(civil_from_days(-719_468), (0, 3, 1));
+        // Every day from 1900 to 2200 follows its predecessor.
+        let mut prev = civil_from_days(-25_568);
+        assert_eq!(prev, (1900, 1, 2));
+        for d in -25_567..84_000 {
+            let cur = civil_from_days(d);
+            let dim = match prev.1 {
+                2 if prev.0 % 4 == 0 && (prev.0 % 100 != 0 || prev.0 % 400 == 0) => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            let expect = if prev.2 < dim {
+                (prev.0, prev.1, prev.2 + 1)
+            } else if prev.1 < 12 {
+                (prev.0, prev.1 + 1, 1)
+            } else {
+                (prev.0 + 1, 1, 1)
+            };
+            assert_eq!(cur, expect, "day {d}");
+            prev = cur;
+        }
+    }
+
+    #[test]
+    fn persist_time_formats() {
+        // date -u -d @1795619045 → Wed Nov 25 15:04:05 UTC 2026
+        let t = at(1_795_619_045);
+        assert_eq!(run_dir_name(t), "2026-11-25T15-04-05Z");
+        assert_eq!(
+            rfc3339(t + Duration::from_millis(123)),
+            "2026-11-25T15:04:05.123Z"
+        );
+        assert_eq!(run_dir_name(UNIX_EPOCH), "1970-01-01T00-00-00Z");
+        assert_eq!(rfc3339(at(951_782_399)), "2000-02-28T23:59:59.000Z");
+        assert_eq!(rfc3339(at(951_782_400)), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(at(-1)), "1969-12-31T23:59:59.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH - Duration::from_millis(1)),
+            "1969-12-31T23:59:59.999Z"
+        );
+        // Names sort in time order, suffixes included.
+        assert!(run_dir_name(at(1_795_619_045)) < run_dir_name(at(1_795_619_046)));
+        assert!(format!("{}-1", run_dir_name(t)) < run_dir_name(at(1_795_619_046)));
+    }
+
+    #[test]
+    fn persist_sha256_and_disk_full() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(is_disk_full(&io::Error::from_raw_os_error(libc::ENOSPC)));
+        assert!(is_disk_full(&io::Error::from_raw_os_error(libc::EDQUOT)));
+        assert!(!is_disk_full(&io::Error::from_raw_os_error(libc::EIO)));
+        assert!(!is_disk_full(&io::Error::other("x")));
+    }
+
+    #[test]
+    fn persist_run_dir_layout_and_meta() {
+        let t = TempDir::new("layout");
+        let start = at(1_795_619_045);
+        let run = RunDir::create(&t.0, "trace-abc", start).unwrap();
+        assert_eq!(run.path(), t.0.join("trace-abc/2026-11-25T15-04-05Z"));
+        assert!(run.output_path().is_file());
+        let meta0: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.meta_path()).unwrap()).unwrap();
+        assert_eq!(meta0["status"], "running");
+        assert_eq!(meta0["trace_id"], "trace-abc");
+        assert_eq!(meta0["start"], "2026-11-25T15:04:05.000Z");
+        assert!(meta0["end"].is_null());
+
+        let script = "tracepoint:syscalls:sys_enter_openat { @[comm] = count(); }\n";
+        let mut meta = RunMeta::new(
+            "trace-abc",
+            "pod/default/web-0 \"nginx\"",
+            "worker-1",
+            script,
+            start,
+        );
+        run.write_meta(&meta).unwrap();
+        let mut out = run.output_file().unwrap();
+        out.write_all(b"first line\n").unwrap();
+        run.output_file()
+            .unwrap()
+            .write_all(b"second line\n")
+            .unwrap();
+        meta.end = Some(start + Duration::from_millis(61_500));
+        meta.exit_status = Some(0);
+        meta.lost_events = 3;
+        run.finish(&meta).unwrap();
+
+        assert_eq!(
+            std::fs::read_to_string(run.output_path()).unwrap(),
+            "first line\nsecond line\n"
+        );
+        let text = std::fs::read_to_string(run.meta_path()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["target"], "pod/default/web-0 \"nginx\"");
+        assert_eq!(v["node"], "worker-1");
+        assert_eq!(v["script_sha256"], sha256_hex(script.as_bytes()));
+        assert_eq!(v["status"], "succeeded");
+        assert_eq!(v["start"], "2026-11-25T15:04:05.000Z");
+        assert_eq!(v["end"], "2026-11-25T15:05:06.500Z");
+        assert_eq!(v["exit_status"], 0);
+        assert_eq!(v["lost_events"], 3);
+        assert!(v["error"].is_null());
+        // Only the two files remain (no tmp file).
+        let mut names: Vec<_> = std::fs::read_dir(run.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["meta.json", "output.txt"]);
+
+        // A second run in the same second gets its own directory; another second sorts after.
+        let again = RunDir::create(&t.0, "trace-abc", start).unwrap();
+        assert_eq!(again.path(), t.0.join("trace-abc/2026-11-25T15-04-05Z-1"));
+        let later = RunDir::create(&t.0, "trace-abc", start + Duration::from_secs(3600)).unwrap();
+        assert_eq!(later.path(), t.0.join("trace-abc/2026-11-25T16-04-05Z"));
+
+        // Failures, and strings that need escaping.
+        let mut failed = meta.clone();
+        failed.exit_status = Some(1);
+        failed.error = Some("write output.txt: No space left on device\n\t\"\\\u{1}".into());
+        let v: serde_json::Value = serde_json::from_str(&failed.to_json()).unwrap();
+        assert_eq!(v["status"], "failed");
+        assert_eq!(
+            v["error"],
+            "write output.txt: No space left on device\n\t\"\\\u{1}"
+        );
+        failed.error = Some("é".repeat(3000));
+        let v: serde_json::Value = serde_json::from_str(&failed.to_json()).unwrap();
+        assert!(v["error"].as_str().unwrap().len() <= MAX_ERROR_LEN + 3);
+
+        for bad in ["", ".", "..", "a/b"] {
+            assert!(RunDir::create(&t.0, bad, start).is_err(), "{bad:?}");
+        }
+    }
+
+    const WRITER_ENV: &str = "KTRACE_PERSIST_CRASH_WRITER_BASE";
+
+    /// Not a test on its own: run by `persist_crash_keeps_every_written_line` as a child
+    /// process that writes lines (like the sink) until it is SIGKILLed.
+    #[test]
+    fn persist_crash_writer_child() {
+        let Ok(base) = std::env::var(WRITER_ENV) else {
+            return;
+        };
+        let run = RunDir::create(Path::new(&base), "crash", SystemTime::now()).unwrap();
+        let mut out = run.output_file().unwrap();
+        let mut ack = io::stdout();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut i = 0u64;
+        while std::time::Instant::now() < deadline {
+            let line = format!("line {i:08} {}\n", "x".repeat((i % 97) as usize));
+            out.write_all(line.as_bytes()).unwrap();
+            out.flush().unwrap();
+            // Acknowledge only after the line reached the kernel.
+            writeln!(ack, "wrote {i}").unwrap();
+            ack.flush().unwrap();
+            i += 1;
+        }
+    }
+
+    #[test]
+    fn persist_crash_keeps_every_written_line() {
+        let t = TempDir::new("crash");
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "persist::tests::persist_crash_writer_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(WRITER_ENV, &t.0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut last: Option<u64> = None;
+        let mut line = String::new();
+        // Kill it mid-stream, then collect the acknowledgements already in the pipe.
+        while reader.read_line(&mut line).unwrap() > 0 {
+            if let Some(n) = line.trim().strip_prefix("wrote ") {
+                last = Some(n.parse().unwrap());
+                if last == Some(2000) {
+                    child.kill().unwrap();
+                }
+            }
+            line.clear();
+        }
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "the writer was not killed: {status:?}"
+        );
+        let last = last.expect("the writer acknowledged no line");
+        assert!(last >= 2000);
+
+        let runs: Vec<PathBuf> = std::fs::read_dir(t.0.join("crash"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(runs.len(), 1);
+        let mut text = String::new();
+        File::open(runs[0].join(OUTPUT_FILE))
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        assert!(
+            lines.len() as u64 > last,
+            "{} lines in the file, {} acknowledged",
+            lines.len(),
+            last + 1
+        );
+        for (i, l) in lines.iter().enumerate() {
+            // Every line is whole and in order (writes are whole-line appends).
+            assert_eq!(
+                *l,
+                format!("line {i:08} {}\n", "x".repeat(i % 97)),
+                "line {i}"
+            );
+        }
+        // The run never finished: meta.json still says so.
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(runs[0].join(META_FILE)).unwrap())
+                .unwrap();
+        assert_eq!(meta["status"], "running");
+    }
+
+    /// A tiny tmpfs mounted for the test, unmounted on drop.
+    struct SmallFs(TempDir);
+
+    impl SmallFs {
+        fn mount(size: &str) -> Option<SmallFs> {
+            let t = TempDir::new("smallfs");
+            let ok = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(&t.0)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then_some(SmallFs(t))
+        }
+    }
+
+    impl Drop for SmallFs {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0 .0).status();
+        }
+    }
+
+    #[test]
+    fn persist_full_volume_is_detected_and_recorded() {
+        let Some(fs) = SmallFs::mount("64k") else {
+            if in_ci() {
+                panic!("CI=true and this test needs to mount a tmpfs (root)");
+            }
+            eprintln!("skipped: cannot mount a tmpfs (needs root)");
+            return;
+        };
+        let start = SystemTime::now();
+        let run = RunDir::create(&fs.0 .0, "full", start).unwrap();
+        let mut meta = RunMeta::new("full", "node/n1", "n1", "BEGIN { exit(); }", start);
+        run.write_meta(&meta).unwrap();
+        let mut out = run.output_file().unwrap();
+        let line = format!("{}\n", "y".repeat(999));
+        let mut written = 0usize;
+        let err = loop {
+            match out.write_all(line.as_bytes()) {
+                Ok(()) => written += 1,
+                Err(e) => break e,
+            }
+            assert!(written < 1000, "the 64k volume never filled up");
+        };
+        assert!(is_disk_full(&err), "{err:?}");
+        assert!(written >= 10);
+
+        meta.end = Some(SystemTime::now());
+        meta.exit_status = Some(1);
+        meta.error = Some(format!("output volume full after {written} lines: {err}"));
+        run.finish(&meta).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.meta_path()).unwrap()).unwrap();
+        assert_eq!(v["status"], "failed");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("No space left on device"),
+            "{v}"
+        );
+        assert!(!run.path().join("meta.json.tmp").exists());
+        let text = std::fs::read_to_string(run.output_path()).unwrap();
+        assert!(text.starts_with(&line.repeat(written)));
+    }
+}
