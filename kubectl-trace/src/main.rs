@@ -21,6 +21,8 @@ mod version;
 
 #[cfg(test)]
 mod mock_tests;
+#[cfg(test)]
+mod schema_tests;
 
 use std::process::ExitCode;
 

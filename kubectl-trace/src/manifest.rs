@@ -620,9 +620,73 @@ pub fn build(spec: &TraceSpec, plan: &NodePlan, index: usize, total: usize) -> R
 pub enum PatchType {
     /// RFC 6902 JSON patch: a list of operations.
     Json,
-    /// RFC 7386 JSON merge patch: a partial object.
+    /// RFC 7386 JSON merge patch: a partial object (lists are replaced whole).
     #[default]
     Merge,
+    /// Like merge, but lists of named objects (containers, volumes, env, ...) are merged
+    /// by name as kubectl's strategic merge does; `$patch: delete` removes an element.
+    Strategic,
+}
+
+/// A strategic-merge-style patch: maps merge recursively (null deletes), lists whose
+/// elements all have a `name` merge element-wise by name, other lists are replaced.
+pub fn strategic_merge(doc: &mut Value, patch: &Value) {
+    match (doc, patch) {
+        (Value::Object(d), Value::Object(p)) => {
+            for (k, pv) in p {
+                if pv.is_null() {
+                    d.remove(k);
+                    continue;
+                }
+                match d.get_mut(k) {
+                    Some(dv) => strategic_merge(dv, pv),
+                    None => {
+                        let mut v = pv.clone();
+                        strip_directives(&mut v);
+                        d.insert(k.clone(), v);
+                    }
+                }
+            }
+        }
+        (Value::Array(d), Value::Array(p))
+            if !p.is_empty()
+                && p.iter().all(|e| e.get("name").is_some_and(Value::is_string))
+                && d.iter().all(|e| e.get("name").is_some_and(Value::is_string)) =>
+        {
+            for pe in p {
+                let name = pe["name"].clone();
+                let delete = pe.get("$patch").and_then(Value::as_str) == Some("delete");
+                match d.iter().position(|de| de["name"] == name) {
+                    Some(i) if delete => {
+                        d.remove(i);
+                    }
+                    Some(i) => strategic_merge(&mut d[i], pe),
+                    None if delete => {}
+                    None => {
+                        let mut v = pe.clone();
+                        strip_directives(&mut v);
+                        d.push(v);
+                    }
+                }
+            }
+        }
+        (d, p) => {
+            let mut v = p.clone();
+            strip_directives(&mut v);
+            *d = v;
+        }
+    }
+}
+
+fn strip_directives(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("$patch");
+            m.values_mut().for_each(strip_directives);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_directives),
+        _ => {}
+    }
 }
 
 /// Parse a patch file (JSON or YAML).
@@ -643,6 +707,7 @@ pub fn apply_patch(workload: &Workload, patch: &Value, kind: PatchType) -> Resul
     let mut doc = workload.to_value();
     match kind {
         PatchType::Merge => json_patch::merge(&mut doc, patch),
+        PatchType::Strategic => strategic_merge(&mut doc, patch),
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
                 fail(format!(
@@ -927,6 +992,17 @@ pub mod tests {
             j.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.as_deref(),
             Some("my/runner:dev")
         );
+        let sm = parse_patch(
+            "spec:\n  template:\n    spec:\n      containers:\n      - name: trace-runner\n        image: my/runner:dev\n      volumes:\n      - name: debugfs\n        $patch: delete\n",
+            "p.yaml",
+        )
+        .unwrap();
+        let w = apply_patch(&objs.workload, &sm, PatchType::Strategic).unwrap();
+        let Workload::Job(j) = &w else { panic!() };
+        let ps = j.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_eq!(ps.containers[0].image.as_deref(), Some("my/runner:dev"));
+        assert_eq!(ps.containers[0].security_context.as_ref().unwrap().privileged, Some(true));
+        assert!(ps.volumes.as_ref().unwrap().iter().all(|v| v.name != "debugfs"));
         let bad = parse_patch(r#"[{"op":"remove","path":"/nope/x"}]"#, "p.json").unwrap();
         assert!(apply_patch(&objs.workload, &bad, PatchType::Json).is_err());
     }

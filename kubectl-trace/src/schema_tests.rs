@@ -119,9 +119,12 @@ pub fn write_manifests(dir: &Path) -> Vec<PathBuf> {
     files.push(write_all(dir, "scheduled", &objs, true));
 
     // patched (merge and json)
-    let merge = "spec:\n  template:\n    spec:\n      priorityClassName: system-node-critical\n      containers:\n      - name: trace-runner\n        image: registry.local/trace-runner:dev\n";
+    let merge = "spec:\n  template:\n    spec:\n      priorityClassName: system-node-critical\n";
     let objs = build_all(&prepared(sample_spec(), Some((merge, PatchType::Merge))), &[node_plan()]).unwrap();
     files.push(write_all(dir, "patched-merge", &objs, true));
+    let strategic = "spec:\n  template:\n    spec:\n      containers:\n      - name: trace-runner\n        image: registry.local/trace-runner:dev\n        resources:\n          limits:\n            memory: 512Mi\n";
+    let objs = build_all(&prepared(sample_spec(), Some((strategic, PatchType::Strategic))), &[node_plan()]).unwrap();
+    files.push(write_all(dir, "patched-strategic", &objs, true));
     let json = r#"[{"op": "add", "path": "/spec/template/spec/nodeSelector", "value": {"kubernetes.io/os": "linux"}},
                   {"op": "replace", "path": "/spec/ttlSecondsAfterFinished", "value": 600}]"#;
     let objs = build_all(&prepared(sample_spec(), Some((json, PatchType::Json))), &[node_plan()]).unwrap();
@@ -187,7 +190,10 @@ fn patched_manifests_carry_the_patch() {
     write_manifests(dir.path());
     let merged = std::fs::read_to_string(dir.path().join("patched-merge.yaml")).unwrap();
     assert!(merged.contains("priorityClassName: system-node-critical"));
-    assert!(merged.contains("registry.local/trace-runner:dev"));
+    let strategic = std::fs::read_to_string(dir.path().join("patched-strategic.yaml")).unwrap();
+    assert!(strategic.contains("registry.local/trace-runner:dev"));
+    assert!(strategic.contains("memory: 512Mi"));
+    assert!(strategic.contains("privileged: true"));
     let json = std::fs::read_to_string(dir.path().join("patched-json.yaml")).unwrap();
     assert!(json.contains("ttlSecondsAfterFinished: 600"));
     let obj = std::fs::read_to_string(dir.path().join("object-gz.yaml")).unwrap();

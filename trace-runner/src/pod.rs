@@ -599,6 +599,8 @@ mod tests {
 
     const UID: &str = "6f0c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f";
     const OTHER_UID: &str = "11111111-2222-4333-8444-555555555555";
+    /// Its own UID: the pid set also matches the v2 line, so it must not see the v2 test's pods.
+    const V1_UID: &str = "99999999-8888-4777-8666-555555555555";
     const C1: &str = "aaaa1111bbbb2222cccc3333dddd4444eeee5555ffff6666aaaa7777bbbb8888";
     const C2: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     const SANDBOX: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
@@ -1236,13 +1238,13 @@ mod tests {
             return;
         }
         let mut tree = CgroupTree::new(&v1, "v1");
-        let a = tree.mkdir(&format!("kubepods/burstable/pod{UID}/{C1}"));
+        let a = tree.mkdir(&format!("kubepods/burstable/pod{V1_UID}/{C1}"));
         let o = tree.mkdir(&format!("kubepods/burstable/pod{OTHER_UID}/{C1}"));
         let pa = tree.spawn_in(&a);
         let po = tree.spawn_in(&o);
         let proc_root = Path::new("/proc");
         let target = PodTarget {
-            uid: UID.into(),
+            uid: V1_UID.into(),
             container_ids: vec![format!("docker://{C1}")],
         };
 
