@@ -74,15 +74,57 @@ pub static RESOURCES: &[Resource] = &[
     res!("", "v1", "nodes", "Node", false, core::Node),
     res!("", "v1", "pods", "Pod", true, core::Pod),
     res!("", "v1", "configmaps", "ConfigMap", true, core::ConfigMap),
-    res!("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", true, core::PersistentVolumeClaim),
+    res!(
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        true,
+        core::PersistentVolumeClaim
+    ),
     res!("", "v1", "events", "Event", true, core::Event),
-    res!("", "v1", "serviceaccounts", "ServiceAccount", true, core::ServiceAccount),
+    res!(
+        "",
+        "v1",
+        "serviceaccounts",
+        "ServiceAccount",
+        true,
+        core::ServiceAccount
+    ),
     res!("batch", "v1", "jobs", "Job", true, batch::Job),
     res!("batch", "v1", "cronjobs", "CronJob", true, batch::CronJob),
-    res!("apps", "v1", "deployments", "Deployment", true, apps::Deployment),
-    res!("apps", "v1", "replicasets", "ReplicaSet", true, apps::ReplicaSet),
-    res!("apps", "v1", "statefulsets", "StatefulSet", true, apps::StatefulSet),
-    res!("apps", "v1", "daemonsets", "DaemonSet", true, apps::DaemonSet),
+    res!(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        true,
+        apps::Deployment
+    ),
+    res!(
+        "apps",
+        "v1",
+        "replicasets",
+        "ReplicaSet",
+        true,
+        apps::ReplicaSet
+    ),
+    res!(
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        true,
+        apps::StatefulSet
+    ),
+    res!(
+        "apps",
+        "v1",
+        "daemonsets",
+        "DaemonSet",
+        true,
+        apps::DaemonSet
+    ),
 ];
 
 /// Find a resource by group and plural.

@@ -69,7 +69,10 @@ impl LabelSelector {
                 Req::In(k.trim().into(), set_values(v)?)
             } else if let Some(k) = part.strip_prefix('!') {
                 Req::NotExists(k.trim().into())
-            } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+            } else if part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
                 Req::Exists(part.clone())
             } else {
                 return Err(format!("unable to parse requirement: {part:?}"));

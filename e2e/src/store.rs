@@ -64,7 +64,11 @@ impl ApiError {
         let msgs: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
         let message = match msgs.len() {
             1 => format!("{} {name:?} is invalid: {}", res.qualified_kind(), msgs[0]),
-            _ => format!("{} {name:?} is invalid: [{}]", res.qualified_kind(), msgs.join(", ")),
+            _ => format!(
+                "{} {name:?} is invalid: [{}]",
+                res.qualified_kind(),
+                msgs.join(", ")
+            ),
         };
         ApiError {
             code: 422,
@@ -204,10 +208,12 @@ pub struct State {
     objects: BTreeMap<Key, Value>,
     history: Vec<WatchEvent>,
     tx: broadcast::Sender<WatchEvent>,
-    /// Container logs by pod uid.
+    /// Container logs by `<pod uid>/<container name>`.
     pub logs: HashMap<String, Arc<PodLog>>,
     /// Running pods by uid: how to stop their container.
     pub kills: HashMap<String, mpsc::UnboundedSender<Kill>>,
+    /// Running containers' main pids (process group leaders) by pod uid.
+    pub pids: HashMap<String, i32>,
     pub knobs: Knobs,
     pub requests: Vec<RequestRecord>,
 }
@@ -229,6 +235,7 @@ impl Default for Store {
                 tx: broadcast::channel(65536).0,
                 logs: HashMap::new(),
                 kills: HashMap::new(),
+                pids: HashMap::new(),
                 knobs: Knobs::default(),
                 requests: Vec::new(),
             }),
@@ -314,7 +321,10 @@ fn validate(res: &Resource, obj: &Value) -> Vec<(String, String)> {
             .map(|v| v.as_str().map_or(0, str::len))
             .sum();
         if size > 1024 * 1024 {
-            causes.push(("data".into(), "Too long: must have at most 1048576 bytes".into()));
+            causes.push((
+                "data".into(),
+                "Too long: must have at most 1048576 bytes".into(),
+            ));
         }
     }
     causes
@@ -339,21 +349,41 @@ pub fn baseline_violations(spec: &Value) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter(|vol| vol.get("hostPath").is_some())
-        .map(|vol| format!("{:?}", vol.get("name").and_then(Value::as_str).unwrap_or("")))
+        .map(|vol| {
+            format!(
+                "{:?}",
+                vol.get("name").and_then(Value::as_str).unwrap_or("")
+            )
+        })
         .collect();
     if !host_paths.is_empty() {
-        let word = if host_paths.len() == 1 { "volume" } else { "volumes" };
-        v.push(format!("hostPath volumes ({word} {})", host_paths.join(", ")));
+        let word = if host_paths.len() == 1 {
+            "volume"
+        } else {
+            "volumes"
+        };
+        v.push(format!(
+            "hostPath volumes ({word} {})",
+            host_paths.join(", ")
+        ));
     }
     let privileged: Vec<String> = ["initContainers", "containers"]
         .iter()
         .filter_map(|f| spec.get(f).and_then(Value::as_array))
         .flatten()
-        .filter(|c| c.pointer("/securityContext/privileged").and_then(Value::as_bool) == Some(true))
+        .filter(|c| {
+            c.pointer("/securityContext/privileged")
+                .and_then(Value::as_bool)
+                == Some(true)
+        })
         .map(|c| format!("{:?}", c.get("name").and_then(Value::as_str).unwrap_or("")))
         .collect();
     if !privileged.is_empty() {
-        let word = if privileged.len() == 1 { "container" } else { "containers" };
+        let word = if privileged.len() == 1 {
+            "container"
+        } else {
+            "containers"
+        };
         v.push(format!(
             "privileged ({word} {} must not set securityContext.privileged=true)",
             privileged.join(", ")
@@ -472,9 +502,16 @@ impl State {
     }
 
     /// Create an object: fills metadata, checks the schema, names and admission.
-    pub fn create(&mut self, res: &'static Resource, ns: &str, mut obj: Value) -> Result<Value, ApiError> {
+    pub fn create(
+        &mut self,
+        res: &'static Resource,
+        ns: &str,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request was in an unknown format"));
+            return Err(ApiError::bad_request(
+                "the body of the request was in an unknown format",
+            ));
         }
         let api_version = res.api_version();
         let body_kind = obj.get("kind").and_then(Value::as_str).unwrap_or(res.kind);
@@ -506,7 +543,10 @@ impl State {
                 return Err(ApiError::invalid(
                     res,
                     "",
-                    &[("metadata.name".into(), "Required value: name or generateName is required".into())],
+                    &[(
+                        "metadata.name".into(),
+                        "Required value: name or generateName is required".into(),
+                    )],
                 ));
             }
             obj["metadata"]["name"] = json!(format!("{gen}{}", util::name_suffix()));
@@ -533,11 +573,16 @@ impl State {
             self.admit_pod(ns, &obj)?;
         }
         let rv = self.bump();
-        let m = obj["metadata"].as_object_mut().expect("metadata is an object");
+        let m = obj["metadata"]
+            .as_object_mut()
+            .expect("metadata is an object");
         m.insert("uid".into(), json!(util::new_uid()));
         m.insert("resourceVersion".into(), json!(rv.to_string()));
         m.insert("creationTimestamp".into(), json!(util::now()));
-        if matches!(res.plural, "jobs" | "cronjobs" | "deployments" | "statefulsets" | "daemonsets" | "replicasets") {
+        if matches!(
+            res.plural,
+            "jobs" | "cronjobs" | "deployments" | "statefulsets" | "daemonsets" | "replicasets"
+        ) {
             m.insert("generation".into(), json!(1));
         }
         m.remove("deletionTimestamp");
@@ -572,13 +617,26 @@ impl State {
     }
 
     /// Replace an object (PUT/PATCH): keeps identity, checks the schema.
-    pub fn replace(&mut self, res: &'static Resource, ns: &str, name: &str, mut obj: Value) -> Result<Value, ApiError> {
+    pub fn replace(
+        &mut self,
+        res: &'static Resource,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
         let nskey = if res.namespaced { ns } else { "" };
         let old = self
             .get(res, nskey, name)
             .cloned()
             .ok_or_else(|| ApiError::not_found(res, name))?;
-        for f in ["uid", "creationTimestamp", "namespace", "name", "generation", "deletionTimestamp"] {
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "namespace",
+            "name",
+            "generation",
+            "deletionTimestamp",
+        ] {
             if let Some(v) = old["metadata"].get(f) {
                 obj["metadata"][f] = v.clone();
             }
@@ -600,7 +658,8 @@ impl State {
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         if res.plural == "pods" {
             let uid = meta_str(&obj, "uid").to_string();
-            self.logs.remove(&uid);
+            let prefix = format!("{uid}/");
+            self.logs.retain(|k, _| !k.starts_with(&prefix));
             self.kills.remove(&uid);
         }
         self.emit("DELETED", res, ns, &obj);
@@ -610,7 +669,13 @@ impl State {
     /// Delete as the API does: pods with a running container terminate gracefully (the
     /// kubelet removes them when the container has stopped); dependents are deleted
     /// (Background/Foreground) or orphaned (Orphan, the default for batch/v1 Jobs).
-    pub fn delete(&mut self, res: &'static Resource, ns: &str, name: &str, opts: &DeleteOpts) -> Result<Value, ApiError> {
+    pub fn delete(
+        &mut self,
+        res: &'static Resource,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOpts,
+    ) -> Result<Value, ApiError> {
         let nskey = if res.namespaced { ns } else { "" };
         let obj = self
             .get(res, nskey, name)
@@ -638,7 +703,12 @@ impl State {
         }
         let removed = self.remove(res, nskey, name).expect("exists");
         let policy = opts.propagation.clone().unwrap_or_else(|| {
-            if res.plural == "jobs" { "Orphan" } else { "Background" }.to_string()
+            if res.plural == "jobs" {
+                "Orphan"
+            } else {
+                "Background"
+            }
+            .to_string()
         });
         let dependents: Vec<(&'static Resource, String, String)> = self
             .objects
@@ -646,7 +716,10 @@ impl State {
             .filter(|(_, v)| {
                 v.pointer("/metadata/ownerReferences")
                     .and_then(Value::as_array)
-                    .is_some_and(|refs| refs.iter().any(|r| r.get("uid").and_then(Value::as_str) == Some(&uid)))
+                    .is_some_and(|refs| {
+                        refs.iter()
+                            .any(|r| r.get("uid").and_then(Value::as_str) == Some(&uid))
+                    })
             })
             .map(|((g, p, n, name), _)| (resources::get(g, p), n.clone(), name.clone()))
             .collect();
@@ -658,25 +731,50 @@ impl State {
                     }
                 });
             } else {
-                let _ = self.delete(dres, &dns, &dname, &DeleteOpts { propagation: Some("Background".into()), grace: None });
+                let _ = self.delete(
+                    dres,
+                    &dns,
+                    &dname,
+                    &DeleteOpts {
+                        propagation: Some("Background".into()),
+                        grace: None,
+                    },
+                );
             }
         }
         Ok(removed)
     }
 
     /// Record an event about an object (as controllers and the kubelet do).
-    pub fn event(&mut self, involved: &Value, type_: &str, reason: &str, message: &str, component: &str) {
+    pub fn event(
+        &mut self,
+        involved: &Value,
+        type_: &str,
+        reason: &str,
+        message: &str,
+        component: &str,
+    ) {
         let ns = meta_str(involved, "namespace").to_string();
-        let ns = if ns.is_empty() { "default".to_string() } else { ns };
+        let ns = if ns.is_empty() {
+            "default".to_string()
+        } else {
+            ns
+        };
         let name = meta_str(involved, "name").to_string();
         let evres = resources::get("", "events");
         let now = util::now();
         // Repeats of the same event bump its count, as the real recorder does.
         let same = self
-            .list(evres, Some(&ns), &LabelSelector::default(), &FieldSelector::default())
+            .list(
+                evres,
+                Some(&ns),
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+            )
             .into_iter()
             .find(|e| {
-                e.pointer("/involvedObject/uid").and_then(Value::as_str) == Some(meta_str(involved, "uid"))
+                e.pointer("/involvedObject/uid").and_then(Value::as_str)
+                    == Some(meta_str(involved, "uid"))
                     && e.get("reason").and_then(Value::as_str) == Some(reason)
                     && e.get("message").and_then(Value::as_str) == Some(message)
             });
@@ -706,7 +804,12 @@ impl State {
     /// Subscribe to changes after `after` (history replayed), atomically.
     pub fn watch_from(&self, after: u64) -> (Vec<WatchEvent>, broadcast::Receiver<WatchEvent>) {
         let rx = self.tx.subscribe();
-        let past = self.history.iter().filter(|e| e.rv > after).cloned().collect();
+        let past = self
+            .history
+            .iter()
+            .filter(|e| e.rv > after)
+            .cloned()
+            .collect();
         (past, rx)
     }
 }
@@ -743,7 +846,14 @@ mod tests {
 
     fn store_with_ns() -> Store {
         let s = Store::default();
-        s.with(|st| st.create(resources::get("", "namespaces"), "", json!({"metadata": {"name": "default"}})).unwrap());
+        s.with(|st| {
+            st.create(
+                resources::get("", "namespaces"),
+                "",
+                json!({"metadata": {"name": "default"}}),
+            )
+            .unwrap()
+        });
         s
     }
 
@@ -751,15 +861,29 @@ mod tests {
     fn create_get_conflict_invalid() {
         let s = store_with_ns();
         let cm = resources::get("", "configmaps");
-        let o = s.with(|st| st.create(cm, "default", json!({"metadata": {"name": "a"}, "data": {"k": "v"}}))).unwrap();
+        let o = s
+            .with(|st| {
+                st.create(
+                    cm,
+                    "default",
+                    json!({"metadata": {"name": "a"}, "data": {"k": "v"}}),
+                )
+            })
+            .unwrap();
         assert_eq!(o["kind"], "ConfigMap");
         assert!(o["metadata"]["uid"].as_str().unwrap().len() == 36);
-        let e = s.with(|st| st.create(cm, "default", json!({"metadata": {"name": "a"}}))).unwrap_err();
+        let e = s
+            .with(|st| st.create(cm, "default", json!({"metadata": {"name": "a"}})))
+            .unwrap_err();
         assert_eq!((e.code, e.reason), (409, "AlreadyExists"));
         assert_eq!(e.message, "configmaps \"a\" already exists");
-        let e = s.with(|st| st.create(cm, "default", json!({"metadata": {"name": "Bad_Name"}}))).unwrap_err();
+        let e = s
+            .with(|st| st.create(cm, "default", json!({"metadata": {"name": "Bad_Name"}})))
+            .unwrap_err();
         assert_eq!(e.code, 422);
-        let e = s.with(|st| st.create(cm, "nope", json!({"metadata": {"name": "x"}}))).unwrap_err();
+        let e = s
+            .with(|st| st.create(cm, "nope", json!({"metadata": {"name": "x"}})))
+            .unwrap_err();
         assert_eq!(e.message, "namespaces \"nope\" not found");
     }
 
@@ -769,16 +893,44 @@ mod tests {
         let jobs = resources::get("batch", "jobs");
         let cm = resources::get("", "configmaps");
         let job = json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c"}]}}}});
-        let j = s.with(|st| st.create(jobs, "default", job.clone())).unwrap();
+        let j = s
+            .with(|st| st.create(jobs, "default", job.clone()))
+            .unwrap();
         let owner = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": j["metadata"]["uid"]}]);
-        s.with(|st| st.create(cm, "default", json!({"metadata": {"name": "j", "ownerReferences": owner}}))).unwrap();
-        s.with(|st| st.delete(jobs, "default", "j", &DeleteOpts::default())).unwrap();
+        s.with(|st| {
+            st.create(
+                cm,
+                "default",
+                json!({"metadata": {"name": "j", "ownerReferences": owner}}),
+            )
+        })
+        .unwrap();
+        s.with(|st| st.delete(jobs, "default", "j", &DeleteOpts::default()))
+            .unwrap();
         let left = s.lock().get(cm, "default", "j").cloned().unwrap();
         assert_eq!(left["metadata"]["ownerReferences"], json!([]));
         let j = s.with(|st| st.create(jobs, "default", job)).unwrap();
         let owner = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": j["metadata"]["uid"]}]);
-        s.with(|st| st.create(cm, "default", json!({"metadata": {"name": "k", "ownerReferences": owner}}))).unwrap();
-        s.with(|st| st.delete(jobs, "default", "j", &DeleteOpts { propagation: Some("Background".into()), grace: None })).unwrap();
+        s.with(|st| {
+            st.create(
+                cm,
+                "default",
+                json!({"metadata": {"name": "k", "ownerReferences": owner}}),
+            )
+        })
+        .unwrap();
+        s.with(|st| {
+            st.delete(
+                jobs,
+                "default",
+                "j",
+                &DeleteOpts {
+                    propagation: Some("Background".into()),
+                    grace: None,
+                },
+            )
+        })
+        .unwrap();
         assert!(s.lock().get(cm, "default", "k").is_none());
     }
 

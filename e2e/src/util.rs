@@ -4,17 +4,23 @@ use std::io::Read;
 
 /// Now, RFC 3339 with second precision (`metav1.Time`).
 pub fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Now, RFC 3339 with nanoseconds (log timestamps, `metav1.MicroTime`).
 pub fn now_nanos() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%NZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%NZ")
+        .to_string()
 }
 
 /// Seconds since the epoch of an RFC 3339 timestamp (0 when unparsable).
 pub fn epoch_of(ts: &str) -> i64 {
-    ts.parse::<jiff::Timestamp>().map(|t| t.as_second()).unwrap_or(0)
+    ts.parse::<jiff::Timestamp>()
+        .map(|t| t.as_second())
+        .unwrap_or(0)
 }
 
 /// Seconds since the epoch, now.
@@ -46,12 +52,22 @@ pub fn new_uid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// A 64-hex-digit container id, as containerd makes them.
 pub fn new_container_id() -> String {
-    random_bytes(32).iter().map(|x| format!("{x:02x}")).collect()
+    random_bytes(32)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 /// Percent-decode a query component (`+` is a space).
@@ -97,7 +113,10 @@ mod tests {
 
     #[test]
     fn decode() {
-        assert_eq!(percent_decode("kubectl-trace%2Fid%3Dabc"), "kubectl-trace/id=abc");
+        assert_eq!(
+            percent_decode("kubectl-trace%2Fid%3Dabc"),
+            "kubectl-trace/id=abc"
+        );
         assert_eq!(percent_decode("a+b%2"), "a b%2");
         let q = parse_query(Some("watch=true&labelSelector=app%3Dweb"));
         assert_eq!(q[1], ("labelSelector".into(), "app=web".into()));

@@ -104,7 +104,12 @@ pub fn job_node(job: &Job) -> String {
         .annotations
         .as_ref()
         .and_then(|a| a.get(ANN_NODE).cloned())
-        .or_else(|| job.metadata.labels.as_ref().and_then(|l| l.get(LABEL_NODE).cloned()))
+        .or_else(|| {
+            job.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_NODE).cloned())
+        })
         .unwrap_or_default()
 }
 
@@ -132,7 +137,8 @@ pub fn prefix_for(meta: &ObjectMeta, node: &str) -> String {
 struct Starting {
     progress: Mutex<Progress>,
     states: Mutex<BTreeMap<String, String>>,
-    started: Instant,
+    /// Set by the first Ctrl-C.
+    stopped: AtomicBool,
 }
 
 impl Starting {
@@ -148,7 +154,10 @@ impl Starting {
             if waiting.is_empty() {
                 None
             } else {
-                Some(format!("waiting for the trace pod ({})", waiting.join("; ")))
+                Some(format!(
+                    "waiting for the trace pod ({})",
+                    waiting.join("; ")
+                ))
             }
         };
         let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
@@ -159,7 +168,10 @@ impl Starting {
     }
 
     fn note(&self, msg: &str) {
-        self.progress.lock().unwrap_or_else(|e| e.into_inner()).note(msg);
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .note(msg);
     }
 }
 
@@ -183,7 +195,10 @@ pub fn classify(pod: &Pod, node: &str) -> PodState {
         .unwrap_or_default()
         .into_iter()
         .find(|c| c.name == CONTAINER_NAME);
-    let state = cs.as_ref().and_then(|c| c.state.clone()).unwrap_or_default();
+    let state = cs
+        .as_ref()
+        .and_then(|c| c.state.clone())
+        .unwrap_or_default();
     if state.running.is_some() || state.terminated.is_some() {
         return PodState::Started;
     }
@@ -192,11 +207,18 @@ pub fn classify(pod: &Pod, node: &str) -> PodState {
         let msg = status.message.unwrap_or_default();
         return PodState::Fatal(format!(
             "the trace pod on node/{node} did not start: {reason}{}",
-            if msg.is_empty() { String::new() } else { format!(": {msg}") }
+            if msg.is_empty() {
+                String::new()
+            } else {
+                format!(": {msg}")
+            }
         ));
     }
     for c in status.conditions.unwrap_or_default() {
-        if c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable") {
+        if c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+        {
             return PodState::Fatal(format!(
                 "the trace pod cannot be scheduled on node/{node}: {}",
                 c.message.unwrap_or_default()
@@ -224,7 +246,12 @@ pub fn classify(pod: &Pod, node: &str) -> PodState {
 }
 
 /// Why a Job cannot make its pod, from its status and events; `None` while all is well.
-async fn job_trouble(ctx: &Ctx, ns: &str, name: &str, check_events: bool) -> Result<Option<String>> {
+async fn job_trouble(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    check_events: bool,
+) -> Result<Option<String>> {
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let job = jobs
         .get(name)
@@ -258,7 +285,9 @@ async fn job_trouble(ctx: &Ctx, ns: &str, name: &str, check_events: bool) -> Res
             if msg.contains("violates PodSecurity") {
                 return Ok(Some(pod_security_message(ns, &msg)));
             }
-            return Ok(Some(format!("job {name} cannot create its pod (FailedCreate): {msg}")));
+            return Ok(Some(format!(
+                "job {name} cannot create its pod (FailedCreate): {msg}"
+            )));
         }
     }
     Ok(None)
@@ -271,10 +300,11 @@ async fn job_pod(ctx: &Ctx, ns: &str, job: &str) -> Result<Option<Pod>> {
         .list(&ListParams::default().labels(&format!("job-name={job}")))
         .await
         .map_err(ctx.err(Op::new("list", "pods", Some(ns))))?;
-    Ok(list
-        .items
-        .into_iter()
-        .max_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp)))
+    Ok(list.items.into_iter().max_by(|a, b| {
+        a.metadata
+            .creation_timestamp
+            .cmp(&b.metadata.creation_timestamp)
+    }))
 }
 
 /// Latest warning event of a pod, to show while waiting (e.g. FailedMount).
@@ -305,7 +335,6 @@ async fn wait_started(
     node: &str,
     opts: &AttachOptions,
     starting: &Starting,
-    stopped: &AtomicBool,
 ) -> Result<Option<Pod>> {
     let begin = Instant::now();
     let mut i: u64 = 0;
@@ -317,8 +346,10 @@ async fn wait_started(
                 PodState::Fatal(m) => return Err(fail(m)),
                 PodState::Waiting(s) => {
                     let mut shown = s;
-                    if begin.elapsed() > Duration::from_secs(5) && i % 5 == 0 {
-                        if let Some(w) = pod_warning(ctx, ns, pod.metadata.name.as_deref().unwrap_or("")).await {
+                    if begin.elapsed() > Duration::from_secs(5) && i.is_multiple_of(5) {
+                        if let Some(w) =
+                            pod_warning(ctx, ns, pod.metadata.name.as_deref().unwrap_or("")).await
+                        {
                             shown = format!("{shown} ({w})");
                         }
                     }
@@ -326,10 +357,10 @@ async fn wait_started(
                 }
             },
             None => {
-                if stopped.load(Ordering::SeqCst) {
+                if starting.stopped.load(Ordering::SeqCst) {
                     return Ok(None);
                 }
-                if let Some(why) = job_trouble(ctx, ns, job, i % 2 == 0).await? {
+                if let Some(why) = job_trouble(ctx, ns, job, i.is_multiple_of(2)).await? {
                     return Err(fail(why));
                 }
                 starting.set(node, "waiting for the Job to create the pod");
@@ -410,12 +441,11 @@ async fn follow_job(
     prefix: &str,
     opts: &AttachOptions,
     starting: &Starting,
-    stopped: &AtomicBool,
     out: &Out,
 ) -> Result<()> {
     let name = job.metadata.name.clone().unwrap_or_default();
     let node = job_node(job);
-    let Some(pod) = wait_started(ctx, ns, &name, &node, opts, starting, stopped).await? else {
+    let Some(pod) = wait_started(ctx, ns, &name, &node, opts, starting).await? else {
         starting.set(&node, "streaming");
         return Ok(());
     };
@@ -428,11 +458,21 @@ async fn follow_job(
     };
     stream_logs(ctx, ns, &pod_name, prefix, &lp, out).await?;
     if let Some((code, reason)) = runner_exit(ctx, ns, &pod_name).await {
-        let by_us = stopped.load(Ordering::SeqCst) && (code == 143 || code == 130 || code == 137);
+        let by_us =
+            starting.stopped.load(Ordering::SeqCst) && (code == 143 || code == 130 || code == 137);
+        if code == 2 && !by_us {
+            return Err(Error::Script(format!(
+                "error: the runner on node/{node} rejected the script (see its message above)"
+            )));
+        }
         if code != 0 && !by_us {
             return Err(fail(format!(
                 "the trace on node/{node} failed: the runner exited with code {code}{}",
-                if reason.is_empty() || reason == "Error" { String::new() } else { format!(" ({reason})") }
+                if reason.is_empty() || reason == "Error" {
+                    String::new()
+                } else {
+                    format!(" ({reason})")
+                }
             )));
         }
     }
@@ -482,16 +522,17 @@ pub async fn attach_trace(ctx: &Ctx, id: &str, opts: &AttachOptions, out: &Out) 
     let starting = Arc::new(Starting {
         progress: Mutex::new(progress),
         states: Mutex::new(BTreeMap::new()),
-        started: Instant::now(),
+        stopped: AtomicBool::new(false),
     });
-    let stopped = Arc::new(AtomicBool::new(false));
     let multi = jobs.len() > 1;
     let follows = jobs.iter().map(|job| {
-        let prefix = if multi { job_prefix(job) } else { String::new() };
-        let (starting, stopped, ns) = (starting.clone(), stopped.clone(), ns.clone());
-        async move {
-            follow_job(ctx, &ns, job, &prefix, opts, &starting, &stopped, out).await
-        }
+        let prefix = if multi {
+            job_prefix(job)
+        } else {
+            String::new()
+        };
+        let (starting, ns) = (starting.clone(), ns.clone());
+        async move { follow_job(ctx, &ns, job, &prefix, opts, &starting, out).await }
     });
     let mut all = Box::pin(futures::future::join_all(follows));
     let mut interrupts = 0;
@@ -506,7 +547,7 @@ pub async fn attach_trace(ctx: &Ctx, id: &str, opts: &AttachOptions, out: &Out) 
                         "trace {id} still running; delete it with: kubectl trace delete {id}"
                     )));
                 }
-                stopped.store(true, Ordering::SeqCst);
+                starting.stopped.store(true, Ordering::SeqCst);
                 starting.note(&format!(
                     "stopping trace {id}: the runner prints its results (Ctrl-C again to leave now)"
                 ));
@@ -519,16 +560,29 @@ pub async fn attach_trace(ctx: &Ctx, id: &str, opts: &AttachOptions, out: &Out) 
             }
         }
     };
-    starting.progress.lock().unwrap_or_else(|e| e.into_inner()).finish();
-    let _ = starting.started;
-    let errors: Vec<String> = results
-        .into_iter()
-        .filter_map(|r| r.err().map(|e| e.to_string()))
-        .collect();
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(fail(errors[0].clone())),
-        _ => Err(fail(errors.join("\nerror: "))),
+    starting
+        .progress
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .finish();
+    combine(results.into_iter().filter_map(|r| r.err()).collect())
+}
+
+/// One error for several streams: a script error only when every failure is one.
+pub fn combine(errors: Vec<Error>) -> Result<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let all_script = errors.iter().all(|e| matches!(e, Error::Script(_)));
+    let texts: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    if all_script {
+        Err(Error::Script(texts.join("\n")))
+    } else {
+        let texts: Vec<String> = texts
+            .into_iter()
+            .map(|t| t.strip_prefix("error: ").map(str::to_string).unwrap_or(t))
+            .collect();
+        Err(fail(texts.join("\nerror: ")))
     }
 }
 
@@ -553,18 +607,30 @@ mod tests {
         let p = pod(json!({"phase": "Pending", "containerStatuses": [{
             "name": "trace-runner", "image": "img:1", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"waiting": {"reason": "ContainerCreating"}}}]}));
-        assert_eq!(classify(&p, "n1"), PodState::Waiting("ContainerCreating".into()));
+        assert_eq!(
+            classify(&p, "n1"),
+            PodState::Waiting("ContainerCreating".into())
+        );
         let p = pod(json!({"phase": "Pending", "containerStatuses": [{
             "name": "trace-runner", "image": "img:1", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}));
         match classify(&p, "n1") {
-            PodState::Fatal(m) => assert!(m.contains("cannot pull the runner image img:1 (ImagePullBackOff)"), "{m}"),
+            PodState::Fatal(m) => assert!(
+                m.contains("cannot pull the runner image img:1 (ImagePullBackOff)"),
+                "{m}"
+            ),
             s => panic!("{s:?}"),
         }
-        let p = pod(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
-            "reason": "Unschedulable", "message": "0/3 nodes are available"}]}));
-        assert!(matches!(classify(&p, "n1"), PodState::Fatal(m) if m.contains("cannot be scheduled")));
-        let p = pod(json!({"phase": "Failed", "reason": "OutOfcpu", "message": "Node didn't have enough resource"}));
+        let p = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/3 nodes are available"}]}),
+        );
+        assert!(
+            matches!(classify(&p, "n1"), PodState::Fatal(m) if m.contains("cannot be scheduled"))
+        );
+        let p = pod(
+            json!({"phase": "Failed", "reason": "OutOfcpu", "message": "Node didn't have enough resource"}),
+        );
         assert!(matches!(classify(&p, "n1"), PodState::Fatal(m) if m.contains("OutOfcpu")));
         let p = pod(json!({"phase": "Running", "containerStatuses": [{
             "name": "trace-runner", "image": "img:1", "imageID": "", "ready": true, "restartCount": 0,

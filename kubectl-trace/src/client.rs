@@ -23,7 +23,11 @@ impl Ctx {
     }
 
     pub fn from_config(config: Config) -> Result<Ctx> {
-        let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+        let server = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_string();
         let namespace = config.default_namespace.clone();
         let mut streaming = config.clone();
         streaming.read_timeout = None;

@@ -29,8 +29,10 @@ pub fn generate<W: std::io::Write>(shell: Shell, w: &mut W) {
     clap_complete::generate(shell, &mut cmd, "kubectl-trace", w);
 }
 
-pub fn execute(args: CompletionArgs) -> Result<()> {
-    generate(args.shell, &mut std::io::stdout());
+pub fn execute(args: CompletionArgs, out: &crate::progress::Out) -> Result<()> {
+    let mut buf = Vec::new();
+    generate(args.shell, &mut buf);
+    out.write(&String::from_utf8_lossy(&buf));
     Ok(())
 }
 

@@ -56,7 +56,11 @@ where
 }
 
 /// (namespace, trace id) of the objects matching `selector`, and the deletions done.
-async fn delete_matching(ctx: &Ctx, ns: Option<&str>, selector: &str) -> Result<BTreeSet<(String, String)>> {
+async fn delete_matching(
+    ctx: &Ctx,
+    ns: Option<&str>,
+    selector: &str,
+) -> Result<BTreeSet<(String, String)>> {
     let lp = ListParams::default().labels(selector);
     let dp = DeleteParams::background();
     let mut seen = BTreeSet::new();
@@ -81,7 +85,12 @@ async fn delete_matching(ctx: &Ctx, ns: Option<&str>, selector: &str) -> Result<
         match a.delete(&name, &dp).await {
             Ok(_) => {}
             Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(ctx.err(Op::new("delete", "cronjobs.batch", Some(&cns)).named(&name))(e)),
+            Err(e) => {
+                return Err(ctx
+                    .err(Op::new("delete", "cronjobs.batch", Some(&cns)).named(&name))(
+                    e,
+                ))
+            }
         }
         seen.insert(key(&c.metadata));
     }
@@ -97,7 +106,12 @@ async fn delete_matching(ctx: &Ctx, ns: Option<&str>, selector: &str) -> Result<
         match a.delete(&name, &dp).await {
             Ok(_) => {}
             Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(ctx.err(Op::new("delete", "jobs.batch", Some(&jns)).named(&name))(e)),
+            Err(e) => {
+                return Err(ctx
+                    .err(Op::new("delete", "jobs.batch", Some(&jns)).named(&name))(
+                    e
+                ))
+            }
         }
         seen.insert(key(&j.metadata));
     }
@@ -114,7 +128,12 @@ async fn delete_matching(ctx: &Ctx, ns: Option<&str>, selector: &str) -> Result<
             Ok(_) => {}
             // Already collected with its owner.
             Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(ctx.err(Op::new("delete", "configmaps", Some(&cns)).named(&name))(e)),
+            Err(e) => {
+                return Err(ctx
+                    .err(Op::new("delete", "configmaps", Some(&cns)).named(&name))(
+                    e
+                ))
+            }
         }
         seen.insert(key(&c.metadata));
     }
@@ -150,7 +169,10 @@ pub async fn delete_with(ctx: &Ctx, args: &DeleteArgs, out: &Out) -> Result<()> 
     }
     match missing.len() {
         0 => Ok(()),
-        1 => Err(fail(format!("trace {} not found in namespace {ns}", missing[0]))),
+        1 => Err(fail(format!(
+            "trace {} not found in namespace {ns}",
+            missing[0]
+        ))),
         _ => Err(fail(format!(
             "traces {} not found in namespace {ns}",
             missing.join(", ")

@@ -81,7 +81,11 @@ impl Op {
 
     /// Singular kind for messages: `jobs.batch` -> `job`, `pods/log` -> `pod`.
     fn kind(&self) -> &'static str {
-        let base = self.resource.split(['/', '.']).next().unwrap_or(self.resource);
+        let base = self
+            .resource
+            .split(['/', '.'])
+            .next()
+            .unwrap_or(self.resource);
         match base {
             "pods" => "pod",
             "jobs" => "job",
@@ -115,13 +119,21 @@ impl Op {
 /// Turn a kube client error into one line for the user.
 pub fn explain(err: &kube::Error, op: &Op, server: &str) -> String {
     match err {
-        kube::Error::Api(status) => explain_status(status.code, &status.reason, &status.message, op, server),
+        kube::Error::Api(status) => {
+            explain_status(status.code, &status.reason, &status.message, op, server)
+        }
         kube::Error::InferConfig(e) => format!("bad kubeconfig: {e}"),
         kube::Error::InferKubeconfig(e) => format!("bad kubeconfig: {}", chain(e)),
-        kube::Error::Auth(e) => format!("cannot authenticate to the API server at {server}: {}", chain(e)),
+        kube::Error::Auth(e) => format!(
+            "cannot authenticate to the API server at {server}: {}",
+            chain(e)
+        ),
         kube::Error::HyperError(_) | kube::Error::Service(_) => unreachable_message(err, server),
         kube::Error::SerdeError(e) => {
-            format!("unexpected answer from the API server at {server} to {} {}: {e}", op.verb, op.resource)
+            format!(
+                "unexpected answer from the API server at {server} to {} {}: {e}",
+                op.verb, op.resource
+            )
         }
         other => format!("{} {} failed: {}", op.verb, op.resource, chain(other)),
     }
@@ -254,7 +266,11 @@ mod tests {
     #[test]
     fn forbidden_names_verb_and_resource() {
         let op = Op::new("create", "jobs.batch", Some("tracing"));
-        let e = api_err(403, "Forbidden", "jobs.batch is forbidden: User \"bob\" cannot create resource \"jobs\"");
+        let e = api_err(
+            403,
+            "Forbidden",
+            "jobs.batch is forbidden: User \"bob\" cannot create resource \"jobs\"",
+        );
         assert_eq!(
             explain(&e, &op, "https://k8s:6443"),
             "forbidden: you cannot create jobs.batch in namespace tracing (ask for the kubectl-trace ClusterRole)"
@@ -268,7 +284,10 @@ mod tests {
     fn not_found_names_object() {
         let op = Op::new("get", "pods", Some("prod")).named("web-0");
         let e = api_err(404, "NotFound", "pods \"web-0\" not found");
-        assert_eq!(explain(&e, &op, "x"), "pod web-0 not found in namespace prod");
+        assert_eq!(
+            explain(&e, &op, "x"),
+            "pod web-0 not found in namespace prod"
+        );
         let op = Op::new("get", "nodes", None).named("n9");
         assert_eq!(explain(&e, &op, "x"), "node n9 not found");
     }
@@ -280,7 +299,12 @@ mod tests {
         let e = api_err(403, "Forbidden", msg);
         let s = explain(&e, &op, "x");
         assert!(s.contains("baseline:latest"), "{s}");
-        assert!(s.contains("kubectl label namespace apps pod-security.kubernetes.io/enforce=privileged"), "{s}");
+        assert!(
+            s.contains(
+                "kubectl label namespace apps pod-security.kubernetes.io/enforce=privileged"
+            ),
+            "{s}"
+        );
     }
 
     #[test]
@@ -296,11 +320,21 @@ mod tests {
     #[test]
     fn unauthorized_and_invalid() {
         let op = Op::new("list", "jobs.batch", Some("default"));
-        let s = explain(&api_err(401, "Unauthorized", "Unauthorized"), &op, "https://k:6443");
-        assert!(s.starts_with("unauthorized: the API server at https://k:6443"), "{s}");
+        let s = explain(
+            &api_err(401, "Unauthorized", "Unauthorized"),
+            &op,
+            "https://k:6443",
+        );
+        assert!(
+            s.starts_with("unauthorized: the API server at https://k:6443"),
+            "{s}"
+        );
         let op = Op::new("create", "jobs.batch", Some("default")).named("j");
         let s = explain(&api_err(422, "Invalid", "Job.batch \"j\" is invalid: spec.template.spec.containers[0].image: Required value"), &op, "x");
-        assert!(s.starts_with("the API server rejected job j: Job.batch"), "{s}");
+        assert!(
+            s.starts_with("the API server rejected job j: Job.batch"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -149,10 +149,11 @@ pub fn rows(jobs: &[Job], cronjobs: &[CronJob], now: jiff::Timestamp) -> Vec<Row
         let uid = m.uid.clone().unwrap_or_default();
         let spec = cj.spec.clone();
         let st = cj.status.clone().unwrap_or_default();
-        let last_child = jobs
-            .iter()
-            .filter(|j| owned_by(j, &uid))
-            .max_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp));
+        let last_child = jobs.iter().filter(|j| owned_by(j, &uid)).max_by(|a, b| {
+            a.metadata
+                .creation_timestamp
+                .cmp(&b.metadata.creation_timestamp)
+        });
         let status = if spec.suspend == Some(true) {
             "Suspended".to_string()
         } else if !st.active.clone().unwrap_or_default().is_empty() {
@@ -255,7 +256,13 @@ pub fn table(rows: &[Row], all_namespaces: bool, wide: bool) -> String {
     }
     let cols = lines[0].len();
     let widths: Vec<usize> = (0..cols)
-        .map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for l in lines {
@@ -359,7 +366,8 @@ mod tests {
             "annotations": {"kubectl-trace/target": "node/n1", "kubectl-trace/node": "n1"}
         });
         if let Some(o) = owner {
-            meta["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "CronJob", "name": "c", "uid": o}]);
+            meta["ownerReferences"] =
+                json!([{"apiVersion": "batch/v1", "kind": "CronJob", "name": "c", "uid": o}]);
         }
         serde_json::from_value(json!({"metadata": meta, "status": status})).unwrap()
     }
@@ -367,14 +375,28 @@ mod tests {
     #[test]
     fn statuses() {
         assert_eq!(job_status(&job("a", json!({}), None)), "Pending");
-        assert_eq!(job_status(&job("a", json!({"active": 1, "ready": 0}), None)), "Pending");
-        assert_eq!(job_status(&job("a", json!({"active": 1, "ready": 1}), None)), "Running");
         assert_eq!(
-            job_status(&job("a", json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}), None)),
+            job_status(&job("a", json!({"active": 1, "ready": 0}), None)),
+            "Pending"
+        );
+        assert_eq!(
+            job_status(&job("a", json!({"active": 1, "ready": 1}), None)),
+            "Running"
+        );
+        assert_eq!(
+            job_status(&job(
+                "a",
+                json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+                None
+            )),
             "Completed"
         );
         assert_eq!(
-            job_status(&job("a", json!({"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}), None)),
+            job_status(&job(
+                "a",
+                json!({"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}),
+                None
+            )),
             "Failed (DeadlineExceeded)"
         );
     }
@@ -392,7 +414,11 @@ mod tests {
         .unwrap();
         let jobs = vec![
             job("kubectl-trace-abc", json!({"active": 1, "ready": 1}), None),
-            job("kubectl-trace-sch-29000", json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}), Some("cu")),
+            job(
+                "kubectl-trace-sch-29000",
+                json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+                Some("cu"),
+            ),
         ];
         let rows = rows(&jobs, &[cj], now);
         assert_eq!(rows.len(), 2);

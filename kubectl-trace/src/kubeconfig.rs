@@ -55,7 +55,8 @@ impl GlobalArgs {
         match &self.request_timeout {
             None => Ok(None),
             Some(t) => {
-                let secs = parse_duration(t).map_err(|e| fail(format!("--request-timeout: {e}")))?;
+                let secs =
+                    parse_duration(t).map_err(|e| fail(format!("--request-timeout: {e}")))?;
                 Ok((secs > 0).then(|| Duration::from_secs(secs)))
             }
         }
@@ -67,7 +68,10 @@ pub fn read_kubeconfig(g: &GlobalArgs) -> Result<Option<Kubeconfig>> {
     let bad = |e: kube::config::KubeconfigError| fail(format!("bad kubeconfig: {}", chain(&e)));
     if let Some(path) = &g.kubeconfig {
         if !path.exists() {
-            return Err(fail(format!("kubeconfig {} does not exist", path.display())));
+            return Err(fail(format!(
+                "kubeconfig {} does not exist",
+                path.display()
+            )));
         }
         return Kubeconfig::read_from(path).map(Some).map_err(bad);
     }
@@ -120,8 +124,12 @@ pub async fn load_config(g: &GlobalArgs) -> Result<Config> {
         }
         None => {
             if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
-                Config::incluster()
-                    .map_err(|e| fail(format!("cannot use the in-cluster configuration: {}", chain(&e))))?
+                Config::incluster().map_err(|e| {
+                    fail(format!(
+                        "cannot use the in-cluster configuration: {}",
+                        chain(&e)
+                    ))
+                })?
             } else {
                 return Err(fail(
                     "no kubeconfig found: set KUBECONFIG, pass --kubeconfig FILE, or create ~/.kube/config",
@@ -211,12 +219,18 @@ contexts:
         let c = load_config(&g).await.unwrap();
         assert_eq!(c.default_namespace, "other");
         assert_eq!(c.auth_info.impersonate.as_deref(), Some("alice"));
-        assert_eq!(c.auth_info.impersonate_groups, Some(vec!["ops".to_string()]));
+        assert_eq!(
+            c.auth_info.impersonate_groups,
+            Some(vec!["ops".to_string()])
+        );
         assert_eq!(c.read_timeout, Some(Duration::from_secs(5)));
 
         g.context = Some("nope".into());
         let e = load_config(&g).await.unwrap_err();
-        assert_eq!(e.to_string(), "context \"nope\" not found in the kubeconfig");
+        assert_eq!(
+            e.to_string(),
+            "context \"nope\" not found in the kubeconfig"
+        );
     }
 
     #[tokio::test]

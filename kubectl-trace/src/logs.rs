@@ -51,8 +51,14 @@ pub async fn trace_pods(ctx: &Ctx, ns: &str, id: &str) -> Result<Vec<Pod>> {
         .map_err(ctx.err(Op::new("list", "pods", Some(ns))))?
         .items;
     pods.sort_by(|a, b| {
-        (a.metadata.creation_timestamp.clone(), a.metadata.name.clone())
-            .cmp(&(b.metadata.creation_timestamp.clone(), b.metadata.name.clone()))
+        (
+            a.metadata.creation_timestamp.clone(),
+            a.metadata.name.clone(),
+        )
+            .cmp(&(
+                b.metadata.creation_timestamp.clone(),
+                b.metadata.name.clone(),
+            ))
     });
     Ok(pods)
 }
@@ -83,7 +89,11 @@ pub async fn logs_with(ctx: &Ctx, args: &LogsArgs, out: &Out) -> Result<()> {
     };
     let prefix = |p: &Pod| {
         if multi {
-            let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+            let node = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default();
             prefix_for(&p.metadata, &node)
         } else {
             String::new()
@@ -120,7 +130,11 @@ pub async fn logs_with(ctx: &Ctx, args: &LogsArgs, out: &Out) -> Result<()> {
             Err(kube::Error::Api(s)) if s.code == 400 => {
                 eprintln!("note: pod {name} has not started its runner yet");
             }
-            Err(e) => return Err(ctx.err(Op::new("get", "pods/log", Some(ns)).named(&name))(e)),
+            Err(e) => {
+                return Err(ctx.err(Op::new("get", "pods/log", Some(ns)).named(&name))(
+                    e,
+                ))
+            }
         }
     }
     Ok(())

@@ -105,7 +105,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
         Command::Attach(a) => attach::execute(a, g).await,
         Command::Delete(a) => delete::execute(a, g).await,
         Command::Version(a) => version::execute(a, &progress::Out::stdout()),
-        Command::Completion(a) => completion::execute(a),
+        Command::Completion(a) => completion::execute(a, &progress::Out::stdout()),
     }
 }
 
@@ -147,12 +147,29 @@ mod tests {
     #[test]
     fn hidden_aliases_parse() {
         let cli = Cli::try_parse_from([
-            "kubectl-trace", "run", "node/n1", "-e", "BEGIN {}", "--imagename", "img:1",
-            "--deadline", "120", "--deadline-grace-period", "15s", "--fetch-headers",
-            "--serviceaccount", "tracer", "--target-namespace", "apps", "-n", "tracing",
+            "kubectl-trace",
+            "run",
+            "node/n1",
+            "-e",
+            "BEGIN {}",
+            "--imagename",
+            "img:1",
+            "--deadline",
+            "120",
+            "--deadline-grace-period",
+            "15s",
+            "--fetch-headers",
+            "--serviceaccount",
+            "tracer",
+            "--target-namespace",
+            "apps",
+            "-n",
+            "tracing",
         ])
         .unwrap();
-        let Command::Run(r) = cli.command else { panic!() };
+        let Command::Run(r) = cli.command else {
+            panic!()
+        };
         assert_eq!(r.image.as_deref(), Some("img:1"));
         assert_eq!(r.deadline.as_deref(), Some("120"));
         assert_eq!(r.grace, "15s");
@@ -160,10 +177,14 @@ mod tests {
         assert_eq!(r.service_account.as_deref(), Some("tracer"));
         assert_eq!(r.target_namespace.as_deref(), Some("apps"));
         assert_eq!(cli.global.namespace.as_deref(), Some("tracing"));
-        let cli = Cli::try_parse_from(["kubectl-trace", "run", "node/n1", "-e", "x", "--dry-run"]).unwrap();
-        let Command::Run(r) = cli.command else { panic!() };
+        let cli = Cli::try_parse_from(["kubectl-trace", "run", "node/n1", "-e", "x", "--dry-run"])
+            .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!()
+        };
         assert_eq!(r.dry_run.as_deref(), Some("client"));
-        let cli = Cli::try_parse_from(["kubectl-trace", "-n", "x", "get", "-A", "-o", "wide"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["kubectl-trace", "-n", "x", "get", "-A", "-o", "wide"]).unwrap();
         assert!(matches!(cli.command, Command::Get(_)));
     }
 }

@@ -146,18 +146,27 @@ pub struct PvcOutput {
 impl PvcOutput {
     pub fn parse(text: &str) -> Result<Self> {
         let rest = text.strip_prefix("pvc:").ok_or_else(|| {
-            fail(format!("invalid --output {text:?}: expected pvc:CLAIM[/SUBDIR]"))
+            fail(format!(
+                "invalid --output {text:?}: expected pvc:CLAIM[/SUBDIR]"
+            ))
         })?;
         let (claim, subdir) = match rest.split_once('/') {
-            Some((c, s)) => (c, Some(s.trim_matches('/').to_string()).filter(|s| !s.is_empty())),
+            Some((c, s)) => (
+                c,
+                Some(s.trim_matches('/').to_string()).filter(|s| !s.is_empty()),
+            ),
             None => (rest, None),
         };
         if claim.is_empty() {
-            return Err(fail(format!("invalid --output {text:?}: the claim name is empty")));
+            return Err(fail(format!(
+                "invalid --output {text:?}: the claim name is empty"
+            )));
         }
         if let Some(s) = &subdir {
             if s.split('/').any(|p| p == "..") {
-                return Err(fail(format!("invalid --output {text:?}: '..' is not allowed")));
+                return Err(fail(format!(
+                    "invalid --output {text:?}: '..' is not allowed"
+                )));
             }
         }
         Ok(PvcOutput {
@@ -294,7 +303,10 @@ fn annotations(spec: &TraceSpec, plan: &NodePlan) -> BTreeMap<String, String> {
                 while !source.is_char_boundary(cut) {
                     cut -= 1;
                 }
-                format!("{}\n// ... truncated; the full script is in the ConfigMap", &source[..cut])
+                format!(
+                    "{}\n// ... truncated; the full script is in the ConfigMap",
+                    &source[..cut]
+                )
             } else {
                 source.clone()
             };
@@ -324,13 +336,19 @@ pub fn config_map(spec: &TraceSpec, plan: &NodePlan, name: &str) -> Result<Confi
     match &spec.program {
         Program::Script { source } => {
             if source.len() > CONFIGMAP_LIMIT - 1024 {
-                return Err(fail("the script is larger than a ConfigMap can hold (1 MiB)"));
+                return Err(fail(
+                    "the script is larger than a ConfigMap can hold (1 MiB)",
+                ));
             }
-            cm.data = Some(BTreeMap::from([(spec.program.key().to_string(), source.clone())]));
+            cm.data = Some(BTreeMap::from([(
+                spec.program.key().to_string(),
+                source.clone(),
+            )]));
         }
         Program::Object { bytes } => {
             let payload = if bytes.len() > GZIP_THRESHOLD {
-                let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
                 enc.write_all(bytes)
                     .and_then(|_| enc.finish())
                     .map_err(|e| fail(format!("cannot compress the object: {e}")))?
@@ -375,21 +393,17 @@ pub fn runner_args(spec: &TraceSpec, plan: &NodePlan) -> Vec<String> {
         "--host-proc".to_string(),
         HOST_PROC.to_string(),
     ];
-    // A scheduled pod trace finds its pods again at each run (they may have been
-    // recreated with new UIDs), so it gets no UIDs pinned here.
-    let pin = spec.schedule.is_none();
+    // Pods are pinned by UID and container IDs. A scheduled trace's pods may be
+    // recreated between runs: the pod names also travel in KUBECTL_TRACE_TARGET_PODS
+    // so that a runner with API access (--serviceaccount) can find them again.
     for pod in &plan.pods {
-        if pin {
-            args.push("--pod-uid".to_string());
-            args.push(pod.uid.clone());
-        }
+        args.push("--pod-uid".to_string());
+        args.push(pod.uid.clone());
     }
     for pod in &plan.pods {
         for cid in &pod.container_ids {
-            if pin {
-                args.push("--container-id".to_string());
-                args.push(cid.clone());
-            }
+            args.push("--container-id".to_string());
+            args.push(cid.clone());
         }
     }
     if let Some(out) = &spec.output {
@@ -568,7 +582,12 @@ fn job_spec(spec: &TraceSpec, plan: &NodePlan, name: &str) -> JobSpec {
 }
 
 /// Build the ConfigMap and the Job (or CronJob) for node `index` of `total`.
-pub fn build(spec: &TraceSpec, plan: &NodePlan, index: usize, total: usize) -> Result<TraceObjects> {
+pub fn build(
+    spec: &TraceSpec,
+    plan: &NodePlan,
+    index: usize,
+    total: usize,
+) -> Result<TraceObjects> {
     let name = object_name(&spec.id, index, total);
     let config_map = config_map(spec, plan, &name)?;
     let metadata = ObjectMeta {
@@ -650,8 +669,10 @@ pub fn strategic_merge(doc: &mut Value, patch: &Value) {
         }
         (Value::Array(d), Value::Array(p))
             if !p.is_empty()
-                && p.iter().all(|e| e.get("name").is_some_and(Value::is_string))
-                && d.iter().all(|e| e.get("name").is_some_and(Value::is_string)) =>
+                && p.iter()
+                    .all(|e| e.get("name").is_some_and(Value::is_string))
+                && d.iter()
+                    .all(|e| e.get("name").is_some_and(Value::is_string)) =>
         {
             for pe in p {
                 let name = pe["name"].clone();
@@ -694,8 +715,12 @@ pub fn parse_patch(text: &str, file: &str) -> Result<Value> {
     if let Ok(v) = serde_json::from_str::<Value>(text) {
         return Ok(v);
     }
-    serde_saphyr::from_str::<Value>(text)
-        .map_err(|e| fail(format!("cannot read patch {file}: {}", first_line(&e.to_string()))))
+    serde_saphyr::from_str::<Value>(text).map_err(|e| {
+        fail(format!(
+            "cannot read patch {file}: {}",
+            first_line(&e.to_string())
+        ))
+    })
 }
 
 fn first_line(s: &str) -> &str {
@@ -738,7 +763,8 @@ pub fn to_yaml_documents(items: &[Value]) -> String {
     let mut out = String::new();
     for item in items {
         out.push_str("---\n");
-        let doc = serde_saphyr::to_string(item).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+        let doc =
+            serde_saphyr::to_string(item).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
         out.push_str(&doc);
         if !doc.ends_with('\n') {
             out.push('\n');
@@ -848,7 +874,14 @@ pub mod tests {
             .iter()
             .map(|m| m.mount_path.as_str())
             .collect();
-        for p in ["/programs", "/sys", "/sys/fs/cgroup", "/sys/kernel/tracing", "/sys/kernel/debug", "/host/proc"] {
+        for p in [
+            "/programs",
+            "/sys",
+            "/sys/fs/cgroup",
+            "/sys/kernel/tracing",
+            "/sys/kernel/debug",
+            "/host/proc",
+        ] {
             assert!(mounts.contains(&p), "{p} not mounted");
         }
         assert_eq!(
@@ -877,7 +910,15 @@ pub mod tests {
             }],
         };
         let objs = build(&spec, &plan, 0, 1).unwrap();
-        let args = job(&objs).spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+        let args = job(&objs)
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
             .args
             .clone()
             .unwrap();
@@ -929,7 +970,13 @@ pub mod tests {
     fn owner_reference() {
         let spec = sample_spec();
         let mut objs = build(&spec, &node_plan(), 0, 1).unwrap();
-        set_owner(&mut objs.config_map, "batch/v1", "Job", "kubectl-trace-abc123defg", "uid-1");
+        set_owner(
+            &mut objs.config_map,
+            "batch/v1",
+            "Job",
+            "kubectl-trace-abc123defg",
+            "uid-1",
+        );
         let o = &objs.config_map.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!((o.kind.as_str(), o.uid.as_str()), ("Job", "uid-1"));
     }
@@ -947,8 +994,19 @@ pub mod tests {
         let mut spec = sample_spec();
         spec.program = Program::Object { bytes: elf.clone() };
         let objs = build(&spec, &node_plan(), 0, 1).unwrap();
-        assert_eq!(objs.config_map.binary_data.as_ref().unwrap()["program.o"].0, elf);
-        let args = job(&objs).spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+        assert_eq!(
+            objs.config_map.binary_data.as_ref().unwrap()["program.o"].0,
+            elf
+        );
+        let args = job(&objs)
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
             .args
             .clone()
             .unwrap();
@@ -978,7 +1036,15 @@ pub mod tests {
         let w = apply_patch(&objs.workload, &merge, PatchType::Merge).unwrap();
         let Workload::Job(j) = &w else { panic!() };
         assert_eq!(
-            j.spec.as_ref().unwrap().template.spec.as_ref().unwrap().priority_class_name.as_deref(),
+            j.spec
+                .as_ref()
+                .unwrap()
+                .template
+                .spec
+                .as_ref()
+                .unwrap()
+                .priority_class_name
+                .as_deref(),
             Some("system-node-critical")
         );
         let json = parse_patch(
@@ -989,7 +1055,16 @@ pub mod tests {
         let w = apply_patch(&objs.workload, &json, PatchType::Json).unwrap();
         let Workload::Job(j) = &w else { panic!() };
         assert_eq!(
-            j.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.as_deref(),
+            j.spec
+                .as_ref()
+                .unwrap()
+                .template
+                .spec
+                .as_ref()
+                .unwrap()
+                .containers[0]
+                .image
+                .as_deref(),
             Some("my/runner:dev")
         );
         let sm = parse_patch(
@@ -1001,8 +1076,20 @@ pub mod tests {
         let Workload::Job(j) = &w else { panic!() };
         let ps = j.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
         assert_eq!(ps.containers[0].image.as_deref(), Some("my/runner:dev"));
-        assert_eq!(ps.containers[0].security_context.as_ref().unwrap().privileged, Some(true));
-        assert!(ps.volumes.as_ref().unwrap().iter().all(|v| v.name != "debugfs"));
+        assert_eq!(
+            ps.containers[0]
+                .security_context
+                .as_ref()
+                .unwrap()
+                .privileged,
+            Some(true)
+        );
+        assert!(ps
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|v| v.name != "debugfs"));
         let bad = parse_patch(r#"[{"op":"remove","path":"/nope/x"}]"#, "p.json").unwrap();
         assert!(apply_patch(&objs.workload, &bad, PatchType::Json).is_err());
     }
@@ -1017,7 +1104,10 @@ pub mod tests {
         let mut spec = sample_spec();
         spec.output = Some(o);
         let args = runner_args(&spec, &node_plan()).join(" ");
-        assert!(args.contains("--output-dir /output/team-a --trace-id abc123defg"), "{args}");
+        assert!(
+            args.contains("--output-dir /output/team-a --trace-id abc123defg"),
+            "{args}"
+        );
     }
 
     #[test]

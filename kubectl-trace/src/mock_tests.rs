@@ -9,8 +9,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use http::{Request, Response};
-use http_body_util::{BodyExt, StreamBody};
 use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
 use kube::client::Body;
 use serde_json::{json, Value};
 
@@ -206,9 +206,15 @@ async fn run_node_target_creates_job_then_owned_configmap() {
     assert_eq!(cm["kind"], "ConfigMap");
     assert_eq!(cm["metadata"]["ownerReferences"][0]["kind"], "Job");
     assert_eq!(cm["metadata"]["ownerReferences"][0]["uid"], "job-uid-1");
-    assert!(cm["data"]["program.bt"].as_str().unwrap().contains("sys_enter_openat"));
+    assert!(cm["data"]["program.bt"]
+        .as_str()
+        .unwrap()
+        .contains("sys_enter_openat"));
 
-    assert_eq!(created.workloads, vec![(format!("kubectl-trace-{id}"), "worker-1".to_string())]);
+    assert_eq!(
+        created.workloads,
+        vec![(format!("kubectl-trace-{id}"), "worker-1".to_string())]
+    );
     assert_eq!(
         buf.text(),
         format!("trace {id} created (job/kubectl-trace-{id} on node/worker-1)\n")
@@ -223,12 +229,14 @@ async fn run_pod_target_resolves_node_and_containers() {
     args.container = Some("app".into());
     let p = prepare(&args, "tracing").unwrap();
     let server = tokio::spawn(async move {
-        next(&mut h, "GET", "/api/v1/namespaces/prod/pods/web-0").await.ok(running_pod(
-            "web-0",
-            "prod",
-            "node-7",
-            &[("app", "containerd://abc"), ("sidecar", "containerd://def")],
-        ));
+        next(&mut h, "GET", "/api/v1/namespaces/prod/pods/web-0")
+            .await
+            .ok(running_pod(
+                "web-0",
+                "prod",
+                "node-7",
+                &[("app", "containerd://abc"), ("sidecar", "containerd://def")],
+            ));
         namespace_ok(&mut h, "tracing").await;
         let job = create_job(&mut h, "tracing", "u1").await;
         create_cm(&mut h, "tracing").await;
@@ -243,10 +251,19 @@ async fn run_pod_target_resolves_node_and_containers() {
     assert_eq!(pod["nodeName"], "node-7");
     let args: Vec<String> = serde_json::from_value(pod["containers"][0]["args"].clone()).unwrap();
     let joined = args.join(" ");
-    assert!(joined.contains("--pod-uid uid-web-0 --container-id containerd://abc /programs/program.bt"), "{joined}");
+    assert!(
+        joined.contains("--pod-uid uid-web-0 --container-id containerd://abc /programs/program.bt"),
+        "{joined}"
+    );
     assert!(!joined.contains("containerd://def"), "{joined}");
-    assert_eq!(job["metadata"]["annotations"]["kubectl-trace/target"], "pod/prod/web-0");
-    assert_eq!(job["metadata"]["labels"]["kubectl-trace/target-kind"], "pod");
+    assert_eq!(
+        job["metadata"]["annotations"]["kubectl-trace/target"],
+        "pod/prod/web-0"
+    );
+    assert_eq!(
+        job["metadata"]["labels"]["kubectl-trace/target-kind"],
+        "pod"
+    );
 }
 
 #[tokio::test]
@@ -272,17 +289,25 @@ async fn run_deployment_makes_one_job_per_node() {
     let p = prepare(&run_args("deploy/web"), "default").unwrap();
     let id = p.spec.id.clone();
     let server = tokio::spawn(async move {
-        next(&mut h, "GET", "/apis/apps/v1/namespaces/default/deployments/web").await.ok(json!({
+        next(
+            &mut h,
+            "GET",
+            "/apis/apps/v1/namespaces/default/deployments/web",
+        )
+        .await
+        .ok(json!({
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
             "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {}}
         }));
         let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods").await;
         assert!(s.query.contains("labelSelector=app=web"), "{}", s.query);
-        s.ok(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
-            running_pod("web-a", "default", "n1", &[("app", "containerd://1")]),
-            running_pod("web-b", "default", "n2", &[("app", "containerd://2")]),
-            running_pod("web-c", "default", "n1", &[("app", "containerd://3")]),
-        ]}));
+        s.ok(
+            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+                running_pod("web-a", "default", "n1", &[("app", "containerd://1")]),
+                running_pod("web-b", "default", "n2", &[("app", "containerd://2")]),
+                running_pod("web-c", "default", "n1", &[("app", "containerd://3")]),
+            ]}),
+        );
         namespace_ok(&mut h, "default").await;
         let j1 = create_job(&mut h, "default", "u1").await;
         let c1 = create_cm(&mut h, "default").await;
@@ -296,12 +321,18 @@ async fn run_deployment_makes_one_job_per_node() {
     let (j1, c1, j2, c2) = server.await.unwrap();
     assert_eq!(j1["metadata"]["name"], format!("kubectl-trace-{id}-1"));
     assert_eq!(j1["spec"]["template"]["spec"]["nodeName"], "n1");
-    assert_eq!(j1["metadata"]["annotations"]["kubectl-trace/pods"], "default/web-a,default/web-c");
+    assert_eq!(
+        j1["metadata"]["annotations"]["kubectl-trace/pods"],
+        "default/web-a,default/web-c"
+    );
     assert_eq!(j2["spec"]["template"]["spec"]["nodeName"], "n2");
     assert_eq!(c1["metadata"]["ownerReferences"][0]["uid"], "u1");
     assert_eq!(c2["metadata"]["ownerReferences"][0]["uid"], "u2");
     let text = buf.text();
-    assert!(text.contains(&format!("kubectl-trace-{id}-2 on node/n2 (pods: web-b)")), "{text}");
+    assert!(
+        text.contains(&format!("kubectl-trace-{id}-2 on node/n2 (pods: web-b)")),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -309,13 +340,19 @@ async fn run_forbidden_names_verb_and_resource() {
     let (ctx, mut h) = mock();
     let p = prepare(&run_args("node/n1"), "default").unwrap();
     let server = tokio::spawn(async move {
-        next(&mut h, "GET", "/api/v1/nodes/n1")
-            .await
-            .status(403, "Forbidden", "nodes \"n1\" is forbidden");
+        next(&mut h, "GET", "/api/v1/nodes/n1").await.status(
+            403,
+            "Forbidden",
+            "nodes \"n1\" is forbidden",
+        );
         namespace_ok(&mut h, "default").await;
         next(&mut h, "POST", "/apis/batch/v1/namespaces/default/jobs")
             .await
-            .status(403, "Forbidden", "jobs.batch is forbidden: User \"dev\" cannot create resource \"jobs\"");
+            .status(
+                403,
+                "Forbidden",
+                "jobs.batch is forbidden: User \"dev\" cannot create resource \"jobs\"",
+            );
     });
     let (out, _) = Out::buffer();
     let e = run_with(&ctx, &p, &out).await.unwrap_err();
@@ -333,13 +370,20 @@ async fn run_configmap_failure_deletes_the_job() {
     let p = prepare(&run_args("node/n1"), "default").unwrap();
     let id = p.spec.id.clone();
     let server = tokio::spawn(async move {
-        next(&mut h, "GET", "/api/v1/nodes/n1").await.ok(json!({"metadata": {"name": "n1"}}));
+        next(&mut h, "GET", "/api/v1/nodes/n1")
+            .await
+            .ok(json!({"metadata": {"name": "n1"}}));
         namespace_ok(&mut h, "default").await;
         create_job(&mut h, "default", "u1").await;
         next(&mut h, "POST", "/api/v1/namespaces/default/configmaps")
             .await
             .status(403, "Forbidden", "no");
-        let s = next(&mut h, "DELETE", &format!("/apis/batch/v1/namespaces/default/jobs/kubectl-trace-{id}")).await;
+        let s = next(
+            &mut h,
+            "DELETE",
+            &format!("/apis/batch/v1/namespaces/default/jobs/kubectl-trace-{id}"),
+        )
+        .await;
         let body = s.body.clone();
         s.ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
         body
@@ -349,7 +393,11 @@ async fn run_configmap_failure_deletes_the_job() {
     drop(ctx);
     let body = server.await.unwrap();
     assert_eq!(body["propagationPolicy"], "Background");
-    assert!(e.to_string().contains("cannot create configmaps in namespace default"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("cannot create configmaps in namespace default"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -357,7 +405,9 @@ async fn run_refuses_namespace_enforcing_baseline() {
     let (ctx, mut h) = mock();
     let p = prepare(&run_args("node/n1"), "apps").unwrap();
     let server = tokio::spawn(async move {
-        next(&mut h, "GET", "/api/v1/nodes/n1").await.ok(json!({"metadata": {"name": "n1"}}));
+        next(&mut h, "GET", "/api/v1/nodes/n1")
+            .await
+            .ok(json!({"metadata": {"name": "n1"}}));
         next(&mut h, "GET", "/api/v1/namespaces/apps").await.ok(json!({
             "metadata": {"name": "apps", "labels": {"pod-security.kubernetes.io/enforce": "baseline"}}
         }));
@@ -366,8 +416,14 @@ async fn run_refuses_namespace_enforcing_baseline() {
     let e = run_with(&ctx, &p, &out).await.unwrap_err().to_string();
     drop(ctx);
     server.await.unwrap();
-    assert!(e.contains("namespace apps enforces PodSecurity \"baseline\""), "{e}");
-    assert!(e.contains("kubectl label namespace apps pod-security.kubernetes.io/enforce=privileged"), "{e}");
+    assert!(
+        e.contains("namespace apps enforces PodSecurity \"baseline\""),
+        "{e}"
+    );
+    assert!(
+        e.contains("kubectl label namespace apps pod-security.kubernetes.io/enforce=privileged"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -378,7 +434,9 @@ async fn run_scheduled_creates_cronjob() {
     args.deadline = Some("60".into());
     let p = prepare(&args, "default").unwrap();
     let server = tokio::spawn(async move {
-        next(&mut h, "GET", "/api/v1/nodes/n1").await.ok(json!({"metadata": {"name": "n1"}}));
+        next(&mut h, "GET", "/api/v1/nodes/n1")
+            .await
+            .ok(json!({"metadata": {"name": "n1"}}));
         namespace_ok(&mut h, "default").await;
         let s = next(&mut h, "POST", "/apis/batch/v1/namespaces/default/cronjobs").await;
         let cj = s.body.clone();
@@ -392,7 +450,10 @@ async fn run_scheduled_creates_cronjob() {
     let (cj, cm) = server.await.unwrap();
     assert_eq!(cj["spec"]["schedule"], "*/15 * * * *");
     assert_eq!(cj["spec"]["concurrencyPolicy"], "Forbid");
-    assert_eq!(cj["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"], 90);
+    assert_eq!(
+        cj["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"],
+        90
+    );
     assert_eq!(cm["metadata"]["ownerReferences"][0]["kind"], "CronJob");
     assert_eq!(cm["metadata"]["ownerReferences"][0]["uid"], "cron-uid");
 }
@@ -419,10 +480,27 @@ async fn get_lists_jobs_and_cronjobs_by_label() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
         let s = next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs").await;
-        assert!(s.query.contains("labelSelector=app.kubernetes.io/name=kubectl-trace"), "{}", s.query);
-        s.ok(list("JobList", vec![job_obj("kubectl-trace-abc", "abc", json!({"active": 1, "ready": 1}))]));
+        assert!(
+            s.query
+                .contains("labelSelector=app.kubernetes.io/name=kubectl-trace"),
+            "{}",
+            s.query
+        );
+        s.ok(list(
+            "JobList",
+            vec![job_obj(
+                "kubectl-trace-abc",
+                "abc",
+                json!({"active": 1, "ready": 1}),
+            )],
+        ));
         let s = next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs").await;
-        assert!(s.query.contains("labelSelector=app.kubernetes.io/name=kubectl-trace"), "{}", s.query);
+        assert!(
+            s.query
+                .contains("labelSelector=app.kubernetes.io/name=kubectl-trace"),
+            "{}",
+            s.query
+        );
         s.ok(list("CronJobList", vec![]));
     });
     let (out, buf) = Out::buffer();
@@ -436,8 +514,14 @@ async fn get_lists_jobs_and_cronjobs_by_label() {
     server.await.unwrap();
     let text = buf.text();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["NAME", "TARGET", "NODE", "STATUS", "AGE"]);
-    assert_eq!(lines[1].split_whitespace().take(4).collect::<Vec<_>>(), ["kubectl-trace-abc", "node/n1", "n1", "Running"]);
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "TARGET", "NODE", "STATUS", "AGE"]
+    );
+    assert_eq!(
+        lines[1].split_whitespace().take(4).collect::<Vec<_>>(),
+        ["kubectl-trace-abc", "node/n1", "n1", "Running"]
+    );
 }
 
 #[tokio::test]
@@ -445,9 +529,18 @@ async fn get_all_namespaces_one_trace_as_json() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
         let s = next(&mut h, "GET", "/apis/batch/v1/jobs").await;
-        assert!(s.query.contains("labelSelector=kubectl-trace/id=abc"), "{}", s.query);
-        s.ok(list("JobList", vec![job_obj("kubectl-trace-abc", "abc", json!({}))]));
-        next(&mut h, "GET", "/apis/batch/v1/cronjobs").await.ok(list("CronJobList", vec![]));
+        assert!(
+            s.query.contains("labelSelector=kubectl-trace/id=abc"),
+            "{}",
+            s.query
+        );
+        s.ok(list(
+            "JobList",
+            vec![job_obj("kubectl-trace-abc", "abc", json!({}))],
+        ));
+        next(&mut h, "GET", "/apis/batch/v1/cronjobs")
+            .await
+            .ok(list("CronJobList", vec![]));
     });
     let (out, buf) = Out::buffer();
     let args = GetArgs {
@@ -468,20 +561,41 @@ async fn delete_uses_background_propagation() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
         let s = next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs").await;
-        assert!(s.query.contains("labelSelector=kubectl-trace/id=abc"), "{}", s.query);
+        assert!(
+            s.query.contains("labelSelector=kubectl-trace/id=abc"),
+            "{}",
+            s.query
+        );
         s.ok(list("CronJobList", vec![]));
         next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
             .await
-            .ok(list("JobList", vec![job_obj("kubectl-trace-abc", "abc", json!({}))]));
-        let s = next(&mut h, "DELETE", "/apis/batch/v1/namespaces/default/jobs/kubectl-trace-abc").await;
+            .ok(list(
+                "JobList",
+                vec![job_obj("kubectl-trace-abc", "abc", json!({}))],
+            ));
+        let s = next(
+            &mut h,
+            "DELETE",
+            "/apis/batch/v1/namespaces/default/jobs/kubectl-trace-abc",
+        )
+        .await;
         let job_body = s.body.clone();
         s.ok(job_obj("kubectl-trace-abc", "abc", json!({})));
-        next(&mut h, "GET", "/api/v1/namespaces/default/configmaps").await.ok(list(
-            "ConfigMapList",
-            vec![json!({"metadata": {"name": "kubectl-trace-abc", "namespace": "default",
-                                     "labels": {"kubectl-trace/id": "abc"}}})],
-        ));
-        let s = next(&mut h, "DELETE", "/api/v1/namespaces/default/configmaps/kubectl-trace-abc").await;
+        next(&mut h, "GET", "/api/v1/namespaces/default/configmaps")
+            .await
+            .ok(list(
+                "ConfigMapList",
+                vec![
+                    json!({"metadata": {"name": "kubectl-trace-abc", "namespace": "default",
+                                     "labels": {"kubectl-trace/id": "abc"}}}),
+                ],
+            ));
+        let s = next(
+            &mut h,
+            "DELETE",
+            "/api/v1/namespaces/default/configmaps/kubectl-trace-abc",
+        )
+        .await;
         s.status(404, "NotFound", "already collected");
         job_body
     });
@@ -502,9 +616,15 @@ async fn delete_uses_background_propagation() {
 async fn delete_unknown_trace_fails() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
-        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs").await.ok(list("CronJobList", vec![]));
-        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs").await.ok(list("JobList", vec![]));
-        next(&mut h, "GET", "/api/v1/namespaces/default/configmaps").await.ok(list("ConfigMapList", vec![]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
+            .await
+            .ok(list("CronJobList", vec![]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![]));
+        next(&mut h, "GET", "/api/v1/namespaces/default/configmaps")
+            .await
+            .ok(list("ConfigMapList", vec![]));
     });
     let (out, _) = Out::buffer();
     let args = DeleteArgs {
@@ -539,9 +659,21 @@ async fn logs_reads_the_trace_pod() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
         let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods").await;
-        assert!(s.query.contains("labelSelector=kubectl-trace/id=abc"), "{}", s.query);
-        s.ok(list("PodList", vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)]));
-        let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log").await;
+        assert!(
+            s.query.contains("labelSelector=kubectl-trace/id=abc"),
+            "{}",
+            s.query
+        );
+        s.ok(list(
+            "PodList",
+            vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)],
+        ));
+        let s = next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log",
+        )
+        .await;
         assert!(s.query.contains("container=trace-runner"), "{}", s.query);
         assert!(s.query.contains("tailLines=5"), "{}", s.query);
         assert!(!s.query.contains("follow"), "{}", s.query);
@@ -564,13 +696,20 @@ async fn logs_reads_the_trace_pod() {
 async fn logs_follow_prefixes_several_pods() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
-        next(&mut h, "GET", "/api/v1/namespaces/default/pods").await.ok(list(
-            "PodList",
-            vec![
-                trace_pod("kubectl-trace-abc-1-x", "abc", "n1", Some("prod/web-0")),
-                trace_pod("kubectl-trace-abc-2-y", "abc", "n2", Some("prod/web-1,prod/web-2")),
-            ],
-        ));
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list(
+                "PodList",
+                vec![
+                    trace_pod("kubectl-trace-abc-1-x", "abc", "n1", Some("prod/web-0")),
+                    trace_pod(
+                        "kubectl-trace-abc-2-y",
+                        "abc",
+                        "n2",
+                        Some("prod/web-1,prod/web-2"),
+                    ),
+                ],
+            ));
         for _ in 0..2 {
             let (req, send) = h.next_request().await.unwrap();
             assert!(req.uri().query().unwrap().contains("follow=true"));
@@ -595,15 +734,22 @@ async fn logs_follow_prefixes_several_pods() {
     let text = buf.text();
     let mut lines: Vec<&str> = text.lines().collect();
     lines.sort();
-    assert_eq!(lines, ["[node/n2] three", "[pod/web-0] one", "[pod/web-0] two"]);
+    assert_eq!(
+        lines,
+        ["[node/n2] three", "[pod/web-0] one", "[pod/web-0] two"]
+    );
 }
 
 #[tokio::test]
 async fn logs_of_unknown_trace() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
-        next(&mut h, "GET", "/api/v1/namespaces/default/pods").await.ok(list("PodList", vec![]));
-        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs").await.ok(list("JobList", vec![]));
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list("PodList", vec![]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![]));
     });
     let (out, _) = Out::buffer();
     let args = LogsArgs {
@@ -615,7 +761,11 @@ async fn logs_of_unknown_trace() {
     let e = logs_with(&ctx, &args, &out).await.unwrap_err();
     drop(ctx);
     server.await.unwrap();
-    assert!(e.to_string().starts_with("trace zzz not found in namespace default"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("trace zzz not found in namespace default"),
+        "{e}"
+    );
 }
 
 fn opts() -> AttachOptions {
@@ -628,8 +778,7 @@ fn opts() -> AttachOptions {
 fn terminated_pod(code: i32) -> Value {
     let mut p = trace_pod("kubectl-trace-abc-x1", "abc", "n1", None);
     p["status"]["phase"] = json!(if code == 0 { "Succeeded" } else { "Failed" });
-    p["status"]["containerStatuses"][0]["state"] =
-        json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}});
+    p["status"]["containerStatuses"][0]["state"] = json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}});
     p
 }
 
@@ -638,24 +787,54 @@ async fn attach_waits_then_streams_the_runner_output() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
         let s = next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs").await;
-        assert!(s.query.contains("labelSelector=kubectl-trace/id=abc"), "{}", s.query);
-        s.ok(list("JobList", vec![job_obj("kubectl-trace-abc", "abc", json!({"active": 1}))]));
+        assert!(
+            s.query.contains("labelSelector=kubectl-trace/id=abc"),
+            "{}",
+            s.query
+        );
+        s.ok(list(
+            "JobList",
+            vec![job_obj("kubectl-trace-abc", "abc", json!({"active": 1}))],
+        ));
         let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods").await;
-        assert!(s.query.contains("labelSelector=job-name=kubectl-trace-abc"), "{}", s.query);
-        s.ok(list("PodList", vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)]));
-        let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log").await;
+        assert!(
+            s.query.contains("labelSelector=job-name=kubectl-trace-abc"),
+            "{}",
+            s.query
+        );
+        s.ok(list(
+            "PodList",
+            vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)],
+        ));
+        let s = next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log",
+        )
+        .await;
         assert!(s.query.contains("follow=true"), "{}", s.query);
         assert!(s.query.contains("container=trace-runner"), "{}", s.query);
-        s.text(body_chunks(vec!["Attaching 1 probe...\n", "\n@[sshd]: 1\n", "@[bash]: 7\n"]));
-        next(&mut h, "GET", "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1")
-            .await
-            .ok(terminated_pod(0));
+        s.text(body_chunks(vec![
+            "Attaching 1 probe...\n",
+            "\n@[sshd]: 1\n",
+            "@[bash]: 7\n",
+        ]));
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1",
+        )
+        .await
+        .ok(terminated_pod(0));
     });
     let (out, buf) = Out::buffer();
     attach_trace(&ctx, "abc", &opts(), &out).await.unwrap();
     drop(ctx);
     server.await.unwrap();
-    assert_eq!(buf.text(), "Attaching 1 probe...\n\n@[sshd]: 1\n@[bash]: 7\n");
+    assert_eq!(
+        buf.text(),
+        "Attaching 1 probe...\n\n@[sshd]: 1\n@[bash]: 7\n"
+    );
 }
 
 #[tokio::test]
@@ -664,23 +843,39 @@ async fn attach_reports_a_failed_runner() {
     let server = tokio::spawn(async move {
         next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
             .await
-            .ok(list("JobList", vec![job_obj("kubectl-trace-abc", "abc", json!({}))]));
+            .ok(list(
+                "JobList",
+                vec![job_obj("kubectl-trace-abc", "abc", json!({}))],
+            ));
         next(&mut h, "GET", "/api/v1/namespaces/default/pods")
             .await
             .ok(list("PodList", vec![terminated_pod(1)]));
-        next(&mut h, "GET", "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log")
-            .await
-            .text(body_once(b"error: tracepoint syscalls:nope not found\n".to_vec()));
-        next(&mut h, "GET", "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1")
-            .await
-            .ok(terminated_pod(1));
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log",
+        )
+        .await
+        .text(body_once(
+            b"error: tracepoint syscalls:nope not found\n".to_vec(),
+        ));
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1",
+        )
+        .await
+        .ok(terminated_pod(1));
     });
     let (out, buf) = Out::buffer();
     let e = attach_trace(&ctx, "abc", &opts(), &out).await.unwrap_err();
     drop(ctx);
     server.await.unwrap();
     assert_eq!(buf.text(), "error: tracepoint syscalls:nope not found\n");
-    assert_eq!(e.to_string(), "the trace on node/n1 failed: the runner exited with code 1");
+    assert_eq!(
+        e.to_string(),
+        "the trace on node/n1 failed: the runner exited with code 1"
+    );
 }
 
 #[tokio::test]
@@ -689,19 +884,40 @@ async fn attach_explains_pod_security_rejection() {
     let server = tokio::spawn(async move {
         next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
             .await
-            .ok(list("JobList", vec![job_obj("kubectl-trace-abc", "abc", json!({}))]));
+            .ok(list(
+                "JobList",
+                vec![job_obj("kubectl-trace-abc", "abc", json!({}))],
+            ));
         // First poll: no pod yet, the Job has no failure condition.
-        next(&mut h, "GET", "/api/v1/namespaces/default/pods").await.ok(list("PodList", vec![]));
-        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs/kubectl-trace-abc")
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
             .await
-            .ok(job_obj("kubectl-trace-abc", "abc", json!({})));
+            .ok(list("PodList", vec![]));
+        next(
+            &mut h,
+            "GET",
+            "/apis/batch/v1/namespaces/default/jobs/kubectl-trace-abc",
+        )
+        .await
+        .ok(job_obj("kubectl-trace-abc", "abc", json!({})));
         // Second poll: the events say why.
-        next(&mut h, "GET", "/api/v1/namespaces/default/pods").await.ok(list("PodList", vec![]));
-        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs/kubectl-trace-abc")
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
             .await
-            .ok(job_obj("kubectl-trace-abc", "abc", json!({})));
+            .ok(list("PodList", vec![]));
+        next(
+            &mut h,
+            "GET",
+            "/apis/batch/v1/namespaces/default/jobs/kubectl-trace-abc",
+        )
+        .await
+        .ok(job_obj("kubectl-trace-abc", "abc", json!({})));
         let s = next(&mut h, "GET", "/api/v1/namespaces/default/events").await;
-        assert!(s.query.contains("fieldSelector=involvedObject.kind=Job,involvedObject.name=kubectl-trace-abc"), "{}", s.query);
+        assert!(
+            s.query.contains(
+                "fieldSelector=involvedObject.kind=Job,involvedObject.name=kubectl-trace-abc"
+            ),
+            "{}",
+            s.query
+        );
         s.ok(list("EventList", vec![json!({
             "metadata": {"name": "e1"}, "involvedObject": {"kind": "Job", "name": "kubectl-trace-abc"},
             "reason": "FailedCreate", "type": "Warning",
@@ -709,11 +925,17 @@ async fn attach_explains_pod_security_rejection() {
         })]));
     });
     let (out, _) = Out::buffer();
-    let e = attach_trace(&ctx, "abc", &opts(), &out).await.unwrap_err().to_string();
+    let e = attach_trace(&ctx, "abc", &opts(), &out)
+        .await
+        .unwrap_err()
+        .to_string();
     drop(ctx);
     server.await.unwrap();
     assert!(e.contains("PodSecurity admission (baseline:latest) forbids privileged trace pods in namespace default"), "{e}");
-    assert!(e.contains("kubectl label namespace default pod-security.kubernetes.io/enforce=privileged"), "{e}");
+    assert!(
+        e.contains("kubectl label namespace default pod-security.kubernetes.io/enforce=privileged"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -722,20 +944,120 @@ async fn attach_explains_image_pull_failure() {
     let server = tokio::spawn(async move {
         next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
             .await
-            .ok(list("JobList", vec![job_obj("kubectl-trace-abc", "abc", json!({"active": 1}))]));
+            .ok(list(
+                "JobList",
+                vec![job_obj("kubectl-trace-abc", "abc", json!({"active": 1}))],
+            ));
         let mut p = trace_pod("kubectl-trace-abc-x1", "abc", "n1", None);
         p["status"]["phase"] = json!("Pending");
-        p["status"]["containerStatuses"][0]["image"] = json!("ghcr.io/kubectl-trace/trace-runner:9.9.9");
+        p["status"]["containerStatuses"][0]["image"] =
+            json!("ghcr.io/kubectl-trace/trace-runner:9.9.9");
         p["status"]["containerStatuses"][0]["state"] = json!({"waiting": {
             "reason": "ImagePullBackOff", "message": "Back-off pulling image"}});
-        next(&mut h, "GET", "/api/v1/namespaces/default/pods").await.ok(list("PodList", vec![p]));
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list("PodList", vec![p]));
     });
     let (out, _) = Out::buffer();
-    let e = attach_trace(&ctx, "abc", &opts(), &out).await.unwrap_err().to_string();
+    let e = attach_trace(&ctx, "abc", &opts(), &out)
+        .await
+        .unwrap_err()
+        .to_string();
     drop(ctx);
     server.await.unwrap();
     assert_eq!(
         e,
         "node/n1 cannot pull the runner image ghcr.io/kubectl-trace/trace-runner:9.9.9 (ImagePullBackOff): Back-off pulling image (choose another with --image)"
     );
+}
+
+#[tokio::test]
+async fn ctrl_c_stop_deletes_pods_with_the_grace_period() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods").await;
+        assert!(
+            s.query.contains("labelSelector=kubectl-trace/id=abc"),
+            "{}",
+            s.query
+        );
+        s.ok(list(
+            "PodList",
+            vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)],
+        ));
+        let s = next(
+            &mut h,
+            "DELETE",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1",
+        )
+        .await;
+        let body = s.body.clone();
+        s.ok(trace_pod("kubectl-trace-abc-x1", "abc", "n1", None));
+        // The Job whose pod is stopping is kept (its logs still stream); others go.
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list(
+                "JobList",
+                vec![
+                    json!({"metadata": {"name": "kubectl-trace-abc", "namespace": "default",
+                                     "annotations": {"kubectl-trace/node": "n1"}}}),
+                    json!({"metadata": {"name": "kubectl-trace-abc-2", "namespace": "default",
+                                     "annotations": {"kubectl-trace/node": "n2"}}}),
+                ],
+            ));
+        let s = next(
+            &mut h,
+            "DELETE",
+            "/apis/batch/v1/namespaces/default/jobs/kubectl-trace-abc-2",
+        )
+        .await;
+        let job_body = s.body.clone();
+        s.ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
+        (body, job_body)
+    });
+    crate::attach::stop_trace(&ctx, "default", "abc", 45)
+        .await
+        .unwrap();
+    drop(ctx);
+    let (pod_body, job_body) = server.await.unwrap();
+    assert_eq!(pod_body["gracePeriodSeconds"], 45);
+    assert_eq!(job_body["propagationPolicy"], "Background");
+}
+
+#[tokio::test]
+async fn attach_runner_script_rejection_exits_2() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list(
+                "JobList",
+                vec![job_obj("kubectl-trace-abc", "abc", json!({}))],
+            ));
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list("PodList", vec![terminated_pod(2)]));
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log",
+        )
+        .await
+        .text(body_once(
+            b"/programs/program.bt:1:1: error: tracepoint not found\n".to_vec(),
+        ));
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1",
+        )
+        .await
+        .ok(terminated_pod(2));
+    });
+    let (out, _) = Out::buffer();
+    let e = attach_trace(&ctx, "abc", &opts(), &out).await.unwrap_err();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(e.exit_code(), 2);
+    assert!(e.to_string().contains("rejected the script"), "{e}");
 }

@@ -90,7 +90,12 @@ pub struct RunArgs {
     pub deadline: Option<String>,
 
     /// Time the runner gets to print its maps when stopped
-    #[arg(long, value_name = "DUR", default_value = "30s", alias = "deadline-grace-period")]
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "30s",
+        alias = "deadline-grace-period"
+    )]
     pub grace: String,
 
     /// How long a finished trace (and its output) is kept
@@ -98,7 +103,12 @@ pub struct RunArgs {
     pub ttl: String,
 
     /// The trace-runner image [default: ghcr.io/kubectl-trace/trace-runner:<version>]
-    #[arg(long, value_name = "IMAGE", alias = "imagename", env = "KUBECTL_TRACE_IMAGE")]
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        alias = "imagename",
+        env = "KUBECTL_TRACE_IMAGE"
+    )]
     pub image: Option<String>,
 
     /// Image pull policy of the runner
@@ -107,7 +117,11 @@ pub struct RunArgs {
     pub image_pull_policy: String,
 
     /// Service account of the trace pod
-    #[arg(long = "serviceaccount", alias = "service-account", value_name = "NAME")]
+    #[arg(
+        long = "serviceaccount",
+        alias = "service-account",
+        value_name = "NAME"
+    )]
     pub service_account: Option<String>,
 
     /// Patch applied to the Job (or CronJob) before it is created (JSON or YAML file)
@@ -188,7 +202,11 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
     if args.fetch_headers {
         eprintln!("note: --fetch-headers is not needed any more (the runner uses the kernel's BTF) and is ignored");
     }
-    let loaded = script::load(args.expr.as_deref(), args.file.as_deref(), args.script.as_deref())?;
+    let loaded = script::load(
+        args.expr.as_deref(),
+        args.file.as_deref(),
+        args.script.as_deref(),
+    )?;
     let mut need_single = false;
     if let Program::Script { source } = &loaded.program {
         script::check(source, &loaded.file)?;
@@ -196,10 +214,14 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
     }
     let target = target::parse_target(args.target.as_deref(), args.selector.as_deref())?;
     if args.container.is_some() && target.is_node() {
-        return Err(fail("-c/--container needs a pod, workload or -l target, not a node"));
+        return Err(fail(
+            "-c/--container needs a pod, workload or -l target, not a node",
+        ));
     }
     if need_single && target.is_node() {
-        return Err(fail("the script uses $container_pid, which needs a pod target"));
+        return Err(fail(
+            "the script uses $container_pid, which needs a pod target",
+        ));
     }
 
     let mut format = Format::Names;
@@ -221,12 +243,16 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
         None | Some("none") => false,
         Some("client") => true,
         Some("server") => {
-            return Err(fail("--dry-run=server is not supported; use --dry-run=client"))
+            return Err(fail(
+                "--dry-run=server is not supported; use --dry-run=client",
+            ))
         }
         Some(o) => return Err(fail(format!("invalid --dry-run={o}: use client or none"))),
     };
     if format != Format::Names && !dry_run {
-        return Err(fail("-o yaml|json prints manifests: use it with --dry-run=client"));
+        return Err(fail(
+            "-o yaml|json prints manifests: use it with --dry-run=client",
+        ));
     }
     if dry_run && args.attach {
         return Err(fail("--attach cannot be used with --dry-run"));
@@ -246,7 +272,9 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
                 )));
             }
             if args.attach {
-                return Err(fail("--attach cannot follow a scheduled trace; use kubectl trace logs -f later"));
+                return Err(fail(
+                    "--attach cannot follow a scheduled trace; use kubectl trace logs -f later",
+                ));
             }
             if args.history < 0 {
                 return Err(fail("--history cannot be negative"));
@@ -265,12 +293,14 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
     }
     let grace = dur("grace", &args.grace)?;
     let ttl = dur("ttl", &args.ttl)?;
-    let pod_running_timeout = Duration::from_secs(dur("pod-running-timeout", &args.pod_running_timeout)?);
+    let pod_running_timeout =
+        Duration::from_secs(dur("pod-running-timeout", &args.pod_running_timeout)?);
 
     let patch = match &args.patch {
         None => None,
         Some(f) => {
-            let text = std::fs::read_to_string(f).map_err(|e| fail(format!("cannot read patch {f}: {e}")))?;
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| fail(format!("cannot read patch {f}: {e}")))?;
             Some((parse_patch(&text, f)?, args.patch_type))
         }
     };
@@ -282,7 +312,11 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
     let spec = TraceSpec {
         id: new_trace_id(),
         namespace: namespace.to_string(),
-        image: args.image.clone().filter(|s| !s.is_empty()).unwrap_or_else(default_image),
+        image: args
+            .image
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(default_image),
         image_pull_policy: args.image_pull_policy.clone(),
         deadline,
         grace,
@@ -432,15 +466,25 @@ pub async fn run_with(ctx: &Ctx, p: &Prepared, out: &Out) -> Result<Created> {
         }
         created.workloads.push((name, plan.node.clone()));
     }
-    let kind = if p.spec.schedule.is_some() { "cronjob" } else { "job" };
+    let kind = if p.spec.schedule.is_some() {
+        "cronjob"
+    } else {
+        "job"
+    };
     if created.workloads.len() == 1 {
         let (n, node) = &created.workloads[0];
-        out.line("", &format!("trace {} created ({kind}/{n} on node/{node})", created.id));
+        out.line(
+            "",
+            &format!("trace {} created ({kind}/{n} on node/{node})", created.id),
+        );
     } else {
         out.line("", &format!("trace {} created", created.id));
         for ((n, node), plan) in created.workloads.iter().zip(&plans) {
             let pods: Vec<_> = plan.pods.iter().map(|p| p.name.as_str()).collect();
-            out.line("", &format!("  {kind}/{n} on node/{node} (pods: {})", pods.join(", ")));
+            out.line(
+                "",
+                &format!("  {kind}/{n} on node/{node} (pods: {})", pods.join(", ")),
+            );
         }
     }
     if p.attach {
@@ -453,7 +497,10 @@ pub async fn run_with(ctx: &Ctx, p: &Prepared, out: &Out) -> Result<Created> {
         let what = if p.spec.schedule.is_some() {
             format!("see its runs with: kubectl trace get {}", created.id)
         } else {
-            format!("follow its output with: kubectl trace attach {}", created.id)
+            format!(
+                "follow its output with: kubectl trace attach {}",
+                created.id
+            )
         };
         eprintln!("{what}");
     }
@@ -464,10 +511,16 @@ async fn delete_workload(ctx: &Ctx, ns: &str, name: &str, cron: bool) -> Result<
     let dp = DeleteParams::background();
     if cron {
         let api: Api<CronJob> = Api::namespaced(ctx.client.clone(), ns);
-        api.delete(name, &dp).await.map(|_| ()).map_err(ctx.err(Op::new("delete", "cronjobs.batch", Some(ns))))
+        api.delete(name, &dp)
+            .await
+            .map(|_| ())
+            .map_err(ctx.err(Op::new("delete", "cronjobs.batch", Some(ns))))
     } else {
         let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-        api.delete(name, &dp).await.map(|_| ()).map_err(ctx.err(Op::new("delete", "jobs.batch", Some(ns))))
+        api.delete(name, &dp)
+            .await
+            .map(|_| ())
+            .map_err(ctx.err(Op::new("delete", "jobs.batch", Some(ns))))
     }
 }
 
@@ -498,7 +551,11 @@ async fn create_one(ctx: &Ctx, ns: &str, objs: TraceObjects) -> Result<()> {
             (c.metadata.uid, "batch/v1", "CronJob", true)
         }
     };
-    let uid = uid.ok_or_else(|| fail(format!("the API server returned {kind} {name} without a uid")))?;
+    let uid = uid.ok_or_else(|| {
+        fail(format!(
+            "the API server returned {kind} {name} without a uid"
+        ))
+    })?;
     manifest::set_owner(&mut config_map, api_version, kind, &name, &uid);
     let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
     if let Err(e) = cms.create(&pp, &config_map).await {

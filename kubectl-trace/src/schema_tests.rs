@@ -23,7 +23,13 @@ fn write_all(dir: &Path, name: &str, objs: &[TraceObjects], owned: bool) -> Path
     for o in objs {
         let mut cm = o.config_map.clone();
         if owned {
-            set_owner(&mut cm, "batch/v1", o.workload.kind(), &o.workload.name(), "0b6f3c3e-5a1e-4b8e-9f1e-2d7c6a4b9e10");
+            set_owner(
+                &mut cm,
+                "batch/v1",
+                o.workload.kind(),
+                &o.workload.name(),
+                "0b6f3c3e-5a1e-4b8e-9f1e-2d7c6a4b9e10",
+            );
         }
         items.push(manifest::to_value(&cm));
         items.push(o.workload.to_value());
@@ -99,7 +105,10 @@ pub fn write_manifests(dir: &Path) -> Vec<PathBuf> {
         name: "web".into(),
         namespace: Some("prod".into()),
     };
-    let plans = vec![pod_plan("n1", &["web-a", "web-c"]), pod_plan("n2", &["web-b"])];
+    let plans = vec![
+        pod_plan("n1", &["web-a", "web-c"]),
+        pod_plan("n2", &["web-b"]),
+    ];
     let objs = build_all(&prepared(spec, None), &plans).unwrap();
     files.push(write_all(dir, "multi-pod", &objs, true));
 
@@ -120,14 +129,26 @@ pub fn write_manifests(dir: &Path) -> Vec<PathBuf> {
 
     // patched (merge and json)
     let merge = "spec:\n  template:\n    spec:\n      priorityClassName: system-node-critical\n";
-    let objs = build_all(&prepared(sample_spec(), Some((merge, PatchType::Merge))), &[node_plan()]).unwrap();
+    let objs = build_all(
+        &prepared(sample_spec(), Some((merge, PatchType::Merge))),
+        &[node_plan()],
+    )
+    .unwrap();
     files.push(write_all(dir, "patched-merge", &objs, true));
     let strategic = "spec:\n  template:\n    spec:\n      containers:\n      - name: trace-runner\n        image: registry.local/trace-runner:dev\n        resources:\n          limits:\n            memory: 512Mi\n";
-    let objs = build_all(&prepared(sample_spec(), Some((strategic, PatchType::Strategic))), &[node_plan()]).unwrap();
+    let objs = build_all(
+        &prepared(sample_spec(), Some((strategic, PatchType::Strategic))),
+        &[node_plan()],
+    )
+    .unwrap();
     files.push(write_all(dir, "patched-strategic", &objs, true));
     let json = r#"[{"op": "add", "path": "/spec/template/spec/nodeSelector", "value": {"kubernetes.io/os": "linux"}},
                   {"op": "replace", "path": "/spec/ttlSecondsAfterFinished", "value": 600}]"#;
-    let objs = build_all(&prepared(sample_spec(), Some((json, PatchType::Json))), &[node_plan()]).unwrap();
+    let objs = build_all(
+        &prepared(sample_spec(), Some((json, PatchType::Json))),
+        &[node_plan()],
+    )
+    .unwrap();
     files.push(write_all(dir, "patched-json", &objs, true));
 
     // compiled object, small and gzip-compressed
@@ -162,7 +183,9 @@ fn manifests_validate_against_the_kubernetes_schema() {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("kubernetes-validate is not installed (pip install kubernetes-validate); CI must run this test");
         }
-        eprintln!("SKIPPED: kubernetes-validate is not installed (pip install kubernetes-validate)");
+        eprintln!(
+            "SKIPPED: kubernetes-validate is not installed (pip install kubernetes-validate)"
+        );
         return;
     };
     for version in VERSIONS {
@@ -180,7 +203,10 @@ fn manifests_validate_against_the_kubernetes_schema() {
         assert!(!text.contains("ERROR"), "schema {version}:\n{text}");
         // Every object was checked: 2 per trace object pair.
         let passed = text.matches(" passed for resource ").count();
-        assert!(passed >= files.len() * 2, "only {passed} objects passed:\n{text}");
+        assert!(
+            passed >= files.len() * 2,
+            "only {passed} objects passed:\n{text}"
+        );
     }
 }
 

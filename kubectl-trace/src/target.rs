@@ -210,10 +210,12 @@ pub fn group_pods(
             && pod.metadata.deletion_timestamp.is_none();
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
         match (running, node) {
-            (true, Some(node)) => by_node
-                .entry(node)
-                .or_default()
-                .push(scope_pod(pod, container, need_single)?),
+            (true, Some(node)) => {
+                by_node
+                    .entry(node)
+                    .or_default()
+                    .push(scope_pod(pod, container, need_single)?)
+            }
             _ => skipped.push(pod.metadata.name.clone().unwrap_or_default()),
         }
     }
@@ -295,25 +297,26 @@ pub async fn resolve(
         }
         TargetRef::Deployment(name) => {
             let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), target_ns);
-            let d = api.get(name).await.map_err(ctx.err(
-                Op::new("get", "deployments.apps", Some(target_ns)).named(name),
-            ))?;
+            let d = api.get(name).await.map_err(
+                ctx.err(Op::new("get", "deployments.apps", Some(target_ns)).named(name)),
+            )?;
             let sel = selector_string(&d.spec.selector);
             list_pods(sel, format!("deployment/{name}")).await
         }
         TargetRef::StatefulSet(name) => {
             let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), target_ns);
-            let d = api.get(name).await.map_err(ctx.err(
-                Op::new("get", "statefulsets.apps", Some(target_ns)).named(name),
-            ))?;
+            let d = api.get(name).await.map_err(
+                ctx.err(Op::new("get", "statefulsets.apps", Some(target_ns)).named(name)),
+            )?;
             let sel = selector_string(&d.spec.selector);
             list_pods(sel, format!("statefulset/{name}")).await
         }
         TargetRef::DaemonSet(name) => {
             let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), target_ns);
-            let d = api.get(name).await.map_err(ctx.err(
-                Op::new("get", "daemonsets.apps", Some(target_ns)).named(name),
-            ))?;
+            let d = api
+                .get(name)
+                .await
+                .map_err(ctx.err(Op::new("get", "daemonsets.apps", Some(target_ns)).named(name)))?;
             let sel = selector_string(&d.spec.selector);
             list_pods(sel, format!("daemonset/{name}")).await
         }
@@ -326,7 +329,12 @@ pub mod tests {
     use super::*;
     use serde_json::json;
 
-    pub fn pod_json(name: &str, node: Option<&str>, phase: &str, containers: &[(&str, Option<&str>)]) -> serde_json::Value {
+    pub fn pod_json(
+        name: &str,
+        node: Option<&str>,
+        phase: &str,
+        containers: &[(&str, Option<&str>)],
+    ) -> serde_json::Value {
         json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": "prod", "uid": format!("uid-{name}")},
@@ -343,19 +351,45 @@ pub mod tests {
         })
     }
 
-    fn pod(name: &str, node: Option<&str>, phase: &str, containers: &[(&str, Option<&str>)]) -> Pod {
+    fn pod(
+        name: &str,
+        node: Option<&str>,
+        phase: &str,
+        containers: &[(&str, Option<&str>)],
+    ) -> Pod {
         serde_json::from_value(pod_json(name, node, phase, containers)).unwrap()
     }
 
     #[test]
     fn parse_targets() {
-        assert_eq!(parse_target(Some("node/n1"), None).unwrap(), TargetRef::Node("n1".into()));
-        assert_eq!(parse_target(Some("po/web"), None).unwrap(), TargetRef::Pod("web".into()));
-        assert_eq!(parse_target(Some("deploy/api"), None).unwrap(), TargetRef::Deployment("api".into()));
-        assert_eq!(parse_target(Some("sts/db"), None).unwrap(), TargetRef::StatefulSet("db".into()));
-        assert_eq!(parse_target(Some("ds/agent"), None).unwrap(), TargetRef::DaemonSet("agent".into()));
-        assert_eq!(parse_target(None, Some("app=web")).unwrap(), TargetRef::Selector("app=web".into()));
-        assert!(parse_target(Some("n1"), None).unwrap_err().to_string().contains("node/n1"));
+        assert_eq!(
+            parse_target(Some("node/n1"), None).unwrap(),
+            TargetRef::Node("n1".into())
+        );
+        assert_eq!(
+            parse_target(Some("po/web"), None).unwrap(),
+            TargetRef::Pod("web".into())
+        );
+        assert_eq!(
+            parse_target(Some("deploy/api"), None).unwrap(),
+            TargetRef::Deployment("api".into())
+        );
+        assert_eq!(
+            parse_target(Some("sts/db"), None).unwrap(),
+            TargetRef::StatefulSet("db".into())
+        );
+        assert_eq!(
+            parse_target(Some("ds/agent"), None).unwrap(),
+            TargetRef::DaemonSet("agent".into())
+        );
+        assert_eq!(
+            parse_target(None, Some("app=web")).unwrap(),
+            TargetRef::Selector("app=web".into())
+        );
+        assert!(parse_target(Some("n1"), None)
+            .unwrap_err()
+            .to_string()
+            .contains("node/n1"));
         assert!(parse_target(Some("svc/x"), None).is_err());
         assert!(parse_target(Some("node/x"), Some("a=b")).is_err());
         assert!(parse_target(None, None).is_err());
@@ -374,14 +408,25 @@ pub mod tests {
 
     #[test]
     fn pod_scoping() {
-        let p = pod("web-0", Some("n1"), "Running", &[("app", Some("containerd://a1")), ("side", Some("cri-o://b2"))]);
+        let p = pod(
+            "web-0",
+            Some("n1"),
+            "Running",
+            &[
+                ("app", Some("containerd://a1")),
+                ("side", Some("cri-o://b2")),
+            ],
+        );
         let s = scope_pod(&p, None, false).unwrap();
         assert_eq!(s.container_ids, vec!["containerd://a1", "cri-o://b2"]);
         assert_eq!(s.uid, "uid-web-0");
         let s = scope_pod(&p, Some("side"), false).unwrap();
         assert_eq!(s.container_ids, vec!["cri-o://b2"]);
         let e = scope_pod(&p, Some("nope"), false).unwrap_err().to_string();
-        assert_eq!(e, "container nope not found in pod web-0 (containers: app, side)");
+        assert_eq!(
+            e,
+            "container nope not found in pod web-0 (containers: app, side)"
+        );
         let e = scope_pod(&p, None, true).unwrap_err().to_string();
         assert!(e.starts_with("ambiguous container"), "{e}");
         let p = pod("web-1", None, "Pending", &[("app", None)]);
@@ -390,7 +435,10 @@ pub mod tests {
             "pod web-1 is not scheduled to a node yet (phase Pending)"
         );
         let p = pod("web-2", Some("n1"), "Pending", &[("app", None)]);
-        assert!(scope_pod(&p, None, false).unwrap_err().to_string().contains("not running (phase Pending)"));
+        assert!(scope_pod(&p, None, false)
+            .unwrap_err()
+            .to_string()
+            .contains("not running (phase Pending)"));
     }
 
     #[test]
@@ -404,10 +452,19 @@ pub mod tests {
         let plans = group_pods(&pods, None, false, "deployment/x").unwrap();
         assert_eq!(plans.len(), 2);
         assert_eq!(plans[0].node, "n1");
-        assert_eq!(plans[1].pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec!["a", "c"]);
+        assert_eq!(
+            plans[1]
+                .pods
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["a", "c"]
+        );
         assert!(group_pods(&pods, None, true, "x").is_err());
         assert_eq!(
-            group_pods(&[], None, false, "deployment/x").unwrap_err().to_string(),
+            group_pods(&[], None, false, "deployment/x")
+                .unwrap_err()
+                .to_string(),
             "no pods match deployment/x"
         );
     }

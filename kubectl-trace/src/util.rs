@@ -34,7 +34,9 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
             }
         };
         if num.is_empty() {
-            return Err(format!("invalid duration {text:?}: a unit needs a number before it"));
+            return Err(format!(
+                "invalid duration {text:?}: a unit needs a number before it"
+            ));
         }
         let n: u64 = num
             .parse()
@@ -161,14 +163,19 @@ mod tests {
             let id = new_trace_id();
             assert_eq!(id.len(), 10);
             assert!(id.chars().next().unwrap().is_ascii_lowercase());
-            assert!(id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+            assert!(id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
         }
     }
 
     #[test]
     fn label_values() {
         assert_eq!(sanitize_label_value("web-0"), "web-0");
-        assert_eq!(sanitize_label_value("app=web,tier in (a)"), "app_web_tier_in__a");
+        assert_eq!(
+            sanitize_label_value("app=web,tier in (a)"),
+            "app_web_tier_in__a"
+        );
         assert_eq!(sanitize_label_value(&"a".repeat(80)).len(), 63);
         assert_eq!(sanitize_label_value("--"), "");
     }

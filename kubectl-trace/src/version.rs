@@ -45,8 +45,10 @@ mod tests {
         let t = version_text(&VersionArgs { output: None });
         assert!(t.starts_with(&format!("kubectl-trace {}\n", env!("CARGO_PKG_VERSION"))));
         assert!(t.contains("ghcr.io/kubectl-trace/trace-runner:"));
-        let j: serde_json::Value =
-            serde_json::from_str(&version_text(&VersionArgs { output: Some("json".into()) })).unwrap();
+        let j: serde_json::Value = serde_json::from_str(&version_text(&VersionArgs {
+            output: Some("json".into()),
+        }))
+        .unwrap();
         assert_eq!(j["clientVersion"], env!("CARGO_PKG_VERSION"));
     }
 }

@@ -28,6 +28,56 @@ pub trait ProbeEnv {
     fn suggest_tracepoints(&self, _category: &str, _name: &str) -> Vec<String> {
         Vec::new()
     }
+
+    // ---- kernel types (BTF); the defaults describe an environment without them ----
+
+    /// Whether this environment knows the kernel's types. When it does not (the plugin
+    /// on a laptop), struct fields and enum constants are accepted unchecked and typed
+    /// as 64-bit integers; when it does, unknown ones are errors.
+    fn has_kernel_types(&self) -> bool {
+        false
+    }
+    /// A member of a struct or union named like `struct sock` / `union bpf_attr` (or a
+    /// name returned in an earlier [`Type::Record`]); members of anonymous inner
+    /// structs and unions are found too, as in C.
+    fn record_field(&self, _record: &str, _field: &str) -> Option<FieldInfo> {
+        None
+    }
+    /// `sizeof(struct X)` and the size of named types such as `pid_t`.
+    fn type_size(&self, _name: &str) -> Option<u64> {
+        None
+    }
+    /// The type a kernel typedef name stands for (`pid_t`, `sector_t`), for casts.
+    fn typedef(&self, _name: &str) -> Option<Type> {
+        None
+    }
+    /// The value of a kernel enum constant (`TCP_FIN_WAIT1`, `SKB_DROP_REASON_NOT_SPECIFIED`).
+    fn enum_value(&self, _name: &str) -> Option<i64> {
+        None
+    }
+    /// Parameters of a kernel function (for `kfunc:` probes' `args->name`), and its
+    /// return type; `None` if the function is unknown.
+    fn kfunc_signature(&self, _func: &str) -> Option<FuncSignature> {
+        None
+    }
+}
+
+/// A member of a kernel struct or union.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldInfo {
+    /// Byte offset from the start of the record (for a bitfield: of the unit to load).
+    pub offset: u32,
+    /// The member's type (for a bitfield: an integer as wide as the unit to load).
+    pub ty: Type,
+    /// For a bitfield: `(shift, bits)` to extract it from the loaded unit.
+    pub bitfield: Option<(u8, u8)>,
+}
+
+/// The parameters and return type of a kernel function, from BTF.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FuncSignature {
+    pub params: Vec<(String, Type)>,
+    pub ret: Type,
 }
 
 /// An environment that knows nothing about the node.
@@ -512,6 +562,57 @@ fn agg_value(name: &str) -> Option<MapValue> {
         },
         _ => return None,
     })
+}
+
+/// Constants that C scripts get from headers (`#define`s, so not in BTF), e.g.
+/// `TASK_RUNNING` from `<linux/sched.h>` or `AF_INET` from `<sys/socket.h>`.
+pub fn known_constant(name: &str) -> Option<i64> {
+    Some(match name {
+        "AF_UNSPEC" => 0,
+        "AF_UNIX" | "AF_LOCAL" => 1,
+        "AF_INET" => 2,
+        "AF_INET6" => 10,
+        "AF_NETLINK" => 16,
+        "AF_PACKET" => 17,
+        "TASK_RUNNING" => 0x0000,
+        "TASK_INTERRUPTIBLE" => 0x0001,
+        "TASK_UNINTERRUPTIBLE" => 0x0002,
+        "__TASK_STOPPED" | "TASK_STOPPED" => 0x0004,
+        "__TASK_TRACED" | "TASK_TRACED" => 0x0008,
+        "EXIT_DEAD" => 0x0010,
+        "EXIT_ZOMBIE" => 0x0020,
+        "TASK_PARKED" => 0x0040,
+        "TASK_DEAD" => 0x0080,
+        "TASK_WAKEKILL" => 0x0100,
+        "TASK_WAKING" => 0x0200,
+        "TASK_NOLOAD" => 0x0400,
+        "TASK_NEW" => 0x0800,
+        "TASK_IDLE" => 0x0402,
+        "ETH_P_IP" => 0x0800,
+        "ETH_P_ARP" => 0x0806,
+        "ETH_P_IPV6" => 0x86DD,
+        "O_RDONLY" => 0,
+        "O_WRONLY" => 1,
+        "O_RDWR" => 2,
+        "O_CREAT" => 0o100,
+        "O_TRUNC" => 0o1000,
+        "O_APPEND" => 0o2000,
+        "PAGE_SIZE" => 4096,
+        _ => {
+            let sig = name.strip_prefix("SIG")?;
+            return signal_number(sig);
+        }
+    })
+}
+
+/// The number of a signal name without its `SIG` prefix (x86-64 numbering).
+pub fn signal_number(name: &str) -> Option<i64> {
+    const NAMES: [&str; 31] = [
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+        "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+        "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+    ];
+    NAMES.iter().position(|n| *n == name).map(|i| i as i64 + 1)
 }
 
 /// Is this an aggregation function (`count`, `sum`, `avg`, `min`, `max`, `stats`,
@@ -1034,9 +1135,23 @@ impl Analyser<'_> {
                 self.builtin(&name, span, cx)
             }
             ExprKind::Ident(name) => {
-                let msg = format!("Unknown identifier: '{name}'");
-                self.error(span, msg);
-                Type::None
+                let name = name.clone();
+                match known_constant(&name).or_else(|| self.env.enum_value(&name)) {
+                    Some(v) => {
+                        e.kind = ExprKind::Int(v);
+                        Type::I64
+                    }
+                    None if !self.env.has_kernel_types() => {
+                        // Probably an enum constant of the kernel's; cannot tell here.
+                        self.unknown_fields.insert(span);
+                        Type::I64
+                    }
+                    None => {
+                        let msg = format!("Unknown identifier: '{name}'");
+                        self.error(span, msg);
+                        Type::None
+                    }
+                }
             }
             ExprKind::Var(name) => match cx.vars.get(name.as_str()) {
                 Some(t) => t.clone(),
@@ -1092,16 +1207,7 @@ impl Analyser<'_> {
                     UnOp::Not if t.is_integral() => Type::I64,
                     UnOp::BitNot | UnOp::Neg if t.is_int() => normalise(&t),
                     UnOp::Deref => match &t {
-                        Type::Ptr { to, .. } => match to.as_ref() {
-                            Type::Record(r) => {
-                                let msg = format!(
-                                    "Dereferencing a '{r} *' requires BTF, which is not supported yet"
-                                );
-                                self.error(span, msg);
-                                Type::None
-                            }
-                            inner => inner.clone(),
-                        },
+                        Type::Ptr { to, .. } => to.as_ref().clone(),
                         Type::Int { .. } => Type::I64,
                         _ => {
                             let msg = format!(
@@ -1199,24 +1305,17 @@ impl Analyser<'_> {
                             Type::None
                         }
                     },
-                    Type::Record(r) => {
-                        let msg = format!(
-                            "Accessing field '{field}' of '{r}' requires BTF or C definitions, which are not supported yet"
-                        );
-                        self.error(span, msg);
-                        Type::None
-                    }
+                    Type::Record(r) => self.record_field(r, &field, span, false),
                     Type::Int { .. } if self.unknown_fields.contains(&expr.span) => {
                         // A field of a record the environment could not describe.
                         self.unknown_fields.insert(span);
                         Type::I64
                     }
-                    Type::Ptr { to, .. } if matches!(to.as_ref(), Type::Record(_)) => {
-                        let msg = format!(
-                            "Accessing field '{field}' of '{t}' requires BTF or C definitions, which are not supported yet"
-                        );
-                        self.error(span, msg);
-                        Type::None
+                    Type::Ptr { to, user } if matches!(to.as_ref(), Type::Record(_)) => {
+                        let Type::Record(r) = to.as_ref() else {
+                            return Type::None;
+                        };
+                        self.record_field(r, &field, span, *user)
                     }
                     _ => {
                         let msg =
@@ -1248,7 +1347,10 @@ impl Analyser<'_> {
                         }
                         elem.as_ref().clone()
                     }
-                    Type::Ptr { to, .. } if !matches!(to.as_ref(), Type::Record(_)) => {
+                    Type::Ptr { to, .. }
+                        if !matches!(to.as_ref(), Type::Record(_))
+                            || self.env.has_kernel_types() =>
+                    {
                         to.as_ref().clone()
                     }
                     Type::Int { .. } if self.unknown_fields.contains(&expr.span) => {
@@ -1267,7 +1369,8 @@ impl Analyser<'_> {
             ExprKind::Cast { ty, expr } => {
                 let text = ty.clone();
                 let t = self.expr(expr, cx);
-                let Some(target) = parse_type_name(&text) else {
+                let Some(target) = parse_type_name(&text).or_else(|| self.env.typedef(&text))
+                else {
                     let msg = format!("Unknown type in cast: '{text}'");
                     self.error(span, msg);
                     return Type::None;
@@ -1301,13 +1404,23 @@ impl Analyser<'_> {
                     Some(n) => Some(n),
                     None => match parse_type_name(&text) {
                         Some(Type::Record(r)) => {
-                            let msg = format!(
-                                "sizeof({r}) requires BTF or C definitions, which are not supported yet"
-                            );
-                            self.error(span, msg);
-                            return Type::None;
+                            if !self.env.has_kernel_types() {
+                                // Cannot tell here; the runner resolves it from BTF.
+                                return Type::I64;
+                            }
+                            match self.env.type_size(&r) {
+                                Some(n) => Some(n),
+                                None => {
+                                    let msg = format!("sizeof: unknown kernel type '{r}'");
+                                    self.error(span, msg);
+                                    return Type::None;
+                                }
+                            }
                         }
-                        _ => self.sizeof_expr(&text, cx),
+                        _ => self
+                            .env
+                            .type_size(&text)
+                            .or_else(|| self.sizeof_expr(&text, cx)),
                     },
                 };
                 match size {
@@ -1397,7 +1510,12 @@ impl Analyser<'_> {
         use ProbeKind::*;
         match name {
             "pid" | "tid" | "uid" | "gid" | "cpu" | "nsecs" | "elapsed" | "cgroup" | "numaid"
-            | "jiffies" | "cpid" | "rand" | "curtask" | "ctx" => Type::U64,
+            | "jiffies" | "cpid" | "rand" | "ctx" => Type::U64,
+            "curtask" if self.env.has_kernel_types() => Type::Ptr {
+                to: Box::new(Type::Record("struct task_struct".into())),
+                user: false,
+            },
+            "curtask" => Type::U64,
             "$#" => Type::I64,
             "comm" => Type::Str(16),
             "probe" => Type::Probe,
@@ -1470,6 +1588,35 @@ impl Analyser<'_> {
             }
             _ => {
                 self.error(span, format!("Unknown builtin: '{name}'"));
+                Type::None
+            }
+        }
+    }
+
+    /// The type of `record.field` (or `ptr->field`); `user` when the record is in user
+    /// memory, so that pointers read from it point at user memory too.
+    fn record_field(&mut self, record: &str, field: &str, span: Span, user: bool) -> Type {
+        if !self.env.has_kernel_types() {
+            self.unknown_fields.insert(span);
+            return Type::I64;
+        }
+        match self.env.record_field(record, field) {
+            Some(f) => {
+                let mut ty = f.ty;
+                if user {
+                    if let Type::Ptr { user: u, .. } = &mut ty {
+                        *u = true;
+                    }
+                }
+                ty
+            }
+            None => {
+                let msg = if self.env.type_size(record).is_none() {
+                    format!("Unknown kernel type '{record}' (not in this kernel's BTF)")
+                } else {
+                    format!("'{record}' has no field named '{field}'")
+                };
+                self.error(span, msg);
                 Type::None
             }
         }
@@ -1967,38 +2114,5 @@ fn op_is_arith(op: BinOp) -> bool {
 }
 
 fn is_signal_name(s: &str) -> bool {
-    matches!(
-        s,
-        "HUP"
-            | "INT"
-            | "QUIT"
-            | "ILL"
-            | "TRAP"
-            | "ABRT"
-            | "BUS"
-            | "FPE"
-            | "KILL"
-            | "USR1"
-            | "SEGV"
-            | "USR2"
-            | "PIPE"
-            | "ALRM"
-            | "TERM"
-            | "STKFLT"
-            | "CHLD"
-            | "CONT"
-            | "STOP"
-            | "TSTP"
-            | "TTIN"
-            | "TTOU"
-            | "URG"
-            | "XCPU"
-            | "XFSZ"
-            | "VTALRM"
-            | "PROF"
-            | "WINCH"
-            | "IO"
-            | "PWR"
-            | "SYS"
-    )
+    signal_number(s).is_some()
 }

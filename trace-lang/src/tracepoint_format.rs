@@ -97,11 +97,18 @@ fn parse_field_line(line: &str, user_pointers: bool) -> Option<TpField> {
     });
 
     if pointer_depth > 0 {
+        let tag = ctype
+            .split_whitespace()
+            .position(|w| w == "struct" || w == "union");
         let to = if is_char {
             Type::Int {
                 bytes: 1,
                 signed: true,
             }
+        } else if let (Some(i), Some(name)) = (tag, base_words.last()) {
+            // `struct __kernel_timespec *`: a kernel type, resolved through BTF.
+            let words: Vec<&str> = ctype.split_whitespace().collect();
+            Type::Record(format!("{} {name}", words[i]))
         } else {
             pointee_int(&base_words)
         };

@@ -231,5 +231,6 @@ fn sizeof_of_expressions() {
         [ExprKind::Int(16), ExprKind::Int(16), ExprKind::Int(8)]
     );
     assert!(trace_lang::check("BEGIN { $n = sizeof($nope); }", &NoEnv).is_err());
-    assert!(trace_lang::check("BEGIN { $n = sizeof(struct sock); }", &NoEnv).is_err());
+    // Without BTF the size of a kernel struct cannot be told: accepted, left to the runner.
+    assert!(trace_lang::check("BEGIN { $n = sizeof(struct sock); }", &NoEnv).is_ok());
 }

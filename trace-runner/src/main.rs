@@ -7,13 +7,13 @@
 
 mod compile;
 mod output;
+mod persist;
+mod pod;
 mod runtime;
 mod scope;
 mod sink;
 mod symbols;
 mod tracefs;
-mod persist;
-mod pod;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,12 +22,16 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use compile::codegen::{self, CodegenOptions};
-use runtime::{Session, StopReason};
+use runtime::Session;
 use sink::{Format, Sink};
 use tracefs::Tracefs;
 
 #[derive(Parser)]
-#[command(name = "trace-runner", version, about = "Run bpftrace-language scripts against this kernel, compiled in-process to eBPF")]
+#[command(
+    name = "trace-runner",
+    version,
+    about = "Run bpftrace-language scripts against this kernel, compiled in-process to eBPF"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -89,19 +93,45 @@ struct RunArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Trace only this pod (found on this node by UID, on any common cgroup layout).
+    #[arg(long, value_name = "UID")]
+    pod_uid: Option<String>,
+    /// With --pod-uid: only these containers (IDs may carry containerd://, cri-o://, docker://).
+    #[arg(long = "container-id", value_name = "ID")]
+    container_ids: Vec<String>,
+    /// The host's /proc as mounted in the trace pod.
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
+    host_proc: PathBuf,
+    /// Also write the output under DIR/<trace-id>/<start-UTC>/ (output.txt, meta.json).
+    #[arg(long, value_name = "DIR", requires = "trace_id")]
+    output_dir: Option<PathBuf>,
+    /// The trace's id (names the persisted output directory).
+    #[arg(long, value_name = "ID")]
+    trace_id: Option<String>,
+    /// What is traced, recorded in meta.json (e.g. pod/shop/web-0).
+    #[arg(long, value_name = "TARGET", hide = true)]
+    target: Option<String>,
 }
 
 /// Parse `30s`, `5m`, `1h`, `250ms`, or plain seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration '{s}' (e.g. 30s, 5m, 1h)"))?;
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration '{s}' (e.g. 30s, 5m, 1h)"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" | "" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in '{s}' (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in '{s}' (use ms, s, m or h)"
+            ))
+        }
     };
     Ok(Duration::from_secs_f64(secs))
 }
@@ -116,90 +146,258 @@ impl ScriptArgs {
             (None, Some(f)) => std::fs::read_to_string(f)
                 .map(|s| (f.display().to_string(), s))
                 .map_err(|e| Failure(format!("error: cannot read {}: {e}", f.display()), 2)),
-            (None, None) => Err(Failure("error: give a program with -e or a script file".into(), 2)),
+            (None, None) => Err(Failure(
+                "error: give a program with -e or a script file".into(),
+                2,
+            )),
         }
     }
 }
 
-struct Compiled {
-    compiled: codegen::Compiled,
+fn compile_source(
+    name: &str,
+    src: &str,
+    params: &[String],
+    env: &Tracefs,
+    opts: CodegenOptions,
+) -> Result<codegen::Compiled, Failure> {
+    let render = |d: trace_lang::Diagnostic| Failure(d.render(name, src).trim_end().to_string(), 2);
+    let (program, analysis) = trace_lang::check(src, env).map_err(render)?;
+    let opts = CodegenOptions {
+        params: params.to_vec(),
+        ..opts
+    };
+    codegen::generate(&program, &analysis, env, &opts).map_err(render)
 }
 
-fn compile_script(script: &ScriptArgs, env: &Tracefs, opts: CodegenOptions) -> Result<Compiled, Failure> {
+fn compile_script(
+    script: &ScriptArgs,
+    env: &Tracefs,
+    opts: CodegenOptions,
+) -> Result<codegen::Compiled, Failure> {
     let (name, src) = script.source()?;
-    let render = |d: trace_lang::Diagnostic| Failure(d.render(&name, &src).trim_end().to_string(), 2);
-    let (program, analysis) = trace_lang::check(&src, env).map_err(render)?;
-    let opts = CodegenOptions { params: script.params.clone(), ..opts };
-    let compiled = codegen::generate(&program, &analysis, env, &opts).map_err(render)?;
-    Ok(Compiled { compiled })
+    // Checked without a target: `$container_pid` stands for some pid.
+    let src = substitute_container_pid(&src, Some(1))?;
+    compile_source(&name, &src, &script.params, env, opts)
 }
 
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn base_options() -> CodegenOptions {
-    CodegenOptions { start_ns: monotonic_ns(), cgroup_id_of: Some(scope::cgroup_id_of), ..Default::default() }
+    CodegenOptions {
+        start_ns: monotonic_ns(),
+        cgroup_id_of: Some(scope::cgroup_id_of),
+        ..Default::default()
+    }
+}
+
+/// The scope of a run: what the generated filter checks, and the user-space side of it.
+struct Scope {
+    cgroups: Vec<scope::Cgroup>,
+    pid_set: Option<pod::PidSet>,
+    container_pid: Option<u32>,
+}
+
+fn resolve_run_scope(args: &RunArgs) -> Result<Scope, Failure> {
+    let fail = |e: String| Failure(format!("error: {e}"), 1);
+    let mut out = Scope {
+        cgroups: Vec::new(),
+        pid_set: None,
+        container_pid: None,
+    };
+    if let Some(path) = &args.cgroup {
+        out.cgroups.push(scope::resolve_cgroup(path).map_err(fail)?);
+    }
+    if let Some(uid) = &args.pod_uid {
+        let target = pod::PodTarget {
+            uid: uid.clone(),
+            container_ids: args.container_ids.clone(),
+        };
+        let resolved = pod::resolve_scope(&target, &args.host_proc, None).map_err(fail)?;
+        if let Some(note) = &resolved.note {
+            eprintln!("{note}");
+        }
+        out.container_pid = resolved.main_pid;
+        match resolved.kind {
+            pod::ScopeKind::Cgroups { cgroups, .. } => out.cgroups.extend(cgroups),
+            pod::ScopeKind::Pids(set) => out.pid_set = Some(set),
+        }
+    } else if !args.container_ids.is_empty() {
+        return Err(Failure("error: --container-id needs --pod-uid".into(), 2));
+    }
+    Ok(out)
+}
+
+/// kubectl-trace (Go) scripts use `$container_pid`: the target container's main process.
+fn substitute_container_pid(src: &str, pid: Option<u32>) -> Result<String, Failure> {
+    if !src.contains("$container_pid") {
+        return Ok(src.to_string());
+    }
+    let pid = pid.ok_or_else(|| {
+        Failure(
+            "error: $container_pid needs a pod target (--pod-uid)".into(),
+            2,
+        )
+    })?;
+    Ok(src.replace("$container_pid", &pid.to_string()))
 }
 
 fn run(args: RunArgs) -> Result<(), Failure> {
+    let started = std::time::SystemTime::now();
     let env = Tracefs::open();
+    let scope = resolve_run_scope(&args)?;
     let mut opts = base_options();
-    let cgroup = match &args.cgroup {
-        Some(path) => Some(scope::resolve_cgroup(path).map_err(|e| Failure(format!("error: {e}"), 1))?),
+    opts.cgroups = scope.cgroups.iter().map(|c| (c.id, c.level)).collect();
+    opts.pid_set = scope.pid_set.is_some();
+    opts.pid = args.pid;
+    let (name, src) = args.script.source()?;
+    let src = substitute_container_pid(&src, scope.container_pid)?;
+    let compiled = compile_source(&name, &src, &args.script.params, &env, opts)?;
+
+    let run_dir = match (&args.output_dir, &args.trace_id) {
+        (Some(dir), Some(id)) => Some(persist::RunDir::create(dir, id, started).map_err(|e| {
+            Failure(
+                format!(
+                    "error: cannot create the output directory under {}: {e}",
+                    dir.display()
+                ),
+                1,
+            )
+        })?),
+        _ => None,
+    };
+    let node = std::env::var("NODE_NAME").unwrap_or_else(|_| hostname());
+    let target = args
+        .target
+        .clone()
+        .unwrap_or_else(|| format!("node/{node}"));
+    let mut meta = persist::RunMeta::new(
+        args.trace_id.as_deref().unwrap_or(""),
+        &target,
+        &node,
+        &src,
+        started,
+    );
+    let file = match &run_dir {
+        Some(dir) => {
+            let _ = dir.write_meta(&meta);
+            Some(
+                dir.output_file()
+                    .map_err(|e| Failure(format!("error: cannot open the output file: {e}"), 1))?,
+            )
+        }
         None => None,
     };
-    opts.cgroup = cgroup.as_ref().map(|c| (c.id, c.level));
-    opts.pid = args.pid;
-    let Compiled { compiled } = compile_script(&args.script, &env, opts)?;
-    runtime::raise_memlock();
-    let mut session = Session::load(compiled).map_err(|e| Failure(format!("error: {e}"), 1))?;
-    runtime::install_signal_handlers();
-    let mut sink = Sink::new(args.format, None);
-    sink.attached(session.probe_count());
-    session.attach(cgroup.as_ref().map(|c| c.path.as_path())).map_err(|e| Failure(format!("error: {e}"), 1))?;
-    session.run_begin().map_err(|e| Failure(format!("error: {e}"), 1))?;
-    let reason = runtime::event_loop(&mut session, &mut sink, args.deadline).map_err(|e| Failure(format!("error: {e}"), 1))?;
-    session.detach_all();
-    if reason != StopReason::Exit || !session.compiled.programs.is_empty() {
-        session.run_end().map_err(|e| Failure(format!("error: {e}"), 1))?;
+    let mut sink = Sink::new(args.format, file);
+
+    let result = trace(compiled, &args, &scope, &mut sink);
+    if let Some(dir) = &run_dir {
+        meta.end = Some(std::time::SystemTime::now());
+        let (code, lost, error) = match &result {
+            Ok(lost) => (
+                if sink.file_error.is_some() { 1 } else { 0 },
+                *lost,
+                sink.file_error
+                    .as_ref()
+                    .map(|e| format!("persisted output truncated: {e}")),
+            ),
+            Err(Failure(msg, code)) => (i32::from(*code), 0, Some(msg.clone())),
+        };
+        meta.exit_status = Some(code);
+        meta.lost_events = lost;
+        meta.error = error;
+        let _ = dir.finish(&meta);
     }
-    runtime::drain_events(&mut session, &mut sink);
-    runtime::print_all_maps(&session, &mut sink);
+    result.map(|_| ())
+}
+
+/// Load, attach, stream until the end, print the maps; returns the lost-event count.
+fn trace(
+    compiled: codegen::Compiled,
+    args: &RunArgs,
+    scope: &Scope,
+    sink: &mut Sink,
+) -> Result<u64, Failure> {
+    let fail = |e: runtime::LoadError| Failure(format!("error: {e}"), 1);
+    runtime::raise_memlock();
+    let mut session = Session::load(compiled).map_err(fail)?;
+    runtime::install_signal_handlers();
+    let mut pid_set = scope
+        .pid_set
+        .as_ref()
+        .map(|s| (s.clone(), args.host_proc.clone()));
+    if let Some((set, _)) = &pid_set {
+        session.update_pid_set(&set.pids().iter().copied().collect::<Vec<_>>(), &[]);
+    }
+    sink.attached(session.probe_count());
+    session
+        .attach(scope.cgroups.first().map(|c| c.path.as_path()))
+        .map_err(fail)?;
+    session.run_begin().map_err(fail)?;
+    let mut tick = |s: &Session| {
+        if let Some((set, proc_root)) = &mut pid_set {
+            let (added, removed) = set.refresh(proc_root);
+            s.update_pid_set(&added, &removed);
+        }
+    };
+    runtime::event_loop(&mut session, sink, args.deadline, &mut tick).map_err(fail)?;
+    session.detach_all();
+    session.run_end().map_err(fail)?;
+    runtime::drain_events(&mut session, sink);
+    runtime::print_all_maps(&session, sink);
     let lost = session.lost_events();
     if lost > 0 {
         sink.lost(lost);
     }
-    Ok(())
+    Ok(lost)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn check(script: ScriptArgs, load: bool) -> Result<(), Failure> {
     let env = Tracefs::open();
-    let Compiled { compiled } = compile_script(&script, &env, base_options())?;
+    let compiled = compile_script(&script, &env, base_options())?;
     if load {
         runtime::raise_memlock();
         let n = compiled.programs.len();
         Session::load(compiled).map_err(|e| Failure(format!("error: {e}"), 1))?;
-        eprintln!("{n} program{} loaded through the verifier", if n == 1 { "" } else { "s" });
+        eprintln!(
+            "{n} program{} loaded through the verifier",
+            if n == 1 { "" } else { "s" }
+        );
     }
     Ok(())
 }
 
 fn build(script: ScriptArgs, output: PathBuf) -> Result<(), Failure> {
     let env = Tracefs::open();
-    let Compiled { compiled } = compile_script(&script, &env, base_options())?;
+    let compiled = compile_script(&script, &env, base_options())?;
     let programs: Vec<_> = compiled.programs.iter().map(|p| p.code.clone()).collect();
-    let elf = compile::object_file::emit(&programs, &compiled.maps).map_err(|e| Failure(format!("error: {e}"), 1))?;
-    std::fs::write(&output, elf).map_err(|e| Failure(format!("error: cannot write {}: {e}", output.display()), 1))
+    let elf = compile::object_file::emit(&programs, &compiled.maps)
+        .map_err(|e| Failure(format!("error: {e}"), 1))?;
+    std::fs::write(&output, elf)
+        .map_err(|e| Failure(format!("error: cannot write {}: {e}", output.display()), 1))
 }
 
 fn list(pattern: Option<String>) -> Result<(), Failure> {
     let env = Tracefs::open();
     if !env.is_available() {
-        return Err(Failure("error: tracefs is not available (mount -t tracefs tracefs /sys/kernel/tracing)".into(), 1));
+        return Err(Failure(
+            "error: tracefs is not available (mount -t tracefs tracefs /sys/kernel/tracing)".into(),
+            1,
+        ));
     }
     let pattern = pattern.map(|p| if p.contains(':') { p } else { format!("*{p}*") });
     let mut out = String::new();
@@ -214,7 +412,10 @@ fn list(pattern: Option<String>) -> Result<(), Failure> {
         names.push(format!("tracepoint:{c}:{n}"));
     }
     for name in names {
-        if pattern.as_ref().is_none_or(|p| tracefs::glob_match(p, &name)) {
+        if pattern
+            .as_ref()
+            .is_none_or(|p| tracefs::glob_match(p, &name))
+        {
             out.push_str(&name);
             out.push('\n');
         }

@@ -628,6 +628,12 @@ mod tests {
         }
     }
 
+    fn unique_uid() -> String {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        format!("7e57c0de-{:04x}-4000-8000-{:012x}", n, std::process::id())
+    }
+
     fn mkdirs(root: &Path, rel: &str) -> PathBuf {
         let p = root.join(rel);
         std::fs::create_dir_all(&p).unwrap();
@@ -1124,7 +1130,9 @@ mod tests {
         }
         let mount = mount.unwrap();
         let mut tree = CgroupTree::new(&mount, "pod");
-        let us = UID.replace('-', "_");
+        // A UID of this process only: resolve_scope below searches the whole hierarchy.
+        let uid = unique_uid();
+        let us = uid.replace('-', "_");
         let ous = OTHER_UID.replace('-', "_");
         let pod_rel =
             format!("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{us}.slice");
@@ -1151,7 +1159,7 @@ mod tests {
         );
 
         let target = PodTarget {
-            uid: UID.into(),
+            uid: uid.clone(),
             container_ids: vec![format!("containerd://{C1}"), C2.into()],
         };
         let found = find_pod_cgroups(&target, &tree.root).unwrap();
@@ -1174,7 +1182,7 @@ mod tests {
         // Without containers: the pod-level cgroup, one level up.
         let whole = find_pod_cgroups(
             &PodTarget {
-                uid: UID.into(),
+                uid: uid.clone(),
                 container_ids: vec![],
             },
             &tree.root,
@@ -1203,16 +1211,18 @@ mod tests {
         assert_eq!(all_pod.len(), 4);
         assert!(!all_pod.contains(&po));
 
-        // Through resolve_scope with an explicit root.
-        let resolved = resolve_scope(&target, Path::new("/proc"), Some(&tree.root)).unwrap();
+        // Through resolve_scope from the top of the hierarchy (found by the bounded search).
+        let resolved = resolve_scope(&target, Path::new("/proc"), Some(&mount)).unwrap();
         assert_eq!(resolved.main_pid, Some(pa));
         assert!(resolved.note.is_none());
         match resolved.kind {
-            // Levels here count from the given root, which is not the hierarchy top.
-            ScopeKind::Cgroups { cgroups, .. } => assert_eq!(
-                cgroups.iter().map(|c| c.id).collect::<Vec<_>>(),
-                vec![cgroups[0].id, cgroups[1].id]
-            ),
+            ScopeKind::Cgroups {
+                cgroups: got,
+                found,
+            } => {
+                assert_eq!(got, cgroups);
+                assert_eq!(found.pod, tree.root.join(&pod_rel));
+            }
             ScopeKind::Pids(_) => panic!("expected cgroup scope"),
         }
     }
@@ -1264,6 +1274,26 @@ mod tests {
         assert_eq!(
             pids_of_container(&target, proc_root),
             BTreeSet::from([pa, child])
+        );
+
+        // The pod is not in the cgroup v2 hierarchy: resolve_scope falls back to the pid set.
+        let v2 = scope::cgroup2_mount();
+        let resolved = resolve_scope(&target, proc_root, v2.as_deref()).unwrap();
+        assert_eq!(resolved.main_pid, Some(pa));
+        let note = resolved.note.expect("a note about the fallback");
+        assert!(note.contains("host process id"), "{note}");
+        match resolved.kind {
+            ScopeKind::Pids(p) => assert_eq!(p.pids(), &BTreeSet::from([pa, child])),
+            ScopeKind::Cgroups { .. } => panic!("expected the pid fallback"),
+        }
+        let missing = PodTarget {
+            uid: unique_uid(),
+            container_ids: vec![],
+        };
+        let err = resolve_scope(&missing, proc_root, v2.as_deref()).unwrap_err();
+        assert!(
+            err.contains("is not on this node") && err.contains("no process in /proc"),
+            "{err}"
         );
 
         // The main process exits (and is reaped): it leaves the set, its orphan stays.

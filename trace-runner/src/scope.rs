@@ -27,16 +27,30 @@ pub struct Cgroup {
 /// Resolve a cgroup v2 directory given as an absolute path or relative to the mount.
 pub fn resolve_cgroup(path: &Path) -> Result<Cgroup, String> {
     let mount = cgroup2_mount().ok_or("no cgroup v2 hierarchy is mounted on this node")?;
-    let full = if path.is_absolute() { path.to_path_buf() } else { mount.join(path) };
-    let full = full.canonicalize().map_err(|e| format!("cgroup {}: {e}", full.display()))?;
+    let full = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        mount.join(path)
+    };
+    let full = full
+        .canonicalize()
+        .map_err(|e| format!("cgroup {}: {e}", full.display()))?;
     let rel = full.strip_prefix(&mount).map_err(|_| {
-        format!("{} is not inside the cgroup v2 hierarchy at {}", full.display(), mount.display())
+        format!(
+            "{} is not inside the cgroup v2 hierarchy at {}",
+            full.display(),
+            mount.display()
+        )
     })?;
     let meta = std::fs::metadata(&full).map_err(|e| format!("cgroup {}: {e}", full.display()))?;
     if !meta.is_dir() {
         return Err(format!("{} is not a cgroup directory", full.display()));
     }
-    Ok(Cgroup { level: rel.components().count() as u32, id: meta.ino(), path: full })
+    Ok(Cgroup {
+        level: rel.components().count() as u32,
+        id: meta.ino(),
+        path: full,
+    })
 }
 
 /// `cgroupid("path")` for scripts: the id of a cgroup v2 directory.
@@ -52,21 +66,38 @@ pub fn cgroup_id_of(path: &str) -> Option<u64> {
 /// to match what `bpf_get_current_ancestor_cgroup_id` expects. No symlinks are resolved
 /// (canonicalising through `/proc/1/root` would leave the host's view).
 pub fn resolve_cgroup_in(root: &Path, path: &Path) -> Result<Cgroup, String> {
-    let full = if path.is_absolute() { path.to_path_buf() } else { root.join(path) };
+    let full = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        root.join(path)
+    };
     let rel = full.strip_prefix(root).map_err(|_| {
-        format!("{} is not inside the cgroup v2 hierarchy at {}", full.display(), root.display())
+        format!(
+            "{} is not inside the cgroup v2 hierarchy at {}",
+            full.display(),
+            root.display()
+        )
     })?;
     let mut level = 0u32;
     for c in rel.components() {
         match c {
             std::path::Component::Normal(_) => level += 1,
             std::path::Component::CurDir => {}
-            _ => return Err(format!("cgroup path {} must not contain '..'", full.display())),
+            _ => {
+                return Err(format!(
+                    "cgroup path {} must not contain '..'",
+                    full.display()
+                ))
+            }
         }
     }
     let meta = std::fs::metadata(&full).map_err(|e| format!("cgroup {}: {e}", full.display()))?;
     if !meta.is_dir() {
         return Err(format!("{} is not a cgroup directory", full.display()));
     }
-    Ok(Cgroup { level, id: meta.ino(), path: full })
+    Ok(Cgroup {
+        level,
+        id: meta.ino(),
+        path: full,
+    })
 }

@@ -18,20 +18,41 @@ pub struct Sink {
     stdout: io::Stdout,
     /// A persisted copy (`--output-dir`), flushed after every write.
     file: Option<File>,
+    /// The first error writing the persisted copy (after it, the copy stops).
+    pub file_error: Option<io::Error>,
 }
 
 impl Sink {
     pub fn new(format: Format, file: Option<File>) -> Sink {
-        Sink { format, stdout: io::stdout(), file }
+        Sink {
+            format,
+            stdout: io::stdout(),
+            file,
+            file_error: None,
+        }
     }
 
     fn emit(&mut self, bytes: &[u8]) {
         let mut out = self.stdout.lock();
         let _ = out.write_all(bytes);
         let _ = out.flush();
-        if let Some(f) = &mut self.file {
-            let _ = f.write_all(bytes);
-            let _ = f.flush();
+        drop(out);
+        self.persist(bytes);
+    }
+
+    fn persist(&mut self, bytes: &[u8]) {
+        let Some(f) = &mut self.file else { return };
+        if let Err(e) = f.write_all(bytes).and_then(|_| f.flush()) {
+            let what = if crate::persist::is_disk_full(&e) {
+                "the output volume is full"
+            } else {
+                "cannot write the output volume"
+            };
+            eprintln!(
+                "error: {what} ({e}): the persisted output is truncated here; stdout continues"
+            );
+            self.file = None;
+            self.file_error = Some(e);
         }
     }
 
@@ -104,9 +125,6 @@ impl Sink {
     /// A line of our own on stderr (and in the persisted file).
     pub fn note(&mut self, text: &str) {
         eprintln!("{text}");
-        if let Some(f) = &mut self.file {
-            let _ = writeln!(f, "{text}");
-            let _ = f.flush();
-        }
+        self.persist(format!("{text}\n").as_bytes());
     }
 }

@@ -27,12 +27,23 @@ impl Tracefs {
             let target = std::ffi::CString::new(CANDIDATES[0]).expect("static path");
             let fs = std::ffi::CString::new("tracefs").expect("static string");
             // SAFETY: valid NUL-terminated strings; a failed mount is reported by errno only.
-            let r = unsafe { libc::mount(fs.as_ptr(), target.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
+            let r = unsafe {
+                libc::mount(
+                    fs.as_ptr(),
+                    target.as_ptr(),
+                    fs.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                )
+            };
             if r == 0 && found(CANDIDATES[0]) {
                 root = Some(PathBuf::from(CANDIDATES[0]));
             }
         }
-        Tracefs { root, formats: Mutex::new(HashMap::new()) }
+        Tracefs {
+            root,
+            formats: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn is_available(&self) -> bool {
@@ -41,18 +52,27 @@ impl Tracefs {
 
     /// Every `(category, name)` tracepoint, sorted.
     pub fn all_tracepoints(&self) -> Vec<(String, String)> {
-        let Some(root) = &self.root else { return Vec::new() };
+        let Some(root) = &self.root else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
-        let Ok(cats) = std::fs::read_dir(root.join("events")) else { return out };
+        let Ok(cats) = std::fs::read_dir(root.join("events")) else {
+            return out;
+        };
         for cat in cats.flatten() {
             if !cat.path().is_dir() {
                 continue;
             }
             let cat_name = cat.file_name().to_string_lossy().into_owned();
-            let Ok(events) = std::fs::read_dir(cat.path()) else { continue };
+            let Ok(events) = std::fs::read_dir(cat.path()) else {
+                continue;
+            };
             for ev in events.flatten() {
                 if ev.path().join("format").is_file() {
-                    out.push((cat_name.clone(), ev.file_name().to_string_lossy().into_owned()));
+                    out.push((
+                        cat_name.clone(),
+                        ev.file_name().to_string_lossy().into_owned(),
+                    ));
                 }
             }
         }
@@ -70,7 +90,12 @@ impl Tracefs {
             .map(|full| (edit_distance(&wanted, &full), full))
             .collect();
         scored.sort();
-        scored.into_iter().take(3).filter(|(d, _)| *d <= wanted.len() / 2 + 2).map(|(_, n)| n).collect()
+        scored
+            .into_iter()
+            .take(3)
+            .filter(|(d, _)| *d <= wanted.len() / 2 + 2)
+            .map(|(_, n)| n)
+            .collect()
     }
 }
 
@@ -78,8 +103,19 @@ impl ProbeEnv for Tracefs {
     fn tracepoints(&self, category: &str, name: &str) -> Option<Vec<(String, String)>> {
         self.root.as_ref()?;
         if !category.contains('*') && !name.contains('*') {
-            let exists = self.root.as_ref()?.join("events").join(category).join(name).join("format").is_file();
-            return Some(if exists { vec![(category.to_string(), name.to_string())] } else { Vec::new() });
+            let exists = self
+                .root
+                .as_ref()?
+                .join("events")
+                .join(category)
+                .join(name)
+                .join("format")
+                .is_file();
+            return Some(if exists {
+                vec![(category.to_string(), name.to_string())]
+            } else {
+                Vec::new()
+            });
         }
         Some(
             self.all_tracepoints()
@@ -95,7 +131,13 @@ impl ProbeEnv for Tracefs {
         cache
             .entry(key)
             .or_insert_with(|| {
-                let path = self.root.as_ref()?.join("events").join(category).join(name).join("format");
+                let path = self
+                    .root
+                    .as_ref()?
+                    .join("events")
+                    .join(category)
+                    .join(name)
+                    .join("format");
                 let text = std::fs::read_to_string(path).ok()?;
                 Some(parse_format(&text, category == "syscalls"))
             })
@@ -103,7 +145,10 @@ impl ProbeEnv for Tracefs {
     }
 
     fn suggest_tracepoints(&self, category: &str, name: &str) -> Vec<String> {
-        self.suggestions(category, name).into_iter().map(|n| format!("tracepoint:{n}")).collect()
+        self.suggestions(category, name)
+            .into_iter()
+            .map(|n| format!("tracepoint:{n}"))
+            .collect()
     }
 }
 
@@ -116,7 +161,9 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     let mut rest = text;
     for (i, part) in parts.iter().enumerate() {
         if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
             rest = r;
         } else if i == parts.len() - 1 {
             return rest.ends_with(part);
@@ -135,7 +182,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }

@@ -7,14 +7,23 @@ use std::process::Command;
 use common::runner;
 
 fn check(src: &str) -> (i32, String) {
-    let out = Command::new(runner()).args(["check", "-e", src]).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(runner())
+        .args(["check", "-e", src])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn malformed_scripts_give_located_errors() {
     let cases: &[(&str, &str)] = &[
-        ("tracepoint:syscalls:sys_enter_openat { @ = count() ", "stdin:1:"),
+        (
+            "tracepoint:syscalls:sys_enter_openat { @ = count() ",
+            "stdin:1:",
+        ),
         ("BEGIN { printf(\"%d\\n\"); }", "stdin:1:"),
         ("BEGIN { printf(\"%d %d\\n\", 1); }", "stdin:1:"),
         ("BEGIN { $x = 1 + ; }", "stdin:1:"),
@@ -37,7 +46,10 @@ fn malformed_scripts_give_located_errors() {
         assert!(err.contains(": error: "), "message for {src:?}: {err}");
         let lines: Vec<&str> = err.lines().collect();
         assert!(lines.len() >= 3, "source line and caret for {src:?}: {err}");
-        assert!(lines[2].trim_start().starts_with('^'), "caret for {src:?}: {err}");
+        assert!(
+            lines[2].trim_start().starts_with('^'),
+            "caret for {src:?}: {err}"
+        );
         assert!(!err.contains("panicked"), "no panic for {src:?}: {err}");
     }
 }
@@ -49,7 +61,10 @@ fn unknown_tracepoint_suggests_names() {
     }
     let (code, err) = check("tracepoint:syscalls:sys_enter_opnat { }");
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("sys_enter_openat"), "suggestion expected: {err}");
+    assert!(
+        err.contains("sys_enter_openat"),
+        "suggestion expected: {err}"
+    );
 }
 
 #[test]
@@ -58,7 +73,11 @@ fn script_file_errors_name_the_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("bad.bt");
     std::fs::write(&file, "BEGIN {\n  @x = ;\n}\n").unwrap();
-    let out = Command::new(runner()).arg("check").arg(&file).output().unwrap();
+    let out = Command::new(runner())
+        .arg("check")
+        .arg(&file)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(err.starts_with(&format!("{}:2:", file.display())), "{err}");

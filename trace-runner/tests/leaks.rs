@@ -31,7 +31,10 @@ fn no_programs_left_after_any_exit() {
     let before = loaded_programs();
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGKILL] {
         let trace = Trace::start(&["-e", SCRIPT]);
-        assert!(loaded_programs() >= before + 4, "the trace's programs should be loaded while it runs");
+        assert!(
+            loaded_programs() >= before + 4,
+            "the trace's programs should be loaded while it runs"
+        );
         let (out, code) = trace.stop(sig);
         if sig != libc::SIGKILL {
             assert_eq!(code, Some(0), "clean exit on signal {sig}: {out}");
@@ -43,10 +46,20 @@ fn no_programs_left_after_any_exit() {
     // exit() and the deadline.
     for args in [
         vec!["run", "-e", "BEGIN { exit(); }"],
-        vec!["run", "--deadline", "1s", "-e", "tracepoint:raw_syscalls:sys_enter { @ = count(); }"],
+        vec![
+            "run",
+            "--deadline",
+            "1s",
+            "-e",
+            "tracepoint:raw_syscalls:sys_enter { @ = count(); }",
+        ],
     ] {
         let status = Command::new(runner()).args(&args).output().unwrap();
-        assert!(status.status.success(), "{args:?}: {}", String::from_utf8_lossy(&status.stderr));
+        assert!(
+            status.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
         assert_eq!(settle(before), before, "programs leaked after {args:?}");
     }
 }

@@ -42,8 +42,14 @@ pub fn elf_info(path: &Path) -> Result<ElfInfo, String> {
 
 fn parse_elf(data: &[u8]) -> Result<ElfInfo, String> {
     let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |o: usize| data.get(o..o + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
-    let u64_at = |o: usize| data.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
+    let u32_at = |o: usize| {
+        data.get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    };
+    let u64_at = |o: usize| {
+        data.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    };
     if data.get(..4) != Some(b"\x7fELF") {
         return Err("not an ELF file".into());
     }
@@ -68,11 +74,16 @@ fn parse_elf(data: &[u8]) -> Result<ElfInfo, String> {
             let off = u64_at(ph + 8).ok_or_else(bad)? as usize;
             let size = u64_at(ph + 32).ok_or_else(bad)? as usize;
             let raw = data.get(off..off + size).ok_or_else(bad)?;
-            let s = String::from_utf8_lossy(raw).trim_end_matches('\0').to_string();
+            let s = String::from_utf8_lossy(raw)
+                .trim_end_matches('\0')
+                .to_string();
             interpreter = Some(s);
         }
     }
-    Ok(ElfInfo { arch: arch.to_string(), interpreter })
+    Ok(ElfInfo {
+        arch: arch.to_string(),
+        interpreter,
+    })
 }
 
 /// A shared library to place in the image: where it goes and where its bytes are.
@@ -91,12 +102,19 @@ pub fn shared_libs(bin: &Path) -> Result<Vec<SharedLib>, String> {
         .output()
         .map_err(|e| format!("cannot run ldd (needed for a dynamic binary): {e}"))?;
     if !out.status.success() {
-        return Err(format!("ldd {} failed: {}", bin.display(), String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "ldd {} failed: {}",
+            bin.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     let mut libs = parse_ldd(&String::from_utf8_lossy(&out.stdout));
     if let Some(interp) = elf_info(bin)?.interpreter {
         if !libs.iter().any(|l| l.image_path == interp) {
-            libs.push(SharedLib { source: PathBuf::from(&interp), image_path: interp });
+            libs.push(SharedLib {
+                source: PathBuf::from(&interp),
+                image_path: interp,
+            });
         }
     }
     Ok(libs)
@@ -114,7 +132,10 @@ pub fn parse_ldd(text: &str) -> Vec<SharedLib> {
         };
         if let Some(p) = path.filter(|p| p.starts_with('/')) {
             if !libs.iter().any(|l: &SharedLib| l.image_path == p) {
-                libs.push(SharedLib { image_path: p.to_string(), source: PathBuf::from(p) });
+                libs.push(SharedLib {
+                    image_path: p.to_string(),
+                    source: PathBuf::from(p),
+                });
             }
         }
     }
@@ -123,7 +144,10 @@ pub fn parse_ldd(text: &str) -> Vec<SharedLib> {
 
 /// The host's target triple (`rustc -vV`).
 pub fn host_triple() -> Result<String, String> {
-    let out = Command::new(rustc()).arg("-vV").output().map_err(|e| format!("cannot run rustc: {e}"))?;
+    let out = Command::new(rustc())
+        .arg("-vV")
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
@@ -137,7 +161,12 @@ pub fn installed_targets() -> Vec<String> {
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_string()).collect())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(|l| l.trim().to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -178,10 +207,20 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf, String> {
     let run = |static_glibc: bool| -> Result<(), String> {
         let mut cmd = Command::new(&cargo);
         cmd.current_dir(&opts.workspace)
-            .args(["build", "--release", "-p", PACKAGE, "--target", &opts.target])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                PACKAGE,
+                "--target",
+                &opts.target,
+            ])
             .env("CARGO_TARGET_DIR", &opts.target_dir);
         if static_glibc {
-            let var = format!("CARGO_TARGET_{}_RUSTFLAGS", opts.target.to_uppercase().replace(['-', '.'], "_"));
+            let var = format!(
+                "CARGO_TARGET_{}_RUSTFLAGS",
+                opts.target.to_uppercase().replace(['-', '.'], "_")
+            );
             let mut flags = std::env::var(&var).unwrap_or_default();
             flags.push_str(" -C target-feature=+crt-static");
             cmd.env(var, flags.trim());
@@ -189,9 +228,15 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf, String> {
         eprintln!(
             "xtask: cargo build --release -p {PACKAGE} --target {}{}",
             opts.target,
-            if static_glibc { " (static glibc: +crt-static)" } else { "" }
+            if static_glibc {
+                " (static glibc: +crt-static)"
+            } else {
+                ""
+            }
         );
-        let status = cmd.status().map_err(|e| format!("cannot run {cargo}: {e}"))?;
+        let status = cmd
+            .status()
+            .map_err(|e| format!("cannot run {cargo}: {e}"))?;
         if status.success() {
             Ok(())
         } else {
@@ -207,7 +252,11 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf, String> {
     } else {
         run(false)?;
     }
-    let bin = opts.target_dir.join(&opts.target).join("release").join(PACKAGE);
+    let bin = opts
+        .target_dir
+        .join(&opts.target)
+        .join("release")
+        .join(PACKAGE);
     if !bin.is_file() {
         return Err(format!("build finished but {} is missing", bin.display()));
     }
@@ -238,7 +287,10 @@ mod tests {
     #[test]
     fn picks_musl_only_when_installed() {
         let host = "x86_64-unknown-linux-gnu";
-        assert_eq!(default_target(host, &[host.to_string()]), "x86_64-unknown-linux-gnu");
+        assert_eq!(
+            default_target(host, &[host.to_string()]),
+            "x86_64-unknown-linux-gnu"
+        );
         let both = [host.to_string(), "x86_64-unknown-linux-musl".to_string()];
         assert_eq!(default_target(host, &both), "x86_64-unknown-linux-musl");
     }

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use xtask::binary::{self, BuildOptions};
-use xtask::oci::{self, ImageSpec};
 use xtask::human_size;
+use xtask::oci::{self, ImageSpec};
 
 const USAGE: &str = "\
 usage: cargo xtask <task>
@@ -48,15 +48,21 @@ fn main() -> ExitCode {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn image(args: &[String]) -> Result<(), String> {
     let root = workspace_root();
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let mut target = None;
     let mut out = target_dir.join("trace-runner-image.tar");
-    let mut bin = std::env::var_os("TRACE_RUNNER_BIN").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let mut bin = std::env::var_os("TRACE_RUNNER_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     let mut reference = format!("{}:{}", oci::DEFAULT_REPOSITORY, env!("CARGO_PKG_VERSION"));
     let mut dynamic = false;
     let mut gzip_level = 9;
@@ -66,7 +72,12 @@ fn image(args: &[String]) -> Result<(), String> {
             Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
             _ => (a.as_str(), None),
         };
-        let mut value = || inline.clone().or_else(|| it.next().cloned()).ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
         match flag {
             "--target" => target = Some(value()?),
             "--out" | "-o" => out = PathBuf::from(value()?),
@@ -86,30 +97,64 @@ fn image(args: &[String]) -> Result<(), String> {
         None => {
             let target = match target {
                 Some(t) => t,
-                None => binary::default_target(&binary::host_triple()?, &binary::installed_targets()),
+                None => {
+                    binary::default_target(&binary::host_triple()?, &binary::installed_targets())
+                }
             };
-            binary::build(&BuildOptions { workspace: root, target_dir, target, dynamic })?
+            binary::build(&BuildOptions {
+                workspace: root,
+                target_dir,
+                target,
+                dynamic,
+            })?
         }
     };
     let elf = binary::elf_info(&bin)?;
-    let libs = if elf.is_static() { Vec::new() } else { binary::shared_libs(&bin)? };
-    let epoch = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let version = reference.rsplit_once(':').map_or("latest", |(_, t)| t).to_string();
-    let spec = ImageSpec { binary: bin.clone(), libs, arch: elf.arch.clone(), reference, version, epoch, gzip_level };
+    let libs = if elf.is_static() {
+        Vec::new()
+    } else {
+        binary::shared_libs(&bin)?
+    };
+    let epoch = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let version = reference
+        .rsplit_once(':')
+        .map_or("latest", |(_, t)| t)
+        .to_string();
+    let spec = ImageSpec {
+        binary: bin.clone(),
+        libs,
+        arch: elf.arch.clone(),
+        reference,
+        version,
+        epoch,
+        gzip_level,
+    };
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
     let report = oci::write_archive(&spec, &out)?;
     oci::verify_archive(&out)?;
 
     let bin_size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
     println!("image:     {}", spec.reference);
-    println!("archive:   {} ({})", out.display(), human_size(report.archive_size));
+    println!(
+        "archive:   {} ({})",
+        out.display(),
+        human_size(report.archive_size)
+    );
     println!(
         "binary:    {} ({}, {}, linux/{})",
         bin.display(),
         human_size(bin_size),
-        if spec.libs.is_empty() { "static".to_string() } else { format!("dynamic + {} shared libraries", spec.libs.len()) },
+        if spec.libs.is_empty() {
+            "static".to_string()
+        } else {
+            format!("dynamic + {} shared libraries", spec.libs.len())
+        },
         spec.arch
     );
     for lib in &spec.libs {

@@ -76,7 +76,9 @@ pub fn write_archive(spec: &ImageSpec, out: &Path) -> Result<ImageReport, String
     }
     let layer_tar = layer_tar(&files, spec.epoch)?;
     let diff_id = sha256_digest(&layer_tar);
-    let mut gz = GzBuilder::new().mtime(0).write(Vec::new(), Compression::new(spec.gzip_level.min(9)));
+    let mut gz = GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), Compression::new(spec.gzip_level.min(9)));
     gz.write_all(&layer_tar).map_err(|e| e.to_string())?;
     let layer = gz.finish().map_err(|e| e.to_string())?;
     let layer_digest = sha256_digest(&layer);
@@ -118,7 +120,11 @@ pub fn write_archive(spec: &ImageSpec, out: &Path) -> Result<ImageReport, String
     let manifest = to_bytes(&manifest);
     let manifest_digest = sha256_digest(&manifest);
 
-    let tag = spec.reference.rsplit_once(':').filter(|(_, t)| !t.contains('/')).map_or("latest", |(_, t)| t);
+    let tag = spec
+        .reference
+        .rsplit_once(':')
+        .filter(|(_, t)| !t.contains('/'))
+        .map_or("latest", |(_, t)| t);
     let index = json!({
         "schemaVersion": 2,
         "mediaType": MT_INDEX,
@@ -140,17 +146,23 @@ pub fn write_archive(spec: &ImageSpec, out: &Path) -> Result<ImageReport, String
         "Layers": [blob(&layer_digest)],
     }]);
 
-    let file = fs::File::create(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let file =
+        fs::File::create(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let mut ar = tar::Builder::new(std::io::BufWriter::new(file));
     let mut put = |path: &str, data: &[u8], dir: bool| -> Result<(), String> {
         let mut h = tar::Header::new_ustar();
         h.set_path(path).map_err(|e| e.to_string())?;
-        h.set_entry_type(if dir { tar::EntryType::Directory } else { tar::EntryType::Regular });
+        h.set_entry_type(if dir {
+            tar::EntryType::Directory
+        } else {
+            tar::EntryType::Regular
+        });
         h.set_mode(if dir { 0o755 } else { 0o644 });
         h.set_size(data.len() as u64);
         h.set_mtime(spec.epoch);
         h.set_cksum();
-        ar.append(&h, data).map_err(|e| format!("cannot write {}: {e}", out.display()))
+        ar.append(&h, data)
+            .map_err(|e| format!("cannot write {}: {e}", out.display()))
     };
     put("blobs/", &[], true)?;
     put("blobs/sha256/", &[], true)?;
@@ -161,7 +173,10 @@ pub fn write_archive(spec: &ImageSpec, out: &Path) -> Result<ImageReport, String
     put("index.json", &to_bytes(&index), false)?;
     put("manifest.json", &to_bytes(&docker_manifest), false)?;
     let w = ar.into_inner().map_err(|e| e.to_string())?;
-    w.into_inner().map_err(|e| e.to_string())?.sync_all().map_err(|e| e.to_string())?;
+    w.into_inner()
+        .map_err(|e| e.to_string())?
+        .sync_all()
+        .map_err(|e| e.to_string())?;
 
     Ok(ImageReport {
         archive_size: fs::metadata(out).map_err(|e| e.to_string())?.len(),
@@ -194,7 +209,11 @@ fn layer_tar(files: &[(String, Vec<u8>)], epoch: u64) -> Result<Vec<u8>, String>
     let mut put = |path: &str, data: &[u8], mode: u32, dir: bool| -> Result<(), String> {
         let mut h = tar::Header::new_ustar();
         h.set_path(path).map_err(|e| format!("{path}: {e}"))?;
-        h.set_entry_type(if dir { tar::EntryType::Directory } else { tar::EntryType::Regular });
+        h.set_entry_type(if dir {
+            tar::EntryType::Directory
+        } else {
+            tar::EntryType::Regular
+        });
         h.set_mode(mode);
         h.set_uid(0);
         h.set_gid(0);
@@ -229,7 +248,12 @@ pub fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 /// A file in the image's layer.
@@ -274,7 +298,11 @@ pub fn verify_archive(path: &Path) -> Result<VerifiedImage, String> {
         e.read_to_end(&mut data).map_err(|e| e.to_string())?;
         entries.insert(name.trim_start_matches("./").to_string(), data);
     }
-    let get = |name: &str| entries.get(name).ok_or_else(|| format!("archive has no {name}"));
+    let get = |name: &str| {
+        entries
+            .get(name)
+            .ok_or_else(|| format!("archive has no {name}"))
+    };
     let json = |name: &str| -> Result<Value, String> {
         serde_json::from_slice(get(name)?).map_err(|e| format!("{name}: {e}"))
     };
@@ -287,9 +315,16 @@ pub fn verify_archive(path: &Path) -> Result<VerifiedImage, String> {
     }
     let blob_of = |desc: &Value| -> Result<&Vec<u8>, String> {
         let digest = desc["digest"].as_str().ok_or("descriptor without digest")?;
-        let data = get(&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:")))?;
+        let data = get(&format!(
+            "blobs/sha256/{}",
+            digest.trim_start_matches("sha256:")
+        ))?;
         if desc["size"].as_u64() != Some(data.len() as u64) {
-            return Err(format!("{digest}: size {} in descriptor, {} in blob", desc["size"], data.len()));
+            return Err(format!(
+                "{digest}: size {} in descriptor, {} in blob",
+                desc["size"],
+                data.len()
+            ));
         }
         Ok(data)
     };
@@ -297,16 +332,30 @@ pub fn verify_archive(path: &Path) -> Result<VerifiedImage, String> {
         return Err("oci-layout: imageLayoutVersion is not 1.0.0".into());
     }
     let index = json("index.json")?;
-    let descs = index["manifests"].as_array().ok_or("index.json has no manifests")?;
+    let descs = index["manifests"]
+        .as_array()
+        .ok_or("index.json has no manifests")?;
     if descs.len() != 1 {
-        return Err(format!("index.json lists {} manifests, expected 1", descs.len()));
+        return Err(format!(
+            "index.json lists {} manifests, expected 1",
+            descs.len()
+        ));
     }
     let manifest: Value = serde_json::from_slice(blob_of(&descs[0])?).map_err(|e| e.to_string())?;
-    let config: Value = serde_json::from_slice(blob_of(&manifest["config"])?).map_err(|e| e.to_string())?;
-    let layers = manifest["layers"].as_array().ok_or("manifest has no layers")?;
-    let diff_ids = config["rootfs"]["diff_ids"].as_array().ok_or("config has no diff_ids")?;
+    let config: Value =
+        serde_json::from_slice(blob_of(&manifest["config"])?).map_err(|e| e.to_string())?;
+    let layers = manifest["layers"]
+        .as_array()
+        .ok_or("manifest has no layers")?;
+    let diff_ids = config["rootfs"]["diff_ids"]
+        .as_array()
+        .ok_or("config has no diff_ids")?;
     if layers.len() != diff_ids.len() || layers.len() != 1 {
-        return Err(format!("{} layers and {} diff_ids, expected 1 of each", layers.len(), diff_ids.len()));
+        return Err(format!(
+            "{} layers and {} diff_ids, expected 1 of each",
+            layers.len(),
+            diff_ids.len()
+        ));
     }
     let mut layer_tar = Vec::new();
     GzDecoder::new(&blob_of(&layers[0])?[..])
@@ -328,14 +377,34 @@ pub fn verify_archive(path: &Path) -> Result<VerifiedImage, String> {
     }
     let docker = json("manifest.json")?;
     let d = &docker[0];
-    if d["Config"].as_str() != Some(format!("blobs/sha256/{}", manifest["config"]["digest"].as_str().unwrap_or("").trim_start_matches("sha256:")).as_str()) {
+    if d["Config"].as_str()
+        != Some(
+            format!(
+                "blobs/sha256/{}",
+                manifest["config"]["digest"]
+                    .as_str()
+                    .unwrap_or("")
+                    .trim_start_matches("sha256:")
+            )
+            .as_str(),
+        )
+    {
         return Err("manifest.json Config is not the OCI config blob".into());
     }
-    for l in d["Layers"].as_array().ok_or("manifest.json has no Layers")? {
+    for l in d["Layers"]
+        .as_array()
+        .ok_or("manifest.json has no Layers")?
+    {
         get(l.as_str().ok_or("manifest.json layer is not a string")?)?;
     }
     let strings = |v: &Value| -> Vec<String> {
-        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     Ok(VerifiedImage {
         arch: config["architecture"].as_str().unwrap_or("").to_string(),
@@ -365,7 +434,10 @@ mod tests {
         fs::write(&lib, b"libc").unwrap();
         let spec = ImageSpec {
             binary: bin,
-            libs: vec![SharedLib { image_path: "/lib/x86_64-linux-gnu/libc.so.6".into(), source: lib }],
+            libs: vec![SharedLib {
+                image_path: "/lib/x86_64-linux-gnu/libc.so.6".into(),
+                source: lib,
+            }],
             arch: "amd64".into(),
             reference: format!("{DEFAULT_REPOSITORY}:1.2.3"),
             version: "1.2.3".into(),

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use trace_lang::ast::{BinOp, Expr, ExprKind, MapRef, Program, ProbeKind, Stmt, StmtKind, UnOp};
+use trace_lang::ast::{BinOp, Expr, ExprKind, MapRef, ProbeKind, Program, Stmt, StmtKind, UnOp};
 use trace_lang::sema::{Analysis, ResolvedAttach};
 use trace_lang::span::Span;
 use trace_lang::tracepoint_format::TpField;
@@ -29,6 +29,9 @@ pub const MAP_ARRAY: u32 = 2;
 pub const MAP_PERCPU_HASH: u32 = 5;
 pub const MAP_PERCPU_ARRAY: u32 = 6;
 pub const MAP_RINGBUF: u32 = 27;
+
+/// The hash map of allowed tgids for pid-set scoping (see [`CodegenOptions::pid_set`]).
+pub const SCOPE_PIDS_MAP: &str = "scope_pids";
 
 /// Entries of a keyed map (bpftrace's default map size).
 pub const MAX_MAP_ENTRIES: u32 = 4096;
@@ -65,13 +68,31 @@ pub struct PrintSpec {
 pub enum Attach {
     Begin,
     End,
-    Tracepoint { category: String, name: String },
-    RawTracepoint { name: String },
-    Kprobe { func: String, ret: bool },
-    Uprobe { path: String, symbol: String, ret: bool },
-    Profile { hz: u64 },
-    Interval { period_ns: u64 },
-    CgroupSkb { egress: bool },
+    Tracepoint {
+        category: String,
+        name: String,
+    },
+    RawTracepoint {
+        name: String,
+    },
+    Kprobe {
+        func: String,
+        ret: bool,
+    },
+    Uprobe {
+        path: String,
+        symbol: String,
+        ret: bool,
+    },
+    Profile {
+        hz: u64,
+    },
+    Interval {
+        period_ns: u64,
+    },
+    CgroupSkb {
+        egress: bool,
+    },
 }
 
 /// A generated program and where it goes.
@@ -127,8 +148,12 @@ pub struct Compiled {
 /// Options that shape the generated code.
 #[derive(Debug, Clone, Default)]
 pub struct CodegenOptions {
-    /// Only count events of tasks in this cgroup v2 (id, level) or below it.
-    pub cgroup: Option<(u64, u32)>,
+    /// Only count events of tasks in one of these cgroup v2 directories (or below them),
+    /// each given as (id, level).
+    pub cgroups: Vec<(u64, u32)>,
+    /// Only count events of processes whose tgid is a key of the `scope_pids` hash map
+    /// (kept current by user space): the fallback scoping on nodes without cgroup v2.
+    pub pid_set: bool,
     /// Only count events of this process (tgid).
     pub pid: Option<u32>,
     /// Positional parameters `$1`, `$2`, ...
@@ -155,6 +180,7 @@ struct Tables {
     probe_names: Vec<String>,
     events_map: usize,
     lost_map: usize,
+    pid_set_map: Option<usize>,
 }
 
 /// Compile a checked program.
@@ -175,6 +201,7 @@ pub fn generate(
         probe_names: Vec::new(),
         events_map: 0,
         lost_map: 0,
+        pid_set_map: None,
     };
     t.events_map = t.maps.len();
     t.maps.push(MapDef {
@@ -194,6 +221,17 @@ pub fn generate(
         max_entries: 1,
         flags: 0,
     });
+    if opts.pid_set {
+        t.pid_set_map = Some(t.maps.len());
+        t.maps.push(MapDef {
+            name: SCOPE_PIDS_MAP.into(),
+            map_type: MAP_HASH,
+            key_size: 4,
+            value_size: 1,
+            max_entries: 65536,
+            flags: 0,
+        });
+    }
     for (i, info) in analysis.maps.values().enumerate() {
         let key_size: usize = info.keys.iter().map(Type::size).sum();
         let aggregate = !matches!(info.value, MapValue::Value(_));
@@ -232,7 +270,11 @@ pub fn generate(
 
     let mut programs = Vec::new();
     for (probe_index, probe) in program.probes.iter().enumerate() {
-        let attaches = analysis.attach.get(probe_index).cloned().unwrap_or_default();
+        let attaches = analysis
+            .attach
+            .get(probe_index)
+            .cloned()
+            .unwrap_or_default();
         for attach in &attaches {
             let probe_id = t.probe_names.len();
             t.probe_names.push(attach.name.clone());
@@ -265,12 +307,24 @@ pub fn generate(
             g.stmts(&probe.body)?;
             let exit = g.exit;
             g.asm.bind(exit);
-            g.asm.mov_imm(R0, if matches!(attach.kind, ProbeKind::CgroupSkb) { 1 } else { 0 });
+            g.asm.mov_imm(
+                R0,
+                if matches!(attach.kind, ProbeKind::CgroupSkb) {
+                    1
+                } else {
+                    0
+                },
+            );
             g.asm.exit();
             let (insns, map_relocs) = g.asm.finish().map_err(|e| err(probe.span, e))?;
             let name = format!("p{}", programs.len());
             programs.push(CompiledProgram {
-                code: ProgramCode { section: section_name(&target, &name), name, insns, map_relocs },
+                code: ProgramCode {
+                    section: section_name(&target, &name),
+                    name,
+                    insns,
+                    map_relocs,
+                },
                 attach: target,
                 probe_name: attach.name.clone(),
             });
@@ -300,8 +354,13 @@ fn attach_target(a: &ResolvedAttach, span: Span) -> Result<Attach, Diagnostic> {
     Ok(match a.kind {
         ProbeKind::Begin => Attach::Begin,
         ProbeKind::End => Attach::End,
-        ProbeKind::Tracepoint => Attach::Tracepoint { category: part(0), name: part(1) },
-        ProbeKind::RawTracepoint => Attach::RawTracepoint { name: a.parts.last().cloned().unwrap_or_default() },
+        ProbeKind::Tracepoint => Attach::Tracepoint {
+            category: part(0),
+            name: part(1),
+        },
+        ProbeKind::RawTracepoint => Attach::RawTracepoint {
+            name: a.parts.last().cloned().unwrap_or_default(),
+        },
         ProbeKind::Kprobe | ProbeKind::Kretprobe => Attach::Kprobe {
             func: a.parts.last().cloned().unwrap_or_default(),
             ret: a.kind == ProbeKind::Kretprobe,
@@ -327,13 +386,17 @@ fn attach_target(a: &ResolvedAttach, span: Span) -> Result<Attach, Diagnostic> {
                     _ => return Err(err(span, format!("{}: unknown unit '{unit}'", a.name))),
                 };
                 if a.kind == ProbeKind::Profile {
-                    Attach::Profile { hz: (1_000_000_000 / ns).max(1) }
+                    Attach::Profile {
+                        hz: (1_000_000_000 / ns).max(1),
+                    }
                 } else {
                     Attach::Interval { period_ns: ns }
                 }
             }
         }
-        ProbeKind::CgroupSkb => Attach::CgroupSkb { egress: part(0) == "egress" },
+        ProbeKind::CgroupSkb => Attach::CgroupSkb {
+            egress: part(0) == "egress",
+        },
         other => return Err(err(span, format!("{other:?} probes are not supported yet"))),
     })
 }
@@ -415,11 +478,33 @@ impl ProgGen<'_> {
             return;
         }
         let exit = self.exit;
-        if let Some((id, level)) = self.opts.cgroup {
-            self.asm.mov_imm(R1, level as i32);
-            self.asm.call(helper::GET_CURRENT_ANCESTOR_CGROUP_ID);
-            self.asm.load_const(R1, id as i64);
-            self.asm.jump_reg(Cond::Ne, R0, R1, exit);
+        if !self.opts.cgroups.is_empty() {
+            // In scope when the ancestor at some target's level is that target.
+            let mut levels: Vec<u32> = self.opts.cgroups.iter().map(|c| c.1).collect();
+            levels.sort_unstable();
+            levels.dedup();
+            let in_scope = self.asm.new_label();
+            for level in levels {
+                self.asm.mov_imm(R1, level as i32);
+                self.asm.call(helper::GET_CURRENT_ANCESTOR_CGROUP_ID);
+                for (id, _) in self.opts.cgroups.iter().filter(|c| c.1 == level) {
+                    self.asm.load_const(R1, *id as i64);
+                    self.asm.jump_reg(Cond::Eq, R0, R1, in_scope);
+                }
+            }
+            self.asm.jump(exit);
+            self.asm.bind(in_scope);
+        }
+        if let Some(map) = self.t.pid_set_map {
+            let key = -8;
+            self.stack = self.stack.max(8);
+            self.asm.call(helper::GET_CURRENT_PID_TGID);
+            self.asm.alu_imm(Alu::Rsh, R0, 32);
+            self.asm.store(Size::W, FP, key, R0);
+            self.asm.load_map(R1, map);
+            self.stack_ptr(R2, key);
+            self.asm.call(helper::MAP_LOOKUP_ELEM);
+            self.asm.jump_imm(Cond::Eq, R0, 0, exit);
         }
         if let Some(pid) = self.opts.pid {
             self.asm.call(helper::GET_CURRENT_PID_TGID);
@@ -440,7 +525,11 @@ impl ProgGen<'_> {
     }
 
     fn var_stack_top(&self) -> i32 {
-        self.vars.values().map(|(off, _)| -i32::from(*off)).max().unwrap_or(0)
+        self.vars
+            .values()
+            .map(|(off, _)| -i32::from(*off))
+            .max()
+            .unwrap_or(0)
     }
 
     fn var_slot(&mut self, name: &str, ty: &Type, span: Span) -> Result<i16, Diagnostic> {
@@ -462,7 +551,10 @@ impl ProgGen<'_> {
             StmtKind::MapCompound { map, op, value } => {
                 let info = self.user_map(map)?;
                 if !matches!(info.value, MapValue::Value(_)) {
-                    return Err(err(s.span, "compound assignment needs a map of plain values"));
+                    return Err(err(
+                        s.span,
+                        "compound assignment needs a map of plain values",
+                    ));
                 }
                 let key = self.build_key(map, None)?;
                 self.map_read_int(info.kernel_map, key)?;
@@ -473,7 +565,11 @@ impl ProgGen<'_> {
                 Ok(())
             }
             StmtKind::VarAssign { name, value } => {
-                let ty = if value.ty == Type::None { Type::I64 } else { value.ty.clone() };
+                let ty = if value.ty == Type::None {
+                    Type::I64
+                } else {
+                    value.ty.clone()
+                };
                 let off = self.var_slot(name, &ty, s.span)?;
                 let size = self.vars[name].1.size();
                 if ty.is_str() && size > ty.size() {
@@ -546,7 +642,12 @@ impl ProgGen<'_> {
 
     /// `r0 = value` of an integer-valued map entry, 0 when absent.
     fn map_read_int(&mut self, map: usize, key: i16) -> Result<(), Diagnostic> {
-        let info = self.t.user_maps.iter().find(|m| m.kernel_map == map).cloned();
+        let info = self
+            .t
+            .user_maps
+            .iter()
+            .find(|m| m.kernel_map == map)
+            .cloned();
         self.asm.load_map(R1, map);
         self.stack_ptr(R2, key);
         self.asm.call(helper::MAP_LOOKUP_ELEM);
@@ -585,7 +686,9 @@ impl ProgGen<'_> {
         let info = self.user_map(map)?;
         let agg_arg = |i: usize| -> Result<&Expr, Diagnostic> {
             match &value.kind {
-                ExprKind::Call { args, .. } => args.get(i).ok_or_else(|| err(value.span, "missing argument")),
+                ExprKind::Call { args, .. } => args
+                    .get(i)
+                    .ok_or_else(|| err(value.span, "missing argument")),
                 _ => Err(err(value.span, "expected an aggregation call")),
             }
         };
@@ -681,7 +784,13 @@ impl ProgGen<'_> {
     }
 
     /// Look up (creating as zero) the entry at `key` and fold in `x` (a stack slot).
-    fn agg_update(&mut self, info: &UserMap, key: i16, x: Option<i16>, span: Span) -> Result<(), Diagnostic> {
+    fn agg_update(
+        &mut self,
+        info: &UserMap,
+        key: i16,
+        x: Option<i16>,
+        span: Span,
+    ) -> Result<(), Diagnostic> {
         let map = info.kernel_map;
         let zero = self.alloc(16, span)?;
         let have = self.asm.new_label();
@@ -781,9 +890,15 @@ impl ProgGen<'_> {
     }
 
     /// Emit an argument-less event `kind << 32 | index`.
-    fn simple_event(&mut self, kind: EventKind, index: usize, span: Span) -> Result<(), Diagnostic> {
+    fn simple_event(
+        &mut self,
+        kind: EventKind,
+        index: usize,
+        span: Span,
+    ) -> Result<(), Diagnostic> {
         let off = self.alloc(8, span)?;
-        self.asm.load_const(R1, ((kind as i64) << 32) | index as i64);
+        self.asm
+            .load_const(R1, ((kind as i64) << 32) | index as i64);
         self.asm.store(Size::DW, FP, off, R1);
         self.output(off, 8);
         Ok(())
@@ -799,7 +914,11 @@ impl ProgGen<'_> {
     /// A call or expression evaluated for its effect.
     fn effect(&mut self, e: &Expr) -> Result<(), Diagnostic> {
         let ExprKind::Call { name, args } = &e.kind else {
-            return if e.ty.is_int() { self.gen_int(e) } else { Ok(()) };
+            return if e.ty.is_int() {
+                self.gen_int(e)
+            } else {
+                Ok(())
+            };
         };
         match name.as_str() {
             "printf" => self.printf(e, args),
@@ -809,23 +928,38 @@ impl ProgGen<'_> {
                 self.asm.jump(exit);
                 Ok(())
             }
-            "print" if !matches!(args.first().map(|a| &a.kind), Some(ExprKind::Map(m)) if m.keys.is_empty()) => {
-                let value = args.first().ok_or_else(|| err(e.span, "print() needs an argument"))?;
-                let ty = if value.ty == Type::None { Type::I64 } else { value.ty.clone() };
+            "print" if !matches!(args.first().map(|a| &a.kind), Some(ExprKind::Map(m)) if m.keys.is_empty()) =>
+            {
+                let value = args
+                    .first()
+                    .ok_or_else(|| err(e.span, "print() needs an argument"))?;
+                let ty = if value.ty == Type::None {
+                    Type::I64
+                } else {
+                    value.ty.clone()
+                };
                 let off = self.alloc(8 + ty.size(), e.span)?;
                 self.zero(off, 8 + ty.size());
                 self.gen_into_sized(value, off + 8, &ty)?;
                 let index = self.t.print_values.len();
                 self.t.print_values.push(ty.clone());
-                self.asm.load_const(R1, ((EventKind::PrintValue as i64) << 32) | index as i64);
+                self.asm
+                    .load_const(R1, ((EventKind::PrintValue as i64) << 32) | index as i64);
                 self.asm.store(Size::DW, FP, off, R1);
                 self.output(off, 8 + ty.size());
                 Ok(())
             }
             "print" | "clear" | "zero" => {
-                let map = args.first().ok_or_else(|| err(e.span, format!("{name}() needs a map")))?;
+                let map = args
+                    .first()
+                    .ok_or_else(|| err(e.span, format!("{name}() needs a map")))?;
                 let info = self.map_arg(map)?;
-                let index = self.t.user_maps.iter().position(|m| m.name == info.name).unwrap_or(0);
+                let index = self
+                    .t
+                    .user_maps
+                    .iter()
+                    .position(|m| m.name == info.name)
+                    .unwrap_or(0);
                 let kind = match name.as_str() {
                     "print" => EventKind::Print,
                     "clear" => EventKind::Clear,
@@ -835,9 +969,16 @@ impl ProgGen<'_> {
                     let literal = |i: usize| match args.get(i).map(|a| &a.kind) {
                         Some(ExprKind::Int(v)) => Ok(*v as u32),
                         None => Ok(0),
-                        Some(_) => Err(err(e.span, "print(@m, top, div): top and div must be integer literals")),
+                        Some(_) => Err(err(
+                            e.span,
+                            "print(@m, top, div): top and div must be integer literals",
+                        )),
                     };
-                    let spec = PrintSpec { map: index, top: literal(1)?, div: literal(2)? };
+                    let spec = PrintSpec {
+                        map: index,
+                        top: literal(1)?,
+                        div: literal(2)?,
+                    };
                     self.t.prints.push(spec);
                     self.t.prints.len() - 1
                 } else {
@@ -856,8 +997,15 @@ impl ProgGen<'_> {
                 self.simple_event(EventKind::Time, index, e.span)
             }
             "delete" => {
-                let Some(Expr { kind: ExprKind::Map(m), .. }) = args.first() else {
-                    return Err(err(e.span, "delete() takes a map element, e.g. delete(@m[key])"));
+                let Some(Expr {
+                    kind: ExprKind::Map(m),
+                    ..
+                }) = args.first()
+                else {
+                    return Err(err(
+                        e.span,
+                        "delete() takes a map element, e.g. delete(@m[key])",
+                    ));
                 };
                 let info = self.user_map(m)?;
                 let key = self.build_key(m, None)?;
@@ -881,13 +1029,24 @@ impl ProgGen<'_> {
     }
 
     fn printf(&mut self, e: &Expr, args: &[Expr]) -> Result<(), Diagnostic> {
-        let Some(Expr { kind: ExprKind::Str(format), .. }) = args.first() else {
-            return Err(err(e.span, "printf: the first argument must be a string literal"));
+        let Some(Expr {
+            kind: ExprKind::Str(format),
+            ..
+        }) = args.first()
+        else {
+            return Err(err(
+                e.span,
+                "printf: the first argument must be a string literal",
+            ));
         };
         let mut layout = Vec::new();
         let mut size = 8usize;
         for a in &args[1..] {
-            let ty = if a.ty == Type::None { Type::I64 } else { a.ty.clone() };
+            let ty = if a.ty == Type::None {
+                Type::I64
+            } else {
+                a.ty.clone()
+            };
             layout.push((ty.clone(), size));
             size += round8(ty.size());
         }
@@ -899,7 +1058,10 @@ impl ProgGen<'_> {
             self.gen_into_sized(a, off + *at as i16, ty)?;
         }
         let index = self.t.printfs.len();
-        self.t.printfs.push(PrintfSpec { format: format.clone(), args: layout });
+        self.t.printfs.push(PrintfSpec {
+            format: format.clone(),
+            args: layout,
+        });
         self.asm.load_const(R1, index as i64);
         self.asm.store(Size::DW, FP, off, R1);
         self.output(off, size);
@@ -927,7 +1089,15 @@ impl ProgGen<'_> {
     fn copy_stack(&mut self, from: i16, to: i16, size: usize) {
         let mut i = 0;
         while i < size {
-            let chunk = if size - i >= 8 { 8 } else if size - i >= 4 { 4 } else if size - i >= 2 { 2 } else { 1 };
+            let chunk = if size - i >= 8 {
+                8
+            } else if size - i >= 4 {
+                4
+            } else if size - i >= 2 {
+                2
+            } else {
+                1
+            };
             let sz = Size::from_bytes(chunk);
             self.asm.load(sz, R1, FP, from + i as i16);
             self.asm.store(sz, FP, to + i as i16, R1);
@@ -958,7 +1128,9 @@ impl ProgGen<'_> {
                 Ok(())
             }
             (Type::Str(n), ExprKind::Call { name, args }) if name == "str" => {
-                let p = args.first().ok_or_else(|| err(e.span, "str() needs an argument"))?;
+                let p = args
+                    .first()
+                    .ok_or_else(|| err(e.span, "str() needs an argument"))?;
                 if p.ty.is_str() {
                     return self.gen_into_sized(p, off, &e.ty);
                 }
@@ -1040,7 +1212,9 @@ impl ProgGen<'_> {
                 }
                 Ok(())
             }
-            (Type::Str(_), _) | (Type::Tuple(_), _) => Err(err(e.span, "this string expression is not supported yet")),
+            (Type::Str(_), _) | (Type::Tuple(_), _) => {
+                Err(err(e.span, "this string expression is not supported yet"))
+            }
             _ => {
                 self.gen_int(e)?;
                 self.asm.store(Size::DW, FP, off, R0);
@@ -1054,13 +1228,19 @@ impl ProgGen<'_> {
         self.asm.mov(R3, R0);
         self.stack_ptr(R1, off);
         self.asm.mov_imm(R2, n as i32);
-        self.asm.call(if user { helper::PROBE_READ_USER_STR } else { helper::PROBE_READ_STR });
+        self.asm.call(if user {
+            helper::PROBE_READ_USER_STR
+        } else {
+            helper::PROBE_READ_STR
+        });
     }
 
     fn field(&self, name: &str, span: Span) -> Result<TpField, Diagnostic> {
-        self.fields.iter().find(|f| f.name == name).cloned().ok_or_else(|| {
-            err(span, format!("this tracepoint has no field '{name}'"))
-        })
+        self.fields
+            .iter()
+            .find(|f| f.name == name)
+            .cloned()
+            .ok_or_else(|| err(span, format!("this tracepoint has no field '{name}'")))
     }
 
     fn builtin(&mut self, name: &str, span: Span) -> Result<(), Diagnostic> {
@@ -1094,8 +1274,15 @@ impl ProgGen<'_> {
             "probe" => a.load_const(R0, self.probe_id as i64),
             "$#" => a.load_const(R0, self.opts.params.len() as i64),
             "retval" => match self.kind {
-                ProbeKind::Kretprobe | ProbeKind::Uretprobe => a.load(Size::DW, R0, R6, PT_REGS_RAX),
-                _ => return Err(err(span, "retval is only available in kretprobe and uretprobe")),
+                ProbeKind::Kretprobe | ProbeKind::Uretprobe => {
+                    a.load(Size::DW, R0, R6, PT_REGS_RAX)
+                }
+                _ => {
+                    return Err(err(
+                        span,
+                        "retval is only available in kretprobe and uretprobe",
+                    ))
+                }
             },
             "func" => match self.kind {
                 ProbeKind::Kprobe | ProbeKind::Kretprobe => {
@@ -1106,17 +1293,29 @@ impl ProgGen<'_> {
                 _ => return Err(err(span, "func is only available in kprobes and uprobes")),
             },
             _ if name.starts_with("arg") => {
-                let n: usize = name[3..].parse().map_err(|_| err(span, format!("unknown builtin {name}")))?;
+                let n: usize = name[3..]
+                    .parse()
+                    .map_err(|_| err(span, format!("unknown builtin {name}")))?;
                 match self.kind {
-                    ProbeKind::Kprobe | ProbeKind::Uprobe | ProbeKind::Kretprobe | ProbeKind::Uretprobe => {
-                        let off = *PT_REGS_ARGS.get(n).ok_or_else(|| err(span, format!("{name}: only arg0..arg5 are in registers")))?;
+                    ProbeKind::Kprobe
+                    | ProbeKind::Uprobe
+                    | ProbeKind::Kretprobe
+                    | ProbeKind::Uretprobe => {
+                        let off = *PT_REGS_ARGS.get(n).ok_or_else(|| {
+                            err(span, format!("{name}: only arg0..arg5 are in registers"))
+                        })?;
                         a.load(Size::DW, R0, R6, off);
                     }
                     ProbeKind::RawTracepoint => a.load(Size::DW, R0, R6, 8 * n as i16),
                     _ => return Err(err(span, format!("{name} is not available in this probe"))),
                 }
             }
-            _ => return Err(err(span, format!("the builtin '{name}' is not supported yet"))),
+            _ => {
+                return Err(err(
+                    span,
+                    format!("the builtin '{name}' is not supported yet"),
+                ))
+            }
         }
         Ok(())
     }
@@ -1126,9 +1325,18 @@ impl ProgGen<'_> {
         match &e.kind {
             ExprKind::Int(v) => self.asm.load_const(R0, *v),
             ExprKind::Positional(n) => {
-                let text = self.opts.params.get(*n as usize - 1).map(String::as_str).unwrap_or("0");
-                let v: i64 = parse_int(text)
-                    .ok_or_else(|| err(e.span, format!("positional parameter ${n} is not a number: '{text}'")))?;
+                let text = self
+                    .opts
+                    .params
+                    .get(*n as usize - 1)
+                    .map(String::as_str)
+                    .unwrap_or("0");
+                let v: i64 = parse_int(text).ok_or_else(|| {
+                    err(
+                        e.span,
+                        format!("positional parameter ${n} is not a number: '{text}'"),
+                    )
+                })?;
                 self.asm.load_const(R0, v);
             }
             ExprKind::Builtin(b) => self.builtin(b, e.span)?,
@@ -1136,7 +1344,9 @@ impl ProgGen<'_> {
                 let (off, ty) = self.vars.get(name).cloned().ok_or_else(|| {
                     err(e.span, format!("Undefined or undeclared variable: ${name}"))
                 })?;
-                if !ty.is_int() && !matches!(ty, Type::Ptr { .. } | Type::Probe | Type::Ksym | Type::Usym) {
+                if !ty.is_int()
+                    && !matches!(ty, Type::Ptr { .. } | Type::Probe | Type::Ksym | Type::Usym)
+                {
                     return Err(err(e.span, format!("${name} is not an integer")));
                 }
                 self.asm.load(Size::DW, R0, FP, off);
@@ -1201,8 +1411,13 @@ impl ProgGen<'_> {
                     Type::Int { bytes, signed } => (bytes, signed),
                     _ => (8, false),
                 };
-                let bytes = if f.size as u8 != bytes && f.size <= 8 { f.size as u8 } else { bytes };
-                self.asm.load(Size::from_bytes(bytes as usize), R0, R6, f.offset as i16);
+                let bytes = if f.size as u8 != bytes && f.size <= 8 {
+                    f.size as u8
+                } else {
+                    bytes
+                };
+                self.asm
+                    .load(Size::from_bytes(bytes as usize), R0, R6, f.offset as i16);
                 self.asm.extend(R0, bytes, signed);
             }
             ExprKind::Cast { expr, .. } => {
@@ -1212,7 +1427,8 @@ impl ProgGen<'_> {
                 }
             }
             ExprKind::Sizeof(ty) => {
-                let size = scalar_type_size(ty).ok_or_else(|| err(e.span, format!("sizeof({ty}) is not supported yet")))?;
+                let size = scalar_type_size(ty)
+                    .ok_or_else(|| err(e.span, format!("sizeof({ty}) is not supported yet")))?;
                 self.asm.load_const(R0, size as i64);
             }
             _ => return Err(err(e.span, "this expression is not supported yet")),
@@ -1221,13 +1437,23 @@ impl ProgGen<'_> {
     }
 
     /// r0 = *(intN *)r0, read with the probe-read helper.
-    fn probe_read_int(&mut self, bytes: u8, signed: bool, user: bool, span: Span) -> Result<(), Diagnostic> {
+    fn probe_read_int(
+        &mut self,
+        bytes: u8,
+        signed: bool,
+        user: bool,
+        span: Span,
+    ) -> Result<(), Diagnostic> {
         let tmp = self.alloc(8, span)?;
         self.asm.store_imm(Size::DW, FP, tmp, 0);
         self.asm.mov(R3, R0);
         self.stack_ptr(R1, tmp);
         self.asm.mov_imm(R2, i32::from(bytes));
-        self.asm.call(if user { helper::PROBE_READ_USER } else { helper::PROBE_READ_KERNEL });
+        self.asm.call(if user {
+            helper::PROBE_READ_USER
+        } else {
+            helper::PROBE_READ_KERNEL
+        });
         self.asm.load(Size::from_bytes(bytes as usize), R0, FP, tmp);
         self.asm.extend(R0, bytes, signed);
         Ok(())
@@ -1236,7 +1462,11 @@ impl ProgGen<'_> {
     fn int_call(&mut self, e: &Expr, name: &str, args: &[Expr]) -> Result<(), Diagnostic> {
         match name {
             "cgroupid" => {
-                let Some(Expr { kind: ExprKind::Str(path), .. }) = args.first() else {
+                let Some(Expr {
+                    kind: ExprKind::Str(path),
+                    ..
+                }) = args.first()
+                else {
                     return Err(err(e.span, "cgroupid() takes a string literal path"));
                 };
                 let id = self
@@ -1247,10 +1477,17 @@ impl ProgGen<'_> {
                 self.asm.load_const(R0, id as i64);
             }
             "ksym" | "usym" | "kaddr" | "uaddr" => {
-                let arg = args.first().ok_or_else(|| err(e.span, format!("{name}() needs an argument")))?;
+                let arg = args
+                    .first()
+                    .ok_or_else(|| err(e.span, format!("{name}() needs an argument")))?;
                 self.gen_int(arg)?;
             }
-            _ => return Err(err(e.span, format!("{name}() cannot be used as a value here"))),
+            _ => {
+                return Err(err(
+                    e.span,
+                    format!("{name}() cannot be used as a value here"),
+                ))
+            }
         }
         Ok(())
     }
@@ -1260,13 +1497,22 @@ impl ProgGen<'_> {
         self.binary_with_rhs_signed(op, rhs, signed && is_signed(&rhs.ty))
     }
 
-    fn binary_with_rhs_signed(&mut self, op: BinOp, rhs: &Expr, signed: bool) -> Result<(), Diagnostic> {
+    fn binary_with_rhs_signed(
+        &mut self,
+        op: BinOp,
+        rhs: &Expr,
+        signed: bool,
+    ) -> Result<(), Diagnostic> {
         if matches!(op, BinOp::And | BinOp::Or) {
             let a = &mut self.asm;
             let short = a.new_label();
             let done = a.new_label();
             // && : if lhs == 0 -> 0 ; || : if lhs != 0 -> 1
-            let (cond, short_value) = if op == BinOp::And { (Cond::Eq, 0) } else { (Cond::Ne, 1) };
+            let (cond, short_value) = if op == BinOp::And {
+                (Cond::Eq, 0)
+            } else {
+                (Cond::Ne, 1)
+            };
             a.jump_imm(cond, R0, 0, short);
             self.gen_int(rhs)?;
             let a = &mut self.asm;
@@ -1331,7 +1577,13 @@ impl ProgGen<'_> {
     }
 
     /// String `==` / `!=`: compares up to the shorter buffer, stopping at a NUL.
-    fn str_compare(&mut self, op: BinOp, lhs: &Expr, rhs: &Expr, span: Span) -> Result<(), Diagnostic> {
+    fn str_compare(
+        &mut self,
+        op: BinOp,
+        lhs: &Expr,
+        rhs: &Expr,
+        span: Span,
+    ) -> Result<(), Diagnostic> {
         if !matches!(op, BinOp::Eq | BinOp::Ne) {
             return Err(err(span, "strings can only be compared with == and !="));
         }

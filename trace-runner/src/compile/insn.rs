@@ -155,7 +155,13 @@ pub struct Asm {
 
 impl Asm {
     fn push(&mut self, code: u8, dst: Reg, src: Reg, off: i16, imm: i32) {
-        self.insns.push(Insn { code, dst: dst.0, src: src.0, off, imm });
+        self.insns.push(Insn {
+            code,
+            dst: dst.0,
+            src: src.0,
+            off,
+            imm,
+        });
     }
 
     pub fn new_label(&mut self) -> Label {
@@ -262,7 +268,8 @@ impl Asm {
         for (at, label) in std::mem::take(&mut self.fixups) {
             let target = self.labels[label.0].ok_or("internal error: unbound label")?;
             let off = target as i64 - at as i64 - 1;
-            self.insns[at].off = i16::try_from(off).map_err(|_| "program too large: jump out of range")?;
+            self.insns[at].off =
+                i16::try_from(off).map_err(|_| "program too large: jump out of range")?;
         }
         Ok((self.insns, self.map_relocs))
     }

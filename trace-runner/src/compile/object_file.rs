@@ -50,7 +50,13 @@ pub fn emit(programs: &[ProgramCode], maps: &[MapDef]) -> Result<Vec<u8>, String
         let section = obj.add_section(Vec::new(), b"maps".to_vec(), SectionKind::Data);
         for map in maps {
             let mut def = Vec::with_capacity(20);
-            for field in [map.map_type, map.key_size, map.value_size, map.max_entries, map.flags] {
+            for field in [
+                map.map_type,
+                map.key_size,
+                map.value_size,
+                map.max_entries,
+                map.flags,
+            ] {
                 def.extend_from_slice(&field.to_le_bytes());
             }
             let offset = obj.append_section_data(section, &def, 4);
@@ -68,7 +74,11 @@ pub fn emit(programs: &[ProgramCode], maps: &[MapDef]) -> Result<Vec<u8>, String
     }
 
     for program in programs {
-        let section = obj.add_section(Vec::new(), program.section.as_bytes().to_vec(), SectionKind::Text);
+        let section = obj.add_section(
+            Vec::new(),
+            program.section.as_bytes().to_vec(),
+            SectionKind::Text,
+        );
         let code: Vec<u8> = program.insns.iter().flat_map(|i| i.to_bytes()).collect();
         obj.append_section_data(section, &code, 8);
         obj.add_symbol(Symbol {
@@ -82,19 +92,24 @@ pub fn emit(programs: &[ProgramCode], maps: &[MapDef]) -> Result<Vec<u8>, String
             flags: SymbolFlags::None,
         });
         for &(at, map) in &program.map_relocs {
-            let symbol = *map_symbols.get(map).ok_or("internal error: relocation to an unknown map")?;
+            let symbol = *map_symbols
+                .get(map)
+                .ok_or("internal error: relocation to an unknown map")?;
             obj.add_relocation(
                 section,
                 Relocation {
                     offset: at as u64 * 8,
                     symbol,
                     addend: 0,
-                    flags: RelocationFlags::Elf { r_type: R_BPF_64_64 },
+                    flags: RelocationFlags::Elf {
+                        r_type: R_BPF_64_64,
+                    },
                 },
             )
             .map_err(|e| format!("internal error: {e}"))?;
         }
     }
 
-    obj.write().map_err(|e| format!("internal error writing the object: {e}"))
+    obj.write()
+        .map_err(|e| format!("internal error writing the object: {e}"))
 }

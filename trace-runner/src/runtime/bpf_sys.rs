@@ -46,7 +46,12 @@ fn bpf<T>(cmd: u32, attr: &mut T) -> io::Result<()> {
     // SAFETY: `attr` is a properly laid out bpf_attr prefix for `cmd`, and every pointer
     // inside it points at a live buffer of the size the kernel expects.
     let r = unsafe {
-        libc::syscall(libc::SYS_bpf, cmd as libc::c_long, attr as *mut T as *mut libc::c_void, std::mem::size_of::<T>())
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            attr as *mut T as *mut libc::c_void,
+            std::mem::size_of::<T>(),
+        )
     };
     if r < 0 {
         Err(io::Error::last_os_error())
@@ -82,7 +87,11 @@ pub fn update(fd: RawFd, key: &[u8], value: &[u8]) -> io::Result<()> {
 }
 
 pub fn delete(fd: RawFd, key: &[u8]) -> io::Result<()> {
-    let mut attr = MapElemAttr { map_fd: fd as u32, key: key.as_ptr() as u64, ..Default::default() };
+    let mut attr = MapElemAttr {
+        map_fd: fd as u32,
+        key: key.as_ptr() as u64,
+        ..Default::default()
+    };
     match bpf(BPF_MAP_DELETE_ELEM, &mut attr) {
         Err(e) if e.raw_os_error() != Some(libc::ENOENT) => Err(e),
         _ => Ok(()),

@@ -12,7 +12,8 @@ use crate::output::{Entry, EntryValue, MapDump, Val};
 use crate::symbols;
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
-    b.get(at..at + 8).map_or(0, |s| u64::from_ne_bytes(s.try_into().unwrap_or([0; 8])))
+    b.get(at..at + 8)
+        .map_or(0, |s| u64::from_ne_bytes(s.try_into().unwrap_or([0; 8])))
 }
 
 fn c_string(b: &[u8]) -> String {
@@ -90,7 +91,10 @@ fn merge(map: &UserMap, buf: &[u8]) -> EntryValue {
     let cpus = per_cpu_values(buf, size);
     match &map.value {
         MapValue::Count => EntryValue::Scalar(Val::Uint(cpus.map(|c| u64_at(c, 0)).sum())),
-        MapValue::Sum => EntryValue::Scalar(Val::Int(cpus.map(|c| u64_at(c, 0) as i64).fold(0i64, i64::wrapping_add))),
+        MapValue::Sum => EntryValue::Scalar(Val::Int(
+            cpus.map(|c| u64_at(c, 0) as i64)
+                .fold(0i64, i64::wrapping_add),
+        )),
         MapValue::Avg | MapValue::Stats => {
             let (mut count, mut total) = (0u64, 0i64);
             for c in cpus {
@@ -104,11 +108,19 @@ fn merge(map: &UserMap, buf: &[u8]) -> EntryValue {
             }
         }
         MapValue::Min | MapValue::Max => {
-            let set = cpus.filter(|c| u64_at(c, 8) != 0).map(|c| u64_at(c, 0) as i64);
-            let v = if map.value == MapValue::Min { set.min() } else { set.max() };
+            let set = cpus
+                .filter(|c| u64_at(c, 8) != 0)
+                .map(|c| u64_at(c, 0) as i64);
+            let v = if map.value == MapValue::Min {
+                set.min()
+            } else {
+                set.max()
+            };
             EntryValue::Scalar(Val::Int(v.unwrap_or(0)))
         }
-        MapValue::Hist | MapValue::Lhist { .. } => EntryValue::Scalar(Val::Uint(cpus.map(|c| u64_at(c, 0)).sum())),
+        MapValue::Hist | MapValue::Lhist { .. } => {
+            EntryValue::Scalar(Val::Uint(cpus.map(|c| u64_at(c, 0)).sum()))
+        }
         MapValue::Value(_) => EntryValue::Scalar(Val::Int(0)),
     }
 }
@@ -121,7 +133,11 @@ pub fn read_map(session: &Session, index: usize) -> Option<MapDump> {
     let fd = session.map_fd(map.kernel_map);
     let cpus = bpf_sys::possible_cpus();
     let size = value_size(map);
-    let buf_len = if map.per_cpu { size.div_ceil(8) * 8 * cpus } else { size };
+    let buf_len = if map.per_cpu {
+        size.div_ceil(8) * 8 * cpus
+    } else {
+        size
+    };
     let mut entries = Vec::new();
 
     if map.array {
@@ -129,12 +145,20 @@ pub fn read_map(session: &Session, index: usize) -> Option<MapDump> {
         if bpf_sys::lookup(fd, &0u32.to_ne_bytes(), &mut buf).ok()? {
             let value = merge(map, &buf);
             // An array slot exists from the start: only print it once something was recorded.
-            let touched = session.zeroed.contains(&index) || per_cpu_values(&buf, size).any(|c| c.iter().any(|b| *b != 0));
+            let touched = session.zeroed.contains(&index)
+                || per_cpu_values(&buf, size).any(|c| c.iter().any(|b| *b != 0));
             if touched {
-                entries.push(Entry { key: Vec::new(), value });
+                entries.push(Entry {
+                    key: Vec::new(),
+                    value,
+                });
             }
         }
-        return Some(MapDump { name: map.name.clone(), value: map.value.clone(), entries });
+        return Some(MapDump {
+            name: map.name.clone(),
+            value: map.value.clone(),
+            entries,
+        });
     }
 
     let keys = bpf_sys::keys(fd, def.key_size as usize).ok()?;
@@ -149,7 +173,9 @@ pub fn read_map(session: &Session, index: usize) -> Option<MapDump> {
         if bucketed {
             let user_key = key[..user_key_size].to_vec();
             let bucket = u64_at(&key, user_key_size) as usize;
-            let EntryValue::Scalar(Val::Uint(n)) = merge(map, &buf) else { continue };
+            let EntryValue::Scalar(Val::Uint(n)) = merge(map, &buf) else {
+                continue;
+            };
             let counts = buckets.entry(user_key).or_default();
             if counts.len() <= bucket {
                 counts.resize(bucket + 1, 0);
@@ -161,28 +187,55 @@ pub fn read_map(session: &Session, index: usize) -> Option<MapDump> {
             MapValue::Value(t) => EntryValue::Scalar(decode_value(t, &buf, compiled)),
             _ => merge(map, &buf),
         };
-        entries.push(Entry { key: decode_key(map, &key[..user_key_size.min(key.len())], compiled), value });
+        entries.push(Entry {
+            key: decode_key(map, &key[..user_key_size.min(key.len())], compiled),
+            value,
+        });
     }
     for (key, counts) in buckets {
-        let value = if map.value == MapValue::Hist { EntryValue::Hist(counts) } else { EntryValue::Lhist(counts) };
-        entries.push(Entry { key: decode_key(map, &key, compiled), value });
+        let value = if map.value == MapValue::Hist {
+            EntryValue::Hist(counts)
+        } else {
+            EntryValue::Lhist(counts)
+        };
+        entries.push(Entry {
+            key: decode_key(map, &key, compiled),
+            value,
+        });
     }
-    Some(MapDump { name: map.name.clone(), value: map.value.clone(), entries })
+    Some(MapDump {
+        name: map.name.clone(),
+        value: map.value.clone(),
+        entries,
+    })
 }
 
 /// `clear(@m)` deletes every entry; `zero(@m)` keeps keys and zeroes values.
 pub fn clear_map(session: &Session, index: usize, keep_keys: bool) {
     let compiled = &session.compiled;
-    let Some(map) = compiled.user_maps.get(index) else { return };
+    let Some(map) = compiled.user_maps.get(index) else {
+        return;
+    };
     let def = &compiled.maps[map.kernel_map];
     let fd = session.map_fd(map.kernel_map);
     let size = value_size(map);
-    let zeros = vec![0u8; if map.per_cpu { size.div_ceil(8) * 8 * bpf_sys::possible_cpus() } else { size }];
+    let zeros = vec![
+        0u8;
+        if map.per_cpu {
+            size.div_ceil(8) * 8 * bpf_sys::possible_cpus()
+        } else {
+            size
+        }
+    ];
     if map.array {
         let _ = bpf_sys::update(fd, &0u32.to_ne_bytes(), &zeros);
         return;
     }
     for key in bpf_sys::keys(fd, def.key_size as usize).unwrap_or_default() {
-        let _ = if keep_keys { bpf_sys::update(fd, &key, &zeros) } else { bpf_sys::delete(fd, &key) };
+        let _ = if keep_keys {
+            bpf_sys::update(fd, &key, &zeros)
+        } else {
+            bpf_sys::delete(fd, &key)
+        };
     }
 }

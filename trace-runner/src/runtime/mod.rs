@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use aya::maps::{Map, MapData, RingBuf};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{
-    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, KProbe, PerfEvent, ProgramError, RawTracePoint, TracePoint,
-    UProbe,
+    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, KProbe, PerfEvent, ProgramError,
+    RawTracePoint, TracePoint, UProbe,
 };
 use aya::{Ebpf, EbpfLoader};
 
@@ -44,11 +44,17 @@ pub fn install_signal_handlers() {
 /// Failure to raise RLIMIT_MEMLOCK is only a warning: kernels >= 5.11 account BPF
 /// memory to the memory cgroup instead.
 pub fn raise_memlock() {
-    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: plain syscall with a valid pointer.
     let r = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
     if r != 0 && std::env::var_os("TRACE_RUNNER_DEBUG").is_some() {
-        eprintln!("warning: cannot raise RLIMIT_MEMLOCK ({}); continuing", std::io::Error::last_os_error());
+        eprintln!(
+            "warning: cannot raise RLIMIT_MEMLOCK ({}); continuing",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -91,11 +97,16 @@ fn map_data(map: &Map) -> Option<&MapData> {
 
 fn verifier_error(probe: &str, e: ProgramError) -> LoadError {
     match e {
-        ProgramError::LoadError { io_error, verifier_log } => {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
             let log = verifier_log.to_string();
             let lines: Vec<&str> = log.lines().collect();
             let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-            LoadError(format!("the kernel's verifier rejected {probe}: {io_error}\nverifier log (end):\n{tail}"))
+            LoadError(format!(
+                "the kernel's verifier rejected {probe}: {io_error}\nverifier log (end):\n{tail}"
+            ))
         }
         other => LoadError(format!("cannot load {probe}: {}", error_chain(&other))),
     }
@@ -121,27 +132,44 @@ impl Session {
     pub fn load(compiled: Compiled) -> Result<Session, LoadError> {
         let programs: Vec<_> = compiled.programs.iter().map(|p| p.code.clone()).collect();
         let elf = object_file::emit(&programs, &compiled.maps).map_err(LoadError)?;
+        // Our objects carry no BTF relocations: skip aya's parse of the kernel's BTF
+        // (megabytes, and most of the start-up time).
         let mut ebpf = EbpfLoader::new()
+            .btf(None)
             .load(&elf)
             .map_err(|e| LoadError(format!("cannot create BPF maps: {}", error_chain(&e))))?;
         let mut map_fds = Vec::new();
         for def in &compiled.maps {
-            let map = ebpf.map(&def.name).ok_or_else(|| LoadError(format!("internal error: map {} missing", def.name)))?;
-            let data = map_data(map).ok_or_else(|| LoadError(format!("internal error: map {} of unexpected type", def.name)))?;
+            let map = ebpf
+                .map(&def.name)
+                .ok_or_else(|| LoadError(format!("internal error: map {} missing", def.name)))?;
+            let data = map_data(map).ok_or_else(|| {
+                LoadError(format!(
+                    "internal error: map {} of unexpected type",
+                    def.name
+                ))
+            })?;
             map_fds.push(data.fd().as_fd().as_raw_fd());
         }
-        let ring_map = ebpf.take_map("events").ok_or_else(|| LoadError("internal error: no events map".into()))?;
-        let ring = RingBuf::try_from(ring_map).map_err(|e| LoadError(format!("cannot open the event ring: {e}")))?;
+        let ring_map = ebpf
+            .take_map("events")
+            .ok_or_else(|| LoadError("internal error: no events map".into()))?;
+        let ring = RingBuf::try_from(ring_map)
+            .map_err(|e| LoadError(format!("cannot open the event ring: {e}")))?;
         let mut begin = Vec::new();
         let mut end = Vec::new();
         for p in &compiled.programs {
-            let prog = ebpf
-                .program_mut(&p.code.name)
-                .ok_or_else(|| LoadError(format!("internal error: program for {} missing", p.probe_name)))?;
+            let prog = ebpf.program_mut(&p.code.name).ok_or_else(|| {
+                LoadError(format!(
+                    "internal error: program for {} missing",
+                    p.probe_name
+                ))
+            })?;
             let name = &p.probe_name;
             let r = match &p.attach {
                 Attach::Begin | Attach::End | Attach::RawTracepoint { .. } => {
-                    let rt: &mut RawTracePoint = prog.try_into().map_err(|e| verifier_error(name, e))?;
+                    let rt: &mut RawTracePoint =
+                        prog.try_into().map_err(|e| verifier_error(name, e))?;
                     rt.load().and_then(|_| {
                         let fd = rt.fd()?.as_fd().as_raw_fd();
                         match p.attach {
@@ -153,7 +181,8 @@ impl Session {
                     })
                 }
                 Attach::Tracepoint { .. } => {
-                    let tp: &mut TracePoint = prog.try_into().map_err(|e| verifier_error(name, e))?;
+                    let tp: &mut TracePoint =
+                        prog.try_into().map_err(|e| verifier_error(name, e))?;
                     tp.load()
                 }
                 Attach::Kprobe { .. } => {
@@ -165,17 +194,27 @@ impl Session {
                     up.load()
                 }
                 Attach::Profile { .. } | Attach::Interval { .. } => {
-                    let pe: &mut PerfEvent = prog.try_into().map_err(|e| verifier_error(name, e))?;
+                    let pe: &mut PerfEvent =
+                        prog.try_into().map_err(|e| verifier_error(name, e))?;
                     pe.load()
                 }
                 Attach::CgroupSkb { .. } => {
-                    let skb: &mut CgroupSkb = prog.try_into().map_err(|e| verifier_error(name, e))?;
+                    let skb: &mut CgroupSkb =
+                        prog.try_into().map_err(|e| verifier_error(name, e))?;
                     skb.load()
                 }
             };
             r.map_err(|e| verifier_error(name, e))?;
         }
-        Ok(Session { ebpf, compiled, map_fds, begin, end, ring, zeroed: Default::default() })
+        Ok(Session {
+            ebpf,
+            compiled,
+            map_fds,
+            begin,
+            end,
+            ring,
+            zeroed: Default::default(),
+        })
     }
 
     /// Number of attach points, as bpftrace counts them for "Attaching N probes...".
@@ -185,13 +224,22 @@ impl Session {
 
     /// Attach every program (BEGIN/END excepted); `cgroup_dir` is where cgroup programs go.
     pub fn attach(&mut self, cgroup_dir: Option<&std::path::Path>) -> Result<(), LoadError> {
-        let cpus = aya::util::online_cpus().map_err(|(what, e)| LoadError(format!("{what}: {e}")))?;
+        let cpus =
+            aya::util::online_cpus().map_err(|(what, e)| LoadError(format!("{what}: {e}")))?;
         for p in &self.compiled.programs {
-            let prog = self
-                .ebpf
-                .program_mut(&p.code.name)
-                .ok_or_else(|| LoadError(format!("internal error: program for {} missing", p.probe_name)))?;
-            let fail = |e: ProgramError| LoadError(format!("cannot attach {}: {}", p.probe_name, error_chain(&e)));
+            let prog = self.ebpf.program_mut(&p.code.name).ok_or_else(|| {
+                LoadError(format!(
+                    "internal error: program for {} missing",
+                    p.probe_name
+                ))
+            })?;
+            let fail = |e: ProgramError| {
+                LoadError(format!(
+                    "cannot attach {}: {}",
+                    p.probe_name,
+                    error_chain(&e)
+                ))
+            };
             match &p.attach {
                 Attach::Begin | Attach::End => {}
                 Attach::Tracepoint { category, name } => {
@@ -208,8 +256,12 @@ impl Session {
                 }
                 Attach::Uprobe { path, symbol, .. } => {
                     let up: &mut UProbe = prog.try_into().map_err(fail)?;
-                    up.attach(symbol.as_str(), path, aya::programs::uprobe::UProbeScope::AllProcesses)
-                        .map_err(fail)?;
+                    up.attach(
+                        symbol.as_str(),
+                        path,
+                        aya::programs::uprobe::UProbeScope::AllProcesses,
+                    )
+                    .map_err(fail)?;
                 }
                 Attach::Profile { hz } => {
                     let pe: &mut PerfEvent = prog.try_into().map_err(fail)?;
@@ -227,7 +279,9 @@ impl Session {
                     let pe: &mut PerfEvent = prog.try_into().map_err(fail)?;
                     pe.attach(
                         PerfEventConfig::Software(SoftwareEvent::CpuClock),
-                        PerfEventScope::AllProcessesOneCpu { cpu: cpus.first().copied().unwrap_or(0) },
+                        PerfEventScope::AllProcessesOneCpu {
+                            cpu: cpus.first().copied().unwrap_or(0),
+                        },
                         SamplePolicy::Period(*period_ns),
                         false,
                     )
@@ -235,13 +289,22 @@ impl Session {
                 }
                 Attach::CgroupSkb { egress } => {
                     let dir = cgroup_dir.ok_or_else(|| {
-                        LoadError(format!("{} needs a cgroup: pass --cgroup PATH or a pod target", p.probe_name))
+                        LoadError(format!(
+                            "{} needs a cgroup: pass --cgroup PATH or a pod target",
+                            p.probe_name
+                        ))
                     })?;
-                    let file = std::fs::File::open(dir)
-                        .map_err(|e| LoadError(format!("cannot open cgroup {}: {e}", dir.display())))?;
+                    let file = std::fs::File::open(dir).map_err(|e| {
+                        LoadError(format!("cannot open cgroup {}: {e}", dir.display()))
+                    })?;
                     let skb: &mut CgroupSkb = prog.try_into().map_err(fail)?;
-                    let kind = if *egress { CgroupSkbAttachType::Egress } else { CgroupSkbAttachType::Ingress };
-                    skb.attach(file, kind, CgroupAttachMode::Single).map_err(fail)?;
+                    let kind = if *egress {
+                        CgroupSkbAttachType::Egress
+                    } else {
+                        CgroupSkbAttachType::Ingress
+                    };
+                    skb.attach(file, kind, CgroupAttachMode::Single)
+                        .map_err(fail)?;
                 }
             }
         }
@@ -251,23 +314,50 @@ impl Session {
     /// Detach and unload every probe (BEGIN/END stay loaded for END); maps stay readable.
     pub fn detach_all(&mut self) {
         for p in &self.compiled.programs {
-            let Some(prog) = self.ebpf.program_mut(&p.code.name) else { continue };
+            let Some(prog) = self.ebpf.program_mut(&p.code.name) else {
+                continue;
+            };
             let _ = match p.attach {
                 Attach::Begin | Attach::End => Ok(()),
-                Attach::RawTracepoint { .. } => <&mut RawTracePoint>::try_from(prog).and_then(|x| x.unload()),
-                Attach::Tracepoint { .. } => <&mut TracePoint>::try_from(prog).and_then(|x| x.unload()),
+                Attach::RawTracepoint { .. } => {
+                    <&mut RawTracePoint>::try_from(prog).and_then(|x| x.unload())
+                }
+                Attach::Tracepoint { .. } => {
+                    <&mut TracePoint>::try_from(prog).and_then(|x| x.unload())
+                }
                 Attach::Kprobe { .. } => <&mut KProbe>::try_from(prog).and_then(|x| x.unload()),
                 Attach::Uprobe { .. } => <&mut UProbe>::try_from(prog).and_then(|x| x.unload()),
                 Attach::Profile { .. } | Attach::Interval { .. } => {
                     <&mut PerfEvent>::try_from(prog).and_then(|x| x.unload())
                 }
-                Attach::CgroupSkb { .. } => <&mut CgroupSkb>::try_from(prog).and_then(|x| x.unload()),
+                Attach::CgroupSkb { .. } => {
+                    <&mut CgroupSkb>::try_from(prog).and_then(|x| x.unload())
+                }
             };
         }
     }
 
     pub fn map_fd(&self, index: usize) -> RawFd {
         self.map_fds[index]
+    }
+
+    /// Add and remove tgids of the pid-set scope filter.
+    pub fn update_pid_set(&self, added: &[u32], removed: &[u32]) {
+        let Some(index) = self
+            .compiled
+            .maps
+            .iter()
+            .position(|m| m.name == crate::compile::codegen::SCOPE_PIDS_MAP)
+        else {
+            return;
+        };
+        let fd = self.map_fds[index];
+        for pid in added {
+            let _ = bpf_sys::update(fd, &pid.to_ne_bytes(), &[1]);
+        }
+        for pid in removed {
+            let _ = bpf_sys::delete(fd, &pid.to_ne_bytes());
+        }
     }
 
     /// Run BEGIN (or END) blocks once.
@@ -292,7 +382,10 @@ impl Session {
         let cpus = bpf_sys::possible_cpus();
         let mut buf = vec![0u8; 8 * cpus];
         match bpf_sys::lookup(fd, &0u32.to_ne_bytes(), &mut buf) {
-            Ok(true) => buf.chunks(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).sum(),
+            Ok(true) => buf
+                .chunks(8)
+                .map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))
+                .sum(),
             _ => 0,
         }
     }
@@ -307,10 +400,21 @@ pub enum StopReason {
 }
 
 /// Streams events until exit(), a signal or the deadline.
-pub fn event_loop(session: &mut Session, sink: &mut Sink, deadline: Option<Duration>) -> Result<StopReason, LoadError> {
+/// `tick` runs about once a second (pid-set scoping keeps its map current there).
+pub fn event_loop(
+    session: &mut Session,
+    sink: &mut Sink,
+    deadline: Option<Duration>,
+    tick: &mut dyn FnMut(&Session),
+) -> Result<StopReason, LoadError> {
     let start = Instant::now();
+    let mut last_tick = Instant::now();
     let fd = session.ring.as_raw_fd();
     loop {
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            tick(session);
+            last_tick = Instant::now();
+        }
         if let Some(r) = drain_events(session, sink) {
             return Ok(r);
         }
@@ -325,7 +429,11 @@ pub fn event_loop(session: &mut Session, sink: &mut Sink, deadline: Option<Durat
             }
             timeout = timeout.min(d - elapsed);
         }
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         unsafe { libc::poll(&mut pfd, 1, timeout.as_millis().max(1) as i32) };
     }
@@ -355,7 +463,8 @@ pub fn drain_events(session: &mut Session, sink: &mut Sink) -> Option<StopReason
 }
 
 fn read_u64(b: &[u8], at: usize) -> u64 {
-    b.get(at..at + 8).map_or(0, |s| u64::from_ne_bytes(s.try_into().unwrap_or([0; 8])))
+    b.get(at..at + 8)
+        .map_or(0, |s| u64::from_ne_bytes(s.try_into().unwrap_or([0; 8])))
 }
 
 fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option<StopReason> {
@@ -364,23 +473,31 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
     let index = (id & 0xffff_ffff) as usize;
     match kind {
         k if k == EventKind::Printf as u32 => {
-            let Some(spec) = session.compiled.printfs.get(index) else { return None };
+            let Some(spec) = session.compiled.printfs.get(index) else {
+                return None;
+            };
             let args: Vec<Val> = spec
                 .args
                 .iter()
-                .map(|(ty, at)| maps::decode_value(ty, &record[(*at).min(record.len())..], &session.compiled))
+                .map(|(ty, at)| {
+                    maps::decode_value(ty, &record[(*at).min(record.len())..], &session.compiled)
+                })
                 .collect();
             sink.printf_bytes(&output::format_printf_bytes(&spec.format, &args));
         }
         k if k == EventKind::Exit as u32 => return Some(StopReason::Exit),
         k if k == EventKind::Print as u32 => {
-            let Some(spec) = session.compiled.prints.get(index).cloned() else { return None };
+            let Some(spec) = session.compiled.prints.get(index).cloned() else {
+                return None;
+            };
             if let Some(dump) = maps::read_map(session, spec.map) {
                 sink.map(&dump, spec.top, spec.div);
             }
         }
         k if k == EventKind::PrintValue as u32 => {
-            let Some(ty) = session.compiled.print_values.get(index) else { return None };
+            let Some(ty) = session.compiled.print_values.get(index) else {
+                return None;
+            };
             let value = maps::decode_value(ty, record.get(8..).unwrap_or(&[]), &session.compiled);
             sink.value(&value);
         }
@@ -401,7 +518,9 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
 
 /// Print every map in name order (what bpftrace does at exit).
 pub fn print_all_maps(session: &Session, sink: &mut Sink) {
-    let mut dumps: Vec<_> = (0..session.compiled.user_maps.len()).filter_map(|i| maps::read_map(session, i)).collect();
+    let mut dumps: Vec<_> = (0..session.compiled.user_maps.len())
+        .filter_map(|i| maps::read_map(session, i))
+        .collect();
     dumps.sort_by(|a, b| a.name.cmp(&b.name));
     sink.exit_maps(&dumps);
 }

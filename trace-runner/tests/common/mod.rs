@@ -17,7 +17,10 @@ pub fn runner() -> &'static str {
 pub fn require_bpf() -> bool {
     let ok = unsafe { libc::geteuid() } == 0 && Path::new("/sys/kernel/btf/vmlinux").exists();
     let tracefs = Path::new("/sys/kernel/tracing/events").is_dir()
-        || Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]).status().is_ok_and(|s| s.success());
+        || Command::new("mount")
+            .args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"])
+            .status()
+            .is_ok_and(|s| s.success());
     if ok && tracefs {
         return true;
     }
@@ -64,7 +67,10 @@ impl TestCgroup {
     /// A shell command that first moves itself into this cgroup, then execs `cmd`.
     pub fn command(&self, cmd: &str) -> Command {
         let mut c = Command::new("sh");
-        c.arg("-c").arg(format!("echo $$ > {}/cgroup.procs && exec {cmd}", self.path.display()));
+        c.arg("-c").arg(format!(
+            "echo $$ > {}/cgroup.procs && exec {cmd}",
+            self.path.display()
+        ));
         c
     }
 }
@@ -105,7 +111,12 @@ impl Trace {
             let mut line = String::new();
             if stdout.read_line(&mut line).unwrap() == 0 {
                 let mut err = String::new();
-                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
                 panic!("trace-runner ended before it was ready: {head}{err}");
             }
             head.push_str(&line);
@@ -114,7 +125,11 @@ impl Trace {
             }
             assert!(Instant::now() < deadline, "trace-runner not ready in time");
         }
-        Trace { child, stdout: Some(stdout), head }
+        Trace {
+            child,
+            stdout: Some(stdout),
+            head,
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -125,7 +140,11 @@ impl Trace {
     pub fn stop(mut self, sig: i32) -> (String, Option<i32>) {
         unsafe { libc::kill(self.pid(), sig) };
         let mut rest = String::new();
-        self.stdout.take().unwrap().read_to_string(&mut rest).unwrap();
+        self.stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut rest)
+            .unwrap();
         let status = self.child.wait().unwrap();
         (rest, status.code())
     }
@@ -148,12 +167,38 @@ pub fn loaded_programs() -> usize {
     let mut n = 0;
     let mut id = 0u32;
     loop {
-        let mut attr = Attr { start_id: id, next_id: 0, open_flags: 0 };
-        let r = unsafe { libc::syscall(libc::SYS_bpf, 11, &mut attr as *mut Attr, std::mem::size_of::<Attr>()) };
+        let mut attr = Attr {
+            start_id: id,
+            next_id: 0,
+            open_flags: 0,
+        };
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                11,
+                &mut attr as *mut Attr,
+                std::mem::size_of::<Attr>(),
+            )
+        };
         if r != 0 {
             return n;
         }
         n += 1;
         id = attr.next_id;
     }
+}
+
+/// The reference bpftrace binary the comparison tests run side by side with ours.
+pub const BPFTRACE: &str = "/usr/bin/bpftrace";
+
+/// Is bpftrace (the reference) installed? Under `CI=true` a "no" fails the test.
+pub fn require_bpftrace() -> bool {
+    if Path::new(BPFTRACE).exists() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{BPFTRACE} is missing and CI=true: failing instead of skipping (apt-get install bpftrace)");
+    }
+    eprintln!("skipping: {BPFTRACE} is not installed");
+    false
 }

@@ -1,0 +1,71 @@
+//! `--output-dir`: the run directory holds every line printed to stdout, and meta.json
+//! records the run.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn output_dir_gets_output_and_meta() {
+    if !require_bpf() {
+        return;
+    }
+    let base = std::env::temp_dir().join(format!("kt-persist-{}", std::process::id()));
+    let out = Command::new(runner())
+        .args([
+            "run",
+            "--output-dir",
+            base.to_str().unwrap(),
+            "--trace-id",
+            "abc123",
+            "--target",
+            "pod/shop/web-0",
+        ])
+        .args([
+            "-e",
+            "BEGIN { printf(\"hello %d\\n\", 7); @x = count(); exit(); }",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs: Vec<_> = std::fs::read_dir(base.join("abc123"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let dir = runs[0].path();
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.ends_with('Z') && name.len() == 20,
+        "run directory named by its UTC start: {name}"
+    );
+    let text = std::fs::read_to_string(dir.join("output.txt")).unwrap();
+    assert_eq!(
+        text,
+        String::from_utf8_lossy(&out.stdout),
+        "the persisted copy equals stdout"
+    );
+    assert!(
+        text.contains("hello 7\n") && text.contains("@x: 1\n"),
+        "{text}"
+    );
+    let meta = std::fs::read_to_string(dir.join("meta.json")).unwrap();
+    for needle in [
+        "\"trace_id\": \"abc123\"",
+        "\"target\": \"pod/shop/web-0\"",
+        "\"status\": \"succeeded\"",
+        "\"exit_status\": 0",
+    ] {
+        assert!(
+            meta.replace("\":\"", "\": \"").contains(needle) || meta.contains(needle),
+            "{needle} in {meta}"
+        );
+    }
+    std::fs::remove_dir_all(&base).unwrap();
+}

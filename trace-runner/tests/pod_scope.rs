@@ -1,0 +1,173 @@
+//! Pod-scoped traces through the binary: a kubelet-like systemd cgroup layout with two
+//! containers in one pod and one in another; `--pod-uid` counts exactly the pod's
+//! events, `--container-id` exactly that container's, and `$container_pid` works.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+const COUNT: &str =
+    "BEGIN { printf(\"ready\\n\"); } tracepoint:syscalls:sys_enter_getppid { @ = count(); }";
+
+struct Layout {
+    dirs: Vec<PathBuf>,
+    uid: String,
+    other_uid: String,
+}
+
+impl Layout {
+    /// `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice/cri-containerd-<id>.scope`
+    fn new() -> Layout {
+        let n = std::process::id();
+        let uid = format!("1b4e28ba-2fa1-11d2-883f-{n:012}");
+        let other_uid = format!("6fa459ea-ee8a-3ca4-894e-{n:012}");
+        let mut l = Layout {
+            dirs: Vec::new(),
+            uid,
+            other_uid,
+        };
+        for (uid, ids) in [
+            (l.uid.clone(), vec!["aaaa1111", "bbbb2222"]),
+            (l.other_uid.clone(), vec!["cccc3333"]),
+        ] {
+            for id in ids {
+                l.container_dir(&uid, id);
+            }
+        }
+        l
+    }
+
+    fn pod_dir(&self, uid: &str) -> PathBuf {
+        cgroup2_root()
+            .join("kubepods.slice/kubepods-burstable.slice")
+            .join(format!(
+                "kubepods-burstable-pod{}.slice",
+                uid.replace('-', "_")
+            ))
+    }
+
+    fn container_dir(&mut self, uid: &str, id: &str) -> PathBuf {
+        let dir = self
+            .pod_dir(uid)
+            .join(format!("cri-containerd-{id}{}.scope", std::process::id()));
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir).unwrap();
+            self.dirs.push(dir.clone());
+        }
+        dir
+    }
+
+    fn container_id(id: &str) -> String {
+        format!("containerd://{id}{}", std::process::id())
+    }
+
+    /// Run `n` getppid calls inside a container's cgroup.
+    fn workload(&self, uid: &str, id: &str, n: usize) {
+        let dir = self
+            .pod_dir(uid)
+            .join(format!("cri-containerd-{id}{}.scope", std::process::id()));
+        let cmd = format!(
+            "echo $$ > {}/cgroup.procs && exec /usr/bin/python3 -c 'import os\nfor _ in range({n}): os.getppid()'",
+            dir.display()
+        );
+        run_ok(Command::new("sh").arg("-c").arg(cmd));
+    }
+}
+
+impl Drop for Layout {
+    fn drop(&mut self) {
+        for d in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+        for uid in [&self.uid, &self.other_uid] {
+            let _ = std::fs::remove_dir(self.pod_dir(uid));
+        }
+    }
+}
+
+#[test]
+fn pod_and_container_scopes_count_exactly_their_events() {
+    if !require_bpf() {
+        return;
+    }
+    let l = Layout::new();
+    let pod = Trace::start(&["--pod-uid", &l.uid, "-e", COUNT]);
+    let a = Layout::container_id("aaaa1111");
+    let container = Trace::start(&["--pod-uid", &l.uid, "--container-id", &a, "-e", COUNT]);
+    l.workload(&l.uid, "aaaa1111", 300);
+    l.workload(&l.uid, "bbbb2222", 40);
+    l.workload(&l.other_uid, "cccc3333", 5000);
+    let (pod_out, _) = pod.stop(libc::SIGINT);
+    let (container_out, _) = container.stop(libc::SIGINT);
+    assert!(
+        pod_out.contains("@: 340\n"),
+        "pod scope: both containers, not the other pod:\n{pod_out}"
+    );
+    assert!(
+        container_out.contains("@: 300\n"),
+        "container scope:\n{container_out}"
+    );
+}
+
+#[test]
+fn pod_not_on_node_is_a_clear_error() {
+    if !require_bpf() {
+        return;
+    }
+    let out = Command::new(runner())
+        .args([
+            "run",
+            "--pod-uid",
+            "00000000-0000-0000-0000-000000000000",
+            "-e",
+            "BEGIN { exit(); }",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not on this node"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn container_pid_is_the_containers_main_process() {
+    if !require_bpf() {
+        return;
+    }
+    let mut l = Layout::new();
+    let dir = l.container_dir(&l.uid.clone(), "dddd4444");
+    let mut sleeper = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec sleep 30",
+            dir.display()
+        ))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let id = Layout::container_id("dddd4444");
+    let out = Command::new(runner())
+        .args([
+            "run",
+            "--pod-uid",
+            &l.uid,
+            "--container-id",
+            &id,
+            "-e",
+            "BEGIN { printf(\"%d\\n\", $container_pid); exit(); }",
+        ])
+        .output()
+        .unwrap();
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("\n{}\n", sleeper.id())),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
