@@ -65,8 +65,13 @@ impl FakeCluster {
             std::env::temp_dir().join(format!("kubectl-trace-e2e-{}", &util::new_uid()[..8]));
         std::fs::create_dir_all(&workdir)?;
         let store = Arc::new(Store::default());
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-        let addr = listener.local_addr()?;
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let listener = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(std_listener)?
+        };
         runtime.spawn(crate::server::serve(store.clone(), listener));
         let cfg = AgentConfig {
             runner: runner.to_path_buf(),
@@ -324,7 +329,10 @@ impl FakeCluster {
             }
         }
         if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            // A runtime cannot be dropped from async code: do it on a thread of its own.
+            let _ =
+                std::thread::spawn(move || rt.shutdown_timeout(std::time::Duration::from_secs(2)))
+                    .join();
         }
         for sub in ["pods"] {
             for e in std::fs::read_dir(self.workdir.join(sub))

@@ -183,3 +183,20 @@ pub fn processes_named(name: &str) -> Vec<i32> {
     }
     pids
 }
+
+/// Pids of this process's children whose `comm` is `name` (the containers the fake
+/// kubelet started; other users of the machine may run their own).
+pub fn children_named(name: &str) -> Vec<i32> {
+    let me = std::process::id().to_string();
+    processes_named(name)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                // pid (comm) state ppid ...
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(|p| p == me))
+                    .unwrap_or(false)
+            })
+        })
+        .collect()
+}

@@ -109,7 +109,10 @@ fn reconcile(agent: &Arc<Agent>) {
     let all = LabelSelector::default();
     let none = FieldSelector::default();
     let mut to_start = Vec::new();
-    agent.store.with(|st| {
+    {
+        // Not `Store::with`: that would wake this loop again at once.
+        let mut guard = agent.store.lock();
+        let st = &mut *guard;
         let now = util::epoch_now();
         for job in st.list(jobs_res, None, &all, &none) {
             let ns = meta_str(&job, "namespace").to_string();
@@ -240,7 +243,7 @@ fn reconcile(agent: &Arc<Agent>) {
             agent.started.lock().unwrap().insert(uid.clone());
             to_start.push((ns, name, uid));
         }
-    });
+    }
     for (ns, name, uid) in to_start {
         let agent = agent.clone();
         tokio::spawn(async move { kubelet(agent, ns, name, uid).await });
@@ -985,6 +988,11 @@ async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: String) {
                 true
             )]);
         });
+        if let Some(job) = pod_job(&pod) {
+            st.update(resources::get("batch", "jobs"), &ns, &job, |j| {
+                j["status"]["ready"] = json!(1)
+            });
+        }
         st.event(
             &pod,
             "Normal",
@@ -1048,7 +1056,9 @@ async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: String) {
                     if k.grace == 0 {
                         signal_group(pid, libc::SIGKILL);
                     } else if kill_at.is_none() {
-                        signal_group(pid, libc::SIGTERM);
+                        // As a runtime does: SIGTERM to the container's main process only.
+                        // SAFETY: kill(2) on our child.
+                        unsafe { libc::kill(pid, libc::SIGTERM) };
                     }
                     kill_at = Some(kill_at.map_or(at, |old| old.min(at)));
                 }

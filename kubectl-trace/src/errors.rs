@@ -97,6 +97,7 @@ impl Op {
             "statefulsets" => "statefulset",
             "daemonsets" => "daemonset",
             "events" => "event",
+            "persistentvolumeclaims" => "persistentvolumeclaim",
             _ => "object",
         }
     }
@@ -192,7 +193,7 @@ pub fn explain_status(code: u16, reason: &str, message: &str, op: &Op, server: &
             "unauthorized: the API server at {server} rejected your credentials (log in again, or check --context/--user)"
         ),
         403 => format!(
-            "forbidden: you cannot {} {} {} (ask for the kubectl-trace ClusterRole)",
+            "forbidden: you cannot {} {} {} (ask for the kubectl-trace-user ClusterRole)",
             op.verb,
             op.resource,
             op.where_()
@@ -273,7 +274,7 @@ mod tests {
         );
         assert_eq!(
             explain(&e, &op, "https://k8s:6443"),
-            "forbidden: you cannot create jobs.batch in namespace tracing (ask for the kubectl-trace ClusterRole)"
+            "forbidden: you cannot create jobs.batch in namespace tracing (ask for the kubectl-trace-user ClusterRole)"
         );
         let op = Op::new("get", "nodes", None).named("n1");
         let e = api_err(403, "Forbidden", "nope");

@@ -43,6 +43,8 @@ pub const PROGRAMS_DIR: &str = "/programs";
 pub const HOST_PROC: &str = "/host/proc";
 /// Where a `--output pvc:CLAIM` volume is mounted.
 pub const OUTPUT_DIR: &str = "/output";
+/// Service account of scheduled pod traces (manifests/runner-rbac.yaml).
+pub const RUNNER_SERVICE_ACCOUNT: &str = "trace-runner";
 
 /// Compiled objects larger than this travel gzip-compressed.
 pub const GZIP_THRESHOLD: usize = 64 * 1024;
@@ -406,6 +408,8 @@ pub fn runner_args(spec: &TraceSpec, plan: &NodePlan) -> Vec<String> {
             args.push(cid.clone());
         }
     }
+    args.push("--target".to_string());
+    args.push(spec.target.display());
     if let Some(out) = &spec.output {
         args.push("--output-dir".to_string());
         args.push(match &out.subdir {
@@ -489,7 +493,7 @@ pub fn pod_template(spec: &TraceSpec, plan: &NodePlan, name: &str) -> PodTemplat
     let mut envs = vec![
         env("KUBECTL_TRACE_ID", &spec.id),
         EnvVar {
-            name: "KUBECTL_TRACE_NODE".to_string(),
+            name: "NODE_NAME".to_string(),
             value_from: Some(EnvVarSource {
                 field_ref: Some(ObjectFieldSelector {
                     field_path: "spec.nodeName".to_string(),
@@ -512,7 +516,6 @@ pub fn pod_template(spec: &TraceSpec, plan: &NodePlan, name: &str) -> PodTemplat
         name: CONTAINER_NAME.to_string(),
         image: Some(spec.image.clone()),
         image_pull_policy: Some(spec.image_pull_policy.clone()),
-        command: Some(vec!["trace-runner".to_string()]),
         args: Some(runner_args(spec, plan)),
         env: Some(envs),
         security_context: Some(SecurityContext {
@@ -559,14 +562,24 @@ pub fn pod_template(spec: &TraceSpec, plan: &NodePlan, name: &str) -> PodTemplat
             host_pid: Some(true),
             node_name: Some(plan.node.clone()),
             tolerations: Some(vec![toleration("NoSchedule"), toleration("NoExecute")]),
-            service_account_name: spec.service_account.clone(),
-            automount_service_account_token: Some(spec.service_account.is_some()),
+            service_account_name: service_account(spec, plan),
+            automount_service_account_token: Some(service_account(spec, plan).is_some()),
             termination_grace_period_seconds: Some(spec.grace as i64),
             containers: vec![container],
             volumes: Some(volumes),
             ..Default::default()
         }),
     }
+}
+
+/// Service account of the trace pod: `--serviceaccount`, else for a scheduled pod trace
+/// [`RUNNER_SERVICE_ACCOUNT`] (each run finds its pods again through the API), else none
+/// (and no token mounted: the runner needs no API access).
+pub fn service_account(spec: &TraceSpec, plan: &NodePlan) -> Option<String> {
+    spec.service_account.clone().or_else(|| {
+        (spec.schedule.is_some() && !plan.pods.is_empty())
+            .then(|| RUNNER_SERVICE_ACCOUNT.to_string())
+    })
 }
 
 fn job_spec(spec: &TraceSpec, plan: &NodePlan, name: &str) -> JobSpec {
@@ -856,6 +869,8 @@ pub mod tests {
                 "3600s",
                 "--host-proc",
                 "/host/proc",
+                "--target",
+                "node/worker-1",
                 "/programs/program.bt"
             ]
         );
@@ -923,7 +938,7 @@ pub mod tests {
             .clone()
             .unwrap();
         let joined = args.join(" ");
-        assert!(joined.contains("--pod-uid u-1 --container-id containerd://aaa --container-id cri-o://bbb /programs/program.bt 42"), "{joined}");
+        assert!(joined.contains("--pod-uid u-1 --container-id containerd://aaa --container-id cri-o://bbb --target pod/prod/web-0 /programs/program.bt 42"), "{joined}");
         assert_eq!(
             job(&objs).metadata.annotations.as_ref().unwrap()[ANN_TARGET],
             "pod/prod/web-0"

@@ -252,7 +252,7 @@ async fn run_pod_target_resolves_node_and_containers() {
     let args: Vec<String> = serde_json::from_value(pod["containers"][0]["args"].clone()).unwrap();
     let joined = args.join(" ");
     assert!(
-        joined.contains("--pod-uid uid-web-0 --container-id containerd://abc /programs/program.bt"),
+        joined.contains("--pod-uid uid-web-0 --container-id containerd://abc --target pod/prod/web-0 /programs/program.bt"),
         "{joined}"
     );
     assert!(!joined.contains("containerd://def"), "{joined}");
@@ -360,7 +360,7 @@ async fn run_forbidden_names_verb_and_resource() {
     server.await.unwrap();
     assert_eq!(
         e.to_string(),
-        "forbidden: you cannot create jobs.batch in namespace default (ask for the kubectl-trace ClusterRole)"
+        "forbidden: you cannot create jobs.batch in namespace default (ask for the kubectl-trace-user ClusterRole)"
     );
 }
 
@@ -1060,4 +1060,37 @@ async fn attach_runner_script_rejection_exits_2() {
     server.await.unwrap();
     assert_eq!(e.exit_code(), 2);
     assert!(e.to_string().contains("rejected the script"), "{e}");
+}
+
+#[tokio::test]
+async fn run_with_volume_output_checks_the_claim() {
+    let (ctx, mut h) = mock();
+    let mut args = run_args("node/n1");
+    args.output = vec!["pvc:traces/team-a".into()];
+    let p = prepare(&args, "default").unwrap();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/api/v1/nodes/n1")
+            .await
+            .ok(json!({"metadata": {"name": "n1"}}));
+        namespace_ok(&mut h, "default").await;
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/persistentvolumeclaims/traces",
+        )
+        .await
+        .status(
+            404,
+            "NotFound",
+            "persistentvolumeclaims \"traces\" not found",
+        );
+    });
+    let (out, _) = Out::buffer();
+    let e = run_with(&ctx, &p, &out).await.unwrap_err();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(
+        e.to_string(),
+        "persistentvolumeclaim traces not found in namespace default"
+    );
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::Value;
 
@@ -451,6 +451,22 @@ pub async fn run_with(ctx: &Ctx, p: &Prepared, out: &Out) -> Result<Created> {
     }
     check_namespace(ctx, &p.spec.namespace).await?;
     let ns = p.spec.namespace.as_str();
+    if let Some(o) = &p.spec.output {
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+        pvcs.get(&o.claim)
+            .await
+            .map_err(ctx.err(Op::new("get", "persistentvolumeclaims", Some(ns)).named(&o.claim)))?;
+    }
+    if p.spec.service_account.is_none()
+        && plans
+            .iter()
+            .any(|pl| manifest::service_account(&p.spec, pl).is_some())
+    {
+        eprintln!(
+            "note: scheduled pod traces run as service account {} (manifests/runner-rbac.yaml) to find their pods again at each run; --serviceaccount changes it",
+            manifest::RUNNER_SERVICE_ACCOUNT
+        );
+    }
     let mut created = Created {
         id: p.spec.id.clone(),
         workloads: vec![],

@@ -165,13 +165,22 @@ pub fn write_manifests(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn validator() -> Option<String> {
-    let ok = Command::new("kubernetes-validate")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    ok.then(|| "kubernetes-validate".to_string())
+/// The validator's command line: the `kubernetes-validate` script, or the module run by
+/// python3 (pip may install scripts to a directory that is not on PATH).
+fn validator() -> Option<Vec<String>> {
+    let candidates: [&[&str]; 2] = [
+        &["kubernetes-validate"],
+        &["python3", "-m", "kubernetes_validate"],
+    ];
+    candidates.into_iter().find_map(|c| {
+        let ok = Command::new(c[0])
+            .args(&c[1..])
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        ok.then(|| c.iter().map(|s| s.to_string()).collect())
+    })
 }
 
 #[test]
@@ -189,7 +198,8 @@ fn manifests_validate_against_the_kubernetes_schema() {
         return;
     };
     for version in VERSIONS {
-        let out = Command::new(&tool)
+        let out = Command::new(&tool[0])
+            .args(&tool[1..])
             .args(["--strict", "-k", version])
             .args(&files)
             .output()

@@ -408,7 +408,7 @@ pub fn parse_format_string(fmt: &str) -> Result<Vec<FormatSpec>, String> {
         };
         let kind = match c {
             b'd' | b'i' | b'u' | b'x' | b'X' | b'o' | b'c' | b'p' => FormatArgKind::Integer,
-            b's' => FormatArgKind::String,
+            b's' | b'r' => FormatArgKind::String,
             _ => {
                 let ch = fmt[i..].chars().next().unwrap();
                 return Err(format!(
@@ -564,6 +564,11 @@ fn agg_value(name: &str) -> Option<MapValue> {
     })
 }
 
+/// A one-byte integer (an element of `u8 addr[16]`).
+fn is_byte(t: &Type) -> bool {
+    matches!(t, Type::Int { bytes: 1, .. })
+}
+
 /// Constants that C scripts get from headers (`#define`s, so not in BTF), e.g.
 /// `TASK_RUNNING` from `<linux/sched.h>` or `AF_INET` from `<sys/socket.h>`.
 pub fn known_constant(name: &str) -> Option<i64> {
@@ -635,6 +640,7 @@ fn is_void_fn(name: &str) -> bool {
             | "system"
             | "cat"
             | "signal"
+            | "join"
     )
 }
 
@@ -642,16 +648,10 @@ fn is_void_fn(name: &str) -> bool {
 fn is_unsupported_fn(name: &str) -> bool {
     matches!(
         name,
-        "ntop"
-            | "buf"
-            | "join"
-            | "reg"
-            | "macaddr"
+        "reg"
             | "path"
             | "override"
-            | "strftime"
             | "skboutput"
-            | "cgroup_path"
             | "unwatch"
             | "uptr_"
             | "printf_"
@@ -727,7 +727,16 @@ fn binop_str(op: BinOp) -> &'static str {
 fn is_opaque(t: &Type) -> bool {
     matches!(
         t,
-        Type::Probe | Type::Ksym | Type::Usym | Type::Stack { .. } | Type::Tuple(_)
+        Type::Probe
+            | Type::Ksym
+            | Type::Usym
+            | Type::Stack { .. }
+            | Type::Tuple(_)
+            | Type::Inet
+            | Type::MacAddr
+            | Type::Buf(_)
+            | Type::Timestamp
+            | Type::CgroupPath
     )
 }
 
@@ -1744,7 +1753,15 @@ impl Analyser<'_> {
                     t.is_str()
                         || matches!(
                             t,
-                            Type::Ksym | Type::Usym | Type::Probe | Type::Stack { .. }
+                            Type::Ksym
+                                | Type::Usym
+                                | Type::Probe
+                                | Type::Stack { .. }
+                                | Type::Inet
+                                | Type::MacAddr
+                                | Type::Buf(_)
+                                | Type::Timestamp
+                                | Type::CgroupPath
                         )
                 }
             };
@@ -2085,6 +2102,93 @@ impl Analyser<'_> {
                     );
                 }
                 Type::I64
+            }
+            "ntop" => {
+                if !self.nargs(&name, n, 1, 2, span) || !value_args_ok(self) {
+                    return Type::None;
+                }
+                if n == 2 {
+                    int_arg(self, 0);
+                }
+                let t = &types[n - 1];
+                let ok = t.is_integral()
+                    || *t == Type::None
+                    || matches!(t, Type::Array { elem, len: 4 | 16 } if is_byte(elem));
+                if !ok {
+                    self.error(
+                        args[n - 1].span,
+                        format!("ntop() expects an integer or an array of 4 or 16 bytes ({t} provided)"),
+                    );
+                }
+                Type::Inet
+            }
+            "macaddr" => {
+                if !self.nargs(&name, n, 1, 1, span) || !value_args_ok(self) {
+                    return Type::None;
+                }
+                let t = &types[0];
+                let ok = t.is_integral()
+                    || *t == Type::None
+                    || matches!(t, Type::Array { elem, len } if is_byte(elem) && *len >= 6);
+                if !ok {
+                    self.error(
+                        args[0].span,
+                        format!("macaddr() expects a pointer or an array of 6 bytes ({t} provided)"),
+                    );
+                }
+                Type::MacAddr
+            }
+            "buf" => {
+                if !self.nargs(&name, n, 1, 2, span) || !value_args_ok(self) {
+                    return Type::None;
+                }
+                let t = &types[0];
+                let fixed = match t {
+                    Type::Array { elem, len } => Some(elem.size() * *len as usize),
+                    Type::Str(len) => Some(*len),
+                    _ => None,
+                };
+                if !(t.is_integral() || *t == Type::None || fixed.is_some()) {
+                    self.error(
+                        args[0].span,
+                        format!("buf() expects a pointer or an array ({t} provided)"),
+                    );
+                    return Type::None;
+                }
+                if n == 2 {
+                    int_arg(self, 1);
+                } else if fixed.is_none() && *t != Type::None {
+                    self.error(span, "buf() of a pointer requires a length: buf(p, n)");
+                    return Type::None;
+                }
+                let len = match (n, literal_int(args.get(1).unwrap_or(&args[0]))) {
+                    (2, Some(v)) if v > 0 => v as usize,
+                    (2, _) => 64,
+                    _ => fixed.unwrap_or(64),
+                };
+                Type::Buf(len.min(256))
+            }
+            "strftime" => {
+                if self.nargs(&name, n, 2, 2, span) && value_args_ok(self) {
+                    str_literal_arg(self, 0);
+                    int_arg(self, 1);
+                }
+                Type::Timestamp
+            }
+            "cgroup_path" => {
+                if self.nargs(&name, n, 1, 2, span) && value_args_ok(self) {
+                    int_arg(self, 0);
+                }
+                Type::CgroupPath
+            }
+            "join" => {
+                if self.nargs(&name, n, 1, 2, span) && value_args_ok(self) {
+                    int_arg(self, 0);
+                    if n == 2 {
+                        str_literal_arg(self, 1);
+                    }
+                }
+                Type::None
             }
             _ if is_unsupported_fn(&name) => {
                 self.error(span, format!("{name}() is not supported yet"));

@@ -34,9 +34,19 @@ pub enum Type {
     /// A fixed-size array inside a record, e.g. the `args` field
     /// `unsigned long args[6]` of `raw_syscalls:sys_enter`: indexing gives `elem`.
     Array { elem: Box<Type>, len: u32 },
-    /// A named C aggregate (`struct sock`), only seen behind a `Ptr` from a cast
-    /// such as `(struct sock *)arg0`. Field access needs BTF (not supported yet).
+    /// A named C aggregate (`struct sock`), seen behind a `Ptr` from a cast such as
+    /// `(struct sock *)arg0` or as a member of another; its fields come from BTF.
     Record(String),
+    /// `ntop([af,] addr)`: `{u64 af; u8 addr[16]}`, printed as an IPv4/IPv6 address.
+    Inet,
+    /// `macaddr(p)`: 6 bytes (padded to 8), printed `AA:BB:CC:DD:EE:FF`.
+    MacAddr,
+    /// `buf(p, n)`: `{u64 len; u8 data[n]}`, printed with `%r` as escaped bytes.
+    Buf(usize),
+    /// `strftime(fmt, ns)`: `{u64 format index; u64 ns since boot}`, formatted at print time.
+    Timestamp,
+    /// `cgroup_path(id)`: a cgroup id, resolved to its path at print time.
+    CgroupPath,
 }
 
 /// How a stack is printed (`kstack(perf)`, `ustack(raw)`), default `Bpftrace`.
@@ -80,10 +90,22 @@ impl Type {
             Type::Int { .. }
             | Type::Probe
             | Type::Ksym
-            | Type::Usym
             | Type::Ptr { .. }
-            | Type::Stack { .. } => 8,
-            Type::Array { elem, len } => elem.size() * *len as usize,
+            | Type::MacAddr
+            | Type::CgroupPath => 8,
+            // `{address or stack id; pid}`: user addresses mean something only with
+            // the process they belong to.
+            Type::Usym | Type::Stack { .. } | Type::Timestamp => 16,
+            Type::Inet => 24,
+            Type::Buf(n) => 8 + n.div_ceil(8) * 8,
+            // Elements as laid out in memory (`u8 addr[16]` is 16 bytes).
+            Type::Array { elem, len } => {
+                let elem = match elem.as_ref() {
+                    Type::Int { bytes, .. } => usize::from(*bytes),
+                    t => t.size(),
+                };
+                elem * *len as usize
+            }
             Type::Str(n) => *n,
             Type::Tuple(items) => items.iter().map(|t| t.size()).sum(),
         }
@@ -145,6 +167,11 @@ impl std::fmt::Display for Type {
             Type::Stack { user, .. } => write!(f, "{}", if *user { "ustack" } else { "kstack" }),
             Type::Array { elem, len } => write!(f, "{elem}[{len}]"),
             Type::Record(name) => write!(f, "{name}"),
+            Type::Inet => write!(f, "inet"),
+            Type::MacAddr => write!(f, "macaddr"),
+            Type::Buf(n) => write!(f, "buffer[{n}]"),
+            Type::Timestamp => write!(f, "timestamp"),
+            Type::CgroupPath => write!(f, "cgroup_path"),
         }
     }
 }

@@ -5,15 +5,19 @@
 //! emission) → [`runtime`] (aya load/attach, events, maps) → [`output`] (bpftrace's
 //! text or JSON) through a [`sink::Sink`].
 
+mod btf;
 mod compile;
 mod output;
 mod persist;
 mod pod;
+mod pod_names;
 mod runtime;
 mod scope;
 mod sink;
+mod stacks;
 mod symbols;
 mod tracefs;
+mod values;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,12 +97,23 @@ struct RunArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
-    /// Trace only this pod (found on this node by UID, on any common cgroup layout).
-    #[arg(long, value_name = "UID")]
-    pod_uid: Option<String>,
-    /// With --pod-uid: only these containers (IDs may carry containerd://, cri-o://, docker://).
+    /// Trace only this pod (found on this node by UID, on any common cgroup layout); repeat
+    /// for several pods on one node.
+    #[arg(long = "pod-uid", value_name = "UID")]
+    pod_uids: Vec<String>,
+    /// Trace only this pod, found by NAMESPACE/NAME through the kubelet's log directories
+    /// (scheduled traces: it finds a recreated pod again); repeatable.
+    #[arg(long = "pod", value_name = "NAMESPACE/NAME")]
+    pod_names: Vec<String>,
+    /// Only these containers (IDs may carry containerd://, cri-o://, docker://).
     #[arg(long = "container-id", value_name = "ID")]
     container_ids: Vec<String>,
+    /// With --pod: only these containers, by name.
+    #[arg(long = "container-name", value_name = "NAME")]
+    container_names: Vec<String>,
+    /// The host's /var/log as mounted in the trace pod (for --pod).
+    #[arg(long, value_name = "DIR", default_value = "/var/log", hide = true)]
+    host_logs: PathBuf,
     /// The host's /proc as mounted in the trace pod.
     #[arg(long, value_name = "DIR", default_value = "/proc")]
     host_proc: PathBuf,
@@ -111,6 +126,13 @@ struct RunArgs {
     /// What is traced, recorded in meta.json (e.g. pod/shop/web-0).
     #[arg(long, value_name = "TARGET", hide = true)]
     target: Option<String>,
+    /// Compiled objects: the binary of bare `uprobe` sections, as PATH[:SYMBOL[+OFF]]
+    /// (inside the container's filesystem for pod targets).
+    #[arg(long, value_name = "PATH")]
+    uprobe_target: Option<String>,
+    /// Compiled objects: sampling frequency of perf_event programs, on every CPU (default 99).
+    #[arg(long, value_name = "N")]
+    sample_hz: Option<u64>,
 }
 
 /// Parse `30s`, `5m`, `1h`, `250ms`, or plain seconds.
@@ -216,24 +238,67 @@ fn resolve_run_scope(args: &RunArgs) -> Result<Scope, Failure> {
     if let Some(path) = &args.cgroup {
         out.cgroups.push(scope::resolve_cgroup(path).map_err(fail)?);
     }
-    if let Some(uid) = &args.pod_uid {
-        let target = pod::PodTarget {
-            uid: uid.clone(),
-            container_ids: args.container_ids.clone(),
-        };
-        let resolved = pod::resolve_scope(&target, &args.host_proc, None).map_err(fail)?;
+    let mut targets: Vec<Vec<pod::PodTarget>> = Vec::new();
+    for uid in &args.pod_uids {
+        targets.push(vec![pod::PodTarget { uid: uid.clone(), container_ids: args.container_ids.clone() }]);
+    }
+    for pod_name in &args.pod_names {
+        let (ns, name) = pod_name
+            .split_once('/')
+            .ok_or_else(|| Failure(format!("error: --pod takes NAMESPACE/NAME, not '{pod_name}'"), 2))?;
+        targets.push(pod_names::find_pod_by_name(&args.host_logs, ns, name, &args.container_names).map_err(fail)?);
+    }
+    if targets.is_empty() && !args.container_ids.is_empty() {
+        return Err(Failure("error: --container-id needs --pod-uid".into(), 2));
+    }
+    let several = targets.len() > 1;
+    for candidates in targets {
+        let resolved = resolve_pod(&candidates, several, &args.host_proc).map_err(fail)?;
         if let Some(note) = &resolved.note {
             eprintln!("{note}");
         }
-        out.container_pid = resolved.main_pid;
+        out.container_pid = out.container_pid.or(resolved.main_pid);
         match resolved.kind {
             pod::ScopeKind::Cgroups { cgroups, .. } => out.cgroups.extend(cgroups),
-            pod::ScopeKind::Pids(set) => out.pid_set = Some(set),
+            pod::ScopeKind::Pids(set) => match &mut out.pid_set {
+                Some(_) => return Err(fail("several pods without cgroup v2 are not supported in one trace".into())),
+                None => out.pid_set = Some(set),
+            },
         }
-    } else if !args.container_ids.is_empty() {
-        return Err(Failure("error: --container-id needs --pod-uid".into(), 2));
     }
     Ok(out)
+}
+
+/// The first candidate found on this node. With several pods in one trace, the container
+/// IDs given belong to one pod or another: each pod keeps the ones it has.
+fn resolve_pod(candidates: &[pod::PodTarget], several: bool, host_proc: &std::path::Path) -> Result<pod::ResolvedScope, String> {
+    let mut last = String::from("no pod given");
+    for target in candidates {
+        let attempt = pod::resolve_scope(target, host_proc, None).or_else(|e| {
+            if !several || target.container_ids.is_empty() {
+                return Err(e);
+            }
+            let root = pod::host_cgroup2_root(host_proc).ok_or_else(|| e.clone())?;
+            let mine: Vec<String> = target
+                .container_ids
+                .iter()
+                .filter(|id| {
+                    let one = pod::PodTarget { uid: target.uid.clone(), container_ids: vec![(*id).clone()] };
+                    pod::find_pod_cgroups(&one, &root).is_ok()
+                })
+                .cloned()
+                .collect();
+            if mine.is_empty() {
+                return Err(e);
+            }
+            pod::resolve_scope(&pod::PodTarget { uid: target.uid.clone(), container_ids: mine }, host_proc, None)
+        });
+        match attempt {
+            Ok(r) => return Ok(r),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// kubectl-trace (Go) scripts use `$container_pid`: the target container's main process.
@@ -254,6 +319,29 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     let started = std::time::SystemTime::now();
     let env = Tracefs::open();
     let scope = resolve_run_scope(&args)?;
+    // A compiled BPF object (ELF, e_machine 247, maybe gzip-compressed) instead of a script.
+    if let Some(path) = args.script.file.as_deref() {
+        if let Some(bytes) = runtime::object::read_object(path).map_err(|e| Failure(e, 2))? {
+            return runtime::object::run_object(runtime::object::ObjectRun {
+                path,
+                bytes,
+                cgroups: &scope.cgroups,
+                pid_fallback: scope.pid_set.is_some(),
+                container_pid: scope.container_pid,
+                host_proc: &args.host_proc,
+                pid: args.pid,
+                uprobe_target: args.uprobe_target.as_deref(),
+                sample_hz: args.sample_hz,
+                deadline: args.deadline,
+                format: args.format,
+                output_dir: args.output_dir.as_deref(),
+                trace_id: args.trace_id.as_deref(),
+                target: args.target.as_deref(),
+                started,
+            })
+            .map_err(|e| Failure(e.0, e.1));
+        }
+    }
     let mut opts = base_options();
     opts.cgroups = scope.cgroups.iter().map(|c| (c.id, c.level)).collect();
     opts.pid_set = scope.pid_set.is_some();

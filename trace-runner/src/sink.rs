@@ -122,6 +122,11 @@ impl Sink {
         self.emit(&buf);
     }
 
+    /// Bytes already formatted for the chosen format (compiled-object records and maps).
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.emit(bytes);
+    }
+
     /// A line of our own on stderr (and in the persisted file).
     pub fn note(&mut self, text: &str) {
         eprintln!("{text}");

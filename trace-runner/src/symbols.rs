@@ -34,3 +34,37 @@ pub fn kernel_symbol(addr: u64) -> String {
         i => syms[i - 1].1.clone(),
     }
 }
+
+/// The address of a kernel symbol of any kind (functions and data, e.g. `avenrun`),
+/// from `/proc/kallsyms`, for `kaddr()`. `None` if absent or hidden (kptr_restrict).
+pub fn kernel_address(name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/kallsyms").ok()?;
+    text.lines().find_map(|line| {
+        let mut parts = line.split_whitespace();
+        let addr = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let _kind = parts.next()?;
+        (parts.next()? == name && addr != 0).then_some(addr)
+    })
+}
+
+/// `func+offset` of a kernel address, as bpftrace prints stack frames and `ksym`
+/// with offsets; the address in hex when unknown.
+pub fn kernel_symbol_offset(addr: u64) -> String {
+    let syms = kallsyms();
+    match syms.partition_point(|(a, _)| *a <= addr) {
+        0 => format!("0x{addr:x}"),
+        i => format!("{}+{}", syms[i - 1].1, addr - syms[i - 1].0),
+    }
+}
+
+/// Whether `/proc/kallsyms` lacks data symbols (a kernel without `CONFIG_KALLSYMS_ALL`):
+/// then `kaddr()` of a variable cannot be resolved on this node.
+pub fn kernel_lists_functions_only() -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/kallsyms") else { return false };
+    // Such kernels still list a few dozen section markers (`__start_rodata`, ...).
+    let data = text
+        .lines()
+        .filter(|l| matches!(l.split_whitespace().nth(1), Some("d" | "D" | "b" | "B")))
+        .count();
+    data < 1000
+}

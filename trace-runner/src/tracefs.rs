@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use trace_lang::tracepoint_format::{parse_format, TpField};
+use trace_lang::sema::{FieldInfo, FuncSignature};
+use trace_lang::types::Type;
 use trace_lang::ProbeEnv;
 
 const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
@@ -149,6 +151,31 @@ impl ProbeEnv for Tracefs {
             .into_iter()
             .map(|n| format!("tracepoint:{n}"))
             .collect()
+    }
+
+    // Kernel types come from BTF (parsed on first use, see crate::btf).
+    fn has_kernel_types(&self) -> bool {
+        crate::btf::available()
+    }
+
+    fn record_field(&self, record: &str, field: &str) -> Option<FieldInfo> {
+        crate::btf::kernel()?.record_field(record, field)
+    }
+
+    fn type_size(&self, name: &str) -> Option<u64> {
+        crate::btf::kernel()?.type_size(name)
+    }
+
+    fn typedef(&self, name: &str) -> Option<Type> {
+        crate::btf::kernel()?.typedef(name)
+    }
+
+    fn enum_value(&self, name: &str) -> Option<i64> {
+        crate::btf::kernel()?.enum_value(name)
+    }
+
+    fn kfunc_signature(&self, func: &str) -> Option<FuncSignature> {
+        crate::btf::kernel()?.func_signature(func)
     }
 }
 

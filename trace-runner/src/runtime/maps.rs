@@ -42,10 +42,7 @@ pub fn decode_value(ty: &Type, b: &[u8], compiled: &Compiled) -> Val {
             Val::Sym(compiled.probe_names.get(id).cloned().unwrap_or_default())
         }
         Type::Ksym => Val::Sym(symbols::kernel_symbol(u64_at(b, 0))),
-        Type::Usym => Val::Sym(match u64_at(b, 0) {
-            0 => "0".to_string(),
-            a => format!("0x{a:x}"),
-        }),
+        t if crate::values::handles(t) => crate::values::decode(t, b, compiled, false),
         Type::Tuple(items) => {
             let mut at = 0;
             let mut vals = Vec::new();
@@ -65,7 +62,11 @@ fn decode_key(map: &UserMap, key: &[u8], compiled: &Compiled) -> Vec<Val> {
     map.keys
         .iter()
         .map(|t| {
-            let v = decode_value(t, &key[at.min(key.len())..], compiled);
+            let b = &key[at.min(key.len())..];
+            let v = match t {
+                Type::Stack { .. } => crate::values::decode(t, b, compiled, true),
+                _ => decode_value(t, b, compiled),
+            };
             at += t.size();
             v
         })

@@ -4,6 +4,8 @@
 
 pub mod bpf_sys;
 pub mod maps;
+pub mod object;
+pub mod object_btf;
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +57,35 @@ pub fn raise_memlock() {
             "warning: cannot raise RLIMIT_MEMLOCK ({}); continuing",
             std::io::Error::last_os_error()
         );
+    }
+}
+
+/// An `EbpfLoader` that has not parsed the kernel's BTF.
+///
+/// aya 0.14's `EbpfLoader::new()` always parses `/sys/kernel/btf/vmlinux` (9 MB here): 18 ms
+/// and 18 MB of peak memory, most of a script's start-up, for objects that carry no CO-RE
+/// relocations and never use it. So the loader is created in a private, throw-away mount
+/// namespace where that file is empty, and the process then returns to its own namespace.
+/// Any failure along the way (not privileged, multi-threaded) falls back to the plain path.
+fn loader_without_kernel_btf() -> EbpfLoader<'static> {
+    const VMLINUX: &std::ffi::CStr = c"/sys/kernel/btf/vmlinux";
+    // SAFETY: plain syscalls on valid NUL-terminated paths and owned fds; the namespace
+    // switch is undone before returning.
+    unsafe {
+        let own = libc::open(c"/proc/self/ns/mnt".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if own < 0 {
+            return EbpfLoader::new();
+        }
+        let hidden = libc::unshare(libc::CLONE_NEWNS) == 0
+            && libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null())
+                == 0
+            && libc::mount(c"/dev/null".as_ptr(), VMLINUX.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) == 0;
+        let loader = EbpfLoader::new();
+        if libc::setns(own, libc::CLONE_NEWNS) != 0 && hidden {
+            eprintln!("warning: could not return to the original mount namespace: {}", std::io::Error::last_os_error());
+        }
+        libc::close(own);
+        loader
     }
 }
 
@@ -132,9 +163,7 @@ impl Session {
     pub fn load(compiled: Compiled) -> Result<Session, LoadError> {
         let programs: Vec<_> = compiled.programs.iter().map(|p| p.code.clone()).collect();
         let elf = object_file::emit(&programs, &compiled.maps).map_err(LoadError)?;
-        // Our objects carry no BTF relocations: skip aya's parse of the kernel's BTF
-        // (megabytes, and most of the start-up time).
-        let mut ebpf = EbpfLoader::new()
+        let mut ebpf = loader_without_kernel_btf()
             .btf(None)
             .load(&elf)
             .map_err(|e| LoadError(format!("cannot create BPF maps: {}", error_chain(&e))))?;
@@ -150,6 +179,9 @@ impl Session {
                 ))
             })?;
             map_fds.push(data.fd().as_fd().as_raw_fd());
+        }
+        if let Some(i) = compiled.stack_map {
+            crate::stacks::register_map(map_fds[i]);
         }
         let ring_map = ebpf
             .take_map("events")
@@ -219,7 +251,7 @@ impl Session {
 
     /// Number of attach points, as bpftrace counts them for "Attaching N probes...".
     pub fn probe_count(&self) -> usize {
-        self.compiled.programs.len()
+        self.compiled.programs.iter().map(|p| p.points).sum()
     }
 
     /// Attach every program (BEGIN/END excepted); `cgroup_dir` is where cgroup programs go.
@@ -509,6 +541,11 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
         k if k == EventKind::Time as u32 => {
             if let Some(fmt) = session.compiled.time_formats.get(index) {
                 sink.printf(&output::format_time(fmt));
+            }
+        }
+        k if k == EventKind::Join as u32 => {
+            if let Some(text) = crate::values::join_record(&session.compiled, index, record) {
+                sink.printf(&text);
             }
         }
         _ => {}

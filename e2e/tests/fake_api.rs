@@ -1,0 +1,472 @@
+//! Self-tests of the harness through kube-rs (the plugin's client): the fake API's
+//! shapes, errors, selectors, watch and logs, the Job controller and kubelet running a
+//! container, graceful deletion, admission, and the runner scoped to a workload pod.
+
+use std::time::Duration;
+
+use e2e::cluster::PodSpec;
+use e2e::{host, FakeCluster};
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Config};
+use serde_json::json;
+
+fn cluster() -> FakeCluster {
+    let dir = host::profile_dir();
+    FakeCluster::start(
+        &dir.join("trace-runner"),
+        env!("CARGO_BIN_EXE_e2e-workload").as_ref(),
+    )
+    .expect("start")
+}
+
+fn client(c: &FakeCluster) -> Client {
+    Client::try_from(Config::new(c.url().parse().unwrap())).unwrap()
+}
+
+fn job(name: &str, cmd: &str, grace: i64) -> Job {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": "t"}},
+        "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": {"app": "t"}}, "spec": {
+            "restartPolicy": "Never", "nodeName": "node-b", "terminationGracePeriodSeconds": grace,
+            "containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", cmd]}]}}}
+    }))
+    .unwrap()
+}
+
+async fn job_pod(pods: &Api<Pod>, job: &str) -> Pod {
+    for _ in 0..100 {
+        if let Some(p) = pods
+            .list(&ListParams::default().labels(&format!("job-name={job}")))
+            .await
+            .unwrap()
+            .items
+            .pop()
+        {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no pod for job {job}");
+}
+
+#[tokio::test]
+async fn api_shapes_and_errors() {
+    let c = cluster();
+    let client = client(&c);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let names: Vec<_> = nodes
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert_eq!(names, ["node-a", "node-b"]);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "v"}}),
+    )
+    .unwrap();
+    let made = cms.create(&PostParams::default(), &cm).await.unwrap();
+    assert!(
+        made.metadata.uid.is_some()
+            && made.metadata.resource_version.is_some()
+            && made.metadata.creation_timestamp.is_some()
+    );
+    match cms.create(&PostParams::default(), &cm).await {
+        Err(kube::Error::Api(s)) => assert_eq!((s.code, s.reason.as_str()), (409, "AlreadyExists")),
+        r => panic!("{r:?}"),
+    }
+    match cms.get("nope").await {
+        Err(kube::Error::Api(s)) => assert_eq!(
+            (s.code, s.message.as_str()),
+            (404, "configmaps \"nope\" not found")
+        ),
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(
+        cms.list(&ListParams::default().labels("x=1"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        cms.list(&ListParams::default().labels("x=2"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        0
+    );
+    assert_eq!(
+        cms.list(&ListParams::default().fields("metadata.name=a"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    c.forbid("create", "jobs.batch");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    match jobs
+        .create(&PostParams::default(), &job("j", "true", 1))
+        .await
+    {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 403);
+            assert!(
+                s.message
+                    .contains("cannot create resource \"jobs\" in API group \"batch\""),
+                "{}",
+                s.message
+            );
+        }
+        r => panic!("{r:?}"),
+    }
+    let nss: Api<Namespace> = Api::all(client);
+    assert!(nss.get("default").await.is_ok());
+}
+
+#[tokio::test]
+async fn watch_streams_changes() {
+    let c = cluster();
+    let client = client(&c);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let mut stream = watcher(
+        cms.clone(),
+        watcher::Config::default().fields("metadata.name=w"),
+    )
+    .applied_objects()
+    .boxed();
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "w"}})).unwrap();
+    let creator = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    });
+    let got = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.metadata.name.as_deref(), Some("w"));
+    creator.await.unwrap();
+}
+
+#[tokio::test]
+async fn job_runs_a_container_and_logs_stream() {
+    if !host::require_privileges("job_runs_a_container_and_logs_stream") {
+        return;
+    }
+    let c = cluster();
+    let client = client(&c);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    jobs.create(
+        &PostParams::default(),
+        &job(
+            "hello",
+            "echo out; echo err >&2; test -d /host-none || echo isolated; sleep 0.5; exit 3",
+            1,
+        ),
+    )
+    .await
+    .unwrap();
+    let pod = job_pod(&pods, "hello").await;
+    let name = pod.metadata.name.clone().unwrap();
+    assert!(
+        name.starts_with("hello-") && name.len() == "hello-".len() + 5,
+        "{name}"
+    );
+    assert_eq!(pod.metadata.labels.as_ref().unwrap()["app"], "t");
+    // Follow the log until the container ends (retry while it is being created).
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        match pods
+            .log_stream(
+                &name,
+                &LogParams {
+                    follow: true,
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(s) => {
+                let mut s = s.lines();
+                while let Some(l) = s.try_next().await.unwrap() {
+                    lines.push(l);
+                }
+                break;
+            }
+            Err(kube::Error::Api(s)) if s.code == 400 => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    lines.sort();
+    assert_eq!(lines, ["err", "isolated", "out"]);
+    let done = await_condition(jobs.clone(), "hello", |j: Option<&Job>| {
+        j.and_then(|j| j.status.as_ref())
+            .and_then(|s| s.failed)
+            .unwrap_or(0)
+            > 0
+    });
+    let j = tokio::time::timeout(Duration::from_secs(10), done)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let cond = j.status.unwrap().conditions.unwrap();
+    assert!(cond
+        .iter()
+        .any(|c| c.type_ == "Failed" && c.reason.as_deref() == Some("BackoffLimitExceeded")));
+    let p = pods.get(&name).await.unwrap();
+    let st = p.status.unwrap();
+    assert_eq!(st.phase.as_deref(), Some("Failed"));
+    let term = st.container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!(term.exit_code, 3);
+    // Background deletion takes the pod with it.
+    jobs.delete("hello", &DeleteParams::background())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(pods
+        .list(&ListParams::default().labels("job-name=hello"))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
+#[tokio::test]
+async fn deletion_and_deadline_stop_containers() {
+    if !host::require_privileges("deletion_and_deadline_stop_containers") {
+        return;
+    }
+    let c = cluster();
+    let client = client(&c);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // SIGTERM is trapped: printed, then exit 0 within the grace period.
+    jobs.create(
+        &PostParams::default(),
+        &job(
+            "graceful",
+            "trap 'echo got TERM; exit 0' TERM; echo up; while true; do sleep 0.1; done",
+            5,
+        ),
+    )
+    .await
+    .unwrap();
+    let pod = job_pod(&pods, "graceful").await;
+    let name = pod.metadata.name.unwrap();
+    let running = await_condition(pods.clone(), &name, |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.phase.as_deref())
+            == Some("Running")
+    });
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut follow = pods
+        .log_stream(
+            &name,
+            &LogParams {
+                follow: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .lines();
+    pods.delete(
+        &name,
+        &DeleteParams {
+            grace_period_seconds: Some(5),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut lines = Vec::new();
+    while let Some(l) = tokio::time::timeout(Duration::from_secs(10), follow.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        lines.push(l);
+    }
+    assert_eq!(lines, ["up", "got TERM"]);
+    let gone = await_condition(pods.clone(), &name, |p: Option<&Pod>| p.is_none());
+    tokio::time::timeout(Duration::from_secs(10), gone)
+        .await
+        .unwrap()
+        .unwrap();
+    let j = jobs.get("graceful").await.unwrap();
+    assert_eq!(j.status.unwrap().succeeded, Some(1));
+
+    // activeDeadlineSeconds: SIGTERM ignored, SIGKILL after the 1 s grace.
+    let mut dl = job(
+        "deadline",
+        "trap '' TERM; while true; do sleep 0.1; done",
+        1,
+    );
+    dl.spec.as_mut().unwrap().active_deadline_seconds = Some(2);
+    jobs.create(&PostParams::default(), &dl).await.unwrap();
+    let failed = await_condition(jobs.clone(), "deadline", |j: Option<&Job>| {
+        j.and_then(|j| j.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.type_ == "Failed" && c.reason.as_deref() == Some("DeadlineExceeded"))
+            })
+    });
+    tokio::time::timeout(Duration::from_secs(10), failed)
+        .await
+        .unwrap()
+        .unwrap();
+    for _ in 0..50 {
+        if c.running_containers().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        c.running_containers().is_empty(),
+        "the deadline left a container running"
+    );
+}
+
+#[tokio::test]
+async fn admission_rejects_privileged_pods_with_failed_create() {
+    let c = cluster();
+    c.reject_privileged("default");
+    let client = client(&c);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let mut j = job("priv", "true", 1);
+    let spec = j.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+    spec.host_pid = Some(true);
+    spec.containers[0].security_context =
+        Some(serde_json::from_value(json!({"privileged": true})).unwrap());
+    jobs.create(&PostParams::default(), &j).await.unwrap();
+    let events: Api<Event> = Api::namespaced(client, "default");
+    let mut msg = String::new();
+    for _ in 0..50 {
+        let l = events
+            .list(&ListParams::default().fields("involvedObject.kind=Job,involvedObject.name=priv"))
+            .await
+            .unwrap();
+        if let Some(e) = l
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("FailedCreate"))
+        {
+            msg = e.message.unwrap_or_default();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(msg.starts_with("Error creating: pods \"priv-"), "{msg}");
+    assert!(
+        msg.ends_with("is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostPID=true), privileged (container \"c\" must not set securityContext.privileged=true)"),
+        "{msg}"
+    );
+    assert!(c.list("", "pods", "default", "job-name=priv").is_empty());
+}
+
+/// The runner, run by the fake kubelet, scoped with its current `--cgroup` flag to a
+/// workload pod's cgroup: counts exactly that pod's calls.
+#[tokio::test]
+async fn runner_counts_one_workload_pod() {
+    if !host::require_privileges("runner_counts_one_workload_pod") {
+        return;
+    }
+    let bins = host::binaries().expect("binaries");
+    let c = FakeCluster::start(
+        &bins.trace_runner,
+        env!("CARGO_BIN_EXE_e2e-workload").as_ref(),
+    )
+    .unwrap();
+    let mut x = c
+        .add_workload_pod(&PodSpec::new("default", "x", "node-a"))
+        .unwrap();
+    let mut y = c
+        .add_workload_pod(&PodSpec::new("default", "y", "node-a"))
+        .unwrap();
+    let client = client(&c);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let script = "tracepoint:syscalls:sys_enter_getppid { @calls = count(); } tracepoint:syscalls:sys_enter_getpgid { exit(); }";
+    let j: Job = serde_json::from_value(json!({
+        "metadata": {"name": "runner"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never", "nodeName": "node-a", "hostPID": true,
+            "containers": [{"name": "trace-runner", "image": "ghcr.io/kubectl-trace/trace-runner:test",
+                "args": ["run", "--cgroup", x.pod_cgroup.display().to_string(), "/programs/program.bt"],
+                "volumeMounts": [{"name": "programs", "mountPath": "/programs", "readOnly": true},
+                                 {"name": "sys", "mountPath": "/sys"}]}],
+            "volumes": [{"name": "programs", "configMap": {"name": "runner"}},
+                        {"name": "sys", "hostPath": {"path": "/sys", "type": "Directory"}}]}}}
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &j).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cm: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "runner"}, "data": {"program.bt": script}}),
+    )
+    .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let pod = job_pod(&pods, "runner").await.metadata.name.unwrap();
+    // Wait for "Attaching" in the log, then let the attach finish.
+    let mut attached = false;
+    for _ in 0..100 {
+        if c.pod_log("default", &pod)
+            .is_some_and(|l| l.contains("Attaching"))
+        {
+            attached = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        attached,
+        "runner never attached: {:?}",
+        c.pod_log("default", &pod)
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    y.container("app").getppid(700);
+    x.container("app").getppid(1000);
+    y.container("app").getpgid();
+    x.container("app").getpgid();
+    let done = await_condition(jobs.clone(), "runner", |j: Option<&Job>| {
+        j.and_then(|j| j.status.as_ref())
+            .is_some_and(|s| s.succeeded == Some(1) || s.failed == Some(1))
+    });
+    tokio::time::timeout(Duration::from_secs(20), done)
+        .await
+        .unwrap()
+        .unwrap();
+    let log = c.pod_log("default", &pod).unwrap_or_default();
+    assert!(log.contains("@calls: 1000\n"), "{log}");
+    assert_eq!(
+        jobs.get("runner").await.unwrap().status.unwrap().succeeded,
+        Some(1),
+        "{log}"
+    );
+}

@@ -1,0 +1,130 @@
+//! Stacks: reading `kstack`/`ustack` ids back from the stack-trace map, symbolizing
+//! their frames (kernel ones from `/proc/kallsyms`, user ones with `blazesym` through
+//! `/proc/PID/...`, so containerised processes resolve too) and rendering them the way
+//! bpftrace 0.17 does: a newline, then one line per frame, innermost first, indented by
+//! 8 spaces in printf and 4 in map keys (`perf` mode: `\t<hex addr> <sym>`; `raw`:
+//! the hex address). [`folded`] turns a rendered key back into folded-stack frames.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::cell::RefCell;
+
+use trace_lang::types::StackMode;
+
+use crate::compile::codegen::STACK_MAX_FRAMES;
+use crate::runtime::bpf_sys;
+
+static STACK_MAP_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Called by the loader with the fd of the script's stack-trace map.
+pub fn register_map(fd: i32) {
+    STACK_MAP_FD.store(fd, Ordering::SeqCst);
+}
+
+/// The addresses of stack `id`, innermost first.
+fn addresses(id: i64) -> Vec<u64> {
+    let fd = STACK_MAP_FD.load(Ordering::SeqCst);
+    if id < 0 || fd < 0 {
+        return Vec::new();
+    }
+    let mut buf = vec![0u8; 8 * STACK_MAX_FRAMES];
+    match bpf_sys::lookup(fd, &(id as u32).to_ne_bytes(), &mut buf) {
+        Ok(true) => buf
+            .chunks(8)
+            .map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))
+            .take_while(|a| *a != 0)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+type UserCache = HashMap<(u32, u64), Option<(String, u64)>>;
+
+thread_local! {
+    /// The symbolizer (it caches parsed ELF files) and the answers, per thread.
+    static USER_SYMBOLS: RefCell<Option<(blazesym::symbolize::Symbolizer, UserCache)>> =
+        const { RefCell::new(None) };
+}
+
+/// `func+off` of a user address in process `pid`, if it resolves.
+fn user_symbol(pid: u32, addr: u64) -> Option<(String, u64)> {
+    use blazesym::symbolize::source::{Process, Source};
+    use blazesym::symbolize::{Input, Symbolized, Symbolizer};
+    USER_SYMBOLS.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let (symbolizer, cache) = guard.get_or_insert_with(|| (Symbolizer::new(), HashMap::new()));
+        if let Some(hit) = cache.get(&(pid, addr)) {
+            return hit.clone();
+        }
+        let src = Source::Process(Process::new(blazesym::Pid::from(pid)));
+        let found = match symbolizer.symbolize_single(&src, Input::AbsAddr(addr)) {
+            Ok(Symbolized::Sym(sym)) => Some((sym.name.to_string(), sym.offset as u64)),
+            _ => None,
+        };
+        cache.insert((pid, addr), found.clone());
+        found
+    })
+}
+
+/// `usym()` / `func` of a uprobe: the function name (no offset), or the address in hex.
+pub fn user_function(pid: u32, addr: u64) -> String {
+    match user_symbol(pid, addr) {
+        Some((name, _)) => name,
+        None => format!("0x{addr:x}"),
+    }
+}
+
+/// One frame as bpftrace names it.
+fn frame_name(addr: u64, user: bool, pid: u32) -> String {
+    if user {
+        return match user_symbol(pid, addr) {
+            Some((name, off)) => format!("{name}+{off}"),
+            None => format!("0x{addr:x}"),
+        };
+    }
+    crate::symbols::kernel_symbol_offset(addr)
+}
+
+/// Render stack `id` (of process `pid` for user stacks), at most `limit` frames.
+pub fn render(id: i64, pid: u32, user: bool, limit: u32, mode: StackMode, indent: usize) -> String {
+    let mut out = String::from("\n");
+    for addr in addresses(id).into_iter().take(limit as usize) {
+        match mode {
+            StackMode::Bpftrace => {
+                out.push_str(&" ".repeat(indent));
+                out.push_str(&frame_name(addr, user, pid));
+            }
+            StackMode::Perf => {
+                out.push_str(&format!("\t{addr:x} {}", frame_name(addr, user, pid)));
+            }
+            StackMode::Raw => out.push_str(&format!("{addr:x}")),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The frames of a rendered stack, outermost first (for folded stacks).
+pub fn folded_frames(rendered: &str) -> Vec<String> {
+    let mut frames: Vec<String> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.rsplit_once(' ').map_or(l, |(_, sym)| sym).replace(';', ":"))
+        .collect();
+    frames.reverse();
+    frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding() {
+        let text = "\n        inner+1\n        outer+2\n";
+        assert_eq!(folded_frames(text), ["outer+2", "inner+1"]);
+        let perf = "\n\tffffffff81000000 inner+1\n";
+        assert_eq!(folded_frames(perf), ["inner+1"]);
+    }
+}

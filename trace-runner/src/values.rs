@@ -1,0 +1,158 @@
+//! User-space halves of the values the kernel side leaves unfinished (layouts in
+//! [`crate::compile::codegen`]'s `functions` module): addresses from `ntop()`, MAC
+//! addresses, `buf()` bytes, `strftime()` timestamps, `cgroup_path()` ids, `usym()`
+//! addresses and stacks, decoded into printable [`Val`]s.
+
+use trace_lang::types::Type;
+
+use crate::compile::codegen::Compiled;
+use crate::output::Val;
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8).map_or(0, |s| u64::from_ne_bytes(s.try_into().unwrap_or([0; 8])))
+}
+
+/// Whether [`decode`] handles this type.
+pub fn handles(ty: &Type) -> bool {
+    matches!(
+        ty,
+        Type::Inet | Type::MacAddr | Type::Buf(_) | Type::Timestamp | Type::CgroupPath | Type::Usym | Type::Stack { .. }
+    )
+}
+
+/// Decode a value of one of the [`handles`] types; `key` for map keys (stacks are
+/// indented by 4 there, by 8 elsewhere, as bpftrace does).
+pub fn decode(ty: &Type, b: &[u8], compiled: &Compiled, key: bool) -> Val {
+    match ty {
+        Type::Inet => Val::Str(inet(u64_at(b, 0), b.get(8..24).unwrap_or(&[]))),
+        Type::MacAddr => {
+            let m: Vec<String> = b.iter().take(6).map(|x| format!("{x:02X}")).collect();
+            Val::Str(m.join(":"))
+        }
+        Type::Buf(n) => {
+            let len = (u64_at(b, 0) as usize).min(*n);
+            let data = b.get(8..8 + len).unwrap_or(&[]);
+            Val::Str(escape_bytes(data))
+        }
+        Type::Timestamp => {
+            let fmt = compiled.time_formats.get(u64_at(b, 0) as usize).cloned().unwrap_or_default();
+            Val::Str(strftime_boot_ns(&fmt, u64_at(b, 8)))
+        }
+        Type::CgroupPath => Val::Str(cgroup_path(u64_at(b, 0))),
+        Type::Usym => {
+            let (addr, pid) = (u64_at(b, 0), u64_at(b, 8) as u32);
+            Val::Sym(crate::stacks::user_function(pid, addr))
+        }
+        Type::Stack { user, limit, mode } => {
+            let (id, pid) = (u64_at(b, 0) as i64, u64_at(b, 8) as u32);
+            Val::Sym(crate::stacks::render(id, pid, *user, *limit, *mode, if key { 4 } else { 8 }))
+        }
+        _ => Val::Uint(u64_at(b, 0)),
+    }
+}
+
+/// `ntop()`: dotted quad for AF_INET, RFC 5952 text for AF_INET6.
+fn inet(af: u64, addr: &[u8]) -> String {
+    if af == 10 && addr.len() >= 16 {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&addr[..16]);
+        return std::net::Ipv6Addr::from(a).to_string();
+    }
+    let mut a = [0u8; 4];
+    a.copy_from_slice(addr.get(..4).unwrap_or(&[0; 4]));
+    std::net::Ipv4Addr::from(a).to_string()
+}
+
+/// bpftrace's `%r`: printable ASCII as is, other bytes as `\xNN`.
+fn escape_bytes(data: &[u8]) -> String {
+    let mut s = String::new();
+    for &c in data {
+        if (0x20..0x7f).contains(&c) {
+            s.push(c as char);
+        } else {
+            s.push_str(&format!("\\x{c:02x}"));
+        }
+    }
+    s
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+/// `strftime(fmt, nsecs)`: `nsecs` counts from boot (CLOCK_MONOTONIC, as the `nsecs`
+/// builtin); shown as local wall-clock time. `%f` gives microseconds, as in bpftrace.
+fn strftime_boot_ns(fmt: &str, ns: u64) -> String {
+    let wall = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC) + ns as i128;
+    let secs = (wall.div_euclid(1_000_000_000)) as libc::time_t;
+    let micros = wall.rem_euclid(1_000_000_000) / 1000;
+    let fmt = fmt.replace("%f", &format!("{micros:06}"));
+    // SAFETY: localtime_r/strftime with valid buffers and a NUL-terminated format.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&secs, &mut tm);
+        let Ok(cfmt) = std::ffi::CString::new(fmt) else { return String::new() };
+        let mut buf = vec![0u8; 256];
+        let n = libc::strftime(buf.as_mut_ptr() as *mut libc::c_char, buf.len(), cfmt.as_ptr(), &tm);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+/// The path of the cgroup v2 directory with this id (its inode number), relative to
+/// the cgroup2 mount; the id in decimal when not found.
+fn cgroup_path(id: u64) -> String {
+    use std::os::unix::fs::MetadataExt;
+    for root in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+        let mut stack = vec![std::path::PathBuf::from(root)];
+        let mut seen = 0;
+        while let Some(dir) = stack.pop() {
+            seen += 1;
+            if seen > 100_000 {
+                break;
+            }
+            if std::fs::metadata(&dir).is_ok_and(|m| m.ino() == id) {
+                let rel = dir.strip_prefix(root).unwrap_or(&dir).display().to_string();
+                return format!("/{}", rel.trim_start_matches('/'));
+            }
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                stack.extend(rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+            }
+        }
+    }
+    id.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(inet(2, &[127, 0, 0, 1]), "127.0.0.1");
+        let mut v6 = [0u8; 16];
+        v6[15] = 1;
+        assert_eq!(inet(10, &v6), "::1");
+        assert_eq!(escape_bytes(b"ab\x00\n"), "ab\\x00\\x0a");
+    }
+}
+
+/// The text of a `join()` event: its non-empty arguments joined by the call site's
+/// delimiter, and a newline (bpftrace 0.17 prints it like that).
+pub fn join_record(compiled: &Compiled, index: usize, record: &[u8]) -> Option<String> {
+    use crate::compile::codegen::{JOIN_ARG_LEN, JOIN_MAX_ARGS};
+    let delim = compiled.joins.get(index)?;
+    let mut parts = Vec::new();
+    for i in 0..JOIN_MAX_ARGS {
+        let at = 8 + i * JOIN_ARG_LEN;
+        let Some(raw) = record.get(at..at + JOIN_ARG_LEN) else { break };
+        let end = raw.iter().position(|c| *c == 0).unwrap_or(raw.len());
+        if end == 0 {
+            break;
+        }
+        parts.push(String::from_utf8_lossy(&raw[..end]).into_owned());
+    }
+    Some(format!("{}\n", parts.join(delim)))
+}
