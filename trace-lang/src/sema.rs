@@ -29,6 +29,13 @@ pub trait ProbeEnv {
         Vec::new()
     }
 
+    /// Whether `symbol` (no wildcards) exists in the binary or library `path` of a uprobe
+    /// (`/bin/bash`, or a library name such as `libssl`): `None` when this environment
+    /// cannot tell. Missing ones are skipped, as bpftrace does.
+    fn uprobe_exists(&self, _path: &str, _symbol: &str) -> Option<bool> {
+        None
+    }
+
     // ---- kernel types (BTF); the defaults describe an environment without them ----
 
     /// Whether this environment knows the kernel's types. When it does not (the plugin
@@ -196,6 +203,12 @@ fn resolve_probe(
                 }
                 continue;
             }
+        }
+        if matches!(ap.kind, ProbeKind::Uprobe | ProbeKind::Uretprobe)
+            && !has_wildcard(&ap.parts[1])
+            && env.uprobe_exists(&ap.parts[0], &ap.parts[1]) == Some(false)
+        {
+            continue;
         }
         out.push(ResolvedAttach {
             kind: ap.kind,
@@ -864,7 +877,9 @@ impl Analyser<'_> {
                 if !self.check_value(value) {
                     return;
                 }
-                let t = normalise(&t);
+                // Integers keep their width (for bswap() and printing); a variable's
+                // slot is 8 bytes whatever the width.
+                let t = if t.is_int() { t } else { normalise(&t) };
                 match cx.vars.get(name.as_str()) {
                     None => {
                         cx.vars.insert(name.clone(), t);

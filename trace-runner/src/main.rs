@@ -17,6 +17,7 @@ mod sink;
 mod stacks;
 mod symbols;
 mod tracefs;
+mod uprobes;
 mod values;
 
 use std::path::PathBuf;
@@ -44,7 +45,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Compile, load and run a script until exit(), Ctrl-C, SIGTERM or the deadline.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Parse and analyse a script (exit 0 when valid); with --load, also load it through the verifier.
     Check {
         #[command(flatten)]
@@ -515,7 +516,7 @@ fn list(pattern: Option<String>) -> Result<(), Failure> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Check { script, load } => check(script, load),
         Command::List { pattern } => list(pattern),
         Command::Build { script, output } => build(script, output),

@@ -32,7 +32,7 @@ pub fn find_pod_by_name(
     if found.is_empty() {
         return Err(format!("pod {namespace}/{name} is not on this node (no {}/{prefix}<uid>)", pods_dir.display()));
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|b| std::cmp::Reverse(b.0));
     let ids = container_ids(log_root, namespace, name, containers)?;
     Ok(found.into_iter().map(|(_, uid)| PodTarget { uid, container_ids: ids.clone() }).collect())
 }

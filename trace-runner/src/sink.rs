@@ -126,10 +126,4 @@ impl Sink {
     pub fn raw(&mut self, bytes: &[u8]) {
         self.emit(bytes);
     }
-
-    /// A line of our own on stderr (and in the persisted file).
-    pub fn note(&mut self, text: &str) {
-        eprintln!("{text}");
-        self.persist(format!("{text}\n").as_bytes());
-    }
 }

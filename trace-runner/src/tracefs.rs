@@ -13,10 +13,13 @@ use trace_lang::ProbeEnv;
 
 const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
+/// Parsed format files by `(category, name)`; `None` when unreadable.
+type FormatCache = HashMap<(String, String), Option<Vec<TpField>>>;
+
 /// tracefs as seen by this process.
 pub struct Tracefs {
     root: Option<PathBuf>,
-    formats: Mutex<HashMap<(String, String), Option<Vec<TpField>>>>,
+    formats: Mutex<FormatCache>,
 }
 
 impl Tracefs {
@@ -151,6 +154,10 @@ impl ProbeEnv for Tracefs {
             .into_iter()
             .map(|n| format!("tracepoint:{n}"))
             .collect()
+    }
+
+    fn uprobe_exists(&self, path: &str, symbol: &str) -> Option<bool> {
+        crate::uprobes::exists(path, symbol)
     }
 
     // Kernel types come from BTF (parsed on first use, see crate::btf).

@@ -30,7 +30,6 @@ pub use functions::{JOIN_ARG_LEN, JOIN_MAX_ARGS, STACK_MAX_FRAMES};
 
 /// Kernel map types used here.
 pub const MAP_HASH: u32 = 1;
-pub const MAP_ARRAY: u32 = 2;
 pub const MAP_PERCPU_HASH: u32 = 5;
 pub const MAP_PERCPU_ARRAY: u32 = 6;
 pub const MAP_RINGBUF: u32 = 27;
@@ -171,8 +170,6 @@ pub struct Compiled {
     /// Types of `print(value)` call sites.
     pub print_values: Vec<Type>,
     pub probe_names: Vec<String>,
-    /// Index of the `events` ring buffer in `maps`.
-    pub events_map: usize,
     /// Index of the per-CPU lost-event counter in `maps`.
     pub lost_map: usize,
     /// Index of the stack-trace map in `maps`, when the script uses stacks.
@@ -419,7 +416,6 @@ pub fn generate(
         prints: t.prints,
         print_values: t.print_values,
         probe_names: t.probe_names,
-        events_map: t.events_map,
         lost_map: t.lost_map,
         stack_map: t.stack_map,
         joins: t.joins,
@@ -1721,6 +1717,17 @@ impl ProgGen<'_> {
                 self.asm.load_const(R0, id as i64);
             }
             "kaddr" => self.gen_kaddr(e, args)?,
+            "bswap" => {
+                let arg = args.first().ok_or_else(|| err(e.span, "bswap() needs an argument"))?;
+                self.gen_int(arg)?;
+                let bytes = match arg.ty {
+                    Type::Int { bytes, .. } => bytes,
+                    _ => 8,
+                };
+                if bytes > 1 {
+                    self.asm.bswap(R0, i32::from(bytes) * 8);
+                }
+            }
             "ksym" | "usym" | "uaddr" => {
                 let arg = args
                     .first()

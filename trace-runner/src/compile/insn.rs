@@ -11,7 +11,6 @@ pub const R1: Reg = Reg(1);
 pub const R2: Reg = Reg(2);
 pub const R3: Reg = Reg(3);
 pub const R4: Reg = Reg(4);
-pub const R5: Reg = Reg(5);
 pub const R6: Reg = Reg(6);
 pub const R7: Reg = Reg(7);
 pub const R8: Reg = Reg(8);
@@ -139,6 +138,9 @@ pub mod helper {
     pub const GET_FUNC_IP: i32 = 173;
 }
 
+/// Finished code: the instructions and `(instruction index, map index)` relocations.
+pub type Assembled = (Vec<Insn>, Vec<(usize, usize)>);
+
 /// A jump target, bound later with [`Asm::bind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Label(usize);
@@ -181,9 +183,10 @@ impl Asm {
         self.push(ALU64 | op as u8 | X, dst, src, 0, 0);
     }
 
-    /// Signed division or modulo (cpu v4: `off = 1`).
-    pub fn alu_reg_signed(&mut self, op: Alu, dst: Reg, src: Reg) {
-        self.push(ALU64 | op as u8 | X, dst, src, 1, 0);
+    /// Swap the byte order of the low `bits` (16, 32 or 64) of `dst` (`BPF_END | BPF_TO_BE`
+    /// on little-endian: a byte swap), zeroing the rest.
+    pub fn bswap(&mut self, dst: Reg, bits: i32) {
+        self.insns.push(Insn { code: 0x04 | 0xd0 | 0x08, dst: dst.0, src: 0, off: 0, imm: bits });
     }
 
     pub fn neg(&mut self, dst: Reg) {
@@ -264,7 +267,7 @@ impl Asm {
     }
 
     /// Resolve jumps; fails only on an internal error (unbound label, jump too far).
-    pub fn finish(mut self) -> Result<(Vec<Insn>, Vec<(usize, usize)>), String> {
+    pub fn finish(mut self) -> Result<Assembled, String> {
         for (at, label) in std::mem::take(&mut self.fixups) {
             let target = self.labels[label.0].ok_or("internal error: unbound label")?;
             let off = target as i64 - at as i64 - 1;

@@ -284,7 +284,17 @@ impl Session {
                 }
                 Attach::Kprobe { func, .. } => {
                     let kp: &mut KProbe = prog.try_into().map_err(fail)?;
-                    kp.attach(func, 0).map_err(fail)?;
+                    kp.attach(func, 0).map_err(|e| {
+                        let text = error_chain(&e);
+                        if text.contains("kprobe/type") {
+                            LoadError(format!(
+                                "cannot attach {}: this kernel has no kprobes (CONFIG_KPROBES is off); the program passed the verifier, but only tracepoints, raw tracepoints, uprobes and perf events can attach here (see `trace-runner list`)",
+                                p.probe_name
+                            ))
+                        } else {
+                            fail(e)
+                        }
+                    })?;
                 }
                 Attach::Uprobe { path, symbol, .. } => {
                     let up: &mut UProbe = prog.try_into().map_err(fail)?;
@@ -505,9 +515,7 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
     let index = (id & 0xffff_ffff) as usize;
     match kind {
         k if k == EventKind::Printf as u32 => {
-            let Some(spec) = session.compiled.printfs.get(index) else {
-                return None;
-            };
+            let spec = session.compiled.printfs.get(index)?;
             let args: Vec<Val> = spec
                 .args
                 .iter()
@@ -519,17 +527,13 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
         }
         k if k == EventKind::Exit as u32 => return Some(StopReason::Exit),
         k if k == EventKind::Print as u32 => {
-            let Some(spec) = session.compiled.prints.get(index).cloned() else {
-                return None;
-            };
+            let spec = session.compiled.prints.get(index).cloned()?;
             if let Some(dump) = maps::read_map(session, spec.map) {
                 sink.map(&dump, spec.top, spec.div);
             }
         }
         k if k == EventKind::PrintValue as u32 => {
-            let Some(ty) = session.compiled.print_values.get(index) else {
-                return None;
-            };
+            let ty = session.compiled.print_values.get(index)?;
             let value = maps::decode_value(ty, record.get(8..).unwrap_or(&[]), &session.compiled);
             sink.value(&value);
         }

@@ -1,0 +1,66 @@
+//! Uprobe targets: finds the file behind a library name (`libssl` →
+//! `/usr/lib/x86_64-linux-gnu/libssl.so.3`) and whether a symbol is defined in it
+//! (`.symtab` or `.dynsym`), so that attach points of missing functions are skipped
+//! with a warning, as bpftrace does, instead of failing the whole script.
+
+use std::path::{Path, PathBuf};
+
+use object::{Object, ObjectSymbol};
+
+const LIB_DIRS: [&str; 6] = [
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+];
+
+/// The file a uprobe target names: a path as is, a library name searched in the
+/// usual directories (`libc` → `libc.so.6`).
+pub fn resolve_target(target: &str) -> Option<PathBuf> {
+    if target.contains('/') {
+        return Path::new(target).exists().then(|| PathBuf::from(target));
+    }
+    let prefix = if target.contains(".so") { target.to_string() } else { format!("{target}.so") };
+    for dir in LIB_DIRS {
+        let Ok(rd) = std::fs::read_dir(dir) else { continue };
+        let mut names: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n == &prefix || n.starts_with(&format!("{prefix}.")))
+            .collect();
+        names.sort();
+        if let Some(n) = names.first() {
+            return Some(Path::new(dir).join(n));
+        }
+    }
+    None
+}
+
+/// Whether `symbol` is defined in the ELF file (`None` if the file cannot be read).
+pub fn symbol_defined(file: &Path, symbol: &str) -> Option<bool> {
+    let data = std::fs::read(file).ok()?;
+    let elf = object::File::parse(&*data).ok()?;
+    let found = elf
+        .symbols()
+        .chain(elf.dynamic_symbols())
+        .any(|s| s.is_definition() && s.name().is_ok_and(|n| n == symbol || n.split('@').next() == Some(symbol)));
+    Some(found)
+}
+
+/// `Some(false)` (with a warning on stderr) when the target or the symbol is missing.
+pub fn exists(target: &str, symbol: &str) -> Option<bool> {
+    let Some(file) = resolve_target(target) else {
+        eprintln!("warning: uprobe target '{target}' not found; its probes are skipped");
+        return Some(false);
+    };
+    let found = symbol_defined(&file, symbol)?;
+    if !found {
+        eprintln!(
+            "warning: symbol '{symbol}' not found in {} (no debug symbols?); uprobe:{target}:{symbol} is skipped",
+            file.display()
+        );
+    }
+    Some(found)
+}
