@@ -36,6 +36,8 @@ pub const ANN_PODS: &str = "kubectl-trace/pods";
 pub const ANN_SCRIPT: &str = "kubectl-trace/script";
 pub const ANN_PROGRAM: &str = "kubectl-trace/program";
 pub const ANN_DEADLINE: &str = "kubectl-trace/deadline";
+/// `pvc:CLAIM[/SUBDIR]` of a trace whose output is kept on a volume (`--output`).
+pub const ANN_OUTPUT: &str = "kubectl-trace/output";
 
 /// Where the ConfigMap is mounted in the trace pod.
 pub const PROGRAMS_DIR: &str = "/programs";
@@ -43,8 +45,9 @@ pub const PROGRAMS_DIR: &str = "/programs";
 pub const HOST_PROC: &str = "/host/proc";
 /// Where a `--output pvc:CLAIM` volume is mounted.
 pub const OUTPUT_DIR: &str = "/output";
-/// Service account of scheduled pod traces (manifests/runner-rbac.yaml).
-pub const RUNNER_SERVICE_ACCOUNT: &str = "trace-runner";
+/// The kubelet's pod log directories: scheduled pod traces find their pods there by
+/// namespace and name (`/var/log/pods/<namespace>_<name>_<uid>/<container>/`).
+pub const POD_LOGS_DIR: &str = "/var/log/pods";
 
 /// Compiled objects larger than this travel gzip-compressed.
 pub const GZIP_THRESHOLD: usize = 64 * 1024;
@@ -119,6 +122,10 @@ pub struct PodScope {
     pub uid: String,
     /// Container IDs as the API reports them, runtime prefix included (`containerd://...`).
     pub container_ids: Vec<String>,
+    /// Containers chosen by name (`-c`, or the only one when the script uses
+    /// `$container_pid`); empty for the whole pod. Scheduled traces pass these instead of
+    /// IDs, which change when the pod is recreated.
+    pub container_names: Vec<String>,
 }
 
 /// Everything traced on one node: one Job (or CronJob) each.
@@ -146,6 +153,22 @@ pub struct PvcOutput {
 }
 
 impl PvcOutput {
+    /// `pvc:CLAIM[/SUBDIR]`, as `--output` takes it.
+    pub fn display(&self) -> String {
+        match &self.subdir {
+            Some(s) => format!("pvc:{}/{s}", self.claim),
+            None => format!("pvc:{}", self.claim),
+        }
+    }
+
+    /// The runner's `--output-dir` (where the claim is mounted, plus the subdirectory).
+    pub fn dir(&self) -> String {
+        match &self.subdir {
+            Some(s) => format!("{OUTPUT_DIR}/{s}"),
+            None => OUTPUT_DIR.to_string(),
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Self> {
         let rest = text.strip_prefix("pvc:").ok_or_else(|| {
             fail(format!(
@@ -289,6 +312,9 @@ fn annotations(spec: &TraceSpec, plan: &NodePlan) -> BTreeMap<String, String> {
     a.insert(ANN_TARGET.to_string(), spec.target.display());
     a.insert(ANN_NODE.to_string(), plan.node.clone());
     a.insert(ANN_DEADLINE.to_string(), format_duration(spec.deadline));
+    if let Some(o) = &spec.output {
+        a.insert(ANN_OUTPUT.to_string(), o.display());
+    }
     if !plan.pods.is_empty() {
         let pods: Vec<String> = plan
             .pods
@@ -386,6 +412,11 @@ pub fn set_owner(cm: &mut ConfigMap, api_version: &str, kind: &str, name: &str, 
     }]);
 }
 
+/// True for a scheduled trace of pods: found again by name at each run.
+pub fn scheduled_pods(spec: &TraceSpec, plan: &NodePlan) -> bool {
+    spec.schedule.is_some() && !plan.pods.is_empty()
+}
+
 /// The runner's command line for one node.
 pub fn runner_args(spec: &TraceSpec, plan: &NodePlan) -> Vec<String> {
     let mut args = vec![
@@ -395,27 +426,38 @@ pub fn runner_args(spec: &TraceSpec, plan: &NodePlan) -> Vec<String> {
         "--host-proc".to_string(),
         HOST_PROC.to_string(),
     ];
-    // Pods are pinned by UID and container IDs. A scheduled trace's pods may be
-    // recreated between runs: the pod names also travel in KUBECTL_TRACE_TARGET_PODS
-    // so that a runner with API access (--serviceaccount) can find them again.
-    for pod in &plan.pods {
-        args.push("--pod-uid".to_string());
-        args.push(pod.uid.clone());
-    }
-    for pod in &plan.pods {
-        for cid in &pod.container_ids {
-            args.push("--container-id".to_string());
-            args.push(cid.clone());
+    if scheduled_pods(spec, plan) {
+        // A scheduled run may come after the pod was recreated (new UID, new container
+        // IDs): the runner finds it by namespace and name in the kubelet's log
+        // directories (/var/log/pods), and its containers by name.
+        for pod in &plan.pods {
+            args.push("--pod".to_string());
+            args.push(format!("{}/{}", pod.namespace, pod.name));
+        }
+        let mut names: Vec<&String> = plan.pods.iter().flat_map(|p| &p.container_names).collect();
+        names.sort();
+        names.dedup();
+        for n in names {
+            args.push("--container-name".to_string());
+            args.push(n.clone());
+        }
+    } else {
+        for pod in &plan.pods {
+            args.push("--pod-uid".to_string());
+            args.push(pod.uid.clone());
+        }
+        for pod in &plan.pods {
+            for cid in &pod.container_ids {
+                args.push("--container-id".to_string());
+                args.push(cid.clone());
+            }
         }
     }
     args.push("--target".to_string());
     args.push(spec.target.display());
     if let Some(out) = &spec.output {
         args.push("--output-dir".to_string());
-        args.push(match &out.subdir {
-            Some(s) => format!("{OUTPUT_DIR}/{s}"),
-            None => OUTPUT_DIR.to_string(),
-        });
+        args.push(out.dir());
         args.push("--trace-id".to_string());
         args.push(spec.id.clone());
     }
@@ -490,6 +532,10 @@ pub fn pod_template(spec: &TraceSpec, plan: &NodePlan, name: &str) -> PodTemplat
         });
         mounts.push(mount("output", OUTPUT_DIR, false, None));
     }
+    if scheduled_pods(spec, plan) {
+        volumes.push(host_path("pod-logs", POD_LOGS_DIR, Some("Directory")));
+        mounts.push(mount("pod-logs", POD_LOGS_DIR, true, None));
+    }
     let mut envs = vec![
         env("KUBECTL_TRACE_ID", &spec.id),
         EnvVar {
@@ -551,6 +597,9 @@ pub fn pod_template(spec: &TraceSpec, plan: &NodePlan, name: &str) -> PodTemplat
             .collect();
         pod_annotations.insert(ANN_PODS.to_string(), pods.join(","));
     }
+    if let Some(o) = &spec.output {
+        pod_annotations.insert(ANN_OUTPUT.to_string(), o.display());
+    }
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels(spec, &plan.node)),
@@ -562,24 +611,16 @@ pub fn pod_template(spec: &TraceSpec, plan: &NodePlan, name: &str) -> PodTemplat
             host_pid: Some(true),
             node_name: Some(plan.node.clone()),
             tolerations: Some(vec![toleration("NoSchedule"), toleration("NoExecute")]),
-            service_account_name: service_account(spec, plan),
-            automount_service_account_token: Some(service_account(spec, plan).is_some()),
+            service_account_name: spec.service_account.clone(),
+            // The runner needs no API access (scheduled pod traces find their pods in
+            // /var/log/pods): a token only with --serviceaccount.
+            automount_service_account_token: Some(spec.service_account.is_some()),
             termination_grace_period_seconds: Some(spec.grace as i64),
             containers: vec![container],
             volumes: Some(volumes),
             ..Default::default()
         }),
     }
-}
-
-/// Service account of the trace pod: `--serviceaccount`, else for a scheduled pod trace
-/// [`RUNNER_SERVICE_ACCOUNT`] (each run finds its pods again through the API), else none
-/// (and no token mounted: the runner needs no API access).
-pub fn service_account(spec: &TraceSpec, plan: &NodePlan) -> Option<String> {
-    spec.service_account.clone().or_else(|| {
-        (spec.schedule.is_some() && !plan.pods.is_empty())
-            .then(|| RUNNER_SERVICE_ACCOUNT.to_string())
-    })
 }
 
 fn job_spec(spec: &TraceSpec, plan: &NodePlan, name: &str) -> JobSpec {
@@ -592,6 +633,15 @@ fn job_spec(spec: &TraceSpec, plan: &NodePlan, name: &str) -> JobSpec {
         template: pod_template(spec, plan, name),
         ..Default::default()
     }
+}
+
+/// Annotations of the Jobs a CronJob makes.
+fn job_template_annotations(spec: &TraceSpec) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::from([(ANN_TARGET.to_string(), spec.target.display())]);
+    if let Some(o) = &spec.output {
+        a.insert(ANN_OUTPUT.to_string(), o.display());
+    }
+    a
 }
 
 /// Build the ConfigMap and the Job (or CronJob) for node `index` of `total`.
@@ -628,10 +678,7 @@ pub fn build(
                 job_template: JobTemplateSpec {
                     metadata: Some(ObjectMeta {
                         labels: Some(labels(spec, &plan.node)),
-                        annotations: Some(BTreeMap::from([(
-                            ANN_TARGET.to_string(),
-                            spec.target.display(),
-                        )])),
+                        annotations: Some(job_template_annotations(spec)),
                         ..Default::default()
                     }),
                     spec: Some(job_spec(spec, plan, &name)),
@@ -922,6 +969,7 @@ pub mod tests {
                 name: "web-0".into(),
                 uid: "u-1".into(),
                 container_ids: vec!["containerd://aaa".into(), "cri-o://bbb".into()],
+                container_names: vec![],
             }],
         };
         let objs = build(&spec, &plan, 0, 1).unwrap();
@@ -943,6 +991,141 @@ pub mod tests {
             job(&objs).metadata.annotations.as_ref().unwrap()[ANN_TARGET],
             "pod/prod/web-0"
         );
+    }
+
+    fn pod_spec_of(objs: &TraceObjects) -> PodSpec {
+        match &objs.workload {
+            Workload::Job(j) => j.spec.clone().unwrap().template.spec.unwrap(),
+            Workload::CronJob(c) => c
+                .spec
+                .job_template
+                .spec
+                .clone()
+                .unwrap()
+                .template
+                .spec
+                .unwrap(),
+        }
+    }
+
+    #[test]
+    fn scheduled_pod_trace_finds_pods_by_name() {
+        let mut spec = sample_spec();
+        spec.target = TargetDesc {
+            kind: "statefulset".into(),
+            name: "web".into(),
+            namespace: Some("prod".into()),
+        };
+        spec.deadline = 60;
+        spec.schedule = Some(Schedule {
+            cron: "0 * * * *".into(),
+            starting_deadline: 120,
+            time_zone: None,
+            history_limit: 3,
+        });
+        let scope = |name: &str, uid: &str| PodScope {
+            namespace: "prod".into(),
+            name: name.into(),
+            uid: uid.into(),
+            container_ids: vec![format!("containerd://{uid}")],
+            container_names: vec!["app".into()],
+        };
+        let plan = NodePlan {
+            node: "n2".into(),
+            pods: vec![scope("web-0", "u-0"), scope("web-1", "u-1")],
+        };
+        let objs = build(&spec, &plan, 0, 1).unwrap();
+        let ps = pod_spec_of(&objs);
+        let args = ps.containers[0].args.clone().unwrap().join(" ");
+        assert!(
+            args.contains("--pod prod/web-0 --pod prod/web-1 --container-name app --target statefulset/prod/web"),
+            "{args}"
+        );
+        assert!(!args.contains("--pod-uid"), "{args}");
+        assert!(!args.contains("--container-id"), "{args}");
+        // The kubelet's log directories, read-only; no API token.
+        let v = ps
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "pod-logs")
+            .unwrap();
+        assert_eq!(v.host_path.as_ref().unwrap().path, "/var/log/pods");
+        let m = ps.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "pod-logs")
+            .unwrap();
+        assert_eq!(
+            (m.mount_path.as_str(), m.read_only),
+            ("/var/log/pods", Some(true))
+        );
+        assert_eq!(ps.service_account_name, None);
+        assert_eq!(ps.automount_service_account_token, Some(false));
+
+        // Whole pods: no container names.
+        let mut plan = plan;
+        plan.pods.iter_mut().for_each(|p| p.container_names.clear());
+        let args = runner_args(&spec, &plan).join(" ");
+        assert!(!args.contains("--container-name"), "{args}");
+
+        // One-shot pod traces keep UIDs and container IDs, and need no /var/log/pods.
+        spec.schedule = None;
+        let objs = build(&spec, &plan, 0, 1).unwrap();
+        let ps = pod_spec_of(&objs);
+        let args = ps.containers[0].args.clone().unwrap().join(" ");
+        assert!(
+            args.contains("--pod-uid u-0 --pod-uid u-1 --container-id containerd://u-0"),
+            "{args}"
+        );
+        assert!(ps.volumes.unwrap().iter().all(|v| v.name != "pod-logs"));
+    }
+
+    #[test]
+    fn output_annotation() {
+        let mut spec = sample_spec();
+        spec.output = Some(PvcOutput::parse("pvc:traces/team-a").unwrap());
+        spec.schedule = Some(Schedule {
+            cron: "0 * * * *".into(),
+            starting_deadline: 120,
+            time_zone: None,
+            history_limit: 3,
+        });
+        let objs = build(&spec, &node_plan(), 0, 1).unwrap();
+        let Workload::CronJob(cj) = &objs.workload else {
+            panic!()
+        };
+        let want = Some(&"pvc:traces/team-a".to_string());
+        assert_eq!(
+            cj.metadata.annotations.as_ref().unwrap().get(ANN_OUTPUT),
+            want
+        );
+        let jt = &cj.spec.job_template;
+        assert_eq!(
+            jt.metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()
+                .get(ANN_OUTPUT),
+            want
+        );
+        let pt = &jt.spec.as_ref().unwrap().template;
+        assert_eq!(
+            pt.metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()
+                .get(ANN_OUTPUT),
+            want
+        );
+        assert_eq!(PvcOutput::parse("pvc:x").unwrap().display(), "pvc:x");
     }
 
     #[test]

@@ -457,16 +457,6 @@ pub async fn run_with(ctx: &Ctx, p: &Prepared, out: &Out) -> Result<Created> {
             .await
             .map_err(ctx.err(Op::new("get", "persistentvolumeclaims", Some(ns)).named(&o.claim)))?;
     }
-    if p.spec.service_account.is_none()
-        && plans
-            .iter()
-            .any(|pl| manifest::service_account(&p.spec, pl).is_some())
-    {
-        eprintln!(
-            "note: scheduled pod traces run as service account {} (manifests/runner-rbac.yaml) to find their pods again at each run; --serviceaccount changes it",
-            manifest::RUNNER_SERVICE_ACCOUNT
-        );
-    }
     let mut created = Created {
         id: p.spec.id.clone(),
         workloads: vec![],

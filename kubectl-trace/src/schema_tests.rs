@@ -63,6 +63,7 @@ fn pod_plan(node: &str, pods: &[&str]) -> NodePlan {
                     format!("containerd://{:064x}", i + 1),
                     format!("cri-o://{:064x}", i + 100),
                 ],
+                container_names: vec![],
             })
             .collect(),
     }
@@ -127,6 +128,24 @@ pub fn write_manifests(dir: &Path) -> Vec<PathBuf> {
     assert!(matches!(objs[0].workload, Workload::CronJob(_)));
     files.push(write_all(dir, "scheduled", &objs, true));
 
+    // scheduled pod trace of named containers (found again by name through the kubelet's
+    // /var/log/pods, no service account token)
+    let mut spec = pod_spec();
+    spec.deadline = 60;
+    spec.schedule = Some(Schedule {
+        cron: "0 * * * *".into(),
+        starting_deadline: 120,
+        time_zone: None,
+        history_limit: 3,
+    });
+    spec.output = Some(PvcOutput::parse("pvc:traces").unwrap());
+    let mut plan = pod_plan("node-7", &["web-0", "web-1"]);
+    for p in &mut plan.pods {
+        p.container_names = vec!["app".into()];
+    }
+    let objs = vec![build(&spec, &plan, 0, 1).unwrap()];
+    files.push(write_all(dir, "scheduled-pods", &objs, true));
+
     // patched (merge and json)
     let merge = "spec:\n  template:\n    spec:\n      priorityClassName: system-node-critical\n";
     let objs = build_all(
@@ -187,7 +206,7 @@ fn validator() -> Option<Vec<String>> {
 fn manifests_validate_against_the_kubernetes_schema() {
     let dir = tempfile::tempdir().unwrap();
     let files = write_manifests(dir.path());
-    assert!(files.len() >= 9);
+    assert!(files.len() >= 10);
     let Some(tool) = validator() else {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("kubernetes-validate is not installed (pip install kubernetes-validate); CI must run this test");

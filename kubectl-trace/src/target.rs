@@ -188,11 +188,18 @@ pub fn scope_pod(pod: &Pod, container: Option<&str>, need_single: bool) -> Resul
     if ids.is_empty() {
         return Err(fail(format!("no container of pod {name} is running yet")));
     }
+    // Named containers: the one asked for, or the only one `$container_pid` may mean.
+    let container_names = if container.is_some() || need_single {
+        selected
+    } else {
+        vec![]
+    };
     Ok(PodScope {
         namespace,
         name,
         uid: pod.metadata.uid.clone().unwrap_or_default(),
         container_ids: ids,
+        container_names,
     })
 }
 
@@ -420,8 +427,10 @@ pub mod tests {
         let s = scope_pod(&p, None, false).unwrap();
         assert_eq!(s.container_ids, vec!["containerd://a1", "cri-o://b2"]);
         assert_eq!(s.uid, "uid-web-0");
+        assert!(s.container_names.is_empty());
         let s = scope_pod(&p, Some("side"), false).unwrap();
         assert_eq!(s.container_ids, vec!["cri-o://b2"]);
+        assert_eq!(s.container_names, vec!["side"]);
         let e = scope_pod(&p, Some("nope"), false).unwrap_err().to_string();
         assert_eq!(
             e,

@@ -440,7 +440,7 @@ fn trace(
     runtime::event_loop(&mut session, sink, args.deadline, &mut tick).map_err(fail)?;
     session.detach_all();
     session.run_end().map_err(fail)?;
-    runtime::drain_events(&mut session, sink);
+    runtime::drain_remaining(&mut session, sink);
     runtime::print_all_maps(&session, sink);
     let lost = session.lost_events();
     if lost > 0 {

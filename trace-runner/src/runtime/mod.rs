@@ -457,7 +457,7 @@ pub fn event_loop(
             tick(session);
             last_tick = Instant::now();
         }
-        if let Some(r) = drain_events(session, sink) {
+        if let Some(r) = drain_events(session, sink, true) {
             return Ok(r);
         }
         if STOP.load(Ordering::SeqCst) {
@@ -481,11 +481,20 @@ pub fn event_loop(
     }
 }
 
-/// Handle every queued event without waiting; reports exit() if one was seen (events
-/// queued before it are handled first).
-pub fn drain_events(session: &mut Session, sink: &mut Sink) -> Option<StopReason> {
+/// Handle every event left once the probes are detached (END's output included).
+pub fn drain_remaining(session: &mut Session, sink: &mut Sink) {
+    drain_events(session, sink, false);
+}
+
+/// Handle queued events without waiting; reports exit() if one was seen (events queued
+/// before it are handled first). While tracing (`live`), the work is bounded and a stop
+/// request ends it, so that a storm of events cannot keep a signal or the deadline waiting.
+fn drain_events(session: &mut Session, sink: &mut Sink, live: bool) -> Option<StopReason> {
     let mut reason = None;
-    loop {
+    for _ in 0..if live { 64 } else { usize::MAX } {
+        if live && STOP.load(Ordering::SeqCst) && reason.is_none() {
+            return None;
+        }
         let mut records = Vec::new();
         while let Some(item) = session.ring.next() {
             records.push(item.to_vec());
@@ -497,11 +506,13 @@ pub fn drain_events(session: &mut Session, sink: &mut Sink) -> Option<StopReason
             return reason;
         }
         for r in records {
-            if reason.is_none() {
-                reason = handle_event(session, sink, &r);
+            // Live, nothing after exit() is handled; at the end (END's output), everything is.
+            if reason.is_none() || !live {
+                reason = reason.or(handle_event(session, sink, &r));
             }
         }
     }
+    reason
 }
 
 fn read_u64(b: &[u8], at: usize) -> u64 {
