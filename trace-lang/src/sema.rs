@@ -2132,7 +2132,9 @@ impl Analyser<'_> {
                 if !ok {
                     self.error(
                         args[n - 1].span,
-                        format!("ntop() expects an integer or an array of 4 or 16 bytes ({t} provided)"),
+                        format!(
+                            "ntop() expects an integer or an array of 4 or 16 bytes ({t} provided)"
+                        ),
                     );
                 }
                 Type::Inet
@@ -2148,7 +2150,9 @@ impl Analyser<'_> {
                 if !ok {
                     self.error(
                         args[0].span,
-                        format!("macaddr() expects a pointer or an array of 6 bytes ({t} provided)"),
+                        format!(
+                            "macaddr() expects a pointer or an array of 6 bytes ({t} provided)"
+                        ),
                     );
                 }
                 Type::MacAddr

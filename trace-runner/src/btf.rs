@@ -34,12 +34,18 @@ struct Bytes(Vec<u8>);
 impl Readable for Bytes {
     fn read(&self, offset: u64, buffer: &mut [u8]) -> btfparse::Result<()> {
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        match start.checked_add(buffer.len()).and_then(|end| self.0.get(start..end)) {
+        match start
+            .checked_add(buffer.len())
+            .and_then(|end| self.0.get(start..end))
+        {
             Some(src) => {
                 buffer.copy_from_slice(src);
                 Ok(())
             }
-            None => Err(btfparse::Error::new(btfparse::ErrorKind::EOF, "read past the end of the BTF data")),
+            None => Err(btfparse::Error::new(
+                btfparse::ErrorKind::EOF,
+                "read past the end of the BTF data",
+            )),
         }
     }
 }
@@ -70,13 +76,18 @@ const RENAMED_FIELDS: &[(&str, &str, &str)] = &[
 ];
 
 fn renamed_field(record: &str, field: &str) -> Option<&'static str> {
-    RENAMED_FIELDS.iter().find(|(r, old, _)| *r == record && *old == field).map(|(_, _, new)| *new)
+    RENAMED_FIELDS
+        .iter()
+        .find(|(r, old, _)| *r == record && *old == field)
+        .map(|(_, _, new)| *new)
 }
 
 /// Type modifiers to look through.
 fn strip(info: &TypeInformation, mut tid: u32) -> (u32, Option<TypeVariant>) {
     for _ in 0..32 {
-        let Some(v) = info.from_id(tid) else { return (tid, None) };
+        let Some(v) = info.from_id(tid) else {
+            return (tid, None);
+        };
         match &v {
             TypeVariant::Typedef(t) => tid = *t.tid(),
             TypeVariant::Const(t) => tid = *t.tid(),
@@ -140,7 +151,13 @@ impl KernelTypes {
                 _ => {}
             }
         }
-        Some(KernelTypes { info, records, typedefs, enum_values, funcs })
+        Some(KernelTypes {
+            info,
+            records,
+            typedefs,
+            enum_values,
+            funcs,
+        })
     }
 
     /// The type id behind a record name (`struct sock`, `union x`, `struct #123`).
@@ -199,17 +216,30 @@ impl KernelTypes {
         let (id, v) = strip(&self.info, tid);
         let Some(v) = v else { return Type::U64 };
         match v {
-            TypeVariant::Void => Type::Int { bytes: 1, signed: false },
+            TypeVariant::Void => Type::Int {
+                bytes: 1,
+                signed: false,
+            },
             TypeVariant::Int(i) => {
                 let bytes = (*i.size()).clamp(1, 8) as u8;
                 let bytes = if bytes.is_power_of_two() { bytes } else { 8 };
-                Type::Int { bytes, signed: *i.signed() }
+                Type::Int {
+                    bytes,
+                    signed: *i.signed(),
+                }
             }
-            TypeVariant::Enum(e) => {
-                Type::Int { bytes: (*e.size()).clamp(1, 8).next_power_of_two() as u8, signed: *e.signed() }
-            }
-            TypeVariant::Enum64(e) => Type::Int { bytes: 8, signed: *e.signed() },
-            TypeVariant::Float(f) => Type::Int { bytes: (*f.size()).clamp(1, 8) as u8, signed: true },
+            TypeVariant::Enum(e) => Type::Int {
+                bytes: (*e.size()).clamp(1, 8).next_power_of_two() as u8,
+                signed: *e.signed(),
+            },
+            TypeVariant::Enum64(e) => Type::Int {
+                bytes: 8,
+                signed: *e.signed(),
+            },
+            TypeVariant::Float(f) => Type::Int {
+                bytes: (*f.size()).clamp(1, 8) as u8,
+                signed: true,
+            },
             TypeVariant::Ptr(p) => {
                 let (_, to) = strip(&self.info, *p.tid());
                 let to = match to {
@@ -217,7 +247,10 @@ impl KernelTypes {
                     Some(TypeVariant::Ptr(_)) => Type::U64,
                     _ => self.script_type(*p.tid()),
                 };
-                Type::Ptr { to: Box::new(to), user: false }
+                Type::Ptr {
+                    to: Box::new(to),
+                    user: false,
+                }
             }
             TypeVariant::Array(a) => {
                 let len = *a.element_count();
@@ -228,7 +261,10 @@ impl KernelTypes {
                         return Type::Str(len as usize);
                     }
                 }
-                Type::Array { elem: Box::new(self.script_type(*a.element_tid())), len }
+                Type::Array {
+                    elem: Box::new(self.script_type(*a.element_tid())),
+                    len,
+                }
             }
             TypeVariant::Struct(s) => match s.name() {
                 Some(n) => Type::Record(format!("struct {n}")),
@@ -238,7 +274,9 @@ impl KernelTypes {
                 Some(n) => Type::Record(format!("union {n}")),
                 None => Type::Record(format!("union #{id}")),
             },
-            TypeVariant::Fwd(f) => Type::Record(format!("struct {}", f.name().clone().unwrap_or_default())),
+            TypeVariant::Fwd(f) => {
+                Type::Record(format!("struct {}", f.name().clone().unwrap_or_default()))
+            }
             _ => Type::U64,
         }
     }
@@ -265,14 +303,23 @@ impl KernelTypes {
             (bit_offset, 0)
         };
         if bits == 0 {
-            return Some(FieldInfo { offset: bit_offset / 8, ty, bitfield: None });
+            return Some(FieldInfo {
+                offset: bit_offset / 8,
+                ty,
+                bitfield: None,
+            });
         }
         let shift = bit_offset % 8;
-        let unit = [1u32, 2, 4, 8].into_iter().find(|u| shift + bits <= u * 8)?;
+        let unit = [1u32, 2, 4, 8]
+            .into_iter()
+            .find(|u| shift + bits <= u * 8)?;
         let signed = matches!(ty, Type::Int { signed: true, .. });
         Some(FieldInfo {
             offset: bit_offset / 8,
-            ty: Type::Int { bytes: unit as u8, signed },
+            ty: Type::Int {
+                bytes: unit as u8,
+                signed,
+            },
             bitfield: Some((shift as u8, bits as u8)),
         })
     }
@@ -282,7 +329,9 @@ impl KernelTypes {
         if let Some(id) = self.record_id(name) {
             return self.size_of(id);
         }
-        self.typedefs.get(name.trim()).and_then(|id| self.size_of(*id))
+        self.typedefs
+            .get(name.trim())
+            .and_then(|id| self.size_of(*id))
     }
 
     pub fn typedef(&self, name: &str) -> Option<Type> {
@@ -296,7 +345,10 @@ impl KernelTypes {
         };
         let mut ty = self.script_type(*self.typedefs.get(base)?);
         for _ in 0..stars {
-            ty = Type::Ptr { to: Box::new(ty), user: false };
+            ty = Type::Ptr {
+                to: Box::new(ty),
+                user: false,
+            };
         }
         Some(ty)
     }
@@ -307,13 +359,23 @@ impl KernelTypes {
 
     pub fn func_signature(&self, func: &str) -> Option<FuncSignature> {
         let proto = *self.funcs.get(func)?;
-        let TypeVariant::FuncProto(p) = self.info.from_id(proto)? else { return None };
+        let TypeVariant::FuncProto(p) = self.info.from_id(proto)? else {
+            return None;
+        };
         let params = p
             .parameter_list()
             .iter()
-            .map(|param| (param.name().unwrap_or_default(), self.script_type(param.tid())))
+            .map(|param| {
+                (
+                    param.name().unwrap_or_default(),
+                    self.script_type(param.tid()),
+                )
+            })
             .collect();
-        Some(FuncSignature { params, ret: self.script_type(*p.return_tid()) })
+        Some(FuncSignature {
+            params,
+            ret: self.script_type(*p.return_tid()),
+        })
     }
 
     /// Whether a kernel function is described (it may still be uninstrumentable).
@@ -337,12 +399,24 @@ mod tests {
         assert_eq!(f.ty, Type::Record("struct sock_common".into()));
         // skc_dport lives in an anonymous union inside an anonymous struct.
         let f = k.record_field("struct sock_common", "skc_dport").unwrap();
-        assert_eq!(f.ty, Type::Int { bytes: 2, signed: false });
+        assert_eq!(
+            f.ty,
+            Type::Int {
+                bytes: 2,
+                signed: false
+            }
+        );
         assert_eq!(f.offset, 12);
         let comm = k.record_field("struct task_struct", "comm").unwrap();
         assert_eq!(comm.ty, Type::Str(16));
         let parent = k.record_field("struct task_struct", "real_parent").unwrap();
-        assert_eq!(parent.ty, Type::Ptr { to: Box::new(Type::Record("struct task_struct".into())), user: false });
+        assert_eq!(
+            parent.ty,
+            Type::Ptr {
+                to: Box::new(Type::Record("struct task_struct".into())),
+                user: false
+            }
+        );
         assert!(k.type_size("struct task_struct").unwrap() > 1000);
         assert_eq!(k.enum_value("TCP_FIN_WAIT1"), Some(4));
         assert!(k.record_field("struct sock", "nope").is_none());

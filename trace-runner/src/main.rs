@@ -72,14 +72,11 @@ enum Command {
 #[derive(Args, Clone)]
 struct ScriptArgs {
     /// The program text.
-    #[arg(short = 'e', value_name = "PROGRAM", conflicts_with = "file")]
+    #[arg(short = 'e', value_name = "PROGRAM")]
     program: Option<String>,
-    /// A script file.
-    #[arg(value_name = "FILE", required_unless_present = "program")]
-    file: Option<PathBuf>,
-    /// Positional parameters for $1, $2, ...
-    #[arg(value_name = "ARGS", trailing_var_arg = true)]
-    params: Vec<String>,
+    /// A script file (unless -e is given), then the positional parameters $1, $2, ...
+    #[arg(value_name = "FILE | ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    positionals: Vec<String>,
 }
 
 #[derive(Args)]
@@ -163,8 +160,22 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 struct Failure(String, u8);
 
 impl ScriptArgs {
+    /// The script file, when the program does not come from -e.
+    fn file(&self) -> Option<PathBuf> {
+        match self.program {
+            Some(_) => None,
+            None => self.positionals.first().map(PathBuf::from),
+        }
+    }
+
+    /// Positional parameters `$1`, `$2`, ...
+    fn params(&self) -> &[String] {
+        let skip = usize::from(self.program.is_none()).min(self.positionals.len());
+        &self.positionals[skip..]
+    }
+
     fn source(&self) -> Result<(String, String), Failure> {
-        match (&self.program, &self.file) {
+        match (&self.program, &self.file()) {
             (Some(p), _) => Ok(("stdin".to_string(), p.clone())),
             (None, Some(f)) => std::fs::read_to_string(f)
                 .map(|s| (f.display().to_string(), s))
@@ -201,7 +212,7 @@ fn compile_script(
     let (name, src) = script.source()?;
     // Checked without a target: `$container_pid` stands for some pid.
     let src = substitute_container_pid(&src, Some(1))?;
-    compile_source(&name, &src, &script.params, env, opts)
+    compile_source(&name, &src, script.params(), env, opts)
 }
 
 fn monotonic_ns() -> u64 {
@@ -321,7 +332,7 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     let env = Tracefs::open();
     let scope = resolve_run_scope(&args)?;
     // A compiled BPF object (ELF, e_machine 247, maybe gzip-compressed) instead of a script.
-    if let Some(path) = args.script.file.as_deref() {
+    if let Some(path) = args.script.file().as_deref() {
         if let Some(bytes) = runtime::object::read_object(path).map_err(|e| Failure(e, 2))? {
             return runtime::object::run_object(runtime::object::ObjectRun {
                 path,
@@ -349,7 +360,7 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     opts.pid = args.pid;
     let (name, src) = args.script.source()?;
     let src = substitute_container_pid(&src, scope.container_pid)?;
-    let compiled = compile_source(&name, &src, &args.script.params, &env, opts)?;
+    let compiled = compile_source(&name, &src, args.script.params(), &env, opts)?;
 
     let run_dir = match (&args.output_dir, &args.trace_id) {
         (Some(dir), Some(id)) => Some(persist::RunDir::create(dir, id, started).map_err(|e| {

@@ -5,9 +5,9 @@
 //! 8 spaces in printf and 4 in map keys (`perf` mode: `\t<hex addr> <sym>`; `raw`:
 //! the hex address). [`folded`] turns a rendered key back into folded-stack frames.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::cell::RefCell;
 
 use trace_lang::types::StackMode;
 
@@ -110,7 +110,11 @@ pub fn folded_frames(rendered: &str) -> Vec<String> {
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
-        .map(|l| l.rsplit_once(' ').map_or(l, |(_, sym)| sym).replace(';', ":"))
+        .map(|l| {
+            l.rsplit_once(' ')
+                .map_or(l, |(_, sym)| sym)
+                .replace(';', ":")
+        })
         .collect();
     frames.reverse();
     frames

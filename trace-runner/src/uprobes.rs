@@ -22,9 +22,15 @@ pub fn resolve_target(target: &str) -> Option<PathBuf> {
     if target.contains('/') {
         return Path::new(target).exists().then(|| PathBuf::from(target));
     }
-    let prefix = if target.contains(".so") { target.to_string() } else { format!("{target}.so") };
+    let prefix = if target.contains(".so") {
+        target.to_string()
+    } else {
+        format!("{target}.so")
+    };
     for dir in LIB_DIRS {
-        let Ok(rd) = std::fs::read_dir(dir) else { continue };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
         let mut names: Vec<String> = rd
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -42,10 +48,11 @@ pub fn resolve_target(target: &str) -> Option<PathBuf> {
 pub fn symbol_defined(file: &Path, symbol: &str) -> Option<bool> {
     let data = std::fs::read(file).ok()?;
     let elf = object::File::parse(&*data).ok()?;
-    let found = elf
-        .symbols()
-        .chain(elf.dynamic_symbols())
-        .any(|s| s.is_definition() && s.name().is_ok_and(|n| n == symbol || n.split('@').next() == Some(symbol)));
+    let found = elf.symbols().chain(elf.dynamic_symbols()).any(|s| {
+        s.is_definition()
+            && s.name()
+                .is_ok_and(|n| n == symbol || n.split('@').next() == Some(symbol))
+    });
     Some(found)
 }
 

@@ -9,14 +9,21 @@ use crate::compile::codegen::Compiled;
 use crate::output::Val;
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
-    b.get(at..at + 8).map_or(0, |s| u64::from_ne_bytes(s.try_into().unwrap_or([0; 8])))
+    b.get(at..at + 8)
+        .map_or(0, |s| u64::from_ne_bytes(s.try_into().unwrap_or([0; 8])))
 }
 
 /// Whether [`decode`] handles this type.
 pub fn handles(ty: &Type) -> bool {
     matches!(
         ty,
-        Type::Inet | Type::MacAddr | Type::Buf(_) | Type::Timestamp | Type::CgroupPath | Type::Usym | Type::Stack { .. }
+        Type::Inet
+            | Type::MacAddr
+            | Type::Buf(_)
+            | Type::Timestamp
+            | Type::CgroupPath
+            | Type::Usym
+            | Type::Stack { .. }
     )
 }
 
@@ -35,7 +42,11 @@ pub fn decode(ty: &Type, b: &[u8], compiled: &Compiled, key: bool) -> Val {
             Val::Str(escape_bytes(data))
         }
         Type::Timestamp => {
-            let fmt = compiled.time_formats.get(u64_at(b, 0) as usize).cloned().unwrap_or_default();
+            let fmt = compiled
+                .time_formats
+                .get(u64_at(b, 0) as usize)
+                .cloned()
+                .unwrap_or_default();
             Val::Str(strftime_boot_ns(&fmt, u64_at(b, 8)))
         }
         Type::CgroupPath => Val::Str(cgroup_path(u64_at(b, 0))),
@@ -45,7 +56,14 @@ pub fn decode(ty: &Type, b: &[u8], compiled: &Compiled, key: bool) -> Val {
         }
         Type::Stack { user, limit, mode } => {
             let (id, pid) = (u64_at(b, 0) as i64, u64_at(b, 8) as u32);
-            Val::Sym(crate::stacks::render(id, pid, *user, *limit, *mode, if key { 4 } else { 8 }))
+            Val::Sym(crate::stacks::render(
+                id,
+                pid,
+                *user,
+                *limit,
+                *mode,
+                if key { 4 } else { 8 },
+            ))
         }
         _ => Val::Uint(u64_at(b, 0)),
     }
@@ -77,7 +95,10 @@ fn escape_bytes(data: &[u8]) -> String {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
@@ -94,9 +115,16 @@ fn strftime_boot_ns(fmt: &str, ns: u64) -> String {
     unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
         libc::localtime_r(&secs, &mut tm);
-        let Ok(cfmt) = std::ffi::CString::new(fmt) else { return String::new() };
+        let Ok(cfmt) = std::ffi::CString::new(fmt) else {
+            return String::new();
+        };
         let mut buf = vec![0u8; 256];
-        let n = libc::strftime(buf.as_mut_ptr() as *mut libc::c_char, buf.len(), cfmt.as_ptr(), &tm);
+        let n = libc::strftime(
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+            cfmt.as_ptr(),
+            &tm,
+        );
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 }
@@ -118,7 +146,11 @@ fn cgroup_path(id: u64) -> String {
                 return format!("/{}", rel.trim_start_matches('/'));
             }
             if let Ok(rd) = std::fs::read_dir(&dir) {
-                stack.extend(rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+                stack.extend(
+                    rd.flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
             }
         }
     }
@@ -147,7 +179,9 @@ pub fn join_record(compiled: &Compiled, index: usize, record: &[u8]) -> Option<S
     let mut parts = Vec::new();
     for i in 0..JOIN_MAX_ARGS {
         let at = 8 + i * JOIN_ARG_LEN;
-        let Some(raw) = record.get(at..at + JOIN_ARG_LEN) else { break };
+        let Some(raw) = record.get(at..at + JOIN_ARG_LEN) else {
+            break;
+        };
         let end = raw.iter().position(|c| *c == 0).unwrap_or(raw.len());
         if end == 0 {
             break;

@@ -336,6 +336,8 @@ fn compare_format(comm: &str, script: &str, ops: &[&str], json: bool) -> Option<
         "trace-runner differs from bpftrace 0.17 (comm {comm}, workload {ops:?}):\n{}",
         diff(&out.bpftrace, &out.ours)
     );
+    // Shown with --nocapture: what both printed.
+    eprintln!("--- {comm} (identical in both):\n{}", out.ours);
     Some(out.ours)
 }
 

@@ -58,7 +58,11 @@ fn bpftrace_tools_corpus() {
     for tool in &tools {
         let name = tool.file_name().unwrap().to_string_lossy().into_owned();
         let src = std::fs::read_to_string(tool).unwrap_or_default();
-        let out = Command::new(common::runner()).args(["check", "--load"]).arg(tool).output().unwrap();
+        let out = Command::new(common::runner())
+            .args(["check", "--load"])
+            .arg(tool)
+            .output()
+            .unwrap();
         if out.status.success() {
             loaded += 1;
         } else {
@@ -85,10 +89,22 @@ fn bpftrace_tools_corpus() {
         report.join("\n")
     );
     eprintln!("{summary}");
-    assert!(tools.len() >= EXPECTED_TOOLS, "expected {EXPECTED_TOOLS} tools\n{summary}");
-    assert!(loaded >= EXPECTED_TOOLS, "fewer than {EXPECTED_TOOLS} tools loaded\n{summary}");
-    assert!(runnable >= EXPECTED_RUNNABLE, "fewer than {EXPECTED_RUNNABLE} runnable tools\n{summary}");
-    assert!(ran >= EXPECTED_RUNNABLE, "fewer than {EXPECTED_RUNNABLE} tools ran\n{summary}");
+    assert!(
+        tools.len() >= EXPECTED_TOOLS,
+        "expected {EXPECTED_TOOLS} tools\n{summary}"
+    );
+    assert!(
+        loaded >= EXPECTED_TOOLS,
+        "fewer than {EXPECTED_TOOLS} tools loaded\n{summary}"
+    );
+    assert!(
+        runnable >= EXPECTED_RUNNABLE,
+        "fewer than {EXPECTED_RUNNABLE} runnable tools\n{summary}"
+    );
+    assert!(
+        ran >= EXPECTED_RUNNABLE,
+        "fewer than {EXPECTED_RUNNABLE} tools ran\n{summary}"
+    );
 }
 
 /// `trace-runner run --deadline D TOOL`, which must exit 0 by itself.

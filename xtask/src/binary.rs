@@ -174,7 +174,7 @@ pub fn installed_targets() -> Vec<String> {
 pub fn default_target(host: &str, installed: &[String]) -> String {
     let arch = host.split('-').next().unwrap_or("x86_64");
     let musl = format!("{arch}-unknown-linux-musl");
-    if installed.iter().any(|t| *t == musl) {
+    if installed.contains(&musl) {
         musl
     } else {
         format!("{arch}-unknown-linux-gnu")

@@ -1354,6 +1354,12 @@ impl ProgGen<'_> {
                 if p.ty.is_str() {
                     return self.gen_into_sized(p, off, &e.ty);
                 }
+                if let ExprKind::Positional(i) = p.kind {
+                    // `str($1)`: the positional parameter's text, as bpftrace does.
+                    let text = self.opts.params.get(i as usize - 1).cloned().unwrap_or_default();
+                    let literal = Expr { kind: ExprKind::Str(text), span: p.span, ty: e.ty.clone() };
+                    return self.gen_into(&literal, off);
+                }
                 self.zero(off, *n);
                 self.gen_int(p)?;
                 let user = matches!(p.ty, Type::Ptr { user: true, .. });

@@ -28,6 +28,18 @@ pub const JOIN_ARG_LEN: usize = 64;
 const F_USER_STACK: i32 = 1 << 8;
 /// `bpf_get_stackid`.
 const GET_STACKID: i32 = 27;
+/// `bpf_get_ns_current_pid_tgid`.
+const GET_NS_CURRENT_PID_TGID: i32 = 120;
+/// The inode number of the initial pid namespace (`PROC_PID_INIT_INO`).
+const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
+
+/// `(dev, inode)` of this process's pid namespace when it is not the initial one.
+fn own_pid_namespace() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata("/proc/self/ns/pid").ok()?;
+    (m.ino() != INIT_PID_NS_INO).then(|| (m.dev(), m.ino()))
+}
+
 /// `AF_INET`, `AF_INET6`.
 const AF_INET: i32 = 2;
 const AF_INET6: i32 = 10;
@@ -67,8 +79,22 @@ impl ProgGen<'_> {
         i
     }
 
-    /// Store the current process id at `FP + off`.
+    /// Store the current process id at `FP + off`, as the runner's own `/proc` numbers
+    /// it (in a pid namespace, e.g. a container, that differs from the kernel's global
+    /// pid): user symbols are looked up through `/proc/PID/`.
     fn store_pid(&mut self, off: i16) {
+        if let Some((dev, ino)) = own_pid_namespace() {
+            // bpf_get_ns_current_pid_tgid(dev, ino, &{u32 pid; u32 tgid}, 8)
+            self.asm.store_imm(Size::DW, FP, off, 0);
+            self.asm.load_const(R1, dev as i64);
+            self.asm.load_const(R2, ino as i64);
+            self.stack_ptr(R3, off);
+            self.asm.mov_imm(R4, 8);
+            self.asm.call(GET_NS_CURRENT_PID_TGID);
+            self.asm.load(Size::W, R0, FP, off + 4);
+            self.asm.store(Size::DW, FP, off, R0);
+            return;
+        }
         self.asm.call(helper::GET_CURRENT_PID_TGID);
         self.asm.alu_imm(Alu::Rsh, R0, 32);
         self.asm.store(Size::DW, FP, off, R0);
@@ -93,11 +119,9 @@ impl ProgGen<'_> {
         let size = e.ty.size();
         match &e.kind {
             ExprKind::Var(name) => {
-                let (from, _) = self
-                    .vars
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| err(e.span, format!("Undefined or undeclared variable: ${name}")))?;
+                let (from, _) = self.vars.get(name).cloned().ok_or_else(|| {
+                    err(e.span, format!("Undefined or undeclared variable: ${name}"))
+                })?;
                 self.copy_stack(from, off, size);
                 return Ok(());
             }
@@ -195,7 +219,11 @@ impl ProgGen<'_> {
         self.asm.mov(R3, R0);
         self.stack_ptr(R1, off);
         self.asm.mov_imm(R2, n as i32);
-        self.asm.call(if user { helper::PROBE_READ_USER } else { helper::PROBE_READ_KERNEL });
+        self.asm.call(if user {
+            helper::PROBE_READ_USER
+        } else {
+            helper::PROBE_READ_KERNEL
+        });
     }
 
     fn gen_ntop(&mut self, e: &Expr, off: i16) -> Result<(), Diagnostic> {
@@ -203,7 +231,9 @@ impl ProgGen<'_> {
             return Err(err(e.span, "internal error: ntop"));
         };
         self.zero(off, 24);
-        let addr = args.last().ok_or_else(|| err(e.span, "ntop() needs an address"))?;
+        let addr = args
+            .last()
+            .ok_or_else(|| err(e.span, "ntop() needs an address"))?;
         let default_af = match &addr.ty {
             Type::Array { len: 16, .. } => AF_INET6,
             _ => AF_INET,
@@ -235,7 +265,10 @@ impl ProgGen<'_> {
             let avail = data.ty.size().min(n);
             self.gen_bytes_into(data, off + 8, avail)?;
             let len = match args.get(1) {
-                Some(Expr { kind: ExprKind::Int(v), .. }) => (*v as usize).min(avail),
+                Some(Expr {
+                    kind: ExprKind::Int(v),
+                    ..
+                }) => (*v as usize).min(avail),
                 _ => avail,
             };
             self.asm.store_imm(Size::DW, FP, off, len as i32);
@@ -264,7 +297,11 @@ impl ProgGen<'_> {
         a.mov(R2, R0);
         a.load(Size::DW, R3, FP, ptr);
         self.stack_ptr(R1, off + 8);
-        self.asm.call(if user { helper::PROBE_READ_USER } else { helper::PROBE_READ_KERNEL });
+        self.asm.call(if user {
+            helper::PROBE_READ_USER
+        } else {
+            helper::PROBE_READ_KERNEL
+        });
         Ok(())
     }
 
@@ -286,7 +323,11 @@ impl ProgGen<'_> {
 
     /// `kaddr("symbol")`: the address of a kernel symbol, resolved now.
     pub(super) fn gen_kaddr(&mut self, e: &Expr, args: &[Expr]) -> Result<(), Diagnostic> {
-        let Some(Expr { kind: ExprKind::Str(name), .. }) = args.first() else {
+        let Some(Expr {
+            kind: ExprKind::Str(name),
+            ..
+        }) = args.first()
+        else {
             return Err(err(e.span, "kaddr() takes a symbol name"));
         };
         let addr = match crate::symbols::kernel_address(name) {
@@ -300,7 +341,12 @@ impl ProgGen<'_> {
                 );
                 0
             }
-            None => return Err(err(e.span, format!("kaddr: unknown kernel symbol '{name}'"))),
+            None => {
+                return Err(err(
+                    e.span,
+                    format!("kaddr: unknown kernel symbol '{name}'"),
+                ))
+            }
         };
         self.asm.load_const(R0, addr as i64);
         Ok(())
@@ -309,9 +355,14 @@ impl ProgGen<'_> {
     /// `signal(SIG)`: `bpf_send_signal` to the current process.
     pub(super) fn gen_signal(&mut self, e: &Expr, args: &[Expr]) -> Result<(), Diagnostic> {
         if !self.opts.unsafe_actions {
-            return Err(err(e.span, "signal() can kill processes: it is only allowed with --unsafe"));
+            return Err(err(
+                e.span,
+                "signal() can kill processes: it is only allowed with --unsafe",
+            ));
         }
-        let arg = args.first().ok_or_else(|| err(e.span, "signal() needs a signal"))?;
+        let arg = args
+            .first()
+            .ok_or_else(|| err(e.span, "signal() needs a signal"))?;
         match &arg.kind {
             ExprKind::Str(s) => {
                 let name = s.strip_prefix("SIG").unwrap_or(s);
@@ -331,11 +382,18 @@ impl ProgGen<'_> {
     /// `join(argv[, delim])`: the strings of a NULL-terminated array, sent as one event
     /// built in the scratch map (`{id; JOIN_MAX_ARGS x char[JOIN_ARG_LEN]}`).
     pub(super) fn gen_join(&mut self, e: &Expr, args: &[Expr]) -> Result<(), Diagnostic> {
-        let argv = args.first().ok_or_else(|| err(e.span, "join() needs an array of strings"))?;
+        let argv = args
+            .first()
+            .ok_or_else(|| err(e.span, "join() needs an array of strings"))?;
         let delim = match args.get(1).map(|a| &a.kind) {
             Some(ExprKind::Str(d)) => d.clone(),
             None => " ".to_string(),
-            Some(_) => return Err(err(e.span, "join(): the delimiter must be a string literal")),
+            Some(_) => {
+                return Err(err(
+                    e.span,
+                    "join(): the delimiter must be a string literal",
+                ))
+            }
         };
         let user = !matches!(argv.ty, Type::Ptr { user: false, .. });
         let index = self.t.joins.len();
@@ -353,7 +411,8 @@ impl ProgGen<'_> {
         let exit = self.exit;
         self.asm.jump_imm(Cond::Eq, R0, 0, exit);
         self.asm.mov(R9, R0);
-        self.asm.load_const(R1, ((EventKind::Join as i64) << 32) | index as i64);
+        self.asm
+            .load_const(R1, ((EventKind::Join as i64) << 32) | index as i64);
         self.asm.store(Size::DW, R9, 0, R1);
         let done = self.asm.new_label();
         for i in 0..JOIN_MAX_ARGS {
@@ -367,19 +426,28 @@ impl ProgGen<'_> {
             self.asm.alu_imm(Alu::Add, R3, (8 * i) as i32);
             self.stack_ptr(R1, slot);
             self.asm.mov_imm(R2, 8);
-            self.asm.call(if user { helper::PROBE_READ_USER } else { helper::PROBE_READ_KERNEL });
+            self.asm.call(if user {
+                helper::PROBE_READ_USER
+            } else {
+                helper::PROBE_READ_KERNEL
+            });
             self.asm.load(Size::DW, R3, FP, slot);
             self.asm.jump_imm(Cond::Eq, R3, 0, done);
             self.asm.mov(R1, R9);
             self.asm.alu_imm(Alu::Add, R1, at);
             self.asm.mov_imm(R2, JOIN_ARG_LEN as i32);
-            self.asm.call(if user { helper::PROBE_READ_USER_STR } else { helper::PROBE_READ_KERNEL_STR });
+            self.asm.call(if user {
+                helper::PROBE_READ_USER_STR
+            } else {
+                helper::PROBE_READ_KERNEL_STR
+            });
         }
         self.asm.bind(done);
         let events = self.t.events_map;
         self.asm.load_map(R1, events);
         self.asm.mov(R2, R9);
-        self.asm.mov_imm(R3, (8 + JOIN_MAX_ARGS * JOIN_ARG_LEN) as i32);
+        self.asm
+            .mov_imm(R3, (8 + JOIN_MAX_ARGS * JOIN_ARG_LEN) as i32);
         self.asm.mov_imm(R4, 0);
         self.asm.call(helper::RINGBUF_OUTPUT);
         Ok(())

@@ -33,14 +33,18 @@ impl ProgGen<'_> {
     pub(super) fn is_memory(e: &Expr) -> bool {
         match &e.kind {
             ExprKind::Field { expr, .. } => {
-                record_of(&expr.ty).is_some() || (expr.ty == Type::Ctx && matches!(e.ty, Type::Array { .. }))
+                record_of(&expr.ty).is_some()
+                    || (expr.ty == Type::Ctx && matches!(e.ty, Type::Array { .. }))
             }
             ExprKind::Index { expr, .. } => match &expr.ty {
                 Type::Ptr { .. } => true,
                 Type::Array { .. } => Self::is_memory(expr),
                 _ => false,
             },
-            ExprKind::Unary { op: UnOp::Deref, expr } => {
+            ExprKind::Unary {
+                op: UnOp::Deref,
+                expr,
+            } => {
                 matches!(&expr.ty, Type::Ptr { to, .. } if matches!(to.as_ref(), Type::Record(_)))
             }
             _ => false,
@@ -49,8 +53,12 @@ impl ProgGen<'_> {
 
     /// The layout of `record.field` from the kernel's BTF.
     fn kernel_field(&self, record: &str, field: &str, span: Span) -> Result<FieldInfo, Diagnostic> {
-        let kernel = crate::btf::kernel()
-            .ok_or_else(|| err(span, "kernel types need BTF (/sys/kernel/btf/vmlinux), which this kernel lacks"))?;
+        let kernel = crate::btf::kernel().ok_or_else(|| {
+            err(
+                span,
+                "kernel types need BTF (/sys/kernel/btf/vmlinux), which this kernel lacks",
+            )
+        })?;
         kernel
             .record_field(record, field)
             .ok_or_else(|| err(span, format!("'{record}' has no field named '{field}'")))
@@ -59,9 +67,10 @@ impl ProgGen<'_> {
     /// Size in bytes of one element of type `t` in memory.
     fn memory_size(t: &Type, span: Span) -> Result<usize, Diagnostic> {
         Ok(match t {
-            Type::Record(r) => crate::btf::kernel().and_then(|k| k.type_size(r)).map(|n| n as usize).ok_or_else(|| {
-                err(span, format!("the size of '{r}' is unknown"))
-            })?,
+            Type::Record(r) => crate::btf::kernel()
+                .and_then(|k| k.type_size(r))
+                .map(|n| n as usize)
+                .ok_or_else(|| err(span, format!("the size of '{r}' is unknown")))?,
             Type::Int { bytes, .. } => usize::from(*bytes),
             t => t.size(),
         })
@@ -77,8 +86,8 @@ impl ProgGen<'_> {
                 Ok(false)
             }
             ExprKind::Field { expr, field, .. } => {
-                let (record, pointer) =
-                    record_of(&expr.ty).ok_or_else(|| err(e.span, "internal error: field of a non-record"))?;
+                let (record, pointer) = record_of(&expr.ty)
+                    .ok_or_else(|| err(e.span, "internal error: field of a non-record"))?;
                 let record = record.to_string();
                 let user = if pointer {
                     self.gen_int(expr)?;
@@ -118,7 +127,10 @@ impl ProgGen<'_> {
                 }
                 Ok(user)
             }
-            ExprKind::Unary { op: UnOp::Deref, expr } => {
+            ExprKind::Unary {
+                op: UnOp::Deref,
+                expr,
+            } => {
                 self.gen_int(expr)?;
                 Ok(matches!(expr.ty, Type::Ptr { user: true, .. }))
             }
@@ -172,7 +184,11 @@ impl ProgGen<'_> {
         self.asm.mov(R3, R0);
         self.stack_ptr(R1, off);
         self.asm.mov_imm(R2, size as i32);
-        self.asm.call(if user { helper::PROBE_READ_USER } else { helper::PROBE_READ_KERNEL });
+        self.asm.call(if user {
+            helper::PROBE_READ_USER
+        } else {
+            helper::PROBE_READ_KERNEL
+        });
         Ok(())
     }
 }

@@ -1,0 +1,50 @@
+//! Language features end to end through the binary (BEGIN-only, so the output is exact):
+//! positional parameters, scratch variables, control flow, string comparison, map
+//! statements.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn run(script: &str, params: &[&str]) -> String {
+    let out = Command::new(runner()).args(["run", "-e", script]).args(params).output().unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn positional_parameters() {
+    if !require_bpf() {
+        return;
+    }
+    let out = run("BEGIN { printf(\"%d %d %s %d\\n\", $1, $2 + 1, str($3), $#); exit(); }", &["5", "0x10", "name"]);
+    assert_eq!(out, "Attaching 1 probe...\n5 17 name 3\n\n\n");
+}
+
+#[test]
+fn control_flow_variables_and_strings() {
+    if !require_bpf() {
+        return;
+    }
+    let script = r#"BEGIN {
+  $s = "abc"; $n = 0;
+  if ($s == "abc") { printf("eq\n"); } else { printf("ne\n"); }
+  if ($s != "abd") { printf("ne2\n"); }
+  unroll(5) { $n++; }
+  $n += 10;
+  @t = $n > 3 ? 100 : 200;
+  @u = $n;
+  @c++; @c += 5; @c--;
+  @k["x", 1] = 1; @k["y", 2] = 2; delete(@k["x", 1]);
+  @neg = -7 / 2; // unsigned, as bpftrace 0.17 divides
+  @mod = 17 % 5; @bits = (1 << 10) | 3 ^ 1;
+  exit();
+}"#;
+    let out = run(script, &[]);
+    assert_eq!(
+        out,
+        "Attaching 1 probe...\neq\nne2\n\n\n@bits: 1026\n@c: 5\n@k[y, 2]: 2\n@mod: 2\n@neg: 9223372036854775804\n@t: 100\n@u: 15\n"
+    );
+}
