@@ -89,6 +89,9 @@ fn parse_field_line(line: &str, user_pointers: bool) -> Option<TpField> {
         .filter(|w| !matches!(*w, "const" | "volatile" | "struct" | "enum" | "__user"))
         .collect();
     let is_char = base_words.last() == Some(&"char");
+    // bpftrace types fields by their C type; tracefs says `signed:0` for every syscall
+    // argument, `off_t` and `long` included.
+    let signed = c_signedness(&base_words).unwrap_or(signed);
     let array_len = dims.and_then(|d| {
         d.trim_start_matches('[')
             .split(']')
@@ -160,6 +163,24 @@ fn parse_field_line(line: &str, user_pointers: bool) -> Option<TpField> {
         data_loc: false,
         array_len: None,
     })
+}
+
+/// Whether a C integer type is signed, when the type words tell.
+fn c_signedness(words: &[&str]) -> Option<bool> {
+    let last = *words.last()?;
+    if words.contains(&"unsigned") || last.starts_with("__u") || last == "bool" || last == "_Bool" {
+        return Some(false);
+    }
+    if words.contains(&"signed") || last.starts_with("__s") {
+        return Some(true);
+    }
+    match last {
+        "char" | "short" | "int" | "long" | "s8" | "s16" | "s32" | "s64" | "off_t" | "loff_t" | "pid_t"
+        | "ssize_t" | "time_t" | "time64_t" | "clockid_t" | "timer_t" | "key_serial_t" | "mqd_t" | "ktime_t" => Some(true),
+        "u8" | "u16" | "u32" | "u64" | "size_t" | "umode_t" | "uid_t" | "gid_t" | "qid_t" | "dev_t" | "gfp_t"
+        | "aio_context_t" | "cap_user_header_t" | "cap_user_data_t" | "key_t" | "rwf_t" => Some(false),
+        _ => None,
+    }
 }
 
 fn int_of(size: u32, signed: bool) -> Type {
@@ -240,7 +261,8 @@ print fmt: \"dfd: 0x%08lx, filename: 0x%08lx\", ((unsigned long)(REC->dfd)), ((u
                 user: true
             }
         );
-        assert_eq!(f[5].ty, Type::U64);
+        // `int dfd` with size 8: typed by its C type (signed), as bpftrace does.
+        assert_eq!(f[5].ty, Type::I64);
     }
 
     #[test]

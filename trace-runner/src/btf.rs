@@ -377,11 +377,6 @@ impl KernelTypes {
             ret: self.script_type(*p.return_tid()),
         })
     }
-
-    /// Whether a kernel function is described (it may still be uninstrumentable).
-    pub fn has_func(&self, func: &str) -> bool {
-        self.funcs.contains_key(func)
-    }
 }
 
 #[cfg(test)]

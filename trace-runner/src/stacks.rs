@@ -70,6 +70,8 @@ fn user_symbol(pid: u32, addr: u64) -> Option<(String, u64)> {
 pub fn user_function(pid: u32, addr: u64) -> String {
     match user_symbol(pid, addr) {
         Some((name, _)) => name,
+        // bpftrace prints an unknown null address as plain 0.
+        None if addr == 0 => "0".to_string(),
         None => format!("0x{addr:x}"),
     }
 }
@@ -104,7 +106,9 @@ pub fn render(id: i64, pid: u32, user: bool, limit: u32, mode: StackMode, indent
     out
 }
 
-/// The frames of a rendered stack, outermost first (for folded stacks).
+/// The frames of a rendered stack, outermost first (for folded stacks; the
+/// `--format folded` / `--flamegraph` output that will use it is not wired yet).
+#[allow(dead_code)]
 pub fn folded_frames(rendered: &str) -> Vec<String> {
     let mut frames: Vec<String> = rendered
         .lines()
