@@ -12,6 +12,7 @@ mod get;
 mod kubeconfig;
 mod logs;
 mod manifest;
+mod persisted;
 mod progress;
 mod run;
 mod script;

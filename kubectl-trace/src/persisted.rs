@@ -749,7 +749,7 @@ impl Remote for PodExec {
                 status: async move {
                     match status.await {
                         None => Ok(()),
-                        Some(s) if s.status.as_ref().is_some_and(|s| s.is_success()) => Ok(()),
+                        Some(s) if s.is_success() => Ok(()),
                         Some(s) => Err(if s.message.is_empty() {
                             s.reason
                         } else {
