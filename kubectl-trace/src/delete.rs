@@ -1,12 +1,12 @@
-//! `kubectl trace delete TRACE... | --all [-A]`: removes the traces' Jobs, CronJobs and
-//! ConfigMaps with background propagation (so the pods go too; without a propagation
+//! `kubectl trace delete TRACE... | --all [-A]`: removes the traces' Jobs, CronJobs,
+//! ConfigMaps (and the reader pods of `logs`) with background propagation (so the pods go too; without a propagation
 //! policy a deleted Job would orphan its pods).
 
 use std::collections::BTreeSet;
 
 use clap::Args;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::Resource;
 
@@ -14,6 +14,7 @@ use crate::client::{is_not_found, Ctx};
 use crate::errors::{fail, Op, Result};
 use crate::kubeconfig::GlobalArgs;
 use crate::manifest::{app_selector, id_selector, trace_id_of, LABEL_ID};
+use crate::persisted::{COMPONENT_READER, LABEL_COMPONENT};
 use crate::progress::Out;
 
 pub const EXAMPLES: &str = "\
@@ -136,6 +137,33 @@ async fn delete_matching(
             }
         }
         seen.insert(key(&c.metadata));
+    }
+
+    // Reader pods left by `logs` on a volume (they also end by themselves). A user who
+    // may not list or delete pods still gets the rest deleted.
+    let readers = format!("{selector},{LABEL_COMPONENT}={COMPONENT_READER}");
+    if let Ok(pods) = api::<Pod>(ctx, ns)
+        .list(&ListParams::default().labels(&readers))
+        .await
+    {
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        for p in &pods.items {
+            let (pns, _) = key(&p.metadata);
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let a: Api<Pod> = Api::namespaced(ctx.client.clone(), &pns);
+            match a.delete(&name, &dp).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => eprintln!(
+                    "note: {}",
+                    ctx.err(Op::new("delete", "pods", Some(&pns)).named(&name))(e)
+                ),
+            }
+            seen.insert(key(&p.metadata));
+        }
     }
     Ok(seen)
 }

@@ -21,6 +21,8 @@ mod util;
 mod version;
 
 #[cfg(test)]
+mod exec_tests;
+#[cfg(test)]
 mod mock_tests;
 #[cfg(test)]
 mod schema_tests;

@@ -597,6 +597,27 @@ async fn delete_uses_background_propagation() {
         )
         .await;
         s.status(404, "NotFound", "already collected");
+        let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods").await;
+        assert!(
+            s.query
+                .contains("labelSelector=kubectl-trace/id=abc,kubectl-trace/component=reader"),
+            "{}",
+            s.query
+        );
+        s.ok(list(
+            "PodList",
+            vec![json!({"metadata": {"name": "kubectl-trace-abc-reader-x1y2z", "namespace": "default",
+                                     "labels": {"kubectl-trace/id": "abc"}}})],
+        ));
+        let s = next(
+            &mut h,
+            "DELETE",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-reader-x1y2z",
+        )
+        .await;
+        let pod_body = s.body.clone();
+        s.ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
+        assert_eq!(pod_body["gracePeriodSeconds"], 0);
         job_body
     });
     let (out, buf) = Out::buffer();
@@ -625,6 +646,9 @@ async fn delete_unknown_trace_fails() {
         next(&mut h, "GET", "/api/v1/namespaces/default/configmaps")
             .await
             .ok(list("ConfigMapList", vec![]));
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list("PodList", vec![]));
     });
     let (out, _) = Out::buffer();
     let args = DeleteArgs {
@@ -685,6 +709,7 @@ async fn logs_reads_the_trace_pod() {
         follow: false,
         timestamps: false,
         tail: 5,
+        ..LogsArgs::new("abc")
     };
     logs_with(&ctx, &args, &out).await.unwrap();
     drop(ctx);
@@ -727,6 +752,7 @@ async fn logs_follow_prefixes_several_pods() {
         follow: true,
         timestamps: false,
         tail: -1,
+        ..LogsArgs::new("abc")
     };
     logs_with(&ctx, &args, &out).await.unwrap();
     drop(ctx);
@@ -750,6 +776,9 @@ async fn logs_of_unknown_trace() {
         next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
             .await
             .ok(list("JobList", vec![]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
+            .await
+            .ok(list("CronJobList", vec![]));
     });
     let (out, _) = Out::buffer();
     let args = LogsArgs {
@@ -757,6 +786,7 @@ async fn logs_of_unknown_trace() {
         follow: false,
         timestamps: false,
         tail: -1,
+        ..LogsArgs::new("abc")
     };
     let e = logs_with(&ctx, &args, &out).await.unwrap_err();
     drop(ctx);
@@ -1092,5 +1122,339 @@ async fn run_with_volume_output_checks_the_claim() {
     assert_eq!(
         e.to_string(),
         "persistentvolumeclaim traces not found in namespace default"
+    );
+}
+
+// --- logs of runs kept on a volume (--output pvc:CLAIM) ---------------------------------
+// The reader pod's API requests (create, wait, delete) go through the mock; its commands
+// (pods/exec, a websocket upgrade that tower-test cannot answer) run as local processes
+// over a directory standing for the claim (`persisted::tests::LocalRemote`).
+
+use crate::logs::logs_with_remote;
+use crate::persisted::tests::{make_runs, meta, LocalRemote};
+use crate::persisted::{unavailable, Exec, Remote};
+
+fn volume_with_runs() -> tempfile::TempDir {
+    let vol = tempfile::tempdir().unwrap();
+    make_runs(
+        &vol.path().join("team-a"),
+        "abc",
+        &[
+            (
+                "2026-11-25T15-04-05Z",
+                "Attaching 1 probe...\n@[bash]: 3\n",
+                Some(&meta(
+                    "succeeded",
+                    "2026-11-25T15:04:05.000Z",
+                    Some("2026-11-25T15:05:05.000Z"),
+                    None,
+                )),
+            ),
+            (
+                "2026-11-25T16-04-05Z",
+                "Attaching 1 probe...\n@[sshd]: 1\n",
+                Some(&meta(
+                    "succeeded",
+                    "2026-11-25T16:04:05.000Z",
+                    Some("2026-11-25T16:05:05.000Z"),
+                    None,
+                )),
+            ),
+        ],
+    );
+    vol
+}
+
+fn reader_status(phase: &str, state: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "r", "namespace": "default"},
+           "spec": {"containers": [{"name": "reader"}]},
+           "status": {"phase": phase, "containerStatuses": [{"name": "reader", "image": "busybox:1.36",
+                      "imageID": "", "ready": phase == "Running", "restartCount": 0, "state": state}]}})
+}
+
+/// Answer the reader pod's create and start-up; returns (pod sent, its name).
+async fn reader_starts(h: &mut Handle) -> (Value, String) {
+    let s = next(h, "POST", "/api/v1/namespaces/default/pods").await;
+    let pod = s.body.clone();
+    let name = pod["metadata"]["name"].as_str().unwrap().to_string();
+    s.json(201, pod.clone());
+    let path = format!("/api/v1/namespaces/default/pods/{name}");
+    next(h, "GET", &path).await.ok(reader_status(
+        "Pending",
+        json!({"waiting": {"reason": "ContainerCreating"}}),
+    ));
+    next(h, "GET", &path)
+        .await
+        .ok(reader_status("Running", json!({"running": {}})));
+    (pod, name)
+}
+
+async fn reader_deleted(h: &mut Handle, name: &str) -> Value {
+    let s = next(
+        h,
+        "DELETE",
+        &format!("/api/v1/namespaces/default/pods/{name}"),
+    )
+    .await;
+    let body = s.body.clone();
+    s.ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
+    body
+}
+
+fn job_with_output(output: &str) -> Value {
+    let mut j = job_obj("kubectl-trace-abc", "abc", json!({"succeeded": 1}));
+    j["metadata"]["annotations"]["kubectl-trace/output"] = json!(output);
+    j
+}
+
+#[tokio::test]
+async fn logs_reads_the_volume_when_the_pods_are_gone() {
+    let vol = volume_with_runs();
+    let root = vol.path().to_path_buf();
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list("PodList", vec![]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job_with_output("pvc:traces/team-a")]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
+            .await
+            .ok(list("CronJobList", vec![]));
+        let (pod, name) = reader_starts(&mut h).await;
+        let del = reader_deleted(&mut h, &name).await;
+        (pod, del)
+    });
+    let factory = move |_: &Ctx, _: &str, _: &str| -> Box<dyn Remote + Send> {
+        Box::new(LocalRemote {
+            root: root.clone(),
+            cut_after: None,
+        })
+    };
+    let (out, buf) = Out::buffer();
+    logs_with_remote(&ctx, &LogsArgs::new("abc"), &out, &factory)
+        .await
+        .unwrap();
+    drop(ctx);
+    let (pod, del) = server.await.unwrap();
+    // The latest run only, as printed by the runner.
+    assert_eq!(buf.text(), "Attaching 1 probe...\n@[sshd]: 1\n");
+    assert!(pod["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("kubectl-trace-abc-reader-"));
+    assert_eq!(pod["metadata"]["labels"]["kubectl-trace/id"], "abc");
+    assert_eq!(
+        pod["metadata"]["labels"]["kubectl-trace/component"],
+        "reader"
+    );
+    let spec = &pod["spec"];
+    assert_eq!(spec["restartPolicy"], "Never");
+    assert_eq!(spec["activeDeadlineSeconds"], 600);
+    assert_eq!(
+        spec["volumes"][0]["persistentVolumeClaim"],
+        json!({"claimName": "traces", "readOnly": true})
+    );
+    assert_eq!(spec["containers"][0]["image"], "busybox:1.36");
+    assert_eq!(spec["containers"][0]["volumeMounts"][0]["readOnly"], true);
+    assert_eq!(del["gracePeriodSeconds"], 0);
+}
+
+#[tokio::test]
+async fn logs_all_runs_of_a_scheduled_trace_from_the_volume() {
+    let vol = volume_with_runs();
+    let root = vol.path().to_path_buf();
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![]));
+        // An older CronJob without the annotation: the volume comes from its template.
+        let cj = json!({"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "kubectl-trace-abc", "namespace": "default",
+                         "labels": {"kubectl-trace/id": "abc"}},
+            "spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+                "containers": [{"name": "trace-runner", "args": ["run", "--output-dir", "/output/team-a", "--trace-id", "abc"]}],
+                "volumes": [{"name": "output", "persistentVolumeClaim": {"claimName": "traces"}}]}}}}}});
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
+            .await
+            .ok(list("CronJobList", vec![cj]));
+        let (_, name) = reader_starts(&mut h).await;
+        reader_deleted(&mut h, &name).await;
+    });
+    let factory = move |_: &Ctx, _: &str, _: &str| -> Box<dyn Remote + Send> {
+        Box::new(LocalRemote {
+            root: root.clone(),
+            cut_after: None,
+        })
+    };
+    let (out, buf) = Out::buffer();
+    let args = LogsArgs {
+        all_runs: true,
+        ..LogsArgs::new("abc")
+    };
+    logs_with_remote(&ctx, &args, &out, &factory).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(
+        buf.text(),
+        "==> RUN 2026-11-25T15-04-05Z (succeeded, 2026-11-25T15:04:05.000Z → 2026-11-25T15:05:05.000Z) <==\n\
+         Attaching 1 probe...\n@[bash]: 3\n\
+         ==> RUN 2026-11-25T16-04-05Z (succeeded, 2026-11-25T16:04:05.000Z → 2026-11-25T16:05:05.000Z) <==\n\
+         Attaching 1 probe...\n@[sshd]: 1\n"
+    );
+}
+
+#[tokio::test]
+async fn logs_download_with_from_needs_no_trace_objects() {
+    let vol = volume_with_runs();
+    let root = vol.path().to_path_buf();
+    let dest = tempfile::tempdir().unwrap();
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        let (_, name) = reader_starts(&mut h).await;
+        reader_deleted(&mut h, &name).await;
+    });
+    let factory = move |_: &Ctx, _: &str, _: &str| -> Box<dyn Remote + Send> {
+        Box::new(LocalRemote {
+            root: root.clone(),
+            cut_after: None,
+        })
+    };
+    let (out, _) = Out::buffer();
+    let args = LogsArgs {
+        from: Some("pvc:traces/team-a".into()),
+        download: Some(dest.path().join("runs")),
+        ..LogsArgs::new("abc")
+    };
+    logs_with_remote(&ctx, &args, &out, &factory).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    for run in ["2026-11-25T15-04-05Z", "2026-11-25T16-04-05Z"] {
+        for f in ["output.txt", "meta.json"] {
+            assert_eq!(
+                std::fs::read(dest.path().join("runs").join(run).join(f)).unwrap(),
+                std::fs::read(vol.path().join("team-a/abc").join(run).join(f)).unwrap()
+            );
+        }
+    }
+}
+
+/// A reader whose exec cannot be used (an API server without pods/exec).
+struct NoExec;
+
+impl Remote for NoExec {
+    fn exec(&self, _: Vec<String>) -> futures::future::BoxFuture<'_, crate::errors::Result<Exec>> {
+        Box::pin(async {
+            Err(unavailable(crate::errors::fail(
+                "exec in pod r failed: 404 page not found",
+            )))
+        })
+    }
+}
+
+#[tokio::test]
+async fn logs_all_runs_falls_back_to_pods_without_exec() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job_with_output("pvc:traces")]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
+            .await
+            .ok(list("CronJobList", vec![]));
+        let (_, name) = reader_starts(&mut h).await;
+        reader_deleted(&mut h, &name).await;
+        let mut reader = trace_pod(&name, "abc", "n1", None);
+        reader["metadata"]["labels"]["kubectl-trace/component"] = json!("reader");
+        let mut second = trace_pod("kubectl-trace-abc-2", "abc", "n1", None);
+        second["metadata"]["creationTimestamp"] = json!("2025-01-01T01:00:00Z");
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list(
+                "PodList",
+                vec![
+                    second,
+                    reader,
+                    trace_pod("kubectl-trace-abc-1", "abc", "n1", None),
+                ],
+            ));
+        for (pod, text) in [
+            ("kubectl-trace-abc-1", "one\n"),
+            ("kubectl-trace-abc-2", "two\n"),
+        ] {
+            next(
+                &mut h,
+                "GET",
+                &format!("/api/v1/namespaces/default/pods/{pod}/log"),
+            )
+            .await
+            .text(body_once(text.as_bytes().to_vec()));
+        }
+    });
+    let (out, buf) = Out::buffer();
+    let args = LogsArgs {
+        all_runs: true,
+        ..LogsArgs::new("abc")
+    };
+    let factory = |_: &Ctx, _: &str, _: &str| -> Box<dyn Remote + Send> { Box::new(NoExec) };
+    logs_with_remote(&ctx, &args, &out, &factory).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    let text = buf.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[0].starts_with("==> RUN kubectl-trace-abc-1 (running, "),
+        "{text}"
+    );
+    assert_eq!(lines[1], "one");
+    assert!(
+        lines[2].starts_with("==> RUN kubectl-trace-abc-2 "),
+        "{text}"
+    );
+    assert_eq!(lines[3], "two");
+}
+
+#[tokio::test]
+async fn logs_download_explains_a_reader_image_pull_failure() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        let s = next(&mut h, "POST", "/api/v1/namespaces/default/pods").await;
+        let pod = s.body.clone();
+        let name = pod["metadata"]["name"].as_str().unwrap().to_string();
+        s.json(201, pod);
+        next(
+            &mut h,
+            "GET",
+            &format!("/api/v1/namespaces/default/pods/{name}"),
+        )
+        .await
+        .ok(reader_status(
+            "Pending",
+            json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}),
+        ));
+        reader_deleted(&mut h, &name).await;
+    });
+    let dest = tempfile::tempdir().unwrap();
+    let (out, _) = Out::buffer();
+    let args = LogsArgs {
+        from: Some("pvc:traces".into()),
+        download: Some(dest.path().to_path_buf()),
+        reader_image: "registry.local/busybox:1".into(),
+        ..LogsArgs::new("abc")
+    };
+    let factory = |_: &Ctx, _: &str, _: &str| -> Box<dyn Remote + Send> { Box::new(NoExec) };
+    let e = logs_with_remote(&ctx, &args, &out, &factory)
+        .await
+        .unwrap_err()
+        .to_string();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(
+        e,
+        "cannot read the volume: cannot pull the reader image registry.local/busybox:1 (ImagePullBackOff): Back-off pulling image (choose another with --reader-image)"
     );
 }

@@ -29,8 +29,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaimVolumeSource, Pod, PodSpec, ResourceRequirements,
-    SecurityContext, Capabilities, Toleration, Volume, VolumeMount,
+    Capabilities, Container, PersistentVolumeClaimVolumeSource, Pod, PodSpec, ResourceRequirements,
+    SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -290,9 +290,11 @@ impl Read for ChanReader {
 /// Sort key of a run directory name: `2026-11-25T15-04-05Z`, then `...Z-1`, `...Z-2`, ...
 pub fn run_key(run: &str) -> (String, u64, String) {
     match run.rsplit_once("Z-") {
-        Some((base, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => {
-            (format!("{base}Z"), n.parse().unwrap_or(u64::MAX), String::new())
-        }
+        Some((base, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => (
+            format!("{base}Z"),
+            n.parse().unwrap_or(u64::MAX),
+            String::new(),
+        ),
         _ => (run.to_string(), 0, String::new()),
     }
 }
@@ -373,7 +375,8 @@ impl PrintSink {
             }
             if let Some(m) = meta {
                 if let Some(e) = &m.error {
-                    self.notes.push(format!("run {run} ended with an error: {e}"));
+                    self.notes
+                        .push(format!("run {run} ended with an error: {e}"));
                 }
                 if m.lost_events > 0 {
                     self.notes
@@ -574,7 +577,12 @@ pub fn select_runs(runs: &[String], sel: Selection) -> std::result::Result<Vec<S
 
 /// Files to fetch, as `<id>/<run>/<file>`, in the order they must arrive: per run
 /// (oldest first) meta.json, output.txt, then (`all_files`) the others.
-pub fn files_to_fetch(listing: &Listing, id: &str, runs: &[String], all_files: bool) -> Vec<String> {
+pub fn files_to_fetch(
+    listing: &Listing,
+    id: &str,
+    runs: &[String],
+    all_files: bool,
+) -> Vec<String> {
     let mut out = Vec::new();
     for run in runs {
         let Some(files) = listing.runs.get(run) else {
@@ -679,10 +687,7 @@ pub fn describe_incomplete(report: &UnpackReport, expected: &[String], id: &str)
         parts.push(format!("incomplete: {}", cut.join(", ")));
     }
     if !missing.is_empty() {
-        let runs: BTreeSet<&str> = missing
-            .iter()
-            .filter_map(|m| m.split('/').next())
-            .collect();
+        let runs: BTreeSet<&str> = missing.iter().filter_map(|m| m.split('/').next()).collect();
         parts.push(format!(
             "missing: {} (runs {})",
             missing.join(", "),
@@ -749,12 +754,12 @@ impl Remote for PodExec {
                 status: async move {
                     match status.await {
                         None => Ok(()),
-                        Some(s) if s.is_success() => Ok(()),
-                        Some(s) => Err(if s.message.is_empty() {
-                            s.reason
-                        } else {
-                            s.message
-                        }),
+                        Some(s) if s.status.as_deref() == Some("Success") => Ok(()),
+                        Some(s) => Err(s
+                            .message
+                            .filter(|m| !m.is_empty())
+                            .or(s.reason)
+                            .unwrap_or_else(|| "the command failed".into())),
                     }
                 }
                 .boxed(),
@@ -766,7 +771,7 @@ impl Remote for PodExec {
 }
 
 /// Marks an error as "the reader could not be used at all" (the caller may fall back).
-fn unavailable(e: Error) -> Error {
+pub fn unavailable(e: Error) -> Error {
     Error::Failed(format!("{READER_UNAVAILABLE}{e}"))
 }
 
@@ -1018,10 +1023,11 @@ pub async fn create_reader(ctx: &Ctx, pod: &Pod) -> Result<String> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let created = api
-        .create(&PostParams::default(), pod)
-        .await
-        .map_err(|e| unavailable(ctx.err(Op::new("create", "pods", Some(&ns)).named(&name))(e)))?;
+    let created = api.create(&PostParams::default(), pod).await.map_err(|e| {
+        unavailable(ctx.err(Op::new("create", "pods", Some(&ns)).named(&name))(
+            e,
+        ))
+    })?;
     Ok(created.metadata.name.unwrap_or(name))
 }
 
@@ -1116,7 +1122,10 @@ pub async fn read_runs(
             )));
         }
         // find may complain about one file and still list the others.
-        eprintln!("note: listing the runs: {}", if err.is_empty() { e } else { err });
+        eprintln!(
+            "note: listing the runs: {}",
+            if err.is_empty() { e } else { err }
+        );
     }
     let listing = Listing::parse(&text);
     let runs = listing.runs();
@@ -1217,9 +1226,16 @@ pub async fn read_runs(
     Ok(())
 }
 
-/// Start a reader pod for the claim, read the runs, and delete the pod (also on errors
-/// and on Ctrl-C).
-pub async fn read_with_reader_pod(
+/// Poll interval while the reader pod starts (shorter in tests).
+#[cfg(not(test))]
+const READER_POLL: Duration = Duration::from_secs(1);
+#[cfg(test)]
+const READER_POLL: Duration = Duration::from_millis(10);
+
+/// Start a reader pod for the claim, read the runs through the [`Remote`] made for it,
+/// and delete the pod (also on errors and on Ctrl-C).
+#[allow(clippy::too_many_arguments)]
+pub async fn read_with_reader(
     ctx: &Ctx,
     id: &str,
     output: &PvcOutput,
@@ -1227,22 +1243,19 @@ pub async fn read_with_reader_pod(
     mode: Mode,
     image: &str,
     timeout: Duration,
+    remote: &(dyn Fn(&Ctx, &str, &str) -> Box<dyn Remote + Send> + Sync),
 ) -> Result<()> {
     let ns = ctx.namespace.clone();
     let pod = reader_pod(&ns, id, &output.claim, image, &reader_suffix());
     let name = create_reader(ctx, &pod).await?;
     let work = async {
-        wait_reader(ctx, &ns, &name, image, timeout, Duration::from_secs(1)).await?;
-        let remote = PodExec {
-            ctx: ctx.clone(),
-            namespace: ns.clone(),
-            pod: name.clone(),
-        };
-        read_runs(&remote, id, output, sel, mode).await
+        wait_reader(ctx, &ns, &name, image, timeout, READER_POLL).await?;
+        let remote = remote(ctx, &ns, &name);
+        read_runs(remote.as_ref(), id, output, sel, mode).await
     };
     let result = tokio::select! {
         r = work => r,
-        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted("interrupted".into())),
+        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted("interrupted; the reader pod is being deleted".into())),
     };
     delete_reader(ctx, &ns, &name).await;
     result
@@ -1396,7 +1409,10 @@ pub mod tests {
         let mut sink = PrintSink::new(out, false);
         let report = unpack_runs(cut, &mut sink);
         assert!(!report.is_complete());
-        assert_eq!(report.stream_error.as_deref(), Some("the stream ended early"));
+        assert_eq!(
+            report.stream_error.as_deref(),
+            Some("the stream ended early")
+        );
         assert!(report.files[0].complete());
         assert!(!report.files[1].complete());
         assert!(buf.text().starts_with("first run\nline 0 "));
@@ -1409,7 +1425,10 @@ pub mod tests {
 
         // Cut exactly at the end of the tar data: only the gzip trailer is missing.
         let gz = tar_gz(dir.path(), &files[..1]);
-        let report = unpack_runs(&gz[..gz.len() - 8], &mut PrintSink::new(Out::buffer().0, false));
+        let report = unpack_runs(
+            &gz[..gz.len() - 8],
+            &mut PrintSink::new(Out::buffer().0, false),
+        );
         assert!(report.files.iter().all(FileReport::complete));
         assert!(!report.is_complete(), "{report:?}");
 
@@ -1594,9 +1613,15 @@ pub mod tests {
         assert_eq!(s.active_deadline_seconds, Some(600));
         let v = &s.volumes.as_ref().unwrap()[0];
         let pvc = v.persistent_volume_claim.as_ref().unwrap();
-        assert_eq!((pvc.claim_name.as_str(), pvc.read_only), ("traces", Some(true)));
+        assert_eq!(
+            (pvc.claim_name.as_str(), pvc.read_only),
+            ("traces", Some(true))
+        );
         let m = &s.containers[0].volume_mounts.as_ref().unwrap()[0];
-        assert_eq!((m.mount_path.as_str(), m.read_only), ("/output", Some(true)));
+        assert_eq!(
+            (m.mount_path.as_str(), m.read_only),
+            ("/output", Some(true))
+        );
         assert_eq!(
             s.containers[0].command.as_ref().unwrap(),
             &vec!["sleep".to_string(), "600".to_string()]
@@ -1696,7 +1721,10 @@ pub mod tests {
             "abc",
             &pvc(Some("team-a")),
             Selection::Latest,
-            Mode::Print { out, headers: false },
+            Mode::Print {
+                out,
+                headers: false,
+            },
         )
         .await
         .unwrap();
@@ -1743,17 +1771,25 @@ pub mod tests {
     #[tokio::test]
     async fn broken_stream_names_what_is_missing() {
         let vol = tempfile::tempdir().unwrap();
+        let mut noise = String::new();
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            noise.push_str(&format!("{x:016x}\n"));
+        }
         make_runs(
             vol.path(),
             "abc",
             &[
                 ("2026-01-01T00-00-00Z", &"x".repeat(100), None),
-                ("2026-01-02T00-00-00Z", &"hello\n".repeat(50000), None),
+                ("2026-01-02T00-00-00Z", &noise, None),
             ],
         );
         let remote = LocalRemote {
             root: vol.path().to_path_buf(),
-            cut_after: Some(600),
+            cut_after: Some(20_000),
         };
         let dest = tempfile::tempdir().unwrap();
         let e = read_runs(
@@ -1768,7 +1804,10 @@ pub mod tests {
         .await
         .unwrap_err();
         let e = e.to_string();
-        assert!(e.starts_with("partial download: the stream ended early"), "{e}");
+        assert!(
+            e.starts_with("partial download: the stream ended early"),
+            "{e}"
+        );
         assert!(e.contains("2026-01-02T00-00-00Z/output.txt"), "{e}");
         assert_eq!(crate::errors::Error::Failed(e).exit_code(), 1);
     }

@@ -11,6 +11,7 @@ pub mod diag;
 pub mod lexer;
 pub mod parser;
 pub mod sema;
+pub mod skb;
 pub mod span;
 pub mod tracepoint_format;
 pub mod types;

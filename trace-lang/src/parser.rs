@@ -54,6 +54,7 @@ pub fn is_builtin(name: &str) -> bool {
             | "cpid"
             | "jiffies"
             | "usermode"
+            | "skb"
     ) || is_numbered(name, "arg")
         || is_numbered(name, "sarg")
 }

@@ -784,6 +784,14 @@ fn kind_name(k: ProbeKind) -> &'static str {
 }
 
 impl Analyser<'_> {
+    /// `what` needs a helper that `cgroup_skb` programs do not get from the kernel.
+    fn cgroup_skb_unavailable(&mut self, what: &str, helper: &str, span: Span) {
+        let msg = format!(
+            "{what} is not available in cgroup_skb probes (the kernel does not give cgroup_skb programs {helper})"
+        );
+        self.error(span, msg);
+    }
+
     fn error(&mut self, span: Span, msg: impl Into<String>) {
         if self.final_pass {
             self.errors.push(Diagnostic::new(span, msg));
@@ -940,6 +948,13 @@ impl Analyser<'_> {
         match (&e.ty, &e.kind) {
             (Type::None, ExprKind::Call { name, .. }) if is_void_fn(name) => {
                 self.error(e.span, format!("{name}() does not return a value"));
+                false
+            }
+            (Type::Ctx, ExprKind::Builtin(b)) if b == "skb" => {
+                self.error(
+                    e.span,
+                    "The skb builtin can only be used to access fields, e.g. skb->len",
+                );
                 false
             }
             (Type::Ctx, _) => {
@@ -1303,9 +1318,30 @@ impl Analyser<'_> {
                 let field = field.clone();
                 let arrow = *arrow;
                 let base_is_args = matches!(&expr.kind, ExprKind::Builtin(b) if b == "args");
+                let base_is_skb = matches!(&expr.kind, ExprKind::Builtin(b) if b == "skb");
                 let t = self.expr(expr, cx);
                 match &t {
                     Type::None => Type::None,
+                    Type::Ctx if base_is_skb => {
+                        if !arrow {
+                            self.error(span, "Use skb->field to access packet fields");
+                            return Type::None;
+                        }
+                        match crate::skb::skb_field(&field) {
+                            Some(f) => Type::Int {
+                                bytes: f.size,
+                                signed: false,
+                            },
+                            None => {
+                                let msg = format!(
+                                    "struct __sk_buff has no readable field '{field}' (readable: {})",
+                                    crate::skb::skb_field_names()
+                                );
+                                self.error(span, msg);
+                                Type::None
+                            }
+                        }
+                    }
                     Type::Ctx if base_is_args => {
                         if !arrow {
                             self.error(span, "Use args->field to access tracepoint arguments");
@@ -1543,6 +1579,10 @@ impl Analyser<'_> {
             "$#" => Type::I64,
             "comm" => Type::Str(16),
             "probe" => Type::Probe,
+            "kstack" | "ustack" if cx.kinds.contains(&CgroupSkb) => {
+                self.cgroup_skb_unavailable(name, "bpf_get_stackid", span);
+                Type::None
+            }
             "kstack" => Type::Stack {
                 user: false,
                 limit: 127,
@@ -1553,6 +1593,17 @@ impl Analyser<'_> {
                 limit: 127,
                 mode: StackMode::Bpftrace,
             },
+            "skb" => {
+                if let Some(k) = cx.first_not_in(&[CgroupSkb]) {
+                    let msg = format!(
+                        "The skb builtin can only be used with 'cgroup_skb' probes ({} used here)",
+                        kind_name(k)
+                    );
+                    self.error(span, msg);
+                    return Type::None;
+                }
+                Type::Ctx
+            }
             "func" => {
                 let kernel = [Kprobe, Kretprobe, Kfunc, Kretfunc];
                 let user = [Uprobe, Uretprobe];
@@ -1905,6 +1956,10 @@ impl Analyser<'_> {
                 }
                 return Type::None;
             }
+            "kstack" | "ustack" if cx.kinds.contains(&ProbeKind::CgroupSkb) => {
+                self.cgroup_skb_unavailable(&name, "bpf_get_stackid", span);
+                return Type::None;
+            }
             "kstack" | "ustack" => {
                 let user = name == "ustack";
                 let mut mode = StackMode::Bpftrace;
@@ -1993,6 +2048,10 @@ impl Analyser<'_> {
             }
             "exit" => {
                 self.nargs(&name, n, 0, 0, span);
+                Type::None
+            }
+            "signal" if cx.kinds.contains(&ProbeKind::CgroupSkb) => {
+                self.cgroup_skb_unavailable("signal()", "bpf_send_signal", span);
                 Type::None
             }
             "signal" => {
@@ -2110,10 +2169,11 @@ impl Analyser<'_> {
                         );
                     }
                 }
-                if literal_int(&args[2]).is_none_or(|v| v < 0) {
+                let positional = matches!(args[2].kind, ExprKind::Positional(_));
+                if !positional && literal_int(&args[2]).is_none_or(|v| v < 0) {
                     self.error(
                         args[2].span,
-                        "strncmp() expects a non-negative integer literal as third argument",
+                        "strncmp() expects a non-negative integer literal (or a positional parameter) as third argument",
                     );
                 }
                 Type::I64

@@ -7,6 +7,7 @@
 
 mod btf;
 mod compile;
+mod flame;
 mod output;
 mod persist;
 mod pod;
@@ -53,6 +54,9 @@ enum Command {
         /// Also generate code and load every program through the kernel verifier (no attach).
         #[arg(long)]
         load: bool,
+        /// Allow actions that change the system: signal().
+        #[arg(long = "unsafe")]
+        unsafe_actions: bool,
     },
     /// List the probes this node offers, like `bpftrace -l`.
     List {
@@ -131,6 +135,13 @@ struct RunArgs {
     /// Compiled objects: sampling frequency of perf_event programs, on every CPU (default 99).
     #[arg(long, value_name = "N")]
     sample_hz: Option<u64>,
+    /// At exit, also write an SVG flame graph of the stack maps (e.g. of
+    /// `profile:hz:99 { @[ustack, kstack] = count(); }`) to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    flamegraph: Option<PathBuf>,
+    /// Allow actions that change the system: signal().
+    #[arg(long = "unsafe")]
+    unsafe_actions: bool,
 }
 
 /// Parse `30s`, `5m`, `1h`, `250ms`, or plain seconds.
@@ -358,6 +369,7 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     opts.cgroups = scope.cgroups.iter().map(|c| (c.id, c.level)).collect();
     opts.pid_set = scope.pid_set.is_some();
     opts.pid = args.pid;
+    opts.unsafe_actions = args.unsafe_actions;
     let (name, src) = args.script.source()?;
     let src = substitute_container_pid(&src, scope.container_pid)?;
     let compiled = compile_source(&name, &src, args.script.params(), &env, opts)?;
@@ -453,6 +465,12 @@ fn trace(
     session.run_end().map_err(fail)?;
     runtime::drain_remaining(&mut session, sink);
     runtime::print_all_maps(&session, sink);
+    if let Some(path) = &args.flamegraph {
+        let title = format!("trace-runner: {}", args.script.file().map_or_else(|| "-e".into(), |f| f.display().to_string()));
+        let n = flame::write_flamegraph(&session, path, &title)
+            .map_err(|e| Failure(format!("error: cannot write {}: {e}", path.display()), 1))?;
+        eprintln!("flame graph of {n} samples written to {}", path.display());
+    }
     let lost = session.lost_events();
     if lost > 0 {
         sink.lost(lost);
@@ -466,9 +484,13 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-fn check(script: ScriptArgs, load: bool) -> Result<(), Failure> {
+fn check(script: ScriptArgs, load: bool, unsafe_actions: bool) -> Result<(), Failure> {
     let env = Tracefs::open();
-    let compiled = compile_script(&script, &env, base_options())?;
+    let opts = CodegenOptions {
+        unsafe_actions,
+        ..base_options()
+    };
+    let compiled = compile_script(&script, &env, opts)?;
     if load {
         runtime::raise_memlock();
         let n = compiled.programs.len();
@@ -528,7 +550,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(*args),
-        Command::Check { script, load } => check(script, load),
+        Command::Check {
+            script,
+            load,
+            unsafe_actions,
+        } => check(script, load, unsafe_actions),
         Command::List { pattern } => list(pattern),
         Command::Build { script, output } => build(script, output),
     };

@@ -11,6 +11,8 @@ use crate::output::{self, MapDump};
 pub enum Format {
     Text,
     Json,
+    /// Text, except that at exit the maps print as folded stacks (see [`crate::flame`]).
+    Folded,
 }
 
 pub struct Sink {
@@ -64,7 +66,7 @@ impl Sink {
     pub fn printf_bytes(&mut self, text: &[u8]) {
         let mut buf = Vec::new();
         match self.format {
-            Format::Text => buf.extend_from_slice(text),
+            Format::Text | Format::Folded => buf.extend_from_slice(text),
             Format::Json => {
                 let _ = output::write_printf_json_bytes(&mut buf, text);
             }
@@ -76,7 +78,7 @@ impl Sink {
     pub fn map(&mut self, map: &MapDump, top: u32, div: u32) {
         let mut buf = Vec::new();
         let _ = match self.format {
-            Format::Text => output::write_map_text_top_div(&mut buf, map, top, div),
+            Format::Text | Format::Folded => output::write_map_text_top_div(&mut buf, map, top, div),
             Format::Json => output::write_map_json_top_div(&mut buf, map, top, div),
         };
         self.emit(&buf);
@@ -86,7 +88,7 @@ impl Sink {
     pub fn value(&mut self, value: &output::Val) {
         let mut buf = Vec::new();
         let _ = match self.format {
-            Format::Text => output::write_value_text(&mut buf, value),
+            Format::Text | Format::Folded => output::write_value_text(&mut buf, value),
             Format::Json => output::write_value_json(&mut buf, value),
         };
         self.emit(&buf);
@@ -96,6 +98,12 @@ impl Sink {
     pub fn attached(&mut self, n: usize) {
         let mut buf = Vec::new();
         let _ = match self.format {
+            Format::Folded => {
+                // On stderr: stdout stays a pure folded-stack stream.
+                let _ = output::write_attached_text(&mut buf, n);
+                eprint!("{}", String::from_utf8_lossy(&buf));
+                return;
+            }
             Format::Text => output::write_attached_text(&mut buf, n),
             Format::Json => output::write_attached_json(&mut buf, n),
         };
@@ -106,7 +114,7 @@ impl Sink {
     pub fn exit_maps(&mut self, maps: &[MapDump]) {
         let mut buf = Vec::new();
         let _ = match self.format {
-            Format::Text => output::write_exit_maps_text(&mut buf, maps),
+            Format::Text | Format::Folded => output::write_exit_maps_text(&mut buf, maps),
             Format::Json => output::write_exit_maps_json(&mut buf, maps),
         };
         self.emit(&buf);
@@ -116,7 +124,7 @@ impl Sink {
     pub fn lost(&mut self, n: u64) {
         let mut buf = Vec::new();
         let _ = match self.format {
-            Format::Text => output::write_lost_events_text(&mut buf, n),
+            Format::Text | Format::Folded => output::write_lost_events_text(&mut buf, n),
             Format::Json => output::write_lost_events_json(&mut buf, n),
         };
         self.emit(&buf);
@@ -125,5 +133,10 @@ impl Sink {
     /// Bytes already formatted for the chosen format (compiled-object records and maps).
     pub fn raw(&mut self, bytes: &[u8]) {
         self.emit(bytes);
+    }
+
+    /// The output format.
+    pub fn format(&self) -> Format {
+        self.format
     }
 }

@@ -24,6 +24,8 @@ use super::insn::{helper, Alu, Asm, Cond, Label, Reg, Size, FP, R0, R1, R2, R3, 
 use super::object_file::{MapDef, ProgramCode};
 
 mod functions;
+mod skb;
+mod strings;
 mod memory;
 
 pub use functions::{JOIN_ARG_LEN, JOIN_MAX_ARGS, STACK_MAX_FRAMES};
@@ -1458,6 +1460,9 @@ impl ProgGen<'_> {
         self.asm.mov_imm(R2, n as i32);
         self.asm.call(if user {
             helper::PROBE_READ_USER_STR
+        } else if self.kind == ProbeKind::CgroupSkb {
+            // The legacy bpf_probe_read_str is only given to tracing programs.
+            helper::PROBE_READ_KERNEL_STR
         } else {
             helper::PROBE_READ_STR
         });
@@ -1647,6 +1652,11 @@ impl ProgGen<'_> {
                 self.gen_int(els)?;
                 self.asm.bind(end);
             }
+            ExprKind::Field { expr, field, .. }
+                if matches!(&expr.kind, ExprKind::Builtin(b) if b == "skb") =>
+            {
+                self.skb_field(field, e.span)?;
+            }
             ExprKind::Field { expr, field, .. } if expr.ty == Type::Ctx && self.syscall.is_some() => {
                 self.syscall_field(field, e.span)?;
             }
@@ -1723,6 +1733,7 @@ impl ProgGen<'_> {
                 self.asm.load_const(R0, id as i64);
             }
             "kaddr" => self.gen_kaddr(e, args)?,
+            "strncmp" => self.gen_strncmp(e, args)?,
             "bswap" => {
                 let arg = args.first().ok_or_else(|| err(e.span, "bswap() needs an argument"))?;
                 self.gen_int(arg)?;

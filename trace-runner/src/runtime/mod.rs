@@ -126,15 +126,19 @@ fn map_data(map: &Map) -> Option<&MapData> {
     })
 }
 
+/// The last lines of a verifier log: where the kernel says what it rejected.
+pub fn verifier_log_tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
 fn verifier_error(probe: &str, e: ProgramError) -> LoadError {
     match e {
         ProgramError::LoadError {
             io_error,
             verifier_log,
         } => {
-            let log = verifier_log.to_string();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+            let tail = verifier_log_tail(&verifier_log.to_string());
             LoadError(format!(
                 "the kernel's verifier rejected {probe}: {io_error}\nverifier log (end):\n{tail}"
             ))
@@ -570,6 +574,9 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
 
 /// Print every map in name order (what bpftrace does at exit).
 pub fn print_all_maps(session: &Session, sink: &mut Sink) {
+    if sink.format() == crate::sink::Format::Folded {
+        return crate::flame::print_maps_folded(session, sink);
+    }
     let mut dumps: Vec<_> = (0..session.compiled.user_maps.len())
         .filter_map(|i| maps::read_map(session, i))
         .collect();

@@ -485,9 +485,7 @@ fn load_error(prog: &str, section: &str, e: ProgramError) -> String {
             io_error,
             verifier_log,
         } => {
-            let log = verifier_log.to_string();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+            let tail = super::verifier_log_tail(&verifier_log.to_string());
             format!(
                 "error: the kernel's verifier rejected program `{prog}` (section `{section}`): {io_error}\nverifier log (end):\n{tail}"
             )
@@ -994,7 +992,7 @@ impl Printer<'_> {
             _ => Value::Hex(bytes.to_vec()),
         };
         let line = match self.format {
-            Format::Text => format!("{}\n", value.fields_text()),
+            Format::Text | Format::Folded => format!("{}\n", value.fields_text()),
             Format::Json => format!("{{\"type\": \"event\", \"data\": {}}}\n", value.json()),
         };
         self.sink.raw(line.as_bytes());
@@ -1005,13 +1003,13 @@ impl Printer<'_> {
             return;
         }
         let mut out = String::new();
-        if self.format == Format::Text {
+        if self.format != Format::Json {
             out.push_str("\n\n");
         }
         for m in maps {
             let name = format!("@{}", m.name);
             match self.format {
-                Format::Text => {
+                Format::Text | Format::Folded => {
                     for (k, v) in &m.entries {
                         if m.keyless {
                             out.push_str(&format!("{name}: {}\n", v.fields_text()));

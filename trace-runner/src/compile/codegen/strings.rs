@@ -1,0 +1,77 @@
+//! `strncmp(a, b, n)`: bpftrace's string comparison over at most `n` characters, 0 when
+//! the strings are equal up to `n` (or both end at the same place before it), 1 otherwise.
+//! Both strings are copied onto the stack and compared byte by byte in unrolled code
+//! (no loops for the verifier to bound). `n` is an integer literal or a positional
+//! parameter (`strncmp(str(args->filename), str($1), $2)`), known at compile time.
+
+use trace_lang::ast::{Expr, ExprKind};
+use trace_lang::Diagnostic;
+
+use super::{err, ProgGen};
+use crate::compile::insn::{Cond, Size, FP, R0, R1, R2};
+
+impl ProgGen<'_> {
+    /// The compile-time value of `strncmp`'s length argument.
+    fn const_len(&self, e: &Expr) -> Result<usize, Diagnostic> {
+        let v = match &e.kind {
+            ExprKind::Int(v) => Some(*v),
+            ExprKind::Positional(i) => self
+                .opts
+                .params
+                .get((*i as usize).wrapping_sub(1))
+                .and_then(|p| p.trim().parse::<i64>().ok()),
+            _ => None,
+        };
+        match v {
+            Some(v) if v >= 0 => Ok(v as usize),
+            _ => Err(err(
+                e.span,
+                "strncmp() needs a non-negative integer literal or positional parameter as its length",
+            )),
+        }
+    }
+
+    /// r0 = `strncmp(args[0], args[1], args[2])`.
+    pub(super) fn gen_strncmp(&mut self, e: &Expr, args: &[Expr]) -> Result<(), Diagnostic> {
+        let [lhs, rhs, len] = args else {
+            return Err(err(e.span, "strncmp() takes 3 arguments"));
+        };
+        let n = self.const_len(len)?;
+        let (ln, rn) = (lhs.ty.size(), rhs.ty.size());
+        // The two copies are dead once compared: their stack is given back at the end.
+        let mark = self.stack;
+        let l = self.alloc(ln, lhs.span)?;
+        self.zero(l, ln);
+        self.gen_into(lhs, l)?;
+        let r = self.alloc(rn, rhs.span)?;
+        self.zero(r, rn);
+        self.gen_into(rhs, r)?;
+        let a = &mut self.asm;
+        let differ = a.new_label();
+        let same = a.new_label();
+        let done = a.new_label();
+        // Past the end of a buffer a string reads as NUL.
+        for i in 0..n.min(ln.max(rn)) {
+            if i < ln {
+                a.load(Size::B, R1, FP, l + i as i16);
+            } else {
+                a.mov_imm(R1, 0);
+            }
+            if i < rn {
+                a.load(Size::B, R2, FP, r + i as i16);
+            } else {
+                a.mov_imm(R2, 0);
+            }
+            a.jump_reg(Cond::Ne, R1, R2, differ);
+            a.jump_imm(Cond::Eq, R1, 0, same);
+        }
+        a.bind(same);
+        a.mov_imm(R0, 0);
+        a.jump(done);
+        a.bind(differ);
+        a.mov_imm(R0, 1);
+        a.bind(done);
+        self.stack = mark;
+        Ok(())
+    }
+}
