@@ -59,18 +59,21 @@ fn commands(uri: &str) -> Vec<String> {
 async fn exec(stream: TcpStream, root: PathBuf, seen: Seen) {
     let uri = Arc::new(Mutex::new(String::new()));
     let u = uri.clone();
-    let mut ws = tokio_tungstenite::accept_hdr_async(stream, move |req: &Request, mut resp: Response| {
-        *u.lock().unwrap() = req.uri().to_string();
-        resp.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            "v4.channel.k8s.io".parse().unwrap(),
-        );
-        Ok(resp)
-    })
-    .await
-    .unwrap();
+    let mut ws =
+        tokio_tungstenite::accept_hdr_async(stream, move |req: &Request, mut resp: Response| {
+            *u.lock().unwrap() = req.uri().to_string();
+            resp.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                "v4.channel.k8s.io".parse().unwrap(),
+            );
+            Ok(resp)
+        })
+        .await
+        .unwrap();
     let uri = uri.lock().unwrap().clone();
-    seen.lock().unwrap().push(format!("EXEC {}", commands(&uri).join(" ")));
+    seen.lock()
+        .unwrap()
+        .push(format!("EXEC {}", commands(&uri).join(" ")));
     let root_s = root.display().to_string();
     let argv: Vec<String> = commands(&uri)
         .into_iter()
@@ -290,15 +293,16 @@ async fn download_over_a_real_exec_websocket() {
     assert_eq!(got.len(), noise.len());
     assert!(got == noise, "the binary output changed on the way");
     assert_eq!(
-        std::fs::read_to_string(dest.path().join("runs/2026-11-25T15-04-05Z/output.txt"))
-            .unwrap(),
+        std::fs::read_to_string(dest.path().join("runs/2026-11-25T15-04-05Z/output.txt")).unwrap(),
         "Attaching 1 probe...\n@[bash]: 3\n"
     );
     let seen = seen.lock().unwrap().clone();
     let execs: Vec<&String> = seen.iter().filter(|s| s.starts_with("EXEC ")).collect();
     assert_eq!(execs.len(), 2, "{seen:?}");
     assert!(
-        execs[0].starts_with("EXEC find /output/team-a/abc -mindepth 2 -maxdepth 2 -type f -exec stat -c %s %n {} +"),
+        execs[0].starts_with(
+            "EXEC find /output/team-a/abc -mindepth 2 -maxdepth 2 -type f -exec stat -c %s %n {} +"
+        ),
         "{seen:?}"
     );
     assert!(
@@ -306,7 +310,10 @@ async fn download_over_a_real_exec_websocket() {
         "{seen:?}"
     );
     // The reader pod was created first and deleted last.
-    assert_eq!(seen.first().unwrap(), "GET /apis/batch/v1/namespaces/default/jobs");
+    assert_eq!(
+        seen.first().unwrap(),
+        "GET /apis/batch/v1/namespaces/default/jobs"
+    );
     assert!(seen.contains(&"POST /api/v1/namespaces/default/pods".to_string()));
     assert!(seen
         .last()
@@ -338,7 +345,10 @@ async fn all_runs_over_a_real_exec_websocket() {
     );
     // A trace with nothing on the claim: one clear line.
     let (url, _) = server(&vol.path().join("elsewhere")).await;
-    let e = logs_with(&ctx(&url), &args, &out).await.unwrap_err().to_string();
+    let e = logs_with(&ctx(&url), &args, &out)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with("no output of trace abc on claim traces (pvc:traces/team-a): "),
         "{e}"

@@ -382,7 +382,10 @@ async fn volume_logs(
         None => Selection::Latest,
     };
     let output = match &args.from {
-        Some(f) => Some(PvcOutput::parse(f)?),
+        Some(f) => Some(
+            PvcOutput::parse(f)
+                .map_err(|e| fail(e.to_string().replacen("--output", "--from", 1)))?,
+        ),
         None => {
             let (found, output) = trace_output(ctx, ns, id).await?;
             if !found && output.is_none() {

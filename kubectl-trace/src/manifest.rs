@@ -46,8 +46,11 @@ pub const HOST_PROC: &str = "/host/proc";
 /// Where a `--output pvc:CLAIM` volume is mounted.
 pub const OUTPUT_DIR: &str = "/output";
 /// The kubelet's pod log directories: scheduled pod traces find their pods there by
-/// namespace and name (`/var/log/pods/<namespace>_<name>_<uid>/<container>/`).
+/// namespace and name (`/var/log/pods/<namespace>_<name>_<uid>/`) ...
 pub const POD_LOGS_DIR: &str = "/var/log/pods";
+/// ... and their containers' IDs by name in the log links
+/// (`/var/log/containers/<name>_<namespace>_<container>-<id>.log`).
+pub const CONTAINER_LOGS_DIR: &str = "/var/log/containers";
 
 /// Compiled objects larger than this travel gzip-compressed.
 pub const GZIP_THRESHOLD: usize = 64 * 1024;
@@ -533,8 +536,11 @@ pub fn pod_template(spec: &TraceSpec, plan: &NodePlan, name: &str) -> PodTemplat
         mounts.push(mount("output", OUTPUT_DIR, false, None));
     }
     if scheduled_pods(spec, plan) {
+        // Read-only, and only the kubelet's two directories (not the rest of /var/log).
         volumes.push(host_path("pod-logs", POD_LOGS_DIR, Some("Directory")));
         mounts.push(mount("pod-logs", POD_LOGS_DIR, true, None));
+        volumes.push(host_path("container-logs", CONTAINER_LOGS_DIR, None));
+        mounts.push(mount("container-logs", CONTAINER_LOGS_DIR, true, None));
     }
     let mut envs = vec![
         env("KUBECTL_TRACE_ID", &spec.id),
@@ -1063,6 +1069,17 @@ pub mod tests {
             (m.mount_path.as_str(), m.read_only),
             ("/var/log/pods", Some(true))
         );
+        let m = ps.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "container-logs")
+            .unwrap();
+        assert_eq!(
+            (m.mount_path.as_str(), m.read_only),
+            ("/var/log/containers", Some(true))
+        );
         assert_eq!(ps.service_account_name, None);
         assert_eq!(ps.automount_service_account_token, Some(false));
 
@@ -1081,7 +1098,11 @@ pub mod tests {
             args.contains("--pod-uid u-0 --pod-uid u-1 --container-id containerd://u-0"),
             "{args}"
         );
-        assert!(ps.volumes.unwrap().iter().all(|v| v.name != "pod-logs"));
+        assert!(ps
+            .volumes
+            .unwrap()
+            .iter()
+            .all(|v| v.name != "pod-logs" && v.name != "container-logs"));
     }
 
     #[test]

@@ -288,14 +288,12 @@ impl Read for ChanReader {
 }
 
 /// Sort key of a run directory name: `2026-11-25T15-04-05Z`, then `...Z-1`, `...Z-2`, ...
-pub fn run_key(run: &str) -> (String, u64, String) {
+pub fn run_key(run: &str) -> (String, u64) {
     match run.rsplit_once("Z-") {
-        Some((base, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => (
-            format!("{base}Z"),
-            n.parse().unwrap_or(u64::MAX),
-            String::new(),
-        ),
-        _ => (run.to_string(), 0, String::new()),
+        Some((base, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
+            (format!("{base}Z"), n.parse().unwrap_or(u64::MAX))
+        }
+        _ => (run.to_string(), 0),
     }
 }
 
@@ -567,7 +565,8 @@ pub fn select_runs(runs: &[String], sel: Selection) -> std::result::Result<Vec<S
         Selection::Latest => Ok(runs.last().cloned().into_iter().collect()),
         Selection::Nth(n) if n <= runs.len() => Ok(vec![runs[n - 1].clone()]),
         Selection::Nth(n) => Err(format!(
-            "there is no run {n}: the volume holds {} run{} (--run 1..{} or latest)",
+            "there is no run {n}: there {} {} run{} (--run 1..{} or latest)",
+            if runs.len() == 1 { "is" } else { "are" },
             runs.len(),
             if runs.len() == 1 { "" } else { "s" },
             runs.len()
@@ -1566,7 +1565,7 @@ pub mod tests {
         );
         assert_eq!(
             select_runs(&runs, Selection::Nth(5)).unwrap_err(),
-            "there is no run 5: the volume holds 4 runs (--run 1..4 or latest)"
+            "there is no run 5: there are 4 runs (--run 1..4 or latest)"
         );
         assert_eq!(Selection::parse_run("latest").unwrap(), Selection::Latest);
         assert_eq!(Selection::parse_run("3").unwrap(), Selection::Nth(3));

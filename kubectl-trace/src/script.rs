@@ -8,32 +8,108 @@ use std::io::Read;
 use crate::errors::{fail, Error, Result};
 use crate::manifest::{is_bpf_object, Program};
 
-/// Scripts shipped with the plugin, for `--script NAME`.
+/// Scripts shipped with the plugin, for `--script NAME`: the documented set in the
+/// repository's `bpf-scripts/` directory (each file's header says what it shows).
 pub const BUILTIN_SCRIPTS: &[(&str, &str, &str)] = &[
     (
-        "syscount",
-        "count system calls per process name",
-        "tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }\n",
+        "execsnoop",
+        "every program executed, with its arguments",
+        include_str!("../../bpf-scripts/execsnoop.bt"),
     ),
     (
         "opensnoop",
-        "print each file opened, with pid and process name",
-        "tracepoint:syscalls:sys_enter_openat {\n  printf(\"%-8d %-16s %s\\n\", pid, comm, str(args->filename));\n}\n",
+        "every file opened, with pid, process name and result",
+        include_str!("../../bpf-scripts/opensnoop.bt"),
     ),
     (
-        "execsnoop",
-        "print each program executed",
-        "tracepoint:syscalls:sys_enter_execve {\n  printf(\"%-8d %-16s %s\\n\", pid, comm, str(args->filename));\n}\n",
+        "syscount",
+        "system calls counted per process name and syscall id",
+        include_str!("../../bpf-scripts/syscount.bt"),
+    ),
+    (
+        "killsnoop",
+        "signals sent with kill(2): sender, signal, target, result",
+        include_str!("../../bpf-scripts/killsnoop.bt"),
+    ),
+    (
+        "oomkill",
+        "processes killed by the out-of-memory killer",
+        include_str!("../../bpf-scripts/oomkill.bt"),
+    ),
+    (
+        "capable",
+        "capability checks: which process needed which capability",
+        include_str!("../../bpf-scripts/capable.bt"),
+    ),
+    (
+        "setuids",
+        "setuid/setgid/setresuid calls",
+        include_str!("../../bpf-scripts/setuids.bt"),
+    ),
+    (
+        "threadsnoop",
+        "new threads, with the process that created them",
+        include_str!("../../bpf-scripts/threadsnoop.bt"),
+    ),
+    (
+        "tcpconnect",
+        "outgoing TCP connections",
+        include_str!("../../bpf-scripts/tcpconnect.bt"),
+    ),
+    (
+        "tcpaccept",
+        "incoming TCP connections as they are established",
+        include_str!("../../bpf-scripts/tcpaccept.bt"),
+    ),
+    (
+        "tcplife",
+        "TCP connections as they close, with their duration",
+        include_str!("../../bpf-scripts/tcplife.bt"),
+    ),
+    (
+        "tcpretrans",
+        "TCP retransmissions",
+        include_str!("../../bpf-scripts/tcpretrans.bt"),
+    ),
+    (
+        "runqlat",
+        "CPU run-queue latency histogram",
+        include_str!("../../bpf-scripts/runqlat.bt"),
+    ),
+    (
+        "biolatency",
+        "block I/O latency histogram",
+        include_str!("../../bpf-scripts/biolatency.bt"),
+    ),
+    (
+        "vfsstat",
+        "file-system syscall rates, every second",
+        include_str!("../../bpf-scripts/vfsstat.bt"),
     ),
     (
         "readsize",
         "histogram of read() sizes per process name",
-        "tracepoint:syscalls:sys_exit_read /args->ret > 0/ { @bytes[comm] = hist(args->ret); }\n",
+        include_str!("../../bpf-scripts/readsize.bt"),
     ),
     (
         "profile",
-        "sample on-CPU process names at 99 Hertz",
-        "profile:hz:99 { @[comm] = count(); }\n",
+        "CPU profile (comm, user and kernel stacks at 99 Hz) for flame graphs",
+        include_str!("../../bpf-scripts/profile.bt"),
+    ),
+    (
+        "dns-latency",
+        "getaddrinfo() latency per process, with the names looked up",
+        include_str!("../../bpf-scripts/dns-latency.bt"),
+    ),
+    (
+        "opens-by-prefix",
+        "file opens under a path prefix ($1 PREFIX, $2 its length)",
+        include_str!("../../bpf-scripts/opens-by-prefix.bt"),
+    ),
+    (
+        "unexpected-exec",
+        "exec of binaries outside an allow-list of directories",
+        include_str!("../../bpf-scripts/unexpected-exec.bt"),
     ),
 ];
 
@@ -41,7 +117,7 @@ pub const BUILTIN_SCRIPTS: &[(&str, &str, &str)] = &[
 pub fn builtin_list() -> String {
     BUILTIN_SCRIPTS
         .iter()
-        .map(|(n, d, _)| format!("  {n:<10} {d}"))
+        .map(|(n, d, _)| format!("  {n:<16} {d}"))
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -470,3 +470,39 @@ fn usage_errors_are_one_line() {
         assert_eq!(text(&out.stderr), expect, "{args:?}");
     }
 }
+
+#[test]
+fn logs_volume_flags() {
+    let out = plugin(&["logs", "--help"], None);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for flag in [
+        "--all-runs",
+        "--run <N|latest>",
+        "-O, --download <DIR>",
+        "--from <pvc:CLAIM[/SUBDIR]>",
+        "--reader-image <IMAGE>",
+    ] {
+        assert!(help.contains(flag), "no {flag} in:\n{help}");
+    }
+    assert!(help.contains("[default: busybox:1.36]"), "{help}");
+    // Following cannot be combined with reading the volume.
+    let out = plugin(&["logs", "abc", "-f", "--all-runs"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("'--follow' cannot be used with '--all-runs'"));
+    // A bad --run or --from is one line, before any request.
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kubeconfig(dir.path(), "config", "http://127.0.0.1:9", None);
+    let out = plugin(&["logs", "abc", "--run", "0"], Some(&kc));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: invalid --run \"0\": use a run number (1 is the oldest) or latest\n"
+    );
+    let out = plugin(&["logs", "abc", "--from", "s3:bucket"], Some(&kc));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: invalid --from \"s3:bucket\": expected pvc:CLAIM[/SUBDIR]\n"
+    );
+}

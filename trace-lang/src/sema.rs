@@ -1575,7 +1575,12 @@ impl Analyser<'_> {
                 to: Box::new(Type::Record("struct task_struct".into())),
                 user: false,
             },
-            "curtask" => Type::U64,
+            "curtask" => {
+                // Without kernel types (a local check), `curtask->...` cannot be typed:
+                // accept it as an integer, as other fields of unknown records.
+                self.unknown_fields.insert(span);
+                Type::U64
+            }
             "$#" => Type::I64,
             "comm" => Type::Str(16),
             "probe" => Type::Probe,
