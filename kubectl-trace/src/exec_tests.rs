@@ -56,6 +56,8 @@ fn commands(uri: &str) -> Vec<String> {
         .collect()
 }
 
+// The callback's error type is tungstenite's (an HTTP response): not ours to shrink.
+#[allow(clippy::result_large_err)]
 async fn exec(stream: TcpStream, root: PathBuf, seen: Seen) {
     let uri = Arc::new(Mutex::new(String::new()));
     let u = uri.clone();

@@ -5,8 +5,8 @@
 //! The verifier only accepts direct loads from the context pointer at these exact
 //! offsets (it rewrites them into reads of the real `struct sk_buff`), so the code
 //! generator loads each field with one `ldx` of the given size. Fields the kernel keeps
-//! in network byte order as 16-bit values (`protocol`, `remote_port`) are converted to
-//! host order, so `skb->protocol == 0x0800` (IPv4) and `skb->remote_port == 53` read
+//! in network byte order as 16-bit values (`protocol`, and `remote_port`, which the
+//! kernel also shifts into the upper half of the word) are converted to host order, so `skb->protocol == 0x0800` (IPv4) and `skb->remote_port == 53` read
 //! naturally; `remote_ip4` / `local_ip4` stay in network order, as `ntop()` expects.
 //!
 //! Also here: what a `cgroup_skb` program cannot do because the kernel does not give
@@ -21,8 +21,11 @@ pub struct SkbField {
     pub offset: u16,
     /// Load size in bytes (4 or 8).
     pub size: u8,
-    /// A big-endian 16-bit value in the low bytes: byte-swap it to host order.
+    /// A big-endian 16-bit value: byte-swap it to host order.
     pub be16: bool,
+    /// The 16-bit value is in the upper half of the loaded 32 bits (the kernel's
+    /// rewrite of `remote_port` shifts the port left by 16 on little-endian machines).
+    pub high16: bool,
 }
 
 const fn f(name: &'static str, offset: u16, size: u8, be16: bool) -> SkbField {
@@ -31,6 +34,7 @@ const fn f(name: &'static str, offset: u16, size: u8, be16: bool) -> SkbField {
         offset,
         size,
         be16,
+        high16: false,
     }
 }
 
@@ -53,7 +57,13 @@ pub const SKB_FIELDS: &[SkbField] = &[
     f("family", 88, 4, false),
     f("remote_ip4", 92, 4, false),
     f("local_ip4", 96, 4, false),
-    f("remote_port", 132, 4, true),
+    SkbField {
+        name: "remote_port",
+        offset: 132,
+        size: 4,
+        be16: true,
+        high16: cfg!(target_endian = "little"),
+    },
     f("local_port", 136, 4, false),
     f("tstamp", 152, 8, false),
     f("gso_segs", 164, 4, false),
@@ -105,15 +115,27 @@ mod tests {
         .unwrap();
         assert_eq!(a.maps.len(), 2);
         let e = error_of("tracepoint:sched:sched_switch { @ = sum(skb->len); }");
-        assert!(e.contains("t.bt:1:41") && e.contains("only be used with 'cgroup_skb'"), "{e}");
+        assert!(
+            e.contains("t.bt:1:41") && e.contains("only be used with 'cgroup_skb'"),
+            "{e}"
+        );
         let e = error_of("cgroup_skb:ingress { @ = sum(skb->data); }");
-        assert!(e.contains("no readable field 'data'") && e.contains("len, pkt_type"), "{e}");
+        assert!(
+            e.contains("no readable field 'data'") && e.contains("len, pkt_type"),
+            "{e}"
+        );
         let e = error_of("cgroup_skb:ingress { @[kstack] = count(); }");
-        assert!(e.contains("t.bt:1:24") && e.contains("bpf_get_stackid"), "{e}");
+        assert!(
+            e.contains("t.bt:1:24") && e.contains("bpf_get_stackid"),
+            "{e}"
+        );
         let e = error_of("cgroup_skb:ingress { @[ustack(3)] = count(); }");
         assert!(e.contains("bpf_get_stackid"), "{e}");
         let e = error_of("cgroup_skb:egress { signal(9); }");
-        assert!(e.contains("t.bt:1:21") && e.contains("bpf_send_signal"), "{e}");
+        assert!(
+            e.contains("t.bt:1:21") && e.contains("bpf_send_signal"),
+            "{e}"
+        );
         let e = error_of("cgroup_skb:egress { @ = skb; }");
         assert!(e.contains("skb->len"), "{e}");
     }

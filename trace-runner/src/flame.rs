@@ -125,7 +125,11 @@ pub fn fold_map(map: &UserMap, dump: &MapDump) -> Option<Folded> {
         for (ty, val) in map.keys.iter().zip(&entry.key) {
             match ty {
                 Type::Stack { user: u, mode, .. } => {
-                    let kind = if *u { FrameKind::User } else { FrameKind::Kernel };
+                    let kind = if *u {
+                        FrameKind::User
+                    } else {
+                        FrameKind::Kernel
+                    };
                     let frames = stack_frames(&val_text(val), *mode)
                         .into_iter()
                         .map(|name| Frame { name, kind });
@@ -242,7 +246,11 @@ struct Node {
 
 impl Node {
     fn depth(&self) -> usize {
-        self.children.values().map(|c| 1 + c.depth()).max().unwrap_or(0)
+        self.children
+            .values()
+            .map(|c| 1 + c.depth())
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -423,7 +431,10 @@ mod tests {
     #[test]
     fn folding() {
         // Key order [kstack, comm, ustack]: keys first, then user, then kernel frames.
-        let map = user_map(vec![stack(false), Type::Str(16), stack(true)], MapValue::Count);
+        let map = user_map(
+            vec![stack(false), Type::Str(16), stack(true)],
+            MapValue::Count,
+        );
         let dump = MapDump {
             name: String::new(),
             value: MapValue::Count,
@@ -483,8 +494,14 @@ mod tests {
         assert!(s.contains("<svg "), "{s}");
         assert!(s.trim_end().ends_with("</svg>"));
         assert!(s.contains("Flame &quot;Graph&quot;"));
-        assert!(s.contains("<title>work&lt;&amp;&gt; (30 samples, 75.00%)</title>"), "{s}");
-        assert!(s.contains("<title>main (40 samples, 100.00%)</title>"), "{s}");
+        assert!(
+            s.contains("<title>work&lt;&amp;&gt; (30 samples, 75.00%)</title>"),
+            "{s}"
+        );
+        assert!(
+            s.contains("<title>main (40 samples, 100.00%)</title>"),
+            "{s}"
+        );
         // all, main, work, sys_read + the background.
         assert_eq!(s.matches("<rect").count(), 5);
         assert!(svg(&[], "t").contains("0 samples"));

@@ -466,7 +466,11 @@ fn trace(
     runtime::drain_remaining(&mut session, sink);
     runtime::print_all_maps(&session, sink);
     if let Some(path) = &args.flamegraph {
-        let title = format!("trace-runner: {}", args.script.file().map_or_else(|| "-e".into(), |f| f.display().to_string()));
+        let what = match args.script.file() {
+            Some(f) => f.display().to_string(),
+            None => args.script.program.clone().unwrap_or_default(),
+        };
+        let title = format!("Flame Graph: {}", what.chars().take(100).collect::<String>());
         let n = flame::write_flamegraph(&session, path, &title)
             .map_err(|e| Failure(format!("error: cannot write {}: {e}", path.display()), 1))?;
         eprintln!("flame graph of {n} samples written to {}", path.display());

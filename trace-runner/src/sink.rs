@@ -78,7 +78,9 @@ impl Sink {
     pub fn map(&mut self, map: &MapDump, top: u32, div: u32) {
         let mut buf = Vec::new();
         let _ = match self.format {
-            Format::Text | Format::Folded => output::write_map_text_top_div(&mut buf, map, top, div),
+            Format::Text | Format::Folded => {
+                output::write_map_text_top_div(&mut buf, map, top, div)
+            }
             Format::Json => output::write_map_json_top_div(&mut buf, map, top, div),
         };
         self.emit(&buf);

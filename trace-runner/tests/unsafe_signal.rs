@@ -1,0 +1,61 @@
+//! `signal()` changes the system, so like bpftrace it needs `--unsafe`: without it a
+//! script using it gets a located error that says so; with it the signal is sent.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn signal_needs_unsafe() {
+    let src = "tracepoint:syscalls:sys_enter_getppid { signal(\"SIGTERM\"); }";
+    for cmd in [vec!["check"], vec!["run", "--deadline", "1s"]] {
+        let out = Command::new(common::runner())
+            .args(&cmd)
+            .args(["-e", src])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+        assert!(
+            err.starts_with(
+                "stdin:1:41: error: signal() can kill processes: it is only allowed with --unsafe"
+            ),
+            "{cmd:?}: {err}"
+        );
+        assert!(err.contains("^~~~"), "{err}");
+    }
+}
+
+#[test]
+fn signal_with_unsafe_kills_the_target() {
+    if !common::require_bpf() {
+        return;
+    }
+    // A process that calls getppid() every 50 ms for up to 20 s.
+    let mut victim = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import os, time\nfor i in range(400):\n  os.getppid(); time.sleep(0.05)",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = victim.id();
+    let script = format!(
+        "BEGIN {{ printf(\"ready\\n\"); }} tracepoint:syscalls:sys_enter_getppid /pid == {pid}/ {{ signal(\"SIGTERM\"); }}"
+    );
+    let trace = common::Trace::start(&["--unsafe", "-e", &script]);
+    let end = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = victim.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "the victim was not signalled");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (_, code) = trace.stop(libc::SIGINT);
+    assert_eq!(code, Some(0));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+}
