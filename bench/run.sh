@@ -98,9 +98,9 @@ now_ns() { date +%s%N; }
 size_of() { stat -L -c %s "$1" 2>/dev/null; }
 mib() { [ -n "${1:-}" ] && calc "%.1f MiB" "$1 / 1048576" || echo "n/a"; }
 secs() { [ -n "${1:-}" ] && calc "%.3f s" "$1" || echo "${2:-n/a}"; }
-# ratio A B [WORD]: A/B as "12.3× WORD", or "–" when either is missing or B <= 0.
+# ratio A B [WORD]: A/B as "12.3× WORD", or "–" when either is missing or <= 0 (noise).
 ratio() {
-    if [ -n "${1:-}" ] && [ -n "${2:-}" ] && awk "BEGIN { exit !($2 > 0) }"; then
+    if [ -n "${1:-}" ] && [ -n "${2:-}" ] && awk "BEGIN { exit !($1 > 0 && $2 > 0) }"; then
         echo "$(calc "%.2f×" "$1 / $2")${3:+ $3}"
     else
         echo "–"
@@ -149,9 +149,12 @@ rss() {
     awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); print $2 * 1024 }' "$TMP/time.txt"
 }
 
+# dd under its own name, so the printf script's filter ignores other dd processes.
+DD="$TMP/benchdd"
+cp "$(command -v dd)" "$DD"
 dd_once() {
     local s; s=$(now_ns)
-    dd if=/dev/zero of=/dev/null bs=1 count="$DD_COUNT" 2>/dev/null
+    "$DD" if=/dev/zero of=/dev/null bs=1 count="$DD_COUNT" 2>/dev/null
     echo "$(( $(now_ns) - s ))" | awk '{ print $1 / 1e9 }'
 }
 dd_median() { local i; for ((i = 0; i < DD_RUNS; i++)); do dd_once; done | median; }
@@ -159,16 +162,24 @@ dd_median() { local i; for ((i = 0; i < DD_RUNS; i++)); do dd_once; done | media
 # under LABEL ARGV...: sets UNDER to dd's median time while ARGV traces (empty when
 # the tracer fails). Not run in a subshell, so notes and the cleanup list persist.
 # Attached = "Attaching N probes..." seen (bpftrace prints it on stdout, trace-runner
-# on stderr). With UNDER_STDOUT=/dev/null (printf scripts: output discarded) only
-# stderr is visible, so after 5 s of silence a live tracer counts as attached
-# (both start in well under 2 s here).
+# on stderr). With UNDER_COUNT=1 (printf scripts) stdout goes through a pipe to
+# `wc -l` instead (UNDER_LINES = lines printed), so only stderr is visible: after
+# 5 s of silence a live tracer counts as attached (both start in under 2 s here).
 under() {
     local label=$1; shift
-    local out=${UNDER_STDOUT:-$TMP/under.out} limit=600
-    UNDER=""
-    [ "$out" = /dev/null ] && limit=50
+    local limit=600 wcpid=""
+    UNDER="" UNDER_LINES=""
     : >"$TMP/under.out"
-    "$@" >"$out" 2>"$TMP/under.err" &
+    : >"$TMP/under.err"
+    if [ "${UNDER_COUNT:-0}" = 1 ]; then
+        limit=50
+        rm -f "$TMP/fifo" && mkfifo "$TMP/fifo"
+        wc -l <"$TMP/fifo" >"$TMP/lines" &
+        wcpid=$!
+        "$@" >"$TMP/fifo" 2>"$TMP/under.err" &
+    else
+        "$@" >"$TMP/under.out" 2>"$TMP/under.err" &
+    fi
     local pid=$! i
     BG_PIDS+=("$pid")
     for ((i = 0; i < limit; i++)); do
@@ -180,13 +191,18 @@ under() {
     if ! kill -0 "$pid" 2>/dev/null; then
         note "$label: unsupported ($(first_err "$TMP/under.err"))"
         wait "$pid" 2>/dev/null
+        [ -n "$wcpid" ] && wait "$wcpid" 2>/dev/null
         return 1
     fi
     UNDER=$(dd_median)
     kill -INT "$pid" 2>/dev/null
-    for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for ((i = 0; i < 600; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
+    if [ -n "$wcpid" ]; then
+        wait "$wcpid" 2>/dev/null
+        UNDER_LINES=$(tr -d ' ' <"$TMP/lines")
+    fi
     return 0
 }
 
@@ -243,7 +259,7 @@ map_run() { # map_run ARGV...: sets MAP to "rss keys" (empty on failure)
     local pid=$!
     BG_PIDS+=("$pid")
     sleep 1
-    dd if=/dev/zero of=/dev/null bs=1 count=$((DD_COUNT / 4)) 2>/dev/null
+    "$DD" if=/dev/zero of=/dev/null bs=1 count=$((DD_COUNT / 4)) 2>/dev/null
     wait "$pid"
     local m k
     m=$(awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); print $2 * 1024 }' "$TMP/time.txt")
@@ -263,25 +279,38 @@ fi
 RSS_ROWS+=("| ${MAP_SECS} s trace, \`@[nsecs % 10000] = count()\` | $( [ -n "$tmap" ] && echo "$(mib "${tmap% *}") (${tmap#* } keys)" || echo unsupported) | $( [ -n "$bmap" ] && echo "$(mib "${bmap% *}") (${bmap#* } keys)" || echo unsupported) | $(ratio "${bmap% *}" "${tmap% *}" smaller) |")
 
 # --- 3: per-event cost -----------------------------------------------------
-log "per-event cost: dd alone"
-BASE=$(dd_median)
+BASES=()
 EVENT_ROWS=()
-per_event() { # per_event TIME -> added ns per event
-    [ -n "${1:-}" ] && calc "%.0f" "($1 - $BASE) * 1e9 / $EVENTS"
+# cell TIME BASE LINES: "1.666 s (alone 1.591 s): +19 ns[, 2.1M/4.0M lines]"
+cell() {
+    [ -n "${1:-}" ] || { echo unsupported; return; }
+    local c
+    c="$(secs "$1") (alone $(secs "$2")): +$(calc "%.0f" "($1 - $2) * 1e9 / $EVENTS") ns"
+    [ -n "${3:-}" ] && c="$c; printed $3 of $((EVENTS * DD_RUNS)) events"
+    echo "$c"
 }
 for prog in \
     'tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }' \
     'tracepoint:raw_syscalls:sys_enter { @ = count(); }' \
     'tracepoint:raw_syscalls:sys_enter { @ = hist(args->id); }' \
-    'tracepoint:raw_syscalls:sys_enter /comm == "dd"/ { printf("%d\n", args->id); }'; do
+    'tracepoint:raw_syscalls:sys_enter /comm == "benchdd"/ { printf("%d\n", args->id); }'; do
     log "per-event cost: $prog"
-    tt="" bt="" UNDER_STDOUT=""
-    case "$prog" in *printf*) UNDER_STDOUT=/dev/null ;; esac
-    [ -n "$TR" ] && under "trace-runner \`$prog\`" "$TR" run -e "$prog" && tt=$UNDER
-    [ -n "$BT" ] && under "bpftrace \`$prog\`" "$BT" -e "$prog" && bt=$UNDER
-    tn=$(per_event "$tt") bn=$(per_event "$bt")
-    EVENT_ROWS+=("| \`$prog\` | $( [ -n "$tt" ] && echo "$(secs "$tt") / +${tn} ns" || echo unsupported) | $( [ -n "$bt" ] && echo "$(secs "$bt") / +${bn} ns" || echo unsupported) | $(ratio "$tn" "$bn") |")
+    UNDER_COUNT=0
+    case "$prog" in *printf*) UNDER_COUNT=1 ;; esac
+    tt="" tb="" tl="" bt="" bb="" bl="" tn="" bn=""
+    if [ -n "$TR" ]; then
+        tb=$(dd_median); BASES+=("$tb")
+        under "trace-runner \`$prog\`" "$TR" run -e "$prog" && tt=$UNDER tl=$UNDER_LINES
+    fi
+    if [ -n "$BT" ]; then
+        bb=$(dd_median); BASES+=("$bb")
+        under "bpftrace \`$prog\`" "$BT" -e "$prog" && bt=$UNDER bl=$UNDER_LINES
+    fi
+    [ -n "$tt" ] && tn=$(calc "%.1f" "($tt - $tb) * 1e9 / $EVENTS")
+    [ -n "$bt" ] && bn=$(calc "%.1f" "($bt - $bb) * 1e9 / $EVENTS")
+    EVENT_ROWS+=("| \`$prog\` | $(cell "$tt" "$tb" "$tl") | $(cell "$bt" "$bb" "$bl") | $(ratio "$tn" "$bn") |")
 done
+BASE=$(printf '%s\n' "${BASES[@]}" | median)
 
 # --- 4: sizes --------------------------------------------------------------
 IMAGE="${CARGO_TARGET_DIR:-$ROOT/target}/trace-runner-image.tar"
@@ -357,7 +386,7 @@ fi
     echo
     echo "## 3. Per-event cost"
     echo
-    echo "\`dd if=/dev/zero of=/dev/null bs=1 count=$DD_COUNT\` alone: **$(secs "$BASE")** (median of $DD_RUNS). Under each tracer: dd's time and the time added per \`sys_enter\` event (events = 2 × count = $EVENTS: one read and one write per byte)."
+    echo "\`dd if=/dev/zero of=/dev/null bs=1 count=$DD_COUNT\` alone: **$(secs "$BASE")** (median over the cases). Each cell: dd's median time ($DD_RUNS runs) under the tracer, dd alone measured just before (paired, to follow the machine's load), and the time added per \`sys_enter\` event (events = 2 × count = $EVENTS: one read and one write per byte). dd runs as \`benchdd\` (a copy) so the printf filter matches only it; the printf scripts' output goes through a pipe to \`wc -l\` to count what was delivered (the count includes the \"Attaching\" line and dd's start-up syscalls)."
     echo
     echo "| script | trace-runner | bpftrace | trace-runner / bpftrace |"
     echo "|---|---|---|---|"

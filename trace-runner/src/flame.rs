@@ -68,7 +68,9 @@ fn strip_offset(frame: &str) -> String {
         return "[unknown]".into();
     }
     match frame.rsplit_once('+') {
-        Some((name, off)) if !name.is_empty() && off.chars().all(|c| c.is_ascii_digit()) => {
+        Some((name, off))
+            if !name.is_empty() && !off.is_empty() && off.chars().all(|c| c.is_ascii_digit()) =>
+        {
             clean(name)
         }
         _ => clean(frame),

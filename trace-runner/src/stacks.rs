@@ -3,7 +3,7 @@
 //! `/proc/PID/...`, so containerised processes resolve too) and rendering them the way
 //! bpftrace 0.17 does: a newline, then one line per frame, innermost first, indented by
 //! 8 spaces in printf and 4 in map keys (`perf` mode: `\t<hex addr> <sym>`; `raw`:
-//! the hex address). [`folded`] turns a rendered key back into folded-stack frames.
+//! the hex address). [`crate::flame`] turns rendered keys into folded-stack frames.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -104,35 +104,4 @@ pub fn render(id: i64, pid: u32, user: bool, limit: u32, mode: StackMode, indent
         out.push('\n');
     }
     out
-}
-
-/// The frames of a rendered stack, outermost first (for folded stacks; the
-/// `--format folded` / `--flamegraph` output that will use it is not wired yet).
-#[allow(dead_code)]
-pub fn folded_frames(rendered: &str) -> Vec<String> {
-    let mut frames: Vec<String> = rendered
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            l.rsplit_once(' ')
-                .map_or(l, |(_, sym)| sym)
-                .replace(';', ":")
-        })
-        .collect();
-    frames.reverse();
-    frames
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn folding() {
-        let text = "\n        inner+1\n        outer+2\n";
-        assert_eq!(folded_frames(text), ["outer+2", "inner+1"]);
-        let perf = "\n\tffffffff81000000 inner+1\n";
-        assert_eq!(folded_frames(perf), ["inner+1"]);
-    }
 }
