@@ -175,10 +175,12 @@ fn c_signedness(words: &[&str]) -> Option<bool> {
         return Some(true);
     }
     match last {
-        "char" | "short" | "int" | "long" | "s8" | "s16" | "s32" | "s64" | "off_t" | "loff_t" | "pid_t"
-        | "ssize_t" | "time_t" | "time64_t" | "clockid_t" | "timer_t" | "key_serial_t" | "mqd_t" | "ktime_t" => Some(true),
-        "u8" | "u16" | "u32" | "u64" | "size_t" | "umode_t" | "uid_t" | "gid_t" | "qid_t" | "dev_t" | "gfp_t"
-        | "aio_context_t" | "cap_user_header_t" | "cap_user_data_t" | "key_t" | "rwf_t" => Some(false),
+        "char" | "short" | "int" | "long" | "s8" | "s16" | "s32" | "s64" | "off_t" | "loff_t"
+        | "pid_t" | "ssize_t" | "time_t" | "time64_t" | "clockid_t" | "timer_t"
+        | "key_serial_t" | "mqd_t" | "ktime_t" => Some(true),
+        "u8" | "u16" | "u32" | "u64" | "size_t" | "umode_t" | "uid_t" | "gid_t" | "qid_t"
+        | "dev_t" | "gfp_t" | "aio_context_t" | "cap_user_header_t" | "cap_user_data_t"
+        | "key_t" | "rwf_t" => Some(false),
         _ => None,
     }
 }

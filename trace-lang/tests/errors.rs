@@ -306,7 +306,7 @@ mod env {
             true
         }
         fn record_field(&self, record: &str, field: &str) -> Option<FieldInfo> {
-            (record == "struct sock" && field == "skc_num").then(|| FieldInfo {
+            (record == "struct sock" && field == "skc_num").then_some(FieldInfo {
                 offset: 14,
                 ty: Type::Int {
                     bytes: 2,

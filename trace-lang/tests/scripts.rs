@@ -184,7 +184,11 @@ fn tracepoint_field_types() {
             user: true
         }
     );
-    assert_eq!(an.vars[0]["d"], Type::I64, "`int dfd` is signed by its C type");
+    assert_eq!(
+        an.vars[0]["d"],
+        Type::I64,
+        "`int dfd` is signed by its C type"
+    );
     let (_, an) = trace_lang::check(src, &NoEnv).unwrap();
     assert_eq!(an.vars[0]["f"], Type::I64);
 }

@@ -18,28 +18,49 @@ pub fn find_pod_by_name(
 ) -> Result<Vec<PodTarget>, String> {
     let pods_dir = log_root.join("pods");
     let prefix = format!("{namespace}_{name}_");
-    let entries = std::fs::read_dir(&pods_dir)
-        .map_err(|e| format!("cannot list {} to find pod {namespace}/{name}: {e}", pods_dir.display()))?;
+    let entries = std::fs::read_dir(&pods_dir).map_err(|e| {
+        format!(
+            "cannot list {} to find pod {namespace}/{name}: {e}",
+            pods_dir.display()
+        )
+    })?;
     let mut found: Vec<(std::time::SystemTime, String)> = entries
         .flatten()
         .filter_map(|e| {
             let file = e.file_name().to_string_lossy().into_owned();
             let uid = file.strip_prefix(&prefix)?.to_string();
-            let modified = e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+            let modified = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
             Some((modified, uid))
         })
         .collect();
     if found.is_empty() {
-        return Err(format!("pod {namespace}/{name} is not on this node (no {}/{prefix}<uid>)", pods_dir.display()));
+        return Err(format!(
+            "pod {namespace}/{name} is not on this node (no {}/{prefix}<uid>)",
+            pods_dir.display()
+        ));
     }
     found.sort_by_key(|b| std::cmp::Reverse(b.0));
     let ids = container_ids(log_root, namespace, name, containers)?;
-    Ok(found.into_iter().map(|(_, uid)| PodTarget { uid, container_ids: ids.clone() }).collect())
+    Ok(found
+        .into_iter()
+        .map(|(_, uid)| PodTarget {
+            uid,
+            container_ids: ids.clone(),
+        })
+        .collect())
 }
 
 /// IDs of the named containers of pod `namespace/name` (every restart's ID: the cgroup
 /// search keeps the ones that exist).
-fn container_ids(log_root: &Path, namespace: &str, name: &str, containers: &[String]) -> Result<Vec<String>, String> {
+fn container_ids(
+    log_root: &Path,
+    namespace: &str,
+    name: &str,
+    containers: &[String],
+) -> Result<Vec<String>, String> {
     if containers.is_empty() {
         return Ok(Vec::new());
     }
@@ -61,7 +82,10 @@ fn container_ids(log_root: &Path, namespace: &str, name: &str, containers: &[Str
                 .map(str::to_string),
         );
         if ids.len() == before {
-            return Err(format!("container {container} of pod {namespace}/{name} not found in {}", dir.display()));
+            return Err(format!(
+                "container {container} of pod {namespace}/{name} not found in {}",
+                dir.display()
+            ));
         }
     }
     Ok(ids)
@@ -85,7 +109,10 @@ mod tests {
         std::fs::create_dir_all(root.join("pods/shop_web-01_9999")).unwrap();
         touch(&root.join(format!("containers/web-0_shop_nginx-{id}.log")));
         touch(&root.join(format!("containers/web-0_shop_nginx-{old}.log")));
-        touch(&root.join(format!("containers/web-0_shop_sidecar-{}.log", "c".repeat(64))));
+        touch(&root.join(format!(
+            "containers/web-0_shop_sidecar-{}.log",
+            "c".repeat(64)
+        )));
 
         let all = find_pod_by_name(&root, "shop", "web-0", &[]).unwrap();
         assert_eq!(all.len(), 1);

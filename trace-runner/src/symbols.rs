@@ -60,7 +60,9 @@ pub fn kernel_symbol_offset(addr: u64) -> String {
 /// Whether `/proc/kallsyms` lacks data symbols (a kernel without `CONFIG_KALLSYMS_ALL`):
 /// then `kaddr()` of a variable cannot be resolved on this node.
 pub fn kernel_lists_functions_only() -> bool {
-    let Ok(text) = std::fs::read_to_string("/proc/kallsyms") else { return false };
+    let Ok(text) = std::fs::read_to_string("/proc/kallsyms") else {
+        return false;
+    };
     // Such kernels still list a few dozen section markers (`__start_rodata`, ...).
     let data = text
         .lines()

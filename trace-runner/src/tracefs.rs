@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use trace_lang::tracepoint_format::{parse_format, TpField};
 use trace_lang::sema::{FieldInfo, FuncSignature};
+use trace_lang::tracepoint_format::{parse_format, TpField};
 use trace_lang::types::Type;
 use trace_lang::ProbeEnv;
 

@@ -157,20 +157,6 @@ fn cgroup_path(id: u64) -> String {
     id.to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses() {
-        assert_eq!(inet(2, &[127, 0, 0, 1]), "127.0.0.1");
-        let mut v6 = [0u8; 16];
-        v6[15] = 1;
-        assert_eq!(inet(10, &v6), "::1");
-        assert_eq!(escape_bytes(b"ab\x00\n"), "ab\\x00\\x0a");
-    }
-}
-
 /// The text of a `join()` event: its non-empty arguments joined by the call site's
 /// delimiter, and a newline (bpftrace 0.17 prints it like that).
 pub fn join_record(compiled: &Compiled, index: usize, record: &[u8]) -> Option<String> {
@@ -189,4 +175,18 @@ pub fn join_record(compiled: &Compiled, index: usize, record: &[u8]) -> Option<S
         parts.push(String::from_utf8_lossy(&raw[..end]).into_owned());
     }
     Some(format!("{}\n", parts.join(delim)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(inet(2, &[127, 0, 0, 1]), "127.0.0.1");
+        let mut v6 = [0u8; 16];
+        v6[15] = 1;
+        assert_eq!(inet(10, &v6), "::1");
+        assert_eq!(escape_bytes(b"ab\x00\n"), "ab\\x00\\x0a");
+    }
 }

@@ -119,12 +119,10 @@ fn profile_flame_graph_and_folded_stacks() {
     // User frames from Python's and libc's dynamic symbols (the binaries are stripped,
     // so only exported functions resolve).
     assert!(
-        stdout
-            .split([';', '\n'])
-            .any(|f| f.starts_with("_Py")
-                || f.starts_with("Py")
-                || f.contains("stat64")
-                || f.contains("fstatat")),
+        stdout.split([';', '\n']).any(|f| f.starts_with("_Py")
+            || f.starts_with("Py")
+            || f.contains("stat64")
+            || f.contains("fstatat")),
         "no user frame resolved in:\n{stdout}"
     );
 

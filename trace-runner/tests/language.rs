@@ -9,8 +9,16 @@ use std::process::Command;
 use common::*;
 
 fn run(script: &str, params: &[&str]) -> String {
-    let out = Command::new(runner()).args(["run", "-e", script]).args(params).output().unwrap();
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(runner())
+        .args(["run", "-e", script])
+        .args(params)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -19,7 +27,10 @@ fn positional_parameters() {
     if !require_bpf() {
         return;
     }
-    let out = run("BEGIN { printf(\"%d %d %s %d\\n\", $1, $2 + 1, str($3), $#); exit(); }", &["5", "0x10", "name"]);
+    let out = run(
+        "BEGIN { printf(\"%d %d %s %d\\n\", $1, $2 + 1, str($3), $#); exit(); }",
+        &["5", "0x10", "name"],
+    );
     assert_eq!(out, "Attaching 1 probe...\n5 17 name 3\n\n\n");
 }
 

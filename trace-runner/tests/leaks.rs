@@ -42,7 +42,10 @@ fn no_programs_left_after_any_exit() {
             assert!(out.contains("@n: "), "maps printed on signal {sig}: {out}");
         }
         let after = settle(before);
-        assert!(after <= before, "programs leaked after signal {sig}: {after} loaded, {before} before");
+        assert!(
+            after <= before,
+            "programs leaked after signal {sig}: {after} loaded, {before} before"
+        );
     }
     // exit() and the deadline.
     for args in [
@@ -62,6 +65,9 @@ fn no_programs_left_after_any_exit() {
             String::from_utf8_lossy(&status.stderr)
         );
         let after = settle(before);
-        assert!(after <= before, "programs leaked after {args:?}: {after} loaded, {before} before");
+        assert!(
+            after <= before,
+            "programs leaked after {args:?}: {after} loaded, {before} before"
+        );
     }
 }

@@ -22,7 +22,11 @@ fn full_ring_buffer_is_counted_and_reported() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let status = Command::new("dd").args(["if=/dev/zero", "of=/dev/null", "bs=1", "count=300000"]).stderr(Stdio::null()).status().unwrap();
+    let status = Command::new("dd")
+        .args(["if=/dev/zero", "of=/dev/null", "bs=1", "count=300000"])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     assert!(status.success());
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let started = Instant::now();
@@ -31,10 +35,24 @@ fn full_ring_buffer_is_counted_and_reported() {
     let code = child.wait().unwrap().code();
     let out = String::from_utf8_lossy(&out);
     assert_eq!(code, Some(0));
-    assert!(started.elapsed() < Duration::from_secs(30), "SIGINT honoured promptly");
-    let lost = out.lines().find(|l| l.starts_with("Lost ")).unwrap_or_else(|| panic!("no 'Lost N events' line in the last output: {}", &out[out.len().saturating_sub(300)..]));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "SIGINT honoured promptly"
+    );
+    let lost = out
+        .lines()
+        .find(|l| l.starts_with("Lost "))
+        .unwrap_or_else(|| {
+            panic!(
+                "no 'Lost N events' line in the last output: {}",
+                &out[out.len().saturating_sub(300)..]
+            )
+        });
     let n: u64 = lost.split_whitespace().nth(1).unwrap().parse().unwrap();
     let printed = out.lines().filter(|l| l.starts_with("dd dd ")).count() as u64;
     assert!(n > 0, "{lost}");
-    assert!(printed + n >= 600_000, "every event is either printed or counted lost: {printed} + {n}");
+    assert!(
+        printed + n >= 600_000,
+        "every event is either printed or counted lost: {printed} + {n}"
+    );
 }

@@ -38,14 +38,29 @@ tracepoint:syscalls:sys_enter_* /comm == "ktsys"/ { @all = count(); }"#;
     let (out, code) = trace.stop(libc::SIGINT);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("@calls[tracepoint:syscalls:sys_enter_getpid]: 123\n"), "{out}");
-    assert!(out.contains("@calls[tracepoint:syscalls:sys_enter_getppid]: 321\n"), "{out}");
-    assert!(out.contains("@offset: 12345\n") && out.contains("@ret: 12345\n"), "{out}");
-    assert!(out.contains("@whence: 7\n") && out.contains("@nr: 8\n"), "{out}");
+    assert!(
+        out.contains("@calls[tracepoint:syscalls:sys_enter_getpid]: 123\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("@calls[tracepoint:syscalls:sys_enter_getppid]: 321\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("@offset: 12345\n") && out.contains("@ret: 12345\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("@whence: 7\n") && out.contains("@nr: 8\n"),
+        "{out}"
+    );
     let all: u64 = out
         .lines()
         .find_map(|l| l.strip_prefix("@all: "))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    assert!(all >= 321 + 123 + 2, "the wildcard sees every syscall of the workload: {out}");
+    assert!(
+        all >= 321 + 123 + 2,
+        "the wildcard sees every syscall of the workload: {out}"
+    );
 }

@@ -24,9 +24,9 @@ use super::insn::{helper, Alu, Asm, Cond, Label, Reg, Size, FP, R0, R1, R2, R3, 
 use super::object_file::{MapDef, ProgramCode};
 
 mod functions;
+mod memory;
 mod skb;
 mod strings;
-mod memory;
 
 pub use functions::{JOIN_ARG_LEN, JOIN_MAX_ARGS, STACK_MAX_FRAMES};
 
@@ -129,7 +129,10 @@ fn syscall_tracepoint(a: &ResolvedAttach) -> Option<(bool, u32)> {
         return None;
     }
     let name = &a.parts[1];
-    let (exit, call) = match (name.strip_prefix("sys_enter_"), name.strip_prefix("sys_exit_")) {
+    let (exit, call) = match (
+        name.strip_prefix("sys_enter_"),
+        name.strip_prefix("sys_exit_"),
+    ) {
         (Some(call), _) => (false, call),
         (_, Some(call)) => (true, call),
         _ => return None,
@@ -330,18 +333,29 @@ pub fn generate(
             };
             let probe_id = t.probe_names.len();
             t.probe_names.push(attach.name.clone());
-            let fields = env.tracepoint_fields(&attach.parts[0], &attach.parts[1]).unwrap_or_default();
+            let fields = env
+                .tracepoint_fields(&attach.parts[0], &attach.parts[1])
+                .unwrap_or_default();
             match groups.iter_mut().find(|g| g.exit == exit) {
                 Some(g) => g.members.push((nr, probe_id, fields)),
-                None => groups.push(SyscallGroup { exit, members: vec![(nr, probe_id, fields)] }),
+                None => groups.push(SyscallGroup {
+                    exit,
+                    members: vec![(nr, probe_id, fields)],
+                }),
             }
         }
         for group in groups {
             let direction = if group.exit { "sys_exit" } else { "sys_enter" };
-            let target = Attach::RawTracepoint { name: direction.to_string() };
+            let target = Attach::RawTracepoint {
+                name: direction.to_string(),
+            };
             let first = t.probe_names[group.members[0].1].clone();
             let points = group.members.len();
-            let probe_name = if points == 1 { first } else { format!("{first} (and {} more)", points - 1) };
+            let probe_name = if points == 1 {
+                first
+            } else {
+                format!("{first} (and {} more)", points - 1)
+            };
             let mut asm = Asm::default();
             let exit = asm.new_label();
             let mut g = ProgGen {
@@ -361,7 +375,12 @@ pub fn generate(
             let (insns, map_relocs) = g.asm.finish().map_err(|e| err(probe.span, e))?;
             let name = format!("p{}", programs.len());
             programs.push(CompiledProgram {
-                code: ProgramCode { section: section_name(&target, &name), name, insns, map_relocs },
+                code: ProgramCode {
+                    section: section_name(&target, &name),
+                    name,
+                    insns,
+                    map_relocs,
+                },
                 attach: target,
                 probe_name,
                 points,
@@ -569,7 +588,14 @@ impl ProgGen<'_> {
         self.stmts(&probe.body)?;
         let exit = self.exit;
         self.asm.bind(exit);
-        self.asm.mov_imm(R0, if matches!(self.kind, ProbeKind::CgroupSkb) { 1 } else { 0 });
+        self.asm.mov_imm(
+            R0,
+            if matches!(self.kind, ProbeKind::CgroupSkb) {
+                1
+            } else {
+                0
+            },
+        );
         self.asm.exit();
         Ok(())
     }
@@ -577,7 +603,9 @@ impl ProgGen<'_> {
     /// Raw `sys_enter(regs, id)` / `sys_exit(regs, ret)`: load the syscall number into R7
     /// and the registers pointer into R8, and leave unless the number is one of ours.
     fn syscall_prologue(&mut self) {
-        let Some(group) = self.syscall.clone() else { return };
+        let Some(group) = self.syscall.clone() else {
+            return;
+        };
         let exit = self.exit;
         self.asm.load(Size::DW, R8, R6, 0);
         if group.exit {
@@ -632,16 +660,29 @@ impl ProgGen<'_> {
 
     /// `args->field` of a syscall tracepoint served from the raw tracepoint.
     fn syscall_field(&mut self, field: &str, span: Span) -> Result<(), Diagnostic> {
-        let group = self.syscall.clone().ok_or_else(|| err(span, "internal error: not a syscall probe"))?;
+        let group = self
+            .syscall
+            .clone()
+            .ok_or_else(|| err(span, "internal error: not a syscall probe"))?;
         // Where each member finds the field: None = the syscall number, Some(k) = argument k
         // (or the return value in sys_exit).
         let mut places: Vec<(u32, Option<usize>, TpField)> = Vec::new();
         for (nr, _, fields) in &group.members {
-            let args: Vec<&TpField> = fields.iter().filter(|f| !f.name.starts_with("common_")).collect();
+            let args: Vec<&TpField> = fields
+                .iter()
+                .filter(|f| !f.name.starts_with("common_"))
+                .collect();
             let index = args.iter().position(|f| f.name == field).ok_or_else(|| {
-                err(span, format!("this syscall tracepoint has no field '{field}'"))
+                err(
+                    span,
+                    format!("this syscall tracepoint has no field '{field}'"),
+                )
             })?;
-            let here = if args[index].name == "__syscall_nr" { None } else { Some(index - 1) };
+            let here = if args[index].name == "__syscall_nr" {
+                None
+            } else {
+                Some(index - 1)
+            };
             places.push((*nr, here, args[index].clone()));
         }
         let Some((_, first, f)) = places.first().cloned() else {
@@ -664,19 +705,30 @@ impl ProgGen<'_> {
             self.asm.bind(done);
         }
         if let Type::Int { bytes, signed } = f.ty {
-            let bytes = if f.size > 0 && (f.size as u8) < bytes { f.size as u8 } else { bytes };
+            let bytes = if f.size > 0 && (f.size as u8) < bytes {
+                f.size as u8
+            } else {
+                bytes
+            };
             self.asm.extend(R0, bytes, signed);
         }
         Ok(())
     }
 
     /// r0 = argument `which` of the syscall (None: its number; in sys_exit: the return value).
-    fn syscall_arg(&mut self, which: Option<usize>, exit: bool, span: Span) -> Result<(), Diagnostic> {
+    fn syscall_arg(
+        &mut self,
+        which: Option<usize>,
+        exit: bool,
+        span: Span,
+    ) -> Result<(), Diagnostic> {
         match which {
             None => self.asm.mov(R0, R7),
             Some(_) if exit => self.asm.load(Size::DW, R0, R6, 8),
             Some(k) => {
-                let off = *PT_REGS_SYSCALL_ARGS.get(k).ok_or_else(|| err(span, "a syscall has at most six arguments"))?;
+                let off = *PT_REGS_SYSCALL_ARGS
+                    .get(k)
+                    .ok_or_else(|| err(span, "a syscall has at most six arguments"))?;
                 let tmp = self.alloc(8, span)?;
                 self.asm.store_imm(Size::DW, FP, tmp, 0);
                 self.stack_ptr(R1, tmp);
@@ -1358,8 +1410,17 @@ impl ProgGen<'_> {
                 }
                 if let ExprKind::Positional(i) = p.kind {
                     // `str($1)`: the positional parameter's text, as bpftrace does.
-                    let text = self.opts.params.get(i as usize - 1).cloned().unwrap_or_default();
-                    let literal = Expr { kind: ExprKind::Str(text), span: p.span, ty: e.ty.clone() };
+                    let text = self
+                        .opts
+                        .params
+                        .get(i as usize - 1)
+                        .cloned()
+                        .unwrap_or_default();
+                    let literal = Expr {
+                        kind: ExprKind::Str(text),
+                        span: p.span,
+                        ty: e.ty.clone(),
+                    };
                     return self.gen_into(&literal, off);
                 }
                 self.zero(off, *n);
@@ -1440,7 +1501,9 @@ impl ProgGen<'_> {
                 }
                 Ok(())
             }
-            (Type::Str(_) | Type::Array { .. }, _) if Self::is_memory(e) => self.gen_memory_into(e, off),
+            (Type::Str(_) | Type::Array { .. }, _) if Self::is_memory(e) => {
+                self.gen_memory_into(e, off)
+            }
             (t, _) if Self::is_special_value(t) => self.gen_value_into(e, off),
             (Type::Str(_), _) | (Type::Tuple(_), _) => {
                 Err(err(e.span, "this string expression is not supported yet"))
@@ -1652,12 +1715,13 @@ impl ProgGen<'_> {
                 self.gen_int(els)?;
                 self.asm.bind(end);
             }
-            ExprKind::Field { expr, field, .. }
-                if matches!(&expr.kind, ExprKind::Builtin(b) if b == "skb") =>
+            ExprKind::Field { expr, field, .. } if matches!(&expr.kind, ExprKind::Builtin(b) if b == "skb") =>
             {
                 self.skb_field(field, e.span)?;
             }
-            ExprKind::Field { expr, field, .. } if expr.ty == Type::Ctx && self.syscall.is_some() => {
+            ExprKind::Field { expr, field, .. }
+                if expr.ty == Type::Ctx && self.syscall.is_some() =>
+            {
                 self.syscall_field(field, e.span)?;
             }
             ExprKind::Field { expr, field, .. } if expr.ty == Type::Ctx => {
@@ -1735,7 +1799,9 @@ impl ProgGen<'_> {
             "kaddr" => self.gen_kaddr(e, args)?,
             "strncmp" => self.gen_strncmp(e, args)?,
             "bswap" => {
-                let arg = args.first().ok_or_else(|| err(e.span, "bswap() needs an argument"))?;
+                let arg = args
+                    .first()
+                    .ok_or_else(|| err(e.span, "bswap() needs an argument"))?;
                 self.gen_int(arg)?;
                 let bytes = match arg.ty {
                     Type::Int { bytes, .. } => bytes,

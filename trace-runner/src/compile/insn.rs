@@ -186,7 +186,13 @@ impl Asm {
     /// Swap the byte order of the low `bits` (16, 32 or 64) of `dst` (`BPF_END | BPF_TO_BE`
     /// on little-endian: a byte swap), zeroing the rest.
     pub fn bswap(&mut self, dst: Reg, bits: i32) {
-        self.insns.push(Insn { code: 0x04 | 0xd0 | 0x08, dst: dst.0, src: 0, off: 0, imm: bits });
+        self.insns.push(Insn {
+            code: 0x04 | 0xd0 | 0x08,
+            dst: dst.0,
+            src: 0,
+            off: 0,
+            imm: bits,
+        });
     }
 
     pub fn neg(&mut self, dst: Reg) {

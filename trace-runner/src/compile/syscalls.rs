@@ -405,7 +405,10 @@ const TABLE: &[(&str, u32)] = &[];
 
 /// The number of the syscall whose tracepoints are `sys_enter_NAME` / `sys_exit_NAME`.
 pub fn syscall_nr(name: &str) -> Option<u32> {
-    TABLE.binary_search_by(|(n, _)| n.cmp(&name)).ok().map(|i| TABLE[i].1)
+    TABLE
+        .binary_search_by(|(n, _)| n.cmp(&name))
+        .ok()
+        .map(|i| TABLE[i].1)
 }
 
 #[cfg(test)]

@@ -72,17 +72,34 @@ fn loader_without_kernel_btf() -> EbpfLoader<'static> {
     // SAFETY: plain syscalls on valid NUL-terminated paths and owned fds; the namespace
     // switch is undone before returning.
     unsafe {
-        let own = libc::open(c"/proc/self/ns/mnt".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let own = libc::open(
+            c"/proc/self/ns/mnt".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
         if own < 0 {
             return EbpfLoader::new();
         }
         let hidden = libc::unshare(libc::CLONE_NEWNS) == 0
-            && libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null())
-                == 0
-            && libc::mount(c"/dev/null".as_ptr(), VMLINUX.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) == 0;
+            && libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) == 0
+            && libc::mount(
+                c"/dev/null".as_ptr(),
+                VMLINUX.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) == 0;
         let loader = EbpfLoader::new();
         if libc::setns(own, libc::CLONE_NEWNS) != 0 && hidden {
-            eprintln!("warning: could not return to the original mount namespace: {}", std::io::Error::last_os_error());
+            eprintln!(
+                "warning: could not return to the original mount namespace: {}",
+                std::io::Error::last_os_error()
+            );
         }
         libc::close(own);
         loader

@@ -1,0 +1,195 @@
+//! The command line: subcommands, their arguments, and the failure type every
+//! subcommand returns (a message and an exit code: 2 for script errors, 1 otherwise).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::sink::Format;
+
+#[derive(Parser)]
+#[command(
+    name = "trace-runner",
+    version,
+    about = "Run bpftrace-language scripts against this kernel, compiled in-process to eBPF"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Compile, load and run a script until exit(), Ctrl-C, SIGTERM or the deadline.
+    Run(Box<RunArgs>),
+    /// Parse and analyse a script (exit 0 when valid); with --load, also load it through the verifier.
+    Check {
+        #[command(flatten)]
+        script: ScriptArgs,
+        /// Also generate code and load every program through the kernel verifier (no attach).
+        #[arg(long)]
+        load: bool,
+        /// Allow actions that change the system: signal().
+        #[arg(long = "unsafe")]
+        unsafe_actions: bool,
+    },
+    /// List the probes this node offers, like `bpftrace -l`.
+    List {
+        /// Only probes matching this pattern (`*` wildcards), e.g. 'tracepoint:syscalls:*open*'.
+        pattern: Option<String>,
+    },
+    /// Compile a script and write the BPF ELF object the runner would load.
+    Build {
+        #[command(flatten)]
+        script: ScriptArgs,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct ScriptArgs {
+    /// The program text.
+    #[arg(short = 'e', value_name = "PROGRAM")]
+    pub(crate) program: Option<String>,
+    /// A script file (unless -e is given), then the positional parameters $1, $2, ...
+    #[arg(
+        value_name = "FILE | ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub(crate) positionals: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) script: ScriptArgs,
+    /// Only trace tasks in this cgroup v2 directory (and its descendants).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) cgroup: Option<PathBuf>,
+    /// Only trace this process.
+    #[arg(long)]
+    pub(crate) pid: Option<u32>,
+    /// Stop after this long, e.g. 30s, 5m, 1h (plain numbers are seconds).
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) deadline: Option<Duration>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: Format,
+    /// Trace only this pod (found on this node by UID, on any common cgroup layout); repeat
+    /// for several pods on one node.
+    #[arg(long = "pod-uid", value_name = "UID")]
+    pub(crate) pod_uids: Vec<String>,
+    /// Trace only this pod, found by NAMESPACE/NAME through the kubelet's log directories
+    /// (scheduled traces: it finds a recreated pod again); repeatable.
+    #[arg(long = "pod", value_name = "NAMESPACE/NAME")]
+    pub(crate) pod_names: Vec<String>,
+    /// Only these containers (IDs may carry containerd://, cri-o://, docker://).
+    #[arg(long = "container-id", value_name = "ID")]
+    pub(crate) container_ids: Vec<String>,
+    /// With --pod: only these containers, by name.
+    #[arg(long = "container-name", value_name = "NAME")]
+    pub(crate) container_names: Vec<String>,
+    /// The host's /var/log as mounted in the trace pod (for --pod).
+    #[arg(long, value_name = "DIR", default_value = "/var/log", hide = true)]
+    pub(crate) host_logs: PathBuf,
+    /// The host's /proc as mounted in the trace pod.
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
+    pub(crate) host_proc: PathBuf,
+    /// Also write the output under DIR/<trace-id>/<start-UTC>/ (output.txt, meta.json).
+    #[arg(long, value_name = "DIR", requires = "trace_id")]
+    pub(crate) output_dir: Option<PathBuf>,
+    /// The trace's id (names the persisted output directory).
+    #[arg(long, value_name = "ID")]
+    pub(crate) trace_id: Option<String>,
+    /// What is traced, recorded in meta.json (e.g. pod/shop/web-0).
+    #[arg(long, value_name = "TARGET", hide = true)]
+    pub(crate) target: Option<String>,
+    /// Compiled objects: the binary of bare `uprobe` sections, as PATH[:SYMBOL[+OFF]]
+    /// (inside the container's filesystem for pod targets).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) uprobe_target: Option<String>,
+    /// Compiled objects: sampling frequency of perf_event programs, on every CPU (default 99).
+    #[arg(long, value_name = "N")]
+    pub(crate) sample_hz: Option<u64>,
+    /// At exit, also write an SVG flame graph of the stack maps (e.g. of
+    /// `profile:hz:99 { @[ustack, kstack] = count(); }`) to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub(crate) flamegraph: Option<PathBuf>,
+    /// Allow actions that change the system: signal().
+    #[arg(long = "unsafe")]
+    pub(crate) unsafe_actions: bool,
+}
+
+/// Parse `30s`, `5m`, `1h`, `250ms`, or plain seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration '{s}' (e.g. 30s, 5m, 1h)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in '{s}' (use ms, s, m or h)"
+            ))
+        }
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A failure: message and exit code (2 for script errors).
+pub(crate) struct Failure(pub(crate) String, pub(crate) u8);
+
+impl ScriptArgs {
+    /// The script file, when the program does not come from -e.
+    pub(crate) fn file(&self) -> Option<PathBuf> {
+        match self.program {
+            Some(_) => None,
+            None => self.positionals.first().map(PathBuf::from),
+        }
+    }
+
+    /// Positional parameters `$1`, `$2`, ...
+    pub(crate) fn params(&self) -> &[String] {
+        let skip = usize::from(self.program.is_none()).min(self.positionals.len());
+        &self.positionals[skip..]
+    }
+
+    pub(crate) fn source(&self) -> Result<(String, String), Failure> {
+        match (&self.program, &self.file()) {
+            (Some(p), _) => Ok(("stdin".to_string(), p.clone())),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map(|s| (f.display().to_string(), s))
+                .map_err(|e| Failure(format!("error: cannot read {}: {e}", f.display()), 2)),
+            (None, None) => Err(Failure(
+                "error: give a program with -e or a script file".into(),
+                2,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("5x").is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! The `check`, `build` and `list` subcommands, and the compile step they share with
+//! `run`: front end (`trace_lang::check`) then code generation, with errors rendered
+//! as `FILE:LINE:COL`, the line and a caret.
+
+use std::path::PathBuf;
+
+use crate::cli::{Failure, ScriptArgs};
+use crate::compile::codegen::{self, CodegenOptions};
+use crate::run::substitute_container_pid;
+use crate::runtime::{self, Session};
+use crate::tracefs::{self, Tracefs};
+use crate::{compile, scope};
+
+pub(crate) fn compile_source(
+    name: &str,
+    src: &str,
+    params: &[String],
+    env: &Tracefs,
+    opts: CodegenOptions,
+) -> Result<codegen::Compiled, Failure> {
+    let render = |d: trace_lang::Diagnostic| Failure(d.render(name, src).trim_end().to_string(), 2);
+    let (program, analysis) = trace_lang::check(src, env).map_err(render)?;
+    let opts = CodegenOptions {
+        params: params.to_vec(),
+        ..opts
+    };
+    codegen::generate(&program, &analysis, env, &opts).map_err(render)
+}
+
+pub(crate) fn compile_script(
+    script: &ScriptArgs,
+    env: &Tracefs,
+    opts: CodegenOptions,
+) -> Result<codegen::Compiled, Failure> {
+    let (name, src) = script.source()?;
+    // Checked without a target: `$container_pid` stands for some pid.
+    let src = substitute_container_pid(&src, Some(1))?;
+    compile_source(&name, &src, script.params(), env, opts)
+}
+
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub(crate) fn base_options() -> CodegenOptions {
+    CodegenOptions {
+        start_ns: monotonic_ns(),
+        cgroup_id_of: Some(scope::cgroup_id_of),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn check(script: ScriptArgs, load: bool, unsafe_actions: bool) -> Result<(), Failure> {
+    let env = Tracefs::open();
+    let opts = CodegenOptions {
+        unsafe_actions,
+        ..base_options()
+    };
+    let compiled = compile_script(&script, &env, opts)?;
+    if load {
+        runtime::raise_memlock();
+        let n = compiled.programs.len();
+        Session::load(compiled).map_err(|e| Failure(format!("error: {e}"), 1))?;
+        eprintln!(
+            "{n} program{} loaded through the verifier",
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn build(script: ScriptArgs, output: PathBuf) -> Result<(), Failure> {
+    let env = Tracefs::open();
+    let compiled = compile_script(&script, &env, base_options())?;
+    let programs: Vec<_> = compiled.programs.iter().map(|p| p.code.clone()).collect();
+    let elf = compile::object_file::emit(&programs, &compiled.maps)
+        .map_err(|e| Failure(format!("error: {e}"), 1))?;
+    std::fs::write(&output, elf)
+        .map_err(|e| Failure(format!("error: cannot write {}: {e}", output.display()), 1))
+}
+
+pub(crate) fn list(pattern: Option<String>) -> Result<(), Failure> {
+    let env = Tracefs::open();
+    if !env.is_available() {
+        return Err(Failure(
+            "error: tracefs is not available (mount -t tracefs tracefs /sys/kernel/tracing)".into(),
+            1,
+        ));
+    }
+    let pattern = pattern.map(|p| if p.contains(':') { p } else { format!("*{p}*") });
+    let mut out = String::new();
+    let mut names: Vec<String> = vec![
+        "BEGIN".into(),
+        "END".into(),
+        "profile:hz:N".into(),
+        "interval:s:N".into(),
+        "interval:ms:N".into(),
+    ];
+    for (c, n) in env.all_tracepoints() {
+        names.push(format!("tracepoint:{c}:{n}"));
+    }
+    for name in names {
+        if pattern
+            .as_ref()
+            .is_none_or(|p| tracefs::glob_match(p, &name))
+        {
+            out.push_str(&name);
+            out.push('\n');
+        }
+    }
+    print!("{out}");
+    Ok(())
+}

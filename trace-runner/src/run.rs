@@ -1,0 +1,285 @@
+//! The `run` subcommand: resolves the scope (cgroup, pod, pid), compiles the script
+//! (or hands a compiled object to [`crate::runtime::object`]), sets up persisted output,
+//! then loads, attaches, streams events until the end and prints the maps.
+
+use crate::cli::{Failure, RunArgs};
+use crate::commands::{base_options, compile_source};
+use crate::compile::codegen;
+use crate::runtime::{self, Session};
+use crate::sink::Sink;
+use crate::tracefs::Tracefs;
+use crate::{flame, persist, pod, pod_names, scope};
+
+/// The scope of a run: what the generated filter checks, and the user-space side of it.
+struct Scope {
+    cgroups: Vec<scope::Cgroup>,
+    pid_set: Option<pod::PidSet>,
+    container_pid: Option<u32>,
+}
+
+fn resolve_run_scope(args: &RunArgs) -> Result<Scope, Failure> {
+    let fail = |e: String| Failure(format!("error: {e}"), 1);
+    let mut out = Scope {
+        cgroups: Vec::new(),
+        pid_set: None,
+        container_pid: None,
+    };
+    if let Some(path) = &args.cgroup {
+        out.cgroups.push(scope::resolve_cgroup(path).map_err(fail)?);
+    }
+    let mut targets: Vec<Vec<pod::PodTarget>> = Vec::new();
+    for uid in &args.pod_uids {
+        targets.push(vec![pod::PodTarget {
+            uid: uid.clone(),
+            container_ids: args.container_ids.clone(),
+        }]);
+    }
+    for pod_name in &args.pod_names {
+        let (ns, name) = pod_name.split_once('/').ok_or_else(|| {
+            Failure(
+                format!("error: --pod takes NAMESPACE/NAME, not '{pod_name}'"),
+                2,
+            )
+        })?;
+        targets.push(
+            pod_names::find_pod_by_name(&args.host_logs, ns, name, &args.container_names)
+                .map_err(fail)?,
+        );
+    }
+    if targets.is_empty() && !args.container_ids.is_empty() {
+        return Err(Failure("error: --container-id needs --pod-uid".into(), 2));
+    }
+    let several = targets.len() > 1;
+    for candidates in targets {
+        let resolved = resolve_pod(&candidates, several, &args.host_proc).map_err(fail)?;
+        if let Some(note) = &resolved.note {
+            eprintln!("{note}");
+        }
+        out.container_pid = out.container_pid.or(resolved.main_pid);
+        match resolved.kind {
+            pod::ScopeKind::Cgroups { cgroups, .. } => out.cgroups.extend(cgroups),
+            pod::ScopeKind::Pids(set) => match &mut out.pid_set {
+                Some(_) => {
+                    return Err(fail(
+                        "several pods without cgroup v2 are not supported in one trace".into(),
+                    ))
+                }
+                None => out.pid_set = Some(set),
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// The first candidate found on this node. With several pods in one trace, the container
+/// IDs given belong to one pod or another: each pod keeps the ones it has.
+fn resolve_pod(
+    candidates: &[pod::PodTarget],
+    several: bool,
+    host_proc: &std::path::Path,
+) -> Result<pod::ResolvedScope, String> {
+    let mut last = String::from("no pod given");
+    for target in candidates {
+        let attempt = pod::resolve_scope(target, host_proc, None).or_else(|e| {
+            if !several || target.container_ids.is_empty() {
+                return Err(e);
+            }
+            let root = pod::host_cgroup2_root(host_proc).ok_or_else(|| e.clone())?;
+            let mine: Vec<String> = target
+                .container_ids
+                .iter()
+                .filter(|id| {
+                    let one = pod::PodTarget {
+                        uid: target.uid.clone(),
+                        container_ids: vec![(*id).clone()],
+                    };
+                    pod::find_pod_cgroups(&one, &root).is_ok()
+                })
+                .cloned()
+                .collect();
+            if mine.is_empty() {
+                return Err(e);
+            }
+            pod::resolve_scope(
+                &pod::PodTarget {
+                    uid: target.uid.clone(),
+                    container_ids: mine,
+                },
+                host_proc,
+                None,
+            )
+        });
+        match attempt {
+            Ok(r) => return Ok(r),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// kubectl-trace (Go) scripts use `$container_pid`: the target container's main process.
+pub(crate) fn substitute_container_pid(src: &str, pid: Option<u32>) -> Result<String, Failure> {
+    if !src.contains("$container_pid") {
+        return Ok(src.to_string());
+    }
+    let pid = pid.ok_or_else(|| {
+        Failure(
+            "error: $container_pid needs a pod target (--pod-uid)".into(),
+            2,
+        )
+    })?;
+    Ok(src.replace("$container_pid", &pid.to_string()))
+}
+
+pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
+    let started = std::time::SystemTime::now();
+    let env = Tracefs::open();
+    let scope = resolve_run_scope(&args)?;
+    // A compiled BPF object (ELF, e_machine 247, maybe gzip-compressed) instead of a script.
+    if let Some(path) = args.script.file().as_deref() {
+        if let Some(bytes) = runtime::object::read_object(path).map_err(|e| Failure(e, 2))? {
+            return runtime::object::run_object(runtime::object::ObjectRun {
+                path,
+                bytes,
+                cgroups: &scope.cgroups,
+                pid_fallback: scope.pid_set.is_some(),
+                container_pid: scope.container_pid,
+                host_proc: &args.host_proc,
+                pid: args.pid,
+                uprobe_target: args.uprobe_target.as_deref(),
+                sample_hz: args.sample_hz,
+                deadline: args.deadline,
+                format: args.format,
+                output_dir: args.output_dir.as_deref(),
+                trace_id: args.trace_id.as_deref(),
+                target: args.target.as_deref(),
+                started,
+            })
+            .map_err(|e| Failure(e.0, e.1));
+        }
+    }
+    let mut opts = base_options();
+    opts.cgroups = scope.cgroups.iter().map(|c| (c.id, c.level)).collect();
+    opts.pid_set = scope.pid_set.is_some();
+    opts.pid = args.pid;
+    opts.unsafe_actions = args.unsafe_actions;
+    let (name, src) = args.script.source()?;
+    let src = substitute_container_pid(&src, scope.container_pid)?;
+    let compiled = compile_source(&name, &src, args.script.params(), &env, opts)?;
+
+    let run_dir = match (&args.output_dir, &args.trace_id) {
+        (Some(dir), Some(id)) => Some(persist::RunDir::create(dir, id, started).map_err(|e| {
+            Failure(
+                format!(
+                    "error: cannot create the output directory under {}: {e}",
+                    dir.display()
+                ),
+                1,
+            )
+        })?),
+        _ => None,
+    };
+    let node = std::env::var("NODE_NAME").unwrap_or_else(|_| hostname());
+    let target = args
+        .target
+        .clone()
+        .unwrap_or_else(|| format!("node/{node}"));
+    let mut meta = persist::RunMeta::new(
+        args.trace_id.as_deref().unwrap_or(""),
+        &target,
+        &node,
+        &src,
+        started,
+    );
+    let file = match &run_dir {
+        Some(dir) => {
+            let _ = dir.write_meta(&meta);
+            Some(
+                dir.output_file()
+                    .map_err(|e| Failure(format!("error: cannot open the output file: {e}"), 1))?,
+            )
+        }
+        None => None,
+    };
+    let mut sink = Sink::new(args.format, file);
+
+    let result = trace(compiled, &args, &scope, &mut sink);
+    if let Some(dir) = &run_dir {
+        meta.end = Some(std::time::SystemTime::now());
+        let (code, lost, error) = match &result {
+            Ok(lost) => (
+                if sink.file_error.is_some() { 1 } else { 0 },
+                *lost,
+                sink.file_error
+                    .as_ref()
+                    .map(|e| format!("persisted output truncated: {e}")),
+            ),
+            Err(Failure(msg, code)) => (i32::from(*code), 0, Some(msg.clone())),
+        };
+        meta.exit_status = Some(code);
+        meta.lost_events = lost;
+        meta.error = error;
+        let _ = dir.finish(&meta);
+    }
+    result.map(|_| ())
+}
+
+/// Load, attach, stream until the end, print the maps; returns the lost-event count.
+fn trace(
+    compiled: codegen::Compiled,
+    args: &RunArgs,
+    scope: &Scope,
+    sink: &mut Sink,
+) -> Result<u64, Failure> {
+    let fail = |e: runtime::LoadError| Failure(format!("error: {e}"), 1);
+    runtime::raise_memlock();
+    let mut session = Session::load(compiled).map_err(fail)?;
+    runtime::install_signal_handlers();
+    let mut pid_set = scope
+        .pid_set
+        .as_ref()
+        .map(|s| (s.clone(), args.host_proc.clone()));
+    if let Some((set, _)) = &pid_set {
+        session.update_pid_set(&set.pids().iter().copied().collect::<Vec<_>>(), &[]);
+    }
+    sink.attached(session.probe_count());
+    session
+        .attach(scope.cgroups.first().map(|c| c.path.as_path()))
+        .map_err(fail)?;
+    session.run_begin().map_err(fail)?;
+    let mut tick = |s: &Session| {
+        if let Some((set, proc_root)) = &mut pid_set {
+            let (added, removed) = set.refresh(proc_root);
+            s.update_pid_set(&added, &removed);
+        }
+    };
+    runtime::event_loop(&mut session, sink, args.deadline, &mut tick).map_err(fail)?;
+    session.detach_all();
+    session.run_end().map_err(fail)?;
+    runtime::drain_remaining(&mut session, sink);
+    runtime::print_all_maps(&session, sink);
+    if let Some(path) = &args.flamegraph {
+        let what = match args.script.file() {
+            Some(f) => f.display().to_string(),
+            None => args.script.program.clone().unwrap_or_default(),
+        };
+        let title = format!(
+            "Flame Graph: {}",
+            what.chars().take(100).collect::<String>()
+        );
+        let n = flame::write_flamegraph(&session, path, &title)
+            .map_err(|e| Failure(format!("error: cannot write {}: {e}", path.display()), 1))?;
+        eprintln!("flame graph of {n} samples written to {}", path.display());
+    }
+    let lost = session.lost_events();
+    if lost > 0 {
+        sink.lost(lost);
+    }
+    Ok(lost)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
