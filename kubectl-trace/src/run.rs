@@ -69,7 +69,7 @@ pub struct RunArgs {
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub file: Option<String>,
 
-    /// A built-in script: syscount, opensnoop, execsnoop, readsize, profile
+    /// A bundled script from bpf-scripts/ (execsnoop, opensnoop, syscount, tcplife, runqlat, profile, dns-latency, ...; an unknown name lists them all)
     #[arg(long, value_name = "NAME")]
     pub script: Option<String>,
 
