@@ -308,6 +308,11 @@ for prog in \
     fi
     [ -n "$tt" ] && tn=$(calc "%.1f" "($tt - $tb) * 1e9 / $EVENTS")
     [ -n "$bt" ] && bn=$(calc "%.1f" "($bt - $bb) * 1e9 / $EVENTS")
+    for who in trace-runner bpftrace; do
+        lines=$tl; [ $who = bpftrace ] && lines=$bl
+        [ -n "$lines" ] && awk "BEGIN { exit !($lines < 0.99 * $EVENTS * $DD_RUNS) }" &&
+            note "$who printed $lines of $((EVENTS * DD_RUNS)) printf events: it dropped $(calc "%.0f" "100 - 100 * $lines / ($EVENTS * $DD_RUNS)")% (buffer full), so its printf figure is not comparable with a tracer that delivered them all"
+    done
     EVENT_ROWS+=("| \`$prog\` | $(cell "$tt" "$tb" "$tl") | $(cell "$bt" "$bb" "$bl") | $(ratio "$tn" "$bn") |")
 done
 BASE=$(printf '%s\n' "${BASES[@]}" | median)

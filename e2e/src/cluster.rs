@@ -1,6 +1,7 @@
 //! [`FakeCluster`]: the fake API server and the node agent on their own tokio runtime,
 //! a scratch directory, two fake nodes (`node-a`, `node-b`, both this host), a
-//! kubeconfig for `http://127.0.0.1:PORT`, workload pods, and the test knobs.
+//! kubeconfig for `http://127.0.0.1:PORT`, workload pods (with the kubelet's log
+//! directories, in a `/var/log` of the harness's own), and the test knobs.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,10 @@ impl FakeCluster {
         let workdir =
             std::env::temp_dir().join(format!("kubectl-trace-e2e-{}", &util::new_uid()[..8]));
         std::fs::create_dir_all(&workdir)?;
+        let log_dir = workdir.join("var-log");
+        for sub in ["pods", "containers"] {
+            std::fs::create_dir_all(log_dir.join(sub))?;
+        }
         let store = Arc::new(Store::default());
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         std_listener.set_nonblocking(true)?;
@@ -77,6 +82,7 @@ impl FakeCluster {
             runner: runner.to_path_buf(),
             workdir: workdir.clone(),
             nodes: NODES.iter().map(|s| s.to_string()).collect(),
+            log_dir,
         };
         {
             let _guard = runtime.enter();
@@ -200,6 +206,23 @@ impl FakeCluster {
         node::claim_dir(&self.workdir, ns, claim)
     }
 
+    /// The fake nodes' `/var/log` (kubelet log directories `pods/` and `containers/`;
+    /// hostPath volumes of `/var/log/pods` and `/var/log/containers` are mapped here).
+    pub fn log_dir(&self) -> PathBuf {
+        self.workdir.join("var-log")
+    }
+
+    /// Delete a pod as `kubectl delete pod` does; a workload pod goes at once (its
+    /// processes are the test's), and the kubelet removes its log directories.
+    pub fn delete_pod(&self, ns: &str, name: &str) -> Result<(), String> {
+        let res = resources::get("", "pods");
+        self.store
+            .with(|st| st.delete(res, ns, name, &Default::default()))
+            .map_err(|e| e.message)?;
+        node::gc_pod_logs(&self.store, &self.log_dir());
+        Ok(())
+    }
+
     /// Pids of the containers the fake kubelet runs now.
     pub fn running_containers(&self) -> Vec<i32> {
         self.store.lock().pids.values().copied().collect()
@@ -254,6 +277,11 @@ impl FakeCluster {
             });
         });
         let _ = created;
+        let ids: Vec<(String, String)> = containers
+            .iter()
+            .map(|c| (c.name.clone(), c.id.clone()))
+            .collect();
+        node::write_pod_logs(&self.log_dir(), &spec.namespace, &spec.name, &uid, &ids)?;
         Ok(WorkloadPod {
             namespace: spec.namespace.clone(),
             name: spec.name.clone(),

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::resources;
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::{meta_str, ApiError, DeleteOpts, Kill, PodLog, State, Store};
+use crate::store::{meta_str, ApiError, DeleteOpts, ExecTarget, Kill, PodLog, State, Store};
 use crate::util;
 
 /// Annotation marking a pod whose processes the test runs itself (a workload stand-in).
@@ -42,6 +42,25 @@ pub struct AgentConfig {
     pub workdir: PathBuf,
     /// Names of the fake nodes.
     pub nodes: Vec<String>,
+    /// The fake nodes' `/var/log`: the kubelet keeps `pods/<ns>_<name>_<uid>/` and
+    /// `containers/<name>_<ns>_<container>-<id>.log` there, and hostPath volumes of
+    /// `/var/log/pods` and `/var/log/containers` are this directory's `pods/` and
+    /// `containers/` (the host's real /var/log is never touched).
+    pub log_dir: PathBuf,
+}
+
+impl AgentConfig {
+    /// The host directory a hostPath volume stands for: the fake kubelet's log
+    /// directories for `/var/log/pods` and `/var/log/containers`, else the path itself.
+    pub fn host_path(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        for sub in ["pods", "containers"] {
+            if let Ok(rest) = p.strip_prefix(Path::new("/var/log").join(sub)) {
+                return self.log_dir.join(sub).join(rest);
+            }
+        }
+        p.to_path_buf()
+    }
 }
 
 struct Agent {
@@ -104,6 +123,7 @@ fn controller_of<'a>(obj: &'a Value, kind: &str) -> Option<&'a Value> {
 }
 
 fn reconcile(agent: &Arc<Agent>) {
+    gc_pod_logs(&agent.store, &agent.cfg.log_dir);
     let jobs_res = resources::get("batch", "jobs");
     let pods_res = resources::get("", "pods");
     let all = LabelSelector::default();
@@ -572,7 +592,7 @@ fn prepare_volumes(
             }
             vols.insert(vname, dir);
         } else if let Some(hp) = v.get("hostPath") {
-            let path = PathBuf::from(hp["path"].as_str().unwrap_or("/"));
+            let path = agent.cfg.host_path(hp["path"].as_str().unwrap_or("/"));
             match hp["type"].as_str().unwrap_or("") {
                 "Directory" if !path.is_dir() => {
                     return Err((
@@ -613,14 +633,28 @@ pub fn claim_dir(workdir: &Path, ns: &str, claim: &str) -> PathBuf {
     workdir.join("pvc").join(ns).join(claim)
 }
 
+/// One step of building a container's root, in its own mount namespace.
+enum MountOp {
+    Bind {
+        src: CString,
+        dst: CString,
+        recursive: bool,
+        read_only: bool,
+    },
+    /// An empty tmpfs over a directory (to make mount points the host lacks).
+    Tmpfs(CString),
+    Mkdir(CString),
+    /// An empty file (a mount point for a file).
+    Touch(CString),
+}
+
 /// How to start one container, all resolved in the parent.
 struct Launch {
     argv: Vec<CString>,
     env: Vec<(String, String)>,
     rootfs: CString,
     workdir: CString,
-    /// (source, target, recursive, read-only)
-    binds: Vec<(CString, CString, bool, bool)>,
+    ops: Vec<MountOp>,
 }
 
 fn cstr(p: &Path) -> CString {
@@ -638,7 +672,13 @@ fn plan_launch(
 ) -> Result<Launch, String> {
     let rootfs = poddir.join("rootfs");
     std::fs::create_dir_all(&rootfs).map_err(|e| e.to_string())?;
-    let mut binds = Vec::new();
+    let mut ops = Vec::new();
+    let bind = |src: &Path, dst: &Path, recursive: bool, read_only: bool| MountOp::Bind {
+        src: cstr(src),
+        dst: cstr(dst),
+        recursive,
+        read_only,
+    };
     let mut host_tops = HashSet::new();
     for entry in std::fs::read_dir("/").map_err(|e| e.to_string())?.flatten() {
         let name = entry.file_name();
@@ -654,7 +694,7 @@ fn plan_launch(
                 continue;
             }
             host_tops.insert(name.to_string_lossy().into_owned());
-            binds.push((cstr(&entry.path()), cstr(&target), true, false));
+            ops.push(bind(&entry.path(), &target, true, false));
         }
     }
     let mut mounts: Vec<(String, PathBuf, bool)> = Vec::new();
@@ -679,13 +719,62 @@ fn plan_launch(
         mounts.push((mpath, src, m["readOnly"].as_bool().unwrap_or(false)));
     }
     mounts.sort_by_key(|(p, _, _)| Path::new(p).components().count());
+    let under_host_top = |mpath: &str| {
+        let top = mpath
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("");
+        host_tops.contains(top)
+    };
+    // Mount paths in the host's directories that this host lacks (/var/log/pods on a
+    // machine without a kubelet): a tmpfs over their deepest existing ancestor, in the
+    // container's mount namespace only, with the missing directories made in it. The
+    // host is never changed.
+    let mut shadowed: Vec<PathBuf> = Vec::new();
+    for (mpath, _, _) in &mounts {
+        let p = Path::new(mpath);
+        if !under_host_top(mpath) || p.exists() {
+            continue;
+        }
+        let mut a = p.parent();
+        while let Some(x) = a.filter(|x| !x.is_dir()) {
+            a = x.parent();
+        }
+        let a = a.unwrap_or(Path::new("/")).to_path_buf();
+        if a.components().count() < 2 {
+            return Err(format!(
+                "mount path {mpath}: no directory of this host to put it in"
+            ));
+        }
+        if !shadowed.iter().any(|s| a.starts_with(s)) {
+            shadowed.retain(|s| !s.starts_with(&a));
+            shadowed.push(a);
+        }
+    }
+    for a in &shadowed {
+        ops.push(MountOp::Tmpfs(cstr(
+            &rootfs.join(a.strip_prefix("/").unwrap_or(a)),
+        )));
+    }
     for (mpath, src, ro) in mounts {
         let rel = mpath.trim_start_matches('/');
-        let top = rel.split('/').next().unwrap_or("");
         let target = rootfs.join(rel);
-        if host_tops.contains(top) {
-            if !Path::new(&mpath).exists() {
-                return Err(format!("mount path {mpath} does not exist on this host (the fake kubelet does not create directories on the host)"));
+        if under_host_top(&mpath) {
+            if let Some(a) = shadowed.iter().find(|a| Path::new(&mpath).starts_with(a)) {
+                let mut cur = rootfs.join(a.strip_prefix("/").unwrap_or(a));
+                let rest: Vec<_> = Path::new(&mpath)
+                    .strip_prefix(a)
+                    .map(|r| r.components().collect())
+                    .unwrap_or_default();
+                for (i, c) in rest.iter().enumerate() {
+                    cur = cur.join(c);
+                    ops.push(if i + 1 < rest.len() || src.is_dir() {
+                        MountOp::Mkdir(cstr(&cur))
+                    } else {
+                        MountOp::Touch(cstr(&cur))
+                    });
+                }
             }
         } else if src.is_dir() {
             std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
@@ -695,15 +784,15 @@ fn plan_launch(
             }
             std::fs::write(&target, b"").map_err(|e| e.to_string())?;
         }
-        binds.push((cstr(&src), cstr(&target), true, ro));
+        ops.push(bind(&src, &target, true, ro));
     }
     // The runner binary, as the image's /usr/local/bin/trace-runner would be.
     let bindir = rootfs.join(".e2e-bin");
     std::fs::create_dir_all(&bindir).map_err(|e| e.to_string())?;
     std::fs::write(bindir.join("trace-runner"), b"").map_err(|e| e.to_string())?;
-    binds.push((
-        cstr(&agent.cfg.runner),
-        cstr(&bindir.join("trace-runner")),
+    ops.push(bind(
+        &agent.cfg.runner,
+        &bindir.join("trace-runner"),
         false,
         true,
     ));
@@ -794,7 +883,7 @@ fn plan_launch(
         env,
         rootfs: cstr(&rootfs),
         workdir: CString::new(container["workingDir"].as_str().unwrap_or("/")).unwrap_or_default(),
-        binds,
+        ops,
     })
 }
 
@@ -812,7 +901,7 @@ fn spawn(l: Launch) -> std::io::Result<tokio::process::Child> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(false);
-    let (rootfs, workdir, binds) = (l.rootfs, l.workdir, l.binds);
+    let (rootfs, workdir, ops) = (l.rootfs, l.workdir, l.ops);
     // SAFETY: only async-signal-safe syscalls on data prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
@@ -831,26 +920,60 @@ fn spawn(l: Launch) -> std::io::Result<tokio::process::Child> {
             {
                 return err();
             }
-            for (src, dst, rec, ro) in &binds {
-                let flags = libc::MS_BIND | if *rec { libc::MS_REC } else { 0 };
-                if libc::mount(
-                    src.as_ptr(),
-                    dst.as_ptr(),
-                    std::ptr::null(),
-                    flags,
-                    std::ptr::null(),
-                ) != 0
-                {
-                    return err();
-                }
-                if *ro {
-                    libc::mount(
-                        std::ptr::null(),
-                        dst.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                        std::ptr::null(),
-                    );
+            for op in &ops {
+                match op {
+                    MountOp::Bind {
+                        src,
+                        dst,
+                        recursive,
+                        read_only,
+                    } => {
+                        let flags = libc::MS_BIND | if *recursive { libc::MS_REC } else { 0 };
+                        if libc::mount(
+                            src.as_ptr(),
+                            dst.as_ptr(),
+                            std::ptr::null(),
+                            flags,
+                            std::ptr::null(),
+                        ) != 0
+                        {
+                            return err();
+                        }
+                        if *read_only {
+                            libc::mount(
+                                std::ptr::null(),
+                                dst.as_ptr(),
+                                std::ptr::null(),
+                                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                                std::ptr::null(),
+                            );
+                        }
+                    }
+                    MountOp::Tmpfs(dst) => {
+                        if libc::mount(
+                            c"tmpfs".as_ptr(),
+                            dst.as_ptr(),
+                            c"tmpfs".as_ptr(),
+                            libc::MS_NOSUID | libc::MS_NODEV,
+                            c"mode=755".as_ptr().cast(),
+                        ) != 0
+                        {
+                            return err();
+                        }
+                    }
+                    MountOp::Mkdir(dst) => {
+                        libc::mkdir(dst.as_ptr(), 0o755);
+                    }
+                    MountOp::Touch(dst) => {
+                        let fd = libc::open(
+                            dst.as_ptr(),
+                            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                            0o644,
+                        );
+                        if fd >= 0 {
+                            libc::close(fd);
+                        }
+                    }
                 }
             }
             if libc::chroot(rootfs.as_ptr()) != 0 || libc::chdir(workdir.as_ptr()) != 0 {
@@ -944,6 +1067,7 @@ async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: String) {
     let started_at = util::now();
     let cid = util::new_container_id();
     let launch = plan_launch(&agent, &pod, &container, &vols, &poddir);
+    let exec_env = launch.as_ref().map(|l| l.env.clone()).unwrap_or_default();
     let child =
         launch.and_then(|l| spawn(l).map_err(|e| format!("failed to create containerd task: {e}")));
     let mut child = match child {
@@ -965,8 +1089,25 @@ async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: String) {
         }
     };
     let pid = child.id().map_or(0, |p| p as i32);
+    let _ = write_pod_logs(
+        &agent.cfg.log_dir,
+        &ns,
+        &name,
+        &uid,
+        &[(cname.clone(), cid.clone())],
+    );
     store.with(|st| {
         st.pids.insert(uid.clone(), pid);
+        st.exec.insert(
+            uid.clone(),
+            ExecTarget {
+                container: cname.clone(),
+                pid,
+                rootfs: poddir.join("rootfs"),
+                workdir: container["workingDir"].as_str().unwrap_or("/").to_string(),
+                env: exec_env,
+            },
+        );
         st.kills.insert(uid.clone(), kill_tx);
         st.logs.insert(format!("{uid}/{cname}"), log.clone());
         st.update(pods_res, &ns, &name, |p| {
@@ -1086,6 +1227,7 @@ async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: String) {
     store.with(|st| {
         st.kills.remove(&uid);
         st.pids.remove(&uid);
+        st.exec.remove(&uid);
         let reason = if code == 0 { "Completed" } else { "Error" };
         let phase = if code == 0 { "Succeeded" } else { "Failed" };
         let updated = st.update(pods_res, &ns, &name, |p| {
@@ -1135,4 +1277,202 @@ fn pod_job(pod: &Value) -> Option<String> {
     controller_of(pod, "Job")
         .and_then(|r| r["name"].as_str())
         .map(str::to_string)
+}
+
+// ---------------------------------------------------------------------------------------
+// pods/exec
+// ---------------------------------------------------------------------------------------
+
+/// Where to run `pods/exec` for container `container` (empty: the only one) of pod
+/// `ns/name`, with the errors the API gives for a missing pod, a wrong container name and
+/// a container that does not run (workload pods are not exec'd into).
+pub fn exec_target(
+    st: &State,
+    ns: &str,
+    name: &str,
+    container: &str,
+) -> Result<ExecTarget, ApiError> {
+    let pods = resources::get("", "pods");
+    let pod = st
+        .get(pods, ns, name)
+        .ok_or_else(|| ApiError::not_found(pods, name))?;
+    let containers: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
+    let container = match container {
+        "" if containers.len() == 1 => containers[0],
+        "" => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            )))
+        }
+        c if containers.contains(&c) => c,
+        c => {
+            return Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {name}"
+            )))
+        }
+    };
+    match st.exec.get(meta_str(pod, "uid")) {
+        Some(t) if t.container == container => Ok(t.clone()),
+        _ => Err(ApiError::bad_request(format!(
+            "unable to upgrade connection: container not found (\"{container}\")"
+        ))),
+    }
+}
+
+/// Start `argv` in a running container as a runtime's exec does: in the mount namespace
+/// of the container's main process, chrooted to its root, with its environment, in a
+/// process group of its own (`-pid` kills it and its children). The program is looked up
+/// in the container's PATH, in the container's view of the files.
+pub fn exec_in_container(
+    t: &ExecTarget,
+    argv: &[String],
+) -> std::io::Result<tokio::process::Child> {
+    let not_found = |what: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("exec: {what:?}: executable file not found in $PATH"),
+        )
+    };
+    let first = argv.first().ok_or_else(|| not_found(""))?;
+    let view = PathBuf::from(format!("/proc/{}/root", t.pid));
+    let program = if first.contains('/') {
+        first.clone()
+    } else {
+        let path = t
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map_or("/usr/local/bin:/usr/bin:/bin", |(_, v)| v.as_str());
+        path.split(':')
+            .map(|d| Path::new(d).join(first))
+            .find(|p| {
+                view.join(p.strip_prefix("/").unwrap_or(p))
+                    .metadata()
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+            .ok_or_else(|| not_found(first))?
+            .display()
+            .to_string()
+    };
+    let mnt = std::fs::File::open(format!("/proc/{}/ns/mnt", t.pid))?;
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .envs(t.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&mnt);
+    let rootfs = cstr(&t.rootfs);
+    let workdir = CString::new(t.workdir.as_bytes()).unwrap_or_default();
+    // SAFETY: only async-signal-safe syscalls on data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNS) != 0
+                || libc::chroot(rootfs.as_ptr()) != 0
+                || libc::chdir(workdir.as_ptr()) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd.spawn();
+    drop(mnt);
+    child
+}
+
+// ---------------------------------------------------------------------------------------
+// The kubelet's log directories
+// ---------------------------------------------------------------------------------------
+
+/// Make the kubelet's log directories for a pod under `log_dir` (the fake node's
+/// `/var/log`): `pods/<ns>_<name>_<uid>/<container>/0.log`, and for each container
+/// `containers/<name>_<ns>_<container>-<id>.log`, a link to the former as the node sees
+/// it (`/var/log/pods/...`).
+pub fn write_pod_logs(
+    log_dir: &Path,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    containers: &[(String, String)],
+) -> std::io::Result<()> {
+    let pod_dir = format!("{ns}_{name}_{uid}");
+    std::fs::create_dir_all(log_dir.join("containers"))?;
+    for (c, id) in containers {
+        let dir = log_dir.join("pods").join(&pod_dir).join(c);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("0.log"))?;
+        let link = log_dir
+            .join("containers")
+            .join(format!("{name}_{ns}_{c}-{id}.log"));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(format!("/var/log/pods/{pod_dir}/{c}/0.log"), &link)?;
+    }
+    Ok(())
+}
+
+/// The uid in a pod log directory's name (`<ns>_<name>_<uid>`).
+fn uid_of_pod_dir(dir: &str) -> Option<&str> {
+    dir.rsplit_once('_').map(|(_, uid)| uid)
+}
+
+/// Remove the log directories and container links of pods gone from the API, as the
+/// kubelet cleans up after a deleted pod.
+pub fn gc_pod_logs(store: &Store, log_dir: &Path) {
+    // List first, then look the uids up: a directory listed was made after its pod.
+    let list = |sub: &str| -> Vec<PathBuf> {
+        std::fs::read_dir(log_dir.join(sub))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    };
+    let dirs = list("pods");
+    let links = list("containers");
+    if dirs.is_empty() && links.is_empty() {
+        return;
+    }
+    let uids: HashSet<String> = {
+        let st = store.lock();
+        st.list(
+            resources::get("", "pods"),
+            None,
+            &LabelSelector::default(),
+            &FieldSelector::default(),
+        )
+        .iter()
+        .map(|p| meta_str(p, "uid").to_string())
+        .collect()
+    };
+    let gone = |dir: &str| uid_of_pod_dir(dir).is_some_and(|u| !uids.contains(u));
+    for d in dirs {
+        if d.file_name().and_then(|n| n.to_str()).is_some_and(gone) {
+            let _ = std::fs::remove_dir_all(&d);
+        }
+    }
+    for l in links {
+        let target = std::fs::read_link(&l).unwrap_or_default();
+        let dir = target
+            .strip_prefix("/var/log/pods")
+            .ok()
+            .and_then(|r| r.components().next())
+            .and_then(|c| c.as_os_str().to_str().map(str::to_string));
+        if dir.as_deref().is_some_and(gone) {
+            let _ = std::fs::remove_file(&l);
+        }
+    }
 }

@@ -125,6 +125,19 @@ pub struct Kill {
     pub grace: u64,
 }
 
+/// How to run a command in a running container (`pods/exec`): enter the mount namespace
+/// of its main process and chroot to its root, with its environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecTarget {
+    pub container: String,
+    /// The container's main process.
+    pub pid: i32,
+    /// The container's root (a directory in the mount namespace of `pid`).
+    pub rootfs: std::path::PathBuf,
+    pub workdir: String,
+    pub env: Vec<(String, String)>,
+}
+
 /// Test knobs.
 #[derive(Debug, Default, Clone)]
 pub struct Knobs {
@@ -214,6 +227,8 @@ pub struct State {
     pub kills: HashMap<String, mpsc::UnboundedSender<Kill>>,
     /// Running containers' main pids (process group leaders) by pod uid.
     pub pids: HashMap<String, i32>,
+    /// Running containers by pod uid: where `pods/exec` runs its commands.
+    pub exec: HashMap<String, ExecTarget>,
     pub knobs: Knobs,
     pub requests: Vec<RequestRecord>,
 }
@@ -236,6 +251,7 @@ impl Default for Store {
                 logs: HashMap::new(),
                 kills: HashMap::new(),
                 pids: HashMap::new(),
+                exec: HashMap::new(),
                 knobs: Knobs::default(),
                 requests: Vec::new(),
             }),
@@ -661,6 +677,7 @@ impl State {
             let prefix = format!("{uid}/");
             self.logs.retain(|k, _| !k.starts_with(&prefix));
             self.kills.remove(&uid);
+            self.exec.remove(&uid);
         }
         self.emit("DELETED", res, ns, &obj);
         Some(obj)

@@ -275,6 +275,7 @@ fn trace(
     if lost > 0 {
         sink.lost(lost);
     }
+    sink.flush();
     Ok(lost)
 }
 

@@ -1,5 +1,8 @@
 //! Where a trace's output goes: stdout as bpftrace's text or as newline-delimited
-//! JSON, optionally mirrored line by line into a file.
+//! JSON, optionally mirrored into a file. Output is batched: the event loop calls
+//! [`Sink::flush`] after each batch of events (one write per batch instead of one per
+//! printf, which is what keeps up with millions of events a second), and stdout and the
+//! persisted copy are flushed together, so the file always holds what was printed.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -18,8 +21,10 @@ pub enum Format {
 pub struct Sink {
     format: Format,
     stdout: io::Stdout,
-    /// A persisted copy (`--output-dir`), flushed after every write.
+    /// A persisted copy (`--output-dir`), flushed with stdout.
     file: Option<File>,
+    /// Output not yet written.
+    pending: Vec<u8>,
     /// The first error writing the persisted copy (after it, the copy stops).
     pub file_error: Option<io::Error>,
 }
@@ -30,16 +35,31 @@ impl Sink {
             format,
             stdout: io::stdout(),
             file,
+            pending: Vec::new(),
             file_error: None,
         }
     }
 
     fn emit(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= 1 << 16 {
+            self.flush();
+        }
+    }
+
+    /// Write out everything emitted so far, to stdout and to the persisted copy.
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let bytes = std::mem::take(&mut self.pending);
         let mut out = self.stdout.lock();
-        let _ = out.write_all(bytes);
+        let _ = out.write_all(&bytes);
         let _ = out.flush();
         drop(out);
-        self.persist(bytes);
+        self.persist(&bytes);
+        self.pending = bytes;
+        self.pending.clear();
     }
 
     fn persist(&mut self, bytes: &[u8]) {
@@ -140,5 +160,11 @@ impl Sink {
     /// The output format.
     pub fn format(&self) -> Format {
         self.format
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.flush();
     }
 }

@@ -41,6 +41,9 @@ pub const SCOPE_PIDS_MAP: &str = "scope_pids";
 
 /// Entries of a keyed map (bpftrace's default map size).
 pub const MAX_MAP_ENTRIES: u32 = 4096;
+/// `bpf_ringbuf_output` flag: do not wake the consumer up.
+const BPF_RB_NO_WAKEUP: i32 = 1;
+
 /// Size of the ring buffer that carries printf and other events.
 pub const RINGBUF_BYTES: u32 = 1 << 21;
 /// Kernel BPF stack limit.
@@ -1145,7 +1148,9 @@ impl ProgGen<'_> {
         a.mov(R2, FP);
         a.alu_imm(Alu::Add, R2, i32::from(off));
         a.mov_imm(R3, size as i32);
-        a.mov_imm(R4, 0);
+        // No wake-up per record: user space polls the ring every few milliseconds
+        // (see runtime::event_loop), which costs far less than a wake-up per event.
+        a.mov_imm(R4, BPF_RB_NO_WAKEUP);
         a.call(helper::RINGBUF_OUTPUT);
         a.jump_imm(Cond::Eq, R0, 0, ok);
         a.store_imm(Size::W, FP, off, 0);

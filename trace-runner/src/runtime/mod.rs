@@ -24,6 +24,11 @@ use crate::compile::object_file;
 use crate::output::{self, Val};
 use crate::sink::Sink;
 
+/// How often the event loop looks at the ring buffer while events flow, and at most
+/// how long it sleeps while none do.
+const POLL_MS: u64 = 5;
+const IDLE_POLL_MS: u64 = 40;
+
 /// Set by SIGINT/SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -473,18 +478,29 @@ pub fn event_loop(
     let start = Instant::now();
     let mut last_tick = Instant::now();
     let fd = session.ring.as_raw_fd();
+    let mut idle_ms = POLL_MS;
     loop {
         if last_tick.elapsed() >= Duration::from_secs(1) {
             tick(session);
             last_tick = Instant::now();
         }
-        if let Some(r) = drain_events(session, sink, true) {
+        let (stop, handled) = drain_events(session, sink, true);
+        sink.flush();
+        if let Some(r) = stop {
             return Ok(r);
         }
         if STOP.load(Ordering::SeqCst) {
             return Ok(StopReason::Signal);
         }
-        let mut timeout = Duration::from_millis(200);
+        // The programs do not wake us up per record (BPF_RB_NO_WAKEUP): look again soon
+        // while events flow, so that the ring (2 MiB) cannot fill between two looks, and
+        // back off to IDLE_POLL_MS while nothing comes.
+        idle_ms = if handled > 0 {
+            POLL_MS
+        } else {
+            (idle_ms * 2).min(IDLE_POLL_MS)
+        };
+        let mut timeout = Duration::from_millis(idle_ms);
         if let Some(d) = deadline {
             let elapsed = start.elapsed();
             if elapsed >= d {
@@ -505,16 +521,18 @@ pub fn event_loop(
 /// Handle every event left once the probes are detached (END's output included).
 pub fn drain_remaining(session: &mut Session, sink: &mut Sink) {
     drain_events(session, sink, false);
+    sink.flush();
 }
 
 /// Handle queued events without waiting; reports exit() if one was seen (events queued
 /// before it are handled first). While tracing (`live`), the work is bounded and a stop
 /// request ends it, so that a storm of events cannot keep a signal or the deadline waiting.
-fn drain_events(session: &mut Session, sink: &mut Sink, live: bool) -> Option<StopReason> {
+fn drain_events(session: &mut Session, sink: &mut Sink, live: bool) -> (Option<StopReason>, usize) {
     let mut reason = None;
+    let mut handled = 0;
     for _ in 0..if live { 64 } else { usize::MAX } {
         if live && STOP.load(Ordering::SeqCst) && reason.is_none() {
-            return None;
+            break;
         }
         let mut records = Vec::new();
         while let Some(item) = session.ring.next() {
@@ -524,8 +542,9 @@ fn drain_events(session: &mut Session, sink: &mut Sink, live: bool) -> Option<St
             }
         }
         if records.is_empty() {
-            return reason;
+            break;
         }
+        handled += records.len();
         for r in records {
             // Live, nothing after exit() is handled; at the end (END's output), everything is.
             if reason.is_none() || !live {
@@ -533,7 +552,7 @@ fn drain_events(session: &mut Session, sink: &mut Sink, live: bool) -> Option<St
             }
         }
     }
-    reason
+    (reason, handled)
 }
 
 fn read_u64(b: &[u8], at: usize) -> u64 {

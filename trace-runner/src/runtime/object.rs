@@ -690,6 +690,7 @@ fn trace_object(run: &ObjectRun, sink: &mut Sink) -> Result<u64, ObjectError> {
     let start = Instant::now();
     loop {
         printer.drain(&mut source);
+        printer.sink.flush();
         if STOP.load(Ordering::SeqCst) {
             break;
         }
@@ -737,6 +738,7 @@ fn trace_object(run: &ObjectRun, sink: &mut Sink) -> Result<u64, ObjectError> {
     if lost > 0 {
         printer.sink.lost(lost);
     }
+    printer.sink.flush();
     Ok(lost)
 }
 
