@@ -212,6 +212,19 @@ impl FakeCluster {
         self.workdir.join("var-log")
     }
 
+    /// Delete an object as `kubectl delete` does (dependents in the background).
+    pub fn delete(&self, group: &str, plural: &str, ns: &str, name: &str) -> Result<(), String> {
+        let res = resources::get(group, plural);
+        let opts = crate::store::DeleteOpts {
+            propagation: Some("Background".into()),
+            grace: None,
+        };
+        self.store
+            .with(|st| st.delete(res, ns, name, &opts))
+            .map(|_| ())
+            .map_err(|e| e.message)
+    }
+
     /// Delete a pod as `kubectl delete pod` does; a workload pod goes at once (its
     /// processes are the test's), and the kubelet removes its log directories.
     pub fn delete_pod(&self, ns: &str, name: &str) -> Result<(), String> {

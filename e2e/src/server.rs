@@ -1,7 +1,9 @@
 //! The HTTP/1.1 front of the fake API server (hyper): routes `/api/v1/...` and
 //! `/apis/GROUP/VERSION/...` to the store with the verbs get, list, watch (`?watch=true`,
 //! JSON lines), create, update, patch (merge, strategic as merge, JSON patch), delete and
-//! deletecollection; `pods/NAME/log` (follow, tailLines, timestamps); discovery
+//! deletecollection; `pods/NAME/log` (follow, tailLines, timestamps); `pods/NAME/exec`
+//! over a websocket (`v4.channel.k8s.io`, the command run in the container by the node
+//! agent); discovery
 //! (`/api`, `/apis`, `/version`); errors as `Status` objects. Test knobs live under
 //! `/_e2e/` so that a shell can drive a `fake-cluster` too.
 
@@ -72,6 +74,7 @@ pub async fn serve(store: Arc<Store>, listener: TcpListener) {
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(io, svc)
+                .with_upgrades()
                 .await;
         });
     }
@@ -152,6 +155,14 @@ async fn handle(store: Arc<Store>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = parse_query(req.uri().query());
+    if let ["api", "v1", "namespaces", ns, "pods", name, "exec"] =
+        path.trim_matches('/').split('/').collect::<Vec<_>>()[..]
+    {
+        if matches!(method.as_str(), "GET" | "POST") {
+            let (ns, name) = (ns.to_string(), name.to_string());
+            return exec(&store, req, &ns, &name, &query);
+        }
+    }
     let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let content_type = req
         .headers()
@@ -620,6 +631,10 @@ fn discovery(segs: &[&str]) -> Option<Response<Body>> {
                     json!({"name": "pods/log", "singularName": "", "namespaced": true,
                     "kind": "Pod", "verbs": ["get"]}),
                 );
+                resources.push(
+                    json!({"name": "pods/exec", "singularName": "", "namespaced": true,
+                    "kind": "PodExecOptions", "verbs": ["create", "get"]}),
+                );
             }
         }
         json_response(
@@ -686,4 +701,211 @@ fn knob(store: &Arc<Store>, method: &Method, segs: &[&str]) -> Response<Body> {
             .body(full("unknown knob\n"))
             .expect("response"),
     }
+}
+
+/// The subprotocol of `pods/exec` served: binary messages whose first byte is the channel
+/// (0 stdin, 1 stdout, 2 stderr, 3 the final `Status` as JSON, 4 resize).
+pub const EXEC_PROTOCOL: &str = "v4.channel.k8s.io";
+
+/// `pods/NAME/exec?command=...&container=...&stdout=true&stderr=true`: checks as the API
+/// does (RBAC `create pods/exec`, the pod, the container, the upgrade), answers 101, and
+/// runs the command in the container ([`node::exec_in_container`]) over the websocket.
+fn exec(
+    store: &Arc<Store>,
+    req: Request<Incoming>,
+    ns: &str,
+    name: &str,
+    query: &[(String, String)],
+) -> Response<Body> {
+    let pods = resources::get("", "pods");
+    let target = {
+        let mut st = store.lock();
+        st.requests.push(RequestRecord {
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            query: query
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&"),
+            verb: "create".into(),
+        });
+        let denied = st
+            .knobs
+            .forbidden
+            .iter()
+            .any(|(v, r)| (v == "create" || v == "*") && (r == "pods/exec" || r == "*"));
+        if denied {
+            return error(&ApiError::forbidden(
+                pods,
+                name,
+                format!("pods {name:?} is forbidden: User \"e2e-user\" cannot create resource \"pods/exec\" in API group \"\" in the namespace {ns:?}"),
+            ));
+        }
+        let container = query
+            .iter()
+            .find(|(k, _)| k == "container")
+            .map_or("", |(_, v)| v.as_str());
+        node::exec_target(&st, ns, name, container)
+    };
+    let target = match target {
+        Ok(t) => t,
+        Err(e) => return error(&e),
+    };
+    let argv: Vec<String> = query
+        .iter()
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if argv.is_empty() {
+        return error(&ApiError::bad_request(
+            "you must specify at least 1 command",
+        ));
+    }
+    let header = |h: &str| {
+        req.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let key = header("sec-websocket-key");
+    if !header("upgrade").eq_ignore_ascii_case("websocket") || key.is_empty() {
+        return error(&ApiError::bad_request("Upgrade request required"));
+    }
+    if !header("sec-websocket-protocol")
+        .split(',')
+        .any(|p| p.trim() == EXEC_PROTOCOL)
+    {
+        return error(&ApiError::bad_request(format!(
+            "this fake API server speaks only the {EXEC_PROTOCOL} exec protocol"
+        )));
+    }
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    tokio::spawn(async move {
+        let Ok(upgraded) = hyper::upgrade::on(req).await else {
+            return;
+        };
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(upgraded),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        run_exec(ws, target, argv).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-accept", accept)
+        .header("sec-websocket-protocol", EXEC_PROTOCOL)
+        .body(full(Bytes::new()))
+        .expect("response")
+}
+
+/// Run the command and stream it: stdout on channel 1, stderr on 2 as they come, then its
+/// end as a `Status` on channel 3, then close. A client going away kills the command.
+async fn run_exec<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    target: crate::store::ExecTarget,
+    argv: Vec<String>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::AsyncReadExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (mut sink, mut incoming) = ws.split();
+    let status_msg = |v: Value| {
+        let mut m = vec![3u8];
+        m.extend_from_slice(v.to_string().as_bytes());
+        Message::binary(m)
+    };
+    let mut child = match node::exec_in_container(&target, &argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!(
+                "failed to exec in container: failed to start exec: OCI runtime exec failed: exec failed: unable to start container process: {e}: unknown"
+            );
+            let _ = sink
+                .send(status_msg(json!({"metadata": {}, "status": "Failure",
+                    "message": msg, "reason": "InternalError",
+                    "details": {"causes": [{"message": msg}]}, "code": 500})))
+                .await;
+            let _ = sink.close().await;
+            return;
+        }
+    };
+    let pgid = child.id().map_or(0, |p| p as i32);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(8);
+    let pipes: [(u8, Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>); 2] = [
+        (1, child.stdout.take().map(|s| Box::new(s) as _)),
+        (2, child.stderr.take().map(|s| Box::new(s) as _)),
+    ];
+    for (channel, pipe) in pipes {
+        let Some(mut pipe) = pipe else { continue };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut buf = vec![0u8; 32 * 1024 + 1];
+                buf[0] = channel;
+                match pipe.read(&mut buf[1..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        buf.truncate(n + 1);
+                        if tx.send(buf).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    let kill = || {
+        if pgid > 0 {
+            // SAFETY: kill(2) on the exec'd command's own process group.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+    };
+    loop {
+        tokio::select! {
+            chunk = rx.recv() => match chunk {
+                Some(c) => {
+                    if sink.send(Message::binary(c)).await.is_err() {
+                        kill();
+                        return;
+                    }
+                }
+                None => break,
+            },
+            m = incoming.next() => match m {
+                // stdin (0) and resize (4) are not used by the plugin: ignored.
+                Some(Ok(Message::Binary(_) | Message::Text(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                    kill();
+                    return;
+                }
+            },
+        }
+    }
+    let code = match child.wait().await {
+        Ok(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9))
+        }
+        Err(_) => 137,
+    };
+    let status = if code == 0 {
+        json!({"metadata": {}, "status": "Success"})
+    } else {
+        json!({"metadata": {}, "status": "Failure",
+               "message": format!("command terminated with non-zero exit code: error executing command [{}], exit code {code}", argv.join(" ")),
+               "reason": "NonZeroExitCode",
+               "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}})
+    };
+    let _ = sink.send(status_msg(status)).await;
+    let _ = sink.close().await;
 }

@@ -1,6 +1,8 @@
 //! Self-tests of the harness through kube-rs (the plugin's client): the fake API's
 //! shapes, errors, selectors, watch and logs, the Job controller and kubelet running a
-//! container, graceful deletion, admission, and the runner scoped to a workload pod.
+//! container, graceful deletion, admission, `pods/exec` over a websocket in the pod's
+//! view of the files (claim, the kubelet's log directories), and the runner scoped to a
+//! workload pod.
 
 use std::time::Duration;
 
@@ -9,11 +11,13 @@ use e2e::{host, FakeCluster};
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use kube::api::{Api, AttachParams, DeleteParams, ListParams, LogParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Config};
 use serde_json::json;
+use tokio::io::AsyncReadExt;
 
 fn cluster() -> FakeCluster {
     let dir = host::profile_dir();
@@ -469,4 +473,179 @@ async fn runner_counts_one_workload_pod() {
         Some(1),
         "{log}"
     );
+}
+
+/// `pods/exec` through kube-rs: (stdout, stderr, the final Status).
+async fn exec(pods: &Api<Pod>, pod: &str, argv: &[&str]) -> (String, String, Option<Status>) {
+    let mut p = pods
+        .exec(pod, argv.to_vec(), &AttachParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("exec {argv:?}: {e}"));
+    let (mut out, mut err) = (p.stdout().unwrap(), p.stderr().unwrap());
+    let status = p.take_status().unwrap();
+    let (mut o, mut e) = (String::new(), String::new());
+    let (r1, r2) = tokio::join!(out.read_to_string(&mut o), err.read_to_string(&mut e));
+    r1.unwrap();
+    r2.unwrap();
+    let status = status.await;
+    p.join().await.unwrap();
+    (o, e, status)
+}
+
+/// A pod like the plugin's reader (busybox `sleep`, a claim at /output read-only), plus
+/// the kubelet's log directories as hostPath volumes: `pods/exec` runs host binaries in
+/// the pod's view of the files, over the v4.channel.k8s.io websocket.
+#[tokio::test]
+async fn exec_runs_in_the_pods_view_over_a_websocket() {
+    if !host::require_privileges("exec_runs_in_the_pods_view_over_a_websocket") {
+        return;
+    }
+    let host_has_pod_logs = std::path::Path::new("/var/log/pods").exists();
+    let c = cluster();
+    let x = c
+        .add_workload_pod(&PodSpec::new("default", "x", "node-a"))
+        .unwrap();
+    c.create(
+        "",
+        "persistentvolumeclaims",
+        "default",
+        json!({"metadata": {"name": "claim"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    )
+    .unwrap();
+    std::fs::create_dir_all(c.claim_dir("default", "claim")).unwrap();
+    std::fs::write(
+        c.claim_dir("default", "claim").join("f.txt"),
+        "on the claim\n",
+    )
+    .unwrap();
+    let client = client(&c);
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let reader: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "reader"},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "reader", "image": "busybox:1.36", "command": ["sleep", "600"],
+                "volumeMounts": [
+                    {"name": "output", "mountPath": "/output", "readOnly": true},
+                    {"name": "pod-logs", "mountPath": "/var/log/pods", "readOnly": true},
+                    {"name": "container-logs", "mountPath": "/var/log/containers", "readOnly": true}]}],
+            "volumes": [
+                {"name": "output", "persistentVolumeClaim": {"claimName": "claim", "readOnly": true}},
+                {"name": "pod-logs", "hostPath": {"path": "/var/log/pods", "type": "Directory"}},
+                {"name": "container-logs", "hostPath": {"path": "/var/log/containers"}}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &reader).await.unwrap();
+    let running = await_condition(pods.clone(), "reader", |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.phase.as_deref())
+            == Some("Running")
+    });
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let (out, err, st) = exec(&pods, "reader", &["cat", "/output/f.txt"]).await;
+    assert_eq!((out.as_str(), err.as_str()), ("on the claim\n", ""));
+    assert_eq!(st.unwrap().status.as_deref(), Some("Success"));
+
+    // The exact commands of the plugin's reader (GNU find, stat and tar of this host).
+    let (out, _, st) = exec(
+        &pods,
+        "reader",
+        &[
+            "find", "/output", "-type", "f", "-exec", "stat", "-c", "%s %n", "{}", "+",
+        ],
+    )
+    .await;
+    assert_eq!(out, "13 /output/f.txt\n");
+    assert_eq!(st.unwrap().status.as_deref(), Some("Success"));
+    let (out, _, _) = exec(
+        &pods,
+        "reader",
+        &["sh", "-c", "tar czf - -C /output f.txt | tar tzf -"],
+    )
+    .await;
+    assert_eq!(out, "f.txt\n");
+
+    // stdout and stderr apart; a non-zero exit as the API reports it.
+    let (out, err, st) = exec(
+        &pods,
+        "reader",
+        &["sh", "-c", "echo out; echo err >&2; exit 3"],
+    )
+    .await;
+    assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+    let st = st.unwrap();
+    assert_eq!(st.status.as_deref(), Some("Failure"));
+    assert_eq!(st.reason.as_deref(), Some("NonZeroExitCode"));
+    assert!(st.message.unwrap().ends_with("exit code 3"));
+    // The claim is read-only; a missing program fails the exec.
+    let (_, err, st) = exec(&pods, "reader", &["touch", "/output/new"]).await;
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert_eq!(st.unwrap().status.as_deref(), Some("Failure"));
+    let (_, _, st) = exec(&pods, "reader", &["no-such-program"]).await;
+    let msg = st.unwrap().message.unwrap_or_default();
+    assert!(msg.contains("executable file not found in $PATH"), "{msg}");
+
+    // The kubelet's log directories, as the node's /var/log shows them to the pod.
+    let (out, _, _) = exec(
+        &pods,
+        "reader",
+        &["ls", "/var/log/pods", "/var/log/containers"],
+    )
+    .await;
+    assert!(out.contains(&format!("default_x_{}\n", x.uid)), "{out}");
+    assert!(
+        out.contains(&format!("x_default_app-{}.log\n", x.containers[0].id)),
+        "{out}"
+    );
+    let reader_uid = pods.get("reader").await.unwrap().metadata.uid.unwrap();
+    assert!(
+        out.contains(&format!("default_reader_{reader_uid}\n")),
+        "{out}"
+    );
+    assert_eq!(
+        std::path::Path::new("/var/log/pods").exists(),
+        host_has_pod_logs,
+        "the host's /var/log was changed"
+    );
+    // A deleted pod's directories go.
+    c.delete_pod("default", "x").unwrap();
+    let (out, _, _) = exec(
+        &pods,
+        "reader",
+        &["ls", "/var/log/pods", "/var/log/containers"],
+    )
+    .await;
+    assert!(
+        !out.contains(&x.uid) && !out.contains(&x.containers[0].id),
+        "{out}"
+    );
+
+    // Errors before the upgrade: a missing pod, a wrong container.
+    match pods
+        .exec("nope", vec!["true"], &AttachParams::default())
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 404),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("exec in a missing pod"),
+    }
+    match pods
+        .exec(
+            "reader",
+            vec!["true"],
+            &AttachParams::default().container("other"),
+        )
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 400, "{s:?}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("exec in a missing container"),
+    }
+    pods.delete("reader", &DeleteParams::default())
+        .await
+        .unwrap();
 }

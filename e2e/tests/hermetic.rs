@@ -344,11 +344,9 @@ fn deployment_on_two_nodes_merges_prefixed_outputs() {
     assert_eq!(nodes, ["node-a", "node-b"]);
 }
 
-#[test]
-fn scheduled_trace_to_a_pvc_runs_twice_and_logs_all_runs() {
-    let Some(env) = setup("scheduled_trace_to_a_pvc_runs_twice_and_logs_all_runs") else {
-        return;
-    };
+/// A scheduled node trace writing to claim `traces`, run twice: its id and the run
+/// directories on the claim (sorted: oldest first), each with output.txt and meta.json.
+fn scheduled_pvc_trace_run_twice(env: &Env) -> (String, Vec<PathBuf>) {
     env.cluster
         .create("", "persistentvolumeclaims", "default", json!({"metadata": {"name": "traces"},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))
@@ -367,50 +365,294 @@ fn scheduled_trace_to_a_pvc_runs_twice_and_logs_all_runs() {
     ]);
     assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
     let id = trace_id(&out);
-    let cronjobs = env.cluster.list(
-        "batch",
-        "cronjobs",
-        "default",
-        &format!("kubectl-trace/id={id}"),
-    );
-    assert_eq!(cronjobs.len(), 1, "one CronJob for the trace");
-    let cj = cronjobs[0]["metadata"]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cj = env.cronjob_of(&id);
     for run in 1..=2 {
-        let job = env.cluster.trigger_cronjob("default", &cj).unwrap();
-        env.eventually(
-            &format!("run {run} ({job}) finished"),
-            Duration::from_secs(30),
-            || {
-                env.cluster
-                    .get("batch", "jobs", "default", &job)
-                    .is_some_and(|j| !job_active(&j))
-            },
-        );
+        let job = env.trigger_and_wait(&cj, run);
         let j = env.cluster.get("batch", "jobs", "default", &job).unwrap();
         assert_eq!(j["status"]["succeeded"], 1, "run {run}: {}", j["status"]);
     }
     // The runner wrote <trace-id>/<run-start>/output.txt on the claim, once per run.
-    let runs: Vec<PathBuf> =
+    let mut runs: Vec<PathBuf> =
         std::fs::read_dir(env.cluster.claim_dir("default", "traces").join(&id))
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
+    runs.sort();
     assert_eq!(runs.len(), 2, "run directories on the claim: {runs:?}");
     for r in &runs {
         let text = std::fs::read_to_string(r.join("output.txt")).unwrap_or_default();
         assert!(text.contains("run started"), "{}: {text}", r.display());
+        assert!(text.contains("@ticks: "), "{}: {text}", r.display());
         assert!(r.join("meta.json").exists(), "{}", r.display());
     }
+    (id, runs)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+impl Env {
+    /// The CronJob of scheduled trace `id`.
+    fn cronjob_of(&self, id: &str) -> String {
+        let cronjobs = self.cluster.list(
+            "batch",
+            "cronjobs",
+            "default",
+            &format!("kubectl-trace/id={id}"),
+        );
+        assert_eq!(cronjobs.len(), 1, "one CronJob for the trace");
+        cronjobs[0]["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Run CronJob `cj` now; wait for its Job to finish; returns the Job's name.
+    fn trigger_and_wait(&self, cj: &str, run: usize) -> String {
+        let job = self.cluster.trigger_cronjob("default", cj).unwrap();
+        self.wait_job(&job, run);
+        job
+    }
+
+    fn wait_job(&self, job: &str, run: usize) {
+        self.eventually(
+            &format!("run {run} ({job}) finished"),
+            Duration::from_secs(30),
+            || {
+                self.cluster
+                    .get("batch", "jobs", "default", job)
+                    .is_some_and(|j| !job_active(&j))
+            },
+        );
+    }
+
+    /// The pod of Job `job`, once it exists.
+    fn job_pod(&self, job: &str) -> String {
+        let mut name = String::new();
+        self.eventually(&format!("a pod for {job}"), Duration::from_secs(30), || {
+            let pods = self
+                .cluster
+                .list("", "pods", "default", &format!("job-name={job}"));
+            if let Some(p) = pods.first() {
+                name = p["metadata"]["name"].as_str().unwrap_or("").to_string();
+            }
+            !name.is_empty()
+        });
+        name
+    }
+
+    /// The exec requests received (`pods/NAME/exec`), as `path?query`.
+    fn execs(&self) -> Vec<String> {
+        self.cluster
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/exec"))
+            .map(|r| format!("{}?{}", r.path, r.query))
+            .collect()
+    }
+
+    /// Reader pods of trace `id` are gone (the plugin deletes them after use).
+    fn readers_gone(&self, id: &str) {
+        let sel = format!("kubectl-trace/id={id},kubectl-trace/component=reader");
+        self.eventually("the reader pod deleted", Duration::from_secs(15), || {
+            self.cluster.list("", "pods", "default", &sel).is_empty()
+        });
+    }
+}
+
+/// `logs --all-runs` reads the claim through the reader pod (`pods/exec`: find + stat,
+/// then tar): the run Jobs and their pods are deleted first, so the fallback to pod logs
+/// cannot be what answers.
+#[test]
+fn scheduled_trace_to_a_pvc_runs_twice_and_logs_all_runs() {
+    let Some(env) = setup("scheduled_trace_to_a_pvc_runs_twice_and_logs_all_runs") else {
+        return;
+    };
+    let (id, runs) = scheduled_pvc_trace_run_twice(&env);
+    let sel = format!("kubectl-trace/id={id}");
+    let jobs = env.jobs(&sel);
+    assert_eq!(jobs.len(), 2);
+    for j in &jobs {
+        let name = j["metadata"]["name"].as_str().unwrap();
+        env.cluster
+            .delete("batch", "jobs", "default", name)
+            .unwrap();
+    }
+    env.eventually("the runs' pods deleted", Duration::from_secs(15), || {
+        env.cluster.list("", "pods", "default", &sel).is_empty()
+    });
+
     let (status, out, err) = env.run(&["logs", &id, "--all-runs"]);
     assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
-    assert_eq!(
-        out.matches("run started").count(),
-        2,
-        "stdout:\n{out}\nstderr:\n{err}"
+    assert!(
+        !err.contains("kept as pods"),
+        "fell back to pod logs:\n{err}"
     );
-    assert_eq!(out.matches("@ticks: ").count(), 2, "stdout:\n{out}");
+    // Each run: its header, then its output.txt exactly as on the claim.
+    let mut sections: Vec<(String, String)> = Vec::new();
+    for line in out.split_inclusive('\n') {
+        if let Some(h) = line.strip_prefix("==> RUN ") {
+            sections.push((h.trim_end().to_string(), String::new()));
+        } else if let Some((_, body)) = sections.last_mut() {
+            body.push_str(line);
+        } else {
+            panic!("output before the first header:\n{out}");
+        }
+    }
+    assert_eq!(sections.len(), 2, "stdout:\n{out}\nstderr:\n{err}");
+    for ((header, body), run) in sections.iter().zip(&runs) {
+        let name = file_name(run);
+        assert!(
+            header.starts_with(&format!("{name} (succeeded, ")) && header.ends_with(" <=="),
+            "{header:?} for run {name}; meta.json: {}",
+            std::fs::read_to_string(run.join("meta.json")).unwrap_or_default()
+        );
+        assert_eq!(
+            *body,
+            std::fs::read_to_string(run.join("output.txt")).unwrap(),
+            "run {name}"
+        );
+        assert_eq!(body.matches("run started").count(), 1, "{body}");
+        assert_eq!(body.matches("@ticks: ").count(), 1, "{body}");
+    }
+    // Read through the reader pod: find + stat, then tar, in pods/exec.
+    let execs = env.execs();
+    assert!(
+        execs.iter().any(|e| e.contains("command=find"))
+            && execs.iter().any(|e| e.contains("command=tar")),
+        "{execs:?}"
+    );
+    env.readers_gone(&id);
+}
+
+/// `logs TRACE -O DIR` downloads every run kept on the claim (output.txt and meta.json,
+/// byte for byte) through the reader pod.
+#[test]
+fn scheduled_trace_to_a_pvc_downloads_its_runs() {
+    let Some(env) = setup("scheduled_trace_to_a_pvc_downloads_its_runs") else {
+        return;
+    };
+    let (id, runs) = scheduled_pvc_trace_run_twice(&env);
+    let dest = env.home.join("runs");
+    let (status, out, err) = env.run(&["logs", &id, "-O", dest.to_str().unwrap()]);
+    assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
+    let mut got: Vec<String> = std::fs::read_dir(&dest)
+        .unwrap()
+        .flatten()
+        .map(|e| file_name(&e.path()))
+        .collect();
+    got.sort();
+    let want: Vec<String> = runs.iter().map(|r| file_name(r)).collect();
+    assert_eq!(got, want, "stdout:\n{out}\nstderr:\n{err}");
+    for run in &runs {
+        let name = file_name(run);
+        let mut files: Vec<String> = std::fs::read_dir(dest.join(&name))
+            .unwrap()
+            .flatten()
+            .map(|e| file_name(&e.path()))
+            .collect();
+        files.sort();
+        assert_eq!(files, ["meta.json", "output.txt"], "run {name}");
+        for f in &files {
+            assert_eq!(
+                std::fs::read(dest.join(&name).join(f)).unwrap(),
+                std::fs::read(run.join(f)).unwrap(),
+                "{name}/{f}"
+            );
+        }
+        let meta: Value =
+            serde_json::from_slice(&std::fs::read(dest.join(&name).join("meta.json")).unwrap())
+                .unwrap();
+        assert!(meta.is_object(), "{meta}");
+    }
+    assert!(
+        env.execs().iter().any(|e| e.contains("command=tar")),
+        "{:?}",
+        env.execs()
+    );
+    env.readers_gone(&id);
+}
+
+/// A scheduled pod trace finds its pod by namespace and name at each run (the kubelet's
+/// /var/log/pods and /var/log/containers): after the pod is recreated (new uid, new
+/// cgroups, new container id, same name), the next run counts the new pod's events, not
+/// the old one's.
+#[test]
+fn scheduled_pod_trace_follows_a_recreated_pod() {
+    let Some(env) = setup("scheduled_pod_trace_follows_a_recreated_pod") else {
+        return;
+    };
+    let mut old = env
+        .cluster
+        .add_workload_pod(&PodSpec::new("default", "x", "node-a"))
+        .unwrap();
+    let (status, out, err) = env.run(&[
+        "run",
+        "pod/x",
+        "--schedule",
+        "*/30 * * * *",
+        "--deadline",
+        "2s",
+        "-e",
+        "BEGIN { printf(\"attached\\n\"); } tracepoint:syscalls:sys_enter_getppid { @calls = count(); }",
+    ]);
+    assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
+    let id = trace_id(&out);
+    let cj = env.cronjob_of(&id);
+    let cronjob = env
+        .cluster
+        .get("batch", "cronjobs", "default", &cj)
+        .unwrap();
+    let args = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+        .to_string();
+    assert!(
+        args.contains(r#""--pod","default/x""#) && !args.contains(&old.uid),
+        "{args}"
+    );
+
+    // One run: `calls` events of the pods in `busy` (each after the probes are attached).
+    let run = |n: usize, busy: &mut [(&mut e2e::workload::WorkloadPod, u64)]| -> String {
+        let job = env.cluster.trigger_cronjob("default", &cj).unwrap();
+        let pod = env.job_pod(&job);
+        env.eventually(
+            &format!("run {n}: the probes attached"),
+            Duration::from_secs(30),
+            || {
+                env.cluster
+                    .pod_log("default", &pod)
+                    .is_some_and(|l| l.contains("attached\n"))
+            },
+        );
+        for (p, calls) in busy.iter_mut() {
+            p.container("app").getppid(*calls);
+        }
+        env.wait_job(&job, n);
+        let log = env.cluster.pod_log("default", &pod).unwrap_or_default();
+        let j = env.cluster.get("batch", "jobs", "default", &job).unwrap();
+        assert_eq!(
+            j["status"]["succeeded"], 1,
+            "run {n}: {}\n{log}",
+            j["status"]
+        );
+        log
+    };
+    let log = run(1, &mut [(&mut old, 300)]);
+    assert!(log.contains("@calls: 300\n"), "run 1:\n{log}");
+
+    // Recreated: the old pod leaves the API (its processes stay, busy, in its cgroup).
+    env.cluster.delete_pod("default", "x").unwrap();
+    let mut new = env
+        .cluster
+        .add_workload_pod(&PodSpec::new("default", "x", "node-a"))
+        .unwrap();
+    assert_ne!(new.uid, old.uid);
+    assert_ne!(new.containers[0].id, old.containers[0].id);
+    let log = run(2, &mut [(&mut old, 500), (&mut new, 700)]);
+    assert!(log.contains("@calls: 700\n"), "run 2:\n{log}");
+    assert!(
+        !log.contains("500") && !log.contains("1200"),
+        "run 2:\n{log}"
+    );
 }
 
 #[test]

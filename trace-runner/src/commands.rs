@@ -51,6 +51,10 @@ pub(crate) fn monotonic_ns() -> u64 {
 pub(crate) fn base_options() -> CodegenOptions {
     CodegenOptions {
         start_ns: monotonic_ns(),
+        map_entries: std::env::var("BPFTRACE_MAP_KEYS_MAX")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|n| *n > 0),
         cgroup_id_of: Some(scope::cgroup_id_of),
         ..Default::default()
     }

@@ -59,3 +59,33 @@ fn control_flow_variables_and_strings() {
         "Attaching 1 probe...\neq\nne2\n\n\n@bits: 1026\n@c: 5\n@k[y, 2]: 2\n@mod: 2\n@neg: 9223372036854775804\n@t: 100\n@u: 15\n"
     );
 }
+
+#[test]
+fn code_after_exit_and_return_is_accepted() {
+    if !require_bpf() {
+        return;
+    }
+    let out = run(
+        "BEGIN { printf(\"a\\n\"); exit(); printf(\"never\\n\"); }",
+        &[],
+    );
+    assert_eq!(out, "Attaching 1 probe...\na\n\n\n");
+}
+
+#[test]
+fn map_size_follows_bpftrace_map_keys_max() {
+    if !require_bpf() {
+        return;
+    }
+    let script = "BEGIN { $i = 0; unroll(20) { @[$i] = 1; $i++; } exit(); }";
+    let out = Command::new(runner())
+        .args(["run", "-e", script])
+        .env("BPFTRACE_MAP_KEYS_MAX", "8")
+        .output()
+        .unwrap();
+    let keys = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("@["))
+        .count();
+    assert_eq!(keys, 8, "a map of 8 entries holds 8 keys");
+}

@@ -39,7 +39,8 @@ pub const MAP_RINGBUF: u32 = 27;
 /// The hash map of allowed tgids for pid-set scoping (see [`CodegenOptions::pid_set`]).
 pub const SCOPE_PIDS_MAP: &str = "scope_pids";
 
-/// Entries of a keyed map (bpftrace's default map size).
+/// Entries of a keyed map (bpftrace's default map size; `BPFTRACE_MAP_KEYS_MAX` changes
+/// it, as for bpftrace).
 pub const MAX_MAP_ENTRIES: u32 = 4096;
 /// `bpf_ringbuf_output` flag: do not wake the consumer up.
 const BPF_RB_NO_WAKEUP: i32 = 1;
@@ -201,6 +202,8 @@ pub struct CodegenOptions {
     pub params: Vec<String>,
     /// `CLOCK_MONOTONIC` at start, for `elapsed`.
     pub start_ns: u64,
+    /// Entries of keyed maps, when not [`MAX_MAP_ENTRIES`].
+    pub map_entries: Option<u32>,
     /// Resolves `cgroupid("path")`.
     pub cgroup_id_of: Option<fn(&str) -> Option<u64>>,
     /// Allow actions that change the system (`signal()`), like bpftrace's `--unsafe`.
@@ -315,7 +318,11 @@ pub fn generate(
             map_type,
             key_size: key_size.max(1) as u32,
             value_size: value_size as u32,
-            max_entries: if array { 1 } else { MAX_MAP_ENTRIES },
+            max_entries: if array {
+                1
+            } else {
+                opts.map_entries.unwrap_or(MAX_MAP_ENTRIES)
+            },
             flags: 0,
         });
     }
@@ -579,6 +586,14 @@ impl ProgGen<'_> {
             self.kind,
             ProbeKind::Begin | ProbeKind::End | ProbeKind::Interval | ProbeKind::CgroupSkb
         )
+    }
+
+    /// Jump to the exit. Through a conditional jump: code after `exit()` or `return` is
+    /// then dead but not unreachable, which the verifier would refuse.
+    fn leave(&mut self) {
+        let exit = self.exit;
+        self.asm.mov_imm(R0, 0);
+        self.asm.jump_imm(Cond::Eq, R0, 0, exit);
     }
 
     /// Predicate, statements and the common exit.
@@ -879,8 +894,7 @@ impl ProgGen<'_> {
                 Ok(())
             }
             StmtKind::Return => {
-                let exit = self.exit;
-                self.asm.jump(exit);
+                self.leave();
                 Ok(())
             }
         }
@@ -1202,8 +1216,7 @@ impl ProgGen<'_> {
             "signal" => self.gen_signal(e, args),
             "exit" => {
                 self.simple_event(EventKind::Exit, 0, e.span)?;
-                let exit = self.exit;
-                self.asm.jump(exit);
+                self.leave();
                 Ok(())
             }
             "print" if !matches!(args.first().map(|a| &a.kind), Some(ExprKind::Map(m)) if m.keys.is_empty()) =>
