@@ -3,14 +3,19 @@
 //! (`<job>-xxxxx`, labels `job-name`/`controller-uid` and the template's), admission
 //! included (a rejected pod becomes a `FailedCreate` event on the Job, as the real
 //! controller reports it). The kubelet moves a pod Pending → Running and runs its
-//! container command as a local process: in a private mount namespace, chrooted to a
-//! root made of this host's top-level directories, with the pod's volumes bound at their
-//! mount paths (ConfigMaps written to a directory, hostPath as-is, one directory per
+//! container command as a local process: in a private mount namespace whose root
+//! (pivot_root, as a runtime does) is made of this host's top-level directories
+//! (directories the host lacks, such as /var/log/pods, made on a tmpfs there), with the pod's volumes bound at their
+//! mount paths (ConfigMaps written to a directory, hostPath as-is except the kubelet's
+//! log directories, which are the harness's own, one directory per
 //! PersistentVolumeClaim, emptyDir), so `trace-runner` sees `/programs`, `/host/proc`
 //! and `/output` as in a real pod. stdout and stderr become the pod's log; the exit
 //! code ends the pod (Succeeded/Failed) and the Job (Complete/Failed).
 //! activeDeadlineSeconds and pod deletion stop the container with SIGTERM, then
 //! SIGKILL after the grace period; ttlSecondsAfterFinished removes finished Jobs.
+//! `pods/exec` runs commands in a running container's mount namespace. The kubelet keeps
+//! `/var/log/pods/<ns>_<name>_<uid>/` and `/var/log/containers/<name>_<ns>_<container>-
+//! <id>.log` for its pods and the workload pods, in [`AgentConfig::log_dir`].
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
@@ -920,6 +925,19 @@ fn spawn(l: Launch) -> std::io::Result<tokio::process::Child> {
             {
                 return err();
             }
+            // The root: a mount point of its own, so that it can become the namespace's
+            // root (pivot_root, as container runtimes do: under a chroot the namespace's
+            // root would stay the host's, and setns(2) back to it would leave the pod).
+            if libc::mount(
+                rootfs.as_ptr(),
+                rootfs.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ) != 0
+            {
+                return err();
+            }
             for op in &ops {
                 match op {
                     MountOp::Bind {
@@ -976,7 +994,14 @@ fn spawn(l: Launch) -> std::io::Result<tokio::process::Child> {
                     }
                 }
             }
-            if libc::chroot(rootfs.as_ptr()) != 0 || libc::chdir(workdir.as_ptr()) != 0 {
+            // pivot_root(".", "."): the old root lands on top of the new one; detach it.
+            let dot = c".";
+            if libc::chdir(rootfs.as_ptr()) != 0
+                || libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) != 0
+                || libc::umount2(dot.as_ptr(), libc::MNT_DETACH) != 0
+                || libc::chdir(c"/".as_ptr()) != 0
+                || libc::chdir(workdir.as_ptr()) != 0
+            {
                 return err();
             }
             libc::setsid();
@@ -1103,7 +1128,6 @@ async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: String) {
             ExecTarget {
                 container: cname.clone(),
                 pid,
-                rootfs: poddir.join("rootfs"),
                 workdir: container["workingDir"].as_str().unwrap_or("/").to_string(),
                 env: exec_env,
             },
@@ -1327,7 +1351,7 @@ pub fn exec_target(
 }
 
 /// Start `argv` in a running container as a runtime's exec does: in the mount namespace
-/// of the container's main process, chrooted to its root, with its environment, in a
+/// of the container's main process (whose root is the container's), with its environment, in a
 /// process group of its own (`-pid` kills it and its children). The program is looked up
 /// in the container's PATH, in the container's view of the files.
 pub fn exec_in_container(
@@ -1371,14 +1395,12 @@ pub fn exec_in_container(
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     let fd = std::os::fd::AsRawFd::as_raw_fd(&mnt);
-    let rootfs = cstr(&t.rootfs);
     let workdir = CString::new(t.workdir.as_bytes()).unwrap_or_default();
     // SAFETY: only async-signal-safe syscalls on data prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNS) != 0
-                || libc::chroot(rootfs.as_ptr()) != 0
-                || libc::chdir(workdir.as_ptr()) != 0
+            // Entering the namespace sets the root to its root: the container's.
+            if libc::setns(fd, libc::CLONE_NEWNS) != 0 || libc::chdir(workdir.as_ptr()) != 0
             {
                 return Err(std::io::Error::last_os_error());
             }

@@ -126,14 +126,12 @@ pub struct Kill {
 }
 
 /// How to run a command in a running container (`pods/exec`): enter the mount namespace
-/// of its main process and chroot to its root, with its environment.
+/// of its main process (its root is the container's), with its environment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecTarget {
     pub container: String,
     /// The container's main process.
     pub pid: i32,
-    /// The container's root (a directory in the mount namespace of `pid`).
-    pub rootfs: std::path::PathBuf,
     pub workdir: String,
     pub env: Vec<(String, String)>,
 }

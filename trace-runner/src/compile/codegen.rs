@@ -366,35 +366,18 @@ pub fn generate(
             } else {
                 format!("{first} (and {} more)", points - 1)
             };
-            let mut asm = Asm::default();
-            let exit = asm.new_label();
-            let mut g = ProgGen {
-                asm,
-                t: &mut t,
-                opts,
+            let probe_id = group.members[0].1;
+            let spec = ProgramSpec {
                 kind: ProbeKind::Tracepoint,
                 fields: Vec::new(),
-                probe_id: group.members[0].1,
-                vars: HashMap::new(),
-                stack: 0,
-                exit,
+                probe_id,
                 syscall: Some(group),
-            };
-            g.prologue();
-            g.body(probe)?;
-            let (insns, map_relocs) = g.asm.finish().map_err(|e| err(probe.span, e))?;
-            let name = format!("p{}", programs.len());
-            programs.push(CompiledProgram {
-                code: ProgramCode {
-                    section: section_name(&target, &name),
-                    name,
-                    insns,
-                    map_relocs,
-                },
-                attach: target,
+                target,
                 probe_name,
                 points,
-            });
+            };
+            let program = build_program(&mut t, opts, probe, spec, programs.len())?;
+            programs.push(program);
         }
         for attach in rest {
             let probe_id = t.probe_names.len();
@@ -406,35 +389,17 @@ pub fn generate(
                 _ => None,
             };
             let target = attach_target(attach, probe.span)?;
-            let mut asm = Asm::default();
-            let exit = asm.new_label();
-            let mut g = ProgGen {
-                asm,
-                t: &mut t,
-                opts,
+            let spec = ProgramSpec {
                 kind: attach.kind,
                 fields: fields.unwrap_or_default(),
                 probe_id,
-                vars: HashMap::new(),
-                stack: 0,
-                exit,
                 syscall: None,
-            };
-            g.prologue();
-            g.body(probe)?;
-            let (insns, map_relocs) = g.asm.finish().map_err(|e| err(probe.span, e))?;
-            let name = format!("p{}", programs.len());
-            programs.push(CompiledProgram {
-                code: ProgramCode {
-                    section: section_name(&target, &name),
-                    name,
-                    insns,
-                    map_relocs,
-                },
-                attach: target,
+                target,
                 probe_name: attach.name.clone(),
                 points: 1,
-            });
+            };
+            let program = build_program(&mut t, opts, probe, spec, programs.len())?;
+            programs.push(program);
         }
     }
 
@@ -450,6 +415,68 @@ pub fn generate(
         lost_map: t.lost_map,
         stack_map: t.stack_map,
         joins: t.joins,
+    })
+}
+
+/// What one generated program serves.
+struct ProgramSpec {
+    kind: ProbeKind,
+    /// Tracepoint record fields (empty for other kinds and for syscall groups).
+    fields: Vec<TpField>,
+    /// The `probe` builtin's id (of the first member, for a syscall group).
+    probe_id: usize,
+    syscall: Option<SyscallGroup>,
+    target: Attach,
+    probe_name: String,
+    points: usize,
+}
+
+/// Generate one program: prologue (scope filters, syscall number filter), predicate,
+/// body and exit.
+fn build_program(
+    t: &mut Tables,
+    opts: &CodegenOptions,
+    probe: &trace_lang::ast::Probe,
+    spec: ProgramSpec,
+    index: usize,
+) -> Result<CompiledProgram, Diagnostic> {
+    let ProgramSpec {
+        kind,
+        fields,
+        probe_id,
+        syscall,
+        target,
+        probe_name,
+        points,
+    } = spec;
+    let mut asm = Asm::default();
+    let exit = asm.new_label();
+    let mut g = ProgGen {
+        asm,
+        t,
+        opts,
+        kind,
+        fields,
+        probe_id,
+        vars: HashMap::new(),
+        stack: 0,
+        exit,
+        syscall,
+    };
+    g.prologue();
+    g.body(probe)?;
+    let (insns, map_relocs) = g.asm.finish().map_err(|e| err(probe.span, e))?;
+    let name = format!("p{index}");
+    Ok(CompiledProgram {
+        code: ProgramCode {
+            section: section_name(&target, &name),
+            name,
+            insns,
+            map_relocs,
+        },
+        attach: target,
+        probe_name,
+        points,
     })
 }
 

@@ -31,7 +31,6 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use aya::maps::perf::{PerfEvent as PerfRecord, PerfEventArrayBuffer};
@@ -395,24 +394,6 @@ fn inspect(bytes: &[u8], name: &str) -> Result<ElfInfo, String> {
     })
 }
 
-/// Set by SIGINT/SIGTERM.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as *const () as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
-        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
-    }
-}
-
 /// Run a compiled object until a signal or the deadline, then print its maps.
 pub fn run_object(run: ObjectRun) -> Result<(), ObjectError> {
     let started = run.started;
@@ -678,7 +659,7 @@ fn trace_object(run: &ObjectRun, sink: &mut Sink) -> Result<u64, ObjectError> {
         None => EventSource::None,
     };
 
-    install_signal_handlers();
+    super::install_signal_handlers();
     sink.attached(info.programs.len());
     let mut printer = Printer {
         sink,
@@ -691,7 +672,7 @@ fn trace_object(run: &ObjectRun, sink: &mut Sink) -> Result<u64, ObjectError> {
     loop {
         printer.drain(&mut source);
         printer.sink.flush();
-        if STOP.load(Ordering::SeqCst) {
+        if super::stop_requested() {
             break;
         }
         let mut timeout = Duration::from_millis(200);
