@@ -1400,8 +1400,7 @@ pub fn exec_in_container(
     unsafe {
         cmd.pre_exec(move || {
             // Entering the namespace sets the root to its root: the container's.
-            if libc::setns(fd, libc::CLONE_NEWNS) != 0 || libc::chdir(workdir.as_ptr()) != 0
-            {
+            if libc::setns(fd, libc::CLONE_NEWNS) != 0 || libc::chdir(workdir.as_ptr()) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             libc::setsid();

@@ -1743,7 +1743,7 @@ impl ProgGen<'_> {
             }
             ExprKind::Binary { op, lhs, rhs } => {
                 if lhs.ty.is_str() && rhs.ty.is_str() {
-                    return self.str_compare(*op, lhs, rhs, e.span);
+                    return self.gen_str_equality(*op, lhs, rhs, e.span);
                 }
                 self.gen_int(lhs)?;
                 let signed = is_signed(&lhs.ty) && is_signed(&rhs.ty);
@@ -1952,50 +1952,6 @@ impl ProgGen<'_> {
         a.jump(done);
         a.bind(t);
         a.mov_imm(R0, 1);
-        a.bind(done);
-        Ok(())
-    }
-
-    /// String `==` / `!=`: compares up to the shorter buffer, stopping at a NUL.
-    fn str_compare(
-        &mut self,
-        op: BinOp,
-        lhs: &Expr,
-        rhs: &Expr,
-        span: Span,
-    ) -> Result<(), Diagnostic> {
-        if !matches!(op, BinOp::Eq | BinOp::Ne) {
-            return Err(err(span, "strings can only be compared with == and !="));
-        }
-        let (ln, rn) = (lhs.ty.size(), rhs.ty.size());
-        let l = self.alloc(ln, lhs.span)?;
-        self.zero(l, ln);
-        self.gen_into(lhs, l)?;
-        let r = self.alloc(rn, rhs.span)?;
-        self.zero(r, rn);
-        self.gen_into(rhs, r)?;
-        let n = ln.min(rn);
-        let a = &mut self.asm;
-        let differ = a.new_label();
-        let same = a.new_label();
-        let done = a.new_label();
-        for i in 0..n {
-            a.load(Size::B, R1, FP, l + i as i16);
-            a.load(Size::B, R2, FP, r + i as i16);
-            a.jump_reg(Cond::Ne, R1, R2, differ);
-            a.jump_imm(Cond::Eq, R1, 0, same);
-        }
-        if ln != rn {
-            // Equal over the shorter buffer: equal only if the longer one ends there.
-            let (longer, at) = if ln > rn { (l, rn) } else { (r, ln) };
-            a.load(Size::B, R1, FP, longer + at as i16);
-            a.jump_imm(Cond::Ne, R1, 0, differ);
-        }
-        a.bind(same);
-        a.mov_imm(R0, if op == BinOp::Eq { 1 } else { 0 });
-        a.jump(done);
-        a.bind(differ);
-        a.mov_imm(R0, if op == BinOp::Eq { 0 } else { 1 });
         a.bind(done);
         Ok(())
     }

@@ -1,14 +1,15 @@
-//! `strncmp(a, b, n)`: bpftrace's string comparison over at most `n` characters, 0 when
-//! the strings are equal up to `n` (or both end at the same place before it), 1 otherwise.
+//! String comparison: `strncmp(a, b, n)` (bpftrace's: 0 when the strings are equal up to
+//! `n` characters or both end at the same place before it, 1 otherwise) and `==`/`!=`.
 //! Both strings are copied onto the stack and compared byte by byte in unrolled code
 //! (no loops for the verifier to bound). `n` is an integer literal or a positional
 //! parameter (`strncmp(str(args->filename), str($1), $2)`), known at compile time.
 
-use trace_lang::ast::{Expr, ExprKind};
+use trace_lang::ast::{BinOp, Expr, ExprKind};
+use trace_lang::span::Span;
 use trace_lang::Diagnostic;
 
 use super::{err, ProgGen};
-use crate::compile::insn::{Cond, Size, FP, R0, R1, R2};
+use crate::compile::insn::{Alu, Cond, Size, FP, R0, R1, R2};
 
 impl ProgGen<'_> {
     /// The compile-time value of `strncmp`'s length argument.
@@ -37,6 +38,32 @@ impl ProgGen<'_> {
             return Err(err(e.span, "strncmp() takes 3 arguments"));
         };
         let n = self.const_len(len)?;
+        self.compare_strings(lhs, rhs, n)
+    }
+
+    /// r0 = `a == b` (or `!=`): equal when no byte differs up to the longer buffer.
+    pub(super) fn gen_str_equality(
+        &mut self,
+        op: BinOp,
+        lhs: &Expr,
+        rhs: &Expr,
+        span: Span,
+    ) -> Result<(), Diagnostic> {
+        let negate = match op {
+            BinOp::Eq => false,
+            BinOp::Ne => true,
+            _ => return Err(err(span, "strings can only be compared with == and !=")),
+        };
+        self.compare_strings(lhs, rhs, lhs.ty.size().max(rhs.ty.size()))?;
+        // r0 is 0 when equal: == wants 1 then, != wants r0 as it is.
+        if !negate {
+            self.asm.alu_imm(Alu::Xor, R0, 1);
+        }
+        Ok(())
+    }
+
+    /// r0 = 0 when the two strings are equal over their first `n` characters, 1 otherwise.
+    fn compare_strings(&mut self, lhs: &Expr, rhs: &Expr, n: usize) -> Result<(), Diagnostic> {
         let (ln, rn) = (lhs.ty.size(), rhs.ty.size());
         // The two copies are dead once compared: their stack is given back at the end.
         let mark = self.stack;
