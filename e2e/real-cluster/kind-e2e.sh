@@ -102,7 +102,7 @@ wait $pid || fail "deploy: $(cat "$out")"
 grep -q "\[pod/${PODS[0]}\] @calls: 300" "$out" && grep -q "\[pod/${PODS[1]}\] @calls: 500" "$out" \
   || fail "deploy outputs: $(cat "$out")"
 
-step "4. scheduled trace to a PVC, two runs, logs --all-runs"
+step "4. scheduled trace to a PVC, two runs, logs --all-runs, logs -O"
 kubectl -n "$NS" apply -f "$ROOT/manifests/"*pvc*.yaml 2>/dev/null || true
 CLAIM="${CLAIM:-$(kubectl -n "$NS" get pvc -o jsonpath='{.items[0].metadata.name}')}"
 id=$(kubectl trace -n "$NS" run "node/$A" --schedule '* * * * *' --deadline 5s --output "pvc:$CLAIM" \
@@ -111,6 +111,10 @@ echo "waiting for two runs of $id (about 2 minutes)"
 until [[ $(kubectl -n "$NS" get jobs -l "kubectl-trace/id=$id" -o jsonpath='{.items[?(@.status.succeeded==1)].metadata.name}' | wc -w) -ge 2 ]]; do sleep 10; done
 kubectl trace -n "$NS" logs "$id" --all-runs >"$out" 2>&1 || fail "logs --all-runs: $(cat "$out")"
 [[ $(grep -c 'run started' "$out") -ge 2 ]] || fail "logs --all-runs: $(cat "$out")"
+dl=$(mktemp -d)
+kubectl trace -n "$NS" logs "$id" -O "$dl/runs" >"$out" 2>&1 || fail "logs -O: $(cat "$out")"
+[[ $(ls "$dl"/runs/*/output.txt | wc -l) -ge 2 && $(ls "$dl"/runs/*/meta.json | wc -l) -ge 2 ]] \
+  || fail "logs -O: $(ls -R "$dl")"
 kubectl trace -n "$NS" delete "$id"
 
 step "5. a bad script creates nothing"

@@ -1,7 +1,9 @@
 //! Hermetic end-to-end harness for kubectl-trace: a fake Kubernetes API server on
 //! loopback ([`server`] over the object [`store`]), a node agent acting as Job
 //! controller and kubelet ([`node`]) that runs the real `trace-runner` binary as a local
-//! process, and workloads standing in for pods ([`workload`]): real processes in cgroup v2
+//! process (and `pods/exec` commands in a running pod's mount namespace), keeping the
+//! kubelet's `/var/log/pods` and `/var/log/containers` in a directory of its own, and
+//! workloads standing in for pods ([`workload`]): real processes in cgroup v2
 //! directories laid out as the kubelet lays them out. [`cluster::FakeCluster`] ties them
 //! together; [`host`] has the machine-level helpers the tests need (binaries, BPF, root).
 

@@ -219,7 +219,12 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
         meta.exit_status = Some(code);
         meta.lost_events = lost;
         meta.error = error;
-        let _ = dir.finish(&meta);
+        if let Err(e) = dir.finish(&meta) {
+            eprintln!(
+                "error: cannot record the run's end in {}: {e}",
+                dir.meta_path().display()
+            );
+        }
     }
     result.map(|_| ())
 }

@@ -69,3 +69,24 @@ fn output_dir_gets_output_and_meta() {
     }
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+#[test]
+fn relative_output_dir_is_relative_to_the_working_directory() {
+    if !require_bpf() {
+        return;
+    }
+    // The loader briefly switches mount namespaces: the working directory (and root)
+    // must be the same after it, or late writes such as the final meta.json go astray.
+    let cwd = std::env::temp_dir().join(format!("kt-persist-rel-{}", std::process::id()));
+    std::fs::create_dir_all(&cwd).unwrap();
+    let out = Command::new(runner())
+        .current_dir(&cwd)
+        .args(["run", "--output-dir", "runs", "--trace-id", "rel", "-e", "BEGIN { exit(); }"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = std::fs::read_dir(cwd.join("runs/rel")).unwrap().flatten().next().unwrap().path();
+    let meta = std::fs::read_to_string(run.join("meta.json")).unwrap();
+    assert!(meta.contains("succeeded"), "the final meta.json was written: {meta}");
+    std::fs::remove_dir_all(&cwd).unwrap();
+}

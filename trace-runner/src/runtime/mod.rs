@@ -79,14 +79,21 @@ pub fn raise_memlock() {
 /// Any failure along the way (not privileged, multi-threaded) falls back to the plain path.
 fn loader_without_kernel_btf() -> EbpfLoader<'static> {
     const VMLINUX: &std::ffi::CStr = c"/sys/kernel/btf/vmlinux";
-    // SAFETY: plain syscalls on valid NUL-terminated paths and owned fds; the namespace
-    // switch is undone before returning.
+    // SAFETY: plain syscalls on valid NUL-terminated paths and owned fds; the namespace,
+    // root and working directory are restored before returning.
     unsafe {
-        let own = libc::open(
-            c"/proc/self/ns/mnt".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        );
-        if own < 0 {
+        let flags = libc::O_RDONLY | libc::O_CLOEXEC;
+        let own = libc::open(c"/proc/self/ns/mnt".as_ptr(), flags);
+        // `setns` resets the root and working directory to the namespace's: keep ours
+        // (a chroot's, in a container without pivot_root) to go back to them.
+        let root = libc::open(c"/".as_ptr(), flags | libc::O_DIRECTORY);
+        let cwd = libc::open(c".".as_ptr(), flags | libc::O_DIRECTORY);
+        if own < 0 || root < 0 || cwd < 0 {
+            for fd in [own, root, cwd] {
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+            }
             return EbpfLoader::new();
         }
         let hidden = libc::unshare(libc::CLONE_NEWNS) == 0
@@ -105,13 +112,19 @@ fn loader_without_kernel_btf() -> EbpfLoader<'static> {
                 std::ptr::null(),
             ) == 0;
         let loader = EbpfLoader::new();
-        if libc::setns(own, libc::CLONE_NEWNS) != 0 && hidden {
+        let back = libc::setns(own, libc::CLONE_NEWNS) == 0
+            && libc::fchdir(root) == 0
+            && libc::chroot(c".".as_ptr()) == 0
+            && libc::fchdir(cwd) == 0;
+        if !back && hidden {
             eprintln!(
                 "warning: could not return to the original mount namespace: {}",
                 std::io::Error::last_os_error()
             );
         }
-        libc::close(own);
+        for fd in [own, root, cwd] {
+            libc::close(fd);
+        }
         loader
     }
 }

@@ -448,7 +448,12 @@ pub fn run_object(run: ObjectRun) -> Result<(), ObjectError> {
         meta.exit_status = Some(code);
         meta.lost_events = lost;
         meta.error = error;
-        let _ = dir.finish(&meta);
+        if let Err(e) = dir.finish(&meta) {
+            eprintln!(
+                "error: cannot record the run's end in {}: {e}",
+                dir.meta_path().display()
+            );
+        }
     }
     result.map(|_| ())
 }
