@@ -166,6 +166,13 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     let (name, src) = args.script.source()?;
     let src = substitute_container_pid(&src, scope.container_pid)?;
     let compiled = compile_source(&name, &src, args.script.params(), &env, opts)?;
+    if compiled.programs.is_empty() {
+        return Err(Failure(
+            "error: nothing to trace: every attach point was skipped (see the warnings above)"
+                .into(),
+            1,
+        ));
+    }
 
     let run_dir = match (&args.output_dir, &args.trace_id) {
         (Some(dir), Some(id)) => Some(persist::RunDir::create(dir, id, started).map_err(|e| {

@@ -83,3 +83,21 @@ fn script_file_errors_name_the_file() {
     assert!(err.starts_with(&format!("{}:2:", file.display())), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_script_whose_every_probe_is_skipped_is_an_error_not_a_hang() {
+    if !common::require_bpf() {
+        return;
+    }
+    let out = Command::new(runner())
+        .args([
+            "run",
+            "-e",
+            "uprobe:/nonexistent/binary:foo { @ = count(); }",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("nothing to trace"), "{err}");
+}

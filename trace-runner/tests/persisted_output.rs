@@ -81,12 +81,32 @@ fn relative_output_dir_is_relative_to_the_working_directory() {
     std::fs::create_dir_all(&cwd).unwrap();
     let out = Command::new(runner())
         .current_dir(&cwd)
-        .args(["run", "--output-dir", "runs", "--trace-id", "rel", "-e", "BEGIN { exit(); }"])
+        .args([
+            "run",
+            "--output-dir",
+            "runs",
+            "--trace-id",
+            "rel",
+            "-e",
+            "BEGIN { exit(); }",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let run = std::fs::read_dir(cwd.join("runs/rel")).unwrap().flatten().next().unwrap().path();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::fs::read_dir(cwd.join("runs/rel"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
     let meta = std::fs::read_to_string(run.join("meta.json")).unwrap();
-    assert!(meta.contains("succeeded"), "the final meta.json was written: {meta}");
+    assert!(
+        meta.contains("succeeded"),
+        "the final meta.json was written: {meta}"
+    );
     std::fs::remove_dir_all(&cwd).unwrap();
 }

@@ -22,11 +22,19 @@ fn benchmark_script_smoke_run() {
     let plugin = sibling_binary("kubectl-trace");
     let have_bpftrace = Path::new("/usr/bin/bpftrace").exists();
     let is_root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false);
     let (Some(runner), Some(plugin), true, true) = (runner, plugin, have_bpftrace, is_root) else {
-        assert!(!in_ci(), "the benchmark smoke run needs root, bpftrace and the built binaries under CI=true");
-        eprintln!("skipping: needs root, bpftrace, and target/debug/{{trace-runner,kubectl-trace}}");
+        assert!(
+            !in_ci(),
+            "the benchmark smoke run needs root, bpftrace and the built binaries under CI=true"
+        );
+        eprintln!(
+            "skipping: needs root, bpftrace, and target/debug/{{trace-runner,kubectl-trace}}"
+        );
         return;
     };
     let out = Command::new("bash")
@@ -38,9 +46,18 @@ fn benchmark_script_smoke_run() {
         .expect("run bench/run.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench/run.sh --smoke failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "bench/run.sh --smoke failed:\n{stdout}\n{stderr}"
+    );
     for section in ["Start-up", "Peak RSS", "Per-event cost", "Size", "Plugin"] {
-        assert!(stdout.contains(section), "no '{section}' section in:\n{stdout}");
+        assert!(
+            stdout.contains(section),
+            "no '{section}' section in:\n{stdout}"
+        );
     }
-    assert!(stdout.contains("faster"), "start-up ratios are printed:\n{stdout}");
+    assert!(
+        stdout.contains("faster"),
+        "start-up ratios are printed:\n{stdout}"
+    );
 }

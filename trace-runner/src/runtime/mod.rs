@@ -74,7 +74,9 @@ pub fn raise_memlock() {
 fn unload(attach: &Attach, prog: &mut aya::programs::Program) {
     let _ = match attach {
         Attach::Begin | Attach::End => Ok(()),
-        Attach::RawTracepoint { .. } => <&mut RawTracePoint>::try_from(prog).and_then(|x| x.unload()),
+        Attach::RawTracepoint { .. } => {
+            <&mut RawTracePoint>::try_from(prog).and_then(|x| x.unload())
+        }
         Attach::Tracepoint { .. } => <&mut TracePoint>::try_from(prog).and_then(|x| x.unload()),
         Attach::Kprobe { .. } => <&mut KProbe>::try_from(prog).and_then(|x| x.unload()),
         Attach::Uprobe { .. } => <&mut UProbe>::try_from(prog).and_then(|x| x.unload()),
