@@ -281,6 +281,32 @@ impl RunDir {
         result
     }
 
+    /// Record how the run ended — lost events on success, the failure's message and exit
+    /// code otherwise, and a failed persisted copy (e.g. a full volume) — and
+    /// [`Self::finish`], reporting a failure to write `meta.json` on stderr.
+    pub fn record_end(
+        &self,
+        meta: &mut RunMeta,
+        outcome: Result<u64, (&str, u8)>,
+        file_error: Option<&io::Error>,
+    ) {
+        meta.end = Some(SystemTime::now());
+        let truncated = file_error.map(|e| format!("persisted output truncated: {e}"));
+        let (code, lost, error) = match outcome {
+            Ok(lost) => (i32::from(file_error.is_some()), lost, truncated),
+            Err((msg, code)) => (i32::from(code), 0, Some(msg.to_string())),
+        };
+        meta.exit_status = Some(code);
+        meta.lost_events = lost;
+        meta.error = error;
+        if let Err(e) = self.finish(meta) {
+            eprintln!(
+                "error: cannot record the run's end in {}: {e}",
+                self.meta_path().display()
+            );
+        }
+    }
+
     /// The end of the run: sync `output.txt` and replace `meta.json` (set `meta.end` and
     /// `meta.exit_status` first). On a full volume the tmp file cannot be written, so the
     /// existing `meta.json` is overwritten in place instead; the error is still returned

@@ -212,26 +212,11 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
 
     let result = trace(compiled, &args, &scope, &mut sink);
     if let Some(dir) = &run_dir {
-        meta.end = Some(std::time::SystemTime::now());
-        let (code, lost, error) = match &result {
-            Ok(lost) => (
-                if sink.file_error.is_some() { 1 } else { 0 },
-                *lost,
-                sink.file_error
-                    .as_ref()
-                    .map(|e| format!("persisted output truncated: {e}")),
-            ),
-            Err(Failure(msg, code)) => (i32::from(*code), 0, Some(msg.clone())),
-        };
-        meta.exit_status = Some(code);
-        meta.lost_events = lost;
-        meta.error = error;
-        if let Err(e) = dir.finish(&meta) {
-            eprintln!(
-                "error: cannot record the run's end in {}: {e}",
-                dir.meta_path().display()
-            );
-        }
+        let outcome = result
+            .as_ref()
+            .map(|lost| *lost)
+            .map_err(|Failure(msg, code)| (msg.as_str(), *code));
+        dir.record_end(&mut meta, outcome, sink.file_error.as_ref());
     }
     result.map(|_| ())
 }

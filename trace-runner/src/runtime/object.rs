@@ -434,26 +434,11 @@ pub fn run_object(run: ObjectRun) -> Result<(), ObjectError> {
     let mut sink = Sink::new(run.format, file);
     let result = trace_object(&run, &mut sink);
     if let Some(dir) = &run_dir {
-        meta.end = Some(SystemTime::now());
-        let (code, lost, error) = match &result {
-            Ok(lost) => (
-                i32::from(sink.file_error.is_some()),
-                *lost,
-                sink.file_error
-                    .as_ref()
-                    .map(|e| format!("persisted output truncated: {e}")),
-            ),
-            Err(ObjectError(msg, code)) => (i32::from(*code), 0, Some(msg.clone())),
-        };
-        meta.exit_status = Some(code);
-        meta.lost_events = lost;
-        meta.error = error;
-        if let Err(e) = dir.finish(&meta) {
-            eprintln!(
-                "error: cannot record the run's end in {}: {e}",
-                dir.meta_path().display()
-            );
-        }
+        let outcome = result
+            .as_ref()
+            .map(|lost| *lost)
+            .map_err(|ObjectError(msg, code)| (msg.as_str(), *code));
+        dir.record_end(&mut meta, outcome, sink.file_error.as_ref());
     }
     result.map(|_| ())
 }
