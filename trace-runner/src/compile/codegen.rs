@@ -1549,7 +1549,8 @@ impl ProgGen<'_> {
             (Type::Str(_) | Type::Array { .. }, _) if Self::is_memory(e) => {
                 self.gen_memory_into(e, off)
             }
-            (t, _) if Self::is_special_value(t) => self.gen_value_into(e, off),
+            // The value kinds user space decodes in `values` (stacks, addresses, ...).
+            (t, _) if crate::values::handles(t) => self.gen_value_into(e, off),
             (Type::Str(_), _) | (Type::Tuple(_), _) => {
                 Err(err(e.span, "this string expression is not supported yet"))
             }

@@ -100,20 +100,6 @@ impl ProgGen<'_> {
         self.asm.store(Size::DW, FP, off, R0);
     }
 
-    /// Whether [`Self::gen_value_into`] handles values of this type.
-    pub(super) fn is_special_value(t: &Type) -> bool {
-        matches!(
-            t,
-            Type::Inet
-                | Type::MacAddr
-                | Type::Buf(_)
-                | Type::Timestamp
-                | Type::CgroupPath
-                | Type::Usym
-                | Type::Stack { .. }
-        )
-    }
-
     /// Write a value of one of the types of this module at `FP + off`.
     pub(super) fn gen_value_into(&mut self, e: &Expr, off: i16) -> Result<(), Diagnostic> {
         let size = e.ty.size();
