@@ -12,9 +12,11 @@ use crate::output::{self, MapDump};
 /// Output format chosen with `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// bpftrace's text output.
     Text,
+    /// bpftrace's `-f json` records, one per line.
     Json,
-    /// Text, except that at exit the maps print as folded stacks (see [`crate::flame`]).
+    /// Text, but stack maps print at exit as folded stacks (for flamegraph.pl or inferno).
     Folded,
 }
 
