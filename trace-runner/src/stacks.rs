@@ -87,10 +87,27 @@ fn frame_name(addr: u64, user: bool, pid: u32) -> String {
     crate::symbols::kernel_symbol_offset(addr)
 }
 
+/// A kernel frame of the BPF machinery that ran the probe.
+fn is_tracer_frame(symbol: &str) -> bool {
+    ["bpf_prog_", "bpf_trace_run", "__bpf_trace_"]
+        .iter()
+        .any(|p| symbol.starts_with(p))
+}
+
 /// Render stack `id` (of process `pid` for user stacks), at most `limit` frames.
 pub fn render(id: i64, pid: u32, user: bool, limit: u32, mode: StackMode, indent: usize) -> String {
     let mut out = String::from("\n");
-    for addr in addresses(id).into_iter().take(limit as usize) {
+    let mut addrs = addresses(id);
+    if !user {
+        // Our own frames on top of a kernel stack (the program and the raw tracepoint
+        // glue that runs it) say nothing about the traced code: start below them.
+        let ours = addrs
+            .iter()
+            .take_while(|a| is_tracer_frame(&crate::symbols::kernel_symbol(**a)))
+            .count();
+        addrs.drain(..ours);
+    }
+    for addr in addrs.into_iter().take(limit as usize) {
         match mode {
             StackMode::Bpftrace => {
                 out.push_str(&" ".repeat(indent));
