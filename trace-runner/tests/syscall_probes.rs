@@ -64,3 +64,19 @@ tracepoint:syscalls:sys_enter_* /comm == "ktsys"/ { @all = count(); }"#;
         "the wildcard sees every syscall of the workload: {out}"
     );
 }
+
+#[test]
+fn kernel_stacks_start_at_the_traced_code() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("kt-sysstack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = Trace::start(&["-e", "BEGIN { printf(\"ready\\n\"); } tracepoint:syscalls:sys_enter_getppid /comm == \"ktsys\"/ { @[kstack] = count(); }"]);
+    workload(3, 0, &dir);
+    let (out, _) = trace.stop(libc::SIGINT);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let first = out.lines().skip_while(|l| !l.starts_with("@[")).nth(1).unwrap_or_default().trim();
+    assert!(!first.is_empty() && !first.starts_with("bpf_"), "first frame {first:?} in:\n{out}");
+    assert!(out.contains("do_syscall_64"), "{out}");
+}
