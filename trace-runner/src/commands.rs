@@ -90,6 +90,20 @@ pub(crate) fn build(script: ScriptArgs, output: PathBuf) -> Result<(), Failure> 
 }
 
 pub(crate) fn list(pattern: Option<String>) -> Result<(), Failure> {
+    // `uprobe:PATH:PATTERN` lists the functions of that binary or library.
+    if let Some(rest) = pattern.as_deref().and_then(|p| p.strip_prefix("uprobe:")) {
+        let (target, symbols) = rest.split_once(':').unwrap_or((rest, "*"));
+        let file = crate::uprobes::resolve_target(target)
+            .ok_or_else(|| Failure(format!("error: uprobe target '{target}' not found"), 1))?;
+        let functions = crate::uprobes::functions(&file)
+            .map_err(|e| Failure(format!("error: cannot read {}: {e}", file.display()), 1))?;
+        let mut out = String::new();
+        for f in functions.iter().filter(|f| tracefs::glob_match(symbols, f)) {
+            out.push_str(&format!("uprobe:{target}:{f}\n"));
+        }
+        print!("{out}");
+        return Ok(());
+    }
     let env = Tracefs::open();
     if !env.is_available() {
         return Err(Failure(
@@ -105,10 +119,31 @@ pub(crate) fn list(pattern: Option<String>) -> Result<(), Failure> {
         "profile:hz:N".into(),
         "interval:s:N".into(),
         "interval:ms:N".into(),
+        "cgroup_skb:ingress".into(),
+        "cgroup_skb:egress".into(),
     ];
-    for (c, n) in env.all_tracepoints() {
-        names.push(format!("tracepoint:{c}:{n}"));
-    }
+    let tracepoints = env.all_tracepoints();
+    // Raw tracepoints: the kernel tracepoints behind the events (the syscalls:* events
+    // all sit on sys_enter and sys_exit).
+    let mut raw: Vec<&str> = tracepoints
+        .iter()
+        .filter(|(c, _)| c != "syscalls")
+        .map(|(_, n)| n.as_str())
+        .collect();
+    raw.extend(["sys_enter", "sys_exit"]);
+    raw.sort_unstable();
+    raw.dedup();
+    names.extend(raw.iter().map(|n| format!("rawtracepoint:{n}")));
+    names.extend(
+        tracepoints
+            .iter()
+            .map(|(c, n)| format!("tracepoint:{c}:{n}")),
+    );
+    names.extend(
+        env.kprobe_functions()
+            .into_iter()
+            .map(|f| format!("kprobe:{f}")),
+    );
     for name in names {
         if pattern
             .as_ref()

@@ -85,6 +85,26 @@ impl Tracefs {
         out
     }
 
+    /// Functions kprobes can attach to, when this kernel has kprobes (none otherwise).
+    pub fn kprobe_functions(&self) -> Vec<String> {
+        let Some(root) = &self.root else {
+            return Vec::new();
+        };
+        if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+            return Vec::new();
+        }
+        let text =
+            std::fs::read_to_string(root.join("available_filter_functions")).unwrap_or_default();
+        let mut names: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// Tracepoint names closest to `category:name`, for "did you mean" hints.
     fn suggestions(&self, category: &str, name: &str) -> Vec<String> {
         let wanted = format!("{category}:{name}");

@@ -35,6 +35,8 @@ pub fn resolve_target(target: &str) -> Option<PathBuf> {
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n == &prefix || n.starts_with(&format!("{prefix}.")))
+            // `libc.so` is often a linker script: only ELF files are libraries.
+            .filter(|n| is_elf(&Path::new(dir).join(n)))
             .collect();
         names.sort();
         if let Some(n) = names.first() {
@@ -42,6 +44,15 @@ pub fn resolve_target(target: &str) -> Option<PathBuf> {
         }
     }
     None
+}
+
+fn is_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"\x7fELF"
 }
 
 /// Whether `symbol` is defined in the ELF file (`None` if the file cannot be read).
@@ -54,6 +65,27 @@ pub fn symbol_defined(file: &Path, symbol: &str) -> Option<bool> {
                 .is_ok_and(|n| n == symbol || n.split('@').next() == Some(symbol))
     });
     Some(found)
+}
+
+/// The functions an ELF file defines (`.symtab` and `.dynsym`), sorted, for
+/// `trace-runner list 'uprobe:PATH:*'`.
+pub fn functions(file: &Path) -> Result<Vec<String>, String> {
+    let data = std::fs::read(file).map_err(|e| e.to_string())?;
+    let elf = object::File::parse(&*data).map_err(|e| e.to_string())?;
+    let mut names: Vec<String> = elf
+        .symbols()
+        .chain(elf.dynamic_symbols())
+        .filter(|s| s.is_definition() && s.kind() == object::SymbolKind::Text)
+        .filter_map(|s| {
+            s.name()
+                .ok()
+                .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        })
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    Ok(names)
 }
 
 /// `Some(false)` (with a warning on stderr) when the target or the symbol is missing.
