@@ -111,6 +111,15 @@ pub enum StmtKind {
         count: u64,
         body: Vec<Stmt>,
     },
+    /// `while (cond) { ... }` (a bounded loop the kernel's verifier must accept).
+    While {
+        cond: Expr,
+        body: Vec<Stmt>,
+    },
+    /// `break;` out of the innermost `while`.
+    Break,
+    /// `continue;` with the innermost `while`'s next iteration.
+    Continue,
     /// `return;` ends the probe early.
     Return,
 }

@@ -465,8 +465,35 @@ impl<'a> Parser<'a> {
                     false,
                 ));
             }
-            TokenKind::Ident(w) if matches!(w.as_str(), "while" | "for" | "break" | "continue") => {
-                return Err(Diagnostic::new(t.span, format!("'{w}' is not supported")));
+            TokenKind::Ident(w) if w == "while" => {
+                self.next()?;
+                self.expect_sym("(")?;
+                let cond = self.expr()?;
+                self.expect_sym(")")?;
+                let body = self.block()?;
+                let span = Span::new(start, self.prev_end);
+                return Ok((
+                    Stmt {
+                        kind: StmtKind::While { cond, body },
+                        span,
+                    },
+                    true,
+                ));
+            }
+            TokenKind::Ident(w) if matches!(w.as_str(), "break" | "continue") => {
+                self.next()?;
+                let kind = if w == "break" {
+                    StmtKind::Break
+                } else {
+                    StmtKind::Continue
+                };
+                return Ok((Stmt { kind, span: t.span }, false));
+            }
+            TokenKind::Ident(w) if w == "for" => {
+                return Err(Diagnostic::new(
+                    t.span,
+                    "'for' is not supported (bpftrace 0.17 has no for loops; use while)",
+                ));
             }
             TokenKind::Sym(s @ ("++" | "--")) => {
                 let op = if *s == "++" { BinOp::Add } else { BinOp::Sub };

@@ -771,6 +771,8 @@ struct Cx<'p> {
     kinds: Vec<ProbeKind>,
     attach: &'p [ResolvedAttach],
     vars: BTreeMap<String, Type>,
+    /// How many `while` loops enclose the statement being analysed.
+    loops: usize,
 }
 
 impl Cx<'_> {
@@ -809,6 +811,7 @@ impl Analyser<'_> {
                 kinds: probe.attach.iter().map(|a| a.kind).collect(),
                 attach: resolved,
                 vars: BTreeMap::new(),
+                loops: 0,
             };
             if let Some(pred) = &mut probe.predicate {
                 let t = self.expr(pred, &mut cx);
@@ -938,7 +941,29 @@ impl Analyser<'_> {
                 self.stmts(els, cx);
             }
             StmtKind::Unroll { body, .. } => self.stmts(body, cx),
-            StmtKind::Return => {}
+            StmtKind::While { cond, body } => {
+                let t = self.expr(cond, cx);
+                if !t.is_integral() && t != Type::None {
+                    self.error(cond.span, format!("Invalid condition in while(): {t}"));
+                } else if t == Type::None {
+                    self.check_value(cond);
+                }
+                cx.loops += 1;
+                self.stmts(body, cx);
+                cx.loops -= 1;
+            }
+            StmtKind::Break | StmtKind::Continue if cx.loops == 0 => {
+                let word = if s.kind == StmtKind::Break {
+                    "break"
+                } else {
+                    "continue"
+                };
+                self.error(
+                    s.span,
+                    format!("'{word}' can only be used inside a while loop"),
+                );
+            }
+            StmtKind::Break | StmtKind::Continue | StmtKind::Return => {}
         }
     }
 

@@ -89,3 +89,27 @@ fn map_size_follows_bpftrace_map_keys_max() {
         .count();
     assert_eq!(keys, 8, "a map of 8 entries holds 8 keys");
 }
+
+#[test]
+fn while_loops_with_break_and_continue() {
+    if !require_bpf() {
+        return;
+    }
+    // The same output as bpftrace 0.17 for the same script.
+    let script = "BEGIN { $i = 0; $s = 0; while ($i < 100) { $i++; if ($i % 2 == 0) { continue; } if ($i > 50) { break; } $s += $i; } printf(\"%d %d\\n\", $i, $s); exit(); }";
+    assert_eq!(run(script, &[]), "Attaching 1 probe...\n51 625\n\n\n");
+}
+
+#[test]
+fn break_outside_a_loop_is_a_located_error() {
+    let out = Command::new(runner())
+        .args(["check", "-e", "BEGIN { break; }"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("stdin:1:9: error: 'break' can only be used inside a while loop"),
+        "{err}"
+    );
+}

@@ -76,7 +76,15 @@ fn kernel_stacks_start_at_the_traced_code() {
     workload(3, 0, &dir);
     let (out, _) = trace.stop(libc::SIGINT);
     std::fs::remove_dir_all(&dir).unwrap();
-    let first = out.lines().skip_while(|l| !l.starts_with("@[")).nth(1).unwrap_or_default().trim();
-    assert!(!first.is_empty() && !first.starts_with("bpf_"), "first frame {first:?} in:\n{out}");
+    let first = out
+        .lines()
+        .skip_while(|l| !l.starts_with("@["))
+        .nth(1)
+        .unwrap_or_default()
+        .trim();
+    assert!(
+        !first.is_empty() && !first.starts_with("bpf_"),
+        "first frame {first:?} in:\n{out}"
+    );
     assert!(out.contains("do_syscall_64"), "{out}");
 }

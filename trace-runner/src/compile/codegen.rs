@@ -462,6 +462,7 @@ fn build_program(
         stack: 0,
         exit,
         syscall,
+        loops: Vec::new(),
     };
     g.prologue();
     g.body(probe)?;
@@ -572,6 +573,8 @@ struct ProgGen<'a> {
     /// Set when this program serves syscall tracepoints from a raw `sys_enter`/`sys_exit`
     /// tracepoint; then R7 holds the syscall number and R8 the `struct pt_regs *`.
     syscall: Option<SyscallGroup>,
+    /// `(continue, break)` targets of the enclosing `while` loops, innermost last.
+    loops: Vec<(Label, Label)>,
 }
 
 /// x86-64 `struct pt_regs` offsets of the six syscall argument registers (di, si, dx,
@@ -922,6 +925,35 @@ impl ProgGen<'_> {
             }
             StmtKind::Return => {
                 self.leave();
+                Ok(())
+            }
+            StmtKind::While { cond, body } => {
+                let top = self.asm.new_label();
+                let end = self.asm.new_label();
+                self.asm.bind(top);
+                let mark = self.stack;
+                self.gen_int(cond)?;
+                self.stack = mark;
+                self.asm.jump_imm(Cond::Eq, R0, 0, end);
+                self.loops.push((top, end));
+                let body = self.stmts(body);
+                self.loops.pop();
+                body?;
+                self.asm.jump(top);
+                self.asm.bind(end);
+                Ok(())
+            }
+            StmtKind::Break | StmtKind::Continue => {
+                let (top, end) = *self.loops.last().ok_or_else(|| {
+                    err(
+                        s.span,
+                        "'break' and 'continue' need an enclosing while loop",
+                    )
+                })?;
+                // Conditional, like `leave`: code after it is dead, not unreachable.
+                self.asm.mov_imm(R0, 0);
+                let target = if s.kind == StmtKind::Break { end } else { top };
+                self.asm.jump_imm(Cond::Eq, R0, 0, target);
                 Ok(())
             }
         }
