@@ -795,6 +795,7 @@ impl<'a> Parser<'a> {
                         ))
                     }
                     "sizeof" => return self.sizeof(span),
+                    "offsetof" => return self.offsetof(span),
                     _ => {}
                 }
                 if self.peek_is_sym("(")? {
@@ -840,6 +841,35 @@ impl<'a> Parser<'a> {
             }
             _ => Err(unexpected(&t)),
         }
+    }
+
+    /// `offsetof(struct X, a.b)`: a call of `offsetof` on two string literals, the record
+    /// type and the member path (sema turns it into the offset).
+    fn offsetof(&mut self, kw: Span) -> Result<Expr, Diagnostic> {
+        let Expr {
+            kind: ExprKind::Sizeof(text),
+            span,
+            ..
+        } = self.sizeof(kw)?
+        else {
+            return Err(Diagnostic::new(kw, "offsetof(TYPE, MEMBER) expected"));
+        };
+        let Some((ty, member)) = text.rsplit_once(',') else {
+            return Err(Diagnostic::new(
+                span,
+                "offsetof takes a type and a member: offsetof(struct X, member)",
+            ));
+        };
+        let arg = |t: &str| Expr::new(ExprKind::Str(t.trim().replace(' ', "")), span);
+        let ty = Expr::new(ExprKind::Str(ty.trim().to_string()), span);
+        let args = vec![ty, arg(member)];
+        Ok(Expr::new(
+            ExprKind::Call {
+                name: "offsetof".into(),
+                args,
+            },
+            span,
+        ))
     }
 
     /// `sizeof(...)`: the text between the parentheses, whitespace collapsed.

@@ -1944,6 +1944,58 @@ impl Analyser<'_> {
 
         // Functions whose arguments are not plain values.
         match name.as_str() {
+            "offsetof" => {
+                let texts: Vec<String> = args
+                    .iter()
+                    .filter_map(|a| match &a.kind {
+                        ExprKind::Str(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let [ty, path] = texts.as_slice() else {
+                    self.error(
+                        span,
+                        "offsetof takes a type and a member: offsetof(struct X, member)",
+                    );
+                    return Type::None;
+                };
+                if !self.env.has_kernel_types() {
+                    // Cannot tell here; the runner resolves it from BTF.
+                    return Type::I64;
+                }
+                let mut record = match parse_type_name(ty) {
+                    Some(Type::Record(r)) => r,
+                    _ => {
+                        self.error(span, format!("offsetof: '{ty}' is not a struct or union"));
+                        return Type::None;
+                    }
+                };
+                let mut offset = 0u64;
+                let members: Vec<&str> = path.split('.').collect();
+                for (i, member) in members.iter().enumerate() {
+                    let Some(f) = self.env.record_field(&record, member) else {
+                        self.error(
+                            span,
+                            format!("offsetof: '{record}' has no member '{member}'"),
+                        );
+                        return Type::None;
+                    };
+                    offset += u64::from(f.offset);
+                    match f.ty {
+                        Type::Record(r) => record = r,
+                        _ if i + 1 < members.len() => {
+                            self.error(
+                                span,
+                                format!("offsetof: '{member}' is not a struct or union"),
+                            );
+                            return Type::None;
+                        }
+                        _ => {}
+                    }
+                }
+                e.kind = ExprKind::Int(offset as i64);
+                return Type::I64;
+            }
             "clear" | "zero" => {
                 if self.nargs(&name, n, 1, 1, span) {
                     self.map_arg(&name, &mut args[0], cx, true);

@@ -113,3 +113,23 @@ fn break_outside_a_loop_is_a_located_error() {
         "{err}"
     );
 }
+
+#[test]
+fn offsetof_from_the_kernels_btf() {
+    if !require_bpf() {
+        return;
+    }
+    let script = "BEGIN { printf(\"%d %d %d\\n\", offsetof(struct sock, __sk_common), offsetof(struct sock, __sk_common.skc_dport) - offsetof(struct sock_common, skc_dport), offsetof(struct task_struct, pid) > 0); exit(); }";
+    assert_eq!(run(script, &[]), "Attaching 1 probe...\n0 0 1\n\n\n");
+    let out = Command::new(runner())
+        .args([
+            "check",
+            "-e",
+            "BEGIN { @ = offsetof(struct sock, no_such_member); }",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("has no member 'no_such_member'"), "{err}");
+}
