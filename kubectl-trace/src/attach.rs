@@ -214,16 +214,10 @@ pub fn classify(pod: &Pod, node: &str) -> PodState {
             }
         ));
     }
-    for c in status.conditions.unwrap_or_default() {
-        if c.type_ == "PodScheduled"
-            && c.status == "False"
-            && c.reason.as_deref() == Some("Unschedulable")
-        {
-            return PodState::Fatal(format!(
-                "the trace pod cannot be scheduled on node/{node}: {}",
-                c.message.unwrap_or_default()
-            ));
-        }
+    if let Some(why) = unschedulable(status.conditions.as_deref()) {
+        return PodState::Fatal(format!(
+            "the trace pod cannot be scheduled on node/{node}: {why}"
+        ));
     }
     if let Some(w) = state.waiting {
         let reason = w.reason.unwrap_or_default();
@@ -584,6 +578,20 @@ pub fn combine(errors: Vec<Error>) -> Result<()> {
             .collect();
         Err(fail(texts.join("\nerror: ")))
     }
+}
+
+/// The scheduler's message when a pod's `PodScheduled` condition says `Unschedulable`.
+pub(crate) fn unschedulable(
+    conditions: Option<&[k8s_openapi::api::core::v1::PodCondition]>,
+) -> Option<String> {
+    conditions?
+        .iter()
+        .find(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+        })
+        .map(|c| c.message.clone().unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -984,16 +984,8 @@ pub fn reader_state(pod: &Pod, image: &str) -> ReaderState {
         let why = status.reason.or(status.message).unwrap_or(phase);
         return ReaderState::Fatal(format!("the reader pod ended: {why}"));
     }
-    for c in status.conditions.unwrap_or_default() {
-        if c.type_ == "PodScheduled"
-            && c.status == "False"
-            && c.reason.as_deref() == Some("Unschedulable")
-        {
-            return ReaderState::Fatal(format!(
-                "the reader pod cannot be scheduled: {}",
-                c.message.unwrap_or_default()
-            ));
-        }
+    if let Some(why) = crate::attach::unschedulable(status.conditions.as_deref()) {
+        return ReaderState::Fatal(format!("the reader pod cannot be scheduled: {why}"));
     }
     if let Some(w) = state.waiting {
         let reason = w.reason.unwrap_or_default();
