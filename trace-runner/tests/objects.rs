@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -241,61 +241,12 @@ fn build_bpf(name: &str, source: &str) -> PathBuf {
     build(name, source, &["-target", "bpf", "-O2", "-g"])
 }
 
-/// A running `trace-runner run`, waited on until it has attached every program.
-struct Running {
-    child: Child,
-    stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(runner())
-            .arg("run")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start trace-runner");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let mut line = String::new();
-            if stdout.read_line(&mut line).unwrap() == 0 {
-                let mut err = String::new();
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                panic!("trace-runner ended before attaching: {err}");
-            }
-            if line.starts_with("Attaching") || line.contains("attached_probes") {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "trace-runner did not attach in time"
-            );
-        }
-        Running { child, stdout }
-    }
-
-    /// SIGINT, then everything printed after the attach line, and the exit code.
-    fn stop(mut self) -> (String, Option<i32>) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest).unwrap();
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            e.read_to_string(&mut err).unwrap();
-        }
-        let status = self.child.wait().unwrap();
-        if !status.success() {
-            eprintln!("trace-runner stderr:\n{err}");
-        }
-        (rest, status.code())
-    }
+/// A running `trace-runner run` of an object, waited on until it has attached every
+/// program (an object has no BEGIN block to print a marker).
+fn start(args: &[&str]) -> Trace {
+    Trace::start_until(args, |line| {
+        line.starts_with("Attaching") || line.contains("attached_probes")
+    })
 }
 
 fn getppid_loop(n: usize) -> String {
@@ -334,11 +285,11 @@ fn tracepoint_counter_filtered_through_target_cgroup_id() {
     let obj = build_bpf("tp_counter", TRACEPOINT_COUNTER);
     let target = TestCgroup::new("obj-tp");
     let other = TestCgroup::new("obj-tp-other");
-    let trace = Running::start(&["--cgroup", s(&target.path), s(&obj)]);
+    let trace = start(&["--cgroup", s(&target.path), s(&obj)]);
     run_ok(&mut target.command(&getppid_loop(1234)));
     run_ok(&mut other.command(&getppid_loop(777)));
     run_ok(Command::new("sh").arg("-c").arg(getppid_loop(55)));
-    let (out, code) = trace.stop();
+    let (out, code) = trace.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{out}");
     assert!(
         out.contains("@calls: 1234\n"),
@@ -353,10 +304,10 @@ fn target_cgroup_id_array_map_form() {
     }
     let obj = build_bpf("array_counter", ARRAY_MAP_COUNTER);
     let target = TestCgroup::new("obj-array");
-    let trace = Running::start(&["--cgroup", s(&target.path), s(&obj)]);
+    let trace = start(&["--cgroup", s(&target.path), s(&obj)]);
     run_ok(&mut target.command(&getppid_loop(321)));
     run_ok(Command::new("sh").arg("-c").arg(getppid_loop(99)));
-    let (out, _) = trace.stop();
+    let (out, _) = trace.stop(libc::SIGINT);
     assert!(
         out.contains("@calls: 321\n"),
         "expected exactly 321:\n{out}"
@@ -372,9 +323,9 @@ fn ring_buffer_records_print_as_typed_fields() {
     }
     let obj = build_bpf("ring", RING_RECORDS);
     let target = TestCgroup::new("obj-ring");
-    let trace = Running::start(&["--cgroup", s(&target.path), s(&obj)]);
+    let trace = start(&["--cgroup", s(&target.path), s(&obj)]);
     run_ok(&mut target.command(&getppid_loop(3)));
-    let (out, code) = trace.stop();
+    let (out, code) = trace.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{out}");
     let records: Vec<&str> = out.lines().filter(|l| l.starts_with("pid=")).collect();
     assert_eq!(records.len(), 3, "{out}");
@@ -401,9 +352,9 @@ fn ring_buffer_records_in_json() {
     }
     let obj = build_bpf("ring_json", RING_RECORDS);
     let target = TestCgroup::new("obj-json");
-    let trace = Running::start(&["--format", "json", "--cgroup", s(&target.path), s(&obj)]);
+    let trace = start(&["--format", "json", "--cgroup", s(&target.path), s(&obj)]);
     run_ok(&mut target.command(&getppid_loop(2)));
-    let (out, _) = trace.stop();
+    let (out, _) = trace.stop(libc::SIGINT);
     let lines: Vec<serde_json::Value> = out
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -438,9 +389,9 @@ fn perf_event_array_records_without_a_struct_print_as_hex() {
     }
     let obj = build_bpf("perf_hex", PERF_HEX);
     let target = TestCgroup::new("obj-perf");
-    let trace = Running::start(&["--cgroup", s(&target.path), s(&obj)]);
+    let trace = start(&["--cgroup", s(&target.path), s(&obj)]);
     run_ok(&mut target.command(&getppid_loop(4)));
-    let (out, _) = trace.stop();
+    let (out, _) = trace.stop(libc::SIGINT);
     let hex: Vec<&str> = out
         .lines()
         .filter(|l| l.starts_with("ef be ad de 00 00 00 00"))
@@ -456,11 +407,11 @@ fn cgroup_skb_egress_counts_exact_bytes() {
     let obj = build_bpf("egress", EGRESS_BYTES);
     let target = TestCgroup::new("obj-skb");
     let other = TestCgroup::new("obj-skb-other");
-    let trace = Running::start(&["--cgroup", s(&target.path), s(&obj)]);
+    let trace = start(&["--cgroup", s(&target.path), s(&obj)]);
     // On loopback each datagram leaves as 20 (IPv4) + 8 (UDP) + payload bytes.
     run_ok(&mut target.command(&udp_sender(10, 100)));
     run_ok(&mut other.command(&udp_sender(7, 300)));
-    let (out, code) = trace.stop();
+    let (out, code) = trace.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{out}");
     assert!(
         out.contains("@bytes: 1280\n"),
@@ -534,13 +485,13 @@ fn pod_target_scopes_tracing_and_cgroup_programs() {
     let obj = build_bpf("pod", POD_PROGRAM);
     let pod = Pod::new(1);
     let other = Pod::new(2);
-    let trace = Running::start(&["--pod-uid", &pod.uid, s(&obj)]);
+    let trace = start(&["--pod-uid", &pod.uid, s(&obj)]);
     pod.run_in("app", &getppid_loop(100));
     pod.run_in("sidecar", &getppid_loop(20));
     pod.run_in("app", &udp_sender(5, 50));
     other.run_in("app", &getppid_loop(55));
     other.run_in("app", &udp_sender(3, 10));
-    let (out, code) = trace.stop();
+    let (out, code) = trace.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{out}");
     assert!(
         out.contains("@calls: 120\n"),
@@ -557,7 +508,7 @@ fn uprobe_with_uprobe_target() {
     let obj = build_bpf("uprobe", UPROBE_COUNTER);
     let target = TestCgroup::new("obj-uprobe");
     let probe = format!("{LIBC}:getppid");
-    let trace = Running::start(&[
+    let trace = start(&[
         "--cgroup",
         s(&target.path),
         "--uprobe-target",
@@ -565,7 +516,7 @@ fn uprobe_with_uprobe_target() {
         s(&obj),
     ]);
     run_ok(&mut target.command(&getppid_loop(50)));
-    let (out, code) = trace.stop();
+    let (out, code) = trace.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("@calls: 50\n"), "{out}");
 }
@@ -577,9 +528,9 @@ fn core_relocations_use_the_kernel_btf() {
     }
     let obj = build_bpf("core", CORE_READ);
     let target = TestCgroup::new("obj-core");
-    let trace = Running::start(&["--cgroup", s(&target.path), s(&obj)]);
+    let trace = start(&["--cgroup", s(&target.path), s(&obj)]);
     run_ok(&mut target.command(&getppid_loop(7)));
-    let (out, code) = trace.stop();
+    let (out, code) = trace.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("@calls: 7\n"), "{out}");
     assert!(
@@ -595,11 +546,11 @@ fn raw_tp_tp_btf_and_perf_event_programs_attach() {
     }
     let obj = build_bpf("kinds", OTHER_KINDS);
     let target = TestCgroup::new("obj-kinds");
-    let trace = Running::start(&["--cgroup", s(&target.path), "--sample-hz", "997", s(&obj)]);
+    let trace = start(&["--cgroup", s(&target.path), "--sample-hz", "997", s(&obj)]);
     run_ok(&mut target.command(
         "/usr/bin/python3 -c 'import os, time\nt = time.time()\nwhile time.time() - t < 0.5: os.getppid()'",
     ));
-    let (out, code) = trace.stop();
+    let (out, code) = trace.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{out}");
     for name in ["raw", "btf", "samples"] {
         let line = out
@@ -622,9 +573,9 @@ fn gzip_compressed_object_runs() {
     enc.write_all(&std::fs::read(&obj).unwrap()).unwrap();
     std::fs::write(&gz, enc.finish().unwrap()).unwrap();
     let target = TestCgroup::new("obj-gz");
-    let trace = Running::start(&["--cgroup", s(&target.path), s(&gz)]);
+    let trace = start(&["--cgroup", s(&target.path), s(&gz)]);
     run_ok(&mut target.command(&getppid_loop(42)));
-    let (out, _) = trace.stop();
+    let (out, _) = trace.stop(libc::SIGINT);
     assert!(out.contains("@calls: 42\n"), "{out}");
 }
 

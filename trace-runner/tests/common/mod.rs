@@ -97,6 +97,12 @@ impl Trace {
     /// Start `trace-runner run` with the given arguments; the script must print `ready`
     /// from a BEGIN block so the test knows every probe is attached.
     pub fn start(args: &[&str]) -> Trace {
+        Trace::start_until(args, |line| line.trim() == "ready")
+    }
+
+    /// Start `trace-runner run` and read stdout until a line for which `marker` holds
+    /// (e.g. the `Attaching N probes...` line of a compiled object, which has no BEGIN).
+    pub fn start_until(args: &[&str], marker: fn(&str) -> bool) -> Trace {
         let mut child = Command::new(runner())
             .arg("run")
             .args(args)
@@ -120,7 +126,7 @@ impl Trace {
                 panic!("trace-runner ended before it was ready: {head}{err}");
             }
             head.push_str(&line);
-            if line.trim() == "ready" {
+            if marker(&line) {
                 break;
             }
             assert!(Instant::now() < deadline, "trace-runner not ready in time");
