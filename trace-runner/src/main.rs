@@ -20,6 +20,8 @@ mod scope;
 mod sink;
 mod stacks;
 mod symbols;
+#[cfg(test)]
+mod test_util;
 mod tracefs;
 mod uprobes;
 mod values;
