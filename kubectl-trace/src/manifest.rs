@@ -420,7 +420,9 @@ pub fn scheduled_pods(spec: &TraceSpec, plan: &NodePlan) -> bool {
     spec.schedule.is_some() && !plan.pods.is_empty()
 }
 
-/// The runner's command line for one node.
+/// The runner's command line for one node. The program file and its arguments come
+/// last, after `--`: the runner takes options wherever they stand, so a user's argument
+/// such as `-5` or `--pid` must never be read as one of its options.
 pub fn runner_args(spec: &TraceSpec, plan: &NodePlan) -> Vec<String> {
     let mut args = vec![
         "run".to_string(),
@@ -464,6 +466,7 @@ pub fn runner_args(spec: &TraceSpec, plan: &NodePlan) -> Vec<String> {
         args.push("--trace-id".to_string());
         args.push(spec.id.clone());
     }
+    args.push("--".to_string());
     args.push(format!("{PROGRAMS_DIR}/{}", spec.program.key()));
     args.extend(spec.program_args.iter().cloned());
     args
@@ -924,6 +927,7 @@ pub mod tests {
                 "/host/proc",
                 "--target",
                 "node/worker-1",
+                "--",
                 "/programs/program.bt"
             ]
         );
@@ -992,11 +996,19 @@ pub mod tests {
             .clone()
             .unwrap();
         let joined = args.join(" ");
-        assert!(joined.contains("--pod-uid u-1 --container-id containerd://aaa --container-id cri-o://bbb --target pod/prod/web-0 /programs/program.bt 42"), "{joined}");
+        assert!(joined.contains("--pod-uid u-1 --container-id containerd://aaa --container-id cri-o://bbb --target pod/prod/web-0 -- /programs/program.bt 42"), "{joined}");
         assert_eq!(
             job(&objs).metadata.annotations.as_ref().unwrap()[ANN_TARGET],
             "pod/prod/web-0"
         );
+        // Arguments that look like options stay the program's: they follow `--`.
+        spec.program_args = vec!["-5".into(), "--pid".into(), "1".into()];
+        let args = runner_args(&spec, &plan);
+        assert_eq!(
+            args[args.len() - 5..],
+            ["--", "/programs/program.bt", "-5", "--pid", "1"]
+        );
+        assert_eq!(args.iter().filter(|a| *a == "--").count(), 1);
     }
 
     fn pod_spec_of(objs: &TraceObjects) -> PodSpec {

@@ -252,7 +252,7 @@ async fn run_pod_target_resolves_node_and_containers() {
     let args: Vec<String> = serde_json::from_value(pod["containers"][0]["args"].clone()).unwrap();
     let joined = args.join(" ");
     assert!(
-        joined.contains("--pod-uid uid-web-0 --container-id containerd://abc --target pod/prod/web-0 /programs/program.bt"),
+        joined.contains("--pod-uid uid-web-0 --container-id containerd://abc --target pod/prod/web-0 -- /programs/program.bt"),
         "{joined}"
     );
     assert!(!joined.contains("containerd://def"), "{joined}");

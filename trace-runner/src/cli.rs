@@ -1,5 +1,10 @@
 //! The command line: subcommands, their arguments, and the failure type every
 //! subcommand returns (a message and an exit code: 2 for script errors, 1 otherwise).
+//!
+//! Options are honoured wherever they stand, before or after the script file (GNU
+//! getopt's permutation, as bpftrace does): the script's parameters `$1`, `$2`, ... are
+//! the words that are not options, and every word after `--` is a parameter, so
+//! `run sc.bt --pid 1 -- -5 --x` scopes to pid 1 and passes `-5` and `--x`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,8 +27,10 @@ pub(crate) struct Cli {
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Compile, load and run a script until exit(), Ctrl-C, SIGTERM or the deadline.
+    #[command(override_usage = RUN_USAGE)]
     Run(Box<RunArgs>),
     /// Parse and analyse a script (exit 0 when valid); with --load, also load it through the verifier.
+    #[command(override_usage = CHECK_USAGE)]
     Check {
         #[command(flatten)]
         script: ScriptArgs,
@@ -40,6 +47,7 @@ pub(crate) enum Command {
         pattern: Option<String>,
     },
     /// Compile a script and write the BPF ELF object the runner would load.
+    #[command(override_usage = BUILD_USAGE)]
     Build {
         #[command(flatten)]
         script: ScriptArgs,
@@ -49,17 +57,19 @@ pub(crate) enum Command {
     },
 }
 
+const RUN_USAGE: &str = "trace-runner run [OPTIONS] (-e PROGRAM | FILE) [[--] ARGS...]";
+const CHECK_USAGE: &str = "trace-runner check [OPTIONS] (-e PROGRAM | FILE) [[--] ARGS...]";
+const BUILD_USAGE: &str =
+    "trace-runner build [OPTIONS] --output <OUTPUT> (-e PROGRAM | FILE) [[--] ARGS...]";
+
 #[derive(Args, Clone)]
 pub(crate) struct ScriptArgs {
     /// The program text.
     #[arg(short = 'e', value_name = "PROGRAM")]
     pub(crate) program: Option<String>,
     /// A script file (unless -e is given), then the positional parameters $1, $2, ...
-    #[arg(
-        value_name = "FILE | ARGS",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    /// Options may follow the file; every word after `--` is a parameter (`-- -5`).
+    #[arg(value_name = "FILE | ARGS")]
     pub(crate) positionals: Vec<String>,
 }
 
@@ -168,9 +178,13 @@ impl ScriptArgs {
     pub(crate) fn source(&self) -> Result<(String, String), Failure> {
         match (&self.program, &self.file()) {
             (Some(p), _) => Ok(("stdin".to_string(), p.clone())),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .map(|s| (f.display().to_string(), s))
-                .map_err(|e| Failure(format!("error: cannot read {}: {e}", f.display()), 2)),
+            (None, Some(f)) => {
+                let name = f.display().to_string();
+                let bytes = std::fs::read(f)
+                    .map_err(|e| Failure(format!("error: cannot read {name}: {e}"), 2))?;
+                let src = script_text(&name, bytes).map_err(|msg| Failure(msg, 2))?;
+                Ok((name, src))
+            }
             (None, None) => Err(Failure(
                 "error: give a program with -e or a script file".into(),
                 2,
@@ -179,9 +193,59 @@ impl ScriptArgs {
     }
 }
 
+/// A script file's text; bytes that are not UTF-8 are an error located at the first bad
+/// byte (`FILE:LINE:COL: error: ...`, the line with the bad bytes shown as U+FFFD, a caret).
+pub(crate) fn script_text(name: &str, bytes: Vec<u8>) -> Result<String, String> {
+    let e = match String::from_utf8(bytes) {
+        Ok(s) => return Ok(s),
+        Err(e) => e,
+    };
+    let at = e.utf8_error().valid_up_to();
+    let bytes = e.into_bytes();
+    let bad_len = match std::str::from_utf8(&bytes[at..]) {
+        Err(e) => e.error_len().unwrap_or(bytes.len() - at),
+        Ok(_) => 1,
+    };
+    let bad: Vec<String> = bytes[at..at + bad_len]
+        .iter()
+        .map(|b| format!("0x{b:02x}"))
+        .collect();
+    // The valid prefix is unchanged by the lossy decoding: `at` is the U+FFFD's offset.
+    let lossy = String::from_utf8_lossy(&bytes);
+    let diag = trace_lang::Diagnostic::new(
+        trace_lang::span::Span::new(at, at + '\u{fffd}'.len_utf8()),
+        format!(
+            "invalid UTF-8 (byte {}): scripts must be UTF-8 text",
+            bad.join(" ")
+        ),
+    );
+    Err(diag.render(name, &lossy).trim_end().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalid_utf8_is_located_at_the_first_bad_byte() {
+        let src = b"BEGIN {\n  printf(\"caf\xe9 %d\\n\", 1);\n}\n".to_vec();
+        let msg = script_text("sc.bt", src).unwrap_err();
+        let lines: Vec<&str> = msg.lines().collect();
+        assert_eq!(
+            lines[0],
+            "sc.bt:2:14: error: invalid UTF-8 (byte 0xe9): scripts must be UTF-8 text"
+        );
+        assert_eq!(lines[1], "  printf(\"caf\u{fffd} %d\\n\", 1);");
+        assert_eq!(lines[2], "             ^");
+        assert_eq!(lines.len(), 3);
+        // A multi-byte character before the bad byte counts as one column.
+        let msg = script_text("x", "é\u{263a}".bytes().chain([0xff, b'a']).collect()).unwrap_err();
+        assert!(
+            msg.starts_with("x:1:3: error: invalid UTF-8 (byte 0xff)"),
+            "{msg}"
+        );
+        assert_eq!(script_text("x", b"ok".to_vec()).unwrap(), "ok");
+    }
 
     #[test]
     fn durations() {
