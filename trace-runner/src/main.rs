@@ -33,7 +33,12 @@ use clap::Parser;
 use cli::{Cli, Command, Failure};
 
 fn main() -> ExitCode {
+    // First of all: a SIGINT or SIGTERM from now on ends a run cleanly (see there).
+    runtime::install_signal_handlers();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        runtime::release_signal_handlers();
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Check {

@@ -8,7 +8,7 @@ pub mod object;
 pub mod object_btf;
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use aya::maps::{Map, MapData, RingBuf};
@@ -31,8 +31,11 @@ const IDLE_POLL_MS: u64 = 40;
 
 /// Set by SIGINT/SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
+/// The signal that set [`STOP`] (0: none yet).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_signal(_: libc::c_int) {
+extern "C" fn on_signal(sig: libc::c_int) {
+    STOP_SIGNAL.store(sig, Ordering::SeqCst);
     STOP.store(true, Ordering::SeqCst);
 }
 
@@ -41,15 +44,48 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
-/// Route SIGINT and SIGTERM to a clean stop.
+/// Route SIGINT and SIGTERM to a clean stop. `main` calls this before anything else: a
+/// signal that comes before the handler exists is lost or fatal, and both are wrong for a
+/// tracer. Without a handler, the default action kills the runner (no END, no maps); and
+/// where the default action does not apply, the signal is simply dropped and nothing ever
+/// stops the run: as PID 1 of a container (the kernel drops signals that the namespace's
+/// init has no handler for, so an early SIGTERM from the kubelet vanished and the pod
+/// hung until it was killed), or started as a background job by a non-interactive shell
+/// (`trace-runner run ... &`: SIGINT is inherited as ignored). The handlers also replace an
+/// inherited "ignore", and the two signals are unblocked in case the parent had blocked
+/// them (a signal already pending is then handled at once).
+///
+/// SA_RESTART: reads and writes interrupted by the signal are restarted; `poll` in the
+/// event loop is not (it returns early, and the loop sees the flag).
 pub fn install_signal_handlers() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    // SAFETY: the handler only stores to atomics, which is async-signal-safe; the sigset
+    // is initialised by sigemptyset before use.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = on_signal as *const () as usize;
+        sa.sa_flags = libc::SA_RESTART;
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
         libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// For the subcommands that load nothing (check, build, list): give SIGINT and SIGTERM
+/// their default action back, and if one already came, act on it now.
+pub fn release_signal_handlers() {
+    // SAFETY: restoring the default disposition; raise() on a valid signal number.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        let sig = STOP_SIGNAL.load(Ordering::SeqCst);
+        if sig != 0 {
+            libc::raise(sig);
+        }
     }
 }
 
@@ -252,6 +288,10 @@ impl Session {
         let mut begin = Vec::new();
         let mut end = Vec::new();
         for p in &compiled.programs {
+            // Each program may take the verifier a while: a stop ends the load here.
+            if stop_requested() {
+                return Err(LoadError("stopped by a signal while loading".into()));
+            }
             let prog = ebpf.program_mut(&p.code.name).ok_or_else(|| {
                 LoadError(format!(
                     "internal error: program for {} missing",
@@ -320,6 +360,9 @@ impl Session {
         let cpus =
             aya::util::online_cpus().map_err(|(what, e)| LoadError(format!("{what}: {e}")))?;
         for p in &self.compiled.programs {
+            if stop_requested() {
+                return Err(LoadError("stopped by a signal while attaching".into()));
+            }
             let prog = self.ebpf.program_mut(&p.code.name).ok_or_else(|| {
                 LoadError(format!(
                     "internal error: program for {} missing",
