@@ -196,14 +196,77 @@ fn json_string(s: &str) -> String {
     out
 }
 
-fn check_trace_id(id: &str) -> io::Result<()> {
-    if id.is_empty() || id == "." || id == ".." || id.contains(['/', '\0']) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid trace id '{id}'"),
-        ));
+/// Why `id` cannot be a trace id, if it cannot: ids name a directory on the output volume
+/// and are passed on command lines, so they are one non-empty path component without
+/// control characters (newlines included) that does not start with `-`.
+pub fn trace_id_problem(id: &str) -> Option<&'static str> {
+    if id.is_empty() {
+        Some("it is empty")
+    } else if id == "." || id == ".." {
+        Some("it names a directory's parent or itself")
+    } else if id.contains('/') {
+        Some("it contains '/'")
+    } else if id.chars().any(char::is_control) {
+        Some("it contains a control character (e.g. a newline)")
+    } else if id.starts_with('-') {
+        Some("it starts with '-'")
+    } else {
+        None
     }
-    Ok(())
+}
+
+fn check_trace_id(id: &str) -> io::Result<()> {
+    match trace_id_problem(id) {
+        Some(why) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid trace id {id:?}: {why}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// How a run with a persisted copy ends: as the trace ended, except that a copy cut short
+/// (a full volume, an I/O error) fails a run that otherwise succeeded, with exit status 1.
+/// The runner exits with this and `meta.json` records this, so the two always agree.
+pub fn run_outcome(
+    outcome: Result<u64, (String, u8)>,
+    file_error: Option<&io::Error>,
+    run_dir: &Path,
+) -> Result<u64, (String, u8)> {
+    match (outcome, file_error) {
+        (Ok(_), Some(e)) => {
+            let what = if is_disk_full(e) {
+                "the output volume filled up"
+            } else {
+                "writing the output volume failed"
+            };
+            Err((
+                format!(
+                    "error: {what} ({e}): the persisted output in {} is incomplete (stdout has all of it)",
+                    run_dir.display()
+                ),
+                1,
+            ))
+        }
+        (outcome, _) => outcome,
+    }
+}
+
+/// Write `dir/meta.json` atomically (tmp file, fsync, rename, fsync of the directory).
+fn write_meta_file(dir: &Path, meta: &RunMeta) -> io::Result<()> {
+    let json = meta.to_json();
+    let tmp = dir.join(format!("{META_FILE}.tmp"));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(json.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(META_FILE))?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// One run's directory on the output volume.
@@ -215,12 +278,19 @@ pub struct RunDir {
 
 impl RunDir {
     /// Create `<base>/<trace_id>/<start as 2026-11-25T15-04-05Z>/` (with `-1`, `-2`, ...
-    /// appended if a run started in the same second), open `output.txt` for append and write
-    /// a first `meta.json` with status `running`. Call [`RunDir::write_meta`] next with the
-    /// full metadata.
+    /// appended if a run started in the same second), write a first `meta.json` with status
+    /// `running`, then open `output.txt` for append. Call [`RunDir::replace_meta`] next with
+    /// the full metadata.
+    ///
+    /// `meta.json` comes first: it reserves the block that the final `meta.json` is
+    /// rewritten into when the volume fills up later. If even that cannot be written (a
+    /// volume full before the run), nothing is left behind (no empty `output.txt`, no empty
+    /// run directory, which would read as a run that printed nothing): the error, for the
+    /// caller to report, is all there is.
     pub fn create(base: &Path, trace_id: &str, start: SystemTime) -> io::Result<RunDir> {
         check_trace_id(trace_id)?;
         let parent = base.join(trace_id);
+        let new_parent = !parent.exists();
         std::fs::create_dir_all(&parent)?;
         let name = run_dir_name(start);
         let mut n = 0u32;
@@ -236,13 +306,22 @@ impl RunDir {
                 Err(e) => return Err(e),
             }
         };
+        let undo = |e: io::Error| {
+            let _ = std::fs::remove_file(dir.join(OUTPUT_FILE));
+            let _ = std::fs::remove_file(dir.join(META_FILE));
+            let _ = std::fs::remove_dir(&dir);
+            if new_parent {
+                let _ = std::fs::remove_dir(&parent);
+            }
+            e
+        };
+        write_meta_file(&dir, &RunMeta::new(trace_id, "", "", "", start)).map_err(undo)?;
         let output = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join(OUTPUT_FILE))?;
-        let run = RunDir { dir, output };
-        run.write_meta(&RunMeta::new(trace_id, "", "", "", start))?;
-        Ok(run)
+            .open(dir.join(OUTPUT_FILE))
+            .map_err(undo)?;
+        Ok(RunDir { dir, output })
     }
 
     /// The run directory.
@@ -266,24 +345,22 @@ impl RunDir {
 
     /// Write `meta.json` atomically (tmp file, fsync, rename, fsync of the directory).
     pub fn write_meta(&self, meta: &RunMeta) -> io::Result<()> {
-        let json = meta.to_json();
-        let tmp = self.dir.join(format!("{META_FILE}.tmp"));
-        let result = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(json.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, self.meta_path())?;
-            File::open(&self.dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        write_meta_file(&self.dir, meta)
+    }
+
+    /// [`Self::write_meta`], or on a full volume (no room for the tmp file) a rewrite of
+    /// the existing `meta.json` in place.
+    pub fn replace_meta(&self, meta: &RunMeta) -> io::Result<()> {
+        match self.write_meta(meta) {
+            Err(e) if is_disk_full(&e) => self.rewrite_meta_in_place(meta),
+            other => other,
         }
-        result
     }
 
     /// Record how the run ended — lost events on success, the failure's message and exit
-    /// code otherwise, and a failed persisted copy (e.g. a full volume) — and
-    /// [`Self::finish`], reporting a failure to write `meta.json` on stderr.
+    /// code otherwise, and a failed persisted copy (e.g. a full volume), which makes the run
+    /// fail (see [`run_outcome`]) — and [`Self::finish`], reporting a failure to write
+    /// `meta.json` on stderr.
     pub fn record_end(
         &self,
         meta: &mut RunMeta,
@@ -291,10 +368,10 @@ impl RunDir {
         file_error: Option<&io::Error>,
     ) {
         meta.end = Some(SystemTime::now());
-        let truncated = file_error.map(|e| format!("persisted output truncated: {e}"));
-        let (code, lost, error) = match outcome {
-            Ok(lost) => (i32::from(file_error.is_some()), lost, truncated),
-            Err((msg, code)) => (i32::from(code), 0, Some(msg.to_string())),
+        let outcome = outcome.map_err(|(msg, code)| (msg.to_string(), code));
+        let (code, lost, error) = match run_outcome(outcome, file_error, &self.dir) {
+            Ok(lost) => (0, lost, None),
+            Err((msg, code)) => (i32::from(code), 0, Some(msg)),
         };
         meta.exit_status = Some(code);
         meta.lost_events = lost;
@@ -313,12 +390,15 @@ impl RunDir {
     /// if that fails too.
     pub fn finish(&self, meta: &RunMeta) -> io::Result<()> {
         let synced = self.output.sync_all();
-        match self.write_meta(meta) {
-            Ok(()) => Ok(()),
-            Err(e) if is_disk_full(&e) => self.rewrite_meta_in_place(meta),
-            Err(e) => Err(e),
-        }
-        .and(synced.or_else(|e| if is_disk_full(&e) { Ok(()) } else { Err(e) }))
+        self.replace_meta(meta).and(synced.or_else(
+            |e| {
+                if is_disk_full(&e) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            },
+        ))
     }
 
     fn rewrite_meta_in_place(&self, meta: &RunMeta) -> io::Result<()> {
@@ -403,6 +483,30 @@ mod tests {
         // Names sort in time order, suffixes included.
         assert!(run_dir_name(at(1_795_619_045)) < run_dir_name(at(1_795_619_046)));
         assert!(format!("{}-1", run_dir_name(t)) < run_dir_name(at(1_795_619_046)));
+    }
+
+    #[test]
+    fn persist_a_cut_short_copy_fails_the_run() {
+        let dir = Path::new("/out/t/2026-11-25T15-04-05Z");
+        let full = io::Error::from_raw_os_error(libc::ENOSPC);
+        let (msg, code) = run_outcome(Ok(3), Some(&full), dir).unwrap_err();
+        assert_eq!(code, 1);
+        assert!(
+            msg.starts_with("error: the output volume filled up (No space left on device")
+                && msg.contains("/out/t/2026-11-25T15-04-05Z"),
+            "{msg}"
+        );
+        let eio = io::Error::from_raw_os_error(libc::EIO);
+        assert!(run_outcome(Ok(0), Some(&eio), dir)
+            .unwrap_err()
+            .0
+            .contains("writing the output volume failed"));
+        assert_eq!(run_outcome(Ok(3), None, dir), Ok(3));
+        // The trace's own failure wins over the copy's.
+        assert_eq!(
+            run_outcome(Err(("error: x".into(), 2)), Some(&full), dir),
+            Err(("error: x".to_string(), 2))
+        );
     }
 
     #[test]
@@ -499,8 +603,12 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&failed.to_json()).unwrap();
         assert!(v["error"].as_str().unwrap().len() <= MAX_ERROR_LEN + 3);
 
-        for bad in ["", ".", "..", "a/b"] {
+        for bad in ["", ".", "..", "a/b", "a\nb", "-x", "--output-dir", "a\0b"] {
+            assert!(trace_id_problem(bad).is_some(), "{bad:?}");
             assert!(RunDir::create(&t.0, bad, start).is_err(), "{bad:?}");
+        }
+        for good in ["abc123", "trace-7f3c", "a.b_c-d", "x-"] {
+            assert_eq!(trace_id_problem(good), None, "{good:?}");
         }
     }
 

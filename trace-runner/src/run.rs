@@ -131,8 +131,38 @@ pub(crate) fn substitute_container_pid(src: &str, pid: Option<u32>) -> Result<St
     Ok(src.replace("$container_pid", &pid.to_string()))
 }
 
+/// Arguments that are wrong whatever the script: `--pid` 0 or of no process (under
+/// `--host-proc`), and a `--trace-id` that cannot name a directory. A malformed value
+/// exits 2 (as clap's usage errors and `--pod` without `/` do); a process that is not
+/// there exits 1 (as a `--cgroup` or pod that is not there does).
+fn check_args(args: &RunArgs) -> Result<(), Failure> {
+    if let Some(id) = &args.trace_id {
+        if let Some(why) = persist::trace_id_problem(id) {
+            return Err(Failure(
+                format!("error: invalid --trace-id {id:?}: {why}"),
+                2,
+            ));
+        }
+    }
+    match args.pid {
+        Some(0) => Err(Failure(
+            "error: --pid 0 is not a process (give the ID of a running process)".into(),
+            2,
+        )),
+        Some(pid) if !args.host_proc.join(pid.to_string()).exists() => Err(Failure(
+            format!(
+                "error: --pid {pid}: no such process (nothing at {})",
+                args.host_proc.join(pid.to_string()).display()
+            ),
+            1,
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     let started = std::time::SystemTime::now();
+    check_args(&args)?;
     let env = Tracefs::open();
     let scope = resolve_run_scope(&args)?;
     // A compiled BPF object (ELF, e_machine 247, maybe gzip-compressed) instead of a script.
@@ -173,13 +203,22 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
             1,
         ));
     }
+    // Stopped before anything was loaded: nothing ran, nothing to print or record.
+    if runtime::stop_requested() {
+        return Ok(());
+    }
 
     let run_dir = match (&args.output_dir, &args.trace_id) {
         (Some(dir), Some(id)) => Some(persist::RunDir::create(dir, id, started).map_err(|e| {
+            let why = if persist::is_disk_full(&e) {
+                format!("the volume is full ({e})")
+            } else {
+                e.to_string()
+            };
             Failure(
                 format!(
-                    "error: cannot create the output directory under {}: {e}",
-                    dir.display()
+                    "error: cannot record this run under {}: {why}",
+                    dir.join(id).display()
                 ),
                 1,
             )
@@ -200,7 +239,7 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     );
     let file = match &run_dir {
         Some(dir) => {
-            let _ = dir.write_meta(&meta);
+            let _ = dir.replace_meta(&meta);
             Some(
                 dir.output_file()
                     .map_err(|e| Failure(format!("error: cannot open the output file: {e}"), 1))?,
@@ -211,14 +250,31 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     let mut sink = Sink::new(args.format, file);
 
     let result = trace(compiled, &args, &scope, &mut sink);
-    if let Some(dir) = &run_dir {
-        let outcome = result
+    sink.flush();
+    let Some(dir) = &run_dir else {
+        return result.map(|_| ());
+    };
+    // The output volume filled up (or failed) mid-run. The trace goes on to stdout: that
+    // is the live stream users watch (`kubectl trace logs -f`, the pod's log), and stopping
+    // would lose the rest of it too, while the persisted copy is only an archive of the same
+    // lines. But the run did not do all it was asked, so it fails: exit status 1, and
+    // meta.json says `failed` with exit status 1 and why (both come from `run_outcome`).
+    let outcome = persist::run_outcome(
+        result.map_err(|Failure(msg, code)| (msg, code)),
+        sink.file_error.as_ref(),
+        dir.path(),
+    );
+    dir.record_end(
+        &mut meta,
+        outcome
             .as_ref()
-            .map(|lost| *lost)
-            .map_err(|Failure(msg, code)| (msg.as_str(), *code));
-        dir.record_end(&mut meta, outcome, sink.file_error.as_ref());
-    }
-    result.map(|_| ())
+            .map(|l| *l)
+            .map_err(|(m, c)| (m.as_str(), *c)),
+        None,
+    );
+    outcome
+        .map(|_| ())
+        .map_err(|(msg, code)| Failure(msg, code))
 }
 
 /// Load, attach, stream until the end, print the maps; returns the lost-event count.
@@ -230,8 +286,18 @@ fn trace(
 ) -> Result<u64, Failure> {
     let fail = |e: runtime::LoadError| Failure(format!("error: {e}"), 1);
     runtime::raise_memlock();
-    let mut session = Session::load(compiled).map_err(fail)?;
-    runtime::install_signal_handlers();
+    // A stop while loading or attaching may surface as a failed syscall (the verifier
+    // gives up with EAGAIN when a signal is pending): it is a stop, not an error. Until
+    // the probes are attached the run ends quietly (the programs go with the session).
+    let stopped = runtime::stop_requested;
+    let mut session = match Session::load(compiled) {
+        Ok(s) => s,
+        Err(_) if stopped() => return Ok(0),
+        Err(e) => return Err(fail(e)),
+    };
+    if stopped() {
+        return Ok(0);
+    }
     let mut pid_set = scope
         .pid_set
         .as_ref()
@@ -240,9 +306,13 @@ fn trace(
         session.update_pid_set(&set.pids().iter().copied().collect::<Vec<_>>(), &[]);
     }
     sink.attached(session.probe_count());
-    session
-        .attach(scope.cgroups.first().map(|c| c.path.as_path()))
-        .map_err(fail)?;
+    match session.attach(scope.cgroups.first().map(|c| c.path.as_path())) {
+        Ok(()) => {}
+        Err(_) if stopped() => return Ok(0),
+        Err(e) => return Err(fail(e)),
+    }
+    // From here on a stop is handled as at any later moment: BEGIN has run, the event
+    // loop returns at once, END runs and the maps print.
     session.run_begin().map_err(fail)?;
     let mut tick = |s: &Session| {
         if let Some((set, proc_root)) = &mut pid_set {
