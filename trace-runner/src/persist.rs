@@ -368,10 +368,11 @@ impl RunDir {
         file_error: Option<&io::Error>,
     ) {
         meta.end = Some(SystemTime::now());
+        let lost = *outcome.as_ref().unwrap_or(&0);
         let outcome = outcome.map_err(|(msg, code)| (msg.to_string(), code));
-        let (code, lost, error) = match run_outcome(outcome, file_error, &self.dir) {
-            Ok(lost) => (0, lost, None),
-            Err((msg, code)) => (i32::from(code), 0, Some(msg)),
+        let (code, error) = match run_outcome(outcome, file_error, &self.dir) {
+            Ok(_) => (0, None),
+            Err((msg, code)) => (i32::from(code), Some(msg)),
         };
         meta.exit_status = Some(code);
         meta.lost_events = lost;

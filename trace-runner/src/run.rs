@@ -259,22 +259,21 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     // would lose the rest of it too, while the persisted copy is only an archive of the same
     // lines. But the run did not do all it was asked, so it fails: exit status 1, and
     // meta.json says `failed` with exit status 1 and why (both come from `run_outcome`).
-    let outcome = persist::run_outcome(
+    dir.record_end(
+        &mut meta,
+        result
+            .as_ref()
+            .map(|lost| *lost)
+            .map_err(|Failure(msg, code)| (msg.as_str(), *code)),
+        sink.file_error.as_ref(),
+    );
+    persist::run_outcome(
         result.map_err(|Failure(msg, code)| (msg, code)),
         sink.file_error.as_ref(),
         dir.path(),
-    );
-    dir.record_end(
-        &mut meta,
-        outcome
-            .as_ref()
-            .map(|l| *l)
-            .map_err(|(m, c)| (m.as_str(), *c)),
-        None,
-    );
-    outcome
-        .map(|_| ())
-        .map_err(|(msg, code)| Failure(msg, code))
+    )
+    .map(|_| ())
+    .map_err(|(msg, code)| Failure(msg, code))
 }
 
 /// Load, attach, stream until the end, print the maps; returns the lost-event count.
