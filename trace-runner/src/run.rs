@@ -310,7 +310,7 @@ fn trace(
         Err(_) if stopped() => return Ok(0),
         Err(e) => return Err(fail(e)),
     }
-    // From here on a stop is handled as at any later moment: BEGIN has run, the event
+    // From here on a stop is handled as at any later moment: BEGIN runs, the event
     // loop returns at once, END runs and the maps print.
     session.run_begin().map_err(fail)?;
     let mut tick = |s: &Session| {
