@@ -34,9 +34,7 @@ use tokio::sync::mpsc;
 
 use crate::resources;
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::{
-    meta_str, ApiError, Creds, DeleteOpts, ExecTarget, Kill, PodLog, State, Store,
-};
+use crate::store::{meta_str, ApiError, Creds, DeleteOpts, ExecTarget, Kill, PodLog, State, Store};
 use crate::util;
 
 /// Annotation marking a pod whose processes the test runs itself (a workload stand-in).

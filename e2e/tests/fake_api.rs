@@ -540,11 +540,7 @@ async fn containers_and_execs_run_as_the_security_context_user() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let (ids, err, _) = exec(&pods, name, &["sh", "-c", "echo $(id -u) $(id -G)"]).await;
-        assert_eq!(
-            format!("{} {ids}", out.trim()),
-            want,
-            "pod {name}: {err}"
-        );
+        assert_eq!(format!("{} {ids}", out.trim()), want, "pod {name}: {err}");
         pods.delete(name, &Default::default()).await.unwrap();
     }
 }

@@ -996,7 +996,12 @@ pub mod tests {
             assert_eq!(m.read_only, want, "{} at {}", m.name, m.mount_path);
         }
         let paths: Vec<&str> = mounts.iter().map(|m| m.mount_path.as_str()).collect();
-        for p in ["/sys", "/sys/fs/cgroup", "/sys/kernel/tracing", "/sys/kernel/debug"] {
+        for p in [
+            "/sys",
+            "/sys/fs/cgroup",
+            "/sys/kernel/tracing",
+            "/sys/kernel/debug",
+        ] {
             assert!(paths.contains(&p), "{p} not mounted");
         }
     }

@@ -915,8 +915,8 @@ pub fn reader_pod(ns: &str, id: &str, claim: &str, image: &str, suffix: &str) ->
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             // PodSecurity "restricted": it passes in any namespace, privileged or not.
-            // fsGroup adds the group to the reader's (the kubelet does not re-own a
-            // read-only claim; OnRootMismatch keeps it from walking a big one if it did).
+            // fsGroup adds the group to the reader's (a read-only claim is normally not
+            // re-owned; OnRootMismatch keeps a kubelet that does from walking a big one).
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
                 run_as_user: Some(READER_UID),

@@ -68,19 +68,73 @@ pub const REQUESTS: &[Request] = &[
     req("get", "batch", "jobs", Trace, "attach (the Job's status)"),
     req("list", "batch", "jobs", Trace, "get, logs, attach, delete"),
     req("list", "batch", "cronjobs", Trace, "get, logs, delete"),
-    req("delete", "batch", "jobs", Trace, "delete, run (after a failure), Ctrl-C stop"),
-    req("delete", "batch", "cronjobs", Trace, "delete, run (after a failure)"),
+    req(
+        "delete",
+        "batch",
+        "jobs",
+        Trace,
+        "delete, run (after a failure), Ctrl-C stop",
+    ),
+    req(
+        "delete",
+        "batch",
+        "cronjobs",
+        Trace,
+        "delete, run (after a failure)",
+    ),
     req("create", "", "configmaps", Trace, "run"),
     req("list", "", "configmaps", Trace, "delete"),
     req("delete", "", "configmaps", Trace, "delete"),
-    req("get", "", "pods", Trace, "attach, logs: trace pods; the reader pod"),
-    req("list", "", "pods", Trace, "attach, logs: trace pods; delete: reader pods"),
-    req("create", "", "pods", Trace, "logs on a volume: the reader pod"),
-    req("delete", "", "pods", Trace, "Ctrl-C stop; the reader pod; delete"),
-    req("create", "", "pods/exec", Trace, "logs on a volume: find, stat, tar in the reader"),
+    req(
+        "get",
+        "",
+        "pods",
+        Trace,
+        "attach, logs: trace pods; the reader pod",
+    ),
+    req(
+        "list",
+        "",
+        "pods",
+        Trace,
+        "attach, logs: trace pods; delete: reader pods",
+    ),
+    req(
+        "create",
+        "",
+        "pods",
+        Trace,
+        "logs on a volume: the reader pod",
+    ),
+    req(
+        "delete",
+        "",
+        "pods",
+        Trace,
+        "Ctrl-C stop; the reader pod; delete",
+    ),
+    req(
+        "create",
+        "",
+        "pods/exec",
+        Trace,
+        "logs on a volume: find, stat, tar in the reader",
+    ),
     req("get", "", "pods/log", Trace, "attach, logs"),
-    req("get", "", "persistentvolumeclaims", Trace, "run --output pvc:CLAIM"),
-    req("list", "", "events", Trace, "attach: why a pod does not start"),
+    req(
+        "get",
+        "",
+        "persistentvolumeclaims",
+        Trace,
+        "run --output pvc:CLAIM",
+    ),
+    req(
+        "list",
+        "",
+        "events",
+        Trace,
+        "attach: why a pod does not start",
+    ),
     // In the namespaces of the targets.
     req("get", "", "pods", Target, "run pod/NAME"),
     req("list", "", "pods", Target, "run -l, deploy/, sts/, ds/"),
@@ -88,9 +142,27 @@ pub const REQUESTS: &[Request] = &[
     req("get", "apps", "statefulsets", Target, "run sts/NAME"),
     req("get", "apps", "daemonsets", Target, "run ds/NAME"),
     // Across namespaces.
-    req("list", "batch", "jobs", AllNamespaces, "get -A, delete --all -A"),
-    req("list", "batch", "cronjobs", AllNamespaces, "get -A, delete --all -A"),
-    req("list", "", "pods", AllNamespaces, "delete --all -A: reader pods"),
+    req(
+        "list",
+        "batch",
+        "jobs",
+        AllNamespaces,
+        "get -A, delete --all -A",
+    ),
+    req(
+        "list",
+        "batch",
+        "cronjobs",
+        AllNamespaces,
+        "get -A, delete --all -A",
+    ),
+    req(
+        "list",
+        "",
+        "pods",
+        AllNamespaces,
+        "delete --all -A: reader pods",
+    ),
     Request {
         beyond: Some(
             "delete --all -A also lists ConfigMaps in every namespace (their content): \
@@ -186,7 +258,11 @@ fn the_roles_grant_every_request_where_it_is_made() {
                 r.resource,
                 r.scope,
                 r.used_by,
-                if r.scope == Trace { "role" } else { "clusterrole" }
+                if r.scope == Trace {
+                    "role"
+                } else {
+                    "clusterrole"
+                }
             ),
             Some(why) => assert!(
                 !granted,
@@ -229,7 +305,10 @@ fn writes_only_in_the_trace_namespace() {
         ("batch", "cronjobs", "create"),
     ] {
         assert!(role.contains(&(g.into(), r.into(), v.into())), "{v} {r}");
-        assert!(!cluster.contains(&(g.into(), r.into(), v.into())), "{v} {r}");
+        assert!(
+            !cluster.contains(&(g.into(), r.into(), v.into())),
+            "{v} {r}"
+        );
     }
     assert!(REQUESTS
         .iter()
@@ -259,7 +338,9 @@ pub fn classify(method: &str, path: &str, query: &str) -> Option<(String, String
         [r, n] => (false, *r, Some(*n), None),
         _ => return None,
     };
-    let watch = query.split('&').any(|kv| kv == "watch=true" || kv == "watch=1");
+    let watch = query
+        .split('&')
+        .any(|kv| kv == "watch=true" || kv == "watch=1");
     let verb = match (method, name.is_some(), sub) {
         // exec and attach: create, also through a websocket GET (Kubernetes >= 1.31).
         (_, _, Some("exec" | "attach" | "portforward")) => "create",
@@ -313,7 +394,10 @@ fn requests_are_classified_as_the_authorizer_does() {
         c("POST", "/apis/batch/v1/namespaces/kubectl-trace/jobs", ""),
         t("create", "batch", "jobs", true)
     );
-    assert_eq!(c("GET", "/apis/batch/v1/jobs", "labelSelector=x"), t("list", "batch", "jobs", false));
+    assert_eq!(
+        c("GET", "/apis/batch/v1/jobs", "labelSelector=x"),
+        t("list", "batch", "jobs", false)
+    );
     assert_eq!(
         c("GET", "/api/v1/namespaces/x/pods/r/exec", "command=tar"),
         t("create", "", "pods/exec", true)
@@ -322,8 +406,14 @@ fn requests_are_classified_as_the_authorizer_does() {
         c("GET", "/api/v1/namespaces/x/pods/p/log", "follow=true"),
         t("get", "", "pods/log", true)
     );
-    assert_eq!(c("GET", "/api/v1/namespaces/x", ""), t("get", "", "namespaces", false));
-    assert_eq!(c("GET", "/api/v1/nodes/n1", ""), t("get", "", "nodes", false));
+    assert_eq!(
+        c("GET", "/api/v1/namespaces/x", ""),
+        t("get", "", "namespaces", false)
+    );
+    assert_eq!(
+        c("GET", "/api/v1/nodes/n1", ""),
+        t("get", "", "nodes", false)
+    );
     assert_eq!(
         c("GET", "/api/v1/namespaces/x/pods", "watch=true"),
         t("watch", "", "pods", true)

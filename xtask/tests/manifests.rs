@@ -205,9 +205,24 @@ fn manifests_hold_what_they_promise() {
         &["jobs"],
         &["create", "get", "list", "delete"],
     );
-    add(&mut expected, "batch", &["cronjobs"], &["create", "list", "delete"]);
-    add(&mut expected, "", &["configmaps"], &["create", "list", "delete"]);
-    add(&mut expected, "", &["pods"], &["get", "list", "create", "delete"]);
+    add(
+        &mut expected,
+        "batch",
+        &["cronjobs"],
+        &["create", "list", "delete"],
+    );
+    add(
+        &mut expected,
+        "",
+        &["configmaps"],
+        &["create", "list", "delete"],
+    );
+    add(
+        &mut expected,
+        "",
+        &["pods"],
+        &["get", "list", "create", "delete"],
+    );
     add(&mut expected, "", &["pods/exec"], &["create"]);
     add(&mut expected, "", &["pods/log"], &["get"]);
     add(&mut expected, "", &["persistentvolumeclaims"], &["get"]);
@@ -238,7 +253,10 @@ fn manifests_hold_what_they_promise() {
         ("user-role.yaml", "ROOT ON EVERY NODE"),
     ] {
         let text = std::fs::read_to_string(manifests_dir().join(file)).unwrap();
-        assert!(text.contains(says), "{file} does not say what it amounts to");
+        assert!(
+            text.contains(says),
+            "{file} does not say what it amounts to"
+        );
         let lines: Vec<_> = text.lines().collect();
         for (i, l) in lines.iter().enumerate() {
             if l.trim_start().starts_with("- apiGroups:") {
