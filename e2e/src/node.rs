@@ -13,7 +13,9 @@
 //! code ends the pod (Succeeded/Failed) and the Job (Complete/Failed).
 //! activeDeadlineSeconds and pod deletion stop the container with SIGTERM, then
 //! SIGKILL after the grace period; ttlSecondsAfterFinished removes finished Jobs.
-//! `pods/exec` runs commands in a running container's mount namespace. The kubelet keeps
+//! Containers run as their `securityContext`'s `runAsUser`/`runAsGroup` (`fsGroup` and
+//! `supplementalGroups` as groups; root without `runAsUser`).
+//! `pods/exec` runs commands in a running container's mount namespace, as its user. The kubelet keeps
 //! `/var/log/pods/<ns>_<name>_<uid>/` and `/var/log/containers/<name>_<ns>_<container>-
 //! <id>.log` for its pods and the workload pods, in [`AgentConfig::log_dir`].
 
@@ -32,7 +34,7 @@ use tokio::sync::mpsc;
 
 use crate::resources;
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::{meta_str, ApiError, DeleteOpts, ExecTarget, Kill, PodLog, State, Store};
+use crate::store::{meta_str, ApiError, Creds, DeleteOpts, ExecTarget, Kill, PodLog, State, Store};
 use crate::util;
 
 /// Annotation marking a pod whose processes the test runs itself (a workload stand-in).
@@ -660,6 +662,8 @@ struct Launch {
     rootfs: CString,
     workdir: CString,
     ops: Vec<MountOp>,
+    /// The container's user (`securityContext.runAsUser`...); `None`: root.
+    creds: Option<Creds>,
 }
 
 fn cstr(p: &Path) -> CString {
@@ -889,6 +893,7 @@ fn plan_launch(
         rootfs: cstr(&rootfs),
         workdir: CString::new(container["workingDir"].as_str().unwrap_or("/")).unwrap_or_default(),
         ops,
+        creds: Creds::of(pod, container),
     })
 }
 
@@ -906,7 +911,7 @@ fn spawn(l: Launch) -> std::io::Result<tokio::process::Child> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(false);
-    let (rootfs, workdir, ops) = (l.rootfs, l.workdir, l.ops);
+    let (rootfs, workdir, ops, creds) = (l.rootfs, l.workdir, l.ops, l.creds);
     // SAFETY: only async-signal-safe syscalls on data prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
@@ -1004,6 +1009,9 @@ fn spawn(l: Launch) -> std::io::Result<tokio::process::Child> {
             {
                 return err();
             }
+            if let Some(c) = &creds {
+                c.apply()?;
+            }
             libc::setsid();
             Ok(())
         });
@@ -1093,6 +1101,7 @@ async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: String) {
     let cid = util::new_container_id();
     let launch = plan_launch(&agent, &pod, &container, &vols, &poddir);
     let exec_env = launch.as_ref().map(|l| l.env.clone()).unwrap_or_default();
+    let exec_creds = launch.as_ref().ok().and_then(|l| l.creds.clone());
     let child =
         launch.and_then(|l| spawn(l).map_err(|e| format!("failed to create containerd task: {e}")));
     let mut child = match child {
@@ -1130,6 +1139,7 @@ async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: String) {
                 pid,
                 workdir: container["workingDir"].as_str().unwrap_or("/").to_string(),
                 env: exec_env,
+                creds: exec_creds,
             },
         );
         st.kills.insert(uid.clone(), kill_tx);
@@ -1396,12 +1406,17 @@ pub fn exec_in_container(
         .kill_on_drop(true);
     let fd = std::os::fd::AsRawFd::as_raw_fd(&mnt);
     let workdir = CString::new(t.workdir.as_bytes()).unwrap_or_default();
+    let creds = t.creds.clone();
     // SAFETY: only async-signal-safe syscalls on data prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
             // Entering the namespace sets the root to its root: the container's.
             if libc::setns(fd, libc::CLONE_NEWNS) != 0 || libc::chdir(workdir.as_ptr()) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // As the container's user, as a runtime's exec does.
+            if let Some(c) = &creds {
+                c.apply()?;
             }
             libc::setsid();
             Ok(())

@@ -126,7 +126,7 @@ pub struct Kill {
 }
 
 /// How to run a command in a running container (`pods/exec`): enter the mount namespace
-/// of its main process (its root is the container's), with its environment.
+/// of its main process (its root is the container's), with its environment and user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecTarget {
     pub container: String,
@@ -134,6 +134,66 @@ pub struct ExecTarget {
     pub pid: i32,
     pub workdir: String,
     pub env: Vec<(String, String)>,
+    /// The container's user (`securityContext`); `None`: root.
+    pub creds: Option<Creds>,
+}
+
+/// A container's user as `securityContext` sets it: `runAsUser`, `runAsGroup`, and the
+/// supplementary groups (`fsGroup`, `supplementalGroups`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Creds {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl Creds {
+    /// The user of `container` in `pod` (the container's settings win over the pod's);
+    /// `None` when neither sets `runAsUser` (the image's user: root here).
+    pub fn of(pod: &Value, container: &Value) -> Option<Creds> {
+        let field = |f: &str| {
+            container
+                .pointer(&format!("/securityContext/{f}"))
+                .or_else(|| pod.pointer(&format!("/spec/securityContext/{f}")))
+                .and_then(Value::as_u64)
+                .and_then(|v| u32::try_from(v).ok())
+        };
+        let uid = field("runAsUser")?;
+        let psc = pod.pointer("/spec/securityContext");
+        let mut groups: Vec<u32> = psc
+            .and_then(|p| p.get("fsGroup"))
+            .and_then(Value::as_u64)
+            .into_iter()
+            .chain(
+                psc.and_then(|p| p.get("supplementalGroups"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_u64),
+            )
+            .filter_map(|g| u32::try_from(g).ok())
+            .collect();
+        groups.dedup();
+        Some(Creds {
+            uid,
+            gid: field("runAsGroup").unwrap_or(0),
+            groups,
+        })
+    }
+
+    /// Become this user (in a child between fork and exec: async-signal-safe calls only).
+    ///
+    /// # Safety
+    /// Only to be called in a `pre_exec` hook.
+    pub unsafe fn apply(&self) -> std::io::Result<()> {
+        if libc::setgroups(self.groups.len(), self.groups.as_ptr()) != 0
+            || libc::setgid(self.gid) != 0
+            || libc::setuid(self.uid) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
 }
 
 /// Test knobs.

@@ -495,6 +495,56 @@ async fn exec(pods: &Api<Pod>, pod: &str, argv: &[&str]) -> (String, String, Opt
 /// A pod like the plugin's reader (busybox `sleep`, a claim at /output read-only), plus
 /// the kubelet's log directories as hostPath volumes: `pods/exec` runs host binaries in
 /// the pod's view of the files, over the v4.channel.k8s.io websocket.
+/// Containers and their execs run as the pod's `securityContext` user (the plugin's
+/// reader pod runs as nobody); without one, as root.
+#[tokio::test]
+async fn containers_and_execs_run_as_the_security_context_user() {
+    if !host::require_privileges("containers_and_execs_run_as_the_security_context_user") {
+        return;
+    }
+    let c = cluster();
+    let pods: Api<Pod> = Api::namespaced(client(&c), "default");
+    for (name, sc, want) in [
+        (
+            "nobody",
+            json!({"runAsNonRoot": true, "runAsUser": 65534, "runAsGroup": 65534, "fsGroup": 1234}),
+            "65534 65534 65534 1234\n",
+        ),
+        ("root", json!({}), "0 0 0\n"),
+    ] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                "securityContext": sc,
+                "containers": [{"name": "c", "image": "busybox:1.36",
+                    "command": ["sh", "-c", "id -u > /tmp/uid; exec sleep 600"]}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        let running = await_condition(pods.clone(), name, |p: Option<&Pod>| {
+            p.and_then(|p| p.status.as_ref())
+                .and_then(|s| s.phase.as_deref())
+                == Some("Running")
+        });
+        tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .unwrap()
+            .unwrap();
+        // The container's own process, then an exec in it.
+        let mut out = String::new();
+        for _ in 0..50 {
+            out = exec(&pods, name, &["sh", "-c", "cat /tmp/uid"]).await.0;
+            if !out.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (ids, err, _) = exec(&pods, name, &["sh", "-c", "echo $(id -u) $(id -G)"]).await;
+        assert_eq!(format!("{} {ids}", out.trim()), want, "pod {name}: {err}");
+        pods.delete(name, &Default::default()).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn exec_runs_in_the_pods_view_over_a_websocket() {
     if !host::require_privileges("exec_runs_in_the_pods_view_over_a_websocket") {

@@ -193,7 +193,7 @@ pub fn explain_status(code: u16, reason: &str, message: &str, op: &Op, server: &
             "unauthorized: the API server at {server} rejected your credentials (log in again, or check --context/--user)"
         ),
         403 => format!(
-            "forbidden: you cannot {} {} {} (ask for the kubectl-trace-user ClusterRole)",
+            "forbidden: you cannot {} {} {} (ask for the kubectl-trace-user ClusterRole, and the Role of that name where traces run, e.g. -n kubectl-trace)",
             op.verb,
             op.resource,
             op.where_()
@@ -274,7 +274,7 @@ mod tests {
         );
         assert_eq!(
             explain(&e, &op, "https://k8s:6443"),
-            "forbidden: you cannot create jobs.batch in namespace tracing (ask for the kubectl-trace-user ClusterRole)"
+            "forbidden: you cannot create jobs.batch in namespace tracing (ask for the kubectl-trace-user ClusterRole, and the Role of that name where traces run, e.g. -n kubectl-trace)"
         );
         let op = Op::new("get", "nodes", None).named("n1");
         let e = api_err(403, "Forbidden", "nope");

@@ -73,6 +73,8 @@ async fn exec(stream: TcpStream, root: PathBuf, seen: Seen) {
         .await
         .unwrap();
     let uri = uri.lock().unwrap().clone();
+    let (path, query) = uri.split_once('?').unwrap_or((&uri, ""));
+    crate::rbac_tests::check_seen("GET", path, query);
     seen.lock()
         .unwrap()
         .push(format!("EXEC {}", commands(&uri).join(" ")));
@@ -165,6 +167,8 @@ async fn http(stream: TcpStream, seen: Seen, jobs: Value) {
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await.unwrap();
     let path = target.split('?').next().unwrap_or("").to_string();
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    crate::rbac_tests::check_seen(&method, &path, query);
     seen.lock().unwrap().push(format!("{method} {path}"));
     let list = |kind: &str, items: Value| json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items});
     let resp = match (method.as_str(), path.as_str()) {

@@ -25,6 +25,8 @@ mod exec_tests;
 #[cfg(test)]
 mod mock_tests;
 #[cfg(test)]
+mod rbac_tests;
+#[cfg(test)]
 mod schema_tests;
 
 use std::process::ExitCode;

@@ -521,10 +521,16 @@ pub fn pod_template(spec: &TraceSpec, plan: &NodePlan, name: &str) -> PodTemplat
     ];
     let mut mounts = vec![
         mount("programs", PROGRAMS_DIR, true, None),
-        mount("sys", "/sys", false, Some("HostToContainer")),
-        mount("cgroup", "/sys/fs/cgroup", false, Some("HostToContainer")),
-        mount("tracefs", "/sys/kernel/tracing", false, None),
-        mount("debugfs", "/sys/kernel/debug", false, None),
+        // Read-only: the runner only reads these (BTF, tracepoint ids and formats, PMU
+        // types, cgroup ids; cgroup programs attach through an fd opened read-only).
+        // When the node has no tracefs mounted, the runner mounts one over
+        // /sys/kernel/tracing in the pod's own mount namespace, which a read-only mount
+        // point allows. A read-only mount is not recursive (sub-mounts of /sys keep the
+        // node's flags), hence the separate read-only mounts of the ones used.
+        mount("sys", "/sys", true, Some("HostToContainer")),
+        mount("cgroup", "/sys/fs/cgroup", true, Some("HostToContainer")),
+        mount("tracefs", "/sys/kernel/tracing", true, None),
+        mount("debugfs", "/sys/kernel/debug", true, None),
         mount("host-proc", HOST_PROC, true, Some("HostToContainer")),
     ];
     if let Some(out) = &spec.output {
@@ -622,8 +628,9 @@ pub fn pod_template(spec: &TraceSpec, plan: &NodePlan, name: &str) -> PodTemplat
             tolerations: Some(vec![toleration("NoSchedule"), toleration("NoExecute")]),
             service_account_name: spec.service_account.clone(),
             // The runner needs no API access (scheduled pod traces find their pods in
-            // /var/log/pods): a token only with --serviceaccount.
-            automount_service_account_token: Some(spec.service_account.is_some()),
+            // /var/log/pods): no token, unless --serviceaccount names an account, whose
+            // own automountServiceAccountToken then decides (unset here: not forced on).
+            automount_service_account_token: spec.service_account.is_none().then_some(false),
             termination_grace_period_seconds: Some(spec.grace as i64),
             containers: vec![container],
             volumes: Some(volumes),
@@ -961,6 +968,46 @@ pub mod tests {
             "tracepoint:syscalls:sys_enter_openat { @[comm] = count(); }"
         );
         assert!(objs.config_map.metadata.owner_references.is_none());
+    }
+
+    #[test]
+    fn service_account_token_follows_the_account() {
+        // No --serviceaccount: no token at all.
+        let spec = sample_spec();
+        let ps = pod_spec_of(&build(&spec, &node_plan(), 0, 1).unwrap());
+        assert_eq!(ps.service_account_name, None);
+        assert_eq!(ps.automount_service_account_token, Some(false));
+        // --serviceaccount NAME: the account's own automountServiceAccountToken decides
+        // (the pod does not force a token in).
+        let mut spec = sample_spec();
+        spec.service_account = Some("trace-runner".into());
+        let ps = pod_spec_of(&build(&spec, &node_plan(), 0, 1).unwrap());
+        assert_eq!(ps.service_account_name.as_deref(), Some("trace-runner"));
+        assert_eq!(ps.automount_service_account_token, None);
+    }
+
+    #[test]
+    fn host_file_systems_are_mounted_read_only() {
+        // The runner only reads /sys, the cgroup tree, tracefs and debugfs (tracepoint
+        // ids and formats, BTF, cgroup ids; cgroup programs attach through a read-only
+        // fd). Only the output volume is written.
+        let mut spec = sample_spec();
+        spec.output = Some(PvcOutput::parse("pvc:traces").unwrap());
+        let ps = pod_spec_of(&build(&spec, &node_plan(), 0, 1).unwrap());
+        let mounts = ps.containers[0].volume_mounts.clone().unwrap();
+        for m in &mounts {
+            let want = if m.name == "output" { None } else { Some(true) };
+            assert_eq!(m.read_only, want, "{} at {}", m.name, m.mount_path);
+        }
+        let paths: Vec<&str> = mounts.iter().map(|m| m.mount_path.as_str()).collect();
+        for p in [
+            "/sys",
+            "/sys/fs/cgroup",
+            "/sys/kernel/tracing",
+            "/sys/kernel/debug",
+        ] {
+            assert!(paths.contains(&p), "{p} not mounted");
+        }
     }
 
     #[test]

@@ -103,6 +103,12 @@ async fn next(h: &mut Handle, method: &str, path: &str) -> Seen {
     } else {
         serde_json::from_slice(&bytes).unwrap_or(Value::Null)
     };
+    // Every request must be one the RBAC manifests are checked against.
+    crate::rbac_tests::check_seen(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query().unwrap_or(""),
+    );
     let seen = Seen {
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
@@ -360,7 +366,7 @@ async fn run_forbidden_names_verb_and_resource() {
     server.await.unwrap();
     assert_eq!(
         e.to_string(),
-        "forbidden: you cannot create jobs.batch in namespace default (ask for the kubectl-trace-user ClusterRole)"
+        "forbidden: you cannot create jobs.batch in namespace default (ask for the kubectl-trace-user ClusterRole, and the Role of that name where traces run, e.g. -n kubectl-trace)"
     );
 }
 

@@ -29,8 +29,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, PersistentVolumeClaimVolumeSource, Pod, PodSpec, ResourceRequirements,
-    SecurityContext, Toleration, Volume, VolumeMount,
+    Capabilities, Container, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
+    ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -51,6 +51,9 @@ pub const LABEL_COMPONENT: &str = "kubectl-trace/component";
 pub const COMPONENT_READER: &str = "reader";
 /// Container name of the reader pod.
 pub const READER_CONTAINER: &str = "reader";
+/// User and group the reader runs as (`nobody`): it only reads the claim, whose files
+/// the runner (root) leaves readable by all (0644 files in 0755 directories).
+pub const READER_UID: i64 = 65534;
 /// How long a forgotten reader pod may live (its own `activeDeadlineSeconds`).
 pub const READER_LIFETIME: i64 = 600;
 pub const META_FILE: &str = "meta.json";
@@ -911,6 +914,21 @@ pub fn reader_pod(ns: &str, id: &str, claim: &str, image: &str, suffix: &str) ->
             termination_grace_period_seconds: Some(1),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
+            // PodSecurity "restricted": it passes in any namespace, privileged or not.
+            // fsGroup adds the group to the reader's (a read-only claim is normally not
+            // re-owned; OnRootMismatch keeps a kubelet that does from walking a big one).
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(READER_UID),
+                run_as_group: Some(READER_UID),
+                fs_group: Some(READER_UID),
+                fs_group_change_policy: Some("OnRootMismatch".to_string()),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_string(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             tolerations: Some(vec![Toleration {
                 operator: Some("Exists".to_string()),
                 effect: Some("NoSchedule".to_string()),
@@ -1617,6 +1635,43 @@ pub mod tests {
             s.containers[0].command.as_ref().unwrap(),
             &vec!["sleep".to_string(), "600".to_string()]
         );
+    }
+
+    #[test]
+    fn reader_pod_runs_unprivileged() {
+        // What PodSecurity "restricted" asks, plus a fixed non-root user: the reader only
+        // reads the claim (the runner's files are 0644 in 0755 directories).
+        let p = reader_pod("tracing", "abc", "traces", READER_IMAGE, "x1y2z");
+        let s = p.spec.as_ref().unwrap();
+        let psc = s.security_context.as_ref().expect("pod securityContext");
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert!(psc.run_as_user.is_some_and(|u| u > 0), "{psc:?}");
+        assert!(psc.run_as_group.is_some_and(|g| g > 0), "{psc:?}");
+        assert!(psc.fs_group.is_some_and(|g| g > 0), "{psc:?}");
+        assert_eq!(
+            psc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+            Some("RuntimeDefault")
+        );
+        for c in &s.containers {
+            let sc = c.security_context.as_ref().unwrap();
+            assert_eq!(sc.allow_privilege_escalation, Some(false));
+            assert_eq!(sc.privileged, None);
+            assert_eq!(sc.read_only_root_filesystem, Some(true));
+            let caps = sc.capabilities.as_ref().unwrap();
+            assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+            assert_eq!(caps.add, None);
+            // Nothing in the container overrides the pod's user back to root.
+            assert!(sc.run_as_user.is_none_or(|u| u > 0));
+            assert_ne!(sc.run_as_non_root, Some(false));
+        }
+        assert_eq!(s.host_pid, None);
+        assert_eq!(s.host_network, None);
+        assert!(s
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|v| v.host_path.is_none()));
     }
 
     /// Runs the reader's commands as local processes, with `/output` mapped to a

@@ -2,8 +2,9 @@
 //! the PyPI tool `kubernetes-validate` (`--strict`: unknown fields are errors), for
 //! the oldest and newest Kubernetes versions we target, and checks what the
 //! manifests promise (privileged namespace, no runner token by default, the user
-//! role's exact rules). `manifests/plugins/trace.yaml` is a krew manifest, not a
-//! Kubernetes object: it is checked for krew's required fields.
+//! roles' exact rules: reads cluster-wide, writes in the trace namespace only) and
+//! the example bindings in `manifests/examples/`. `manifests/plugins/trace.yaml` is a
+//! krew manifest, not a Kubernetes object: it is checked for krew's required fields.
 //!
 //! Without the validator the schema test is skipped, except under `CI=true`,
 //! where it fails (`pip install kubernetes-validate`).
@@ -24,14 +25,22 @@ fn manifests_dir() -> PathBuf {
         .join("manifests")
 }
 
-fn kubernetes_manifests() -> Vec<PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(manifests_dir())
-        .expect("manifests/ exists")
+/// The YAML files of a directory.
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
         .collect();
     files.sort();
+    files
+}
+
+/// `manifests/*.yaml` (what `kubectl apply -f manifests/` applies) and the examples.
+fn kubernetes_manifests() -> Vec<PathBuf> {
+    let mut files = yaml_files(&manifests_dir());
     assert!(!files.is_empty(), "no manifests found");
+    files.extend(yaml_files(&manifests_dir().join("examples")));
     files
 }
 
@@ -147,6 +156,7 @@ fn manifests_hold_what_they_promise() {
         "Namespace",
         "ServiceAccount",
         "ClusterRole",
+        "Role",
         "PersistentVolumeClaim",
     ] {
         assert!(kinds.contains(k), "no {k} in manifests/");
@@ -165,21 +175,111 @@ fn manifests_hold_what_they_promise() {
         sa["automountServiceAccountToken"], false,
         "the runner gets no token by default"
     );
-    assert!(
-        !kinds.contains("Role") && !kinds.contains("RoleBinding"),
-        "the runner needs no API access: no Role for it"
-    );
+    // The runner needs no API access: no binding names its account.
+    for o in &objects {
+        for s in o["subjects"].as_array().into_iter().flatten() {
+            assert_ne!(s["name"], "trace-runner", "a binding for the runner: {o}");
+        }
+    }
 
-    // The user role: exactly these grants, nothing broader.
-    let user = object(&objects, "ClusterRole", "kubectl-trace-user");
-    let mut grants = BTreeSet::new();
-    for rule in user["rules"].as_array().unwrap() {
+    // The user's roles: exactly these grants, nothing broader. Reads cluster-wide ...
+    let cluster = grants(object(&objects, "ClusterRole", "kubectl-trace-user"));
+    let mut expected = BTreeSet::new();
+    add(&mut expected, "", &["pods"], &["get", "list"]);
+    add(
+        &mut expected,
+        "apps",
+        &["deployments", "statefulsets", "daemonsets"],
+        &["get"],
+    );
+    add(&mut expected, "", &["nodes"], &["get"]);
+    add(&mut expected, "batch", &["jobs", "cronjobs"], &["list"]);
+    assert_eq!(cluster, expected);
+    // ... and every write (pods, pods/exec included) only in the trace namespace.
+    let role = object(&objects, "Role", "kubectl-trace-user");
+    assert_eq!(role["metadata"]["namespace"], "kubectl-trace");
+    let mut expected = BTreeSet::new();
+    add(
+        &mut expected,
+        "batch",
+        &["jobs"],
+        &["create", "get", "list", "delete"],
+    );
+    add(
+        &mut expected,
+        "batch",
+        &["cronjobs"],
+        &["create", "list", "delete"],
+    );
+    add(
+        &mut expected,
+        "",
+        &["configmaps"],
+        &["create", "list", "delete"],
+    );
+    add(
+        &mut expected,
+        "",
+        &["pods"],
+        &["get", "list", "create", "delete"],
+    );
+    add(&mut expected, "", &["pods/exec"], &["create"]);
+    add(&mut expected, "", &["pods/log"], &["get"]);
+    add(&mut expected, "", &["persistentvolumeclaims"], &["get"]);
+    add(&mut expected, "", &["events"], &["list"]);
+    assert_eq!(grants(role), expected);
+
+    // The example bindings bind exactly these two roles, the Role in its namespace.
+    let crb = object(&objects, "ClusterRoleBinding", "kubectl-trace-user-alice");
+    assert_eq!(crb["roleRef"]["kind"], "ClusterRole");
+    assert_eq!(crb["roleRef"]["name"], "kubectl-trace-user");
+    let rb = object(&objects, "RoleBinding", "kubectl-trace-user-alice");
+    assert_eq!(rb["roleRef"]["kind"], "Role");
+    assert_eq!(rb["roleRef"]["name"], "kubectl-trace-user");
+    assert_eq!(rb["metadata"]["namespace"], role["metadata"]["namespace"]);
+    // ... and are not applied by `kubectl apply -f manifests/`.
+    let applied: Vec<Value> = yaml_files(&manifests_dir())
+        .iter()
+        .flat_map(|p| docs(p))
+        .collect();
+    assert!(applied
+        .iter()
+        .all(|o| o["kind"] != "RoleBinding" && o["kind"] != "ClusterRoleBinding"));
+
+    // Every rule of the user roles carries a comment saying what it is for, and each file
+    // says what the role amounts to.
+    for (file, says) in [
+        ("user-clusterrole.yaml", "nothing here starts a pod"),
+        ("user-role.yaml", "ROOT ON EVERY NODE"),
+    ] {
+        let text = std::fs::read_to_string(manifests_dir().join(file)).unwrap();
+        assert!(
+            text.contains(says),
+            "{file} does not say what it amounts to"
+        );
+        let lines: Vec<_> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if l.trim_start().starts_with("- apiGroups:") {
+                assert!(
+                    i > 0 && lines[i - 1].trim_start().starts_with('#'),
+                    "{file}: rule at line {} has no comment",
+                    i + 1
+                );
+            }
+        }
+    }
+}
+
+/// A role's rules as `group/resource:verb`, with no wildcards.
+fn grants(role: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
         for g in rule["apiGroups"].as_array().unwrap() {
             for r in rule["resources"].as_array().unwrap() {
                 for v in rule["verbs"].as_array().unwrap() {
                     assert_ne!(v, "*", "no wildcard verbs");
                     assert_ne!(r, "*", "no wildcard resources");
-                    grants.insert(format!(
+                    out.insert(format!(
                         "{}/{}:{}",
                         g.as_str().unwrap(),
                         r.as_str().unwrap(),
@@ -189,43 +289,13 @@ fn manifests_hold_what_they_promise() {
             }
         }
     }
-    let mut expected = BTreeSet::new();
-    let mut add = |group: &str, resources: &[&str], verbs: &[&str]| {
-        for r in resources {
-            for v in verbs {
-                expected.insert(format!("{group}/{r}:{v}"));
-            }
-        }
-    };
-    add(
-        "batch",
-        &["jobs", "cronjobs"],
-        &["create", "get", "list", "watch", "delete"],
-    );
-    add("", &["configmaps"], &["create", "get", "list", "delete"]);
-    add("", &["pods"], &["get", "list", "watch", "create", "delete"]);
-    add("", &["pods/exec"], &["create"]);
-    add("", &["pods/log"], &["get"]);
-    add("", &["nodes"], &["get", "list"]);
-    add(
-        "apps",
-        &["deployments", "statefulsets", "daemonsets"],
-        &["get"],
-    );
-    add("", &["persistentvolumeclaims"], &["get"]);
-    add("", &["events"], &["list"]);
-    assert_eq!(grants, expected);
+    out
+}
 
-    // Every rule of the user role carries a comment saying what it is for.
-    let text = std::fs::read_to_string(manifests_dir().join("user-clusterrole.yaml")).unwrap();
-    let lines: Vec<_> = text.lines().collect();
-    for (i, l) in lines.iter().enumerate() {
-        if l.trim_start().starts_with("- apiGroups:") {
-            assert!(
-                i > 0 && lines[i - 1].trim_start().starts_with('#'),
-                "rule at line {} has no comment",
-                i + 1
-            );
+fn add(set: &mut BTreeSet<String>, group: &str, resources: &[&str], verbs: &[&str]) {
+    for r in resources {
+        for v in verbs {
+            set.insert(format!("{group}/{r}:{v}"));
         }
     }
 }
