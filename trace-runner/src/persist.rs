@@ -253,11 +253,20 @@ pub fn run_outcome(
 }
 
 /// Write `dir/meta.json` atomically (tmp file, fsync, rename, fsync of the directory).
+/// Whatever the runner's umask, the reader pod (which runs as nobody, not as root) must
+/// be able to read what a run leaves: directories 0755, files 0644.
+fn readable_by_all(f: &File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if f.metadata()?.is_dir() { 0o755 } else { 0o644 };
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+
 fn write_meta_file(dir: &Path, meta: &RunMeta) -> io::Result<()> {
     let json = meta.to_json();
     let tmp = dir.join(format!("{META_FILE}.tmp"));
     let result = (|| {
         let mut f = File::create(&tmp)?;
+        readable_by_all(&f)?;
         f.write_all(json.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, dir.join(META_FILE))?;
@@ -292,6 +301,9 @@ impl RunDir {
         let parent = base.join(trace_id);
         let new_parent = !parent.exists();
         std::fs::create_dir_all(&parent)?;
+        if new_parent {
+            readable_by_all(&File::open(&parent)?)?;
+        }
         let name = run_dir_name(start);
         let mut n = 0u32;
         let dir = loop {
@@ -301,7 +313,10 @@ impl RunDir {
                 parent.join(format!("{name}-{n}"))
             };
             match std::fs::create_dir(&candidate) {
-                Ok(()) => break candidate,
+                Ok(()) => {
+                    readable_by_all(&File::open(&candidate)?)?;
+                    break candidate;
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
                 Err(e) => return Err(e),
             }
@@ -321,6 +336,7 @@ impl RunDir {
             .append(true)
             .open(dir.join(OUTPUT_FILE))
             .map_err(undo)?;
+        readable_by_all(&output).map_err(undo)?;
         Ok(RunDir { dir, output })
     }
 

@@ -110,3 +110,40 @@ fn relative_output_dir_is_relative_to_the_working_directory() {
     );
     std::fs::remove_dir_all(&cwd).unwrap();
 }
+
+/// The reader pod runs as nobody: whatever the runner's umask, what a run leaves on the
+/// volume is readable by other users (directories 0755, files 0644).
+#[test]
+fn persisted_files_are_readable_by_the_non_root_reader() {
+    use std::os::unix::fs::PermissionsExt;
+    if !require_bpf() {
+        return;
+    }
+    let base = std::env::temp_dir().join(format!("kt-persist-umask-{}", std::process::id()));
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"umask 077; exec "$0" run --output-dir "$1" --trace-id t1 -e 'BEGIN { @x = count(); exit(); }'"#)
+        .arg(runner())
+        .arg(&base)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace_dir = base.join("t1");
+    let run_dir = std::fs::read_dir(&trace_dir)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&trace_dir), 0o755, "{}", trace_dir.display());
+    assert_eq!(mode(&run_dir), 0o755, "{}", run_dir.display());
+    for f in ["output.txt", "meta.json"] {
+        assert_eq!(mode(&run_dir.join(f)), 0o644, "{f}");
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
