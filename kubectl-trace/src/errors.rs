@@ -80,7 +80,7 @@ impl Op {
     }
 
     /// Singular kind for messages: `jobs.batch` -> `job`, `pods/log` -> `pod`.
-    fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         let base = self
             .resource
             .split(['/', '.'])

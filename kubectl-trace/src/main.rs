@@ -12,6 +12,8 @@ mod get;
 mod kubeconfig;
 mod logs;
 mod manifest;
+mod names;
+mod reply;
 mod persisted;
 mod progress;
 mod run;

@@ -621,7 +621,8 @@ pub fn tar_commands(dir: &str, files: &[String]) -> Vec<Vec<String>> {
     }
     cmds.into_iter()
         .map(|files| {
-            let mut c: Vec<String> = ["tar", "czf", "-", "-C", dir]
+            // `--`: no file name is ever taken for an option of tar.
+            let mut c: Vec<String> = ["tar", "czf", "-", "-C", dir, "--"]
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
@@ -1573,8 +1574,8 @@ pub mod tests {
         let cmds = tar_commands("/output/team-a", &files);
         assert_eq!(cmds.len(), 1);
         assert_eq!(
-            cmds[0][..5],
-            ["tar", "czf", "-", "-C", "/output/team-a"].map(String::from)
+            cmds[0][..6],
+            ["tar", "czf", "-", "-C", "/output/team-a", "--"].map(String::from)
         );
         // Many files: several commands, none over budget, order kept.
         let many: Vec<String> = (0..5000)
@@ -1584,8 +1585,8 @@ pub mod tests {
         assert!(cmds.len() > 1);
         assert!(cmds
             .iter()
-            .all(|c| c[5..].iter().map(|a| a.len() + 9).sum::<usize>() <= ARGS_BUDGET));
-        let back: Vec<String> = cmds.into_iter().flat_map(|c| c[5..].to_vec()).collect();
+            .all(|c| c[6..].iter().map(|a| a.len() + 9).sum::<usize>() <= ARGS_BUDGET));
+        let back: Vec<String> = cmds.into_iter().flat_map(|c| c[6..].to_vec()).collect();
         assert_eq!(back, many);
     }
 
