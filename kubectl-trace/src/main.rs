@@ -25,6 +25,8 @@ mod version;
 #[cfg(test)]
 mod exec_tests;
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod mock_tests;
 #[cfg(test)]
 mod schema_tests;

@@ -161,7 +161,11 @@ impl<R: Read> Read for Counting<'_, R> {
 fn describe_stream_error(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::UnexpectedEof => "the stream ended early".to_string(),
-        _ => format!("the stream is corrupt or was cut: {e}"),
+        // One line even when a corrupt header's name holds control characters.
+        _ => format!(
+            "the stream is corrupt or was cut: {}",
+            crate::errors::one_line(&e.to_string())
+        ),
     }
 }
 
