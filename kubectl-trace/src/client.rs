@@ -125,7 +125,10 @@ impl Ctx {
         let mut connecting = false;
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
         while let Some(err) = cur {
-            if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 return format!(
                     "the API server at {server} answered more than {MAX_BODY_MIB} MiB for one page ({request}); refusing it"
                 );
@@ -155,7 +158,9 @@ impl Ctx {
                     "the API server at {server} accepted the connection but did not answer{within} (--request-timeout to change)"
                 )
             }
-            kube::Error::FromUtf8(u) => not_json(server, &request, &reply::utf8_reason(&u.utf8_error())),
+            kube::Error::FromUtf8(u) => {
+                not_json(server, &request, &reply::utf8_reason(&u.utf8_error()))
+            }
             kube::Error::SerdeError(s) => not_json(server, &request, &reply::short_reason(s)),
             _ => explain(e, op, server),
         }

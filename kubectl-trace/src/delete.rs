@@ -62,7 +62,9 @@ async fn delete_matching(
         )
     };
 
-    let cronjobs: Vec<CronJob> = ctx.list(ns, &lp, Op::new("list", "cronjobs.batch", ns)).await?;
+    let cronjobs: Vec<CronJob> = ctx
+        .list(ns, &lp, Op::new("list", "cronjobs.batch", ns))
+        .await?;
     for c in &cronjobs {
         let (cns, _) = key(&c.metadata);
         let name = c.metadata.name.clone().unwrap_or_default();

@@ -358,7 +358,11 @@ mod tests {
     #[test]
     fn multi_line_messages_become_one_line() {
         let op = Op::new("list", "jobs.batch", Some("default"));
-        let e = api_err(502, "BadGateway", "<html>\n<body>bad\tgateway</body>\r\n</html>");
+        let e = api_err(
+            502,
+            "BadGateway",
+            "<html>\n<body>bad\tgateway</body>\r\n</html>",
+        );
         assert_eq!(
             explain(&e, &op, "x"),
             "list jobs.batch failed: <html> <body>bad gateway</body> </html> (HTTP 502)"

@@ -37,14 +37,51 @@ fn config() -> ProptestConfig {
     }
 }
 
-
 const KEYS: &[&str] = &[
-    "metadata", "name", "namespace", "labels", "annotations", "uid", "creationTimestamp",
-    "ownerReferences", "kind", "uid", "spec", "status", "items", "continue", "containers",
-    "containerStatuses", "state", "terminated", "running", "waiting", "exitCode", "reason",
-    "message", "phase", "nodeName", "conditions", "type", "active", "ready", "succeeded",
-    "failed", "schedule", "jobTemplate", "template", "suspend", "lastScheduleTime", "code",
-    "data", "involvedObject", "lastTimestamp", "volumes", "args", "image", "details",
+    "metadata",
+    "name",
+    "namespace",
+    "labels",
+    "annotations",
+    "uid",
+    "creationTimestamp",
+    "ownerReferences",
+    "kind",
+    "uid",
+    "spec",
+    "status",
+    "items",
+    "continue",
+    "containers",
+    "containerStatuses",
+    "state",
+    "terminated",
+    "running",
+    "waiting",
+    "exitCode",
+    "reason",
+    "message",
+    "phase",
+    "nodeName",
+    "conditions",
+    "type",
+    "active",
+    "ready",
+    "succeeded",
+    "failed",
+    "schedule",
+    "jobTemplate",
+    "template",
+    "suspend",
+    "lastScheduleTime",
+    "code",
+    "data",
+    "involvedObject",
+    "lastTimestamp",
+    "volumes",
+    "args",
+    "image",
+    "details",
 ];
 
 fn key() -> impl Strategy<Value = String> {
@@ -264,7 +301,11 @@ fn render(v: &Value, op: &Bytes) -> Vec<u8> {
         Bytes::Insert(i, x) => b.insert(i.index(b.len() + 1), *x),
         Bytes::Nest(n) => {
             // Deep arrays where a field value goes.
-            let at = b.iter().position(|c| *c == b':').map(|p| p + 1).unwrap_or(0);
+            let at = b
+                .iter()
+                .position(|c| *c == b':')
+                .map(|p| p + 1)
+                .unwrap_or(0);
             let mut deep = vec![b'['; *n];
             deep.extend(vec![b']'; *n]);
             deep.push(b',');
@@ -276,7 +317,10 @@ fn render(v: &Value, op: &Bytes) -> Vec<u8> {
 }
 
 fn one_line(s: &str) {
-    assert!(!s.contains('\n') && !s.contains('\r'), "not one line: {s:?}");
+    assert!(
+        !s.contains('\n') && !s.contains('\r'),
+        "not one line: {s:?}"
+    );
 }
 
 fn check_error(e: ReplyError) {

@@ -11,9 +11,7 @@ use serde_json::Value;
 use crate::client::Ctx;
 use crate::errors::{fail, Op, Result};
 use crate::kubeconfig::GlobalArgs;
-use crate::manifest::{
-    self, app_selector, id_selector, ANN_NODE, ANN_PODS, ANN_TARGET, LABEL_ID,
-};
+use crate::manifest::{self, app_selector, id_selector, ANN_NODE, ANN_PODS, ANN_TARGET, LABEL_ID};
 use crate::progress::Out;
 use crate::util::format_age;
 
@@ -282,7 +280,11 @@ pub fn table(rows: &[Row], all_namespaces: bool, wide: bool) -> String {
 
 pub async fn get_with(ctx: &Ctx, args: &GetArgs, out: &Out) -> Result<()> {
     let ns = ctx.namespace.as_str();
-    let id = args.trace.as_deref().map(crate::names::trace_id).transpose()?;
+    let id = args
+        .trace
+        .as_deref()
+        .map(crate::names::trace_id)
+        .transpose()?;
     let selector = match &id {
         Some(id) => id_selector(id),
         None => app_selector(),

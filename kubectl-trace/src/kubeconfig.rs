@@ -204,6 +204,41 @@ contexts:
     }
 
     #[tokio::test]
+    async fn request_timeouts_default_and_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "config", TWO_CONTEXTS);
+        let mut g = GlobalArgs {
+            kubeconfig: Some(path),
+            ..Default::default()
+        };
+        // No flag: a server that never answers must not hang the plugin forever.
+        let c = load_config(&g).await.unwrap();
+        assert_eq!(c.read_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(c.connect_timeout, Some(Duration::from_secs(10)));
+        g.request_timeout = Some("2s".into());
+        let c = load_config(&g).await.unwrap();
+        assert_eq!(c.read_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(c.connect_timeout, Some(Duration::from_secs(2)));
+        // 0: no timeout, as kubectl's --request-timeout=0.
+        g.request_timeout = Some("0".into());
+        let c = load_config(&g).await.unwrap();
+        assert_eq!((c.read_timeout, c.connect_timeout), (None, None));
+        g.request_timeout = Some("soon".into());
+        assert!(load_config(&g)
+            .await
+            .unwrap_err()
+            .to_string()
+            .starts_with("--request-timeout: invalid duration \"soon\""));
+        g.request_timeout = None;
+        g.namespace = Some("a\nb".into());
+        assert!(load_config(&g)
+            .await
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid -n/--namespace \"a\\nb\""));
+    }
+
+    #[tokio::test]
     async fn context_namespace_and_overrides() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(&dir, "config", TWO_CONTEXTS);

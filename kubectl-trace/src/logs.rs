@@ -14,9 +14,7 @@ use crate::attach::{prefix_for, stream_logs};
 use crate::client::Ctx;
 use crate::errors::{fail, Op, Result};
 use crate::kubeconfig::GlobalArgs;
-use crate::manifest::{
-    id_selector, PvcOutput, ANN_OUTPUT, CONTAINER_NAME, OUTPUT_DIR,
-};
+use crate::manifest::{id_selector, PvcOutput, ANN_OUTPUT, CONTAINER_NAME, OUTPUT_DIR};
 use crate::persisted::{
     self, is_unavailable, Mode, Remote, Selection, COMPONENT_READER, LABEL_COMPONENT, READER_IMAGE,
 };
@@ -377,9 +375,7 @@ async fn volume_logs(
         None => Selection::Latest,
     };
     let output = match &args.from {
-        Some(f) => Some(
-            crate::names::pvc_output("--from", f)?,
-        ),
+        Some(f) => Some(crate::names::pvc_output("--from", f)?),
         None => {
             let (found, output) = trace_output(ctx, ns, id).await?;
             if !found && output.is_none() {

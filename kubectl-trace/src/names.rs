@@ -110,7 +110,8 @@ pub fn object(arg: &str, value: &str) -> Result<()> {
 /// characters, so that it never reaches a URL, a label selector, a directory or the
 /// reader pod's command line as anything but a plain word.
 pub fn trace_id(arg: &str) -> Result<String> {
-    let rule = "trace ids are lower-case letters, digits and '-', as `kubectl trace get` shows them";
+    let rule =
+        "trace ids are lower-case letters, digits and '-', as `kubectl trace get` shows them";
     if let Some(c) = arg.chars().find(|c| c.is_control()) {
         return Err(refuse(
             "trace id",
@@ -121,9 +122,7 @@ pub fn trace_id(arg: &str) -> Result<String> {
     }
     if let Some((kind, name)) = arg.trim().split_once('/') {
         let plain_kind = kind.starts_with(|c: char| c.is_ascii_lowercase())
-            && kind
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c == '.');
+            && kind.chars().all(|c| c.is_ascii_lowercase() || c == '.');
         if !plain_kind || name.contains('/') {
             return Err(refuse(
                 "trace id",
@@ -150,8 +149,8 @@ pub fn pvc_output(flag: &str, text: &str) -> Result<PvcOutput> {
             shown(text)
         )));
     }
-    let out = PvcOutput::parse(text)
-        .map_err(|e| fail(e.to_string().replacen("--output", flag, 1)))?;
+    let out =
+        PvcOutput::parse(text).map_err(|e| fail(e.to_string().replacen("--output", flag, 1)))?;
     if let Some(why) = subdomain_problem(&out.claim) {
         return Err(fail(format!(
             "invalid {flag} {}: the claim name {}: {why} (names are RFC 1123 subdomains)",
@@ -183,7 +182,10 @@ mod tests {
     #[test]
     fn trace_ids() {
         assert_eq!(trace_id("k3x9q2m7fa").unwrap(), "k3x9q2m7fa");
-        assert_eq!(trace_id("kubectl-trace-k3x9q2m7fa-2").unwrap(), "k3x9q2m7fa");
+        assert_eq!(
+            trace_id("kubectl-trace-k3x9q2m7fa-2").unwrap(),
+            "k3x9q2m7fa"
+        );
         assert_eq!(trace_id("job/kubectl-trace-abc").unwrap(), "abc");
         let e = trace_id("ab\ncd").unwrap_err().to_string();
         assert_eq!(
@@ -196,7 +198,10 @@ mod tests {
             e.starts_with("invalid trace id \"-rf\": it must start and end with"),
             "{e}"
         );
-        assert!(trace_id("../x").unwrap_err().to_string().contains("TYPE/NAME"));
+        assert!(trace_id("../x")
+            .unwrap_err()
+            .to_string()
+            .contains("TYPE/NAME"));
         assert!(trace_id("a/../../etc").is_err());
         assert!(trace_id("..").unwrap_err().to_string().contains("'.'"));
         assert!(trace_id("").is_err());

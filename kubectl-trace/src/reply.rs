@@ -180,8 +180,7 @@ mod tests {
         .unwrap();
         assert_eq!(p.items.len(), 2);
         assert_eq!(p.continue_token.as_deref(), Some("abc"));
-        let p: Page<Job> =
-            decode_page(r#"{"metadata":{"continue":""},"items":null}"#, 10).unwrap();
+        let p: Page<Job> = decode_page(r#"{"metadata":{"continue":""},"items":null}"#, 10).unwrap();
         assert!(p.items.is_empty());
         assert_eq!(p.continue_token, None);
     }
@@ -216,8 +215,7 @@ mod tests {
             panic!()
         };
         assert_eq!(why, "key must be a string at line 1 column 12");
-        let ReplyError::NotJson(why) = decode_page::<Pod>(r#"{"items":[{"#, 5).unwrap_err()
-        else {
+        let ReplyError::NotJson(why) = decode_page::<Pod>(r#"{"items":[{"#, 5).unwrap_err() else {
             panic!()
         };
         assert_eq!(why, "the reply ends early");
@@ -226,7 +224,10 @@ mod tests {
         else {
             panic!()
         };
-        assert!(why.starts_with("unexpected content: invalid type: integer `7`"), "{why}");
+        assert!(
+            why.starts_with("unexpected content: invalid type: integer `7`"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -238,7 +239,10 @@ mod tests {
             Err(ReplyError::NotJson(_))
         ));
         // An unknown field is skipped, and skipping recurses too.
-        let deep = format!(r#"{{"metadata":{{"name":"a"}},"x":{}}}"#, "[".repeat(100_000));
+        let deep = format!(
+            r#"{{"metadata":{{"name":"a"}},"x":{}}}"#,
+            "[".repeat(100_000)
+        );
         assert!(matches!(
             decode_object::<Pod>(&deep),
             Err(ReplyError::NotJson(_))

@@ -16,8 +16,8 @@ use crate::client::Ctx;
 use crate::errors::{fail, Error, Op, Result, PRIVILEGED_LABEL};
 use crate::kubeconfig::{namespace_offline, GlobalArgs};
 use crate::manifest::{
-    self, apply_patch, default_image, parse_patch, NodePlan, PatchType, Program,
-    Schedule, TraceObjects, TraceSpec, Workload,
+    self, apply_patch, default_image, parse_patch, NodePlan, PatchType, Program, Schedule,
+    TraceObjects, TraceSpec, Workload,
 };
 use crate::progress::Out;
 use crate::script;

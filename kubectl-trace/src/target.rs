@@ -270,7 +270,11 @@ pub async fn resolve(
     let list_pods = |selector: String, what: String| async move {
         let lp = ListParams::default().labels(&selector);
         let list: Vec<Pod> = ctx
-            .list(Some(target_ns), &lp, Op::new("list", "pods", Some(target_ns)))
+            .list(
+                Some(target_ns),
+                &lp,
+                Op::new("list", "pods", Some(target_ns)),
+            )
             .await?;
         group_pods(&list, container, need_single, &what)
     };

@@ -243,9 +243,15 @@ fn lists_are_read_page_by_page() {
         let (items, next) = if p.contains("continue=page3") {
             (vec![job("kubectl-trace-e"), job("kubectl-trace-f")], "")
         } else if p.contains("continue=page2") {
-            (vec![job("kubectl-trace-c"), job("kubectl-trace-d")], "page3")
+            (
+                vec![job("kubectl-trace-c"), job("kubectl-trace-d")],
+                "page3",
+            )
         } else {
-            (vec![job("kubectl-trace-a"), job("kubectl-trace-b")], "page2")
+            (
+                vec![job("kubectl-trace-a"), job("kubectl-trace-b")],
+                "page2",
+            )
         };
         Reply::Body(200, list(&items, next))
     });
@@ -394,7 +400,12 @@ fn bad_names_are_refused_before_any_request() {
     ];
     for (args, want) in cases {
         let out = plugin(&args, &kc);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         let line = one_line(&out);
         assert!(line.starts_with(want), "{args:?}:\n{line}\nwanted {want}");
     }
