@@ -77,11 +77,11 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<String>>, handler: &Handler) {
                     "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                     body.len()
                 );
-                if out
-                    .write_all(head.as_bytes())
-                    .and_then(|_| out.write_all(&body))
-                    .is_err()
-                {
+                // One write: head and body in separate packets would wait for
+                // delayed ACKs (Nagle), 40 ms a request.
+                let mut all = head.into_bytes();
+                all.extend_from_slice(&body);
+                if out.write_all(&all).is_err() {
                     return;
                 }
             }
@@ -414,4 +414,42 @@ fn bad_names_are_refused_before_any_request() {
         assert!(line.starts_with(want), "{args:?}:\n{line}\nwanted {want}");
     }
     assert_eq!(api.paths(), Vec::<String>::new());
+}
+
+#[test]
+fn endless_pages_are_refused() {
+    // Full pages forever: the total bound stops it.
+    let api = FakeApi::start(|p| {
+        if p.starts_with("/apis/batch/v1/namespaces/default/jobs") {
+            let items: Vec<String> = (0..500).map(|i| job(&format!("j{i}"))).collect();
+            Reply::Body(200, list(&items, "more"))
+        } else {
+            Reply::Body(200, list(&[], ""))
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kubeconfig(dir.path(), &api.url);
+    let out = plugin(&["get"], &kc);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        one_line(&out),
+        format!(
+            "error: the API server at {} answered more than 20000 jobs.batch for GET /apis/batch/v1/namespaces/default/jobs; refusing them",
+            api.url
+        )
+    );
+    assert_eq!(api.paths().len(), 41);
+
+    // Empty pages forever: the page bound stops it.
+    let api = FakeApi::start(|_| Reply::Body(200, list(&[], "again")));
+    let kc = kubeconfig(dir.path(), &api.url);
+    let out = plugin(&["get"], &kc);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        one_line(&out),
+        format!(
+            "error: the API server at {} answered more than 1000 pages for GET /apis/batch/v1/namespaces/default/jobs; refusing it",
+            api.url
+        )
+    );
 }
