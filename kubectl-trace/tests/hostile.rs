@@ -453,3 +453,34 @@ fn endless_pages_are_refused() {
         )
     );
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_server_that_takes_no_connection_times_out_connecting() {
+    // A listener that never accepts: once its queue is full, Linux drops new SYNs.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    let full =
+        (0..4096).any(
+            |_| match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(s) => {
+                    held.push(s);
+                    false
+                }
+                Err(_) => true,
+            },
+        );
+    assert!(full, "the listen queue never filled");
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kubeconfig(dir.path(), &format!("http://{addr}"));
+    let start = Instant::now();
+    let out = plugin(&["get", "--request-timeout", "1s"], &kc);
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        one_line(&out),
+        format!("error: cannot reach the API server at http://{addr}: no connection within 1s")
+    );
+    drop(listener);
+}
