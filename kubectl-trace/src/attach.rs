@@ -20,7 +20,7 @@ use kube::api::{Api, DeleteParams, ListParams, LogParams};
 use crate::client::{is_not_found, Ctx};
 use crate::errors::{fail, pod_security_message, Error, Op, Result};
 use crate::kubeconfig::GlobalArgs;
-use crate::manifest::{id_selector, trace_id_of, ANN_NODE, ANN_PODS, CONTAINER_NAME, LABEL_NODE};
+use crate::manifest::{id_selector, ANN_NODE, ANN_PODS, CONTAINER_NAME, LABEL_NODE};
 use crate::progress::{Out, Progress};
 use crate::util::{format_age, parse_duration};
 
@@ -56,8 +56,8 @@ const POLL: Duration = Duration::from_millis(1000);
 pub async fn execute(args: AttachArgs, global: &GlobalArgs) -> Result<()> {
     let timeout = parse_duration(&args.pod_running_timeout)
         .map_err(|e| fail(format!("--pod-running-timeout: {e}")))?;
+    let id = crate::names::trace_id(&args.trace)?;
     let ctx = Ctx::connect(global).await?;
-    let id = trace_id_of(&args.trace);
     let jobs = trace_jobs(&ctx, &ctx.namespace, &id).await?;
     let grace = jobs
         .first()
@@ -74,13 +74,12 @@ pub async fn execute(args: AttachArgs, global: &GlobalArgs) -> Result<()> {
 
 /// The Jobs of a trace, newest first per node (a scheduled trace has one per run).
 pub async fn trace_jobs(ctx: &Ctx, ns: &str, id: &str) -> Result<Vec<Job>> {
-    let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-    let list = api
-        .list(&ListParams::default().labels(&id_selector(id)))
-        .await
-        .map_err(ctx.err(Op::new("list", "jobs.batch", Some(ns))))?;
+    let lp = ListParams::default().labels(&id_selector(id));
+    let list: Vec<Job> = ctx
+        .list(Some(ns), &lp, Op::new("list", "jobs.batch", Some(ns)))
+        .await?;
     let mut newest: BTreeMap<String, Job> = BTreeMap::new();
-    for job in list.items {
+    for job in list {
         let node = job_node(&job);
         let newer = match newest.get(&node) {
             Some(old) => job.metadata.creation_timestamp > old.metadata.creation_timestamp,
@@ -246,11 +245,13 @@ async fn job_trouble(
     name: &str,
     check_events: bool,
 ) -> Result<Option<String>> {
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-    let job = jobs
-        .get(name)
-        .await
-        .map_err(ctx.err(Op::new("get", "jobs.batch", Some(ns)).named(name)))?;
+    let job: Job = ctx
+        .get(
+            Some(ns),
+            name,
+            Op::new("get", "jobs.batch", Some(ns)).named(name),
+        )
+        .await?;
     for c in job.status.and_then(|s| s.conditions).unwrap_or_default() {
         if c.type_ == "Failed" && c.status == "True" {
             return Ok(Some(format!(
@@ -263,17 +264,17 @@ async fn job_trouble(
     if !check_events {
         return Ok(None);
     }
-    let events: Api<Event> = Api::namespaced(ctx.client.clone(), ns);
-    let list = match events
-        .list(&ListParams::default().fields(&format!(
-            "involvedObject.kind=Job,involvedObject.name={name}"
-        )))
+    let lp = ListParams::default().fields(&format!(
+        "involvedObject.kind=Job,involvedObject.name={name}"
+    ));
+    let list: Vec<Event> = match ctx
+        .list(Some(ns), &lp, Op::new("list", "events", Some(ns)))
         .await
     {
         Ok(l) => l,
         Err(_) => return Ok(None), // events are a bonus
     };
-    for ev in list.items {
+    for ev in list {
         if ev.reason.as_deref() == Some("FailedCreate") {
             let msg = ev.message.unwrap_or_default();
             if msg.contains("violates PodSecurity") {
@@ -289,12 +290,11 @@ async fn job_trouble(
 
 /// The newest pod of a Job (by the controller's `job-name` label).
 async fn job_pod(ctx: &Ctx, ns: &str, job: &str) -> Result<Option<Pod>> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("job-name={job}")))
-        .await
-        .map_err(ctx.err(Op::new("list", "pods", Some(ns))))?;
-    Ok(list.items.into_iter().max_by(|a, b| {
+    let lp = ListParams::default().labels(&format!("job-name={job}"));
+    let list: Vec<Pod> = ctx
+        .list(Some(ns), &lp, Op::new("list", "pods", Some(ns)))
+        .await?;
+    Ok(list.into_iter().max_by(|a, b| {
         a.metadata
             .creation_timestamp
             .cmp(&b.metadata.creation_timestamp)
@@ -303,15 +303,14 @@ async fn job_pod(ctx: &Ctx, ns: &str, job: &str) -> Result<Option<Pod>> {
 
 /// Latest warning event of a pod, to show while waiting (e.g. FailedMount).
 async fn pod_warning(ctx: &Ctx, ns: &str, pod: &str) -> Option<String> {
-    let events: Api<Event> = Api::namespaced(ctx.client.clone(), ns);
-    let list = events
-        .list(&ListParams::default().fields(&format!(
-            "involvedObject.kind=Pod,involvedObject.name={pod}"
-        )))
+    let lp = ListParams::default().fields(&format!(
+        "involvedObject.kind=Pod,involvedObject.name={pod}"
+    ));
+    let list: Vec<Event> = ctx
+        .list(Some(ns), &lp, Op::new("list", "events", Some(ns)))
         .await
         .ok()?;
-    list.items
-        .into_iter()
+    list.into_iter()
         .filter(|e| e.type_.as_deref() == Some("Warning"))
         .max_by(|a, b| a.last_timestamp.cmp(&b.last_timestamp))
         .map(|e| {
@@ -411,11 +410,10 @@ pub async fn stream_logs(
 
 /// How the runner ended, when the pod can still tell.
 async fn runner_exit(ctx: &Ctx, ns: &str, pod: &str) -> Option<(i32, String)> {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let p = match api.get(pod).await {
-        Ok(p) => p,
-        Err(e) if is_not_found(&e) => return None,
-        Err(_) => return None,
+    let op = Op::new("get", "pods", Some(ns)).named(pod);
+    let p: Pod = match ctx.try_get(Some(ns), pod, &op).await {
+        Ok(Ok(p)) => p,
+        _ => return None,
     };
     let t = p
         .status?
@@ -477,16 +475,16 @@ async fn follow_job(
 /// SIGTERM and prints its maps); Jobs without a pod yet are deleted.
 pub async fn stop_trace(ctx: &Ctx, ns: &str, id: &str, grace: u64) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let list = pods
-        .list(&ListParams::default().labels(&id_selector(id)))
-        .await
-        .map_err(ctx.err(Op::new("list", "pods", Some(ns))))?;
+    let lp = ListParams::default().labels(&id_selector(id));
+    let list: Vec<Pod> = ctx
+        .list(Some(ns), &lp, Op::new("list", "pods", Some(ns)))
+        .await?;
     let dp = DeleteParams {
         grace_period_seconds: Some(grace as u32),
         ..Default::default()
     };
     let mut with_pod = Vec::new();
-    for p in list.items {
+    for p in list {
         let name = p.metadata.name.clone().unwrap_or_default();
         if let Some(l) = p.metadata.labels.as_ref().and_then(|l| l.get("job-name")) {
             with_pod.push(l.clone());

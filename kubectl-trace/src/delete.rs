@@ -8,12 +8,11 @@ use clap::Args;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
-use kube::Resource;
 
 use crate::client::{is_not_found, Ctx};
 use crate::errors::{fail, Op, Result};
 use crate::kubeconfig::GlobalArgs;
-use crate::manifest::{app_selector, id_selector, trace_id_of, LABEL_ID};
+use crate::manifest::{app_selector, id_selector, LABEL_ID};
 use crate::persisted::{COMPONENT_READER, LABEL_COMPONENT};
 use crate::progress::Out;
 
@@ -44,18 +43,6 @@ pub async fn execute(args: DeleteArgs, global: &GlobalArgs) -> Result<()> {
     delete_with(&ctx, &args, &Out::stdout()).await
 }
 
-/// Api handles in one namespace, or across all.
-fn api<K>(ctx: &Ctx, ns: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    <K as Resource>::DynamicType: Default,
-{
-    match ns {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    }
-}
-
 /// (namespace, trace id) of the objects matching `selector`, and the deletions done.
 async fn delete_matching(
     ctx: &Ctx,
@@ -75,11 +62,10 @@ async fn delete_matching(
         )
     };
 
-    let cronjobs = api::<CronJob>(ctx, ns)
-        .list(&lp)
-        .await
-        .map_err(ctx.err(Op::new("list", "cronjobs.batch", ns)))?;
-    for c in &cronjobs.items {
+    let cronjobs: Vec<CronJob> = ctx
+        .list(ns, &lp, Op::new("list", "cronjobs.batch", ns))
+        .await?;
+    for c in &cronjobs {
         let (cns, _) = key(&c.metadata);
         let name = c.metadata.name.clone().unwrap_or_default();
         let a: Api<CronJob> = Api::namespaced(ctx.client.clone(), &cns);
@@ -96,11 +82,8 @@ async fn delete_matching(
         seen.insert(key(&c.metadata));
     }
 
-    let jobs = api::<Job>(ctx, ns)
-        .list(&lp)
-        .await
-        .map_err(ctx.err(Op::new("list", "jobs.batch", ns)))?;
-    for j in &jobs.items {
+    let jobs: Vec<Job> = ctx.list(ns, &lp, Op::new("list", "jobs.batch", ns)).await?;
+    for j in &jobs {
         let (jns, _) = key(&j.metadata);
         let name = j.metadata.name.clone().unwrap_or_default();
         let a: Api<Job> = Api::namespaced(ctx.client.clone(), &jns);
@@ -117,11 +100,8 @@ async fn delete_matching(
         seen.insert(key(&j.metadata));
     }
 
-    let cms = api::<ConfigMap>(ctx, ns)
-        .list(&lp)
-        .await
-        .map_err(ctx.err(Op::new("list", "configmaps", ns)))?;
-    for c in &cms.items {
+    let cms: Vec<ConfigMap> = ctx.list(ns, &lp, Op::new("list", "configmaps", ns)).await?;
+    for c in &cms {
         let (cns, _) = key(&c.metadata);
         let name = c.metadata.name.clone().unwrap_or_default();
         let a: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &cns);
@@ -142,15 +122,13 @@ async fn delete_matching(
     // Reader pods left by `logs` on a volume (they also end by themselves). A user who
     // may not list or delete pods still gets the rest deleted.
     let readers = format!("{selector},{LABEL_COMPONENT}={COMPONENT_READER}");
-    if let Ok(pods) = api::<Pod>(ctx, ns)
-        .list(&ListParams::default().labels(&readers))
-        .await
-    {
+    let lp = ListParams::default().labels(&readers);
+    if let Ok(pods) = ctx.list::<Pod>(ns, &lp, Op::new("list", "pods", ns)).await {
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
             ..Default::default()
         };
-        for p in &pods.items {
+        for p in &pods {
             let (pns, _) = key(&p.metadata);
             let name = p.metadata.name.clone().unwrap_or_default();
             let a: Api<Pod> = Api::namespaced(ctx.client.clone(), &pns);
@@ -185,9 +163,14 @@ pub async fn delete_with(ctx: &Ctx, args: &DeleteArgs, out: &Out) -> Result<()> 
         }
         return Ok(());
     }
+    // Every id is checked before anything is deleted.
+    let ids = args
+        .traces
+        .iter()
+        .map(|t| crate::names::trace_id(t))
+        .collect::<Result<Vec<_>>>()?;
     let mut missing = Vec::new();
-    for t in &args.traces {
-        let id = trace_id_of(t);
+    for id in ids {
         let done = delete_matching(ctx, Some(ns), &id_selector(&id)).await?;
         if done.is_empty() {
             missing.push(id);

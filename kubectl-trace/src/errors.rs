@@ -80,7 +80,7 @@ impl Op {
     }
 
     /// Singular kind for messages: `jobs.batch` -> `job`, `pods/log` -> `pod`.
-    fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         let base = self
             .resource
             .split(['/', '.'])
@@ -182,6 +182,8 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// Explain a failed API status (the `Status` object the server answered with).
 pub fn explain_status(code: u16, reason: &str, message: &str, op: &Op, server: &str) -> String {
+    // A proxy's HTML page or a multi-line message: one line, of a readable length.
+    let (reason, message) = (&one_line(reason), &one_line(message));
     if message.contains("violates PodSecurity") {
         return pod_security_message(op.namespace.as_deref().unwrap_or("default"), message);
     }
@@ -209,6 +211,21 @@ pub fn explain_status(code: u16, reason: &str, message: &str, op: &Op, server: &
             let detail = if message.is_empty() { reason } else { message };
             format!("{} {} failed: {} (HTTP {code})", op.verb, op.resource, detail)
         }
+    }
+}
+
+/// `text` on one line: control characters and runs of white space become one space, and
+/// more than 300 characters are cut.
+pub fn one_line(text: &str) -> String {
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let s = words.join(" ");
+    if s.chars().count() > 300 {
+        s.chars().take(300).collect::<String>() + "..."
+    } else {
+        s
     }
 }
 
@@ -336,6 +353,23 @@ mod tests {
             s.starts_with("the API server rejected job j: Job.batch"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn multi_line_messages_become_one_line() {
+        let op = Op::new("list", "jobs.batch", Some("default"));
+        let e = api_err(
+            502,
+            "BadGateway",
+            "<html>\n<body>bad\tgateway</body>\r\n</html>",
+        );
+        assert_eq!(
+            explain(&e, &op, "x"),
+            "list jobs.batch failed: <html> <body>bad gateway</body> </html> (HTTP 502)"
+        );
+        let long = "x ".repeat(400);
+        let s = explain(&api_err(500, "InternalError", &long), &op, "x");
+        assert!(s.len() < 350, "{s}");
     }
 
     #[test]

@@ -312,7 +312,7 @@ async fn download_over_a_real_exec_websocket() {
         "{seen:?}"
     );
     assert!(
-        execs[1].starts_with("EXEC tar czf - -C /output/team-a abc/2026-11-25T15-04-05Z/meta.json abc/2026-11-25T15-04-05Z/output.txt abc/2026-11-25T16-04-05Z/meta.json"),
+        execs[1].starts_with("EXEC tar czf - -C /output/team-a -- abc/2026-11-25T15-04-05Z/meta.json abc/2026-11-25T15-04-05Z/output.txt abc/2026-11-25T16-04-05Z/meta.json"),
         "{seen:?}"
     );
     // The reader pod was created first and deleted last.

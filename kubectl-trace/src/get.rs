@@ -5,15 +5,13 @@
 use clap::Args;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, ListParams};
+use kube::api::ListParams;
 use serde_json::Value;
 
 use crate::client::Ctx;
 use crate::errors::{fail, Op, Result};
 use crate::kubeconfig::GlobalArgs;
-use crate::manifest::{
-    self, app_selector, id_selector, trace_id_of, ANN_NODE, ANN_PODS, ANN_TARGET, LABEL_ID,
-};
+use crate::manifest::{self, app_selector, id_selector, ANN_NODE, ANN_PODS, ANN_TARGET, LABEL_ID};
 use crate::progress::Out;
 use crate::util::format_age;
 
@@ -282,35 +280,27 @@ pub fn table(rows: &[Row], all_namespaces: bool, wide: bool) -> String {
 
 pub async fn get_with(ctx: &Ctx, args: &GetArgs, out: &Out) -> Result<()> {
     let ns = ctx.namespace.as_str();
-    let selector = match &args.trace {
-        Some(t) => id_selector(&trace_id_of(t)),
+    let id = args
+        .trace
+        .as_deref()
+        .map(crate::names::trace_id)
+        .transpose()?;
+    let selector = match &id {
+        Some(id) => id_selector(id),
         None => app_selector(),
     };
     let lp = ListParams::default().labels(&selector);
     let scope = (!args.all_namespaces).then_some(ns);
-    let (jobs_api, cron_api): (Api<Job>, Api<CronJob>) = if args.all_namespaces {
-        (Api::all(ctx.client.clone()), Api::all(ctx.client.clone()))
-    } else {
-        (
-            Api::namespaced(ctx.client.clone(), ns),
-            Api::namespaced(ctx.client.clone(), ns),
-        )
-    };
-    let jobs = jobs_api
-        .list(&lp)
-        .await
-        .map_err(ctx.err(Op::new("list", "jobs.batch", scope)))?
-        .items;
-    let cronjobs = cron_api
-        .list(&lp)
-        .await
-        .map_err(ctx.err(Op::new("list", "cronjobs.batch", scope)))?
-        .items;
-    if let Some(t) = &args.trace {
+    let jobs: Vec<Job> = ctx
+        .list(scope, &lp, Op::new("list", "jobs.batch", scope))
+        .await?;
+    let cronjobs: Vec<CronJob> = ctx
+        .list(scope, &lp, Op::new("list", "cronjobs.batch", scope))
+        .await?;
+    if let Some(id) = &id {
         if jobs.is_empty() && cronjobs.is_empty() {
             return Err(fail(format!(
-                "trace {} not found {}",
-                trace_id_of(t),
+                "trace {id} not found {}",
                 if args.all_namespaces {
                     "in any namespace".to_string()
                 } else {

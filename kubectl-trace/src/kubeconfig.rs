@@ -13,6 +13,11 @@ use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use crate::errors::{chain, fail, Result};
 use crate::util::parse_duration;
 
+/// How long a request waits for the API server's answer without `--request-timeout`.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting to the API server may take without `--request-timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
@@ -31,7 +36,7 @@ pub struct GlobalArgs {
     /// Namespace of the trace (default: the context's namespace)
     #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
-    /// Time to wait for one API request (e.g. 10s, 1m; 0 waits forever)
+    /// Time to wait for the API server's answer to one request (e.g. 10s, 1m; 0 waits forever) [default: 30s, and 10s to connect; followed logs wait forever once connected]
     #[arg(long, global = true, value_name = "DUR")]
     pub request_timeout: Option<String>,
     /// User to impersonate
@@ -139,6 +144,7 @@ pub async fn load_config(g: &GlobalArgs) -> Result<Config> {
         }
     };
     if let Some(ns) = &g.namespace {
+        crate::names::namespace("-n/--namespace", ns)?;
         config.default_namespace = ns.clone();
     }
     if let Some(user) = &g.as_user {
@@ -150,11 +156,13 @@ pub async fn load_config(g: &GlobalArgs) -> Result<Config> {
         }
         config.auth_info.impersonate_groups = Some(g.as_group.clone());
     }
-    if let Some(t) = g.timeout()? {
-        config.connect_timeout = Some(t);
-        config.read_timeout = Some(t);
-        config.write_timeout = Some(t);
-    }
+    let (connect, read) = match &g.request_timeout {
+        None => (Some(DEFAULT_CONNECT_TIMEOUT), Some(DEFAULT_READ_TIMEOUT)),
+        Some(_) => (g.timeout()?, g.timeout()?),
+    };
+    config.connect_timeout = connect;
+    config.read_timeout = read;
+    config.write_timeout = read;
     Ok(config)
 }
 
@@ -193,6 +201,41 @@ contexts:
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
         p
+    }
+
+    #[tokio::test]
+    async fn request_timeouts_default_and_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "config", TWO_CONTEXTS);
+        let mut g = GlobalArgs {
+            kubeconfig: Some(path),
+            ..Default::default()
+        };
+        // No flag: a server that never answers must not hang the plugin forever.
+        let c = load_config(&g).await.unwrap();
+        assert_eq!(c.read_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(c.connect_timeout, Some(Duration::from_secs(10)));
+        g.request_timeout = Some("2s".into());
+        let c = load_config(&g).await.unwrap();
+        assert_eq!(c.read_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(c.connect_timeout, Some(Duration::from_secs(2)));
+        // 0: no timeout, as kubectl's --request-timeout=0.
+        g.request_timeout = Some("0".into());
+        let c = load_config(&g).await.unwrap();
+        assert_eq!((c.read_timeout, c.connect_timeout), (None, None));
+        g.request_timeout = Some("soon".into());
+        assert!(load_config(&g)
+            .await
+            .unwrap_err()
+            .to_string()
+            .starts_with("--request-timeout: invalid duration \"soon\""));
+        g.request_timeout = None;
+        g.namespace = Some("a\nb".into());
+        assert!(load_config(&g)
+            .await
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid -n/--namespace \"a\\nb\""));
     }
 
     #[tokio::test]

@@ -14,9 +14,7 @@ use crate::attach::{prefix_for, stream_logs};
 use crate::client::Ctx;
 use crate::errors::{fail, Op, Result};
 use crate::kubeconfig::GlobalArgs;
-use crate::manifest::{
-    id_selector, trace_id_of, PvcOutput, ANN_OUTPUT, CONTAINER_NAME, OUTPUT_DIR,
-};
+use crate::manifest::{id_selector, PvcOutput, ANN_OUTPUT, CONTAINER_NAME, OUTPUT_DIR};
 use crate::persisted::{
     self, is_unavailable, Mode, Remote, Selection, COMPONENT_READER, LABEL_COMPONENT, READER_IMAGE,
 };
@@ -130,12 +128,10 @@ pub async fn execute(args: LogsArgs, global: &GlobalArgs) -> Result<()> {
 
 /// The pods of a trace (its runner pods, not its reader pods), oldest first.
 pub async fn trace_pods(ctx: &Ctx, ns: &str, id: &str) -> Result<Vec<Pod>> {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let mut pods: Vec<Pod> = api
-        .list(&ListParams::default().labels(&id_selector(id)))
-        .await
-        .map_err(ctx.err(Op::new("list", "pods", Some(ns))))?
-        .items
+    let lp = ListParams::default().labels(&id_selector(id));
+    let mut pods: Vec<Pod> = ctx
+        .list::<Pod>(Some(ns), &lp, Op::new("list", "pods", Some(ns)))
+        .await?
         .into_iter()
         .filter(|p| {
             p.metadata
@@ -200,18 +196,12 @@ pub fn output_of(meta: Option<&ObjectMeta>, spec: Option<&PodSpec>) -> Option<Pv
 /// Whether the trace's Jobs or CronJobs exist, and the volume its output is kept on.
 pub async fn trace_output(ctx: &Ctx, ns: &str, id: &str) -> Result<(bool, Option<PvcOutput>)> {
     let lp = ListParams::default().labels(&id_selector(id));
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-    let jobs = jobs
-        .list(&lp)
-        .await
-        .map_err(ctx.err(Op::new("list", "jobs.batch", Some(ns))))?
-        .items;
-    let cronjobs: Api<CronJob> = Api::namespaced(ctx.client.clone(), ns);
-    let cronjobs = cronjobs
-        .list(&lp)
-        .await
-        .map_err(ctx.err(Op::new("list", "cronjobs.batch", Some(ns))))?
-        .items;
+    let jobs: Vec<Job> = ctx
+        .list(Some(ns), &lp, Op::new("list", "jobs.batch", Some(ns)))
+        .await?;
+    let cronjobs: Vec<CronJob> = ctx
+        .list(Some(ns), &lp, Op::new("list", "cronjobs.batch", Some(ns)))
+        .await?;
     let found = !jobs.is_empty() || !cronjobs.is_empty();
     let from_jobs = jobs.iter().find_map(|j| {
         let t = j.spec.as_ref().map(|s| &s.template);
@@ -253,7 +243,10 @@ pub async fn logs_with_remote(
     remote: RemoteFactory<'_>,
 ) -> Result<()> {
     let ns = ctx.namespace.as_str();
-    let id = trace_id_of(&args.trace);
+    let id = crate::names::trace_id(&args.trace)?;
+    if let Some(f) = &args.from {
+        crate::names::pvc_output("--from", f)?;
+    }
     if args.wants_volume() {
         return volume_logs(ctx, args, &id, out, remote).await;
     }
@@ -382,10 +375,7 @@ async fn volume_logs(
         None => Selection::Latest,
     };
     let output = match &args.from {
-        Some(f) => Some(
-            PvcOutput::parse(f)
-                .map_err(|e| fail(e.to_string().replacen("--output", "--from", 1)))?,
-        ),
+        Some(f) => Some(crate::names::pvc_output("--from", f)?),
         None => {
             let (found, output) = trace_output(ctx, ns, id).await?;
             if !found && output.is_none() {

@@ -12,8 +12,10 @@ mod get;
 mod kubeconfig;
 mod logs;
 mod manifest;
+mod names;
 mod persisted;
 mod progress;
+mod reply;
 mod run;
 mod script;
 mod target;
@@ -22,6 +24,8 @@ mod version;
 
 #[cfg(test)]
 mod exec_tests;
+#[cfg(test)]
+mod fuzz_tests;
 #[cfg(test)]
 mod mock_tests;
 #[cfg(test)]

@@ -164,7 +164,11 @@ impl<R: Read> Read for Counting<'_, R> {
 fn describe_stream_error(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::UnexpectedEof => "the stream ended early".to_string(),
-        _ => format!("the stream is corrupt or was cut: {e}"),
+        // One line even when a corrupt header's name holds control characters.
+        _ => format!(
+            "the stream is corrupt or was cut: {}",
+            crate::errors::one_line(&e.to_string())
+        ),
     }
 }
 
@@ -624,7 +628,8 @@ pub fn tar_commands(dir: &str, files: &[String]) -> Vec<Vec<String>> {
     }
     cmds.into_iter()
         .map(|files| {
-            let mut c: Vec<String> = ["tar", "czf", "-", "-C", dir]
+            // `--`: no file name is ever taken for an option of tar.
+            let mut c: Vec<String> = ["tar", "czf", "-", "-C", dir, "--"]
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
@@ -1591,8 +1596,8 @@ pub mod tests {
         let cmds = tar_commands("/output/team-a", &files);
         assert_eq!(cmds.len(), 1);
         assert_eq!(
-            cmds[0][..5],
-            ["tar", "czf", "-", "-C", "/output/team-a"].map(String::from)
+            cmds[0][..6],
+            ["tar", "czf", "-", "-C", "/output/team-a", "--"].map(String::from)
         );
         // Many files: several commands, none over budget, order kept.
         let many: Vec<String> = (0..5000)
@@ -1602,8 +1607,8 @@ pub mod tests {
         assert!(cmds.len() > 1);
         assert!(cmds
             .iter()
-            .all(|c| c[5..].iter().map(|a| a.len() + 9).sum::<usize>() <= ARGS_BUDGET));
-        let back: Vec<String> = cmds.into_iter().flat_map(|c| c[5..].to_vec()).collect();
+            .all(|c| c[6..].iter().map(|a| a.len() + 9).sum::<usize>() <= ARGS_BUDGET));
+        let back: Vec<String> = cmds.into_iter().flat_map(|c| c[6..].to_vec()).collect();
         assert_eq!(back, many);
     }
 

@@ -16,8 +16,8 @@ use crate::client::Ctx;
 use crate::errors::{fail, Error, Op, Result, PRIVILEGED_LABEL};
 use crate::kubeconfig::{namespace_offline, GlobalArgs};
 use crate::manifest::{
-    self, apply_patch, default_image, parse_patch, NodePlan, PatchType, Program, PvcOutput,
-    Schedule, TraceObjects, TraceSpec, Workload,
+    self, apply_patch, default_image, parse_patch, NodePlan, PatchType, Program, Schedule,
+    TraceObjects, TraceSpec, Workload,
 };
 use crate::progress::Out;
 use crate::script;
@@ -213,6 +213,12 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
         need_single = script::uses_container_pid(source);
     }
     let target = target::parse_target(args.target.as_deref(), args.selector.as_deref())?;
+    if let Some(c) = &args.container {
+        crate::names::container("-c/--container", c)?;
+    }
+    if let Some(ns) = &args.target_namespace {
+        crate::names::namespace("--target-namespace", ns)?;
+    }
     if args.container.is_some() && target.is_node() {
         return Err(fail(
             "-c/--container needs a pod, workload or -l target, not a node",
@@ -231,7 +237,7 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
             "yaml" => format = Format::Yaml,
             "json" => format = Format::Json,
             "name" => format = Format::Names,
-            s if s.starts_with("pvc:") => output = Some(PvcOutput::parse(s)?),
+            s if s.starts_with("pvc:") => output = Some(crate::names::pvc_output("--output", s)?),
             s => {
                 return Err(fail(format!(
                     "invalid -o/--output {s:?}: use yaml or json (with --dry-run) or pvc:CLAIM[/SUBDIR]"

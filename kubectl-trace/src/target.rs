@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{Api, ListParams};
+use kube::api::ListParams;
 
 use crate::client::{is_forbidden, Ctx};
 use crate::errors::{fail, Op, Result};
@@ -81,7 +81,7 @@ pub fn parse_target(target: Option<&str>, selector: Option<&str>) -> Result<Targ
                 return Err(fail(format!("invalid target {t:?}: write TYPE/NAME")));
             }
             let name = name.to_string();
-            Ok(match kind.to_ascii_lowercase().as_str() {
+            let target = match kind.to_ascii_lowercase().as_str() {
                 "node" | "nodes" | "no" => TargetRef::Node(name),
                 "pod" | "pods" | "po" => TargetRef::Pod(name),
                 "deployment" | "deployments" | "deploy" => TargetRef::Deployment(name),
@@ -92,7 +92,12 @@ pub fn parse_target(target: Option<&str>, selector: Option<&str>) -> Result<Targ
                         "unknown target type {other:?}: use node, pod, deployment, statefulset or daemonset"
                     )))
                 }
-            })
+            };
+            crate::names::object(
+                &format!("{} name in TARGET", target.kind()),
+                target.name(),
+            )?;
+            Ok(target)
         }
     }
 }
@@ -262,25 +267,25 @@ pub async fn resolve(
     container: Option<&str>,
     need_single: bool,
 ) -> Result<Vec<NodePlan>> {
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), target_ns);
-    let list_pods = |selector: String, what: String| {
-        let pods_api = pods_api.clone();
-        async move {
-            let list = pods_api
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .map_err(ctx.err(Op::new("list", "pods", Some(target_ns))))?;
-            group_pods(&list.items, container, need_single, &what)
-        }
+    let list_pods = |selector: String, what: String| async move {
+        let lp = ListParams::default().labels(&selector);
+        let list: Vec<Pod> = ctx
+            .list(
+                Some(target_ns),
+                &lp,
+                Op::new("list", "pods", Some(target_ns)),
+            )
+            .await?;
+        group_pods(&list, container, need_single, &what)
     };
     match target {
         TargetRef::Node(name) => {
-            let nodes: Api<Node> = Api::all(ctx.client.clone());
-            match nodes.get(name).await {
+            let op = Op::new("get", "nodes", None).named(name);
+            match ctx.try_get::<Node>(None, name, &op).await? {
                 Ok(_) => {}
                 // Many users may create Jobs without reading nodes: go on.
                 Err(e) if is_forbidden(&e) => {}
-                Err(e) => return Err(ctx.err(Op::new("get", "nodes", None).named(name))(e)),
+                Err(e) => return Err(ctx.err(op)(e)),
             }
             Ok(vec![NodePlan {
                 node: name.clone(),
@@ -288,10 +293,13 @@ pub async fn resolve(
             }])
         }
         TargetRef::Pod(name) => {
-            let pod = pods_api
-                .get(name)
-                .await
-                .map_err(ctx.err(Op::new("get", "pods", Some(target_ns)).named(name)))?;
+            let pod: Pod = ctx
+                .get(
+                    Some(target_ns),
+                    name,
+                    Op::new("get", "pods", Some(target_ns)).named(name),
+                )
+                .await?;
             let scope = scope_pod(&pod, container, need_single)?;
             let node = pod
                 .spec
@@ -303,27 +311,35 @@ pub async fn resolve(
             }])
         }
         TargetRef::Deployment(name) => {
-            let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), target_ns);
-            let d = api.get(name).await.map_err(
-                ctx.err(Op::new("get", "deployments.apps", Some(target_ns)).named(name)),
-            )?;
+            let d: Deployment = ctx
+                .get(
+                    Some(target_ns),
+                    name,
+                    Op::new("get", "deployments.apps", Some(target_ns)).named(name),
+                )
+                .await?;
             let sel = selector_string(&d.spec.selector);
             list_pods(sel, format!("deployment/{name}")).await
         }
         TargetRef::StatefulSet(name) => {
-            let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), target_ns);
-            let d = api.get(name).await.map_err(
-                ctx.err(Op::new("get", "statefulsets.apps", Some(target_ns)).named(name)),
-            )?;
+            let d: StatefulSet = ctx
+                .get(
+                    Some(target_ns),
+                    name,
+                    Op::new("get", "statefulsets.apps", Some(target_ns)).named(name),
+                )
+                .await?;
             let sel = selector_string(&d.spec.selector);
             list_pods(sel, format!("statefulset/{name}")).await
         }
         TargetRef::DaemonSet(name) => {
-            let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), target_ns);
-            let d = api
-                .get(name)
-                .await
-                .map_err(ctx.err(Op::new("get", "daemonsets.apps", Some(target_ns)).named(name)))?;
+            let d: DaemonSet = ctx
+                .get(
+                    Some(target_ns),
+                    name,
+                    Op::new("get", "daemonsets.apps", Some(target_ns)).named(name),
+                )
+                .await?;
             let sel = selector_string(&d.spec.selector);
             list_pods(sel, format!("daemonset/{name}")).await
         }
