@@ -451,7 +451,7 @@ fn forbidden_through_the_real_binary() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
-        "error: forbidden: you cannot list jobs.batch in namespace team-a (ask for the kubectl-trace-user ClusterRole)\n"
+        "error: forbidden: you cannot list jobs.batch in namespace team-a (ask for the kubectl-trace-user ClusterRole, and the Role of that name where traces run, e.g. -n kubectl-trace)\n"
     );
 }
 
