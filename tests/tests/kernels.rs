@@ -1,0 +1,156 @@
+//! The kernel matrix: boots each of Debian's 6.1 and 6.12 kernels once under QEMU (TCG)
+//! and runs every case of `kernel_matrix::cases::CASES` inside it (kprobe, kretprobe,
+//! kstack, tracepoint with the project's trace-runner, and a kprobe with bpftrace),
+//! printing the boot and run times. Without QEMU, busybox-static or the kernel package
+//! it skips with a message, except under `CI=true`, where it fails.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use kernel_matrix::cases::{self, CASES};
+use kernel_matrix::initramfs::GUEST_SHARE;
+use kernel_matrix::vm::{self, BootOptions, Error, Scratch};
+
+/// The trace-runner binary of this workspace, built (once per process; a no-op when it
+/// is fresh) into the target directory of this test.
+fn trace_runner() -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = vm::target_dir();
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let release = exe
+                .ancestors()
+                .any(|p| p.file_name().is_some_and(|n| n == "release"));
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+            let mut cmd = std::process::Command::new(cargo);
+            cmd.args(["build", "-q", "-p", "trace-runner", "--bin", "trace-runner"])
+                .arg("--manifest-path")
+                .arg(&manifest)
+                .env("CARGO_TARGET_DIR", &target);
+            if release {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+            if !status.success() {
+                return Err(format!("cargo build -p trace-runner failed: {status}"));
+            }
+            let bin = target
+                .join(if release { "release" } else { "debug" })
+                .join("trace-runner");
+            bin.is_file()
+                .then_some(bin.clone())
+                .ok_or_else(|| format!("{} is missing after the build", bin.display()))
+        })
+        .clone()
+}
+
+/// Put `from` at `to`: a hard link when they share a file system, else a copy.
+fn place(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::hard_link(from, to)
+        .or_else(|_| std::fs::copy(from, to).map(drop))
+        .map_err(|e| format!("{} -> {}: {e}", from.display(), to.display()))
+}
+
+/// Skip (with a message) on a missing prerequisite, except under CI=true.
+fn skip_or_fail(test: &str, err: Error) {
+    match err {
+        Error::Missing(why) if !vm::ci() => {
+            eprintln!("{test}: SKIPPED: {why} (under CI=true this fails)");
+        }
+        Error::Missing(why) => panic!("{test}: {why} and CI=true: failing instead of skipping"),
+        Error::Failed(why) => panic!("{test}: {why}"),
+    }
+}
+
+/// Boot the newest kernel of `series` once and run every case inside it.
+fn run_series(series: &str) {
+    let test = format!("kernel {series}");
+    if let Err(e) = matrix(series) {
+        skip_or_fail(&test, e);
+    }
+}
+
+fn matrix(series: &str) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    vm::check_tools()?;
+    let cache = vm::cache_dir();
+    let package = vm::choose_package(series, &cache)?;
+    let kernel = vm::fetch(&cache, &package)?;
+    let runner = trace_runner().map_err(Error::Failed)?;
+
+    let share = Scratch::new(&format!("kernel-{series}"))?;
+    let fail = |e: String| Error::Failed(e);
+    std::fs::create_dir_all(share.path.join("bin")).map_err(|e| fail(e.to_string()))?;
+    place(&runner, &share.path.join("bin/trace-runner")).map_err(fail)?;
+    place(
+        Path::new(env!("CARGO_BIN_EXE_km-workload")),
+        &share.path.join("bin/km-workload"),
+    )
+    .map_err(fail)?;
+    cases::write_job(&share.path, CASES).map_err(|e| fail(e.to_string()))?;
+    let initrd = vm::build_initramfs(&kernel, &format!("{GUEST_SHARE}/job.sh"))?;
+    let initrd_path = share.path.join("initrd.cpio");
+    std::fs::write(&initrd_path, initrd).map_err(|e| fail(e.to_string()))?;
+    let prepared = started.elapsed();
+
+    let boot = vm::boot(&kernel, &initrd_path, &share.path, &BootOptions::default())?;
+    if boot.guest_release != kernel.release {
+        return Err(fail(format!(
+            "{package}: the guest runs {} instead of {}",
+            boot.guest_release, kernel.release
+        )));
+    }
+    let results = cases::read_results(&share.path, CASES);
+    let mut report = format!(
+        "{package}: prepared in {:.1} s, booted in {:.1} s, QEMU ran {:.1} s, job exit {}\n",
+        prepared.as_secs_f64(),
+        boot.boot_time.as_secs_f64(),
+        boot.total_time.as_secs_f64(),
+        boot.status
+    );
+    let mut failures = Vec::new();
+    for (case, out) in CASES.iter().zip(&results) {
+        let verdict = cases::evaluate(case, out);
+        let ms = out
+            .millis
+            .map_or("-".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0));
+        report.push_str(&format!(
+            "  {:<24} {:>8}  {}\n",
+            case.name,
+            ms,
+            verdict
+                .as_ref()
+                .map_or_else(|e| format!("FAILED: {e}"), |()| "ok".into())
+        ));
+        if let Err(e) = verdict {
+            failures.push(format!(
+                "--- {} ({package}): {e}\n{}",
+                case.name,
+                vm::tail(&out.text, 40)
+            ));
+        }
+    }
+    eprint!("{report}");
+    if !failures.is_empty() {
+        return Err(fail(format!(
+            "{} of {} cases failed in {package}:\n{report}{}\n--- console tail:\n{}",
+            failures.len(),
+            CASES.len(),
+            failures.join("\n"),
+            vm::tail(&boot.console, 20)
+        )));
+    }
+    Ok(())
+}
+
+#[test]
+fn debian_6_1() {
+    run_series("6.1");
+}
+
+#[test]
+fn debian_6_12() {
+    run_series("6.12");
+}
