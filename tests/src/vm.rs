@@ -161,11 +161,7 @@ fn run(cmd: &mut Command) -> Result<(), Error> {
         return Ok(());
     }
     let err = String::from_utf8_lossy(&out.stderr);
-    let err = err
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
-        .unwrap_or("");
+    let err = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
     Err(failed(format!("{cmd:?} failed ({}): {err}", out.status)))
 }
 
@@ -489,15 +485,15 @@ mod tests {
     #[test]
     fn a_cached_package_is_chosen_when_apt_knows_none() {
         let dir = Scratch::new("choose").unwrap();
-        std::fs::create_dir_all(dir.path.join("linux-image-7.0.0-3-amd64/root/boot")).unwrap();
-        std::fs::create_dir_all(dir.path.join("linux-image-7.0.0-12-amd64/root/boot")).unwrap();
+        std::fs::create_dir_all(dir.path.join("linux-image-0.7.0-3-amd64/root/boot")).unwrap();
+        std::fs::create_dir_all(dir.path.join("linux-image-0.7.0-12-amd64/root/boot")).unwrap();
         // Half-extracted (no root/boot): not a candidate.
-        std::fs::create_dir_all(dir.path.join("linux-image-7.0.0-30-amd64")).unwrap();
+        std::fs::create_dir_all(dir.path.join("linux-image-0.7.0-30-amd64")).unwrap();
         assert_eq!(
-            choose_package("7.0", &dir.path).unwrap(),
-            "linux-image-7.0.0-12-amd64"
+            choose_package("0.7", &dir.path).unwrap(),
+            "linux-image-0.7.0-12-amd64"
         );
-        let err = choose_package("7.1", &dir.path).unwrap_err();
-        assert!(matches!(err, Error::Missing(m) if m.contains("no linux-image-7.1.*-amd64")));
+        let err = choose_package("0.8", &dir.path).unwrap_err();
+        assert!(matches!(err, Error::Missing(m) if m.contains("no linux-image-0.8.*-amd64")));
     }
 }

@@ -154,3 +154,44 @@ fn debian_6_1() {
 fn debian_6_12() {
     run_series("6.12");
 }
+
+/// A boot that takes too long is killed: QEMU is gone when `boot` returns, and the
+/// error says so with the tail of the console.
+#[test]
+fn a_boot_over_its_timeout_kills_qemu() {
+    let run = || -> Result<(), Error> {
+        vm::check_tools()?;
+        let cache = vm::cache_dir();
+        let kernel = vm::fetch(&cache, &vm::choose_package("6.12", &cache)?)?;
+        let share = Scratch::new("timeout")?;
+        let initrd = share.path.join("initrd.cpio");
+        let bytes = vm::build_initramfs(&kernel, &format!("{GUEST_SHARE}/job.sh"))?;
+        std::fs::write(&initrd, bytes).map_err(|e| Error::Failed(e.to_string()))?;
+        let opts = BootOptions {
+            boot_timeout: std::time::Duration::from_secs(1),
+            ..BootOptions::default()
+        };
+        let err = vm::boot(&kernel, &initrd, &share.path, &opts).unwrap_err();
+        let Error::Failed(message) = err else {
+            panic!("expected a failure, got {err:?}");
+        };
+        assert!(
+            message.contains("QEMU killed after 1 s: took too long to boot; console tail:"),
+            "{message}"
+        );
+        // No process is left with this run's initrd on its command line.
+        let needle = initrd.to_string_lossy().into_owned();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&cmdline).contains(&needle),
+                "QEMU still runs: {}",
+                entry.path().display()
+            );
+        }
+        Ok(())
+    };
+    if let Err(e) = run() {
+        skip_or_fail("boot timeout", e);
+    }
+}
