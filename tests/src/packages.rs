@@ -54,6 +54,19 @@ pub fn newest<'a>(names: impl IntoIterator<Item = &'a str>, series: &str) -> Opt
         .map(|(_, name)| name)
 }
 
+/// The packages of `series` in `names` other than `keep`: older kernels of the series
+/// to remove from the cache once `keep` is there.
+pub fn superseded<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    series: &str,
+    keep: &str,
+) -> Vec<&'a str> {
+    names
+        .into_iter()
+        .filter(|name| *name != keep && series_version(name, series).is_some())
+        .collect()
+}
+
 /// The module name of a path in `modules.dep` (`kernel/net/9p/9pnet_virtio.ko.xz` gives
 /// `9pnet_virtio`; dashes count as underscores, as for modprobe).
 pub fn module_name(path: &str) -> String {
@@ -169,6 +182,22 @@ linux-image-6.10.1-amd64 - not a 6.1 kernel
             assert_eq!(series_version(other, "6.1"), None, "{other}");
             assert_eq!(series_version(other, "6.12"), None, "{other}");
         }
+    }
+
+    #[test]
+    fn older_kernels_of_the_series_are_superseded() {
+        let cached = [
+            "linux-image-6.1.0-56-amd64",
+            "linux-image-6.1.0-57-amd64",
+            "linux-image-6.12.117+deb12-amd64",
+            ".linux-image-6.1.0-58-amd64.partial-12",
+            "notes.txt",
+        ];
+        assert_eq!(
+            superseded(cached, "6.1", "linux-image-6.1.0-57-amd64"),
+            ["linux-image-6.1.0-56-amd64"]
+        );
+        assert!(superseded(cached, "6.12", "linux-image-6.12.117+deb12-amd64").is_empty());
     }
 
     #[test]

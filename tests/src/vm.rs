@@ -232,6 +232,20 @@ pub fn fetch(cache: &Path, package: &str) -> Result<Kernel, Error> {
     Ok(kernel)
 }
 
+/// Remove the kernels of `series` in `cache` other than `keep` (older ones: a 6.1
+/// package takes 400 MB extracted).
+pub fn prune(cache: &Path, series: &str, keep: &str) {
+    let names: Vec<String> = std::fs::read_dir(cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    for old in packages::superseded(names.iter().map(String::as_str), series, keep) {
+        let _ = std::fs::remove_dir_all(cache.join(old));
+    }
+}
+
 /// The initramfs of `kernel` (see [`initramfs`]): busybox, the 9p modules in load order,
 /// `/dev/console`, and an `/init` that runs `job` (a path in the guest's chroot).
 pub fn build_initramfs(kernel: &Kernel, job: &str) -> Result<Vec<u8>, Error> {

@@ -7,8 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use kernel_matrix::cases::{self, CASES};
+use kernel_matrix::cases::CASES;
 use kernel_matrix::initramfs::GUEST_SHARE;
+use kernel_matrix::matrix;
 use kernel_matrix::vm::{self, BootOptions, Error, Scratch};
 
 /// The trace-runner binary of this workspace, built (once per process; a no-op when it
@@ -46,13 +47,6 @@ fn trace_runner() -> Result<PathBuf, String> {
         .clone()
 }
 
-/// Put `from` at `to`: a hard link when they share a file system, else a copy.
-fn place(from: &Path, to: &Path) -> Result<(), String> {
-    std::fs::hard_link(from, to)
-        .or_else(|_| std::fs::copy(from, to).map(drop))
-        .map_err(|e| format!("{} -> {}: {e}", from.display(), to.display()))
-}
-
 /// Skip (with a message) on a missing prerequisite, except under CI=true.
 fn skip_or_fail(test: &str, err: Error) {
     match err {
@@ -64,85 +58,35 @@ fn skip_or_fail(test: &str, err: Error) {
     }
 }
 
-/// Boot the newest kernel of `series` once and run every case inside it.
+/// Boot the newest kernel of `series` once, run every case inside it, print the report,
+/// and fail with the failed cases' output and the console's tail if any failed.
 fn run_series(series: &str) {
     let test = format!("kernel {series}");
-    if let Err(e) = matrix(series) {
-        skip_or_fail(&test, e);
-    }
-}
-
-fn matrix(series: &str) -> Result<(), Error> {
-    let started = std::time::Instant::now();
-    vm::check_tools()?;
-    let cache = vm::cache_dir();
-    let package = vm::choose_package(series, &cache)?;
-    let kernel = vm::fetch(&cache, &package)?;
-    let runner = trace_runner().map_err(Error::Failed)?;
-
-    let share = Scratch::new(&format!("kernel-{series}"))?;
-    let fail = |e: String| Error::Failed(e);
-    std::fs::create_dir_all(share.path.join("bin")).map_err(|e| fail(e.to_string()))?;
-    place(&runner, &share.path.join("bin/trace-runner")).map_err(fail)?;
-    place(
-        Path::new(env!("CARGO_BIN_EXE_km-workload")),
-        &share.path.join("bin/km-workload"),
-    )
-    .map_err(fail)?;
-    cases::write_job(&share.path, CASES).map_err(|e| fail(e.to_string()))?;
-    let initrd = vm::build_initramfs(&kernel, &format!("{GUEST_SHARE}/job.sh"))?;
-    let initrd_path = share.path.join("initrd.cpio");
-    std::fs::write(&initrd_path, initrd).map_err(|e| fail(e.to_string()))?;
-    let prepared = started.elapsed();
-
-    let boot = vm::boot(&kernel, &initrd_path, &share.path, &BootOptions::default())?;
-    if boot.guest_release != kernel.release {
-        return Err(fail(format!(
-            "{package}: the guest runs {} instead of {}",
-            boot.guest_release, kernel.release
-        )));
-    }
-    let results = cases::read_results(&share.path, CASES);
-    let mut report = format!(
-        "{package}: prepared in {:.1} s, booted in {:.1} s, QEMU ran {:.1} s, job exit {}\n",
-        prepared.as_secs_f64(),
-        boot.boot_time.as_secs_f64(),
-        boot.total_time.as_secs_f64(),
-        boot.status
-    );
-    let mut failures = Vec::new();
-    for (case, out) in CASES.iter().zip(&results) {
-        let verdict = cases::evaluate(case, out);
-        let ms = out
-            .millis
-            .map_or("-".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0));
-        report.push_str(&format!(
-            "  {:<24} {:>8}  {}\n",
-            case.name,
-            ms,
-            verdict
-                .as_ref()
-                .map_or_else(|e| format!("FAILED: {e}"), |()| "ok".into())
-        ));
-        if let Err(e) = verdict {
-            failures.push(format!(
-                "--- {} ({package}): {e}\n{}",
-                case.name,
-                vm::tail(&out.text, 40)
-            ));
-        }
-    }
+    let run = || -> Result<matrix::Report, Error> {
+        // Fail early on missing tools, before building trace-runner.
+        vm::check_tools()?;
+        let runner = trace_runner().map_err(Error::Failed)?;
+        let workload = Path::new(env!("CARGO_BIN_EXE_km-workload"));
+        let binaries = [
+            ("trace-runner", runner.as_path()),
+            ("km-workload", workload),
+        ];
+        matrix::run(series, CASES, &binaries, &BootOptions::default())
+    };
+    let report = match run() {
+        Ok(report) => report,
+        Err(e) => return skip_or_fail(&test, e),
+    };
     eprint!("{report}");
-    if !failures.is_empty() {
-        return Err(fail(format!(
-            "{} of {} cases failed in {package}:\n{report}{}\n--- console tail:\n{}",
-            failures.len(),
-            CASES.len(),
-            failures.join("\n"),
-            vm::tail(&boot.console, 20)
-        )));
-    }
-    Ok(())
+    let failures = report.failures();
+    assert!(
+        failures.is_empty(),
+        "{test}: {} of {} cases failed:\n{report}{}\n--- console tail:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n"),
+        vm::tail(&report.boot.console, 20)
+    );
 }
 
 #[test]
