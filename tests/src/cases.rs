@@ -72,7 +72,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "bpftrace_kprobe_count",
-        script: r#"trace_while "$BPFTRACE" -e 'kprobe:__x64_sys_getppid /comm == "km-workload"/ { @ = count(); }' -- "$WORKLOAD" "$CALLS""#,
+        script: r#"require_program "$BPFTRACE"; trace_while "$BPFTRACE" -e 'kprobe:__x64_sys_getppid /comm == "km-workload"/ { @ = count(); }' -- "$WORKLOAD" "$CALLS""#,
         check: |out| expect_maps(out, &[format!("@: {CALLS}")]),
     },
 ];
@@ -133,12 +133,43 @@ pub fn read_results(share: &Path, cases: &[Case]) -> Vec<CaseOutput> {
         .collect()
 }
 
-/// Check one case's output: it must have finished, and pass its check.
-pub fn evaluate(case: &Case, out: &CaseOutput) -> Result<(), String> {
-    if out.status.is_none() {
-        return Err("did not finish (no exit status)".into());
+/// The exit status by which a case says it cannot run here (a program it needs is
+/// missing; see `require_program` in `guest.sh`), after a `SKIP: REASON` line.
+pub const SKIP_STATUS: i32 = 77;
+
+/// How a case went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// It could not run here, and this is not CI: the reason.
+    Skipped(String),
+    Failed(String),
+}
+
+/// Judge one case's output: it must have finished and pass its check. A case that
+/// skipped itself ([`SKIP_STATUS`]) fails when `ci` (`CI=true`).
+pub fn evaluate(case: &Case, out: &CaseOutput, ci: bool) -> Verdict {
+    match out.status {
+        None => Verdict::Failed("did not finish (no exit status)".into()),
+        Some(SKIP_STATUS) => {
+            let reason = out
+                .text
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("SKIP: "))
+                .unwrap_or("no reason given")
+                .to_string();
+            if ci {
+                Verdict::Failed(format!("skipped under CI=true: {reason}"))
+            } else {
+                Verdict::Skipped(reason)
+            }
+        }
+        Some(_) => match (case.check)(out) {
+            Ok(()) => Verdict::Pass,
+            Err(e) => Verdict::Failed(e),
+        },
     }
-    (case.check)(out)
 }
 
 /// The case exited 0.
@@ -236,6 +267,33 @@ mod tests {
         }
     }
 
+    /// The verdict of a case that must not skip, as a `Result`.
+    fn judge(case: &Case, out: &CaseOutput) -> Result<(), String> {
+        match evaluate(case, out, false) {
+            Verdict::Pass => Ok(()),
+            Verdict::Failed(e) => Err(e),
+            Verdict::Skipped(why) => panic!("skipped: {why}"),
+        }
+    }
+
+    #[test]
+    fn a_case_that_skips_itself_fails_under_ci() {
+        let c = case("bpftrace_kprobe_count");
+        let skipped = out(SKIP_STATUS, "SKIP: /usr/bin/bpftrace is not installed\n");
+        assert_eq!(
+            evaluate(c, &skipped, false),
+            Verdict::Skipped("/usr/bin/bpftrace is not installed".into())
+        );
+        assert_eq!(
+            evaluate(c, &skipped, true),
+            Verdict::Failed("skipped under CI=true: /usr/bin/bpftrace is not installed".into())
+        );
+        assert_eq!(
+            evaluate(c, &out(SKIP_STATUS, ""), false),
+            Verdict::Skipped("no reason given".into())
+        );
+    }
+
     fn case(name: &str) -> &'static Case {
         CASES.iter().find(|c| c.name == name).unwrap()
     }
@@ -247,21 +305,18 @@ mod tests {
     fn counts_must_be_exact() {
         let c = case("kprobe_count");
         assert_eq!(
-            evaluate(
+            judge(
                 c,
                 &out(0, "getppid=7 calls=1000\nAttaching 1 probe...\n\n@: 1000\n")
             ),
             Ok(())
         );
-        let err = evaluate(c, &out(0, "Attaching 1 probe...\n@: 1001\n")).unwrap_err();
+        let err = judge(c, &out(0, "Attaching 1 probe...\n@: 1001\n")).unwrap_err();
         assert!(err.contains("[\"@: 1001\"]"), "{err}");
-        assert!(evaluate(c, &out(0, "Attaching 1 probe...\n")).is_err());
+        assert!(judge(c, &out(0, "Attaching 1 probe...\n")).is_err());
+        assert_eq!(judge(c, &out(1, "@: 1000\n")), Err("exit status 1".into()));
         assert_eq!(
-            evaluate(c, &out(1, "@: 1000\n")),
-            Err("exit status 1".into())
-        );
-        assert_eq!(
-            evaluate(c, &out(124, "")),
+            judge(c, &out(124, "")),
             Err("the tracer never attached".into())
         );
         let unfinished = CaseOutput {
@@ -269,7 +324,7 @@ mod tests {
             text: "@: 1000\n".into(),
             millis: None,
         };
-        assert!(evaluate(c, &unfinished)
+        assert!(judge(c, &unfinished)
             .unwrap_err()
             .contains("did not finish"));
     }
@@ -278,11 +333,11 @@ mod tests {
     fn the_return_value_is_the_workloads_parent_pid() {
         let c = case("kretprobe_retval");
         let good = "getppid=149 calls=1000\nAttaching 1 probe...\n@[149]: 1000\n";
-        assert_eq!(evaluate(c, &out(0, good)), Ok(()));
+        assert_eq!(judge(c, &out(0, good)), Ok(()));
         let wrong_value = "getppid=149 calls=1000\n@[0]: 1000\n";
-        assert!(evaluate(c, &out(0, wrong_value)).is_err());
+        assert!(judge(c, &out(0, wrong_value)).is_err());
         assert_eq!(
-            evaluate(c, &out(0, "@[149]: 1000\n")),
+            judge(c, &out(0, "@[149]: 1000\n")),
             Err("the workload printed no getppid= line".into())
         );
     }
@@ -290,29 +345,29 @@ mod tests {
     #[test]
     fn stacks_start_at_the_probed_function_and_add_up() {
         let c = case("kprobe_kstack");
-        assert_eq!(evaluate(c, &out(0, KSTACK)), Ok(()));
+        assert_eq!(judge(c, &out(0, KSTACK)), Ok(()));
         let short = KSTACK.replace("]: 1000", "]: 999");
         assert_eq!(
-            evaluate(c, &out(0, &short)),
+            judge(c, &out(0, &short)),
             Err("the stacks count 999 calls, expected 1000".into())
         );
         let other_top = KSTACK.replace("__x64_sys_getppid+5", "__x64_sys_getpid+5");
-        assert!(evaluate(c, &out(0, &other_top))
+        assert!(judge(c, &out(0, &other_top))
             .unwrap_err()
             .contains("does not start at"));
         let no_caller = KSTACK.replace("do_syscall_64+135", "x64_sys_call+20");
-        assert!(evaluate(c, &out(0, &no_caller))
+        assert!(judge(c, &out(0, &no_caller))
             .unwrap_err()
             .contains("lacks do_syscall_64"));
         assert_eq!(
-            evaluate(c, &out(0, "@: 1000\n")),
+            judge(c, &out(0, "@: 1000\n")),
             Err("no stack in the output".into())
         );
         let two = format!(
             "{KSTACK}{}",
             KSTACK.replace("+135", "+140").replace("]: 1000", "]: 0")
         );
-        assert_eq!(evaluate(c, &out(0, &two)), Ok(()));
+        assert_eq!(judge(c, &out(0, &two)), Ok(()));
     }
 
     #[test]
@@ -347,5 +402,51 @@ mod tests {
             self.millis = Some(millis);
             self
         }
+    }
+
+    /// Run `script` with bash after the guest helpers, as the job runs a case.
+    fn run_with_helpers(script: &str) -> (Option<i32>, String) {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("{HELPERS}\n{script}"))
+            .output()
+            .unwrap();
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    }
+
+    #[test]
+    fn trace_while_runs_the_command_between_attach_and_interrupt() {
+        // A stand-in tracer: attaches, then prints its map when interrupted (perl, as a
+        // program may handle the SIGINT that bash ignores in background jobs).
+        let tracer = r#"perl -e '$|=1; $SIG{INT}=sub{print "\n\@: 3\n"; exit 0}; print "Attaching 1 probe...\n"; sleep 1 while 1'"#;
+        let (status, text) =
+            run_with_helpers(&format!("trace_while {tracer} -- echo workload ran"));
+        assert_eq!(status, Some(0), "{text}");
+        assert_eq!(text, "workload ran\nAttaching 1 probe...\n\n@: 3\n");
+
+        let (status, text) =
+            run_with_helpers("trace_while bash -c 'echo no such probe; exit 3' -- echo never");
+        assert_eq!(status, Some(124), "{text}");
+        assert!(
+            text.contains("did not attach") && text.contains("no such probe"),
+            "{text}"
+        );
+        assert!(!text.contains("never"), "{text}");
+
+        let (status, text) = run_with_helpers(&format!("trace_while {tracer} -- false"));
+        assert_eq!(status, Some(125), "{text}");
+
+        // A tracer that ignores SIGINT is killed after the grace period.
+        let deaf = r#"bash -c 'echo "Attaching 1 probe..."; exec sleep 600'"#;
+        let (status, text) = run_with_helpers(&format!("STOP_GRACE=1; trace_while {deaf} -- true"));
+        assert_eq!(status, Some(137), "{text}");
+        assert!(text.contains("did not stop on SIGINT"), "{text}");
+
+        let (status, text) =
+            run_with_helpers("require_program /nonexistent/bpftrace; echo went on");
+        assert_eq!(status, Some(SKIP_STATUS));
+        assert_eq!(text, "SKIP: /nonexistent/bpftrace is not installed\n");
     }
 }

@@ -7,7 +7,8 @@
 # Start TRACER in the background, wait until it prints "Attaching N probes" (every
 # probe attached), run COMMAND, then stop TRACER with SIGINT so it prints its maps.
 # Prints COMMAND's output, then TRACER's; returns TRACER's exit status (or 124 when it
-# never attached, 125 when COMMAND failed).
+# never attached, 125 when COMMAND failed). A TRACER still running $STOP_GRACE seconds
+# (default 60) after SIGINT is killed (status 137).
 trace_while() {
     local tracer=()
     while [ $# -gt 0 ] && [ "$1" != -- ]; do tracer+=("$1"); shift; done
@@ -29,8 +30,25 @@ trace_while() {
     fi
     "$@" || { echo "trace_while: $* failed"; kill -KILL "$pid"; cat "$log"; return 125; }
     kill -INT "$pid"
+    for i in $(seq $((${STOP_GRACE:-60} * 10))); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "trace_while: ${tracer[0]} did not stop on SIGINT in ${STOP_GRACE:-60} s"
+        kill -KILL "$pid"
+    fi
     wait "$pid"
     local rc=$?
     cat "$log"
     return $rc
+}
+
+# require_program PATH: skip this case (exit 77, which fails it under CI=true) when
+# PATH is not an executable.
+require_program() {
+    if [ ! -x "$1" ]; then
+        echo "SKIP: $1 is not installed"
+        exit 77
+    fi
 }

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::cases::{self, Case, CaseOutput};
+use crate::cases::{self, Case, CaseOutput, Verdict};
 use crate::initramfs::GUEST_SHARE;
 use crate::vm::{self, BootOptions, Error, Scratch};
 
@@ -18,7 +18,7 @@ pub struct Report {
     pub prepare_time: Duration,
     pub boot: vm::Boot,
     /// Each case's name, output and verdict, in order.
-    pub cases: Vec<(&'static str, CaseOutput, Result<(), String>)>,
+    pub cases: Vec<(&'static str, CaseOutput, Verdict)>,
 }
 
 impl Report {
@@ -27,7 +27,9 @@ impl Report {
         self.cases
             .iter()
             .filter_map(|(name, out, verdict)| {
-                let e = verdict.as_ref().err()?;
+                let Verdict::Failed(e) = verdict else {
+                    return None;
+                };
                 Some(format!("--- {name}: {e}\n{}", vm::tail(&out.text, 40)))
             })
             .collect()
@@ -51,8 +53,9 @@ impl std::fmt::Display for Report {
                 .millis
                 .map_or("-".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0));
             let verdict = match verdict {
-                Ok(()) => "ok".to_string(),
-                Err(e) => format!("FAILED: {e}"),
+                Verdict::Pass => "ok".to_string(),
+                Verdict::Skipped(why) => format!("skipped: {why}"),
+                Verdict::Failed(e) => format!("FAILED: {e}"),
             };
             writeln!(f, "  {name:<24} {time:>8}  {verdict}")?;
         }
@@ -107,7 +110,7 @@ pub fn run(
         .iter()
         .zip(outputs)
         .map(|(case, out)| {
-            let verdict = cases::evaluate(case, &out);
+            let verdict = cases::evaluate(case, &out, vm::ci());
             (case.name, out, verdict)
         })
         .collect();
@@ -141,11 +144,16 @@ mod tests {
                 total_time: Duration::from_millis(118_300),
             },
             cases: vec![
-                ("kprobe_count", out(Some(4000), "@: 1000\n"), Ok(())),
+                ("kprobe_count", out(Some(4000), "@: 1000\n"), Verdict::Pass),
+                (
+                    "bpftrace",
+                    out(Some(10), "SKIP: no\n"),
+                    Verdict::Skipped("no".into()),
+                ),
                 (
                     "tracepoint_count",
                     out(None, "a\nb\n@: 7\n"),
-                    Err("bad".into()),
+                    Verdict::Failed("bad".into()),
                 ),
             ],
         };
@@ -153,6 +161,7 @@ mod tests {
             report.to_string(),
             "linux-image-6.1.0-57-amd64: prepared in 7.6 s, booted in 43.8 s, QEMU ran 118.3 s, job exit 0\n\
              \x20 kprobe_count                4.0 s  ok\n\
+             \x20 bpftrace                    0.0 s  skipped: no\n\
              \x20 tracepoint_count                -  FAILED: bad\n"
         );
         assert_eq!(report.failures(), ["--- tracepoint_count: bad\na\nb\n@: 7"]);
