@@ -165,40 +165,53 @@ fn run(cmd: &mut Command) -> Result<(), Error> {
     Err(failed(format!("{cmd:?} failed ({}): {err}", out.status)))
 }
 
+/// Download `package` into `into` (made afresh) and extract it to `into/root`.
+fn download(package: &str, into: &Path) -> Result<(), Error> {
+    let _ = std::fs::remove_dir_all(into);
+    std::fs::create_dir_all(into).map_err(|e| failed(format!("{}: {e}", into.display())))?;
+    run(Command::new("apt-get")
+        .args(["download", "-q", package])
+        .current_dir(into))
+    .map_err(|e| {
+        Error::Missing(format!(
+            "cannot download {package} (stale apt lists? run apt-get update): {e}"
+        ))
+    })?;
+    let deb = std::fs::read_dir(into)
+        .map_err(|e| failed(format!("{}: {e}", into.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or_else(|| failed(format!("apt-get download {package} left no .deb")))?;
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(into.join("root")))?;
+    std::fs::remove_file(&deb).map_err(|e| failed(format!("{}: {e}", deb.display())))
+}
+
 /// The kernel of `package`, downloaded and extracted into `cache/PACKAGE` unless already
 /// there, with its `modules.dep` (made by `depmod -b` when the package has none).
 pub fn fetch(cache: &Path, package: &str) -> Result<Kernel, Error> {
     let _one_at_a_time = FETCH.lock().unwrap_or_else(|e| e.into_inner());
     let dir = cache.join(package);
     if !dir.join("root/boot").is_dir() {
-        let partial = cache.join(format!(".{package}.partial-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&partial);
-        std::fs::create_dir_all(&partial)
-            .map_err(|e| failed(format!("{}: {e}", partial.display())))?;
         if !on_path("apt-get") || !on_path("dpkg-deb") {
             return Err(Error::Missing(format!(
                 "{package} is not in {} and apt-get/dpkg-deb are not there to fetch it",
                 cache.display()
             )));
         }
-        run(Command::new("apt-get")
-            .args(["download", "-q", package])
-            .current_dir(&partial))
-        .map_err(|e| Error::Missing(format!("cannot download {package}: {e}")))?;
-        let deb = std::fs::read_dir(&partial)
-            .map_err(|e| failed(format!("{}: {e}", partial.display())))?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "deb"))
-            .ok_or_else(|| failed(format!("apt-get download {package} left no .deb")))?;
-        run(Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(partial.join("root")))?;
-        std::fs::remove_file(&deb).map_err(|e| failed(format!("{}: {e}", deb.display())))?;
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&partial, &dir)
-            .map_err(|e| failed(format!("{} -> {}: {e}", partial.display(), dir.display())))?;
+        let partial = cache.join(format!(".{package}.partial-{}", std::process::id()));
+        let fetched = download(package, &partial).and_then(|()| {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::rename(&partial, &dir)
+                .map_err(|e| failed(format!("{} -> {}: {e}", partial.display(), dir.display())))
+        });
+        if fetched.is_err() {
+            let _ = std::fs::remove_dir_all(&partial);
+        }
+        fetched?;
     }
     let root = dir.join("root");
     let release = std::fs::read_dir(root.join("lib/modules"))
@@ -488,6 +501,18 @@ mod tests {
             Some("6.12.1")
         );
         assert_eq!(guest_release("Booting from ROM...\n"), None);
+    }
+
+    #[test]
+    fn a_failed_download_is_missing_and_leaves_nothing_behind() {
+        let cache = Scratch::new("fetch").unwrap();
+        let err = fetch(&cache.path, "linux-image-0.0.0-0-amd64").unwrap_err();
+        assert!(
+            matches!(&err, Error::Missing(m) if m.contains("linux-image-0.0.0-0-amd64")),
+            "{err:?}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&cache.path).unwrap().flatten().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]
