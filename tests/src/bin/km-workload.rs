@@ -1,0 +1,24 @@
+//! The kernel matrix's workload: `km-workload N` calls getppid(2) N times (and nothing
+//! else calls it in this process), then prints `getppid=PPID calls=N`, so a trace of
+//! `__x64_sys_getppid` filtered on `comm == "km-workload"` must count exactly N, with
+//! PPID as every return value.
+
+fn main() {
+    let calls: u64 = match std::env::args().nth(1).map(|a| a.parse()) {
+        Some(Ok(n)) => n,
+        _ => {
+            eprintln!("usage: km-workload CALLS");
+            std::process::exit(2);
+        }
+    };
+    let mut first = None;
+    for _ in 0..calls {
+        // SAFETY: getppid takes no arguments and cannot fail.
+        let ppid = unsafe { libc::syscall(libc::SYS_getppid) };
+        if *first.get_or_insert(ppid) != ppid {
+            eprintln!("km-workload: getppid returned {ppid} after {first:?}");
+            std::process::exit(1);
+        }
+    }
+    println!("getppid={} calls={calls}", first.unwrap_or(-1));
+}
