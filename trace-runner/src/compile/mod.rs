@@ -6,3 +6,4 @@ pub mod codegen;
 pub mod insn;
 pub mod object_file;
 pub mod syscalls;
+pub mod verifier;
