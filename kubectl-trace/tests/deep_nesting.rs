@@ -22,7 +22,11 @@ fn deeply_nested_scripts_give_a_located_error() {
     let n = 3_000;
     let scripts = [
         format!("BEGIN {{ $x = {}1{}; }}", "(".repeat(n), ")".repeat(n)),
-        format!("BEGIN {{ {}{} }}", "if (1) { ".repeat(10_000), "}".repeat(10_000)),
+        format!(
+            "BEGIN {{ {}{} }}",
+            "if (1) { ".repeat(10_000),
+            "}".repeat(10_000)
+        ),
         format!("BEGIN {{ $x = {}1{}; }}", "bswap(".repeat(n), ")".repeat(n)),
         format!("BEGIN {{ $x = {}1; }}", "!".repeat(n)),
         format!("BEGIN {{ $x = 1{}; }}", " + 1".repeat(20_000)),
@@ -34,6 +38,11 @@ fn deeply_nested_scripts_give_a_located_error() {
         let first = err.lines().next().unwrap_or("");
         assert!(first.starts_with("<expression>:1:"), "{first}");
         assert!(first.contains("nested too deeply (limit "), "{first}");
-        assert!(err.lines().nth(2).unwrap_or("").trim_start().starts_with('^'));
+        assert!(err
+            .lines()
+            .nth(2)
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('^'));
     }
 }

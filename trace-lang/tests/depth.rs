@@ -6,7 +6,10 @@ use trace_lang::parser::MAX_DEPTH;
 use trace_lang::sema::NoEnv;
 
 /// Nested constructs, each as a function of the nesting count.
-fn constructs() -> Vec<(&'static str, fn(usize) -> String)> {
+/// A named script maker: the script for a nesting count.
+type Maker = (&'static str, fn(usize) -> String);
+
+fn constructs() -> Vec<Maker> {
     fn wrap(pre: &str, body: String) -> String {
         format!("BEGIN {{ $y = 1; @a[1] = 1; {pre}{body} }}")
     }
@@ -36,7 +39,10 @@ fn constructs() -> Vec<(&'static str, fn(usize) -> String)> {
             )
         }),
         ("calls", |n| {
-            wrap("", format!("$x = {}$y{};", "bswap(".repeat(n), ")".repeat(n)))
+            wrap(
+                "",
+                format!("$x = {}$y{};", "bswap(".repeat(n), ")".repeat(n)),
+            )
         }),
         ("map keys", |n| {
             wrap("", format!("$x = {}1{};", "@a[".repeat(n), "]".repeat(n)))
@@ -48,16 +54,26 @@ fn constructs() -> Vec<(&'static str, fn(usize) -> String)> {
             wrap("", format!("$x = {}1;", "$y ? 1 : ".repeat(n)))
         }),
         ("ternary (then)", |n| {
-            wrap("", format!("$x = {}1{};", "$y ? ".repeat(n), " : 1".repeat(n)))
+            wrap(
+                "",
+                format!("$x = {}1{};", "$y ? ".repeat(n), " : 1".repeat(n)),
+            )
         }),
         ("not", |n| wrap("", format!("$x = {}$y;", "!".repeat(n)))),
-        ("negation", |n| wrap("", format!("$x = {}$y;", "- ".repeat(n)))),
+        ("negation", |n| {
+            wrap("", format!("$x = {}$y;", "- ".repeat(n)))
+        }),
         ("casts", |n| {
             wrap("", format!("$x = {}$y;", "(uint64)".repeat(n)))
         }),
-        ("sum", |n| wrap("", format!("$x = $y{};", " + $y".repeat(n)))),
+        ("sum", |n| {
+            wrap("", format!("$x = $y{};", " + $y".repeat(n)))
+        }),
         ("right-nested sum", |n| {
-            wrap("", format!("$x = {}1{};", "$y + (".repeat(n), ")".repeat(n)))
+            wrap(
+                "",
+                format!("$x = {}1{};", "$y + (".repeat(n), ")".repeat(n)),
+            )
         }),
         ("or chain", |n| {
             wrap("", format!("$x = $y{};", " || $y == 2".repeat(n)))
@@ -67,11 +83,7 @@ fn constructs() -> Vec<(&'static str, fn(usize) -> String)> {
             wrap("", format!("$x = {tuple}{};", ".0".repeat(n)))
         }),
         ("predicate", |n| {
-            format!(
-                "BEGIN /{}1{}/ {{ }}",
-                "(".repeat(n),
-                ")".repeat(n)
-            )
+            format!("BEGIN /{}1{}/ {{ }}", "(".repeat(n), ")".repeat(n))
         }),
     ]
 }
@@ -98,7 +110,8 @@ fn far_too_deep_is_a_located_error() {
             let src = make(n);
             let e = trace_lang::check(&src, &NoEnv).expect_err(name);
             assert!(
-                e.message.ends_with(&format!("nested too deeply (limit {MAX_DEPTH})")),
+                e.message
+                    .ends_with(&format!("nested too deeply (limit {MAX_DEPTH})")),
                 "{name}: {}",
                 e.message
             );

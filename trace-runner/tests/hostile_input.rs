@@ -23,11 +23,17 @@ fn runner_check(args: &[&str], src: &str) -> (Option<i32>, String) {
         .unwrap();
     std::fs::remove_file(&file).ok();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out.status.code(), err.replace(&file.display().to_string(), "s.bt"))
+    (
+        out.status.code(),
+        err.replace(&file.display().to_string(), "s.bt"),
+    )
 }
 
 /// Deeply nested scripts (the examples of the issue), as a function of the depth.
-fn nested() -> Vec<(&'static str, fn(usize) -> String)> {
+/// A named script maker: the script for a nesting count.
+type Maker = (&'static str, fn(usize) -> String);
+
+fn nested() -> Vec<Maker> {
     vec![
         ("parentheses", |n| {
             format!("BEGIN {{ $x = {}1{}; }}", "(".repeat(n), ")".repeat(n))
@@ -65,7 +71,9 @@ fn nested() -> Vec<(&'static str, fn(usize) -> String)> {
                 "}".repeat(n)
             )
         }),
-        ("not", |n| format!("BEGIN {{ $y = 1; $x = {}$y; }}", "!".repeat(n))),
+        ("not", |n| {
+            format!("BEGIN {{ $y = 1; $x = {}$y; }}", "!".repeat(n))
+        }),
         ("negation", |n| {
             format!("BEGIN {{ $y = 1; $x = {}$y; }}", "- ".repeat(n))
         }),
@@ -115,8 +123,14 @@ fn deepest_accepted_scripts_compile() {
         assert!(n >= 20, "{name}: {n}");
         let (code, err) = runner_check(&[], &make(n));
         // Compiles, or a located error (a tuple too big, ...): never a crash.
-        assert!(code == Some(0) || code == Some(2), "{name} x{n}: {code:?} {err}");
-        assert!(code == Some(0) || err.starts_with("s.bt:1:"), "{name} x{n}: {err}");
+        assert!(
+            code == Some(0) || code == Some(2),
+            "{name} x{n}: {code:?} {err}"
+        );
+        assert!(
+            code == Some(0) || err.starts_with("s.bt:1:"),
+            "{name} x{n}: {err}"
+        );
     }
 }
 
@@ -151,7 +165,8 @@ fn a_full_bpf_stack_says_what_fills_it_and_where() {
 fn too_many_instructions_is_caught_while_generating() {
     // 100 * 100 * 100 statements: more than the kernel takes, found before the kernel
     // is asked (and before minutes of generation).
-    let src = "BEGIN {\n  $y = 1;\n  unroll(100) { unroll(100) { unroll(100) { $y = $y + 1; } } }\n}\n";
+    let src =
+        "BEGIN {\n  $y = 1;\n  unroll(100) { unroll(100) { unroll(100) { $y = $y + 1; } } }\n}\n";
     let started = std::time::Instant::now();
     let (code, err) = runner_check(&[], src);
     assert_eq!(code, Some(2), "{err}");
@@ -178,7 +193,10 @@ fn unbounded_loops_name_the_verifier_limit_and_the_loop() {
         first.starts_with("s.bt:3:3: error: the kernel's verifier gave up on BEGIN: it could not prove that this loop ends"),
         "{err}"
     );
-    assert!(first.contains("1,000,000 instructions (BPF_COMPLEXITY_LIMIT_INSNS)"), "{err}");
+    assert!(
+        first.contains("1,000,000 instructions (BPF_COMPLEXITY_LIMIT_INSNS)"),
+        "{err}"
+    );
     assert_eq!(
         err.lines().nth(2).unwrap(),
         format!("  ^{}", "~".repeat("while (1) { $i++; }".len() - 1)),
@@ -189,7 +207,9 @@ fn unbounded_loops_name_the_verifier_limit_and_the_loop() {
     let (code, err) = runner_check(&["--load"], src);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.starts_with("s.bt:1:9: error: the kernel's verifier rejected BEGIN: this loop never ends"),
+        err.starts_with(
+            "s.bt:1:9: error: the kernel's verifier rejected BEGIN: this loop never ends"
+        ),
         "{err}"
     );
 }

@@ -7,3 +7,6 @@ pub mod insn;
 pub mod object_file;
 pub mod syscalls;
 pub mod verifier;
+
+#[cfg(test)]
+mod codegen_fuzz;

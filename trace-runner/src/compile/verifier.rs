@@ -194,7 +194,11 @@ mod tests {
         assert_eq!(d.span, Span::new(0, 5));
         // Small program: the verifier's walk hit the limit.
         let d = explain(msg, &facts(vec![], 500)).unwrap();
-        assert!(d.message.contains("walked 1,000,000 instructions"), "{}", d.message);
+        assert!(
+            d.message.contains("walked 1,000,000 instructions"),
+            "{}",
+            d.message
+        );
     }
 
     #[test]
