@@ -168,3 +168,37 @@ fn deepest_accepted_scripts_fit_a_2_mib_stack() {
         handle.join().unwrap();
     }
 }
+
+#[test]
+fn trees_built_without_the_parser_are_checked_too() {
+    use trace_lang::ast::{Expr, ExprKind, Program, Stmt, StmtKind, UnOp, MAX_TREE_DEPTH};
+    use trace_lang::span::Span;
+    // 2,000 nested `!` built by hand: sema would recurse 2,000 deep.
+    let mut e = Expr::new(ExprKind::Int(1), Span::new(8, 9));
+    for _ in 0..2_000 {
+        e = Expr::new(
+            ExprKind::Unary {
+                op: UnOp::Not,
+                expr: Box::new(e),
+            },
+            Span::new(8, 9),
+        );
+    }
+    let mut program = trace_lang::parse("BEGIN { 1; }").unwrap();
+    program.probes[0].body = vec![Stmt {
+        kind: StmtKind::Expr(e),
+        span: Span::new(8, 9),
+    }];
+    assert!(program.node_deeper_than(MAX_TREE_DEPTH).is_some());
+    let e = trace_lang::sema::analyse(&mut program, &NoEnv).unwrap_err();
+    assert_eq!(
+        e.message,
+        format!("nested too deeply (limit {MAX_TREE_DEPTH} levels)")
+    );
+    // Every parsed script is within the tree limit.
+    for (name, make) in constructs() {
+        let src = make(largest_parsing(make));
+        let program: Program = trace_lang::parse(&src).unwrap();
+        assert_eq!(program.node_deeper_than(MAX_TREE_DEPTH), None, "{name}");
+    }
+}

@@ -385,14 +385,14 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (pos, select(TOKENS)).prop_map(|(p, t)| Mutation::Insert(p, t)),
         (pos, 1usize..20).prop_map(|(p, n)| Mutation::Delete(p, n)),
         pos.prop_map(Mutation::Truncate),
-        (pos, any::<usize>(), any::<usize>(), 1usize..200).prop_map(
-            |(pos, other, at, len)| Mutation::Splice {
+        (pos, any::<usize>(), any::<usize>(), 1usize..200).prop_map(|(pos, other, at, len)| {
+            Mutation::Splice {
                 pos,
                 other,
                 at,
-                len
+                len,
             }
-        ),
+        }),
         (pos, 1usize..100).prop_map(|(p, n)| Mutation::Duplicate(p, n)),
     ]
 }

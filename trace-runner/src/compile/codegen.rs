@@ -250,6 +250,17 @@ pub fn generate(
     env: &dyn ProbeEnv,
     opts: &CodegenOptions,
 ) -> Result<Compiled, Diagnostic> {
+    // Generation recurses over the tree: refuse one too deep for the stack (parsed
+    // scripts never are; this covers trees built otherwise).
+    if let Some(span) = program.node_deeper_than(trace_lang::ast::MAX_TREE_DEPTH) {
+        return Err(err(
+            span,
+            format!(
+                "nested too deeply (limit {} levels)",
+                trace_lang::ast::MAX_TREE_DEPTH
+            ),
+        ));
+    }
     let mut t = Tables {
         maps: Vec::new(),
         user_maps: Vec::new(),
