@@ -233,6 +233,93 @@ pub enum BinOp {
     Or,
 }
 
+/// The deepest a syntax tree may be for the recursive passes over it (sema, code
+/// generation): twice the parser's [`crate::parser::MAX_DEPTH`] (the parser counts
+/// levels of the source, which can be a few tree levels each, e.g. operators of rising
+/// precedence), so any parsed script passes and a tree built by other means cannot
+/// overflow the stack.
+pub const MAX_TREE_DEPTH: usize = 2 * crate::parser::MAX_DEPTH;
+
+impl Program {
+    /// The first node deeper than `limit` (statements and expressions both count),
+    /// found without recursion.
+    pub fn node_deeper_than(&self, limit: usize) -> Option<Span> {
+        let mut stack: Vec<(Node, usize)> = Vec::new();
+        for p in &self.probes {
+            stack.extend(p.predicate.iter().map(|e| (Node::Expr(e), 1)));
+            stack.extend(p.body.iter().map(|s| (Node::Stmt(s), 1)));
+        }
+        while let Some((node, depth)) = stack.pop() {
+            let (span, children): (Span, Vec<Node>) = match node {
+                Node::Stmt(s) => (s.span, stmt_children(s)),
+                Node::Expr(e) => (e.span, expr_children(e)),
+            };
+            if depth > limit {
+                return Some(span);
+            }
+            stack.extend(children.into_iter().map(|c| (c, depth + 1)));
+        }
+        None
+    }
+}
+
+/// A node of the tree, for walks with an explicit stack.
+enum Node<'a> {
+    Stmt(&'a Stmt),
+    Expr(&'a Expr),
+}
+
+fn stmt_children(s: &Stmt) -> Vec<Node<'_>> {
+    let mut out = Vec::new();
+    match &s.kind {
+        StmtKind::Expr(e) => out.push(Node::Expr(e)),
+        StmtKind::MapAssign { map, value } | StmtKind::MapCompound { map, value, .. } => {
+            out.extend(map.keys.iter().map(Node::Expr));
+            out.push(Node::Expr(value));
+        }
+        StmtKind::VarAssign { value, .. } | StmtKind::VarCompound { value, .. } => {
+            out.push(Node::Expr(value))
+        }
+        StmtKind::If { cond, then, els } => {
+            out.push(Node::Expr(cond));
+            out.extend(then.iter().chain(els).map(Node::Stmt));
+        }
+        StmtKind::Unroll { body, .. } => out.extend(body.iter().map(Node::Stmt)),
+        StmtKind::While { cond, body } => {
+            out.push(Node::Expr(cond));
+            out.extend(body.iter().map(Node::Stmt));
+        }
+        StmtKind::Break | StmtKind::Continue | StmtKind::Return => {}
+    }
+    out
+}
+
+fn expr_children(e: &Expr) -> Vec<Node<'_>> {
+    match &e.kind {
+        ExprKind::Int(_)
+        | ExprKind::Str(_)
+        | ExprKind::Positional(_)
+        | ExprKind::Builtin(_)
+        | ExprKind::Ident(_)
+        | ExprKind::Var(_)
+        | ExprKind::Sizeof(_) => vec![],
+        ExprKind::Map(m) => m.keys.iter().map(Node::Expr).collect(),
+        ExprKind::Call { args, .. } | ExprKind::Tuple(args) => {
+            args.iter().map(Node::Expr).collect()
+        }
+        ExprKind::Unary { expr, .. }
+        | ExprKind::Field { expr, .. }
+        | ExprKind::Cast { expr, .. } => {
+            vec![Node::Expr(expr)]
+        }
+        ExprKind::Binary { lhs, rhs, .. } => vec![Node::Expr(lhs), Node::Expr(rhs)],
+        ExprKind::Ternary { cond, then, els } => {
+            vec![Node::Expr(cond), Node::Expr(then), Node::Expr(els)]
+        }
+        ExprKind::Index { expr, index } => vec![Node::Expr(expr), Node::Expr(index)],
+    }
+}
+
 impl Expr {
     /// An untyped expression (`ty` is `Type::None` until sema runs).
     pub fn new(kind: ExprKind, span: Span) -> Self {

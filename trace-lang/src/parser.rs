@@ -2,6 +2,11 @@
 //! climbing) for expressions with C precedence, producing an [`ast::Program`]
 //! with spans on every node. Errors are [`Diagnostic`]s in bpftrace's wording
 //! (`syntax error, unexpected }`, `unknown probe type 'foo'`, ...).
+//!
+//! Nesting is limited to [`MAX_DEPTH`] levels (blocks, parentheses, calls, indexing,
+//! unary operators and operator chains all count), so that neither this recursive
+//! parser nor the recursive passes after it (sema, code generation) can overflow a
+//! thread's stack: past the limit the parse fails with a located error.
 
 use crate::ast::{
     self, AttachPoint, BinOp, Expr, ExprKind, MapRef, Probe, ProbeKind, Stmt, StmtKind, UnOp,
@@ -9,6 +14,18 @@ use crate::ast::{
 use crate::diag::Diagnostic;
 use crate::lexer::{Lexer, Token, TokenKind};
 use crate::span::Span;
+
+/// How deeply statements and expressions may nest. Every level of a block (`if`,
+/// `while`, `unroll`, `else if`), of an expression in parentheses, a call, an index, a
+/// map key, a tuple or a ternary branch, of a unary operator or a cast, and every
+/// operator of a left-associative chain (`a + b + c`, `x->a.b[1]`) counts one.
+///
+/// bpftrace's own tools nest less than 20 deep. The cost of one level through the
+/// parser and sema is up to ~22 KiB of stack in a debug build (an `if` block; measured
+/// with `ulimit -s`): 64 levels need ~1.5 MiB, which fits a 2 MiB thread (tokio's
+/// worker default) with room to spare, and the code generator's share on top of it
+/// fits the runner's 8 MiB main thread many times over.
+pub const MAX_DEPTH: usize = 64;
 
 /// Parse a whole script.
 pub fn parse(src: &str) -> Result<ast::Program, Diagnostic> {
@@ -213,6 +230,8 @@ struct Parser<'a> {
     peeked: Option<Token>,
     /// End offset of the last consumed token.
     prev_end: usize,
+    /// Current nesting depth (see [`MAX_DEPTH`]).
+    depth: usize,
 }
 
 #[derive(Clone)]
@@ -228,7 +247,25 @@ impl<'a> Parser<'a> {
             lx: Lexer::new(src),
             peeked: None,
             prev_end: 0,
+            depth: 0,
         }
+    }
+
+    /// Go one level deeper; past [`MAX_DEPTH`] an error at the next token.
+    fn enter(&mut self, what: &str) -> Result<(), Diagnostic> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            let at = self.peek()?.span;
+            return Err(Diagnostic::new(
+                at,
+                format!("{what} nested too deeply (limit {MAX_DEPTH})"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, levels: usize) {
+        self.depth -= levels;
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -392,6 +429,13 @@ impl<'a> Parser<'a> {
     // ---- statements ---------------------------------------------------------
 
     fn block(&mut self) -> Result<Vec<Stmt>, Diagnostic> {
+        self.enter("blocks")?;
+        let stmts = self.block_inner()?;
+        self.leave(1);
+        Ok(stmts)
+    }
+
+    fn block_inner(&mut self) -> Result<Vec<Stmt>, Diagnostic> {
         self.expect_sym("{")?;
         let mut stmts = Vec::new();
         loop {
@@ -604,7 +648,10 @@ impl<'a> Parser<'a> {
         if self.peek_is_ident("else")? {
             self.next()?;
             if self.peek_is_ident("if")? {
+                // `else if` nests an `if` in the `else` branch.
+                self.enter("blocks")?;
                 els.push(self.if_stmt()?);
+                self.leave(1);
             } else {
                 els = self.block()?;
             }
@@ -635,6 +682,13 @@ impl<'a> Parser<'a> {
     // ---- expressions --------------------------------------------------------
 
     fn expr(&mut self) -> Result<Expr, Diagnostic> {
+        self.enter("expression")?;
+        let e = self.ternary()?;
+        self.leave(1);
+        Ok(e)
+    }
+
+    fn ternary(&mut self) -> Result<Expr, Diagnostic> {
         let cond = self.binary(2)?;
         if self.eat_sym("?")? {
             let then = self.expr()?;
@@ -655,6 +709,8 @@ impl<'a> Parser<'a> {
 
     fn binary(&mut self, min: u8) -> Result<Expr, Diagnostic> {
         let mut lhs = self.unary()?;
+        // Each operator of a chain puts the tree so far one level deeper.
+        let mut levels = 0;
         while let TokenKind::Sym(sym) = self.peek()?.kind {
             let Some((op, prec)) = binop(sym) else { break };
             if prec < min {
@@ -664,6 +720,8 @@ impl<'a> Parser<'a> {
                 // The `/` closing a predicate.
                 break;
             }
+            self.enter("expression")?;
+            levels += 1;
             self.next()?;
             let rhs = self.binary(prec + 1)?;
             let span = lhs.span.to(rhs.span);
@@ -676,6 +734,7 @@ impl<'a> Parser<'a> {
                 span,
             );
         }
+        self.leave(levels);
         Ok(lhs)
     }
 
@@ -691,7 +750,9 @@ impl<'a> Parser<'a> {
         };
         if let Some(op) = op {
             self.next()?;
+            self.enter("expression")?;
             let e = self.unary()?;
+            self.leave(1);
             let span = t.span.to(e.span);
             // Fold negative literals so `-1` is a plain Int.
             if op == UnOp::Neg {
@@ -709,7 +770,9 @@ impl<'a> Parser<'a> {
         }
         if t.kind == TokenKind::Sym("(") {
             if let Some(ty) = self.try_cast_type()? {
+                self.enter("expression")?;
                 let e = self.unary()?;
+                self.leave(1);
                 let span = t.span.to(e.span);
                 return Ok(Expr::new(
                     ExprKind::Cast {
@@ -898,7 +961,13 @@ impl<'a> Parser<'a> {
     }
 
     fn postfix(&mut self, mut e: Expr) -> Result<Expr, Diagnostic> {
+        // Each `.f`, `->f` or `[i]` puts the expression so far one level deeper.
+        let mut levels = 0;
         loop {
+            if self.peek_is_sym("->")? || self.peek_is_sym(".")? || self.peek_is_sym("[")? {
+                self.enter("expression")?;
+                levels += 1;
+            }
             if self.eat_sym("->")? || self.peek_is_sym(".")? {
                 let arrow = !self.eat_sym(".")?;
                 let t = self.next()?;
@@ -936,6 +1005,7 @@ impl<'a> Parser<'a> {
                     span,
                 );
             } else {
+                self.leave(levels);
                 return Ok(e);
             }
         }

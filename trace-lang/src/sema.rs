@@ -135,6 +135,14 @@ pub struct Analysis {
 
 /// Type the program in place and build the tables.
 pub fn analyse(program: &mut ast::Program, env: &dyn ProbeEnv) -> Result<Analysis, Diagnostic> {
+    // The passes below recurse over the tree: refuse one too deep for the stack (the
+    // parser already stops at its limit; this covers trees built otherwise).
+    if let Some(span) = program.node_deeper_than(ast::MAX_TREE_DEPTH) {
+        return Err(Diagnostic::new(
+            span,
+            format!("nested too deeply (limit {} levels)", ast::MAX_TREE_DEPTH),
+        ));
+    }
     let mut attach = Vec::with_capacity(program.probes.len());
     for probe in &program.probes {
         attach.push(resolve_probe(probe, env)?);

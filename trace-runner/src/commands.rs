@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::cli::{Failure, ScriptArgs};
 use crate::compile::codegen::{self, CodegenOptions};
+use crate::compile::verifier::{self, ProgramFacts};
 use crate::run::substitute_container_pid;
 use crate::runtime::{self, Session};
 use crate::tracefs::{self, Tracefs};
@@ -66,17 +67,29 @@ pub(crate) fn check(script: ScriptArgs, load: bool, unsafe_actions: bool) -> Res
         unsafe_actions,
         ..base_options()
     };
-    let compiled = compile_script(&script, &env, opts)?;
+    let (name, src) = script.source()?;
+    let src = substitute_container_pid(&src, Some(1))?;
+    let compiled = compile_source(&name, &src, script.params(), &env, opts)?;
     if load {
         runtime::raise_memlock();
         let n = compiled.programs.len();
-        Session::load(compiled).map_err(|e| Failure(format!("error: {e}"), 1))?;
+        let facts = ProgramFacts::of(&compiled.programs);
+        Session::load(compiled).map_err(|e| load_failure(&e.to_string(), &facts, &name, &src))?;
         eprintln!(
             "{n} program{} loaded through the verifier",
             if n == 1 { "" } else { "s" }
         );
     }
     Ok(())
+}
+
+/// A refused load: located in the script (exit 2) when it is one of the kernel's limits
+/// ([`verifier::explain`]), else the loader's message (exit 1).
+fn load_failure(message: &str, facts: &[ProgramFacts], name: &str, src: &str) -> Failure {
+    match verifier::explain(message, facts) {
+        Some(d) => Failure(d.render(name, src).trim_end().to_string(), 2),
+        None => Failure(format!("error: {message}"), 1),
+    }
 }
 
 pub(crate) fn build(script: ScriptArgs, output: PathBuf) -> Result<(), Failure> {

@@ -49,6 +49,9 @@ const BPF_RB_NO_WAKEUP: i32 = 1;
 pub const RINGBUF_BYTES: u32 = 1 << 21;
 /// Kernel BPF stack limit.
 const STACK_LIMIT: i32 = 512;
+/// The most instructions the kernel takes in one program, and the most it walks while
+/// verifying one (`BPF_COMPLEXITY_LIMIT_INSNS`).
+pub const MAX_INSNS: usize = 1_000_000;
 
 /// What the high 32 bits of an event id say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +120,11 @@ pub struct CompiledProgram {
     /// How many of the script's attach points this program serves (one, except for
     /// syscall tracepoints grouped onto one raw `sys_enter`/`sys_exit` program).
     pub points: usize,
+    /// The probe block this program was generated from, in the script.
+    pub span: Span,
+    /// The `while` loops of the program: where they are in the script and the range of
+    /// instructions each became (to place the verifier's complaints).
+    pub loops: Vec<(Span, std::ops::Range<usize>)>,
 }
 
 /// Syscall tracepoints of one probe block served by one raw tracepoint program.
@@ -242,6 +250,17 @@ pub fn generate(
     env: &dyn ProbeEnv,
     opts: &CodegenOptions,
 ) -> Result<Compiled, Diagnostic> {
+    // Generation recurses over the tree: refuse one too deep for the stack (parsed
+    // scripts never are; this covers trees built otherwise).
+    if let Some(span) = program.node_deeper_than(trace_lang::ast::MAX_TREE_DEPTH) {
+        return Err(err(
+            span,
+            format!(
+                "nested too deeply (limit {} levels)",
+                trace_lang::ast::MAX_TREE_DEPTH
+            ),
+        ));
+    }
     let mut t = Tables {
         maps: Vec::new(),
         user_maps: Vec::new(),
@@ -463,9 +482,12 @@ fn build_program(
         exit,
         syscall,
         loops: Vec::new(),
+        loop_spans: Vec::new(),
+        probe_name: &probe_name,
     };
     g.prologue();
     g.body(probe)?;
+    let loops = std::mem::take(&mut g.loop_spans);
     let (insns, map_relocs) = g.asm.finish().map_err(|e| err(probe.span, e))?;
     let name = format!("p{index}");
     Ok(CompiledProgram {
@@ -478,6 +500,8 @@ fn build_program(
         attach: target,
         probe_name,
         points,
+        span: probe.span,
+        loops,
     })
 }
 
@@ -575,6 +599,10 @@ struct ProgGen<'a> {
     syscall: Option<SyscallGroup>,
     /// `(continue, break)` targets of the enclosing `while` loops, innermost last.
     loops: Vec<(Label, Label)>,
+    /// Every `while` loop generated so far, with its instructions.
+    loop_spans: Vec<(Span, std::ops::Range<usize>)>,
+    /// The attach point(s) served, for messages.
+    probe_name: &'a str,
 }
 
 /// x86-64 `struct pt_regs` offsets of the six syscall argument registers (di, si, dx,
@@ -589,14 +617,27 @@ fn round8(n: usize) -> usize {
 impl ProgGen<'_> {
     /// Reserve `size` bytes of stack; returns the (negative) offset from the frame pointer.
     fn alloc(&mut self, size: usize, span: Span) -> Result<i16, Diagnostic> {
-        self.stack += round8(size.max(1)) as i32;
-        if self.stack > STACK_LIMIT {
-            return Err(err(
-                span,
-                "this expression needs more than the 512 bytes of BPF stack; use shorter strings (str(x, N)) or fewer printf arguments",
-            ));
+        let size = round8(size.max(1)) as i32;
+        if self.stack + size > STACK_LIMIT {
+            return Err(err(span, self.stack_full(size)));
         }
+        self.stack += size;
         Ok(-self.stack as i16)
+    }
+
+    /// Why `more` bytes do not fit: what holds the stack now.
+    fn stack_full(&self, more: i32) -> String {
+        let vars = self.vars.len();
+        let var_bytes = self.var_stack_top();
+        let temp_bytes = self.stack - var_bytes;
+        format!(
+            "out of BPF stack in {}: this needs {more} more bytes, but {var_bytes} of the \
+             kernel's {STACK_LIMIT}-byte limit hold {vars} scratch variable{} and {temp_bytes} \
+             hold temporaries of this statement (strings, map keys, printf arguments); use \
+             fewer variables or shorter strings (str(x, N))",
+            self.probe_name,
+            if vars == 1 { "" } else { "s" }
+        )
     }
 
     fn zero(&mut self, off: i16, size: usize) {
@@ -839,6 +880,19 @@ impl ProgGen<'_> {
             self.stmt(s)?;
             // Temporaries die with their statement; variables keep their slots.
             self.stack = mark.max(self.var_stack_top());
+            // Checked as we go: nested `unroll`s multiply, and would otherwise take
+            // minutes and gigabytes before the kernel refused the program.
+            if self.asm.insns.len() > MAX_INSNS {
+                return Err(err(
+                    s.span,
+                    format!(
+                        "the program for {} has more than {} instructions, the kernel's limit \
+                         (BPF_COMPLEXITY_LIMIT_INSNS), with this statement; unroll less",
+                        self.probe_name,
+                        thousands(MAX_INSNS)
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -928,6 +982,7 @@ impl ProgGen<'_> {
                 Ok(())
             }
             StmtKind::While { cond, body } => {
+                let first = self.asm.insns.len();
                 let top = self.asm.new_label();
                 let end = self.asm.new_label();
                 self.asm.bind(top);
@@ -941,6 +996,7 @@ impl ProgGen<'_> {
                 body?;
                 self.asm.jump(top);
                 self.asm.bind(end);
+                self.loop_spans.push((s.span, first..self.asm.insns.len()));
                 Ok(())
             }
             StmtKind::Break | StmtKind::Continue => {
@@ -1778,9 +1834,13 @@ impl ProgGen<'_> {
                 if lhs.ty.is_str() && rhs.ty.is_str() {
                     return self.gen_str_equality(*op, lhs, rhs, e.span);
                 }
+                // The operands' temporaries (the spilled left operand, ...) are dead
+                // once the result is in r0: a chain `a + b + c + ...` reuses one slot.
+                let mark = self.stack;
                 self.gen_int(lhs)?;
                 let signed = is_signed(&lhs.ty) && is_signed(&rhs.ty);
                 self.binary_with_rhs_signed(*op, rhs, signed)?;
+                self.stack = mark;
             }
             ExprKind::Ternary { cond, then, els } => {
                 let else_label = self.asm.new_label();
@@ -1988,6 +2048,19 @@ impl ProgGen<'_> {
         a.bind(done);
         Ok(())
     }
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Size of a C scalar type name, for `sizeof`.

@@ -6,3 +6,7 @@ pub mod codegen;
 pub mod insn;
 pub mod object_file;
 pub mod syscalls;
+pub mod verifier;
+
+#[cfg(test)]
+mod codegen_fuzz;
