@@ -41,6 +41,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
 
 use super::bpf_sys;
+use super::elf_check;
 use super::error_chain;
 use super::object_btf::{self, ObjectBtf, Value};
 use crate::persist;
@@ -130,6 +131,8 @@ pub fn read_object(path: &Path) -> Result<Option<Vec<u8>>, String> {
             "error: {name}: a 32-bit or big-endian BPF object; build it for this node with `clang -target bpfel` (or `-target bpf` on a little-endian host)"
         ));
     }
+    // aya-obj trusts the object's offsets and indexes: a corrupt one would panic in it.
+    elf_check::check(&bytes).map_err(|d| format!("error: {name}: corrupt BPF object: {d}"))?;
     Ok(Some(bytes))
 }
 
@@ -304,16 +307,16 @@ struct ProgSpec {
 }
 
 /// What the runner reads from the ELF itself (aya does the rest).
-struct ElfInfo {
+pub(super) struct ElfInfo {
     programs: Vec<ProgSpec>,
     /// Symbol name -> size, for globals.
     globals: HashMap<String, u64>,
-    btf: Option<ObjectBtf>,
+    pub(super) btf: Option<ObjectBtf>,
     /// `.BTF.ext` has CO-RE relocations (the kernel's BTF is needed).
     core_relocs: bool,
 }
 
-fn inspect(bytes: &[u8], name: &str) -> Result<ElfInfo, String> {
+pub(super) fn inspect(bytes: &[u8], name: &str) -> Result<ElfInfo, String> {
     let file = object::File::parse(bytes)
         .map_err(|e| format!("error: {name}: cannot read the ELF object: {e}"))?;
     let mut section_names = HashMap::new();
