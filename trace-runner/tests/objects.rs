@@ -701,7 +701,12 @@ fn build_writes_a_bpf_object() {
 fn runner_object(name: &str) -> (PathBuf, Vec<u8>) {
     let out = scratch_dir().join(format!("{name}.o"));
     let st = Command::new(runner())
-        .args(["build", "-e", "BEGIN { @a = count(); @b[1] = sum(2); }", "-o"])
+        .args([
+            "build",
+            "-e",
+            "BEGIN { @a = count(); @b[1] = sum(2); }",
+            "-o",
+        ])
         .arg(&out)
         .status()
         .unwrap();
@@ -746,7 +751,11 @@ fn corrupt_object_error(path: &Path, needles: &[&str]) {
     let (_, err, code) = run_to_end(&[s(path)]);
     assert_eq!(code, Some(2), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line expected:\n{err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected:\n{err}"
+    );
     assert!(err.starts_with("error: "), "{err}");
     assert!(err.contains("corrupt BPF object"), "{err}");
     for n in needles {
@@ -760,7 +769,10 @@ fn corrupt_section_header_table_is_a_one_line_error() {
     let past = (b.len() as u64 + 64).to_le_bytes();
     b[0x28..0x30].copy_from_slice(&past);
     std::fs::write(&path, &b).unwrap();
-    corrupt_object_error(&path, &["bad_shoff.o", "section header table", "file offset 0x28"]);
+    corrupt_object_error(
+        &path,
+        &["bad_shoff.o", "section header table", "file offset 0x28"],
+    );
 }
 
 #[test]
@@ -779,7 +791,11 @@ fn program_symbol_past_its_section_is_a_one_line_error() {
     std::fs::write(&path, &b).unwrap();
     corrupt_object_error(
         &path,
-        &["bad_symbol.o", "extends past the end of section", "(section .symtab, offset"],
+        &[
+            "bad_symbol.o",
+            "extends past the end of section",
+            "(section .symtab, offset",
+        ],
     );
     // The same object gzip-compressed, as kubectl-trace ships large ones.
     let gz = path.with_file_name("bad_symbol.o.gz");
@@ -802,5 +818,12 @@ fn corrupt_btf_ext_is_a_one_line_error() {
     let at = ext + le32(&b, ext + 4) as usize + le32(&b, ext + 8) as usize;
     b[at..at + 4].copy_from_slice(&0u32.to_le_bytes());
     std::fs::write(&obj, &b).unwrap();
-    corrupt_object_error(&obj, &["bad_ext.o", "func_info record size 0", "(section .BTF.ext, offset"]);
+    corrupt_object_error(
+        &obj,
+        &[
+            "bad_ext.o",
+            "func_info record size 0",
+            "(section .BTF.ext, offset",
+        ],
+    );
 }

@@ -258,7 +258,7 @@ fn headers(bytes: &[u8]) -> Result<Elf<'_>, Defect> {
         return Err(at_file(format!("e_shentsize is {shentsize}, not 64"), 0x3a));
     }
     let table_end = shoff.checked_add(u64::from(shnum) * 64);
-    if shoff % 8 != 0 || table_end.is_none_or(|e| e > bytes.len() as u64) {
+    if !shoff.is_multiple_of(8) || table_end.is_none_or(|e| e > bytes.len() as u64) {
         return Err(at_file(
             format!(
                 "the section header table (e_shoff {shoff:#x}, {shnum} entries) lies outside the file ({} bytes) or is misaligned",
@@ -389,7 +389,7 @@ fn headers(bytes: &[u8]) -> Result<Elf<'_>, Defect> {
                     return bad("a second symbol table".into(), 0);
                 }
                 symtab = Some(i);
-                if s.entsize != 24 || s.size % 24 != 0 || s.offset % 8 != 0 {
+                if s.entsize != 24 || !s.size.is_multiple_of(24) || !s.offset.is_multiple_of(8) {
                     return bad(
                         format!(
                             "symbol table entry size {} / size {} / offset {:#x} is not that of 24-byte ELF64 symbols",
@@ -417,7 +417,8 @@ fn headers(bytes: &[u8]) -> Result<Elf<'_>, Defect> {
             }
             SHT_REL | SHT_RELA => {
                 let want = if s.ty == SHT_REL { 16 } else { 24 };
-                if s.entsize != want || s.size % want != 0 || s.offset % 8 != 0 {
+                if s.entsize != want || !s.size.is_multiple_of(want) || !s.offset.is_multiple_of(8)
+                {
                     return bad(
                         format!(
                             "relocation entry size {} / size {} / offset {:#x} is not that of {want}-byte entries",
@@ -448,7 +449,7 @@ fn headers(bytes: &[u8]) -> Result<Elf<'_>, Defect> {
             }
             _ => {}
         }
-        if s.is_code() && s.size % 8 != 0 {
+        if s.is_code() && !s.size.is_multiple_of(8) {
             return bad(
                 format!(
                     "a program section of {} bytes, not a whole number of 8-byte instructions",
@@ -573,7 +574,7 @@ fn check_symbol(
     }
     if sec.is_code()
         && matches!(sym.kind, STT_FUNC | STT_GNU_IFUNC)
-        && (sym.value % 8 != 0 || sym.size % 8 != 0)
+        && (!sym.value.is_multiple_of(8) || !sym.size.is_multiple_of(8))
     {
         return bad(format!(
             "function `{name}` (value {:#x}, size {:#x}) is not aligned to 8-byte instructions",
@@ -653,8 +654,7 @@ fn relocations(elf: &Elf) -> Result<(), Defect> {
             if !t.is_code() {
                 continue;
             }
-            check_code_relocation(elf, target, offset, r_type, sym_index)
-                .or_else(|what| bad(what))?;
+            check_code_relocation(elf, target, offset, r_type, sym_index).or_else(bad)?;
         }
     }
     Ok(())
@@ -669,7 +669,7 @@ fn check_code_relocation(
     sym_index: usize,
 ) -> Result<(), String> {
     let t = &elf.sections[target];
-    if offset % 8 != 0 || offset + 8 > t.size {
+    if !offset.is_multiple_of(8) || offset + 8 > t.size {
         return Err(format!(
             "offset {offset:#x} in `{}` is not at an 8-byte instruction",
             t.name
@@ -1137,7 +1137,7 @@ fn check_core_relo(btf: &BtfFacts, r: &[u8]) -> Result<(), String> {
     let type_id = u32_at(r, 4).unwrap_or(0);
     let access = u32_at(r, 8).unwrap_or(0);
     let kind = u32_at(r, 12).unwrap_or(0);
-    if insn_off % 8 != 0 {
+    if !insn_off.is_multiple_of(8) {
         return Err(format!(
             "instruction offset {insn_off} is not a multiple of 8"
         ));
