@@ -949,9 +949,9 @@ fn check_btf(elf: &Elf, sec: usize) -> Result<BtfFacts, Defect> {
                     }
                     let offset = u32_at(area, o + 8).unwrap_or(0);
                     let bits = if t.kind_flag { offset >> 24 } else { 0 };
-                    if bits > 0 && !bitfield_type_ok(&types, ty, bits) {
+                    if bits > 0 && !bitfield_type_ok(&types, ty) {
                         return bad(
-                            format!("BTF type #{id}, member {k}: a {bits}-bit bitfield of a type that is not an integer or enum of 1, 2, 4 or 8 bytes"),
+                            format!("BTF type #{id}, member {k}: a {bits}-bit bitfield of a type without a size"),
                             types_base + o,
                         );
                     }
@@ -1012,17 +1012,17 @@ fn leaf_size(types: &[BtfType], mut id: u32) -> Option<u32> {
     None
 }
 
-/// A bitfield's type must resolve to an integer or enum of 1, 2, 4 or 8 bytes wide enough
-/// for it (aya-obj's CO-RE field relocation divides by that size).
-fn bitfield_type_ok(types: &[BtfType], mut id: u32, bits: u32) -> bool {
+/// A bitfield's type must resolve (through modifiers and typedefs) to a type with a size:
+/// aya-obj's CO-RE field relocation unwraps that size and divides by it.
+fn bitfield_type_ok(types: &[BtfType], mut id: u32) -> bool {
     for _ in 0..MAX_RESOLVE_DEPTH {
         let Some(t) = types.get(id as usize) else {
             return false;
         };
         match t.kind {
-            KIND_INT | KIND_ENUM | KIND_ENUM64 => {
-                return matches!(t.size_or_type, 1 | 2 | 4 | 8) && bits <= t.size_or_type * 8;
-            }
+            KIND_INT | KIND_FLOAT | KIND_ENUM | KIND_ENUM64 | KIND_STRUCT | KIND_UNION
+            | KIND_DATASEC => return t.size_or_type > 0,
+            KIND_PTR => return true,
             KIND_CONST | KIND_VOLATILE | KIND_RESTRICT | KIND_TYPEDEF | KIND_TYPE_TAG => {
                 id = t.size_or_type;
             }
@@ -1171,4 +1171,91 @@ fn check_core_relo(btf: &BtfFacts, r: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object::write;
+
+    /// A small BPF object: `license`, one program section with a function symbol.
+    fn minimal() -> Vec<u8> {
+        let mut o = write::Object::new(
+            object::BinaryFormat::Elf,
+            object::Architecture::Bpf,
+            object::Endianness::Little,
+        );
+        let lic = o.add_section(Vec::new(), b"license".to_vec(), object::SectionKind::Data);
+        o.append_section_data(lic, b"GPL\0", 1);
+        let text = o.add_section(
+            Vec::new(),
+            b"tracepoint/syscalls/sys_enter_getppid".to_vec(),
+            object::SectionKind::Text,
+        );
+        // r0 = 0; exit
+        let code = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+        let off = o.append_section_data(text, &code, 8);
+        o.add_symbol(write::Symbol {
+            name: b"prog".to_vec(),
+            value: off,
+            size: 16,
+            kind: object::SymbolKind::Text,
+            scope: object::SymbolScope::Linkage,
+            weak: false,
+            section: write::SymbolSection::Section(text),
+            flags: object::SymbolFlags::None,
+        });
+        o.write().unwrap()
+    }
+
+    fn defect(b: &[u8]) -> String {
+        check(b).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_well_formed_object_passes() {
+        assert_eq!(check(&minimal()), Ok(()));
+    }
+
+    #[test]
+    fn header_defects_name_the_field() {
+        let good = minimal();
+        assert!(defect(&good[..40]).contains("shorter than an ELF header"));
+        let mut b = good.clone();
+        b[18] = 62;
+        assert_eq!(
+            defect(&b),
+            "e_machine is 62, not BPF (247) (file offset 0x12)"
+        );
+        let mut b = good.clone();
+        b[0x3e] = 0xee;
+        assert!(defect(&b).contains("e_shstrndx 238 is not a section"));
+        let mut b = good.clone();
+        b[0x3c..0x3e].copy_from_slice(&0u16.to_le_bytes());
+        assert!(defect(&b).contains("no section headers"));
+        let mut b = good;
+        b.truncate(b.len() - 1);
+        assert!(defect(&b).contains("section header table"));
+    }
+
+    #[test]
+    fn a_program_section_of_partial_instructions_is_rejected() {
+        let mut b = minimal();
+        let shoff = u64_at(&b, 0x28).unwrap() as usize;
+        let shnum = u16_at(&b, 0x3c).unwrap() as usize;
+        let prog = (0..shnum)
+            .map(|i| shoff + i * 64)
+            .find(|&h| u64_at(&b, h as u64 + 8).unwrap() & SHF_EXECINSTR != 0)
+            .unwrap();
+        b[prog + 32..prog + 40].copy_from_slice(&12u64.to_le_bytes());
+        let d = defect(&b);
+        assert!(
+            d.contains("not a whole number of 8-byte instructions"),
+            "{d}"
+        );
+        assert!(
+            d.contains("(section tracepoint/syscalls/sys_enter_getppid, offset 0xc)"),
+            "{d}"
+        );
+    }
 }
