@@ -8,6 +8,7 @@
 //! Pure: bytes in, verdict out. Only 64-bit little-endian `ET_REL` objects for `EM_BPF`
 //! pass (what clang `-target bpf` and aya-ebpf emit).
 
+use std::collections::HashSet;
 use std::fmt;
 
 const EM_BPF: u16 = 247;
@@ -202,11 +203,11 @@ impl Elf<'_> {
 pub fn check(bytes: &[u8]) -> Result<(), Defect> {
     let mut elf = headers(bytes)?;
     symbols(&mut elf)?;
-    relocations(&elf)?;
     let btf = match find(&elf, ".BTF") {
         Some(i) => Some(check_btf(&elf, i)?),
         None => None,
     };
+    relocations(&elf, btf.as_ref())?;
     if let (Some(btf), Some(i)) = (&btf, find(&elf, ".BTF.ext")) {
         check_btf_ext(&elf, i, btf)?;
     }
@@ -607,7 +608,7 @@ fn is_pseudo_call(i: (u8, u8, u8, i16, i32)) -> bool {
     code == BPF_CALL && src == BPF_PSEUDO_CALL && dst == 0 && off == 0
 }
 
-fn relocations(elf: &Elf) -> Result<(), Defect> {
+fn relocations(elf: &Elf, btf: Option<&BtfFacts>) -> Result<(), Defect> {
     let nsec = elf.sections.len();
     // Calls without a relocation are resolved pc-relatively: `imm + 1` must not overflow.
     for i in 1..nsec {
@@ -654,7 +655,7 @@ fn relocations(elf: &Elf) -> Result<(), Defect> {
             if !t.is_code() {
                 continue;
             }
-            check_code_relocation(elf, target, offset, r_type, sym_index).or_else(bad)?;
+            check_code_relocation(elf, btf, target, offset, r_type, sym_index).or_else(bad)?;
         }
     }
     Ok(())
@@ -663,6 +664,7 @@ fn relocations(elf: &Elf) -> Result<(), Defect> {
 /// What aya-obj's map and call relocation assume of a relocation in a program section.
 fn check_code_relocation(
     elf: &Elf,
+    btf: Option<&BtfFacts>,
     target: usize,
     offset: u64,
     r_type: u32,
@@ -744,11 +746,30 @@ fn check_code_relocation(
                 ));
             }
         }
-    } else if !call && ins.4.checked_add(sym.value as i32).is_none() {
-        return Err(format!(
-            "the load at {offset:#x} of `{}` has an out-of-range offset",
-            sym.name
-        ));
+    } else if !call {
+        if ins.4.checked_add(sym.value as i32).is_none() {
+            return Err(format!(
+                "the load at {offset:#x} of `{}` has an out-of-range offset",
+                sym.name
+            ));
+        }
+        // A load from a map section must name a map: aya-obj would otherwise pick the
+        // section's first map (a debug assertion; the wrong map in release).
+        let sec = &elf.sections[usize::from(sym.shndx)].name;
+        let is_map = if sec.starts_with(".maps") {
+            sym.kind != STT_SECTION
+                && btf.is_some_and(|b| b.maps.contains(&(sec.clone(), sym.name.clone())))
+        } else if sec.starts_with("maps") {
+            sym.kind != STT_SECTION
+        } else {
+            true
+        };
+        if !is_map {
+            return Err(format!(
+                "the load at {offset:#x} refers to `{}` in map section `{sec}`, which is not a map definition",
+                sym.name
+            ));
+        }
     }
     Ok(())
 }
@@ -758,10 +779,14 @@ struct BtfFacts {
     /// Number of type ids (including void).
     types: u32,
     strings: Vec<u8>,
+    /// `(section, variable)` of every BTF-defined map (the variables of the `.maps*`
+    /// DATASECs).
+    maps: HashSet<(String, String)>,
 }
 
 #[derive(Clone, Copy)]
 struct BtfType {
+    name_off: u32,
     kind: u32,
     vlen: u32,
     kind_flag: bool,
@@ -831,6 +856,7 @@ fn check_btf(elf: &Elf, sec: usize) -> Result<BtfFacts, Defect> {
     let name_ok = |off: u32| u64::from(off) < str_len;
     // First pass: record layout and names.
     let mut types = vec![BtfType {
+        name_off: 0,
         kind: 0,
         vlen: 0,
         kind_flag: false,
@@ -894,6 +920,7 @@ fn check_btf(elf: &Elf, sec: usize) -> Result<BtfFacts, Defect> {
             }
         }
         types.push(BtfType {
+            name_off,
             kind,
             vlen,
             kind_flag: info >> 31 == 1,
@@ -906,6 +933,10 @@ fn check_btf(elf: &Elf, sec: usize) -> Result<BtfFacts, Defect> {
         }
     }
     let n = types.len() as u32;
+    let name_of = |off: u32| {
+        String::from_utf8_lossy(cstr(strings, u64::from(off)).unwrap_or(&[])).into_owned()
+    };
+    let mut maps = HashSet::new();
     // Second pass: references, array sizes, bitfields.
     for (id, t) in types.iter().enumerate().skip(1) {
         let abs = types_base + t.at;
@@ -979,6 +1010,11 @@ fn check_btf(elf: &Elf, sec: usize) -> Result<BtfFacts, Defect> {
                             types_base + o,
                         );
                     }
+                    let sec = name_of(t.name_off);
+                    let var = &types[ty as usize];
+                    if sec.starts_with(".maps") && var.kind == KIND_VAR {
+                        maps.insert((sec, name_of(var.name_off)));
+                    }
                 }
             }
             _ => {}
@@ -987,6 +1023,7 @@ fn check_btf(elf: &Elf, sec: usize) -> Result<BtfFacts, Defect> {
     Ok(BtfFacts {
         types: n,
         strings: strings.to_vec(),
+        maps,
     })
 }
 

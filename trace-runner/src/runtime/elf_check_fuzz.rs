@@ -501,6 +501,7 @@ fn mutated_objects_never_panic() {
         c.push(info.to_string());
     }));
     let (mut accepted, mut rejected, mut prevented) = (0u64, 0u64, 0u64);
+    let mut by_check: HashMap<String, u64> = HashMap::new();
     let mut failures = Vec::new();
     for case in 0..cases {
         let k = rng.below(seeds.len() as u64) as usize;
@@ -520,6 +521,16 @@ fn mutated_objects_never_panic() {
                     && catch_unwind(AssertUnwindSafe(|| exercise(&m, kernel_btf.as_ref()))).is_err()
                 {
                     prevented += 1;
+                    // Which check stopped it: the defect's wording without its numbers.
+                    let kind: String = d
+                        .what
+                        .split(['`', '('])
+                        .next()
+                        .unwrap_or("")
+                        .chars()
+                        .filter(|c| !c.is_ascii_digit())
+                        .collect();
+                    *by_check.entry(kind).or_insert(0u64) += 1;
                 }
                 false
             }
@@ -555,6 +566,11 @@ fn mutated_objects_never_panic() {
         seeds.len(),
         failures.len()
     );
+    let mut by_check: Vec<_> = by_check.into_iter().collect();
+    by_check.sort_by(|a, b| b.1.cmp(&a.1));
+    for (kind, n) in by_check.iter().take(12) {
+        eprintln!("  {n:5}  {kind}");
+    }
     assert!(
         failures.is_empty(),
         "{} mutants panicked:\n{}\npanics:\n{}",
@@ -792,4 +808,26 @@ fn huge_bss_is_rejected() {
     let bss = layout(&b).into_iter().find(|s| s.name == ".bss").unwrap();
     put(&mut b, bss.hdr + 32, &(1u64 << 60).to_le_bytes());
     rejected(&b, &["more than a BPF map value can hold", "section .bss"]);
+}
+#[test]
+fn load_of_a_global_moved_into_the_maps_section_is_rejected() {
+    // Found by the fuzzer (40000 mutants, seed 4242): `shared_flags` (a .bss global) given
+    // the `.maps` section index. aya-obj relocates its load to the section's first map
+    // (`counts`): a debug assertion, and in release a program reading the wrong map.
+    if !require_clang() {
+        return;
+    }
+    let mut b = clang_object("moved_global", CLANG_SEEDS[1].1);
+    let maps = layout(&b).iter().position(|s| s.name == ".maps").unwrap() as u16;
+    let syms = symbols_of(&b);
+    let (at, ..) = syms.iter().find(|s| s.1 == "shared_flags").unwrap().clone();
+    put(&mut b, at + 6, &maps.to_le_bytes());
+    assert!(aya_panics(&b));
+    rejected(
+        &b,
+        &[
+            "`shared_flags` in map section `.maps`",
+            "not a map definition",
+        ],
+    );
 }
