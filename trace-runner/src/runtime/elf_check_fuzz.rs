@@ -567,7 +567,7 @@ fn mutated_objects_never_panic() {
         failures.len()
     );
     let mut by_check: Vec<_> = by_check.into_iter().collect();
-    by_check.sort_by(|a, b| b.1.cmp(&a.1));
+    by_check.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     for (kind, n) in by_check.iter().take(12) {
         eprintln!("  {n:5}  {kind}");
     }
