@@ -468,6 +468,32 @@ int on_sample(void *ctx) {
 }
 "#,
     ),
+    (
+        "globals_and_subprograms",
+        r#"
+static long (*bpf_trace_printk)(const char *fmt, __u32 fmt_size, ...) = (void *)6;
+__u64 data_var = 5;
+const volatile __u32 ro = 7;
+char msg[] = "hi %d\n";
+__attribute__((noinline)) int global_helper(int x) {
+    __u32 k = x & 3;
+    __u64 *v = bpf_map_lookup_elem(&counts, &k);
+    if (v) *v += data_var + ro;
+    return x * 2;
+}
+static __attribute__((noinline)) int static_helper(int x) { return global_helper(x) + 1; }
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int p1(void *ctx) {
+    bpf_trace_printk(msg, sizeof(msg), 1);
+    for (int i = 0; i < 4; i++) static_helper(i);
+    return 0;
+}
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int p2(void *ctx) { return global_helper(3) & 0; }
+SEC("raw_tp/sys_enter")
+int p3(void *ctx) { bpf_trace_printk("const %d\n", 10, 2); return 0; }
+"#,
+    ),
 ];
 
 /// Found crashes, kept short for the failure message.
