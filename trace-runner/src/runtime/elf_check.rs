@@ -370,6 +370,12 @@ fn headers(bytes: &[u8]) -> Result<Elf<'_>, Defect> {
             );
         }
         match s.ty {
+            SHT_NOBITS if s.name.starts_with("maps") => {
+                return bad(
+                    "a `maps` section without data (SHT_NOBITS): aya-obj reads each map definition from it".into(),
+                    0,
+                );
+            }
             SHT_NOBITS if s.is_data_map() && s.size > MAX_DATA_SECTION => {
                 return bad(
                     format!(

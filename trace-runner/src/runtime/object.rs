@@ -94,7 +94,8 @@ fn machine_name(m: u16) -> String {
 /// Read the program file of `trace-runner run FILE`: `Ok(Some(object))` when it is a
 /// compiled object (ELF, or named `*.o` / `*.o.gz`, or gzip-compressed), `Ok(None)` for a
 /// script (or an unreadable file: the script path reports that), `Err` with a one-line
-/// message for an object that is not usable (not ELF, not BPF, big-endian, bad gzip).
+/// message for an object that is not usable (not ELF, not BPF, big-endian, bad gzip, or
+/// corrupt: [`elf_check`] rejects what aya-obj would panic on).
 pub fn read_object(path: &Path) -> Result<Option<Vec<u8>>, String> {
     let Ok(raw) = std::fs::read(path) else {
         return Ok(None);
