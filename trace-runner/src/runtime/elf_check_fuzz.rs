@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use super::elf_check;
 use super::object_btf::ObjectBtf;
 
-const DEFAULT_CASES: u64 = 4000;
+const DEFAULT_CASES: u64 = 8000;
 
 struct Rng(u64);
 
