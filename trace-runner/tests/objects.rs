@@ -696,3 +696,134 @@ fn build_writes_a_bpf_object() {
     assert_eq!(&bytes[..4], b"\x7fELF");
     assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), 247);
 }
+
+/// An object built by `trace-runner build` (a BEGIN probe and two maps).
+fn runner_object(name: &str) -> (PathBuf, Vec<u8>) {
+    let out = scratch_dir().join(format!("{name}.o"));
+    let st = Command::new(runner())
+        .args([
+            "build",
+            "-e",
+            "BEGIN { @a = count(); @b[1] = sum(2); }",
+            "-o",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let bytes = std::fs::read(&out).unwrap();
+    (out, bytes)
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// Section headers: (header offset, type, data offset, size, name).
+fn sections(b: &[u8]) -> Vec<(usize, u32, usize, usize, String)> {
+    let shoff = le64(b, 0x28) as usize;
+    let shnum = u16::from_le_bytes([b[0x3c], b[0x3d]]) as usize;
+    let shstr = u16::from_le_bytes([b[0x3e], b[0x3f]]) as usize;
+    let names = le64(b, shoff + shstr * 64 + 24) as usize;
+    (0..shnum)
+        .map(|i| {
+            let h = shoff + i * 64;
+            let n = names + le32(b, h) as usize;
+            let end = b[n..].iter().position(|&c| c == 0).unwrap();
+            (
+                h,
+                le32(b, h + 4),
+                le64(b, h + 24) as usize,
+                le64(b, h + 32) as usize,
+                String::from_utf8_lossy(&b[n..n + end]).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Runs `trace-runner run` on a corrupt object: one line naming the file and the defect,
+/// exit 2, and no panic (which the release build turns into an abort, exit 134).
+fn corrupt_object_error(path: &Path, needles: &[&str]) {
+    let (_, err, code) = run_to_end(&[s(path)]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected:\n{err}"
+    );
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("corrupt BPF object"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "missing {n:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn corrupt_section_header_table_is_a_one_line_error() {
+    let (path, mut b) = runner_object("bad_shoff");
+    let past = (b.len() as u64 + 64).to_le_bytes();
+    b[0x28..0x30].copy_from_slice(&past);
+    std::fs::write(&path, &b).unwrap();
+    corrupt_object_error(
+        &path,
+        &["bad_shoff.o", "section header table", "file offset 0x28"],
+    );
+}
+
+#[test]
+fn program_symbol_past_its_section_is_a_one_line_error() {
+    // aya-obj slices the program's instructions by the symbol's size: a panic before.
+    let (path, mut b) = runner_object("bad_symbol");
+    let secs = sections(&b);
+    let (_, _, symoff, symsize, _) = secs.iter().find(|s| s.1 == 2).unwrap().clone();
+    let func = (0..symsize / 24)
+        .map(|i| symoff + 24 * i)
+        .find(|&at| b[at + 4] & 0xf == 2)
+        .unwrap();
+    let shndx = u16::from_le_bytes([b[func + 6], b[func + 7]]) as usize;
+    let size = (secs[shndx].3 as u64 + 8).to_le_bytes();
+    b[func + 16..func + 24].copy_from_slice(&size);
+    std::fs::write(&path, &b).unwrap();
+    corrupt_object_error(
+        &path,
+        &[
+            "bad_symbol.o",
+            "extends past the end of section",
+            "(section .symtab, offset",
+        ],
+    );
+    // The same object gzip-compressed, as kubectl-trace ships large ones.
+    let gz = path.with_file_name("bad_symbol.o.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&b).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    corrupt_object_error(&gz, &["bad_symbol.o.gz", "extends past the end of section"]);
+}
+
+#[test]
+fn corrupt_btf_ext_is_a_one_line_error() {
+    // A zero func_info record size: aya-obj's chunks(0) panicked before.
+    if !require_clang() {
+        return;
+    }
+    let obj = build_bpf("bad_ext", TRACEPOINT_COUNTER);
+    let mut b = std::fs::read(&obj).unwrap();
+    let secs = sections(&b);
+    let (_, _, ext, _, _) = secs.iter().find(|s| s.4 == ".BTF.ext").unwrap().clone();
+    let at = ext + le32(&b, ext + 4) as usize + le32(&b, ext + 8) as usize;
+    b[at..at + 4].copy_from_slice(&0u32.to_le_bytes());
+    std::fs::write(&obj, &b).unwrap();
+    corrupt_object_error(
+        &obj,
+        &[
+            "bad_ext.o",
+            "func_info record size 0",
+            "(section .BTF.ext, offset",
+        ],
+    );
+}

@@ -3,6 +3,9 @@
 //! (exit(), a signal or the deadline), runs END and prints the maps.
 
 pub mod bpf_sys;
+pub mod elf_check;
+#[cfg(test)]
+mod elf_check_fuzz;
 pub mod maps;
 pub mod object;
 pub mod object_btf;

@@ -41,6 +41,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
 
 use super::bpf_sys;
+use super::elf_check;
 use super::error_chain;
 use super::object_btf::{self, ObjectBtf, Value};
 use crate::persist;
@@ -93,7 +94,8 @@ fn machine_name(m: u16) -> String {
 /// Read the program file of `trace-runner run FILE`: `Ok(Some(object))` when it is a
 /// compiled object (ELF, or named `*.o` / `*.o.gz`, or gzip-compressed), `Ok(None)` for a
 /// script (or an unreadable file: the script path reports that), `Err` with a one-line
-/// message for an object that is not usable (not ELF, not BPF, big-endian, bad gzip).
+/// message for an object that is not usable (not ELF, not BPF, big-endian, bad gzip, or
+/// corrupt: [`elf_check`] rejects what aya-obj would panic on).
 pub fn read_object(path: &Path) -> Result<Option<Vec<u8>>, String> {
     let Ok(raw) = std::fs::read(path) else {
         return Ok(None);
@@ -101,11 +103,7 @@ pub fn read_object(path: &Path) -> Result<Option<Vec<u8>>, String> {
     let name = path.display();
     let gz = raw.starts_with(&[0x1f, 0x8b]);
     let bytes = if gz {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| format!("error: {name}: cannot decompress the gzip data: {e}"))?;
-        out
+        gunzip(&raw, MAX_OBJECT_BYTES).map_err(|e| format!("error: {name}: {e}"))?
     } else {
         raw
     };
@@ -130,7 +128,29 @@ pub fn read_object(path: &Path) -> Result<Option<Vec<u8>>, String> {
             "error: {name}: a 32-bit or big-endian BPF object; build it for this node with `clang -target bpfel` (or `-target bpf` on a little-endian host)"
         ));
     }
+    // aya-obj trusts the object's offsets and indexes: a corrupt one would panic in it.
+    elf_check::check(&bytes).map_err(|d| format!("error: {name}: corrupt BPF object: {d}"))?;
     Ok(Some(bytes))
+}
+
+/// Far above any BPF object (kilobytes to a few megabytes): a gzip file that inflates past
+/// this is not one, and would only exhaust memory.
+const MAX_OBJECT_BYTES: u64 = 256 << 20;
+
+/// Decompress `raw`, refusing output longer than `limit` bytes.
+fn gunzip(raw: &[u8], limit: u64) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(raw)
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("cannot decompress the gzip data: {e}"))?;
+    if out.len() as u64 > limit {
+        return Err(format!(
+            "the gzip data decompresses to more than {} MiB, which no BPF object needs",
+            limit >> 20
+        ));
+    }
+    Ok(out)
 }
 
 /// Everything `trace-runner run prog.o` needs, resolved by the caller.
@@ -304,16 +324,16 @@ struct ProgSpec {
 }
 
 /// What the runner reads from the ELF itself (aya does the rest).
-struct ElfInfo {
+pub(super) struct ElfInfo {
     programs: Vec<ProgSpec>,
     /// Symbol name -> size, for globals.
     globals: HashMap<String, u64>,
-    btf: Option<ObjectBtf>,
+    pub(super) btf: Option<ObjectBtf>,
     /// `.BTF.ext` has CO-RE relocations (the kernel's BTF is needed).
     core_relocs: bool,
 }
 
-fn inspect(bytes: &[u8], name: &str) -> Result<ElfInfo, String> {
+pub(super) fn inspect(bytes: &[u8], name: &str) -> Result<ElfInfo, String> {
     let file = object::File::parse(bytes)
         .map_err(|e| format!("error: {name}: cannot read the ELF object: {e}"))?;
     let mut section_names = HashMap::new();
@@ -1132,6 +1152,22 @@ mod tests {
             ("/lib/libc.so.6".into(), Some("malloc".into()), 16)
         );
         assert_eq!(split_uprobe_target("/bin/sh"), ("/bin/sh".into(), None, 0));
+    }
+
+    #[test]
+    fn gzip_output_is_bounded() {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, &vec![0u8; 3 << 20]).unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(gunzip(&gz, 3 << 20).unwrap().len(), 3 << 20);
+        let e = gunzip(&gz, 2 << 20).unwrap_err();
+        assert_eq!(
+            e,
+            "the gzip data decompresses to more than 2 MiB, which no BPF object needs"
+        );
+        assert!(gunzip(&gz[..gz.len() / 2], 3 << 20)
+            .unwrap_err()
+            .starts_with("cannot decompress the gzip data"));
     }
 
     #[test]

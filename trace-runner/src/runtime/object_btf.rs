@@ -261,15 +261,25 @@ impl ObjectBtf {
         id
     }
 
-    /// Size in bytes of a type (0 when unknown).
+    /// Size in bytes of a type (0 when unknown, `usize::MAX` when it overflows).
     pub fn size_of(&self, id: u32) -> usize {
+        self.size_at_depth(id, 0)
+    }
+
+    /// Arrays nest at most this deep (a corrupt object may make one its own element).
+    const MAX_ARRAY_DEPTH: u32 = 32;
+
+    fn size_at_depth(&self, id: u32, depth: u32) -> usize {
         match self.kind(self.resolve(id)) {
             Kind::Int { size, .. }
             | Kind::Record { size, .. }
             | Kind::Enum { size, .. }
             | Kind::Float { size } => *size as usize,
             Kind::Ptr(_) => 8,
-            Kind::Array { elem, len } => self.size_of(*elem) * *len as usize,
+            Kind::Array { .. } if depth >= Self::MAX_ARRAY_DEPTH => 0,
+            Kind::Array { elem, len } => self
+                .size_at_depth(*elem, depth + 1)
+                .saturating_mul(*len as usize),
             _ => 0,
         }
     }
@@ -384,7 +394,10 @@ impl ObjectBtf {
                 if *size > 8 {
                     return hex();
                 }
-                let raw = read_uint(bytes, *size as usize).unwrap_or(0) >> offset;
+                let raw = read_uint(bytes, *size as usize)
+                    .unwrap_or(0)
+                    .checked_shr(*offset)
+                    .unwrap_or(0);
                 let bits = if *bits == 0 { size * 8 } else { *bits };
                 let raw = if bits < 64 {
                     raw & ((1u64 << bits) - 1)
@@ -408,7 +421,7 @@ impl ObjectBtf {
             } => {
                 let raw = read_uint(bytes, (*size as usize).min(8)).unwrap_or(0);
                 let v = if *signed {
-                    sign_extend(raw, size * 8)
+                    sign_extend(raw, size.saturating_mul(8))
                 } else {
                     raw as i64
                 };
@@ -764,5 +777,71 @@ mod tests {
         assert!(a.add(&Value::Record(vec![("n".into(), Value::Uint(3))])));
         assert_eq!(a.fields_text(), "n=5");
         assert_eq!(json_string("a\"\u{1}"), "\"a\\\"\\u0001\"");
+    }
+    /// Raw BTF from type words (no names).
+    fn raw_btf(words: &[u32]) -> Vec<u8> {
+        let types: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut b = Vec::new();
+        for w in [
+            0x0001_eb9fu32,
+            24,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            1,
+        ] {
+            b.extend_from_slice(&w.to_le_bytes());
+        }
+        b.extend_from_slice(&types);
+        b.push(0);
+        b
+    }
+
+    #[test]
+    fn an_array_of_itself_has_no_size_rather_than_overflowing_the_stack() {
+        // #1: int; #2: an array whose element is #2.
+        let btf = ObjectBtf::parse(&raw_btf(&[0, 1 << 24, 4, 32, 0, 3 << 24, 0, 2, 1, 4])).unwrap();
+        assert_eq!(btf.size_of(2), 0);
+        assert_eq!(btf.decode(2, &[0; 16]), Value::Hex(Vec::new()));
+    }
+
+    #[test]
+    fn nested_arrays_past_usize_saturate() {
+        // #1: u64; #2: u64[2^32-1]; #3: #2[2^32-1]; #4: #3[2^32-1].
+        let m = u32::MAX;
+        let btf = ObjectBtf::parse(&raw_btf(&[
+            0,
+            1 << 24,
+            8,
+            64,
+            0,
+            3 << 24,
+            0,
+            1,
+            1,
+            m,
+            0,
+            3 << 24,
+            0,
+            2,
+            1,
+            m,
+            0,
+            3 << 24,
+            0,
+            3,
+            1,
+            m,
+        ]))
+        .unwrap();
+        assert_eq!(btf.size_of(4), usize::MAX);
+        assert!(matches!(btf.decode(4, &[0; 64]), Value::Hex(_)));
+    }
+
+    #[test]
+    fn int_bit_offset_past_64_decodes_as_zero() {
+        // An int whose encoding puts its bits at offset 100.
+        let btf = ObjectBtf::parse(&raw_btf(&[0, 1 << 24, 8, (100 << 16) | 64])).unwrap();
+        assert_eq!(btf.decode(1, &[0xff; 8]), Value::Uint(0));
     }
 }
