@@ -827,3 +827,50 @@ fn corrupt_btf_ext_is_a_one_line_error() {
         ],
     );
 }
+
+/// A compiled object's run whose persisted copy is cut short by a full volume fails with
+/// exit 1, as meta.json records (the same rule as scripts: the two always agree).
+#[test]
+fn object_run_on_a_volume_that_fills_fails_and_meta_agrees() {
+    if !require_clang() || !require_bpf() {
+        return;
+    }
+    let obj = build_bpf("ring_full", RING_RECORDS);
+    let vol = scratch_dir().join("full-volume");
+    std::fs::create_dir_all(&vol).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&vol)
+        .status()
+        .unwrap()
+        .success();
+    assert!(mounted, "cannot mount a tmpfs on {}", vol.display());
+    // Leave two pages: one for meta.json, one for the start of output.txt.
+    std::fs::write(vol.join("filler"), vec![0u8; 56 * 1024]).unwrap();
+    let target = TestCgroup::new("obj-full");
+    let trace = start(&[
+        "--cgroup",
+        s(&target.path),
+        "--output-dir",
+        s(&vol),
+        "--trace-id",
+        "obj",
+        s(&obj),
+    ]);
+    run_ok(&mut target.command(&getppid_loop(2000)));
+    let (out, code) = trace.stop(libc::SIGINT);
+    let run = std::fs::read_dir(vol.join("obj"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let meta = std::fs::read_to_string(run.join("meta.json")).unwrap();
+    let _ = Command::new("umount").arg(&vol).status();
+    assert!(out.contains("seq=2000"), "stdout has every record: {out:.300}");
+    assert_eq!(code, Some(1), "a cut-short copy fails the run: {meta}");
+    assert!(
+        meta.contains("\"status\": \"failed\"") && meta.contains("\"exit_status\": 1"),
+        "{meta}"
+    );
+}

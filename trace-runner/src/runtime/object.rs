@@ -459,6 +459,14 @@ pub fn run_object(run: ObjectRun) -> Result<(), ObjectError> {
             .map(|lost| *lost)
             .map_err(|ObjectError(msg, code)| (msg.as_str(), *code));
         dir.record_end(&mut meta, outcome, sink.file_error.as_ref());
+        // The exit status agrees with meta.json: a copy cut short fails the run (as for scripts).
+        return persist::run_outcome(
+            result.map_err(|ObjectError(msg, code)| (msg, code)),
+            sink.file_error.as_ref(),
+            dir.path(),
+        )
+        .map(|_| ())
+        .map_err(|(msg, code)| ObjectError(msg, code));
     }
     result.map(|_| ())
 }
