@@ -211,12 +211,14 @@ pub(crate) fn parse(args: &[String]) -> Result<Action, UsageError> {
                 o.format = Some(match v.as_str() {
                     "text" => Format::Text,
                     "json" => Format::Json,
-                    _ => return Err(usage_err(
-                        format!(
+                    _ => {
+                        return Err(usage_err(
+                            format!(
                             "ERROR: Invalid output format \"{v}\"\nValid formats: 'text', 'json'"
                         ),
-                        false,
-                    )),
+                            false,
+                        ))
+                    }
                 })
             }
             Opt::Short('B', Some(v)) => {
@@ -400,7 +402,7 @@ TRACE-RUNNER NOTES:
 ENVIRONMENT:
     BPFTRACE_MAP_KEYS_MAX       [default: 4096] max keys in a map
     __BPFTRACE_NOTIFY_PROBES_ATTACHED
-                                when set, print this name on stdout once attached
+                                when set, print this name on stderr once attached
 
 EXAMPLES:
 bpftrace -l '*sleep*'
@@ -449,11 +451,17 @@ pub(crate) fn run_args(o: Options) -> RunArgs {
     }
 }
 
-/// `-` as the script file is stdin.
-fn stdin_script(o: &mut Options) {
+/// `-` as the script file is stdin: read here, once (the run looks at a file twice: for a
+/// compiled object, then as a script); bpftrace also calls it `stdin` in messages.
+fn stdin_script(o: &mut Options) -> Result<(), Failure> {
     if o.program.is_none() && o.positionals.first().is_some_and(|f| f == "-") {
-        o.positionals[0] = "/dev/stdin".into();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .map_err(|e| Failure(format!("error: cannot read the program from stdin: {e}"), 2))?;
+        o.program = Some(crate::cli::script_text("stdin", bytes).map_err(|m| Failure(m, 2))?);
+        o.positionals.remove(0);
     }
+    Ok(())
 }
 
 fn act(action: Action) -> Result<(), Failure> {
@@ -467,7 +475,8 @@ fn act(action: Action) -> Result<(), Failure> {
             Ok(())
         }
         Action::Info => {
-            print!("{}", crate::bpf_info::report());
+            // On stderr, as bpftrace prints it.
+            eprint!("{}", crate::bpf_info::report());
             Ok(())
         }
         Action::List {
@@ -480,7 +489,7 @@ fn act(action: Action) -> Result<(), Failure> {
             emit_elf,
         } => {
             check_includes(&options)?;
-            stdin_script(&mut options);
+            stdin_script(&mut options)?;
             let script = ScriptArgs {
                 program: options.program,
                 positionals: options.positionals,
@@ -496,7 +505,7 @@ fn act(action: Action) -> Result<(), Failure> {
         }
         Action::Run(mut options) => {
             check_includes(&options)?;
-            stdin_script(&mut options);
+            stdin_script(&mut options)?;
             crate::run::run(run_args(*options))
         }
     }
@@ -513,12 +522,14 @@ fn check_includes(o: &Options) -> Result<(), Failure> {
     }
 }
 
-/// `bpftrace ARGS` (without argv[0]).
-pub(crate) fn main(args: &[String]) -> ExitCode {
+/// `bpftrace ARGS` (without argv[0]); getopt's messages name the program as invoked.
+pub(crate) fn main(program_name: &str, args: &[String]) -> ExitCode {
     let action = match parse(args) {
         Ok(a) => a,
         Err(e) => {
-            if !e.message.is_empty() {
+            if let Some(rest) = e.message.strip_prefix("bpftrace: ") {
+                eprintln!("{program_name}: {rest}");
+            } else if !e.message.is_empty() {
                 eprintln!("{}", e.message);
             }
             if e.usage {

@@ -150,7 +150,7 @@ pub(crate) struct RunArgs {
     /// Write the output to FILE instead of stdout.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
-    /// Print `__BPFTRACE_NOTIFY_PROBES_ATTACHED` on stdout once attached (bpftrace mode).
+    /// Print `__BPFTRACE_NOTIFY_PROBES_ATTACHED` on stderr once attached (bpftrace mode).
     #[arg(skip)]
     pub(crate) notify_attached: bool,
 }

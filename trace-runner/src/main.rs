@@ -55,7 +55,11 @@ fn main() -> ExitCode {
             eprintln!("ERROR: arguments must be UTF-8 text");
             return ExitCode::from(1);
         };
-        return bpftrace_cli::main(&args);
+        let name = match &argv[0] {
+            a if bpftrace_cli::invoked_as_bpftrace(a) => a.to_string_lossy().into_owned(),
+            _ => "bpftrace".to_string(),
+        };
+        return bpftrace_cli::main(&name, &args);
     }
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Run(_)) {
@@ -71,7 +75,7 @@ fn main() -> ExitCode {
         Command::List { pattern } => commands::list(pattern),
         Command::Build { script, output } => commands::build(script, output),
         // Handled before clap (see above); kept for `--help`.
-        Command::Bpftrace { args } => return bpftrace_cli::main(&args),
+        Command::Bpftrace { args } => return bpftrace_cli::main("bpftrace", &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -169,11 +169,12 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
             2,
         ));
     }
-    // `-o FILE`: everything the run prints to stdout (system()'s output too) goes to FILE;
-    // the attach notification goes to the original stdout (as bpftrace's does).
-    let notify_fd = match &args.output {
+    // `-o FILE`: everything the run prints to stdout (system()'s output too) goes to FILE
+    // but the blank lines before the maps at exit, left on the original stdout as bpftrace
+    // leaves them.
+    let saved_stdout = match &args.output {
         Some(path) => Some(redirect_stdout(path)?),
-        None => Some(libc::STDOUT_FILENO),
+        None => None,
     };
     let child = match &args.command {
         Some(cmd) => Some(HeldChild::spawn(cmd)?),
@@ -265,9 +266,10 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
         None => None,
     };
     let mut sink = Sink::new(args.format, file);
+    sink.exit_separator_fd = saved_stdout;
 
     let attached = Attached {
-        notify_fd: notify_fd.filter(|_| args.notify_attached),
+        notify: args.notify_attached,
         child,
     };
     let result = trace(compiled, &args, &scope, &mut sink, attached);
@@ -334,11 +336,10 @@ fn trace(
         Err(_) if stopped() => return Ok(0),
         Err(e) => return Err(fail(e)),
     }
-    if let Some(fd) = attached.notify_fd {
+    if attached.notify {
+        // On stderr, whatever -q and -o say, as bpftrace 0.17 prints it.
         sink.flush();
-        let line = b"__BPFTRACE_NOTIFY_PROBES_ATTACHED\n";
-        // SAFETY: writing a valid buffer to a descriptor this process owns.
-        unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
+        eprintln!("__BPFTRACE_NOTIFY_PROBES_ATTACHED");
     }
     // From here on a stop is handled as at any later moment: BEGIN runs, the event
     // loop returns at once, END runs and the maps print.
@@ -385,7 +386,7 @@ fn trace(
 
 /// What happens once the probes are attached: the notification line, the held command.
 struct Attached {
-    notify_fd: Option<i32>,
+    notify: bool,
     child: Option<HeldChild>,
 }
 
