@@ -221,13 +221,11 @@ pub(crate) fn parse(args: &[String]) -> Result<Action, UsageError> {
                     }
                 })
             }
-            Opt::Short('B', Some(v)) => {
-                if !matches!(v.as_str(), "line" | "full" | "none") {
-                    return Err(usage_err(
-                        "ERROR: USAGE: -B must be either 'line', 'full', or 'none'.",
-                        false,
-                    ));
-                }
+            Opt::Short('B', Some(v)) if !matches!(v.as_str(), "line" | "full" | "none") => {
+                return Err(usage_err(
+                    "ERROR: USAGE: -B must be either 'line', 'full', or 'none'.",
+                    false,
+                ));
             }
             Opt::Short('l', _) => list = true,
             Opt::Short('v', _) => verbose = true,
@@ -347,13 +345,29 @@ pub(crate) fn format_field_decls(format: &str) -> Vec<String> {
         .filter_map(|l| l.split(';').next())
         .map(str::trim)
         .filter(|decl| {
-            let name = decl
-                .rsplit(|c: char| c == ' ' || c == '*')
-                .next()
-                .unwrap_or("");
+            let name = decl.rsplit([' ', '*']).next().unwrap_or("");
             !name.starts_with("common_")
         })
         .map(str::to_string)
+        .collect()
+}
+
+/// The files a program's `#include <FILE>` / `#include "FILE"` lines name.
+pub(crate) fn script_includes(program: &str) -> Vec<String> {
+    program
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('#'))
+        .filter_map(|l| l.trim_start().strip_prefix("include"))
+        .filter_map(|l| {
+            let l = l.trim();
+            let close = match l.chars().next()? {
+                '<' => '>',
+                '"' => '"',
+                _ => return None,
+            };
+            let rest = &l[1..];
+            Some(rest[..rest.find(close)?].to_string())
+        })
         .collect()
 }
 
@@ -488,8 +502,8 @@ fn act(action: Action) -> Result<(), Failure> {
             mut options,
             emit_elf,
         } => {
-            check_includes(&options)?;
             stdin_script(&mut options)?;
+            check_includes(&options)?;
             let script = ScriptArgs {
                 program: options.program,
                 positionals: options.positionals,
@@ -504,17 +518,23 @@ fn act(action: Action) -> Result<(), Failure> {
             }
         }
         Action::Run(mut options) => {
-            check_includes(&options)?;
             stdin_script(&mut options)?;
+            check_includes(&options)?;
             crate::run::run(run_args(*options))
         }
     }
 }
 
 fn check_includes(o: &Options) -> Result<(), Failure> {
+    let in_program = o
+        .program
+        .as_deref()
+        .map(script_includes)
+        .unwrap_or_default();
     match o
         .includes
         .iter()
+        .chain(&in_program)
         .find_map(|f| include_problem(f, &o.include_dirs))
     {
         Some(msg) => Err(Failure(msg, 1)),
@@ -725,6 +745,13 @@ print fmt: \"x\"\n";
                 "char prev_comm[16]"
             ]
         );
+    }
+
+    #[test]
+    fn includes_of_a_program() {
+        let prog = "#include <lol/no.h>\n  # include \"a.h\"\n#define X 1\nBEGIN { exit(); }";
+        assert_eq!(script_includes(prog), ["lol/no.h", "a.h"]);
+        assert!(script_includes("#include lol").is_empty());
     }
 
     #[test]

@@ -339,6 +339,15 @@ fn accepted_flags_and_dry_runs() {
         text(&missing.stderr),
         "fatal error: 'no-such-header-x.h' file not found\n"
     );
+    // So is an #include of the program (bpftrace's clang fails; kernel types need none).
+    let missing = bt(&["-e", "#include <lol/no.h>\nBEGIN { exit(); }"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        text(&missing.stderr),
+        "fatal error: 'lol/no.h' file not found\n"
+    );
+    let found = bt(&["-q", "-e", "#include <linux/sched.h>\nBEGIN { exit(); }"]);
+    assert!(found.status.success(), "{}", text(&found.stderr));
     // -d compiles without running; a bad program is still an error.
     let dry = bt(&["-d", "-e", prog]);
     assert!(dry.status.success());
