@@ -183,6 +183,9 @@ fn getopt(args: &[String]) -> Result<(Vec<Opt>, Vec<String>), UsageError> {
     Ok((opts, words))
 }
 
+/// The kernel's largest possible pid (PID_MAX_LIMIT on 64-bit), bpftrace's bound for -p.
+const PID_MAX_LIMIT: u64 = 4_194_304;
+
 /// Parse bpftrace's arguments (without argv[0]).
 pub(crate) fn parse(args: &[String]) -> Result<Action, UsageError> {
     let (opts, words) = getopt(args)?;
@@ -200,12 +203,19 @@ pub(crate) fn parse(args: &[String]) -> Result<Action, UsageError> {
             Opt::Short('o', v) => o.output = v.map(PathBuf::from),
             Opt::Short('I', Some(v)) => o.include_dirs.push(v),
             Opt::Short('p', Some(v)) => {
-                o.pid = Some(v.trim().parse().map_err(|_| {
+                let pid: u64 = v.trim().parse().map_err(|_| {
                     usage_err(
                         format!("ERROR: pid '{v}' is not a valid decimal number"),
                         false,
                     )
-                })?)
+                })?;
+                if !(1..=PID_MAX_LIMIT).contains(&pid) {
+                    return Err(usage_err(
+                        format!("ERROR: pid '{v}' out of valid pid range [1,{PID_MAX_LIMIT}]"),
+                        false,
+                    ));
+                }
+                o.pid = Some(pid as u32);
             }
             Opt::Short('f', Some(v)) => {
                 o.format = Some(match v.as_str() {
@@ -272,6 +282,9 @@ pub(crate) fn parse(args: &[String]) -> Result<Action, UsageError> {
                 true,
             ));
         }
+        if let Some(p) = o.positionals.first() {
+            search_pattern_problem(p).map_or(Ok(()), |m| Err(usage_err(m, false)))?;
+        }
         return Ok(Action::List {
             pattern: o.positionals.pop(),
             verbose,
@@ -288,6 +301,19 @@ pub(crate) fn parse(args: &[String]) -> Result<Action, UsageError> {
         });
     }
     Ok(Action::Run(Box::new(o)))
+}
+
+/// A `-l` search pattern with a character no probe name has: bpftrace's lexer error (the
+/// pattern is its program `stdin`), with the pattern and a marker under the character.
+pub(crate) fn search_pattern_problem(pattern: &str) -> Option<String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "_-*:./?[]+,@!{}~=".contains(c);
+    let (at, c) = pattern.char_indices().find(|&(_, c)| !ok(c))?;
+    let col = pattern[..at].chars().count() + 1;
+    Some(format!(
+        "stdin:1:{col}-{}: ERROR: invalid character '{c}'\n{pattern}\n{}~",
+        col + 1,
+        " ".repeat(col - 1)
+    ))
 }
 
 /// Split `-c`'s command as bpftrace 0.17 does: on single spaces, no quoting (two spaces
@@ -503,6 +529,7 @@ fn act(action: Action) -> Result<(), Failure> {
             emit_elf,
         } => {
             stdin_script(&mut options)?;
+            check_file(&options)?;
             check_includes(&options)?;
             let script = ScriptArgs {
                 program: options.program,
@@ -519,8 +546,32 @@ fn act(action: Action) -> Result<(), Failure> {
         }
         Action::Run(mut options) => {
             stdin_script(&mut options)?;
+            check_file(&options)?;
             check_includes(&options)?;
             crate::run::run(run_args(*options))
+        }
+    }
+}
+
+/// A script file that cannot be read: bpftrace's line.
+fn check_file(o: &Options) -> Result<(), Failure> {
+    let Some(file) = o.positionals.first().filter(|_| o.program.is_none()) else {
+        return Ok(());
+    };
+    match std::fs::File::open(file) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let why = match e.raw_os_error() {
+                // SAFETY: strerror returns a valid NUL-terminated string for any errno.
+                Some(n) => unsafe { std::ffi::CStr::from_ptr(libc::strerror(n)) }
+                    .to_string_lossy()
+                    .into_owned(),
+                None => e.to_string(),
+            };
+            Err(Failure(
+                format!("ERROR: failed to open file '{file}': {why}"),
+                1,
+            ))
         }
     }
 }
@@ -676,6 +727,21 @@ mod tests {
             .message
             .starts_with("ERROR: Invalid output format \"yaml\""));
         assert!(p(&["-p", "x1", "-e", "x"]).is_err());
+        let e = p(&["-p", "5000000", "f.bt"]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "ERROR: pid '5000000' out of valid pid range [1,4194304]"
+        );
+        assert!(p(&["-p", "0", "f.bt"]).is_err());
+        let e = p(&["-l", "a$"]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "stdin:1:2-3: ERROR: invalid character '$'\na$\n ~"
+        );
+        assert_eq!(
+            search_pattern_problem("uprobe:/usr/lib/libc.so.6:mal*"),
+            None
+        );
         assert!(p(&["--unsafe=1", "-e", "x"]).is_err());
         // Nothing to run: the usage alone.
         assert_eq!(p(&[]).unwrap_err(), usage_err("", true));

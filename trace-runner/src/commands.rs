@@ -91,8 +91,13 @@ pub(crate) fn build(script: ScriptArgs, output: PathBuf) -> Result<(), Failure> 
 
 /// The probe names `list` prints.
 fn list_names(pattern: Option<String>) -> Result<Vec<String>, Failure> {
-    // `uprobe:PATH:PATTERN` lists the functions of that binary or library.
-    if let Some(rest) = pattern.as_deref().and_then(|p| p.strip_prefix("uprobe:")) {
+    // `uprobe:PATH:PATTERN` (or `uretprobe:`) lists the functions of that binary or library.
+    let uprobe = pattern.as_deref().and_then(|p| {
+        ["uprobe", "uretprobe"]
+            .into_iter()
+            .find_map(|kind| Some((kind, p.strip_prefix(kind)?.strip_prefix(':')?)))
+    });
+    if let Some((kind, rest)) = uprobe {
         let (target, symbols) = rest.split_once(':').unwrap_or((rest, "*"));
         let file = crate::uprobes::resolve_target(target)
             .ok_or_else(|| Failure(format!("error: uprobe target '{target}' not found"), 1))?;
@@ -101,7 +106,7 @@ fn list_names(pattern: Option<String>) -> Result<Vec<String>, Failure> {
         return Ok(functions
             .iter()
             .filter(|f| tracefs::glob_match(symbols, f))
-            .map(|f| format!("uprobe:{target}:{f}"))
+            .map(|f| format!("{kind}:{target}:{f}"))
             .collect());
     }
     let env = Tracefs::open();

@@ -280,6 +280,23 @@ fn lv_prints_tracepoint_fields_as_bpftrace() {
             assert_eq!(o, text(&reference(&["-lv", pattern]).stdout));
         }
     }
+    // uretprobes of a binary are listed as its uprobes are.
+    let exe = std::env::current_exe().unwrap();
+    let pat = |kind: &str| format!("{kind}:{}:*bpftrace_cli*", exe.display());
+    let u = text(&bt(&["-l", &pat("uprobe")]).stdout);
+    let ur = text(&bt(&["-l", &pat("uretprobe")]).stdout);
+    assert!(!u.is_empty());
+    assert_eq!(ur, u.replace("uprobe:", "uretprobe:"));
+    // A script file that is not there, and a search pattern no probe can match.
+    let gone = bt(&["no_such_file.bt"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert_eq!(
+        text(&gone.stderr),
+        "ERROR: failed to open file 'no_such_file.bt': No such file or directory\n"
+    );
+    let bad = bt(&["-l", "\\n"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).starts_with("stdin:1:1-2: ERROR: invalid character '\\'\n"));
     let plain = text(&bt(&["-l", "tracepoint:raw_syscalls:*"]).stdout);
     assert_eq!(
         plain,
