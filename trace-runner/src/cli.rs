@@ -46,6 +46,14 @@ pub(crate) enum Command {
         /// Only probes matching this pattern (`*` wildcards), e.g. 'tracepoint:syscalls:*open*'.
         pattern: Option<String>,
     },
+    /// Speak bpftrace 0.17's command line (as when invoked under the name `bpftrace`):
+    /// `trace-runner bpftrace -e PROGRAM`, `-c CMD`, `-l -v`, `--info`, ...; see `bpftrace -h`.
+    #[command(disable_help_flag = true)]
+    Bpftrace {
+        /// bpftrace's arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Compile a script and write the BPF ELF object the runner would load.
     #[command(override_usage = BUILD_USAGE)]
     Build {
@@ -132,6 +140,19 @@ pub(crate) struct RunArgs {
     /// Allow actions that change the system: signal().
     #[arg(long = "unsafe")]
     pub(crate) unsafe_actions: bool,
+    /// Start this command (split on spaces, as bpftrace's -c), held until the probes are
+    /// attached; `cpid` is its pid, and the run ends when it exits.
+    #[arg(short = 'c', long = "command", value_name = "CMD")]
+    pub(crate) command: Option<String>,
+    /// No "Attaching N probes..." line.
+    #[arg(short = 'q', long)]
+    pub(crate) quiet: bool,
+    /// Write the output to FILE instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Print `__BPFTRACE_NOTIFY_PROBES_ATTACHED` on stderr once attached (bpftrace mode).
+    #[arg(skip)]
+    pub(crate) notify_attached: bool,
 }
 
 /// Parse `30s`, `5m`, `1h`, `250ms`, or plain seconds.

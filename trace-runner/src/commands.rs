@@ -102,20 +102,25 @@ pub(crate) fn build(script: ScriptArgs, output: PathBuf) -> Result<(), Failure> 
         .map_err(|e| Failure(format!("error: cannot write {}: {e}", output.display()), 1))
 }
 
-pub(crate) fn list(pattern: Option<String>) -> Result<(), Failure> {
-    // `uprobe:PATH:PATTERN` lists the functions of that binary or library.
-    if let Some(rest) = pattern.as_deref().and_then(|p| p.strip_prefix("uprobe:")) {
+/// The probe names `list` prints.
+fn list_names(pattern: Option<String>) -> Result<Vec<String>, Failure> {
+    // `uprobe:PATH:PATTERN` (or `uretprobe:`) lists the functions of that binary or library.
+    let uprobe = pattern.as_deref().and_then(|p| {
+        ["uprobe", "uretprobe"]
+            .into_iter()
+            .find_map(|kind| Some((kind, p.strip_prefix(kind)?.strip_prefix(':')?)))
+    });
+    if let Some((kind, rest)) = uprobe {
         let (target, symbols) = rest.split_once(':').unwrap_or((rest, "*"));
         let file = crate::uprobes::resolve_target(target)
             .ok_or_else(|| Failure(format!("error: uprobe target '{target}' not found"), 1))?;
         let functions = crate::uprobes::functions(&file)
             .map_err(|e| Failure(format!("error: cannot read {}: {e}", file.display()), 1))?;
-        let mut out = String::new();
-        for f in functions.iter().filter(|f| tracefs::glob_match(symbols, f)) {
-            out.push_str(&format!("uprobe:{target}:{f}\n"));
-        }
-        print!("{out}");
-        return Ok(());
+        return Ok(functions
+            .iter()
+            .filter(|f| tracefs::glob_match(symbols, f))
+            .map(|f| format!("{kind}:{target}:{f}"))
+            .collect());
     }
     let env = Tracefs::open();
     if !env.is_available() {
@@ -125,7 +130,6 @@ pub(crate) fn list(pattern: Option<String>) -> Result<(), Failure> {
         ));
     }
     let pattern = pattern.map(|p| if p.contains(':') { p } else { format!("*{p}*") });
-    let mut out = String::new();
     let mut names: Vec<String> = vec![
         "BEGIN".into(),
         "END".into(),
@@ -157,15 +161,101 @@ pub(crate) fn list(pattern: Option<String>) -> Result<(), Failure> {
             .into_iter()
             .map(|f| format!("kprobe:{f}")),
     );
-    for name in names {
-        if pattern
+    names.retain(|name| {
+        pattern
             .as_ref()
-            .is_none_or(|p| tracefs::glob_match(p, &name))
+            .is_none_or(|p| tracefs::glob_match(p, name))
+    });
+    Ok(names)
+}
+
+pub(crate) fn list(pattern: Option<String>) -> Result<(), Failure> {
+    let mut out = String::new();
+    for name in list_names(pattern)? {
+        out.push_str(&name);
+        out.push('\n');
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// bpftrace's `-l [PATTERN]`: with `verbose`, each tracepoint's fields under its name (as
+/// `-lv` prints them); with `pid`, the uprobes of the process's executable and libraries.
+pub(crate) fn list_bpftrace(
+    pattern: Option<String>,
+    verbose: bool,
+    pid: Option<u32>,
+) -> Result<(), Failure> {
+    let names = match pid {
+        Some(pid) => process_probes(pid, pattern)?,
+        None => list_names(pattern)?,
+    };
+    let env = Tracefs::open();
+    let mut out = String::new();
+    for name in names {
+        out.push_str(&name);
+        out.push('\n');
+        if !verbose {
+            continue;
+        }
+        if let Some((cat, event)) = name
+            .strip_prefix("tracepoint:")
+            .and_then(|r| r.split_once(':'))
         {
-            out.push_str(&name);
-            out.push('\n');
+            if let Some(format) = env.read_format(cat, event) {
+                for field in crate::bpftrace_cli::format_field_decls(&format) {
+                    out.push_str(&format!("    {field}\n"));
+                }
+            }
         }
     }
     print!("{out}");
     Ok(())
+}
+
+/// `-l -p PID`: `uprobe:FILE:FUNCTION` of the process's executable and of every file it
+/// maps executable (its libraries), filtered by `pattern` (bpftrace's `*word*` rule).
+fn process_probes(pid: u32, pattern: Option<String>) -> Result<Vec<String>, Failure> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map_err(|e| Failure(format!("error: -p {pid}: no such process ({e})"), 1))?;
+    if let Some(p) = pattern.as_deref().filter(|p| p.starts_with("usdt")) {
+        return Err(Failure(
+            format!("error: '{p}': trace-runner does not support USDT probes"),
+            1,
+        ));
+    }
+    let pattern = pattern.map(|p| if p.contains(':') { p } else { format!("*{p}*") });
+    let mut files: Vec<String> = Vec::new();
+    if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
+        files.push(exe.display().to_string());
+    }
+    for line in maps.lines() {
+        let mut cols = line.split_whitespace();
+        let perms = cols.nth(1).unwrap_or("");
+        if let Some(path) = cols.nth(3).filter(|p| p.starts_with('/')) {
+            if perms.contains('x') && !files.iter().any(|f| f == path) {
+                files.push(path.to_string());
+            }
+        }
+    }
+    let mut names = Vec::new();
+    for file in files {
+        // In another mount namespace the file is reached through the process's root.
+        let local = std::path::Path::new(&file);
+        let readable = if local.exists() {
+            local.to_path_buf()
+        } else {
+            PathBuf::from(format!("/proc/{pid}/root{file}"))
+        };
+        let Ok(functions) = crate::uprobes::functions(&readable) else {
+            continue;
+        };
+        names.extend(
+            functions
+                .iter()
+                .map(|f| format!("uprobe:{file}:{f}"))
+                .filter(|n| pattern.as_ref().is_none_or(|p| tracefs::glob_match(p, n))),
+        );
+    }
+    Ok(names)
 }

@@ -163,6 +163,23 @@ fn check_args(args: &RunArgs) -> Result<(), Failure> {
 pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     let started = std::time::SystemTime::now();
     check_args(&args)?;
+    if args.command.is_some() && args.pid.is_some() {
+        return Err(Failure(
+            "error: -c/--command and --pid exclude each other".into(),
+            2,
+        ));
+    }
+    // `-o FILE`: everything the run prints to stdout (system()'s output too) goes to FILE
+    // but the blank lines before the maps at exit, left on the original stdout as bpftrace
+    // leaves them.
+    let saved_stdout = match &args.output {
+        Some(path) => Some(redirect_stdout(path)?),
+        None => None,
+    };
+    let child = match &args.command {
+        Some(cmd) => Some(HeldChild::spawn(cmd)?),
+        None => None,
+    };
     let env = Tracefs::open();
     let scope = resolve_run_scope(&args)?;
     // A compiled BPF object (ELF, e_machine 247, maybe gzip-compressed) instead of a script.
@@ -193,6 +210,7 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     opts.pid_set = scope.pid_set.is_some();
     opts.pid = args.pid;
     opts.unsafe_actions = args.unsafe_actions;
+    opts.cpid = child.as_ref().map(|c| c.pid);
     let (name, src) = args.script.source()?;
     let src = substitute_container_pid(&src, scope.container_pid)?;
     let compiled = compile_source(&name, &src, args.script.params(), &env, opts)?;
@@ -248,8 +266,13 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
         None => None,
     };
     let mut sink = Sink::new(args.format, file);
+    sink.exit_separator_fd = saved_stdout;
 
-    let result = trace(compiled, &args, &scope, &mut sink);
+    let attached = Attached {
+        notify: args.notify_attached,
+        child,
+    };
+    let result = trace(compiled, &args, &scope, &mut sink, attached);
     sink.flush();
     let Some(dir) = &run_dir else {
         return result.map(|_| ());
@@ -282,6 +305,7 @@ fn trace(
     args: &RunArgs,
     scope: &Scope,
     sink: &mut Sink,
+    mut attached: Attached,
 ) -> Result<u64, Failure> {
     let fail = |e: runtime::LoadError| Failure(format!("error: {e}"), 1);
     runtime::raise_memlock();
@@ -304,16 +328,29 @@ fn trace(
     if let Some((set, _)) = &pid_set {
         session.update_pid_set(&set.pids().iter().copied().collect::<Vec<_>>(), &[]);
     }
-    sink.attached(session.probe_count());
+    if !args.quiet {
+        sink.attached(session.probe_count());
+    }
     match session.attach(scope.cgroups.first().map(|c| c.path.as_path())) {
         Ok(()) => {}
         Err(_) if stopped() => return Ok(0),
         Err(e) => return Err(fail(e)),
     }
+    if attached.notify {
+        // On stderr, whatever -q and -o say, as bpftrace 0.17 prints it.
+        sink.flush();
+        eprintln!("__BPFTRACE_NOTIFY_PROBES_ATTACHED");
+    }
     // From here on a stop is handled as at any later moment: BEGIN runs, the event
     // loop returns at once, END runs and the maps print.
     session.run_begin().map_err(fail)?;
+    let child = &mut attached.child;
     let mut tick = |s: &Session| {
+        // `-c`: the command runs once the probes are attached and BEGIN's output is out;
+        // its exit ends the run.
+        if let Some(c) = child.as_mut().filter(|c| !c.released()) {
+            c.release();
+        }
         if let Some((set, proc_root)) = &mut pid_set {
             let (added, removed) = set.refresh(proc_root);
             s.update_pid_set(&added, &removed);
@@ -321,6 +358,8 @@ fn trace(
     };
     runtime::event_loop(&mut session, sink, args.deadline, &mut tick).map_err(fail)?;
     session.detach_all();
+    // The run ended first (exit(), a signal, the deadline): the command is stopped.
+    drop(attached.child.take());
     session.run_end().map_err(fail)?;
     runtime::drain_remaining(&mut session, sink);
     runtime::print_all_maps(&session, sink);
@@ -343,6 +382,154 @@ fn trace(
     }
     sink.flush();
     Ok(lost)
+}
+
+/// What happens once the probes are attached: the notification line, the held command.
+struct Attached {
+    notify: bool,
+    child: Option<HeldChild>,
+}
+
+/// Point stdout at `path` (created or truncated); returns a copy of the original stdout.
+fn redirect_stdout(path: &std::path::Path) -> Result<i32, Failure> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::create(path)
+        .map_err(|e| Failure(format!("error: cannot open {}: {e}", path.display()), 1))?;
+    // SAFETY: dup/dup2 on descriptors this process owns; `file` stays open until dup2 is done.
+    unsafe {
+        let saved = libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 3);
+        if libc::dup2(file.as_raw_fd(), libc::STDOUT_FILENO) < 0 {
+            return Err(Failure(
+                format!(
+                    "error: cannot write to {}: {}",
+                    path.display(),
+                    std::io::Error::last_os_error()
+                ),
+                1,
+            ));
+        }
+        Ok(saved)
+    }
+}
+
+/// The command of `-c`, forked at once and held before `execv` until [`HeldChild::release`]
+/// (so that `cpid` is known when the program is compiled and nothing of the command runs
+/// before the probes are attached, as bpftrace does). Dropped before release, or while
+/// still running, it is sent SIGTERM and reaped.
+struct HeldChild {
+    pid: u32,
+    /// The write end of the pipe the child waits on (-1 once released).
+    go: i32,
+    /// Set by the waiter thread when the command has exited.
+    exited: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HeldChild {
+    fn spawn(cmd: &str) -> Result<HeldChild, Failure> {
+        use std::ffi::CString;
+        let words = crate::bpftrace_cli::split_command(cmd);
+        let fail = |m: String| Failure(format!("error: cannot start the command of -c: {m}"), 1);
+        let program =
+            crate::bpftrace_cli::resolve_program(&words[0], std::env::var("PATH").ok().as_deref())
+                .map_err(fail)?;
+        let path = CString::new(program.as_os_str().as_encoded_bytes())
+            .map_err(|_| fail("a NUL byte in the command".into()))?;
+        let argv: Vec<CString> = words
+            .iter()
+            .map(|w| CString::new(w.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| fail("a NUL byte in the command".into()))?;
+        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe2 fills two descriptors. After fork the child only calls
+        // async-signal-safe functions (close, read, signal, sigprocmask, execv, _exit) on
+        // memory prepared before the fork.
+        unsafe {
+            if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+                return Err(fail(std::io::Error::last_os_error().to_string()));
+            }
+            let pid = libc::fork();
+            if pid < 0 {
+                return Err(fail(std::io::Error::last_os_error().to_string()));
+            }
+            if pid == 0 {
+                libc::close(fds[1]);
+                let mut b = 0u8;
+                let n = loop {
+                    let n = libc::read(fds[0], (&mut b as *mut u8).cast(), 1);
+                    if n >= 0 || *libc::__errno_location() != libc::EINTR {
+                        break n;
+                    }
+                };
+                if n != 1 {
+                    libc::_exit(0);
+                }
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                libc::execv(path.as_ptr(), argv_ptrs.as_ptr());
+                libc::_exit(127);
+            }
+            libc::close(fds[0]);
+            Ok(HeldChild {
+                pid: pid as u32,
+                go: fds[1],
+                exited: Default::default(),
+            })
+        }
+    }
+
+    fn released(&self) -> bool {
+        self.go < 0
+    }
+
+    /// Let the command exec, and end the run when it exits.
+    fn release(&mut self) {
+        let pid = self.pid as i32;
+        let exited = self.exited.clone();
+        std::thread::spawn(move || {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+            {
+            }
+            exited.store(true, std::sync::atomic::Ordering::SeqCst);
+            runtime::request_stop();
+        });
+        // SAFETY: writing one byte to, then closing, our end of the pipe.
+        unsafe {
+            libc::write(self.go, [1u8].as_ptr().cast(), 1);
+            libc::close(self.go);
+        }
+        self.go = -1;
+    }
+}
+
+impl Drop for HeldChild {
+    fn drop(&mut self) {
+        let pid = self.pid as i32;
+        if self.go >= 0 {
+            // Never released: closing the pipe makes it exit without running the command.
+            // SAFETY: our descriptor; reaping our own child.
+            unsafe {
+                libc::close(self.go);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            return;
+        }
+        let exited = &self.exited;
+        if !exited.load(std::sync::atomic::Ordering::SeqCst) {
+            // SAFETY: signalling our own child (the waiter thread reaps it).
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            for _ in 0..200 {
+                if exited.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
 }
 
 fn hostname() -> String {

@@ -29,6 +29,9 @@ pub struct Sink {
     pending: Vec<u8>,
     /// The first error writing the persisted copy (after it, the copy stops).
     pub file_error: Option<io::Error>,
+    /// With `-o FILE` (stdout redirected): the original stdout, which gets the blank lines
+    /// before the maps at exit, as bpftrace's `-o` leaves them there.
+    pub exit_separator_fd: Option<i32>,
 }
 
 impl Sink {
@@ -39,6 +42,7 @@ impl Sink {
             file,
             pending: Vec::new(),
             file_error: None,
+            exit_separator_fd: None,
         }
     }
 
@@ -141,6 +145,13 @@ impl Sink {
             Format::Text | Format::Folded => output::write_exit_maps_text(&mut buf, maps),
             Format::Json => output::write_exit_maps_json(&mut buf, maps),
         };
+        if let (Some(fd), Some(rest)) = (self.exit_separator_fd, buf.strip_prefix(b"\n\n")) {
+            self.flush();
+            // SAFETY: writing a valid buffer to a descriptor this process owns.
+            unsafe { libc::write(fd, b"\n\n".as_ptr().cast(), 2) };
+            self.emit(rest);
+            return;
+        }
         self.emit(&buf);
     }
 

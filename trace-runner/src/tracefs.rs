@@ -85,6 +85,12 @@ impl Tracefs {
         out
     }
 
+    /// The text of a tracepoint's format file.
+    pub fn read_format(&self, category: &str, name: &str) -> Option<String> {
+        let root = self.root.as_ref()?;
+        std::fs::read_to_string(root.join("events").join(category).join(name).join("format")).ok()
+    }
+
     /// Functions kprobes can attach to, when this kernel has kprobes (none otherwise).
     pub fn kprobe_functions(&self) -> Vec<String> {
         let Some(root) = &self.root else {

@@ -216,6 +216,8 @@ pub struct CodegenOptions {
     pub cgroup_id_of: Option<fn(&str) -> Option<u64>>,
     /// Allow actions that change the system (`signal()`), like bpftrace's `--unsafe`.
     pub unsafe_actions: bool,
+    /// The pid of the command started with `-c` (the `cpid` builtin).
+    pub cpid: Option<u32>,
 }
 
 fn err(span: Span, msg: impl Into<String>) -> Diagnostic {
@@ -1698,6 +1700,10 @@ impl ProgGen<'_> {
                 a.load_const(R1, self.opts.start_ns as i64);
                 a.alu_reg(Alu::Sub, R0, R1);
             }
+            "cpid" => match self.opts.cpid {
+                Some(p) => a.load_const(R0, i64::from(p)),
+                None => return Err(err(span, "cpid cannot be used without child command (-c)")),
+            },
             "cpu" => a.call(helper::GET_SMP_PROCESSOR_ID),
             "cgroup" => a.call(helper::GET_CURRENT_CGROUP_ID),
             "curtask" => a.call(helper::GET_CURRENT_TASK),

@@ -42,6 +42,11 @@ extern "C" fn on_signal(sig: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
+/// Ask for a stop, as SIGINT does (the command of `-c` has exited).
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
+}
+
 /// Whether SIGINT or SIGTERM asked for a stop.
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
@@ -557,6 +562,8 @@ pub fn event_loop(
     let mut last_tick = Instant::now();
     let fd = session.ring.as_raw_fd();
     let mut idle_ms = POLL_MS;
+    // The first tick comes once BEGIN's output is out (the command of `-c` starts then).
+    let mut first = true;
     loop {
         if last_tick.elapsed() >= Duration::from_secs(1) {
             tick(session);
@@ -569,6 +576,11 @@ pub fn event_loop(
         }
         if STOP.load(Ordering::SeqCst) {
             return Ok(StopReason::Signal);
+        }
+        if first {
+            first = false;
+            tick(session);
+            last_tick = Instant::now();
         }
         // The programs do not wake us up per record (BPF_RB_NO_WAKEUP): look again soon
         // while events flow, so that the ring (2 MiB) cannot fill between two looks, and
