@@ -20,12 +20,13 @@ use crate::span::Span;
 /// map key, a tuple or a ternary branch, of a unary operator or a cast, and every
 /// operator of a left-associative chain (`a + b + c`, `x->a.b[1]`) counts one.
 ///
-/// bpftrace's own tools nest less than 20 deep. The cost of one level through the
-/// parser and sema is up to ~22 KiB of stack in a debug build (an `if` block; measured
-/// with `ulimit -s`): 64 levels need ~1.5 MiB, which fits a 2 MiB thread (tokio's
-/// worker default) with room to spare, and the code generator's share on top of it
-/// fits the runner's 8 MiB main thread many times over.
-pub const MAX_DEPTH: usize = 64;
+/// bpftrace's own tools nest less than 20 deep, but a long `||` chain in a predicate is
+/// an ordinary thing to write, and each of its operators counts: 256 levels leave room for
+/// that. The cost of one level through the parser and sema is up to ~22 KiB of stack in a
+/// debug build (an `if` block; measured with `ulimit -s`): 256 levels need ~6 MiB, which
+/// is why [`crate::parse`] and [`crate::check`] run on a thread with
+/// [`crate::STACK_SIZE`] of stack (and the runner's code generator too).
+pub const MAX_DEPTH: usize = 256;
 
 /// Parse a whole script.
 pub fn parse(src: &str) -> Result<ast::Program, Diagnostic> {

@@ -126,7 +126,8 @@ fn far_too_deep_is_a_located_error() {
 
 #[test]
 fn the_error_points_at_the_level_past_the_limit() {
-    let src = format!("BEGIN {{ $x = {}1{}; }}", "(".repeat(100), ")".repeat(100));
+    let n = MAX_DEPTH + 36;
+    let src = format!("BEGIN {{ $x = {}1{}; }}", "(".repeat(n), ")".repeat(n));
     let e = trace_lang::parse(&src).unwrap_err();
     assert_eq!(
         e.render("t.bt", &src).lines().next().unwrap(),
@@ -135,7 +136,7 @@ fn the_error_points_at_the_level_past_the_limit() {
             "BEGIN { $x = ".len() + MAX_DEPTH
         )
     );
-    let src = format!("BEGIN {{ {}{} }}", "if (1) { ".repeat(100), "}".repeat(100));
+    let src = format!("BEGIN {{ {}{} }}", "if (1) { ".repeat(n), "}".repeat(n));
     let e = trace_lang::parse(&src).unwrap_err();
     assert!(e.message.contains("nested too deeply"), "{}", e.message);
 }
@@ -152,7 +153,7 @@ fn realistic_nesting_passes() {
 }
 
 #[test]
-fn deepest_accepted_scripts_fit_a_2_mib_stack() {
+fn deepest_accepted_scripts_pass_the_front_end_from_a_2_mib_thread() {
     for (name, make) in constructs() {
         let n = largest_parsing(make);
         assert!(n >= 20, "{name}: only {n} levels accepted");
@@ -200,5 +201,22 @@ fn trees_built_without_the_parser_are_checked_too() {
         let src = make(largest_parsing(make));
         let program: Program = trace_lang::parse(&src).unwrap();
         assert_eq!(program.node_deeper_than(MAX_TREE_DEPTH), None, "{name}");
+    }
+}
+
+#[test]
+fn long_operator_chains_pass() {
+    // A predicate listing 200 pids is an ordinary thing to write; every `||` counts a level.
+    let terms: Vec<String> = (0..200).map(|i| format!("pid == {i}")).collect();
+    let src = format!(
+        "tracepoint:syscalls:sys_enter_openat /{}/ {{ @[comm] = count(); }}",
+        terms.join(" || ")
+    );
+    if let Err(e) = trace_lang::check(&src, &NoEnv) {
+        panic!("{}", e.render("t.bt", &src));
+    }
+    let sum = format!("BEGIN {{ @x = {}; exit(); }}", vec!["1"; 200].join(" + "));
+    if let Err(e) = trace_lang::check(&sum, &NoEnv) {
+        panic!("{}", e.render("t.bt", &sum));
     }
 }

@@ -100,7 +100,7 @@ const SCRIPTS: &[&str] = &[
     r#"BEGIN { printf("%d\n", cgroupid("/sys/fs/cgroup/x")); printf("%d %d\n", $#, $1); signal("KILL"); }"#,
 ];
 
-fn check(src: &str, env: &dyn ProbeEnv) {
+fn check(src: &str, env: &(dyn ProbeEnv + Sync)) {
     if let Err(e) = trace_lang::check(src, env) {
         panic!("{}", e.render("script.bt", src));
     }

@@ -25,7 +25,8 @@ pub(crate) fn compile_source(
         params: params.to_vec(),
         ..opts
     };
-    codegen::generate(&program, &analysis, env, &opts).map_err(render)
+    // Code generation recurses over the tree as deeply as the front end does.
+    trace_lang::with_stack(|| codegen::generate(&program, &analysis, env, &opts)).map_err(render)
 }
 
 pub(crate) fn compile_script(

@@ -147,6 +147,22 @@ fn long_operator_chains_reuse_one_stack_slot() {
 }
 
 #[test]
+fn a_predicate_of_200_alternatives_loads() {
+    if !common::require_bpf() {
+        return;
+    }
+    // Every `||` counts one nesting level: a predicate listing 200 pids must still pass,
+    // through the front end, code generation and the kernel's verifier.
+    let terms: Vec<String> = (0..200).map(|i| format!("pid == {i}")).collect();
+    let src = format!(
+        "tracepoint:syscalls:sys_enter_openat /{}/ {{ @[comm] = count(); }}",
+        terms.join(" || ")
+    );
+    let (code, err) = runner_check(&["--load"], &src);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
 fn a_full_bpf_stack_says_what_fills_it_and_where() {
     let src = "BEGIN {\n  $s = \"a\"; $t = \"b\"; $u = \"c\"; $v = \"d\";\n  $w = \"e\"; $x = \"f\"; $y = \"g\"; $z = \"h\";\n  $x1 = \"i\";\n}\n";
     let (code, err) = runner_check(&[], src);

@@ -867,7 +867,10 @@ fn object_run_on_a_volume_that_fills_fails_and_meta_agrees() {
         .path();
     let meta = std::fs::read_to_string(run.join("meta.json")).unwrap();
     let _ = Command::new("umount").arg(&vol).status();
-    assert!(out.contains("seq=2000"), "stdout has every record: {out:.300}");
+    assert!(
+        out.contains("seq=2000"),
+        "stdout has every record: {out:.300}"
+    );
     assert_eq!(code, Some(1), "a cut-short copy fails the run: {meta}");
     assert!(
         meta.contains("\"status\": \"failed\"") && meta.contains("\"exit_status\": 1"),

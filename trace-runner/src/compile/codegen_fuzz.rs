@@ -45,14 +45,14 @@ fn compile(src: &str) -> Result<bool, TestCaseError> {
     }
 }
 
-/// Runs on a thread with the runner's main-thread stack (8 MiB).
+/// Runs on a thread with the stack the runner compiles on ([`trace_lang::STACK_SIZE`]).
 fn run<S, F>(name: &'static str, default: u32, make: F)
 where
     S: Strategy<Value = String>,
     F: FnOnce() -> S + Send + 'static,
 {
     let t = std::thread::Builder::new()
-        .stack_size(8 << 20)
+        .stack_size(trace_lang::STACK_SIZE)
         .spawn(move || {
             let s = make();
             let cfg = fuzz_gen::config(default);
