@@ -86,7 +86,12 @@ pub(crate) fn check(script: ScriptArgs, load: bool, unsafe_actions: bool) -> Res
 
 /// A refused load: located in the script (exit 2) when it is one of the kernel's limits
 /// ([`verifier::explain`]), else the loader's message (exit 1).
-fn load_failure(message: &str, facts: &[ProgramFacts], name: &str, src: &str) -> Failure {
+pub(crate) fn load_failure(
+    message: &str,
+    facts: &[ProgramFacts],
+    name: &str,
+    src: &str,
+) -> Failure {
     match verifier::explain(message, facts) {
         Some(d) => Failure(d.render(name, src).trim_end().to_string(), 2),
         None => Failure(format!("error: {message}"), 1),

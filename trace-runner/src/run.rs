@@ -3,8 +3,9 @@
 //! then loads, attaches, streams events until the end and prints the maps.
 
 use crate::cli::{Failure, RunArgs};
-use crate::commands::{base_options, compile_source};
+use crate::commands::{base_options, compile_source, load_failure};
 use crate::compile::codegen;
+use crate::compile::verifier::ProgramFacts;
 use crate::runtime::{self, Session};
 use crate::sink::Sink;
 use crate::tracefs::Tracefs;
@@ -272,7 +273,11 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
         notify: args.notify_attached,
         child,
     };
-    let result = trace(compiled, &args, &scope, &mut sink, attached);
+    // A load the kernel refuses at one of its limits is located in the script, as by
+    // `check --load`.
+    let facts = ProgramFacts::of(&compiled.programs);
+    let load_failure = |e: &runtime::LoadError| load_failure(&e.to_string(), &facts, &name, &src);
+    let result = trace(compiled, &args, &scope, &mut sink, attached, &load_failure);
     sink.flush();
     let Some(dir) = &run_dir else {
         return result.map(|_| ());
@@ -306,6 +311,7 @@ fn trace(
     scope: &Scope,
     sink: &mut Sink,
     mut attached: Attached,
+    load_failure: &dyn Fn(&runtime::LoadError) -> Failure,
 ) -> Result<u64, Failure> {
     let fail = |e: runtime::LoadError| Failure(format!("error: {e}"), 1);
     runtime::raise_memlock();
@@ -316,7 +322,7 @@ fn trace(
     let mut session = match Session::load(compiled) {
         Ok(s) => s,
         Err(_) if stopped() => return Ok(0),
-        Err(e) => return Err(fail(e)),
+        Err(e) => return Err(load_failure(&e)),
     };
     if stopped() {
         return Ok(0);

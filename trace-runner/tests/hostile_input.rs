@@ -229,3 +229,22 @@ fn unbounded_loops_name_the_verifier_limit_and_the_loop() {
         "{err}"
     );
 }
+
+#[test]
+fn run_names_the_verifier_limit_as_check_load_does() {
+    if !common::require_bpf() {
+        return;
+    }
+    let out = Command::new(common::runner())
+        .args(["run", "-e", "BEGIN { while (1) {} }"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with(
+            "stdin:1:9: error: the kernel's verifier rejected BEGIN: this loop never ends"
+        ),
+        "{err}"
+    );
+}
