@@ -71,6 +71,111 @@ pub const CASES: &[Case] = &[
         check: |out| expect_maps(out, &[format!("@: {CALLS}")]),
     },
     Case {
+        name: "kprobe_wildcard_func",
+        script: r#"trace_while "$TRACE_RUNNER" run -e 'kprobe:__x64_sys_getpp* /comm == "km-workload"/ { @[func] = count(); }' -- "$WORKLOAD" "$CALLS""#,
+        check: |out| expect_maps(out, &[format!("@[__x64_sys_getppid]: {CALLS}")]),
+    },
+    Case {
+        name: "kretprobe_wildcard",
+        script: r#"trace_while "$TRACE_RUNNER" run -e 'kretprobe:__x64_sys_getpp* /comm == "km-workload"/ { @[func, retval] = count(); }' -- "$WORKLOAD" "$CALLS""#,
+        check: |out| {
+            let ppid = workload_ppid(&out.text)?;
+            expect_maps(out, &[format!("@[__x64_sys_getppid, {ppid}]: {CALLS}")])
+        },
+    },
+    Case {
+        name: "kprobe_list_with_missing",
+        script: r#"trace_while "$TRACE_RUNNER" run -e 'kprobe:__x64_sys_getppid, kprobe:km_no_such_function, kprobe:km_none_* /comm == "km-workload"/ { @ = count(); }' -- "$WORKLOAD" "$CALLS""#,
+        check: |out| {
+            expect_maps(out, &[format!("@: {CALLS}")])?;
+            for name in ["kprobe:km_no_such_function", "kprobe:km_none_*"] {
+                if !out.text.lines().any(|l| {
+                    l.starts_with("WARNING: ") && l.contains(name) && l.contains("skipped")
+                }) {
+                    return Err(format!("no warning that {name} is skipped"));
+                }
+            }
+            if !out.text.contains("Attaching 1 probe...") {
+                return Err("expected `Attaching 1 probe...`".into());
+            }
+            Ok(())
+        },
+    },
+    Case {
+        name: "kprobe_only_missing_fails",
+        script: r#""$TRACE_RUNNER" run -e 'kprobe:km_no_such_function { @ = count(); }'"#,
+        check: |out| {
+            if out.status != Some(1) || !out.text.contains("nothing to trace") {
+                return Err(format!(
+                    "expected exit 1 and `nothing to trace`, got {:?}",
+                    out.status
+                ));
+            }
+            Ok(())
+        },
+    },
+    Case {
+        name: "kprobe_vfs_wildcard",
+        script: r#"trace_while "$TRACE_RUNNER" run -e 'kprobe:vfs_* /comm == "km-workload"/ { @[func] = count(); }' -- "$WORKLOAD" "$CALLS" fsync"#,
+        check: |out| {
+            expect_status(out)?;
+            let probes = attached_probes(&out.text)?;
+            if probes < 20 {
+                return Err(format!("kprobe:vfs_* attached only {probes} functions"));
+            }
+            for f in ["vfs_fsync", "vfs_fsync_range"] {
+                let line = format!("@[{f}]: {CALLS}");
+                if !out.text.lines().any(|l| l.trim_end() == line) {
+                    return Err(format!("no `{line}` line"));
+                }
+            }
+            Ok(())
+        },
+    },
+    Case {
+        name: "kretprobe_banned",
+        script: r#""$TRACE_RUNNER" run -e 'kretprobe:_raw_spin_lock { exit(); }'"#,
+        check: |out| {
+            let want =
+                "error: kretprobe:_raw_spin_lock can't be used as it might lock up your system.";
+            if out.status != Some(2) || !out.text.contains(want) {
+                return Err(format!(
+                    "expected exit 2 and `{want}`, got {:?}",
+                    out.status
+                ));
+            }
+            Ok(())
+        },
+    },
+    Case {
+        name: "bpftrace_tools",
+        script: r#"for t in vfscount vfsstat dcsnoop biolatency biosnoop biostacks mdflush xfsdist; do
+    "$TRACE_RUNNER" run --deadline 3s /usr/sbin/$t.bt >/tmp/$t.out 2>&1
+    echo "tool $t: exit $? $(grep -m1 '^Attaching' /tmp/$t.out)"
+    grep -iE 'error|warning' /tmp/$t.out | head -3
+done"#,
+        check: |out| {
+            expect_status(out)?;
+            let tools: Vec<&str> = out
+                .text
+                .lines()
+                .filter(|l| l.starts_with("tool "))
+                .collect();
+            if tools.len() != 8 {
+                return Err(format!("expected 8 tools, got {tools:?}"));
+            }
+            let failed: Vec<&&str> = tools
+                .iter()
+                .filter(|l| !l.contains(": exit 0 Attaching"))
+                .collect();
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("tools failed: {failed:?}"))
+            }
+        },
+    },
+    Case {
         name: "bpftrace_kprobe_count",
         script: r#"require_program "$BPFTRACE"; trace_while "$BPFTRACE" -e 'kprobe:__x64_sys_getppid /comm == "km-workload"/ { @ = count(); }' -- "$WORKLOAD" "$CALLS""#,
         check: |out| expect_maps(out, &[format!("@: {CALLS}")]),
@@ -198,6 +303,19 @@ pub fn expect_maps(out: &CaseOutput, expected: &[String]) -> Result<(), String> 
     } else {
         Err(format!("expected the maps {expected:?}, got {maps:?}"))
     }
+}
+
+/// N of the tracer's `Attaching N probes...` line.
+pub fn attached_probes(text: &str) -> Result<u64, String> {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("Attaching ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .ok_or_else(|| "no `Attaching N probes...` line".to_string())
 }
 
 /// The parent pid km-workload printed (`getppid=PPID calls=N`).

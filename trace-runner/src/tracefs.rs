@@ -11,6 +11,8 @@ use trace_lang::tracepoint_format::{parse_format, TpField};
 use trace_lang::types::Type;
 use trace_lang::ProbeEnv;
 
+use crate::runtime::kfuncs::Expansion;
+
 const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// Parsed format files by `(category, name)`; `None` when unreadable.
@@ -87,22 +89,9 @@ impl Tracefs {
 
     /// Functions kprobes can attach to, when this kernel has kprobes (none otherwise).
     pub fn kprobe_functions(&self) -> Vec<String> {
-        let Some(root) = &self.root else {
-            return Vec::new();
-        };
-        if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-            return Vec::new();
-        }
-        let text =
-            std::fs::read_to_string(root.join("available_filter_functions")).unwrap_or_default();
-        let mut names: Vec<String> = text
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .map(str::to_string)
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        names
+        crate::runtime::kfuncs::FuncList::system()
+            .map(|l| l.all().iter().map(|f| f.name.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Tracepoint names closest to `category:name`, for "did you mean" hints.
@@ -180,6 +169,24 @@ impl ProbeEnv for Tracefs {
         crate::uprobes::exists(path, symbol)
     }
 
+    fn kprobe_matches(
+        &self,
+        ret: bool,
+        module: Option<&str>,
+        func: &str,
+    ) -> Option<Result<usize, String>> {
+        let list = crate::runtime::kfuncs::FuncList::system()?;
+        match list.expand(ret, module, func) {
+            Expansion::Banned(why) => Some(Err(why)),
+            Expansion::Funcs(found) => {
+                if found.is_empty() {
+                    eprintln!("{}", skip_warning(ret, module, func));
+                }
+                Some(Ok(found.len()))
+            }
+        }
+    }
+
     // Kernel types come from BTF (parsed on first use, see crate::btf).
     fn has_kernel_types(&self) -> bool {
         crate::btf::available()
@@ -203,6 +210,20 @@ impl ProbeEnv for Tracefs {
 
     fn kfunc_signature(&self, func: &str) -> Option<FuncSignature> {
         crate::btf::kernel()?.func_signature(func)
+    }
+}
+
+/// The warning for a kprobe attach point that matches no traceable function.
+pub fn skip_warning(ret: bool, module: Option<&str>, func: &str) -> String {
+    let kind = if ret { "kretprobe" } else { "kprobe" };
+    let name = match module {
+        Some(m) => format!("{kind}:{m}:{func}"),
+        None => format!("{kind}:{func}"),
+    };
+    if func.contains('*') {
+        format!("WARNING: {name} matches no traceable kernel function; it is skipped")
+    } else {
+        format!("WARNING: {name} is not a traceable kernel function (missing or notrace); it is skipped")
     }
 }
 

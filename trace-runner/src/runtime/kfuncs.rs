@@ -1,0 +1,298 @@
+//! The kernel functions kprobes and kretprobes may attach to, and the expansion of a
+//! kprobe attach point (`kprobe:vfs_*`, `kprobe:MODULE:FUNC`) into them, following
+//! bpftrace 0.17: a function is traceable when tracefs's `available_filter_functions`
+//! lists it (`name` or `name [module]`; others are notrace), and bpftrace's banned
+//! kretprobes are refused when named and left out of wildcards. The parsing and matching
+//! are pure ([`FuncList`]); [`FuncList::system`] reads the node's list once.
+
+use std::sync::OnceLock;
+
+use crate::tracefs::glob_match;
+
+/// Functions whose kretprobe can lock up the machine: bpftrace refuses them.
+pub const BANNED_KRETPROBES: &[&str] = &[
+    "_raw_spin_lock",
+    "_raw_spin_lock_irqsave",
+    "_raw_spin_unlock_irqrestore",
+    "queued_spin_lock_slowpath",
+];
+
+/// One traceable function: its name and, for a module's, the module.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Func {
+    pub name: String,
+    pub module: Option<String>,
+}
+
+/// The traceable functions of a kernel, sorted by name, each name once.
+#[derive(Debug, Clone, Default)]
+pub struct FuncList {
+    funcs: Vec<Func>,
+}
+
+/// What one attach point expands to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expansion {
+    /// The functions to attach to, sorted (maybe none: the point is skipped).
+    Funcs(Vec<String>),
+    /// The point names a function that may not be traced: bpftrace's error.
+    Banned(String),
+}
+
+impl FuncList {
+    /// Parse `available_filter_functions` (`name` or `name [module]` per line; newer
+    /// kernels may add an address column first with `available_filter_functions_addrs`,
+    /// which is not read here). A name listed twice (static functions of several files)
+    /// is kept once: a kprobe by name attaches to its first address.
+    pub fn parse(text: &str) -> FuncList {
+        let mut funcs: Vec<Func> = text
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                let name = words.next()?.to_string();
+                let module = words
+                    .next()
+                    .and_then(|m| m.strip_prefix('[')?.strip_suffix(']'))
+                    .map(str::to_string);
+                Some(Func { name, module })
+            })
+            .collect();
+        funcs.sort();
+        funcs.dedup_by(|a, b| a.name == b.name);
+        FuncList { funcs }
+    }
+
+    /// The node's traceable functions, read once; `None` when this kernel has no kprobes
+    /// (or tracefs is not there), so nothing can be said about a kprobe's function.
+    pub fn system() -> Option<&'static FuncList> {
+        static LIST: OnceLock<Option<FuncList>> = OnceLock::new();
+        LIST.get_or_init(|| {
+            if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+                return None;
+            }
+            let root = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+                .into_iter()
+                .map(std::path::Path::new)
+                .find(|p| p.join("available_filter_functions").is_file())?;
+            let text = std::fs::read_to_string(root.join("available_filter_functions")).ok()?;
+            Some(FuncList::parse(&text))
+        })
+        .as_ref()
+    }
+
+    pub fn all(&self) -> &[Func] {
+        &self.funcs
+    }
+
+    fn contains(&self, name: &str) -> Option<&Func> {
+        self.funcs
+            .binary_search_by(|f| f.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.funcs[i])
+    }
+
+    /// Expand the function part of `kprobe:[MODULE:]FUNC` (`ret`: a kretprobe). A name
+    /// without `*` stands for itself only (`lookup_fast` does not match
+    /// `lookup_fast.constprop.0`, as in bpftrace; `lookup_fast.*` does).
+    pub fn expand(&self, ret: bool, module: Option<&str>, func: &str) -> Expansion {
+        let in_module = |f: &Func| {
+            module.is_none_or(|m| glob_match(m, f.module.as_deref().unwrap_or("vmlinux")))
+        };
+        let banned = |name: &str| ret && BANNED_KRETPROBES.contains(&name);
+        if !func.contains('*') {
+            if banned(func) {
+                return Expansion::Banned(format!(
+                    "kretprobe:{func} can't be used as it might lock up your system."
+                ));
+            }
+            let found = self.contains(func).filter(|f| in_module(f));
+            return Expansion::Funcs(found.map(|f| f.name.clone()).into_iter().collect());
+        }
+        Expansion::Funcs(
+            self.funcs
+                .iter()
+                .filter(|f| in_module(f) && !banned(&f.name) && glob_match(func, &f.name))
+                .map(|f| f.name.clone())
+                .collect(),
+        )
+    }
+}
+
+/// The module and function parts of a kprobe attach point's name
+/// (`kprobe:vfs_read`, `kretprobe:ext4:ext4_*`, `k:f`).
+pub fn split_probe_name(probe_name: &str) -> (Option<&str>, &str) {
+    let mut parts = probe_name.splitn(3, ':').skip(1);
+    match (parts.next(), parts.next()) {
+        (Some(module), Some(func)) => (Some(module), func),
+        (Some(func), None) => (None, func),
+        _ => (None, probe_name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The shape of a real available_filter_functions (Debian 6.1): duplicates, suffixed
+    // clones and module functions.
+    const AFF: &str = "\
+vfs_read
+vfs_write
+vfs_readv
+vfs_fsync_range
+lookup_fast.constprop.0
+lookup_fast.constprop.0
+__x64_sys_getppid
+__x64_sys_getpid
+_raw_spin_lock
+_raw_spin_lock_irqsave
+_raw_spin_lock_bh
+queued_spin_lock_slowpath
+xfs_file_read_iter [xfs]
+xfs_file_write_iter [xfs]
+ext4_file_read_iter [ext4]
+vfs_read_dup_in_mod [xfs]
+";
+
+    fn funcs(e: Expansion) -> Vec<String> {
+        match e {
+            Expansion::Funcs(f) => f,
+            Expansion::Banned(b) => panic!("banned: {b}"),
+        }
+    }
+
+    #[test]
+    fn wildcards_expand_to_the_listed_functions_sorted_once_each() {
+        let l = FuncList::parse(AFF);
+        assert_eq!(
+            funcs(l.expand(false, None, "vfs_*")),
+            [
+                "vfs_fsync_range",
+                "vfs_read",
+                "vfs_read_dup_in_mod",
+                "vfs_readv",
+                "vfs_write"
+            ]
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "vfs_read*")),
+            ["vfs_read", "vfs_read_dup_in_mod", "vfs_readv"]
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "__x64_sys_getpp*")),
+            ["__x64_sys_getppid"]
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "nothing_*")),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn suffixed_clones_match_only_with_their_suffix() {
+        let l = FuncList::parse(AFF);
+        assert_eq!(
+            funcs(l.expand(false, None, "lookup_fast.constprop.*")),
+            ["lookup_fast.constprop.0"]
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "lookup_fast.constprop.0")),
+            ["lookup_fast.constprop.0"]
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "lookup_fast")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "lookup_fast*")),
+            ["lookup_fast.constprop.0"]
+        );
+    }
+
+    #[test]
+    fn missing_and_notrace_functions_expand_to_nothing() {
+        let l = FuncList::parse(AFF);
+        // In kallsyms but not in available_filter_functions: notrace.
+        assert_eq!(
+            funcs(l.expand(false, None, "__blk_account_io_start")),
+            Vec::<String>::new()
+        );
+        assert_eq!(funcs(l.expand(false, None, "vfs_read")), ["vfs_read"]);
+    }
+
+    #[test]
+    fn banned_kretprobes_are_refused_by_name_and_skipped_in_wildcards() {
+        let l = FuncList::parse(AFF);
+        assert_eq!(
+            l.expand(true, None, "_raw_spin_lock"),
+            Expansion::Banned(
+                "kretprobe:_raw_spin_lock can't be used as it might lock up your system.".into()
+            )
+        );
+        assert!(matches!(
+            l.expand(true, None, "queued_spin_lock_slowpath"),
+            Expansion::Banned(_)
+        ));
+        // A kprobe (not a kretprobe) on them is allowed.
+        assert_eq!(
+            funcs(l.expand(false, None, "_raw_spin_lock")),
+            ["_raw_spin_lock"]
+        );
+        assert_eq!(
+            funcs(l.expand(true, None, "_raw_spin_lock*")),
+            ["_raw_spin_lock_bh"]
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "_raw_spin_lock*")),
+            [
+                "_raw_spin_lock",
+                "_raw_spin_lock_bh",
+                "_raw_spin_lock_irqsave"
+            ]
+        );
+    }
+
+    #[test]
+    fn module_functions_match_by_module() {
+        let l = FuncList::parse(AFF);
+        assert_eq!(
+            funcs(l.expand(false, Some("xfs"), "*")),
+            [
+                "vfs_read_dup_in_mod",
+                "xfs_file_read_iter",
+                "xfs_file_write_iter"
+            ]
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "xfs_file_*")),
+            ["xfs_file_read_iter", "xfs_file_write_iter"]
+        );
+        assert_eq!(
+            funcs(l.expand(false, Some("ext4"), "xfs_file_read_iter")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            funcs(l.expand(false, Some("vmlinux"), "vfs_read*")),
+            ["vfs_read", "vfs_readv"]
+        );
+        assert_eq!(
+            l.all()
+                .iter()
+                .find(|f| f.name == "ext4_file_read_iter")
+                .unwrap()
+                .module
+                .as_deref(),
+            Some("ext4")
+        );
+    }
+
+    #[test]
+    fn probe_names_split_into_module_and_function() {
+        assert_eq!(split_probe_name("kprobe:vfs_read"), (None, "vfs_read"));
+        assert_eq!(
+            split_probe_name("kretprobe:xfs:xfs_*"),
+            (Some("xfs"), "xfs_*")
+        );
+        assert_eq!(split_probe_name("k:f"), (None, "f"));
+    }
+}
