@@ -213,17 +213,13 @@ impl ProbeEnv for Tracefs {
     }
 }
 
-/// The warning for a kprobe attach point that matches no traceable function.
+/// The warning for a kprobe attach point that matches no traceable function (missing,
+/// inlined or notrace), worded as bpftrace 0.17 words it.
 pub fn skip_warning(ret: bool, module: Option<&str>, func: &str) -> String {
     let kind = if ret { "kretprobe" } else { "kprobe" };
-    let name = match module {
-        Some(m) => format!("{kind}:{m}:{func}"),
-        None => format!("{kind}:{func}"),
-    };
-    if func.contains('*') {
-        format!("WARNING: {name} matches no traceable kernel function; it is skipped")
-    } else {
-        format!("WARNING: {name} is not a traceable kernel function (missing or notrace); it is skipped")
+    match module {
+        Some(m) => format!("WARNING: could not attach probe {kind}:{m}:{func}, skipping."),
+        None => format!("WARNING: could not attach probe {kind}:{func}, skipping."),
     }
 }
 
@@ -276,6 +272,18 @@ mod tests {
         assert!(glob_match("*open*", "sys_enter_openat"));
         assert!(!glob_match("sys_exit_*", "sys_enter_openat"));
         assert!(glob_match("sys_enter_openat", "sys_enter_openat"));
+    }
+
+    #[test]
+    fn skip_warnings_are_bpftraces() {
+        assert_eq!(
+            skip_warning(false, None, "blk_account_io_start"),
+            "WARNING: could not attach probe kprobe:blk_account_io_start, skipping."
+        );
+        assert_eq!(
+            skip_warning(true, Some("xfs"), "xfs_*"),
+            "WARNING: could not attach probe kretprobe:xfs:xfs_*, skipping."
+        );
     }
 
     #[test]

@@ -31,6 +31,10 @@ use crate::sink::Sink;
 const POLL_MS: u64 = 5;
 const IDLE_POLL_MS: u64 = 40;
 
+/// Set once a kprobe_multi link failed: the kernel has none (or cannot take these
+/// functions), and later wildcards go straight to one perf event per function.
+static MULTI_FAILED: AtomicBool = AtomicBool::new(false);
+
 /// Set by SIGINT/SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
 /// The signal that set [`STOP`] (0: none yet).
@@ -448,6 +452,26 @@ impl Session {
                         .get(&p.code.name)
                         .map(Vec::as_slice)
                         .unwrap_or_default();
+                    if funcs.len() > 1 && !MULTI_FAILED.load(Ordering::Relaxed) {
+                        let code: Vec<[u8; 8]> =
+                            p.code.insns.iter().map(|i| i.to_bytes()).collect();
+                        let insns = kattach::relocate(&code, &p.code.map_relocs, &self.map_fds);
+                        match kattach::attach_multi(&insns, funcs, *ret) {
+                            Ok(fds) => {
+                                self.kprobe_links.extend(fds);
+                                continue;
+                            }
+                            // No kprobe_multi here (before 5.18, no CONFIG_FPROBE, or a
+                            // module function on a kernel that cannot resolve it): one
+                            // perf event per function, from now on.
+                            Err(e) => {
+                                MULTI_FAILED.store(true, Ordering::Relaxed);
+                                if std::env::var_os("TRACE_RUNNER_DEBUG").is_some() {
+                                    eprintln!("kprobe_multi link for {}: {e}; attaching one perf event per function", p.probe_name);
+                                }
+                            }
+                        }
+                    }
                     let kind = if *ret { "kretprobe" } else { "kprobe" };
                     for (func, r) in funcs
                         .iter()
