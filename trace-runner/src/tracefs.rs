@@ -178,6 +178,10 @@ impl ProbeEnv for Tracefs {
         let list = crate::runtime::kfuncs::FuncList::system()?;
         match list.expand(ret, module, func) {
             Expansion::Banned(why) => Some(Err(why)),
+            Expansion::Unlisted(name) => {
+                eprintln!("WARNING: {name} is not traceable (either non-existing, inlined, or marked as \"notrace\"); attaching to it will likely fail");
+                Some(Ok(1))
+            }
             Expansion::Funcs(found) => {
                 if found.is_empty() {
                     eprintln!("{}", skip_warning(ret, module, func));
@@ -213,8 +217,8 @@ impl ProbeEnv for Tracefs {
     }
 }
 
-/// The warning for a kprobe attach point that matches no traceable function (missing,
-/// inlined or notrace), worded as bpftrace 0.17 words it.
+/// The warning for a kprobe attach point skipped (a wildcard matching no traceable
+/// function, or a function the kernel would not probe), worded as bpftrace 0.17 words it.
 pub fn skip_warning(ret: bool, module: Option<&str>, func: &str) -> String {
     let kind = if ret { "kretprobe" } else { "kprobe" };
     match module {

@@ -33,8 +33,12 @@ pub struct FuncList {
 /// What one attach point expands to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expansion {
-    /// The functions to attach to, sorted (maybe none: the point is skipped).
+    /// The functions a wildcard matches, sorted (maybe none: the point is skipped).
     Funcs(Vec<String>),
+    /// A function named without wildcards that is not in `available_filter_functions`
+    /// (missing, inlined, notrace, or simply not ftrace-able like some syscall wrappers):
+    /// bpftrace warns and tries anyway, since a kprobe can attach where ftrace cannot.
+    Unlisted(String),
     /// The point names a function that may not be traced: bpftrace's error.
     Banned(String),
 }
@@ -105,8 +109,10 @@ impl FuncList {
                     "kretprobe:{func} can't be used as it might lock up your system."
                 ));
             }
-            let found = self.contains(func).filter(|f| in_module(f));
-            return Expansion::Funcs(found.map(|f| f.name.clone()).into_iter().collect());
+            return match self.contains(func).filter(|f| in_module(f)) {
+                Some(f) => Expansion::Funcs(vec![f.name.clone()]),
+                None => Expansion::Unlisted(func.to_string()),
+            };
         }
         Expansion::Funcs(
             self.funcs
@@ -157,7 +163,7 @@ vfs_read_dup_in_mod [xfs]
     fn funcs(e: Expansion) -> Vec<String> {
         match e {
             Expansion::Funcs(f) => f,
-            Expansion::Banned(b) => panic!("banned: {b}"),
+            other => panic!("not a list: {other:?}"),
         }
     }
 
@@ -200,8 +206,8 @@ vfs_read_dup_in_mod [xfs]
             ["lookup_fast.constprop.0"]
         );
         assert_eq!(
-            funcs(l.expand(false, None, "lookup_fast")),
-            Vec::<String>::new()
+            l.expand(false, None, "lookup_fast"),
+            Expansion::Unlisted("lookup_fast".into())
         );
         assert_eq!(
             funcs(l.expand(false, None, "lookup_fast*")),
@@ -210,11 +216,16 @@ vfs_read_dup_in_mod [xfs]
     }
 
     #[test]
-    fn missing_and_notrace_functions_expand_to_nothing() {
+    fn unlisted_functions_are_tried_by_name_and_never_matched_by_wildcards() {
         let l = FuncList::parse(AFF);
-        // In kallsyms but not in available_filter_functions: notrace.
+        // Not in available_filter_functions (missing, notrace, or not ftrace-able, like
+        // __x64_sys_getppid on Debian's kernels): tried as named, as bpftrace does.
         assert_eq!(
-            funcs(l.expand(false, None, "__blk_account_io_start")),
+            l.expand(false, None, "__blk_account_io_start"),
+            Expansion::Unlisted("__blk_account_io_start".into())
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "__blk_account_io_st*")),
             Vec::<String>::new()
         );
         assert_eq!(funcs(l.expand(false, None, "vfs_read")), ["vfs_read"]);
@@ -268,8 +279,8 @@ vfs_read_dup_in_mod [xfs]
             ["xfs_file_read_iter", "xfs_file_write_iter"]
         );
         assert_eq!(
-            funcs(l.expand(false, Some("ext4"), "xfs_file_read_iter")),
-            Vec::<String>::new()
+            l.expand(false, Some("ext4"), "xfs_file_read_iter"),
+            Expansion::Unlisted("xfs_file_read_iter".into())
         );
         assert_eq!(
             funcs(l.expand(false, Some("vmlinux"), "vfs_read*")),

@@ -268,7 +268,8 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// The functions a kprobe attach point expands to on this node (see [`kfuncs`]). Where
 /// nothing can be said (no kprobes, no tracefs), the function as written. A point that
 /// expands to nothing was already reported and dropped by analysis, through
-/// [`crate::tracefs::Tracefs`], so it is skipped quietly here.
+/// [`crate::tracefs::Tracefs`], so it is skipped quietly here; a function the kernel then
+/// refuses to probe is skipped with a warning at attach time.
 fn kprobe_targets(probe_name: &str, func: &str, ret: bool) -> Result<Vec<String>, LoadError> {
     let Some(list) = kfuncs::FuncList::system() else {
         return Ok(vec![func.to_string()]);
@@ -276,6 +277,7 @@ fn kprobe_targets(probe_name: &str, func: &str, ret: bool) -> Result<Vec<String>
     let (module, _) = kfuncs::split_probe_name(probe_name);
     match list.expand(ret, module, func) {
         kfuncs::Expansion::Funcs(f) => Ok(f),
+        kfuncs::Expansion::Unlisted(name) => Ok(vec![name]),
         kfuncs::Expansion::Banned(why) => Err(LoadError(why)),
     }
 }
@@ -480,9 +482,10 @@ impl Session {
                         match r {
                             Ok(fd) => self.kprobe_links.push(fd),
                             Err(e) => {
-                                return Err(LoadError(format!(
-                                    "cannot attach {kind}:{func}: perf_event_open: {e}"
-                                )))
+                                eprintln!("{}", crate::tracefs::skip_warning(*ret, None, func));
+                                if std::env::var_os("TRACE_RUNNER_DEBUG").is_some() {
+                                    eprintln!("{kind}:{func}: perf_event_open: {e}");
+                                }
                             }
                         }
                     }
@@ -540,6 +543,17 @@ impl Session {
                         .map_err(fail)?;
                 }
             }
+        }
+        // Every kprobe was refused and nothing else runs: as when analysis skips them all.
+        let only_kprobes = self
+            .compiled
+            .programs
+            .iter()
+            .all(|p| matches!(p.attach, Attach::Kprobe { .. }));
+        if only_kprobes && self.kprobe_links.is_empty() {
+            return Err(LoadError(
+                "nothing to trace: every attach point was skipped (see the warnings above)".into(),
+            ));
         }
         Ok(())
     }
