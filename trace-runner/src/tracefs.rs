@@ -90,7 +90,7 @@ impl Tracefs {
     /// Functions kprobes can attach to, when this kernel has kprobes (none otherwise).
     pub fn kprobe_functions(&self) -> Vec<String> {
         crate::runtime::kfuncs::FuncList::system()
-            .map(|l| l.all().iter().map(|f| f.name.clone()).collect())
+            .map(|l| l.all().into_iter().map(|f| f.name).collect())
             .unwrap_or_default()
     }
 

@@ -24,10 +24,23 @@ pub struct Func {
     pub module: Option<String>,
 }
 
-/// The traceable functions of a kernel, sorted by name, each name once.
+/// The traceable functions of a kernel: the text of `available_filter_functions`, kept
+/// as read and searched on demand (parsing all 40,000 lines up front cost seconds per run
+/// in the kernel matrix's unoptimised builds under emulation).
 #[derive(Debug, Clone, Default)]
 pub struct FuncList {
-    funcs: Vec<Func>,
+    /// The text with a leading newline, so that every line starts after a `\n`.
+    text: String,
+}
+
+/// `name` or `name [module]` → (name, module).
+fn parse_line(line: &str) -> Option<(&str, Option<&str>)> {
+    let mut words = line.split_whitespace();
+    let name = words.next()?;
+    let module = words
+        .next()
+        .and_then(|m| m.strip_prefix('[')?.strip_suffix(']'));
+    Some((name, module))
 }
 
 /// What one attach point expands to.
@@ -44,26 +57,17 @@ pub enum Expansion {
 }
 
 impl FuncList {
-    /// Parse `available_filter_functions` (`name` or `name [module]` per line; newer
-    /// kernels may add an address column first with `available_filter_functions_addrs`,
-    /// which is not read here). A name listed twice (static functions of several files)
-    /// is kept once: a kprobe by name attaches to its first address.
+    /// Take `available_filter_functions` (`name` or `name [module]` per line). A name
+    /// listed twice (static functions of several files) counts once: a kprobe by name
+    /// attaches to its first address.
     pub fn parse(text: &str) -> FuncList {
-        let mut funcs: Vec<Func> = text
-            .lines()
-            .filter_map(|line| {
-                let mut words = line.split_whitespace();
-                let name = words.next()?.to_string();
-                let module = words
-                    .next()
-                    .and_then(|m| m.strip_prefix('[')?.strip_suffix(']'))
-                    .map(str::to_string);
-                Some(Func { name, module })
-            })
-            .collect();
-        funcs.sort();
-        funcs.dedup_by(|a, b| a.name == b.name);
-        FuncList { funcs }
+        FuncList {
+            text: format!("\n{text}"),
+        }
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.text.lines().filter_map(parse_line)
     }
 
     /// The node's traceable functions, read once; `None` when this kernel has no kprobes
@@ -84,24 +88,40 @@ impl FuncList {
         .as_ref()
     }
 
-    pub fn all(&self) -> &[Func] {
-        &self.funcs
+    /// Every function, sorted by name, each name once.
+    pub fn all(&self) -> Vec<Func> {
+        let mut funcs: Vec<Func> = self
+            .entries()
+            .map(|(name, module)| Func {
+                name: name.to_string(),
+                module: module.map(str::to_string),
+            })
+            .collect();
+        funcs.sort_unstable();
+        funcs.dedup_by(|a, b| a.name == b.name);
+        funcs
     }
 
-    fn contains(&self, name: &str) -> Option<&Func> {
-        self.funcs
-            .binary_search_by(|f| f.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.funcs[i])
+    /// The modules (`None`: the kernel's own) of the lines naming `name`.
+    fn lines_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Option<&'a str>> + 'a {
+        let needle = format!("\n{name}");
+        self.text
+            .match_indices(needle.as_str())
+            .filter_map(move |(at, _)| {
+                let rest = &self.text[at + 1..];
+                let line = rest.split('\n').next().unwrap_or_default();
+                parse_line(line).filter(|(n, _)| *n == name).map(|(_, m)| m)
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 
     /// Expand the function part of `kprobe:[MODULE:]FUNC` (`ret`: a kretprobe). A name
     /// without `*` stands for itself only (`lookup_fast` does not match
     /// `lookup_fast.constprop.0`, as in bpftrace; `lookup_fast.*` does).
     pub fn expand(&self, ret: bool, module: Option<&str>, func: &str) -> Expansion {
-        let in_module = |f: &Func| {
-            module.is_none_or(|m| glob_match(m, f.module.as_deref().unwrap_or("vmlinux")))
-        };
+        let in_module =
+            |m: Option<&str>| module.is_none_or(|want| glob_match(want, m.unwrap_or("vmlinux")));
         let banned = |name: &str| ret && BANNED_KRETPROBES.contains(&name);
         if !func.contains('*') {
             if banned(func) {
@@ -109,18 +129,20 @@ impl FuncList {
                     "kretprobe:{func} can't be used as it might lock up your system."
                 ));
             }
-            return match self.contains(func).filter(|f| in_module(f)) {
-                Some(f) => Expansion::Funcs(vec![f.name.clone()]),
-                None => Expansion::Unlisted(func.to_string()),
+            return if self.lines_of(func).any(in_module) {
+                Expansion::Funcs(vec![func.to_string()])
+            } else {
+                Expansion::Unlisted(func.to_string())
             };
         }
-        Expansion::Funcs(
-            self.funcs
-                .iter()
-                .filter(|f| in_module(f) && !banned(&f.name) && glob_match(func, &f.name))
-                .map(|f| f.name.clone())
-                .collect(),
-        )
+        let mut found: Vec<String> = self
+            .entries()
+            .filter(|(name, m)| in_module(*m) && !banned(name) && glob_match(func, name))
+            .map(|(name, _)| name.to_string())
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        Expansion::Funcs(found)
     }
 }
 
@@ -229,6 +251,11 @@ vfs_read_dup_in_mod [xfs]
             Vec::<String>::new()
         );
         assert_eq!(funcs(l.expand(false, None, "vfs_read")), ["vfs_read"]);
+        // A prefix of a listed name is not that name.
+        assert_eq!(
+            l.expand(false, None, "vfs_rea"),
+            Expansion::Unlisted("vfs_rea".into())
+        );
     }
 
     #[test]
