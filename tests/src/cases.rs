@@ -71,6 +71,117 @@ pub const CASES: &[Case] = &[
         check: |out| expect_maps(out, &[format!("@: {CALLS}")]),
     },
     Case {
+        name: "kprobe_wildcards",
+        // One run (each start costs seconds under emulation): vfs_fsync_range and
+        // vfs_fsync match vfs_fsync*, but fsync(2) calls only the first (vfs_fsync is
+        // inlined into do_fsync on Debian's 6.1 and 6.12); vfs_* matches some 70.
+        script: r#"trace_while "$TRACE_RUNNER" run -e '
+            kprobe:vfs_fsync* /comm == "km-workload"/ { @k[probe, func] = count(); }
+            kretprobe:vfs_fsync* /comm == "km-workload"/ { @r[probe, func, retval] = count(); }
+            kprobe:vfs_* /comm == "km-workload"/ { @v[func] = count(); }' -- "$WORKLOAD" "$CALLS" fsync"#,
+        check: |out| {
+            expect_status(out)?;
+            let probes = attached_probes(&out.text)?;
+            if probes < 24 {
+                return Err(format!("the wildcards attached only {probes} functions"));
+            }
+            expect_lines(
+                &out.text,
+                &[
+                    format!("@k[kprobe:vfs_fsync_range, vfs_fsync_range]: {CALLS}"),
+                    format!("@r[kretprobe:vfs_fsync_range, vfs_fsync_range, 0]: {CALLS}"),
+                    format!("@v[vfs_fsync_range]: {CALLS}"),
+                ],
+            )?;
+            // The fsync* probes hit vfs_fsync_range only: nothing else in @k and @r.
+            let extra: Vec<&str> = out
+                .text
+                .lines()
+                .filter(|l| {
+                    (l.starts_with("@k[") || l.starts_with("@r[")) && !l.contains("vfs_fsync_range")
+                })
+                .collect();
+            if extra.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("unexpected entries {extra:?}"))
+            }
+        },
+    },
+    Case {
+        name: "kprobe_list_with_missing",
+        script: r#"trace_while "$TRACE_RUNNER" run -e 'kprobe:__x64_sys_getppid, kprobe:km_no_such_function, kprobe:km_none_* /comm == "km-workload"/ { @ = count(); }' -- "$WORKLOAD" "$CALLS""#,
+        check: |out| {
+            expect_status(out)?;
+            expect_lines(
+                &out.text,
+                &[
+                    format!("@: {CALLS}"),
+                    "Attaching 2 probes...".into(),
+                    "WARNING: km_no_such_function is not traceable (either non-existing, inlined, or marked as \"notrace\"); attaching to it will likely fail".into(),
+                    "WARNING: could not attach probe kprobe:km_no_such_function, skipping.".into(),
+                    "WARNING: could not attach probe kprobe:km_none_*, skipping.".into(),
+                ],
+            )
+        },
+    },
+    Case {
+        name: "kprobe_only_missing_fails",
+        script: r#""$TRACE_RUNNER" run -e 'kprobe:km_no_such_function { @ = count(); }'"#,
+        check: |out| {
+            if out.status != Some(1) || !out.text.contains("nothing to trace") {
+                return Err(format!(
+                    "expected exit 1 and `nothing to trace`, got {:?}",
+                    out.status
+                ));
+            }
+            Ok(())
+        },
+    },
+    Case {
+        name: "kretprobe_banned",
+        script: r#""$TRACE_RUNNER" run -e 'kretprobe:_raw_spin_lock { exit(); }'"#,
+        check: |out| {
+            let want =
+                "error: kretprobe:_raw_spin_lock can't be used as it might lock up your system.";
+            if out.status != Some(2) || !out.text.contains(want) {
+                return Err(format!(
+                    "expected exit 2 and `{want}`, got {:?}",
+                    out.status
+                ));
+            }
+            Ok(())
+        },
+    },
+    Case {
+        name: "bpftrace_tools",
+        script: r#"for t in vfscount vfsstat dcsnoop biolatency biosnoop biostacks mdflush xfsdist; do
+    "$TRACE_RUNNER" run --deadline 3s /usr/sbin/$t.bt >/tmp/$t.out 2>&1
+    echo "tool $t: exit $? $(grep -m1 '^Attaching' /tmp/$t.out)"
+    grep -iE 'error|warning' /tmp/$t.out | head -3
+done"#,
+        check: |out| {
+            expect_status(out)?;
+            let tools: Vec<&str> = out
+                .text
+                .lines()
+                .filter(|l| l.starts_with("tool "))
+                .collect();
+            if tools.len() != 8 {
+                return Err(format!("expected 8 tools, got {tools:?}"));
+            }
+            let failed: Vec<&&str> = tools
+                .iter()
+                .filter(|l| !l.contains(": exit 0 Attaching"))
+                .collect();
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("tools failed: {failed:?}"))
+            }
+        },
+    },
+    Case {
         name: "bpftrace_kprobe_count",
         script: r#"require_program "$BPFTRACE"; trace_while "$BPFTRACE" -e 'kprobe:__x64_sys_getppid /comm == "km-workload"/ { @ = count(); }' -- "$WORKLOAD" "$CALLS""#,
         check: |out| expect_maps(out, &[format!("@: {CALLS}")]),
@@ -198,6 +309,32 @@ pub fn expect_maps(out: &CaseOutput, expected: &[String]) -> Result<(), String> 
     } else {
         Err(format!("expected the maps {expected:?}, got {maps:?}"))
     }
+}
+
+/// Every line of `expected` is a line of `text` (in any order).
+pub fn expect_lines(text: &str, expected: &[String]) -> Result<(), String> {
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|want| !text.lines().any(|l| l.trim_end() == want.as_str()))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("missing the lines {missing:?}"))
+    }
+}
+
+/// N of the tracer's `Attaching N probes...` line.
+pub fn attached_probes(text: &str) -> Result<u64, String> {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("Attaching ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .ok_or_else(|| "no `Attaching N probes...` line".to_string())
 }
 
 /// The parent pid km-workload printed (`getppid=PPID calls=N`).
@@ -368,6 +505,70 @@ mod tests {
             KSTACK.replace("+135", "+140").replace("]: 1000", "]: 0")
         );
         assert_eq!(judge(c, &out(0, &two)), Ok(()));
+    }
+
+    // Real trace-runner output from Debian's 6.1 kernel.
+    const MISSING: &str = "getppid=473 calls=1000\nWARNING: __x64_sys_getppid is not traceable (either non-existing, inlined, or marked as \"notrace\"); attaching to it will likely fail\nWARNING: km_no_such_function is not traceable (either non-existing, inlined, or marked as \"notrace\"); attaching to it will likely fail\nWARNING: could not attach probe kprobe:km_none_*, skipping.\nWARNING: could not attach probe kprobe:km_no_such_function, skipping.\nAttaching 2 probes...\n\n\n@: 1000\n";
+
+    #[test]
+    fn missing_functions_need_their_warnings_and_the_count() {
+        let c = case("kprobe_list_with_missing");
+        assert_eq!(judge(c, &out(0, MISSING)), Ok(()));
+        let no_skip = MISSING.replace(
+            "WARNING: could not attach probe kprobe:km_none_*, skipping.\n",
+            "",
+        );
+        assert!(judge(c, &out(0, &no_skip))
+            .unwrap_err()
+            .contains("km_none_*"));
+        assert!(judge(c, &out(0, &MISSING.replace("@: 1000", "@: 999"))).is_err());
+        assert_eq!(judge(c, &out(1, MISSING)), Err("exit status 1".into()));
+    }
+
+    #[test]
+    fn wildcards_count_exactly_and_name_the_function() {
+        let c = case("kprobe_wildcards");
+        // Real trace-runner output from Debian's 6.1 kernel (most of @v left out).
+        let good = "fsync calls=1000\nAttaching 77 probes...\n\n\n@k[kprobe:vfs_fsync_range, vfs_fsync_range]: 1000\n\n@r[kretprobe:vfs_fsync_range, vfs_fsync_range, 0]: 1000\n\n@v[vfs_write]: 1\n@v[vfs_fsync_range]: 1000\n";
+        assert_eq!(judge(c, &out(0, good)), Ok(()));
+        let unnamed = good.replace("@k[kprobe:vfs_fsync_range,", "@k[kprobe:vfs_fsync*,");
+        assert!(judge(c, &out(0, &unnamed)).is_err());
+        let short = good.replace("0]: 1000", "0]: 999");
+        assert!(judge(c, &out(0, &short)).unwrap_err().contains("@r["));
+        let extra = format!("{good}@k[kprobe:vfs_fsync, vfs_fsync]: 1\n");
+        assert!(judge(c, &out(0, &extra))
+            .unwrap_err()
+            .contains("unexpected"));
+        assert_eq!(
+            judge(c, &out(0, &good.replace("Attaching 77", "Attaching 4"))),
+            Err("the wildcards attached only 4 functions".into())
+        );
+        assert_eq!(attached_probes("Attaching 1 probe...\n"), Ok(1));
+    }
+
+    #[test]
+    fn every_tool_must_attach_and_exit_0() {
+        let c = case("bpftrace_tools");
+        let tools = [
+            "vfscount",
+            "vfsstat",
+            "dcsnoop",
+            "biolatency",
+            "biosnoop",
+            "biostacks",
+            "mdflush",
+            "xfsdist",
+        ];
+        let good: String = tools
+            .iter()
+            .map(|t| format!("tool {t}: exit 0 Attaching 3 probes...\n"))
+            .collect();
+        assert_eq!(judge(c, &out(0, &good)), Ok(()));
+        let failed = good.replace(
+            "tool mdflush: exit 0 Attaching 3 probes...",
+            "tool mdflush: exit 1 ",
+        );
+        assert!(judge(c, &out(0, &failed)).unwrap_err().contains("mdflush"));
     }
 
     #[test]

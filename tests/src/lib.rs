@@ -6,7 +6,8 @@
 //! guest, and [`matrix`] ties them together for one kernel.
 //!
 //! `cargo test -p kernel-matrix` runs them all (`tests/kernels.rs`, both kernels in
-//! parallel, about two minutes on two cores). Kernel packages are cached in
+//! parallel, about six minutes on two busy cores, most of it the eight
+//! Debian bpftrace tools of the `bpftrace_tools` case). Kernel packages are cached in
 //! `target/vm-kernels` (`$KERNEL_MATRIX_CACHE`); `KERNEL_MATRIX_TIMEOUT=SECS` bounds a
 //! boot (default 600); `KERNEL_MATRIX_KEEP=1` keeps each run's share (console log, case
 //! outputs) under `target/kernel-matrix/`. To add a check, add a case to

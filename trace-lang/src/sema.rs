@@ -36,6 +36,18 @@ pub trait ProbeEnv {
         None
     }
 
+    /// How many kernel functions a k(ret)probe on `[module:]func` (`*` wildcards) attaches
+    /// to: `None` when this environment cannot tell, `Err` (the message) for a function
+    /// that may not be traced. Points matching nothing are skipped, as bpftrace does.
+    fn kprobe_matches(
+        &self,
+        _ret: bool,
+        _module: Option<&str>,
+        _func: &str,
+    ) -> Option<Result<usize, String>> {
+        None
+    }
+
     // ---- kernel types (BTF); the defaults describe an environment without them ----
 
     /// Whether this environment knows the kernel's types. When it does not (the plugin
@@ -210,6 +222,14 @@ fn resolve_probe(
                     });
                 }
                 continue;
+            }
+        }
+        if let (ProbeKind::Kprobe | ProbeKind::Kretprobe, Some(func)) = (ap.kind, ap.parts.last()) {
+            let module = (ap.parts.len() == 2).then(|| ap.parts[0].as_str());
+            match env.kprobe_matches(ap.kind == ProbeKind::Kretprobe, module, func) {
+                Some(Err(why)) => return Err(Diagnostic::new(ap.span, why)),
+                Some(Ok(0)) => continue,
+                _ => {}
             }
         }
         if matches!(ap.kind, ProbeKind::Uprobe | ProbeKind::Uretprobe)

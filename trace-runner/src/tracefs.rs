@@ -11,6 +11,8 @@ use trace_lang::tracepoint_format::{parse_format, TpField};
 use trace_lang::types::Type;
 use trace_lang::ProbeEnv;
 
+use crate::runtime::kfuncs::Expansion;
+
 const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// Parsed format files by `(category, name)`; `None` when unreadable.
@@ -93,22 +95,9 @@ impl Tracefs {
 
     /// Functions kprobes can attach to, when this kernel has kprobes (none otherwise).
     pub fn kprobe_functions(&self) -> Vec<String> {
-        let Some(root) = &self.root else {
-            return Vec::new();
-        };
-        if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-            return Vec::new();
-        }
-        let text =
-            std::fs::read_to_string(root.join("available_filter_functions")).unwrap_or_default();
-        let mut names: Vec<String> = text
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .map(str::to_string)
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        names
+        crate::runtime::kfuncs::FuncList::system()
+            .map(|l| l.all().into_iter().map(|f| f.name).collect())
+            .unwrap_or_default()
     }
 
     /// Tracepoint names closest to `category:name`, for "did you mean" hints.
@@ -186,6 +175,28 @@ impl ProbeEnv for Tracefs {
         crate::uprobes::exists(path, symbol)
     }
 
+    fn kprobe_matches(
+        &self,
+        ret: bool,
+        module: Option<&str>,
+        func: &str,
+    ) -> Option<Result<usize, String>> {
+        let list = crate::runtime::kfuncs::FuncList::system()?;
+        match list.expand(ret, module, func) {
+            Expansion::Banned(why) => Some(Err(why)),
+            Expansion::Unlisted(name) => {
+                eprintln!("WARNING: {name} is not traceable (either non-existing, inlined, or marked as \"notrace\"); attaching to it will likely fail");
+                Some(Ok(1))
+            }
+            Expansion::Funcs(found) => {
+                if found.is_empty() {
+                    eprintln!("{}", skip_warning(ret, module, func));
+                }
+                Some(Ok(found.len()))
+            }
+        }
+    }
+
     // Kernel types come from BTF (parsed on first use, see crate::btf).
     fn has_kernel_types(&self) -> bool {
         crate::btf::available()
@@ -209,6 +220,16 @@ impl ProbeEnv for Tracefs {
 
     fn kfunc_signature(&self, func: &str) -> Option<FuncSignature> {
         crate::btf::kernel()?.func_signature(func)
+    }
+}
+
+/// The warning for a kprobe attach point skipped (a wildcard matching no traceable
+/// function, or a function the kernel would not probe), worded as bpftrace 0.17 words it.
+pub fn skip_warning(ret: bool, module: Option<&str>, func: &str) -> String {
+    let kind = if ret { "kretprobe" } else { "kprobe" };
+    match module {
+        Some(m) => format!("WARNING: could not attach probe {kind}:{m}:{func}, skipping."),
+        None => format!("WARNING: could not attach probe {kind}:{func}, skipping."),
     }
 }
 
@@ -261,6 +282,18 @@ mod tests {
         assert!(glob_match("*open*", "sys_enter_openat"));
         assert!(!glob_match("sys_exit_*", "sys_enter_openat"));
         assert!(glob_match("sys_enter_openat", "sys_enter_openat"));
+    }
+
+    #[test]
+    fn skip_warnings_are_bpftraces() {
+        assert_eq!(
+            skip_warning(false, None, "blk_account_io_start"),
+            "WARNING: could not attach probe kprobe:blk_account_io_start, skipping."
+        );
+        assert_eq!(
+            skip_warning(true, Some("xfs"), "xfs_*"),
+            "WARNING: could not attach probe kretprobe:xfs:xfs_*, skipping."
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The kernel matrix's workload: `km-workload N` calls getppid(2) N times (and nothing
 //! else calls it in this process), then prints `getppid=PPID calls=N`, so a trace of
 //! `__x64_sys_getppid` filtered on `comm == "km-workload"` must count exactly N, with
-//! PPID as every return value.
+//! PPID as every return value. `km-workload N fsync` calls fsync(2) N times instead (on
+//! a fresh file under /tmp), so `vfs_fsync` and `vfs_fsync_range` run exactly N times.
 
 fn main() {
     let calls: u64 = match std::env::args().nth(1).map(|a| a.parse()) {
@@ -11,6 +12,22 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if std::env::args().nth(2).as_deref() == Some("fsync") {
+        let path = format!("/tmp/km-workload-{}", std::process::id());
+        let file = std::fs::File::create(&path).unwrap_or_else(|e| {
+            eprintln!("km-workload: {path}: {e}");
+            std::process::exit(1);
+        });
+        for _ in 0..calls {
+            if let Err(e) = file.sync_all() {
+                eprintln!("km-workload: fsync: {e}");
+                std::process::exit(1);
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+        println!("fsync calls={calls}");
+        return;
+    }
     let mut first = None;
     for _ in 0..calls {
         // SAFETY: getppid takes no arguments and cannot fail.

@@ -1720,6 +1720,17 @@ impl ProgGen<'_> {
                     }
                     a.bind(done);
                 }
+                // A k(ret)probe wildcard: the function hit (see runtime::maps::probe_name).
+                _ if matches!(self.kind, ProbeKind::Kprobe | ProbeKind::Kretprobe)
+                    && self.t.probe_names[self.probe_id].contains('*') =>
+                {
+                    a.mov(R1, R6);
+                    a.call(helper::GET_FUNC_IP);
+                    if self.kind == ProbeKind::Kretprobe {
+                        a.alu_imm(Alu::Lsh, R0, 1);
+                        a.alu_imm(Alu::Rsh, R0, 1);
+                    }
+                }
                 _ => a.load_const(R0, self.probe_id as i64),
             },
             "$#" => a.load_const(R0, self.opts.params.len() as i64),

@@ -22,6 +22,17 @@ fn c_string(b: &[u8]) -> String {
 }
 
 /// Decode one value of script type `ty` from the start of `b`.
+/// The name of the `probe` value `id`: an index into the probe names, or, in a k(ret)probe
+/// wildcard, the address of the function hit (bit 63 cleared for a kretprobe), named
+/// like bpftrace names the expanded probe (`kprobe:vfs_read`).
+pub fn probe_name(id: u64, names: &[String], ksym: impl Fn(u64) -> String) -> String {
+    if id <= u64::from(u32::MAX) {
+        return names.get(id as usize).cloned().unwrap_or_default();
+    }
+    let kind = if id >> 63 == 1 { "kprobe" } else { "kretprobe" };
+    format!("{kind}:{}", ksym(id | 1 << 63))
+}
+
 pub fn decode_value(ty: &Type, b: &[u8], compiled: &Compiled) -> Val {
     match ty {
         Type::Int { bytes, signed } => {
@@ -37,10 +48,11 @@ pub fn decode_value(ty: &Type, b: &[u8], compiled: &Compiled) -> Val {
             }
         }
         Type::Str(n) => Val::Str(c_string(&b[..(*n).min(b.len())])),
-        Type::Probe => {
-            let id = u64_at(b, 0) as usize;
-            Val::Sym(compiled.probe_names.get(id).cloned().unwrap_or_default())
-        }
+        Type::Probe => Val::Sym(probe_name(
+            u64_at(b, 0),
+            &compiled.probe_names,
+            symbols::kernel_symbol,
+        )),
         Type::Ksym => Val::Sym(symbols::kernel_symbol(u64_at(b, 0))),
         t if crate::values::handles(t) => crate::values::decode(t, b, compiled, false),
         Type::Tuple(items) => {
@@ -238,5 +250,28 @@ pub fn clear_map(session: &Session, index: usize, keep_keys: bool) {
         } else {
             bpf_sys::delete(fd, &key)
         };
+    }
+}
+
+#[cfg(test)]
+mod probe_name_tests {
+    use super::probe_name;
+
+    #[test]
+    fn wildcard_kprobes_name_the_function_hit() {
+        let names = vec!["BEGIN".to_string(), "kprobe:vfs_*".to_string()];
+        let ksym = |addr: u64| {
+            assert_eq!(addr, 0xffff_ffff_8123_4560);
+            "vfs_read".to_string()
+        };
+        assert_eq!(probe_name(1, &names, ksym), "kprobe:vfs_*");
+        assert_eq!(
+            probe_name(0xffff_ffff_8123_4560, &names, ksym),
+            "kprobe:vfs_read"
+        );
+        assert_eq!(
+            probe_name(0x7fff_ffff_8123_4560, &names, ksym),
+            "kretprobe:vfs_read"
+        );
     }
 }

@@ -6,6 +6,8 @@ pub mod bpf_sys;
 pub mod elf_check;
 #[cfg(test)]
 mod elf_check_fuzz;
+pub mod kattach;
+pub mod kfuncs;
 pub mod maps;
 pub mod object;
 pub mod object_btf;
@@ -31,6 +33,10 @@ use crate::sink::Sink;
 /// how long it sleeps while none do.
 const POLL_MS: u64 = 5;
 const IDLE_POLL_MS: u64 = 40;
+
+/// Set once a kprobe_multi link failed: the kernel has none (or cannot take these
+/// functions), and later wildcards go straight to one perf event per function.
+static MULTI_FAILED: AtomicBool = AtomicBool::new(false);
 
 /// Set by SIGINT/SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -202,6 +208,10 @@ pub struct Session {
     ring: RingBuf<MapData>,
     /// Keyless maps that `zero()` reset: they print (as zero) even if never touched again.
     pub zeroed: std::collections::HashSet<usize>,
+    /// The functions each kprobe program (by program name) attaches to.
+    kprobe_funcs: std::collections::HashMap<String, Vec<String>>,
+    /// The kprobe perf events attached (closing one detaches it).
+    kprobe_links: Vec<std::os::fd::OwnedFd>,
 }
 
 /// What the loader says when something fails, already worded for the user.
@@ -263,9 +273,43 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The functions a kprobe attach point expands to on this node (see [`kfuncs`]). Where
+/// nothing can be said (no kprobes, no tracefs), the function as written. A point that
+/// expands to nothing was already reported and dropped by analysis, through
+/// [`crate::tracefs::Tracefs`], so it is skipped quietly here; a function the kernel then
+/// refuses to probe is skipped with a warning at attach time.
+fn kprobe_targets(probe_name: &str, func: &str, ret: bool) -> Result<Vec<String>, LoadError> {
+    let Some(list) = kfuncs::FuncList::system() else {
+        return Ok(vec![func.to_string()]);
+    };
+    let (module, _) = kfuncs::split_probe_name(probe_name);
+    match list.expand(ret, module, func) {
+        kfuncs::Expansion::Funcs(f) => Ok(f),
+        kfuncs::Expansion::Unlisted(name) => Ok(vec![name]),
+        kfuncs::Expansion::Banned(why) => Err(LoadError(why)),
+    }
+}
+
 impl Session {
     /// Create the maps and load every program through the verifier.
-    pub fn load(compiled: Compiled) -> Result<Session, LoadError> {
+    pub fn load(mut compiled: Compiled) -> Result<Session, LoadError> {
+        let mut kprobe_funcs = std::collections::HashMap::new();
+        for p in &compiled.programs {
+            if let Attach::Kprobe { func, ret } = &p.attach {
+                kprobe_funcs.insert(
+                    p.code.name.clone(),
+                    kprobe_targets(&p.probe_name, func, *ret)?,
+                );
+            }
+        }
+        compiled
+            .programs
+            .retain(|p| kprobe_funcs.get(&p.code.name).is_none_or(|f| !f.is_empty()));
+        if !kprobe_funcs.is_empty() && compiled.programs.is_empty() {
+            return Err(LoadError(
+                "nothing to trace: every attach point was skipped (see the warnings above)".into(),
+            ));
+        }
         let programs: Vec<_> = compiled.programs.iter().map(|p| p.code.clone()).collect();
         let elf = object_file::emit(&programs, &compiled.maps).map_err(LoadError)?;
         let mut ebpf = loader_without_kernel_btf()
@@ -355,12 +399,22 @@ impl Session {
             end,
             ring,
             zeroed: Default::default(),
+            kprobe_funcs,
+            kprobe_links: Vec::new(),
         })
     }
 
     /// Number of attach points, as bpftrace counts them for "Attaching N probes...".
     pub fn probe_count(&self) -> usize {
-        self.compiled.programs.iter().map(|p| p.points).sum()
+        self.compiled
+            .programs
+            .iter()
+            .map(|p| {
+                self.kprobe_funcs
+                    .get(&p.code.name)
+                    .map_or(p.points, Vec::len)
+            })
+            .sum()
     }
 
     /// Attach every program (BEGIN/END excepted); `cgroup_dir` is where cgroup programs go.
@@ -394,19 +448,55 @@ impl Session {
                     let rt: &mut RawTracePoint = prog.try_into().map_err(fail)?;
                     rt.attach(name).map_err(fail)?;
                 }
-                Attach::Kprobe { func, .. } => {
+                Attach::Kprobe { ret, .. } => {
                     let kp: &mut KProbe = prog.try_into().map_err(fail)?;
-                    kp.attach(func, 0).map_err(|e| {
-                        let text = error_chain(&e);
-                        if text.contains("kprobe/type") {
-                            LoadError(format!(
-                                "cannot attach {}: this kernel has no kprobes (CONFIG_KPROBES is off); the program passed the verifier, but only tracepoints, raw tracepoints, uprobes and perf events can attach here (see `trace-runner list`)",
-                                p.probe_name
-                            ))
-                        } else {
-                            fail(e)
+                    let prog_fd = kp.fd().map_err(fail)?.as_fd().as_raw_fd();
+                    let Some(pmu) = kattach::KprobePmu::system() else {
+                        return Err(LoadError(format!(
+                            "cannot attach {}: this kernel has no kprobes (CONFIG_KPROBES is off); the program passed the verifier, but only tracepoints, raw tracepoints, uprobes and perf events can attach here (see `trace-runner list`)",
+                            p.probe_name
+                        )));
+                    };
+                    let funcs = self
+                        .kprobe_funcs
+                        .get(&p.code.name)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    if funcs.len() > 1 && !MULTI_FAILED.load(Ordering::Relaxed) {
+                        let code: Vec<[u8; 8]> =
+                            p.code.insns.iter().map(|i| i.to_bytes()).collect();
+                        let insns = kattach::relocate(&code, &p.code.map_relocs, &self.map_fds);
+                        match kattach::attach_multi(&insns, funcs, *ret) {
+                            Ok(fds) => {
+                                self.kprobe_links.extend(fds);
+                                continue;
+                            }
+                            // No kprobe_multi here (before 5.18, no CONFIG_FPROBE, or a
+                            // module function on a kernel that cannot resolve it): one
+                            // perf event per function, from now on.
+                            Err(e) => {
+                                MULTI_FAILED.store(true, Ordering::Relaxed);
+                                if std::env::var_os("TRACE_RUNNER_DEBUG").is_some() {
+                                    eprintln!("kprobe_multi link for {}: {e}; attaching one perf event per function", p.probe_name);
+                                }
+                            }
                         }
-                    })?;
+                    }
+                    let kind = if *ret { "kretprobe" } else { "kprobe" };
+                    for (func, r) in funcs
+                        .iter()
+                        .zip(kattach::attach_all(pmu, prog_fd, funcs, *ret))
+                    {
+                        match r {
+                            Ok(fd) => self.kprobe_links.push(fd),
+                            Err(e) => {
+                                eprintln!("{}", crate::tracefs::skip_warning(*ret, None, func));
+                                if std::env::var_os("TRACE_RUNNER_DEBUG").is_some() {
+                                    eprintln!("{kind}:{func}: perf_event_open: {e}");
+                                }
+                            }
+                        }
+                    }
                 }
                 Attach::Uprobe { path, symbol, .. } => {
                     let up: &mut UProbe = prog.try_into().map_err(fail)?;
@@ -462,6 +552,17 @@ impl Session {
                 }
             }
         }
+        // Every kprobe was refused and nothing else runs: as when analysis skips them all.
+        let only_kprobes = self
+            .compiled
+            .programs
+            .iter()
+            .all(|p| matches!(p.attach, Attach::Kprobe { .. }));
+        if only_kprobes && self.kprobe_links.is_empty() {
+            return Err(LoadError(
+                "nothing to trace: every attach point was skipped (see the warnings above)".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -481,7 +582,9 @@ impl Session {
             .collect();
         // Closing a perf-event link waits for an RCU grace period (tens of ms): detach
         // the programs side by side rather than one after the other.
+        let links = std::mem::take(&mut self.kprobe_links);
         std::thread::scope(|scope| {
+            scope.spawn(move || kattach::detach_all(links));
             for (attach, prog) in programs {
                 scope.spawn(move || unload(attach, prog));
             }

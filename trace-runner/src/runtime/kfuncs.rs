@@ -1,0 +1,336 @@
+//! The kernel functions kprobes and kretprobes may attach to, and the expansion of a
+//! kprobe attach point (`kprobe:vfs_*`, `kprobe:MODULE:FUNC`) into them, following
+//! bpftrace 0.17: a function is traceable when tracefs's `available_filter_functions`
+//! lists it (`name` or `name [module]`; others are notrace), and bpftrace's banned
+//! kretprobes are refused when named and left out of wildcards. The parsing and matching
+//! are pure ([`FuncList`]); [`FuncList::system`] reads the node's list once.
+
+use std::sync::OnceLock;
+
+use crate::tracefs::glob_match;
+
+/// Functions whose kretprobe can lock up the machine: bpftrace refuses them.
+pub const BANNED_KRETPROBES: &[&str] = &[
+    "_raw_spin_lock",
+    "_raw_spin_lock_irqsave",
+    "_raw_spin_unlock_irqrestore",
+    "queued_spin_lock_slowpath",
+];
+
+/// One traceable function: its name and, for a module's, the module.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Func {
+    pub name: String,
+    pub module: Option<String>,
+}
+
+/// The traceable functions of a kernel: the text of `available_filter_functions`, kept
+/// as read and searched on demand (parsing all 40,000 lines up front cost seconds per run
+/// in the kernel matrix's unoptimised builds under emulation).
+#[derive(Debug, Clone, Default)]
+pub struct FuncList {
+    /// The text with a leading newline, so that every line starts after a `\n`.
+    text: String,
+}
+
+/// `name` or `name [module]` → (name, module).
+fn parse_line(line: &str) -> Option<(&str, Option<&str>)> {
+    let mut words = line.split_whitespace();
+    let name = words.next()?;
+    let module = words
+        .next()
+        .and_then(|m| m.strip_prefix('[')?.strip_suffix(']'));
+    Some((name, module))
+}
+
+/// What one attach point expands to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expansion {
+    /// The functions a wildcard matches, sorted (maybe none: the point is skipped).
+    Funcs(Vec<String>),
+    /// A function named without wildcards that is not in `available_filter_functions`
+    /// (missing, inlined, notrace, or simply not ftrace-able like some syscall wrappers):
+    /// bpftrace warns and tries anyway, since a kprobe can attach where ftrace cannot.
+    Unlisted(String),
+    /// The point names a function that may not be traced: bpftrace's error.
+    Banned(String),
+}
+
+impl FuncList {
+    /// Take `available_filter_functions` (`name` or `name [module]` per line). A name
+    /// listed twice (static functions of several files) counts once: a kprobe by name
+    /// attaches to its first address.
+    pub fn parse(text: &str) -> FuncList {
+        FuncList {
+            text: format!("\n{text}"),
+        }
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.text.lines().filter_map(parse_line)
+    }
+
+    /// The node's traceable functions, read once; `None` when this kernel has no kprobes
+    /// (or tracefs is not there), so nothing can be said about a kprobe's function.
+    pub fn system() -> Option<&'static FuncList> {
+        static LIST: OnceLock<Option<FuncList>> = OnceLock::new();
+        LIST.get_or_init(|| {
+            if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+                return None;
+            }
+            let root = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+                .into_iter()
+                .map(std::path::Path::new)
+                .find(|p| p.join("available_filter_functions").is_file())?;
+            let text = std::fs::read_to_string(root.join("available_filter_functions")).ok()?;
+            Some(FuncList::parse(&text))
+        })
+        .as_ref()
+    }
+
+    /// Every function, sorted by name, each name once.
+    pub fn all(&self) -> Vec<Func> {
+        let mut funcs: Vec<Func> = self
+            .entries()
+            .map(|(name, module)| Func {
+                name: name.to_string(),
+                module: module.map(str::to_string),
+            })
+            .collect();
+        funcs.sort_unstable();
+        funcs.dedup_by(|a, b| a.name == b.name);
+        funcs
+    }
+
+    /// The modules (`None`: the kernel's own) of the lines naming `name`.
+    fn lines_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Option<&'a str>> + 'a {
+        let needle = format!("\n{name}");
+        self.text
+            .match_indices(needle.as_str())
+            .filter_map(move |(at, _)| {
+                let rest = &self.text[at + 1..];
+                let line = rest.split('\n').next().unwrap_or_default();
+                parse_line(line).filter(|(n, _)| *n == name).map(|(_, m)| m)
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// Expand the function part of `kprobe:[MODULE:]FUNC` (`ret`: a kretprobe). A name
+    /// without `*` stands for itself only (`lookup_fast` does not match
+    /// `lookup_fast.constprop.0`, as in bpftrace; `lookup_fast.*` does).
+    pub fn expand(&self, ret: bool, module: Option<&str>, func: &str) -> Expansion {
+        let in_module =
+            |m: Option<&str>| module.is_none_or(|want| glob_match(want, m.unwrap_or("vmlinux")));
+        let banned = |name: &str| ret && BANNED_KRETPROBES.contains(&name);
+        if !func.contains('*') {
+            if banned(func) {
+                return Expansion::Banned(format!(
+                    "kretprobe:{func} can't be used as it might lock up your system."
+                ));
+            }
+            return if self.lines_of(func).any(in_module) {
+                Expansion::Funcs(vec![func.to_string()])
+            } else {
+                Expansion::Unlisted(func.to_string())
+            };
+        }
+        let mut found: Vec<String> = self
+            .entries()
+            .filter(|(name, m)| in_module(*m) && !banned(name) && glob_match(func, name))
+            .map(|(name, _)| name.to_string())
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        Expansion::Funcs(found)
+    }
+}
+
+/// The module and function parts of a kprobe attach point's name
+/// (`kprobe:vfs_read`, `kretprobe:ext4:ext4_*`, `k:f`).
+pub fn split_probe_name(probe_name: &str) -> (Option<&str>, &str) {
+    let mut parts = probe_name.splitn(3, ':').skip(1);
+    match (parts.next(), parts.next()) {
+        (Some(module), Some(func)) => (Some(module), func),
+        (Some(func), None) => (None, func),
+        _ => (None, probe_name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The shape of a real available_filter_functions (Debian 6.1): duplicates, suffixed
+    // clones and module functions.
+    const AFF: &str = "\
+vfs_read
+vfs_write
+vfs_readv
+vfs_fsync_range
+lookup_fast.constprop.0
+lookup_fast.constprop.0
+__x64_sys_getppid
+__x64_sys_getpid
+_raw_spin_lock
+_raw_spin_lock_irqsave
+_raw_spin_lock_bh
+queued_spin_lock_slowpath
+xfs_file_read_iter [xfs]
+xfs_file_write_iter [xfs]
+ext4_file_read_iter [ext4]
+vfs_read_dup_in_mod [xfs]
+";
+
+    fn funcs(e: Expansion) -> Vec<String> {
+        match e {
+            Expansion::Funcs(f) => f,
+            other => panic!("not a list: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn wildcards_expand_to_the_listed_functions_sorted_once_each() {
+        let l = FuncList::parse(AFF);
+        assert_eq!(
+            funcs(l.expand(false, None, "vfs_*")),
+            [
+                "vfs_fsync_range",
+                "vfs_read",
+                "vfs_read_dup_in_mod",
+                "vfs_readv",
+                "vfs_write"
+            ]
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "vfs_read*")),
+            ["vfs_read", "vfs_read_dup_in_mod", "vfs_readv"]
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "__x64_sys_getpp*")),
+            ["__x64_sys_getppid"]
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "nothing_*")),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn suffixed_clones_match_only_with_their_suffix() {
+        let l = FuncList::parse(AFF);
+        assert_eq!(
+            funcs(l.expand(false, None, "lookup_fast.constprop.*")),
+            ["lookup_fast.constprop.0"]
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "lookup_fast.constprop.0")),
+            ["lookup_fast.constprop.0"]
+        );
+        assert_eq!(
+            l.expand(false, None, "lookup_fast"),
+            Expansion::Unlisted("lookup_fast".into())
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "lookup_fast*")),
+            ["lookup_fast.constprop.0"]
+        );
+    }
+
+    #[test]
+    fn unlisted_functions_are_tried_by_name_and_never_matched_by_wildcards() {
+        let l = FuncList::parse(AFF);
+        // Not in available_filter_functions (missing, notrace, or not ftrace-able, like
+        // __x64_sys_getppid on Debian's kernels): tried as named, as bpftrace does.
+        assert_eq!(
+            l.expand(false, None, "__blk_account_io_start"),
+            Expansion::Unlisted("__blk_account_io_start".into())
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "__blk_account_io_st*")),
+            Vec::<String>::new()
+        );
+        assert_eq!(funcs(l.expand(false, None, "vfs_read")), ["vfs_read"]);
+        // A prefix of a listed name is not that name.
+        assert_eq!(
+            l.expand(false, None, "vfs_rea"),
+            Expansion::Unlisted("vfs_rea".into())
+        );
+    }
+
+    #[test]
+    fn banned_kretprobes_are_refused_by_name_and_skipped_in_wildcards() {
+        let l = FuncList::parse(AFF);
+        assert_eq!(
+            l.expand(true, None, "_raw_spin_lock"),
+            Expansion::Banned(
+                "kretprobe:_raw_spin_lock can't be used as it might lock up your system.".into()
+            )
+        );
+        assert!(matches!(
+            l.expand(true, None, "queued_spin_lock_slowpath"),
+            Expansion::Banned(_)
+        ));
+        // A kprobe (not a kretprobe) on them is allowed.
+        assert_eq!(
+            funcs(l.expand(false, None, "_raw_spin_lock")),
+            ["_raw_spin_lock"]
+        );
+        assert_eq!(
+            funcs(l.expand(true, None, "_raw_spin_lock*")),
+            ["_raw_spin_lock_bh"]
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "_raw_spin_lock*")),
+            [
+                "_raw_spin_lock",
+                "_raw_spin_lock_bh",
+                "_raw_spin_lock_irqsave"
+            ]
+        );
+    }
+
+    #[test]
+    fn module_functions_match_by_module() {
+        let l = FuncList::parse(AFF);
+        assert_eq!(
+            funcs(l.expand(false, Some("xfs"), "*")),
+            [
+                "vfs_read_dup_in_mod",
+                "xfs_file_read_iter",
+                "xfs_file_write_iter"
+            ]
+        );
+        assert_eq!(
+            funcs(l.expand(false, None, "xfs_file_*")),
+            ["xfs_file_read_iter", "xfs_file_write_iter"]
+        );
+        assert_eq!(
+            l.expand(false, Some("ext4"), "xfs_file_read_iter"),
+            Expansion::Unlisted("xfs_file_read_iter".into())
+        );
+        assert_eq!(
+            funcs(l.expand(false, Some("vmlinux"), "vfs_read*")),
+            ["vfs_read", "vfs_readv"]
+        );
+        assert_eq!(
+            l.all()
+                .iter()
+                .find(|f| f.name == "ext4_file_read_iter")
+                .unwrap()
+                .module
+                .as_deref(),
+            Some("ext4")
+        );
+    }
+
+    #[test]
+    fn probe_names_split_into_module_and_function() {
+        assert_eq!(split_probe_name("kprobe:vfs_read"), (None, "vfs_read"));
+        assert_eq!(
+            split_probe_name("kretprobe:xfs:xfs_*"),
+            (Some("xfs"), "xfs_*")
+        );
+        assert_eq!(split_probe_name("k:f"), (None, "f"));
+    }
+}
