@@ -41,7 +41,7 @@ const BPF_CALL: u8 = 0x85;
 /// `src_reg` of a BPF-to-BPF call.
 const BPF_PSEUDO_CALL: u8 = 1;
 
-const BTF_MAGIC: u16 = 0xeb9f;
+use super::object_btf::BTF_MAGIC;
 /// `struct btf_header`.
 const BTF_HEADER_LEN: usize = 24;
 /// `struct btf_ext_header` as aya-obj reads it (func, line and CO-RE relocation info).
@@ -801,24 +801,11 @@ struct BtfType {
     at: u64,
 }
 
-const KIND_INT: u32 = 1;
-const KIND_PTR: u32 = 2;
-const KIND_ARRAY: u32 = 3;
-const KIND_STRUCT: u32 = 4;
-const KIND_UNION: u32 = 5;
-const KIND_ENUM: u32 = 6;
-const KIND_TYPEDEF: u32 = 8;
-const KIND_VOLATILE: u32 = 9;
-const KIND_CONST: u32 = 10;
-const KIND_RESTRICT: u32 = 11;
-const KIND_FUNC: u32 = 12;
-const KIND_FUNC_PROTO: u32 = 13;
-const KIND_VAR: u32 = 14;
-const KIND_DATASEC: u32 = 15;
-const KIND_FLOAT: u32 = 16;
-const KIND_DECL_TAG: u32 = 17;
-const KIND_TYPE_TAG: u32 = 18;
-const KIND_ENUM64: u32 = 19;
+use super::object_btf::{
+    KIND_ARRAY, KIND_CONST, KIND_DATASEC, KIND_DECL_TAG, KIND_ENUM, KIND_ENUM64, KIND_FLOAT,
+    KIND_FUNC, KIND_FUNC_PROTO, KIND_INT, KIND_PTR, KIND_RESTRICT, KIND_STRUCT, KIND_TYPEDEF,
+    KIND_TYPE_TAG, KIND_UNION, KIND_VAR, KIND_VOLATILE,
+};
 
 fn check_btf(elf: &Elf, sec: usize) -> Result<BtfFacts, Defect> {
     let d = elf.data(sec);
