@@ -29,10 +29,17 @@ fn cases() -> u32 {
         .unwrap_or(1024)
 }
 
+/// A fixed seed unless `FUZZ_SEED` gives another, so that a CI run is repeatable (set
+/// another seed to explore further, and make what it finds a named test).
 fn config() -> ProptestConfig {
+    let seed = std::env::var("FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x6b74_7261_6365);
     ProptestConfig {
         cases: cases(),
         failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
         ..ProptestConfig::default()
     }
 }

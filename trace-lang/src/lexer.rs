@@ -224,6 +224,9 @@ impl<'a> Lexer<'a> {
                             i += 1;
                             break;
                         }
+                        Some(&c) if c.is_ascii_control() => {
+                            return Err(control_in_attach_point(i, c))
+                        }
                         Some(_) => {
                             let ch = self.src[i..].chars().next().unwrap();
                             text.push(ch);
@@ -232,6 +235,11 @@ impl<'a> Lexer<'a> {
                     }
                 }
                 continue;
+            }
+            if c.is_ascii_control() {
+                // A NUL or other control byte names no probe (and cannot be a section
+                // or file name further down).
+                return Err(control_in_attach_point(i, c));
             }
             let ch = self.src[i..].chars().next().unwrap();
             text.push(ch);
@@ -460,6 +468,13 @@ impl<'a> Lexer<'a> {
     }
 }
 
+fn control_in_attach_point(at: usize, byte: u8) -> Diagnostic {
+    Diagnostic::new(
+        Span::new(at, at + 1),
+        format!("invalid character in attach point (control byte 0x{byte:02x})"),
+    )
+}
+
 /// Is attach text read so far inside the path part of a uprobe-like provider
 /// (`uprobe:/bin/bash` — exactly one `:` seen)?
 fn in_uprobe_path(text: &str) -> bool {
@@ -588,6 +603,21 @@ mod tests {
             tokenize("/* abc").unwrap_err().message,
             "end of file during comment"
         );
+    }
+
+    #[test]
+    fn control_bytes_in_attach_points_are_errors() {
+        for src in [
+            "tracepoint:\0syscalls:x { }",
+            "uprobe:\"/bin/a\x01b\":f { }",
+        ] {
+            let mut lx = Lexer::new(src);
+            let e = lx.attach_point().unwrap_err();
+            assert!(
+                e.message.starts_with("invalid character in attach point"),
+                "{src:?}"
+            );
+        }
     }
 
     #[test]

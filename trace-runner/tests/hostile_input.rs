@@ -248,3 +248,18 @@ fn run_names_the_verifier_limit_as_check_load_does() {
         "{err}"
     );
 }
+
+/// Found by the code-generation fuzz test: a NUL inside an attach point reached the ELF
+/// writer (section names cannot hold one) and panicked. Now a located error.
+#[test]
+fn a_control_byte_in_an_attach_point_is_a_located_error() {
+    let (code, err) = runner_check(
+        &[],
+        "BEGIN { }\ntracepoint:\0syscalls:sys_enter_read { @[probe] = count(); }\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.starts_with("s.bt:2:12: error: invalid character in attach point (control byte 0x00)"),
+        "{err}"
+    );
+}
