@@ -793,3 +793,17 @@ fn json_output_of_every_map_kind() {
         ],
     );
 }
+
+#[test]
+fn cat_prints_the_files_events_name() {
+    // cat() formats its path like printf and prints the file's contents in user space.
+    let out = compare(
+        "ktwl20",
+        r#"tracepoint:syscalls:sys_enter_openat /comm == "COMM"/ {
+               printf("[%s]\n", str(args->filename));
+               cat("%s", str(args->filename));
+           }"#,
+        &["open:/proc/sys/kernel/ostype", "open:/etc/hostname"],
+    );
+    expect(out, &["[/proc/sys/kernel/ostype]\nLinux\n"]);
+}

@@ -1,4 +1,4 @@
-//! `signal()` changes the system, so like bpftrace it needs `--unsafe`: without it a
+//! `signal()` and `system()` change the system, so like bpftrace they need `--unsafe`: without it a
 //! script using it gets a located error that says so; with it the signal is sent.
 
 mod common;
@@ -58,4 +58,34 @@ fn signal_with_unsafe_kills_the_target() {
     assert_eq!(code, Some(0));
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+}
+
+/// `system()` runs commands: like bpftrace it needs `--unsafe`, and then prints the
+/// command's output.
+#[test]
+fn system_needs_unsafe_and_then_prints_the_output() {
+    let src = "BEGIN { system(\"echo hi %d\", 5); exit(); }";
+    let out = Command::new(common::runner())
+        .args(["check", "-e", src])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with(
+            "stdin:1:9: error: system() runs commands on the node: it is only allowed with --unsafe"
+        ),
+        "{err}"
+    );
+    if !common::require_bpf() {
+        return;
+    }
+    let out = Command::new(common::runner())
+        .args(["run", "--unsafe", "-e", src])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("\nhi 5\n"), "{stdout}");
 }

@@ -170,9 +170,22 @@ pub struct UserMap {
 /// A printf call site.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrintfSpec {
+    /// What user space does with the formatted text.
+    pub action: PrintfAction,
     pub format: String,
     /// Argument types and their offsets from the start of the record (the id is at 0).
     pub args: Vec<(Type, usize)>,
+}
+
+/// What a printf-like record asks of user space, once its format is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrintfAction {
+    /// `printf()`: print the text.
+    Print,
+    /// `cat()`: print the contents of the file the text names.
+    Cat,
+    /// `system()` (only with `--unsafe`): run the text as a shell command, print its output.
+    System,
 }
 
 /// Everything the loader and the output need.
@@ -1328,7 +1341,13 @@ impl ProgGen<'_> {
             };
         };
         match name.as_str() {
-            "printf" => self.printf(e, args),
+            "printf" => self.printf(e, args, PrintfAction::Print),
+            "cat" => self.printf(e, args, PrintfAction::Cat),
+            "system" if !self.opts.unsafe_actions => Err(err(
+                e.span,
+                "system() runs commands on the node: it is only allowed with --unsafe",
+            )),
+            "system" => self.printf(e, args, PrintfAction::System),
             "join" => self.gen_join(e, args),
             "signal" => self.gen_signal(e, args),
             "exit" => {
@@ -1436,15 +1455,22 @@ impl ProgGen<'_> {
         }
     }
 
-    fn printf(&mut self, e: &Expr, args: &[Expr]) -> Result<(), Diagnostic> {
+    /// `printf()`, `cat()` and `system()`: a record of the format's id and its arguments,
+    /// formatted (and acted on) in user space.
+    fn printf(&mut self, e: &Expr, args: &[Expr], action: PrintfAction) -> Result<(), Diagnostic> {
         let Some(Expr {
             kind: ExprKind::Str(format),
             ..
         }) = args.first()
         else {
+            let name = match action {
+                PrintfAction::Print => "printf",
+                PrintfAction::Cat => "cat",
+                PrintfAction::System => "system",
+            };
             return Err(err(
                 e.span,
-                "printf: the first argument must be a string literal",
+                format!("{name}: the first argument must be a string literal"),
             ));
         };
         let mut layout = Vec::new();
@@ -1467,6 +1493,7 @@ impl ProgGen<'_> {
         }
         let index = self.t.printfs.len();
         self.t.printfs.push(PrintfSpec {
+            action,
             // `%r` (a buf() value) arrives already escaped: print it as a string.
             format: format.replace("%r", "%s"),
             args: layout,

@@ -2,6 +2,7 @@
 //! through the verifier, attaches them, runs BEGIN, streams events until the end
 //! (exit(), a signal or the deadline), runs END and prints the maps.
 
+mod actions;
 pub mod bpf_sys;
 pub mod elf_check;
 #[cfg(test)]
@@ -24,7 +25,7 @@ use aya::programs::{
 };
 use aya::{Ebpf, EbpfLoader};
 
-use crate::compile::codegen::{Attach, Compiled, EventKind};
+use crate::compile::codegen::{Attach, Compiled, EventKind, PrintfAction};
 use crate::compile::object_file;
 use crate::output::{self, Val};
 use crate::sink::Sink;
@@ -767,7 +768,12 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
                     maps::decode_value(ty, &record[(*at).min(record.len())..], &session.compiled)
                 })
                 .collect();
-            sink.printf_bytes(&output::format_printf_bytes(&spec.format, &args));
+            let text = output::format_printf_bytes(&spec.format, &args);
+            match spec.action {
+                PrintfAction::Print => sink.printf_bytes(&text),
+                PrintfAction::Cat => sink.printf_bytes(&actions::cat(&text)),
+                PrintfAction::System => sink.printf_bytes(&actions::system(&text)),
+            }
         }
         k if k == EventKind::Exit as u32 => return Some(StopReason::Exit),
         k if k == EventKind::Print as u32 => {
