@@ -20,13 +20,18 @@ pub(crate) fn compile_source(
     opts: CodegenOptions,
 ) -> Result<codegen::Compiled, Failure> {
     let render = |d: trace_lang::Diagnostic| Failure(d.render(name, src).trim_end().to_string(), 2);
-    let (program, analysis) = trace_lang::check(src, env).map_err(render)?;
     let opts = CodegenOptions {
         params: params.to_vec(),
         ..opts
     };
-    // Code generation recurses over the tree as deeply as the front end does.
-    trace_lang::with_stack(|| codegen::generate(&program, &analysis, env, &opts)).map_err(render)
+    // Front end and code generation on one thread with the compiler's stack: both recurse
+    // over the tree as deeply as it nests.
+    trace_lang::with_stack(|| {
+        let mut program = trace_lang::parser::parse(src)?;
+        let analysis = trace_lang::sema::analyse(&mut program, env)?;
+        codegen::generate(&program, &analysis, env, &opts)
+    })
+    .map_err(render)
 }
 
 pub(crate) fn compile_script(
