@@ -24,7 +24,7 @@ use std::path::Path;
 
 use trace_lang::types::{MapValue, StackMode, Type};
 
-use crate::compile::codegen::UserMap;
+use crate::abi::UserMap;
 use crate::output::{EntryValue, MapDump, Val};
 use crate::runtime::{maps, Session};
 use crate::sink::Sink;

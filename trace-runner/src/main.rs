@@ -5,6 +5,7 @@
 //! emission) → [`runtime`] (aya load/attach, events, maps) → [`output`] (bpftrace's
 //! text or JSON) through a [`sink::Sink`].
 
+mod abi;
 mod bpf_info;
 mod bpftrace_cli;
 mod btf;

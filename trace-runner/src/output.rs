@@ -112,39 +112,12 @@ pub enum EntryValue {
     Lhist(Vec<u64>),
 }
 
-/// The largest index [`hist_index`] returns.
-pub const HIST_MAX_INDEX: usize = 33;
-
-/// The `hist()` bucket index of `v` (see the module doc).
-pub fn hist_index(v: i64) -> usize {
-    if v < 0 {
-        0
-    } else if v == 0 {
-        1
-    } else {
-        2 + (63 - v.leading_zeros() as usize).min(31)
-    }
-}
-
-/// The `lhist()` bucket index of `v` (see the module doc). `step` must be positive.
-pub fn lhist_index(v: i64, min: i64, max: i64, step: i64) -> usize {
-    if v < min {
-        0
-    } else if v > max {
-        (1 + max.wrapping_sub(min) / step) as usize
-    } else {
-        (1 + v.wrapping_sub(min) / step) as usize
-    }
-}
-
-/// How many indexes an `lhist(_, min, max, step)` uses: `(max - min) / step + 2`.
-pub fn lhist_buckets(min: i64, max: i64, step: i64) -> usize {
-    (max.wrapping_sub(min) / step) as usize + 2
-}
-
 // ---------------------------------------------------------------------------------------------
 // Maps
 // ---------------------------------------------------------------------------------------------
+
+#[allow(unused_imports)] // the old paths, for code written against them
+pub use crate::abi::{hist_index, lhist_buckets, lhist_index, HIST_MAX_INDEX};
 
 /// What bpftrace prints for `print(@m)` and for each map at exit.
 pub fn write_map_text(w: &mut dyn Write, map: &MapDump) -> io::Result<()> {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use trace_lang::types::StackMode;
 
-use crate::compile::codegen::STACK_MAX_FRAMES;
+use crate::abi::STACK_MAX_FRAMES;
 use crate::runtime::bpf_sys;
 
 static STACK_MAP_FD: AtomicI32 = AtomicI32::new(-1);

@@ -1,30 +1,18 @@
 //! User-space halves of the values the kernel side leaves unfinished (layouts in
-//! [`crate::compile::codegen`]'s `functions` module): addresses from `ntop()`, MAC
+//! [`crate::abi`]): addresses from `ntop()`, MAC
 //! addresses, `buf()` bytes, `strftime()` timestamps, `cgroup_path()` ids, `usym()`
 //! addresses and stacks, decoded into printable [`Val`]s.
 
 use trace_lang::types::Type;
 
-use crate::compile::codegen::Compiled;
+use crate::abi::Compiled;
 use crate::output::Val;
+
+pub use crate::abi::finished_in_user_space as handles;
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
     b.get(at..at + 8)
         .map_or(0, |s| u64::from_ne_bytes(s.try_into().unwrap_or([0; 8])))
-}
-
-/// Whether [`decode`] handles this type.
-pub fn handles(ty: &Type) -> bool {
-    matches!(
-        ty,
-        Type::Inet
-            | Type::MacAddr
-            | Type::Buf(_)
-            | Type::Timestamp
-            | Type::CgroupPath
-            | Type::Usym
-            | Type::Stack { .. }
-    )
 }
 
 /// Decode a value of one of the [`handles`] types; `key` for map keys (stacks are
@@ -160,7 +148,7 @@ fn cgroup_path(id: u64) -> String {
 /// The text of a `join()` event: its non-empty arguments joined by the call site's
 /// delimiter, and a newline (bpftrace 0.17 prints it like that).
 pub fn join_record(compiled: &Compiled, index: usize, record: &[u8]) -> Option<String> {
-    use crate::compile::codegen::{JOIN_ARG_LEN, JOIN_MAX_ARGS};
+    use crate::abi::{JOIN_ARG_LEN, JOIN_MAX_ARGS};
     let delim = compiled.joins.get(index)?;
     let mut parts = Vec::new();
     for i in 0..JOIN_MAX_ARGS {

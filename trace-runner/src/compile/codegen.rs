@@ -2,14 +2,8 @@
 //! concrete attach point, plus the tables user space needs to read what the programs
 //! produce (map layouts, printf formats, probe names).
 //!
-//! Conventions shared with user space ([`crate::runtime`]):
-//! - Every event in the `events` ring buffer starts with a `u64` id: `kind << 32 | index`
-//!   ([`EventKind`]); printf arguments follow, each at an 8-byte aligned offset (integers
-//!   as 8 bytes, strings as their fixed buffer size rounded up to 8).
-//! - Aggregations live in per-CPU maps (a one-entry per-CPU array when keyless), summed
-//!   in user space. Keys are the key expressions' values laid end to end (integers 8 bytes,
-//!   strings their buffer size); `hist`/`lhist` maps append an 8-byte bucket index.
-//! - Values: count/sum `u64`; min/max `{i64 value; u64 set}`; avg/stats `{u64 count; i64 total}`.
+//! The conventions shared with user space (event records, key and value layouts, map
+//! definitions, limits) are defined and documented in [`crate::abi`].
 
 use std::collections::HashMap;
 
@@ -28,104 +22,19 @@ mod memory;
 mod skb;
 mod strings;
 
-pub use functions::{JOIN_ARG_LEN, JOIN_MAX_ARGS, STACK_MAX_FRAMES};
+// The kernel/user contract lives in `crate::abi`; re-exported for existing users.
+#[allow(unused_imports)]
+pub use crate::abi::{
+    Attach, Compiled, CompiledProgram, EventKind, PrintSpec, PrintfAction, PrintfSpec, UserMap,
+    JOIN_ARG_LEN, JOIN_MAX_ARGS, MAP_HASH, MAP_PERCPU_ARRAY, MAP_PERCPU_HASH, MAP_RINGBUF,
+    MAX_INSNS, MAX_MAP_ENTRIES, RINGBUF_BYTES, SCOPE_PIDS_MAP, STACK_MAX_FRAMES,
+};
 
-/// Kernel map types used here.
-pub const MAP_HASH: u32 = 1;
-pub const MAP_PERCPU_HASH: u32 = 5;
-pub const MAP_PERCPU_ARRAY: u32 = 6;
-pub const MAP_RINGBUF: u32 = 27;
-
-/// The hash map of allowed tgids for pid-set scoping (see [`CodegenOptions::pid_set`]).
-pub const SCOPE_PIDS_MAP: &str = "scope_pids";
-
-/// Entries of a keyed map (bpftrace's default map size; `BPFTRACE_MAP_KEYS_MAX` changes
-/// it, as for bpftrace).
-pub const MAX_MAP_ENTRIES: u32 = 4096;
 /// `bpf_ringbuf_output` flag: do not wake the consumer up.
 const BPF_RB_NO_WAKEUP: i32 = 1;
 
-/// Size of the ring buffer that carries printf and other events.
-pub const RINGBUF_BYTES: u32 = 1 << 21;
 /// Kernel BPF stack limit.
 const STACK_LIMIT: i32 = 512;
-/// The most instructions the kernel takes in one program, and the most it walks while
-/// verifying one (`BPF_COMPLEXITY_LIMIT_INSNS`).
-pub const MAX_INSNS: usize = 1_000_000;
-
-/// What the high 32 bits of an event id say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum EventKind {
-    Printf = 0,
-    Exit = 1,
-    Print = 2,
-    Clear = 3,
-    Zero = 4,
-    Time = 5,
-    /// `print(value)` of a non-map value: the value follows the id.
-    PrintValue = 6,
-    /// `join(argv)`: [`JOIN_MAX_ARGS`] strings of [`JOIN_ARG_LEN`] bytes follow the id.
-    Join = 7,
-}
-
-/// A `print(@m[, top[, div]])` call site.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrintSpec {
-    /// Index into [`Compiled::user_maps`].
-    pub map: usize,
-    pub top: u32,
-    pub div: u32,
-}
-
-/// Where and how a generated program attaches.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Attach {
-    Begin,
-    End,
-    Tracepoint {
-        category: String,
-        name: String,
-    },
-    RawTracepoint {
-        name: String,
-    },
-    Kprobe {
-        func: String,
-        ret: bool,
-    },
-    Uprobe {
-        path: String,
-        symbol: String,
-        ret: bool,
-    },
-    Profile {
-        hz: u64,
-    },
-    Interval {
-        period_ns: u64,
-    },
-    CgroupSkb {
-        egress: bool,
-    },
-}
-
-/// A generated program and where it goes.
-#[derive(Debug, Clone)]
-pub struct CompiledProgram {
-    pub code: ProgramCode,
-    pub attach: Attach,
-    /// The attach point's full name (`tracepoint:syscalls:sys_enter_openat`).
-    pub probe_name: String,
-    /// How many of the script's attach points this program serves (one, except for
-    /// syscall tracepoints grouped onto one raw `sys_enter`/`sys_exit` program).
-    pub points: usize,
-    /// The probe block this program was generated from, in the script.
-    pub span: Span,
-    /// The `while` loops of the program: where they are in the script and the range of
-    /// instructions each became (to place the verifier's complaints).
-    pub loops: Vec<(Span, std::ops::Range<usize>)>,
-}
 
 /// Syscall tracepoints of one probe block served by one raw tracepoint program.
 #[derive(Debug, Clone)]
@@ -150,62 +59,6 @@ fn syscall_tracepoint(a: &ResolvedAttach) -> Option<(bool, u32)> {
         _ => return None,
     };
     super::syscalls::syscall_nr(call).map(|nr| (exit, nr))
-}
-
-/// A script map as user space must read it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserMap {
-    /// Name as written without '@'.
-    pub name: String,
-    /// Index into [`Compiled::maps`].
-    pub kernel_map: usize,
-    pub keys: Vec<Type>,
-    pub value: MapValue,
-    /// The kernel map is a per-CPU one.
-    pub per_cpu: bool,
-    /// Keyless aggregation stored in a one-entry array.
-    pub array: bool,
-}
-
-/// A printf call site.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PrintfSpec {
-    /// What user space does with the formatted text.
-    pub action: PrintfAction,
-    pub format: String,
-    /// Argument types and their offsets from the start of the record (the id is at 0).
-    pub args: Vec<(Type, usize)>,
-}
-
-/// What a printf-like record asks of user space, once its format is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PrintfAction {
-    /// `printf()`: print the text.
-    Print,
-    /// `cat()`: print the contents of the file the text names.
-    Cat,
-    /// `system()` (only with `--unsafe`): run the text as a shell command, print its output.
-    System,
-}
-
-/// Everything the loader and the output need.
-#[derive(Debug, Clone)]
-pub struct Compiled {
-    pub programs: Vec<CompiledProgram>,
-    pub maps: Vec<MapDef>,
-    pub user_maps: Vec<UserMap>,
-    pub printfs: Vec<PrintfSpec>,
-    pub time_formats: Vec<String>,
-    pub prints: Vec<PrintSpec>,
-    /// Types of `print(value)` call sites.
-    pub print_values: Vec<Type>,
-    pub probe_names: Vec<String>,
-    /// Index of the per-CPU lost-event counter in `maps`.
-    pub lost_map: usize,
-    /// Index of the stack-trace map in `maps`, when the script uses stacks.
-    pub stack_map: Option<usize>,
-    /// Delimiters of `join()` call sites ([`EventKind::Join`] events).
-    pub joins: Vec<String>,
 }
 
 /// Options that shape the generated code.
@@ -1151,7 +1004,7 @@ impl ProgGen<'_> {
     }
 
     /// `r0 = bucket index` of `r0` for hist, as bpftrace 0.17 computes it (and as
-    /// [`crate::output::hist_index`] documents): 0 negative, 1 zero, `2 + log2(v)` capped at 33.
+    /// [`crate::abi::hist_index`] documents): 0 negative, 1 zero, `2 + log2(v)` capped at 33.
     fn hist_index(&mut self) {
         let a = &mut self.asm;
         let done = a.new_label();
@@ -1174,7 +1027,7 @@ impl ProgGen<'_> {
         a.bind(done);
     }
 
-    /// `r0 = bucket index` of `r0` for lhist ([`crate::output::lhist_index`]): 0 below
+    /// `r0 = bucket index` of `r0` for lhist ([`crate::abi::lhist_index`]): 0 below
     /// min, `1 + (max - min) / step` above max, else `1 + (v - min) / step`.
     fn lhist_index(&mut self, min: i64, max: i64, step: i64) {
         let a = &mut self.asm;
@@ -1667,7 +1520,7 @@ impl ProgGen<'_> {
                 self.gen_memory_into(e, off)
             }
             // The value kinds user space decodes in `values` (stacks, addresses, ...).
-            (t, _) if crate::values::handles(t) => self.gen_value_into(e, off),
+            (t, _) if crate::abi::finished_in_user_space(t) => self.gen_value_into(e, off),
             (Type::Str(_), _) | (Type::Tuple(_), _) => {
                 Err(err(e.span, "this string expression is not supported yet"))
             }

@@ -2,6 +2,8 @@
 //! and map relocations. Code generation emits through [`Asm`]; object emission
 //! serialises the result.
 
+pub use crate::abi::Insn;
+
 /// A register r0..r10.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reg(pub u8);
@@ -17,27 +19,6 @@ pub const R8: Reg = Reg(8);
 pub const R9: Reg = Reg(9);
 /// The read-only frame pointer.
 pub const FP: Reg = Reg(10);
-
-/// One 8-byte instruction (an `ld_imm64` takes two).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Insn {
-    pub code: u8,
-    pub dst: u8,
-    pub src: u8,
-    pub off: i16,
-    pub imm: i32,
-}
-
-impl Insn {
-    pub fn to_bytes(self) -> [u8; 8] {
-        let mut b = [0u8; 8];
-        b[0] = self.code;
-        b[1] = (self.src << 4) | (self.dst & 0x0f);
-        b[2..4].copy_from_slice(&self.off.to_le_bytes());
-        b[4..8].copy_from_slice(&self.imm.to_le_bytes());
-        b
-    }
-}
 
 // Instruction classes.
 const LD: u8 = 0x00;

@@ -9,33 +9,10 @@ use object::{
     SymbolScope,
 };
 
-use super::insn::Insn;
+pub use crate::abi::{MapDef, ProgramCode};
 
 /// `R_BPF_64_64`: the relocation of a 64-bit immediate load of a map address.
 const R_BPF_64_64: u32 = 1;
-
-/// A map as the legacy `maps` section describes it (`struct bpf_map_def`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MapDef {
-    /// A plain identifier (the kernel refuses names such as `@x`).
-    pub name: String,
-    pub map_type: u32,
-    pub key_size: u32,
-    pub value_size: u32,
-    pub max_entries: u32,
-    pub flags: u32,
-}
-
-/// One program: its section name tells aya its kind (`tracepoint/syscalls/sys_enter_openat`).
-#[derive(Debug, Clone)]
-pub struct ProgramCode {
-    pub section: String,
-    /// Function symbol name; aya looks programs up by it.
-    pub name: String,
-    pub insns: Vec<Insn>,
-    /// `(instruction index, index into the map list)` for each map load.
-    pub map_relocs: Vec<(usize, usize)>,
-}
 
 /// Serialise programs and maps into an ELF object.
 pub fn emit(programs: &[ProgramCode], maps: &[MapDef]) -> Result<Vec<u8>, String> {

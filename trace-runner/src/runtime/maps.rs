@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use trace_lang::types::{MapValue, Type};
 
 use super::{bpf_sys, Session};
-use crate::compile::codegen::{Compiled, UserMap};
+use crate::abi::{Compiled, UserMap};
 use crate::output::{Entry, EntryValue, MapDump, Val};
 use crate::symbols;
 

@@ -25,7 +25,7 @@ use aya::programs::{
 };
 use aya::{Ebpf, EbpfLoader};
 
-use crate::compile::codegen::{Attach, Compiled, EventKind, PrintfAction};
+use crate::abi::{Attach, Compiled, EventKind, PrintfAction};
 use crate::compile::object_file;
 use crate::output::{self, Val};
 use crate::sink::Sink;
@@ -602,7 +602,7 @@ impl Session {
             .compiled
             .maps
             .iter()
-            .position(|m| m.name == crate::compile::codegen::SCOPE_PIDS_MAP)
+            .position(|m| m.name == crate::abi::SCOPE_PIDS_MAP)
         else {
             return;
         };

@@ -2,7 +2,7 @@
 //! `buf()`, `strftime()`, `cgroup_path()`, `usym()`/`func` (with the pid), `kstack` and
 //! `ustack` (ids in a `BPF_MAP_TYPE_STACK_TRACE` map, plus the pid), `join()` (through
 //! a per-CPU scratch buffer larger than the BPF stack), `kaddr()` and `signal()`.
-//! Layouts (all read back by [`crate::values`] and [`crate::stacks`]):
+//! Layouts (in [`crate::abi`]; read back by `values` and `stacks`):
 //! - inet `{u64 af; u8 addr[16]}`, macaddr `u8[6]` padded to 8, buffer `{u64 len; u8 data[n]}`,
 //!   timestamp `{u64 format index; u64 ns}`, cgroup path `u64 id`;
 //! - usym `{u64 addr; u64 pid}`, stack `{i64 stack id; u64 pid}` (pid 0 for kernel stacks).
@@ -12,18 +12,11 @@ use trace_lang::types::Type;
 use trace_lang::Diagnostic;
 
 use super::{err, EventKind, MapDef, ProgGen, MAP_PERCPU_ARRAY};
+use crate::abi::{JOIN_ARG_LEN, JOIN_MAX_ARGS, MAP_STACK_TRACE, STACK_MAX_FRAMES};
 use crate::compile::insn::{helper, Alu, Cond, Size, FP, R0, R1, R2, R3, R4, R6, R9};
 
-/// `BPF_MAP_TYPE_STACK_TRACE`.
-pub const MAP_STACK_TRACE: u32 = 7;
-/// Frames kept per stack (bpftrace's default limit).
-pub const STACK_MAX_FRAMES: usize = 127;
 /// Distinct stacks kept.
 const STACK_ENTRIES: u32 = 16384;
-/// `join()` reads at most this many arguments ...
-pub const JOIN_MAX_ARGS: usize = 16;
-/// ... of at most this many bytes each (bpftrace's defaults).
-pub const JOIN_ARG_LEN: usize = 64;
 /// `BPF_F_USER_STACK`.
 const F_USER_STACK: i32 = 1 << 8;
 /// `bpf_get_stackid`.

@@ -1,0 +1,273 @@
+//! The contract between the BPF programs code generation emits and the user space that
+//! loads them and reads what they produce: instruction and map definitions, event kinds
+//! and record layouts, value layouts, stack and join limits, hist/lhist bucket indexes,
+//! and [`Compiled`], the programs plus the resources a script needs (what bpftrace calls
+//! RequiredResources: maps, printf/cat/system/time/join formats, print sites, probe names).
+//! Both `compile/` and the user side (`runtime`, `output`, `values`, `stacks`, `flame`)
+//! depend on this module; it depends on neither.
+//!
+//! Records and values:
+//! - Every event in the `events` ring buffer starts with a `u64` id: `kind << 32 | index`
+//!   ([`EventKind`]); printf arguments follow, each at an 8-byte aligned offset (integers
+//!   as 8 bytes, strings as their fixed buffer size rounded up to 8).
+//! - Aggregations live in per-CPU maps (a one-entry per-CPU array when keyless), summed
+//!   in user space. Keys are the key expressions' values laid end to end (integers 8 bytes,
+//!   strings their buffer size); `hist`/`lhist` maps append an 8-byte bucket index.
+//! - Values: count/sum `u64`; min/max `{i64 value; u64 set}`; avg/stats `{u64 count; i64 total}`.
+//! - Values user space finishes ([`finished_in_user_space`]): inet `{u64 af; u8 addr[16]}`,
+//!   macaddr `u8[6]` padded to 8, buffer `{u64 len; u8 data[n]}`, timestamp
+//!   `{u64 format index; u64 ns}`, cgroup path `u64 id`, usym `{u64 addr; u64 pid}`,
+//!   stack `{i64 stack id; u64 pid}` (pid 0 for kernel stacks).
+
+use trace_lang::span::Span;
+use trace_lang::types::{MapValue, Type};
+
+/// Kernel map types used here.
+pub const MAP_HASH: u32 = 1;
+pub const MAP_PERCPU_HASH: u32 = 5;
+pub const MAP_PERCPU_ARRAY: u32 = 6;
+pub const MAP_RINGBUF: u32 = 27;
+
+/// The hash map of allowed tgids for pid-set scoping (code generation's `pid_set` option).
+pub const SCOPE_PIDS_MAP: &str = "scope_pids";
+
+/// Entries of a keyed map (bpftrace's default map size; `BPFTRACE_MAP_KEYS_MAX` changes
+/// it, as for bpftrace).
+pub const MAX_MAP_ENTRIES: u32 = 4096;
+
+/// Size of the ring buffer that carries printf and other events.
+pub const RINGBUF_BYTES: u32 = 1 << 21;
+
+/// The most instructions the kernel takes in one program, and the most it walks while
+/// verifying one (`BPF_COMPLEXITY_LIMIT_INSNS`).
+pub const MAX_INSNS: usize = 1_000_000;
+
+/// What the high 32 bits of an event id say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum EventKind {
+    Printf = 0,
+    Exit = 1,
+    Print = 2,
+    Clear = 3,
+    Zero = 4,
+    Time = 5,
+    /// `print(value)` of a non-map value: the value follows the id.
+    PrintValue = 6,
+    /// `join(argv)`: [`JOIN_MAX_ARGS`] strings of [`JOIN_ARG_LEN`] bytes follow the id.
+    Join = 7,
+}
+
+/// A `print(@m[, top[, div]])` call site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrintSpec {
+    /// Index into [`Compiled::user_maps`].
+    pub map: usize,
+    pub top: u32,
+    pub div: u32,
+}
+
+/// Where and how a generated program attaches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attach {
+    Begin,
+    End,
+    Tracepoint {
+        category: String,
+        name: String,
+    },
+    RawTracepoint {
+        name: String,
+    },
+    Kprobe {
+        func: String,
+        ret: bool,
+    },
+    Uprobe {
+        path: String,
+        symbol: String,
+        ret: bool,
+    },
+    Profile {
+        hz: u64,
+    },
+    Interval {
+        period_ns: u64,
+    },
+    CgroupSkb {
+        egress: bool,
+    },
+}
+
+/// A generated program and where it goes.
+#[derive(Debug, Clone)]
+pub struct CompiledProgram {
+    pub code: ProgramCode,
+    pub attach: Attach,
+    /// The attach point's full name (`tracepoint:syscalls:sys_enter_openat`).
+    pub probe_name: String,
+    /// How many of the script's attach points this program serves (one, except for
+    /// syscall tracepoints grouped onto one raw `sys_enter`/`sys_exit` program).
+    pub points: usize,
+    /// The probe block this program was generated from, in the script.
+    pub span: Span,
+    /// The `while` loops of the program: where they are in the script and the range of
+    /// instructions each became (to place the verifier's complaints).
+    pub loops: Vec<(Span, std::ops::Range<usize>)>,
+}
+
+/// A script map as user space must read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserMap {
+    /// Name as written without '@'.
+    pub name: String,
+    /// Index into [`Compiled::maps`].
+    pub kernel_map: usize,
+    pub keys: Vec<Type>,
+    pub value: MapValue,
+    /// The kernel map is a per-CPU one.
+    pub per_cpu: bool,
+    /// Keyless aggregation stored in a one-entry array.
+    pub array: bool,
+}
+
+/// A printf call site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrintfSpec {
+    /// What user space does with the formatted text.
+    pub action: PrintfAction,
+    pub format: String,
+    /// Argument types and their offsets from the start of the record (the id is at 0).
+    pub args: Vec<(Type, usize)>,
+}
+
+/// What a printf-like record asks of user space, once its format is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrintfAction {
+    /// `printf()`: print the text.
+    Print,
+    /// `cat()`: print the contents of the file the text names.
+    Cat,
+    /// `system()` (only with `--unsafe`): run the text as a shell command, print its output.
+    System,
+}
+
+/// Everything the loader and the output need.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub programs: Vec<CompiledProgram>,
+    pub maps: Vec<MapDef>,
+    pub user_maps: Vec<UserMap>,
+    pub printfs: Vec<PrintfSpec>,
+    pub time_formats: Vec<String>,
+    pub prints: Vec<PrintSpec>,
+    /// Types of `print(value)` call sites.
+    pub print_values: Vec<Type>,
+    pub probe_names: Vec<String>,
+    /// Index of the per-CPU lost-event counter in `maps`.
+    pub lost_map: usize,
+    /// Index of the stack-trace map in `maps`, when the script uses stacks.
+    pub stack_map: Option<usize>,
+    /// Delimiters of `join()` call sites ([`EventKind::Join`] events).
+    pub joins: Vec<String>,
+}
+
+/// `BPF_MAP_TYPE_STACK_TRACE`.
+pub const MAP_STACK_TRACE: u32 = 7;
+/// Frames kept per stack (bpftrace's default limit).
+pub const STACK_MAX_FRAMES: usize = 127;
+
+/// `join()` reads at most this many arguments ...
+pub const JOIN_MAX_ARGS: usize = 16;
+/// ... of at most this many bytes each (bpftrace's defaults).
+pub const JOIN_ARG_LEN: usize = 64;
+
+/// A map as the legacy `maps` section describes it (`struct bpf_map_def`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapDef {
+    /// A plain identifier (the kernel refuses names such as `@x`).
+    pub name: String,
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub flags: u32,
+}
+
+/// One program: its section name tells aya its kind (`tracepoint/syscalls/sys_enter_openat`).
+#[derive(Debug, Clone)]
+pub struct ProgramCode {
+    pub section: String,
+    /// Function symbol name; aya looks programs up by it.
+    pub name: String,
+    pub insns: Vec<Insn>,
+    /// `(instruction index, index into the map list)` for each map load.
+    pub map_relocs: Vec<(usize, usize)>,
+}
+
+/// One 8-byte instruction (an `ld_imm64` takes two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insn {
+    pub code: u8,
+    pub dst: u8,
+    pub src: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
+impl Insn {
+    pub fn to_bytes(self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0] = self.code;
+        b[1] = (self.src << 4) | (self.dst & 0x0f);
+        b[2..4].copy_from_slice(&self.off.to_le_bytes());
+        b[4..8].copy_from_slice(&self.imm.to_le_bytes());
+        b
+    }
+}
+
+/// The largest index [`hist_index`] returns.
+pub const HIST_MAX_INDEX: usize = 33;
+
+/// The `hist()` bucket index of `v` (the table in [`crate::output`]'s module doc).
+pub fn hist_index(v: i64) -> usize {
+    if v < 0 {
+        0
+    } else if v == 0 {
+        1
+    } else {
+        2 + (63 - v.leading_zeros() as usize).min(31)
+    }
+}
+
+/// The `lhist()` bucket index of `v` (see [`crate::output`]'s module doc). `step` must be
+/// positive.
+pub fn lhist_index(v: i64, min: i64, max: i64, step: i64) -> usize {
+    if v < min {
+        0
+    } else if v > max {
+        (1 + max.wrapping_sub(min) / step) as usize
+    } else {
+        (1 + v.wrapping_sub(min) / step) as usize
+    }
+}
+
+/// How many indexes an `lhist(_, min, max, step)` uses: `(max - min) / step + 2`.
+pub fn lhist_buckets(min: i64, max: i64, step: i64) -> usize {
+    (max.wrapping_sub(min) / step) as usize + 2
+}
+
+/// Whether values of this type leave the kernel unfinished, in one of the layouts above,
+/// for user space to decode (`values::decode`).
+pub fn finished_in_user_space(ty: &Type) -> bool {
+    matches!(
+        ty,
+        Type::Inet
+            | Type::MacAddr
+            | Type::Buf(_)
+            | Type::Timestamp
+            | Type::CgroupPath
+            | Type::Usym
+            | Type::Stack { .. }
+    )
+}
