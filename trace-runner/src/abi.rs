@@ -170,6 +170,8 @@ pub struct Compiled {
     pub stack_map: Option<usize>,
     /// Delimiters of `join()` call sites ([`EventKind::Join`] events).
     pub joins: Vec<String>,
+    /// Warnings from code generation, for the caller to print (one line each).
+    pub warnings: Vec<String>,
 }
 
 /// `BPF_MAP_TYPE_STACK_TRACE`.

@@ -26,12 +26,16 @@ pub(crate) fn compile_source(
     };
     // Front end and code generation on one thread with the compiler's stack: both recurse
     // over the tree as deeply as it nests.
-    trace_lang::with_stack(|| {
+    let compiled = trace_lang::with_stack(|| {
         let mut program = trace_lang::parser::parse(src)?;
         let analysis = trace_lang::sema::analyse(&mut program, env)?;
         codegen::generate(&program, &analysis, env, &opts)
     })
-    .map_err(render)
+    .map_err(render)?;
+    for warning in &compiled.warnings {
+        eprintln!("{warning}");
+    }
+    Ok(compiled)
 }
 
 pub(crate) fn compile_script(

@@ -12,6 +12,7 @@ mod btf;
 mod cli;
 mod commands;
 mod compile;
+mod facts;
 mod flame;
 mod output;
 mod persist;

@@ -12,9 +12,10 @@ use trace_lang::sema::{Analysis, ResolvedAttach};
 use trace_lang::span::Span;
 use trace_lang::tracepoint_format::TpField;
 use trace_lang::types::{MapValue, Type};
-use trace_lang::{Diagnostic, ProbeEnv};
+use trace_lang::Diagnostic;
 
 use super::insn::{helper, Alu, Asm, Cond, Label, Reg, Size, FP, R0, R1, R2, R3, R4, R6, R7, R8};
+use super::node_facts::NodeFacts;
 use super::object_file::{MapDef, ProgramCode};
 
 mod functions;
@@ -109,13 +110,15 @@ struct Tables {
     scratch_map: Option<usize>,
     /// Delimiters of `join()` call sites.
     joins: Vec<String>,
+    /// Warnings for the caller to print.
+    warnings: Vec<String>,
 }
 
 /// Compile a checked program.
 pub fn generate(
     program: &Program,
     analysis: &Analysis,
-    env: &dyn ProbeEnv,
+    env: &dyn NodeFacts,
     opts: &CodegenOptions,
 ) -> Result<Compiled, Diagnostic> {
     // Generation recurses over the tree: refuse one too deep for the stack (parsed
@@ -144,6 +147,7 @@ pub fn generate(
         stack_map: None,
         scratch_map: None,
         joins: Vec::new(),
+        warnings: Vec::new(),
     };
     t.events_map = t.maps.len();
     t.maps.push(MapDef {
@@ -263,7 +267,7 @@ pub fn generate(
                 probe_name,
                 points,
             };
-            let program = build_program(&mut t, opts, probe, spec, programs.len())?;
+            let program = build_program(&mut t, env, opts, probe, spec, programs.len())?;
             programs.push(program);
         }
         for attach in rest {
@@ -285,7 +289,7 @@ pub fn generate(
                 probe_name: attach.name.clone(),
                 points: 1,
             };
-            let program = build_program(&mut t, opts, probe, spec, programs.len())?;
+            let program = build_program(&mut t, env, opts, probe, spec, programs.len())?;
             programs.push(program);
         }
     }
@@ -302,6 +306,7 @@ pub fn generate(
         lost_map: t.lost_map,
         stack_map: t.stack_map,
         joins: t.joins,
+        warnings: t.warnings,
     })
 }
 
@@ -322,6 +327,7 @@ struct ProgramSpec {
 /// body and exit.
 fn build_program(
     t: &mut Tables,
+    env: &dyn NodeFacts,
     opts: &CodegenOptions,
     probe: &trace_lang::ast::Probe,
     spec: ProgramSpec,
@@ -341,6 +347,7 @@ fn build_program(
     let mut g = ProgGen {
         asm,
         t,
+        env,
         opts,
         kind,
         fields,
@@ -453,6 +460,8 @@ const PT_REGS_IP: i16 = 128;
 struct ProgGen<'a> {
     asm: Asm,
     t: &'a mut Tables,
+    /// What is known of the node.
+    env: &'a dyn NodeFacts,
     opts: &'a CodegenOptions,
     kind: ProbeKind,
     fields: Vec<TpField>,

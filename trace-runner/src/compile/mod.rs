@@ -4,6 +4,7 @@
 
 pub mod codegen;
 pub mod insn;
+pub mod node_facts;
 pub mod object_file;
 pub mod syscalls;
 pub mod verifier;

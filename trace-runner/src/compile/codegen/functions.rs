@@ -23,16 +23,6 @@ const F_USER_STACK: i32 = 1 << 8;
 const GET_STACKID: i32 = 27;
 /// `bpf_get_ns_current_pid_tgid`.
 const GET_NS_CURRENT_PID_TGID: i32 = 120;
-/// The inode number of the initial pid namespace (`PROC_PID_INIT_INO`).
-const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
-
-/// `(dev, inode)` of this process's pid namespace when it is not the initial one.
-fn own_pid_namespace() -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata("/proc/self/ns/pid").ok()?;
-    (m.ino() != INIT_PID_NS_INO).then(|| (m.dev(), m.ino()))
-}
-
 /// `AF_INET`, `AF_INET6`.
 const AF_INET: i32 = 2;
 const AF_INET6: i32 = 10;
@@ -76,7 +66,7 @@ impl ProgGen<'_> {
     /// it (in a pid namespace, e.g. a container, that differs from the kernel's global
     /// pid): user symbols are looked up through `/proc/PID/`.
     fn store_pid(&mut self, off: i16) {
-        if let Some((dev, ino)) = own_pid_namespace() {
+        if let Some((dev, ino)) = self.env.pid_namespace() {
             // bpf_get_ns_current_pid_tgid(dev, ino, &{u32 pid; u32 tgid}, 8)
             self.asm.store_imm(Size::DW, FP, off, 0);
             self.asm.load_const(R1, dev as i64);
@@ -309,15 +299,15 @@ impl ProgGen<'_> {
         else {
             return Err(err(e.span, "kaddr() takes a symbol name"));
         };
-        let addr = match crate::symbols::kernel_address(name) {
+        let addr = match self.env.kernel_symbol(name) {
             Some(a) => a,
-            None if crate::symbols::kernel_lists_functions_only() => {
+            None if self.env.kallsyms_lists_functions_only() => {
                 // /proc/kallsyms of a kernel built without CONFIG_KALLSYMS_ALL lists no
                 // data symbols: say so once, and read through a null pointer (zeros).
-                eprintln!(
+                self.t.warnings.push(format!(
                     "warning: kaddr(\"{name}\"): this kernel's /proc/kallsyms lists no data symbols \
                      (CONFIG_KALLSYMS_ALL is off); reads through this address give 0"
-                );
+                ));
                 0
             }
             None => {

@@ -1,5 +1,5 @@
 //! Typed reads of kernel (and user) memory: `p->field`, `s.field`, `a[i]` and `*p` over
-//! kernel structs whose layouts come from BTF ([`crate::btf`]), and arrays inside
+//! kernel structs whose layouts come from BTF (through the node facts), and arrays inside
 //! tracepoint records. An access chain computes one address (offsets folded in as it
 //! goes: `((struct sock *)arg0)->__sk_common.skc_dport` is one pointer plus 12) and the
 //! leaf is copied onto the BPF stack with `bpf_probe_read_kernel` (or `_user` when the
@@ -53,22 +53,23 @@ impl ProgGen<'_> {
 
     /// The layout of `record.field` from the kernel's BTF.
     fn kernel_field(&self, record: &str, field: &str, span: Span) -> Result<FieldInfo, Diagnostic> {
-        let kernel = crate::btf::kernel().ok_or_else(|| {
-            err(
+        if !self.env.has_kernel_types() {
+            return Err(err(
                 span,
                 "kernel types need BTF (/sys/kernel/btf/vmlinux), which this kernel lacks",
-            )
-        })?;
-        kernel
+            ));
+        }
+        self.env
             .record_field(record, field)
             .ok_or_else(|| err(span, format!("'{record}' has no field named '{field}'")))
     }
 
     /// Size in bytes of one element of type `t` in memory.
-    fn memory_size(t: &Type, span: Span) -> Result<usize, Diagnostic> {
+    fn memory_size(&self, t: &Type, span: Span) -> Result<usize, Diagnostic> {
         Ok(match t {
-            Type::Record(r) => crate::btf::kernel()
-                .and_then(|k| k.type_size(r))
+            Type::Record(r) => self
+                .env
+                .type_size(r)
                 .map(|n| n as usize)
                 .ok_or_else(|| err(span, format!("the size of '{r}' is unknown")))?,
             Type::Int { bytes, .. } => usize::from(*bytes),
@@ -114,7 +115,7 @@ impl ProgGen<'_> {
                     }
                     _ => return Err(err(e.span, "internal error: index of a non-array")),
                 };
-                let size = Self::memory_size(&elem, e.span)?;
+                let size = self.memory_size(&elem, e.span)?;
                 if let ExprKind::Int(i) = index.kind {
                     self.asm.alu_imm(Alu::Add, R0, (i as usize * size) as i32);
                 } else {
