@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::cli::{Failure, ScriptArgs};
 use crate::compile::codegen::{self, CodegenOptions};
+use crate::compile::node_facts::NodeFacts;
 use crate::compile::verifier::{self, ProgramFacts};
 use crate::run::substitute_container_pid;
 use crate::runtime::{self, Session};
@@ -16,7 +17,7 @@ pub(crate) fn compile_source(
     name: &str,
     src: &str,
     params: &[String],
-    env: &Tracefs,
+    env: &(dyn NodeFacts + Sync),
     opts: CodegenOptions,
 ) -> Result<codegen::Compiled, Failure> {
     let render = |d: trace_lang::Diagnostic| Failure(d.render(name, src).trim_end().to_string(), 2);

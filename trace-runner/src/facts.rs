@@ -29,3 +29,150 @@ impl NodeFacts for Tracefs {
         own_pid_namespace()
     }
 }
+
+/// Fixed node facts read from test data (`tests/golden/facts/`): a kernel BTF
+/// (`vmlinux.btf.gz`), tracepoint format files (`tracepoints.txt.gz`: each one after a
+/// `=== category:name` line), kernel symbols (`kallsyms.txt`, `/proc/kallsyms` lines) and
+/// the initial pid namespace, so code generated against them depends on nothing of the
+/// machine running the test.
+#[cfg(test)]
+pub mod fixed {
+    use std::collections::{BTreeMap, HashMap};
+    use std::io::Read;
+    use std::path::Path;
+
+    use trace_lang::sema::{FieldInfo, FuncSignature};
+    use trace_lang::tracepoint_format::{parse_format, TpField};
+    use trace_lang::types::Type;
+    use trace_lang::ProbeEnv;
+
+    use crate::btf::KernelTypes;
+    use crate::compile::node_facts::NodeFacts;
+    use crate::tracefs::glob_match;
+
+    pub struct FixedFacts {
+        btf: KernelTypes,
+        /// Format file text by `(category, name)`.
+        formats: BTreeMap<(String, String), String>,
+        symbols: HashMap<String, u64>,
+    }
+
+    fn gunzip(path: &Path) -> Vec<u8> {
+        let file = std::fs::File::open(path)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(file)
+            .read_to_end(&mut out)
+            .unwrap_or_else(|e| panic!("cannot decompress {}: {e}", path.display()));
+        out
+    }
+
+    /// The `(category, name) -> format` table of a `=== category:name` separated text.
+    pub fn parse_formats(text: &str) -> BTreeMap<(String, String), String> {
+        let mut formats = BTreeMap::new();
+        for chunk in text.split("=== ").filter(|c| !c.is_empty()) {
+            let (head, body) = chunk.split_once('\n').unwrap_or((chunk, ""));
+            if let Some((category, name)) = head.split_once(':') {
+                formats.insert((category.to_string(), name.to_string()), body.to_string());
+            }
+        }
+        formats
+    }
+
+    /// `name -> address` of `/proc/kallsyms` lines.
+    pub fn parse_kallsyms(text: &str) -> HashMap<String, u64> {
+        text.lines()
+            .filter_map(|line| {
+                let mut parts = line.split_whitespace();
+                let addr = u64::from_str_radix(parts.next()?, 16).ok()?;
+                let _kind = parts.next()?;
+                Some((parts.next()?.to_string(), addr))
+            })
+            .collect()
+    }
+
+    impl FixedFacts {
+        pub fn load(dir: &Path) -> FixedFacts {
+            let btf = KernelTypes::parse(gunzip(&dir.join("vmlinux.btf.gz")))
+                .expect("tests/golden/facts/vmlinux.btf.gz is not valid BTF");
+            let formats = String::from_utf8(gunzip(&dir.join("tracepoints.txt.gz")))
+                .expect("tracepoints.txt.gz is not UTF-8");
+            let kallsyms = std::fs::read_to_string(dir.join("kallsyms.txt"))
+                .expect("cannot read tests/golden/facts/kallsyms.txt");
+            FixedFacts {
+                btf,
+                formats: parse_formats(&formats),
+                symbols: parse_kallsyms(&kallsyms),
+            }
+        }
+    }
+
+    impl ProbeEnv for FixedFacts {
+        fn tracepoints(&self, category: &str, name: &str) -> Option<Vec<(String, String)>> {
+            Some(
+                self.formats
+                    .keys()
+                    .filter(|(c, n)| glob_match(category, c) && glob_match(name, n))
+                    .cloned()
+                    .collect(),
+            )
+        }
+
+        fn tracepoint_fields(&self, category: &str, name: &str) -> Option<Vec<TpField>> {
+            let text = self
+                .formats
+                .get(&(category.to_string(), name.to_string()))?;
+            Some(parse_format(text, category == "syscalls"))
+        }
+
+        fn has_kernel_types(&self) -> bool {
+            true
+        }
+
+        fn record_field(&self, record: &str, field: &str) -> Option<FieldInfo> {
+            self.btf.record_field(record, field)
+        }
+
+        fn type_size(&self, name: &str) -> Option<u64> {
+            self.btf.type_size(name)
+        }
+
+        fn typedef(&self, name: &str) -> Option<Type> {
+            self.btf.typedef(name)
+        }
+
+        fn enum_value(&self, name: &str) -> Option<i64> {
+            self.btf.enum_value(name)
+        }
+
+        fn kfunc_signature(&self, func: &str) -> Option<FuncSignature> {
+            self.btf.func_signature(func)
+        }
+    }
+
+    impl NodeFacts for FixedFacts {
+        fn kernel_symbol(&self, name: &str) -> Option<u64> {
+            self.symbols.get(name).copied()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn formats_split_on_their_headers() {
+            let t = parse_formats("=== a:b\nname: b\nformat:\n=== sched:x_y\nname: x_y\n");
+            assert_eq!(t.len(), 2);
+            assert_eq!(t[&("a".into(), "b".into())], "name: b\nformat:\n");
+            assert_eq!(t[&("sched".into(), "x_y".into())], "name: x_y\n");
+        }
+
+        #[test]
+        fn kallsyms_lines_give_addresses() {
+            let s = parse_kallsyms("ffffffff81000000 T _stext\nffffffff82a3b4c0 D avenrun\n");
+            assert_eq!(s["avenrun"], 0xffff_ffff_82a3_b4c0);
+            assert_eq!(s.len(), 2);
+        }
+    }
+}

@@ -14,6 +14,8 @@ mod commands;
 mod compile;
 mod facts;
 mod flame;
+#[cfg(test)]
+mod golden;
 mod output;
 mod persist;
 mod pod;

@@ -3,6 +3,8 @@
 //! semantic analysis) lives in the `trace-lang` crate.
 
 pub mod codegen;
+#[cfg(test)]
+pub mod disasm;
 pub mod insn;
 pub mod node_facts;
 pub mod object_file;
