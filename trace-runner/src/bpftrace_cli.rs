@@ -10,6 +10,11 @@ use std::process::ExitCode;
 
 use crate::cli::{Failure, RunArgs, ScriptArgs};
 use crate::sink::Format;
+// Moved next to their users; the old paths stay.
+#[allow(unused_imports)]
+pub(crate) use crate::run::{resolve_program, split_command};
+#[allow(unused_imports)]
+pub(crate) use crate::tracefs::format_field_decls;
 
 /// What `bpftrace ARGS` asks for.
 #[derive(Debug, PartialEq)]
@@ -316,35 +321,6 @@ pub(crate) fn search_pattern_problem(pattern: &str) -> Option<String> {
     ))
 }
 
-/// Split `-c`'s command as bpftrace 0.17 does: on single spaces, no quoting (two spaces
-/// make an empty argument), the first word being the program.
-pub(crate) fn split_command(cmd: &str) -> Vec<String> {
-    cmd.split(' ').map(str::to_string).collect()
-}
-
-/// The program `-c` names: a path (with a `/`) as is, else searched in `$PATH`.
-pub(crate) fn resolve_program(name: &str, path_var: Option<&str>) -> Result<PathBuf, String> {
-    let executable = |p: &Path| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    let not_found = || format!("path '{name}' does not exist or is not executable");
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        return if executable(&p) {
-            Ok(p)
-        } else {
-            Err(not_found())
-        };
-    }
-    let dirs = path_var.unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    dirs.split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(name))
-        .find(|p| executable(p))
-        .ok_or_else(not_found)
-}
-
 /// `--include FILE`: found as a path, in a `-I` directory or in the system include
 /// directories (else bpftrace's clang fails with this line).
 pub(crate) fn include_problem(file: &str, dirs: &[String]) -> Option<String> {
@@ -360,22 +336,6 @@ pub(crate) fn include_problem(file: &str, dirs: &[String]) -> Option<String> {
             .chain(system)
             .any(|d| Path::new(d).join(file).is_file());
     (!found).then(|| format!("fatal error: '{file}' file not found"))
-}
-
-/// A tracepoint's fields as `-lv` prints them: each `field:` declaration of the format
-/// file, without the `common_` fields and the `;` (`const char * filename`).
-pub(crate) fn format_field_decls(format: &str) -> Vec<String> {
-    format
-        .lines()
-        .filter_map(|l| l.trim_start().strip_prefix("field:"))
-        .filter_map(|l| l.split(';').next())
-        .map(str::trim)
-        .filter(|decl| {
-            let name = decl.rsplit([' ', '*']).next().unwrap_or("");
-            !name.starts_with("common_")
-        })
-        .map(str::to_string)
-        .collect()
 }
 
 /// The files a program's `#include <FILE>` / `#include "FILE"` lines name.

@@ -8,7 +8,6 @@ use crate::cli::{Failure, ScriptArgs};
 use crate::compile::codegen::{self, CodegenOptions};
 use crate::compile::node_facts::NodeFacts;
 use crate::compile::verifier::{self, ProgramFacts};
-use crate::run::substitute_container_pid;
 use crate::runtime::{self, Session};
 use crate::tracefs::{self, Tracefs};
 use crate::{compile, scope};
@@ -219,7 +218,7 @@ pub(crate) fn list_bpftrace(
             .and_then(|r| r.split_once(':'))
         {
             if let Some(format) = env.read_format(cat, event) {
-                for field in crate::bpftrace_cli::format_field_decls(&format) {
+                for field in tracefs::format_field_decls(&format) {
                     out.push_str(&format!("    {field}\n"));
                 }
             }
@@ -274,4 +273,18 @@ fn process_probes(pid: u32, pattern: Option<String>) -> Result<Vec<String>, Fail
         );
     }
     Ok(names)
+}
+
+/// kubectl-trace (Go) scripts use `$container_pid`: the target container's main process.
+pub(crate) fn substitute_container_pid(src: &str, pid: Option<u32>) -> Result<String, Failure> {
+    if !src.contains("$container_pid") {
+        return Ok(src.to_string());
+    }
+    let pid = pid.ok_or_else(|| {
+        Failure(
+            "error: $container_pid needs a pod target (--pod-uid)".into(),
+            2,
+        )
+    })?;
+    Ok(src.replace("$container_pid", &pid.to_string()))
 }

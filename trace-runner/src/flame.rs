@@ -26,7 +26,6 @@ use trace_lang::types::{MapValue, StackMode, Type};
 
 use crate::abi::UserMap;
 use crate::output::{EntryValue, MapDump, Val};
-use crate::runtime::{maps, Session};
 use crate::sink::Sink;
 
 /// Where a frame comes from (it picks the colour).
@@ -164,15 +163,15 @@ pub fn fold_map(map: &UserMap, dump: &MapDump) -> Option<Folded> {
     })
 }
 
-/// Every map of the session, folded or not, in name order.
-fn read_all(session: &Session) -> (Vec<Folded>, Vec<MapDump>) {
-    let mut read: Vec<(usize, MapDump)> = (0..session.compiled.user_maps.len())
-        .filter_map(|i| maps::read_map(session, i).map(|d| (i, d)))
-        .collect();
+/// Every map read (`(index into user_maps, contents)`), folded or not, in name order.
+fn read_all(user_maps: &[UserMap], mut read: Vec<(usize, MapDump)>) -> (Vec<Folded>, Vec<MapDump>) {
     read.sort_by(|a, b| a.1.name.cmp(&b.1.name));
     let (mut folded, mut other) = (Vec::new(), Vec::new());
     for (i, dump) in read {
-        match fold_map(&session.compiled.user_maps[i], &dump) {
+        let Some(map) = user_maps.get(i) else {
+            continue;
+        };
+        match fold_map(map, &dump) {
             Some(f) => folded.push(f),
             None => other.push(dump),
         }
@@ -212,8 +211,8 @@ pub fn folded_text(maps: &[Folded]) -> String {
 }
 
 /// `--format folded` at exit: folded maps on stdout, the others as text on stderr.
-pub fn print_maps_folded(session: &Session, sink: &mut Sink) {
-    let (folded, other) = read_all(session);
+pub fn print_maps_folded(user_maps: &[UserMap], read: Vec<(usize, MapDump)>, sink: &mut Sink) {
+    let (folded, other) = read_all(user_maps, read);
     if !other.is_empty() {
         let mut buf = Vec::new();
         let _ = crate::output::write_exit_maps_text(&mut buf, &other);
@@ -222,10 +221,15 @@ pub fn print_maps_folded(session: &Session, sink: &mut Sink) {
     sink.raw(folded_text(&folded).as_bytes());
 }
 
-/// `--flamegraph FILE.svg`: write the flame graph of the session's stack maps; returns
-/// the number of samples drawn.
-pub fn write_flamegraph(session: &Session, path: &Path, title: &str) -> std::io::Result<u64> {
-    let (folded, _) = read_all(session);
+/// `--flamegraph FILE.svg`: write the flame graph of the stack maps among the maps read
+/// (`(index into user_maps, contents)`); returns the number of samples drawn.
+pub fn write_flamegraph(
+    user_maps: &[UserMap],
+    read: Vec<(usize, MapDump)>,
+    path: &Path,
+    title: &str,
+) -> std::io::Result<u64> {
+    let (folded, _) = read_all(user_maps, read);
     let with_stacks: Vec<Folded> = folded.iter().filter(|m| m.has_stacks).cloned().collect();
     let chosen = if with_stacks.is_empty() {
         folded

@@ -2,7 +2,12 @@
 //! (or hands a compiled object to [`crate::runtime::object`]), sets up persisted output,
 //! then loads, attaches, streams events until the end and prints the maps.
 
+use std::path::{Path, PathBuf};
+
 use crate::cli::{Failure, RunArgs};
+// `substitute_container_pid` lives in commands (the compile step); the old path stays.
+#[allow(unused_imports)]
+pub(crate) use crate::commands::substitute_container_pid;
 use crate::commands::{base_options, compile_source, load_failure};
 use crate::compile::codegen;
 use crate::compile::verifier::ProgramFacts;
@@ -116,20 +121,6 @@ fn resolve_pod(
         }
     }
     Err(last)
-}
-
-/// kubectl-trace (Go) scripts use `$container_pid`: the target container's main process.
-pub(crate) fn substitute_container_pid(src: &str, pid: Option<u32>) -> Result<String, Failure> {
-    if !src.contains("$container_pid") {
-        return Ok(src.to_string());
-    }
-    let pid = pid.ok_or_else(|| {
-        Failure(
-            "error: $container_pid needs a pod target (--pod-uid)".into(),
-            2,
-        )
-    })?;
-    Ok(src.replace("$container_pid", &pid.to_string()))
 }
 
 /// Arguments that are wrong whatever the script: `--pid` 0 or of no process (under
@@ -378,8 +369,13 @@ fn trace(
             "Flame Graph: {}",
             what.chars().take(100).collect::<String>()
         );
-        let n = flame::write_flamegraph(&session, path, &title)
-            .map_err(|e| Failure(format!("error: cannot write {}: {e}", path.display()), 1))?;
+        let n = flame::write_flamegraph(
+            &session.compiled.user_maps,
+            runtime::read_all_maps(&session),
+            path,
+            &title,
+        )
+        .map_err(|e| Failure(format!("error: cannot write {}: {e}", path.display()), 1))?;
         eprintln!("flame graph of {n} samples written to {}", path.display());
     }
     let lost = session.lost_events();
@@ -433,11 +429,10 @@ struct HeldChild {
 impl HeldChild {
     fn spawn(cmd: &str) -> Result<HeldChild, Failure> {
         use std::ffi::CString;
-        let words = crate::bpftrace_cli::split_command(cmd);
+        let words = split_command(cmd);
         let fail = |m: String| Failure(format!("error: cannot start the command of -c: {m}"), 1);
         let program =
-            crate::bpftrace_cli::resolve_program(&words[0], std::env::var("PATH").ok().as_deref())
-                .map_err(fail)?;
+            resolve_program(&words[0], std::env::var("PATH").ok().as_deref()).map_err(fail)?;
         let path = CString::new(program.as_os_str().as_encoded_bytes())
             .map_err(|_| fail("a NUL byte in the command".into()))?;
         let argv: Vec<CString> = words
@@ -542,4 +537,33 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+/// Split `-c`'s command as bpftrace 0.17 does: on single spaces, no quoting (two spaces
+/// make an empty argument), the first word being the program.
+pub(crate) fn split_command(cmd: &str) -> Vec<String> {
+    cmd.split(' ').map(str::to_string).collect()
+}
+
+/// The program `-c` names: a path (with a `/`) as is, else searched in `$PATH`.
+pub(crate) fn resolve_program(name: &str, path_var: Option<&str>) -> Result<PathBuf, String> {
+    let executable = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let not_found = || format!("path '{name}' does not exist or is not executable");
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return if executable(&p) {
+            Ok(p)
+        } else {
+            Err(not_found())
+        };
+    }
+    let dirs = path_var.unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    dirs.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| executable(p))
+        .ok_or_else(not_found)
 }

@@ -8,27 +8,36 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
 
 use trace_lang::types::StackMode;
 
 use crate::abi::STACK_MAX_FRAMES;
-use crate::runtime::bpf_sys;
+
+/// Looks a key up in a map: `(fd, key, value buffer) -> found?` (the loader's syscall).
+pub type MapLookup = fn(i32, &[u8], &mut [u8]) -> std::io::Result<bool>;
 
 static STACK_MAP_FD: AtomicI32 = AtomicI32::new(-1);
+static LOOKUP: OnceLock<MapLookup> = OnceLock::new();
 
-/// Called by the loader with the fd of the script's stack-trace map.
-pub fn register_map(fd: i32) {
+/// Called by the loader with the fd of the script's stack-trace map and the function
+/// that reads a map element.
+pub fn register_map(fd: i32, lookup: MapLookup) {
+    let _ = LOOKUP.set(lookup);
     STACK_MAP_FD.store(fd, Ordering::SeqCst);
 }
 
 /// The addresses of stack `id`, innermost first.
 fn addresses(id: i64) -> Vec<u64> {
     let fd = STACK_MAP_FD.load(Ordering::SeqCst);
+    let Some(lookup) = LOOKUP.get() else {
+        return Vec::new();
+    };
     if id < 0 || fd < 0 {
         return Vec::new();
     }
     let mut buf = vec![0u8; 8 * STACK_MAX_FRAMES];
-    match bpf_sys::lookup(fd, &(id as u32).to_ne_bytes(), &mut buf) {
+    match lookup(fd, &(id as u32).to_ne_bytes(), &mut buf) {
         Ok(true) => buf
             .chunks(8)
             .map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))

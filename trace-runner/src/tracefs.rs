@@ -12,6 +12,8 @@ use trace_lang::types::Type;
 use trace_lang::ProbeEnv;
 
 use crate::runtime::kfuncs::Expansion;
+// Kprobe matching lives with the function list; the old paths stay.
+pub use crate::runtime::kfuncs::{glob_match, skip_warning};
 
 const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
@@ -223,40 +225,6 @@ impl ProbeEnv for Tracefs {
     }
 }
 
-/// The warning for a kprobe attach point skipped (a wildcard matching no traceable
-/// function, or a function the kernel would not probe), worded as bpftrace 0.17 words it.
-pub fn skip_warning(ret: bool, module: Option<&str>, func: &str) -> String {
-    let kind = if ret { "kretprobe" } else { "kprobe" };
-    match module {
-        Some(m) => format!("WARNING: could not attach probe {kind}:{m}:{func}, skipping."),
-        None => format!("WARNING: could not attach probe {kind}:{func}, skipping."),
-    }
-}
-
-/// Shell-style match with `*` only.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let mut rest = text;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else {
-                return false;
-            };
-            rest = r;
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else if let Some(pos) = rest.find(part) {
-            rest = &rest[pos + part.len()..];
-        } else {
-            return false;
-        }
-    }
-    true
-}
-
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
@@ -270,6 +238,22 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// A tracepoint's fields as `-lv` prints them: each `field:` declaration of the format
+/// file, without the `common_` fields and the `;` (`const char * filename`).
+pub(crate) fn format_field_decls(format: &str) -> Vec<String> {
+    format
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("field:"))
+        .filter_map(|l| l.split(';').next())
+        .map(str::trim)
+        .filter(|decl| {
+            let name = decl.rsplit([' ', '*']).next().unwrap_or("");
+            !name.starts_with("common_")
+        })
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]

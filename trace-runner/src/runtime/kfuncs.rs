@@ -7,8 +7,6 @@
 
 use std::sync::OnceLock;
 
-use crate::tracefs::glob_match;
-
 /// Functions whose kretprobe can lock up the machine: bpftrace refuses them.
 pub const BANNED_KRETPROBES: &[&str] = &[
     "_raw_spin_lock",
@@ -155,6 +153,40 @@ pub fn split_probe_name(probe_name: &str) -> (Option<&str>, &str) {
         (Some(func), None) => (None, func),
         _ => (None, probe_name),
     }
+}
+
+/// The warning for a kprobe attach point skipped (a wildcard matching no traceable
+/// function, or a function the kernel would not probe), worded as bpftrace 0.17 words it.
+pub fn skip_warning(ret: bool, module: Option<&str>, func: &str) -> String {
+    let kind = if ret { "kretprobe" } else { "kprobe" };
+    match module {
+        Some(m) => format!("WARNING: could not attach probe {kind}:{m}:{func}, skipping."),
+        None => format!("WARNING: could not attach probe {kind}:{func}, skipping."),
+    }
+}
+
+/// Shell-style match with `*` only.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let mut rest = text;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else if let Some(pos) = rest.find(part) {
+            rest = &rest[pos + part.len()..];
+        } else {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]

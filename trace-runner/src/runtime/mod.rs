@@ -331,7 +331,7 @@ impl Session {
             map_fds.push(data.fd().as_fd().as_raw_fd());
         }
         if let Some(i) = compiled.stack_map {
-            crate::stacks::register_map(map_fds[i]);
+            crate::stacks::register_map(map_fds[i], bpf_sys::lookup);
         }
         let ring_map = ebpf
             .take_map("events")
@@ -491,7 +491,7 @@ impl Session {
                         match r {
                             Ok(fd) => self.kprobe_links.push(fd),
                             Err(e) => {
-                                eprintln!("{}", crate::tracefs::skip_warning(*ret, None, func));
+                                eprintln!("{}", kfuncs::skip_warning(*ret, None, func));
                                 if std::env::var_os("TRACE_RUNNER_DEBUG").is_some() {
                                     eprintln!("{kind}:{func}: perf_event_open: {e}");
                                 }
@@ -807,10 +807,21 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
     None
 }
 
+/// Every script map that can be read, with its index into `user_maps`.
+pub fn read_all_maps(session: &Session) -> Vec<(usize, crate::output::MapDump)> {
+    (0..session.compiled.user_maps.len())
+        .filter_map(|i| maps::read_map(session, i).map(|d| (i, d)))
+        .collect()
+}
+
 /// Print every map in name order (what bpftrace does at exit).
 pub fn print_all_maps(session: &Session, sink: &mut Sink) {
     if sink.format() == crate::sink::Format::Folded {
-        return crate::flame::print_maps_folded(session, sink);
+        return crate::flame::print_maps_folded(
+            &session.compiled.user_maps,
+            read_all_maps(session),
+            sink,
+        );
     }
     let mut dumps: Vec<_> = (0..session.compiled.user_maps.len())
         .filter_map(|i| maps::read_map(session, i))
