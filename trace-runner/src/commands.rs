@@ -27,7 +27,7 @@ pub(crate) fn compile_source(
     // Front end and code generation on one thread with the compiler's stack: both recurse
     // over the tree as deeply as it nests.
     trace_lang::with_stack(|| {
-        let mut program = trace_lang::parser::parse(src)?;
+        let mut program = trace_lang::parser::parse_with_params(src, params)?;
         let analysis = trace_lang::sema::analyse(&mut program, env)?;
         codegen::generate(&program, &analysis, env, &opts)
     })

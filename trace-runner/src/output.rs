@@ -540,20 +540,11 @@ fn tuple_elem_type(ty: Option<&Type>, i: usize) -> Option<&Type> {
 /// bpftrace's `value_to_str` for text output.
 fn val_text(v: &Val, ty: Option<&Type>, div: u32) -> String {
     match v {
-        Val::Int(i) => {
-            if matches!(ty, Some(Type::Ptr { .. })) {
-                format!("0x{:x}", *i as u64)
-            } else {
-                i.wrapping_div(i64::from(div)).to_string()
-            }
-        }
-        Val::Uint(u) => {
-            if matches!(ty, Some(Type::Ptr { .. })) {
-                format!("0x{:x}", u)
-            } else {
-                (u / u64::from(div)).to_string()
-            }
-        }
+        Val::Int(i) => i.wrapping_div(i64::from(div)).to_string(),
+        // bpftrace 0.17 prints a pointer held as a value (not a key) as a signed
+        // decimal: `@p = curtask` shows `@p: -131386560675840`.
+        Val::Uint(u) if matches!(ty, Some(Type::Ptr { .. })) => (*u as i64).to_string(),
+        Val::Uint(u) => (u / u64::from(div)).to_string(),
         Val::Str(s) | Val::Sym(s) => String::from_utf8_lossy(until_nul(s.as_bytes())).into_owned(),
         Val::Tuple(items) => {
             let parts: Vec<String> = items

@@ -946,7 +946,12 @@ impl ProgGen<'_> {
                 }
                 let key = self.build_key(map, None)?;
                 self.map_read_int(info.kernel_map, key)?;
-                self.binary_with_rhs(*op, value, true)?;
+                let scale = match &info.value {
+                    MapValue::Value(t) => self.pointer_step(t, *op, s.span)?,
+                    _ => 1,
+                };
+                let signed = scale == 1 && is_signed(&value.ty);
+                self.binary_with_rhs_scaled(*op, value, signed, scale)?;
                 let val = self.alloc(8, s.span)?;
                 self.asm.store(Size::DW, FP, val, R0);
                 self.map_update(info.kernel_map, key, val, 0);
@@ -966,11 +971,13 @@ impl ProgGen<'_> {
                 self.gen_into(value, off)
             }
             StmtKind::VarCompound { name, op, value } => {
-                let (off, _) = self.vars.get(name).cloned().ok_or_else(|| {
+                let (off, ty) = self.vars.get(name).cloned().ok_or_else(|| {
                     err(s.span, format!("Undefined or undeclared variable: ${name}"))
                 })?;
                 self.asm.load(Size::DW, R0, FP, off);
-                self.binary_with_rhs(*op, value, true)?;
+                let scale = self.pointer_step(&ty, *op, s.span)?;
+                let signed = scale == 1 && is_signed(&value.ty);
+                self.binary_with_rhs_scaled(*op, value, signed, scale)?;
                 self.asm.store(Size::DW, FP, off, R0);
                 Ok(())
             }
@@ -1883,8 +1890,23 @@ impl ProgGen<'_> {
                 let mark = self.stack;
                 self.gen_int(lhs)?;
                 let signed = is_signed(&lhs.ty) && is_signed(&rhs.ty);
-                self.binary_with_rhs_signed(*op, rhs, signed)?;
+                // Pointer arithmetic counts in elements: `p + n` adds n * sizeof(*p).
+                let rhs_scale = if rhs.ty.is_int() {
+                    self.pointer_step(&lhs.ty, *op, e.span)?
+                } else {
+                    1
+                };
+                if lhs.ty.is_int() && *op == BinOp::Add {
+                    let lhs_scale = self.pointer_step(&rhs.ty, *op, e.span)?;
+                    if lhs_scale != 1 {
+                        self.asm.alu_imm(Alu::Mul, R0, lhs_scale as i32);
+                    }
+                }
+                self.binary_with_rhs_scaled(*op, rhs, signed, rhs_scale)?;
                 self.stack = mark;
+            }
+            ExprKind::IncDec { target, inc, post } => {
+                self.gen_inc_dec(target, *inc, *post, e.span)?;
             }
             ExprKind::Ternary { cond, then, els } => {
                 let else_label = self.asm.new_label();
@@ -2009,16 +2031,81 @@ impl ProgGen<'_> {
         Ok(())
     }
 
-    /// With the left operand in r0, evaluate `rhs` and apply `op`; result in r0.
-    fn binary_with_rhs(&mut self, op: BinOp, rhs: &Expr, signed: bool) -> Result<(), Diagnostic> {
-        self.binary_with_rhs_signed(op, rhs, signed && is_signed(&rhs.ty))
+    /// What one unit added to (or taken from) a value of type `t` adds: the size of the
+    /// pointee for a pointer and `+`/`-`, else 1.
+    fn pointer_step(&self, t: &Type, op: BinOp, span: Span) -> Result<i64, Diagnostic> {
+        match t {
+            Type::Ptr { to, .. } if matches!(op, BinOp::Add | BinOp::Sub) => {
+                let size = match to.as_ref() {
+                    Type::None => 1,
+                    t => Self::memory_size(t, span)?.max(1),
+                };
+                i64::try_from(size)
+                    .ok()
+                    .filter(|n| *n <= i64::from(i32::MAX))
+                    .ok_or_else(|| {
+                        err(
+                            span,
+                            "pointer arithmetic on a type this large is not supported",
+                        )
+                    })
+            }
+            _ => Ok(1),
+        }
     }
 
-    fn binary_with_rhs_signed(
+    /// `x++`, `++x`, `x--`, `--x` on a variable or map: r0 = the old value (post) or the
+    /// new one.
+    fn gen_inc_dec(
+        &mut self,
+        target: &Expr,
+        inc: bool,
+        post: bool,
+        span: Span,
+    ) -> Result<(), Diagnostic> {
+        let op = if inc { BinOp::Add } else { BinOp::Sub };
+        let step = self.pointer_step(&target.ty, op, span)? as i32;
+        let delta = if inc { step } else { -step };
+        let old = self.alloc(8, span)?;
+        let new = self.alloc(8, span)?;
+        match &target.kind {
+            ExprKind::Var(name) => {
+                let (off, _) = self.vars.get(name).cloned().ok_or_else(|| {
+                    err(span, format!("Undefined or undeclared variable: ${name}"))
+                })?;
+                self.asm.load(Size::DW, R0, FP, off);
+                self.asm.store(Size::DW, FP, old, R0);
+                self.asm.alu_imm(Alu::Add, R0, delta);
+                self.asm.store(Size::DW, FP, off, R0);
+                self.asm.store(Size::DW, FP, new, R0);
+            }
+            ExprKind::Map(map) => {
+                let info = self.user_map(map)?;
+                if !matches!(info.value, MapValue::Value(_)) {
+                    return Err(err(span, "++ and -- need a map of plain values"));
+                }
+                let key = self.build_key(map, None)?;
+                self.map_read_int(info.kernel_map, key)?;
+                self.asm.store(Size::DW, FP, old, R0);
+                self.asm.alu_imm(Alu::Add, R0, delta);
+                self.asm.store(Size::DW, FP, new, R0);
+                self.map_update(info.kernel_map, key, new, 0);
+            }
+            _ => return Err(err(span, "++ and -- apply to a variable or a map")),
+        }
+        self.asm
+            .load(Size::DW, R0, FP, if post { old } else { new });
+        Ok(())
+    }
+
+    /// With the left operand in r0, evaluate `rhs`, multiply it by `scale` (pointer
+    /// arithmetic) and apply `op`; result in r0.
+    fn binary_with_rhs_scaled(
         &mut self,
         op: BinOp,
         rhs: &Expr,
         signed: bool,
+        scale: i64,
     ) -> Result<(), Diagnostic> {
         if matches!(op, BinOp::And | BinOp::Or) {
             let a = &mut self.asm;
@@ -2048,6 +2135,9 @@ impl ProgGen<'_> {
         let lhs = self.alloc(8, rhs.span)?;
         self.asm.store(Size::DW, FP, lhs, R0);
         self.gen_int(rhs)?;
+        if scale != 1 {
+            self.asm.alu_imm(Alu::Mul, R0, scale as i32);
+        }
         self.asm.mov(R2, R0);
         self.asm.load(Size::DW, R1, FP, lhs);
         let a = &mut self.asm;
@@ -2126,11 +2216,7 @@ fn is_signed(ty: &Type) -> bool {
     matches!(ty, Type::Int { signed: true, .. })
 }
 
+/// A positional parameter's integer value: decimal, `0x` hex or `0` octal, as bpftrace.
 fn parse_int(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Some(hex) = s.strip_prefix("0x") {
-        i64::from_str_radix(hex, 16).ok()
-    } else {
-        s.parse().ok()
-    }
+    trace_lang::parser::parse_int_text(s)
 }
