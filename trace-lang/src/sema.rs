@@ -642,6 +642,7 @@ fn is_void_fn(name: &str) -> bool {
             | "cat"
             | "signal"
             | "join"
+            | "debugf"
     )
 }
 
@@ -649,8 +650,7 @@ fn is_void_fn(name: &str) -> bool {
 fn is_unsupported_fn(name: &str) -> bool {
     matches!(
         name,
-        "reg"
-            | "path"
+        "path"
             | "override"
             | "skboutput"
             | "unwatch"
@@ -658,11 +658,9 @@ fn is_unsupported_fn(name: &str) -> bool {
             | "printf_"
             | "offsetof"
             | "len"
-            | "strcontains"
             | "pton"
             | "percpu_kaddr"
             | "errorf"
-            | "debugf"
     )
 }
 
@@ -738,6 +736,8 @@ fn is_opaque(t: &Type) -> bool {
             | Type::Buf(_)
             | Type::Timestamp
             | Type::CgroupPath
+            | Type::Username
+            | Type::Strerror
     )
 }
 
@@ -1242,6 +1242,16 @@ impl Analyser<'_> {
                     }
                 }
             }
+            ExprKind::Call { name, args }
+                if name == "strcontains"
+                    && args.len() == 2
+                    && args.iter().all(|a| literal_str(a).is_some()) =>
+            {
+                let (hay, needle) = (literal_str(&args[0]), literal_str(&args[1]));
+                let found = hay.zip(needle).is_some_and(|(h, n)| h.contains(n));
+                e.kind = ExprKind::Int(i64::from(found));
+                Type::I64
+            }
             ExprKind::Call { .. } => self.call(e, cx),
             ExprKind::Unary { op, expr } => {
                 let op = *op;
@@ -1686,10 +1696,7 @@ impl Analyser<'_> {
                 }
                 Type::Ctx
             }
-            "username" => {
-                self.error(span, "The username builtin is not supported yet");
-                Type::None
-            }
+            "username" => Type::Username,
             "usermode" => Type::U64,
             _ if name.starts_with("arg") || name.starts_with("sarg") => {
                 if let Some(k) = cx.first_not_in(&[Kprobe, Kretprobe, Uprobe, Uretprobe]) {
@@ -1869,6 +1876,8 @@ impl Analyser<'_> {
                                 | Type::Buf(_)
                                 | Type::Timestamp
                                 | Type::CgroupPath
+                                | Type::Username
+                                | Type::Strerror
                         )
                 }
             };
@@ -2127,7 +2136,7 @@ impl Analyser<'_> {
             return Type::None;
         }
         match name.as_str() {
-            "printf" | "system" | "cat" => {
+            "printf" | "system" | "cat" | "debugf" => {
                 if value_args_ok(self) {
                     self.check_format(&name, args, &types, span);
                 }
@@ -2196,10 +2205,42 @@ impl Analyser<'_> {
                 Type::U64
             }
             "kaddr" => {
-                if self.nargs(&name, n, 1, 1, span) {
+                // A literal, or `str($N)`: a positional parameter's text.
+                let positional = matches!(&args.first().map(|a| &a.kind),
+                    Some(ExprKind::Call { name, args: inner })
+                        if name == "str" && matches!(inner.first().map(|a| &a.kind), Some(ExprKind::Positional(_))));
+                if self.nargs(&name, n, 1, 1, span) && !positional {
                     str_literal_arg(self, 0);
                 }
                 Type::U64
+            }
+            "reg" => {
+                if self.nargs(&name, n, 1, 1, span) && str_literal_arg(self, 0) {
+                    if let Some(k) = cx.first_not_in(&[
+                        ProbeKind::Kprobe,
+                        ProbeKind::Kretprobe,
+                        ProbeKind::Uprobe,
+                        ProbeKind::Uretprobe,
+                    ]) {
+                        let msg = format!(
+                            "reg can only be used with kprobes and uprobes ({} used here)",
+                            kind_name(k)
+                        );
+                        self.error(span, msg);
+                    }
+                }
+                Type::U64
+            }
+            "strcontains" => {
+                // Two literals were folded to a constant before; other strings need a
+                // search loop in the kernel, which is not written yet.
+                if self.nargs(&name, n, 2, 2, span) {
+                    self.error(
+                        span,
+                        "strcontains() is supported on string literals only for now",
+                    );
+                }
+                Type::I64
             }
             "uaddr" => {
                 if self.nargs(&name, n, 1, 1, span) {
@@ -2352,6 +2393,12 @@ impl Analyser<'_> {
                     int_arg(self, 0);
                 }
                 Type::CgroupPath
+            }
+            "strerror" => {
+                if self.nargs(&name, n, 1, 1, span) && value_args_ok(self) {
+                    int_arg(self, 0);
+                }
+                Type::Strerror
             }
             "join" => {
                 if self.nargs(&name, n, 1, 2, span) && value_args_ok(self) {

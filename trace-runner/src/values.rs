@@ -22,6 +22,8 @@ pub fn handles(ty: &Type) -> bool {
             | Type::Buf(_)
             | Type::Timestamp
             | Type::CgroupPath
+            | Type::Username
+            | Type::Strerror
             | Type::Usym
             | Type::Stack { .. }
     )
@@ -50,6 +52,8 @@ pub fn decode(ty: &Type, b: &[u8], compiled: &Compiled, key: bool) -> Val {
             Val::Str(strftime_boot_ns(&fmt, u64_at(b, 8)))
         }
         Type::CgroupPath => Val::Str(cgroup_path(u64_at(b, 0))),
+        Type::Username => Val::Str(username(u64_at(b, 0) as u32)),
+        Type::Strerror => Val::Str(strerror(u64_at(b, 0) as i32)),
         Type::Usym => {
             let (addr, pid) = (u64_at(b, 0), u64_at(b, 8) as u32);
             Val::Sym(crate::stacks::user_function(pid, addr))
@@ -67,6 +71,31 @@ pub fn decode(ty: &Type, b: &[u8], compiled: &Compiled, key: bool) -> Val {
         }
         _ => Val::Uint(u64_at(b, 0)),
     }
+}
+
+/// `username`: the name of a uid in this system's user database, or the number when it
+/// has none (as bpftrace prints it).
+fn username(uid: u32) -> String {
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` outlives the use of `pw`.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() || pw.pw_name.is_null() {
+        return uid.to_string();
+    }
+    // SAFETY: getpwuid_r succeeded, so pw_name is a NUL-terminated string in `buf`.
+    unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `strerror(n)`: the C library's message for an errno value.
+pub fn strerror(n: i32) -> String {
+    // SAFETY: strerror returns a valid NUL-terminated string for any value.
+    unsafe { std::ffi::CStr::from_ptr(libc::strerror(n)) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// `ntop()`: dotted quad for AF_INET, RFC 5952 text for AF_INET6.

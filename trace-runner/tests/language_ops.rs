@@ -86,3 +86,74 @@ fn positional_parameters_in_attach_points() {
     );
     assert_eq!(out, "Attaching 2 probes...\nbegin\ntick\n\n\n");
 }
+
+#[test]
+fn builtins_rand_numaid_username_and_strerror() {
+    if !require_bpf() {
+        return;
+    }
+    // Before: "the builtin 'rand' is not supported yet", "The username builtin is not
+    // supported yet", "Unknown function: strerror".
+    let name = {
+        let out = Command::new("id").arg("-un").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let out = run(
+        r#"BEGIN { $r = rand; printf("%d %d %s\n", $r >= 0, numaid >= 0, username);
+           print(strerror(EPERM)); printf("%s\n", strerror(ENOENT)); @u = username; exit(); }"#,
+        &[],
+    );
+    assert_eq!(
+        out,
+        format!(
+            "Attaching 1 probe...\n1 1 {name}\nOperation not permitted\nNo such file or directory\n\n\n@u: {name}\n"
+        )
+    );
+}
+
+#[test]
+fn string_functions_on_literals_and_positional_text() {
+    if !require_bpf() {
+        return;
+    }
+    // strcontains() of literals is folded; `str($1 + 1)` of a text parameter skips a
+    // byte; `kaddr(str($2))` resolves the parameter's symbol.
+    let out = run(
+        r#"BEGIN { if (strcontains("abc", "b")) { printf("yes\n"); }
+           if (strcontains("abc", "x")) { printf("no\n"); }
+           printf("%s\n", str($1 + 1)); @k = kaddr(str($2)) != 0; exit(); }"#,
+        &["hello", "vfs_read"],
+    );
+    assert_eq!(out, "Attaching 1 probe...\nyes\nello\n\n\n@k: 1\n");
+}
+
+#[test]
+fn kaddr_of_an_unknown_symbol_is_an_error() {
+    // As bpftrace: a located error, not a read through address 0.
+    let out = Command::new(runner())
+        .args(["check", "-e", r#"BEGIN { print(kaddr("asdfzzzzzzz")) }"#])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("stdin:1:15: error: Failed to resolve kernel symbol: asdfzzzzzzz"),
+        "{err}"
+    );
+}
+
+#[test]
+fn debugf_writes_to_the_trace_pipe() {
+    if !require_bpf() {
+        return;
+    }
+    // A marker of this run, so lines of other runs do not count.
+    let marker = format!("ktdebugf{}", std::process::id());
+    let script = format!(r#"BEGIN {{ debugf("{marker} %s %d %x", "a", 1, 16); exit(); }}"#);
+    run(&script, &[]);
+    let trace = std::fs::read_to_string("/sys/kernel/tracing/trace").unwrap();
+    assert!(
+        trace.contains(&format!("bpf_trace_printk: {marker} a 1 10")),
+        "no debugf line in the trace buffer"
+    );
+}

@@ -595,6 +595,16 @@ fn section_name(a: &Attach, name: &str) -> String {
 const PT_REGS_ARGS: [i16; 6] = [112, 104, 96, 88, 72, 64];
 const PT_REGS_RAX: i16 = 80;
 const PT_REGS_IP: i16 = 128;
+const PT_REGS_SP: i16 = 152;
+
+/// The offset in x86-64's `struct pt_regs` of a register as `reg("name")` names it.
+fn pt_regs_offset(name: &str) -> Option<i16> {
+    const NAMES: [&str; 21] = [
+        "r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si",
+        "di", "orig_ax", "ip", "cs", "flags", "sp", "ss",
+    ];
+    NAMES.iter().position(|n| *n == name).map(|i| 8 * i as i16)
+}
 
 /// Per-program generator state.
 struct ProgGen<'a> {
@@ -1356,6 +1366,7 @@ impl ProgGen<'_> {
             )),
             "system" => self.printf(e, args, PrintfAction::System),
             "join" => self.gen_join(e, args),
+            "debugf" => self.gen_debugf(e, args),
             "signal" => self.gen_signal(e, args),
             "exit" => {
                 self.simple_event(EventKind::Exit, 0, e.span)?;
@@ -1577,6 +1588,16 @@ impl ProgGen<'_> {
                 if p.ty.is_str() {
                     return self.gen_into_sized(p, off, &e.ty);
                 }
+                if let Some(text) = self.positional_text_offset(p) {
+                    // `str($1 + 2)` of a parameter that is not a number: its text from
+                    // the third byte on (the parameter is a string literal, as in bpftrace).
+                    let literal = Expr {
+                        kind: ExprKind::Str(text),
+                        span: p.span,
+                        ty: e.ty.clone(),
+                    };
+                    return self.gen_into(&literal, off);
+                }
                 if let ExprKind::Positional(i) = p.kind {
                     // `str($1)`: the positional parameter's text, as bpftrace does.
                     let text = self
@@ -1739,6 +1760,8 @@ impl ProgGen<'_> {
                 None => return Err(err(span, "cpid cannot be used without child command (-c)")),
             },
             "cpu" => a.call(helper::GET_SMP_PROCESSOR_ID),
+            "rand" => a.call(helper::GET_PRANDOM_U32),
+            "numaid" => a.call(helper::GET_NUMA_NODE_ID),
             "cgroup" => a.call(helper::GET_CURRENT_CGROUP_ID),
             "curtask" => a.call(helper::GET_CURRENT_TASK),
             "probe" => match &self.syscall {
@@ -1787,6 +1810,21 @@ impl ProgGen<'_> {
                 ProbeKind::Uprobe => a.load(Size::DW, R0, R6, PT_REGS_IP),
                 _ => return Err(err(span, "func is only available in kprobes and uprobes")),
             },
+            _ if name.starts_with("sarg") => {
+                // Arguments passed on the stack (x86-64): sargN is the 8 bytes at
+                // sp + 8 * (N + 1), above the return address.
+                let n: i32 = name[4..]
+                    .parse()
+                    .map_err(|_| err(span, format!("unknown builtin {name}")))?;
+                let user = match self.kind {
+                    ProbeKind::Uprobe | ProbeKind::Uretprobe => true,
+                    ProbeKind::Kprobe | ProbeKind::Kretprobe => false,
+                    _ => return Err(err(span, format!("{name} is not available in this probe"))),
+                };
+                a.load(Size::DW, R0, R6, PT_REGS_SP);
+                a.alu_imm(Alu::Add, R0, 8 * (n + 1));
+                self.probe_read_int(8, false, user, span)?;
+            }
             _ if name.starts_with("arg") => {
                 let n: usize = name[3..]
                     .parse()
@@ -2015,7 +2053,19 @@ impl ProgGen<'_> {
                     self.asm.bswap(R0, i32::from(bytes) * 8);
                 }
             }
-            "ksym" | "usym" | "uaddr" => {
+            "reg" => {
+                let Some(Expr {
+                    kind: ExprKind::Str(reg),
+                    ..
+                }) = args.first()
+                else {
+                    return Err(err(e.span, "reg() takes a register name"));
+                };
+                let off = pt_regs_offset(reg)
+                    .ok_or_else(|| err(e.span, format!("'{reg}' is not a register on x86-64")))?;
+                self.asm.load(Size::DW, R0, R6, off);
+            }
+            "ksym" | "usym" | "uaddr" | "uptr" | "kptr" => {
                 let arg = args
                     .first()
                     .ok_or_else(|| err(e.span, format!("{name}() needs an argument")))?;
@@ -2029,6 +2079,29 @@ impl ProgGen<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `$N + k` (or `k + $N`) where parameter N is not a number: its text from byte k.
+    fn positional_text_offset(&self, e: &Expr) -> Option<String> {
+        let ExprKind::Binary {
+            op: BinOp::Add,
+            lhs,
+            rhs,
+        } = &e.kind
+        else {
+            return None;
+        };
+        let (n, k) = match (&lhs.kind, &rhs.kind) {
+            (ExprKind::Positional(n), ExprKind::Int(k))
+            | (ExprKind::Int(k), ExprKind::Positional(n)) => (*n, *k),
+            _ => return None,
+        };
+        let text = self.opts.params.get((n as usize).checked_sub(1)?)?;
+        if parse_int(text).is_some() {
+            return None;
+        }
+        let k = usize::try_from(k).ok()?.min(text.len());
+        Some(String::from_utf8_lossy(&text.as_bytes()[k..]).into_owned())
     }
 
     /// What one unit added to (or taken from) a value of type `t` adds: the size of the
