@@ -826,9 +826,15 @@ pub fn write_printf_json(w: &mut dyn Write, text: &str) -> io::Result<()> {
 
 /// [`write_printf_json`] for the raw bytes of [`format_printf_bytes`].
 pub fn write_printf_json_bytes(w: &mut dyn Write, text: &[u8]) -> io::Result<()> {
+    write_message_json_bytes(w, "printf", text)
+}
+
+/// [`write_message_json`] for raw bytes (output that may not be UTF-8).
+pub fn write_message_json_bytes(w: &mut dyn Write, kind: &str, text: &[u8]) -> io::Result<()> {
     writeln!(
         w,
-        "{{\"type\": \"printf\", \"data\": \"{}\"}}",
+        "{{\"type\": \"{}\", \"data\": \"{}\"}}",
+        kind,
         json_escape_bytes(text)
     )
 }

@@ -157,3 +157,38 @@ fn debugf_writes_to_the_trace_pipe() {
         "no debugf line in the trace buffer"
     );
 }
+
+#[test]
+fn json_records_of_time_cat_system_and_join() {
+    if !require_bpf() {
+        return;
+    }
+    // Before, all four came out as {"type": "printf", ...} records.
+    let file = std::env::temp_dir().join(format!("kt-lang-cat-{}", std::process::id()));
+    std::fs::write(&file, "1.5 2.5\n").unwrap();
+    let script = format!(
+        r#"BEGIN {{ time("at noon\n"); cat("{}"); system("echo a b c"); }}
+           tracepoint:syscalls:sys_enter_execve /comm == "echo" || pid == cpid/ {{ join(args->argv, ","); exit(); }}"#,
+        file.display()
+    );
+    let out = Command::new(runner())
+        .args(["bpftrace", "--unsafe", "-f", "json", "-e", &script])
+        .args(["-c", "/bin/echo 'A'"])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        r#"{"type": "time", "data": "at noon\n"}"#,
+        r#"{"type": "cat", "data": "1.5 2.5\n"}"#,
+        r#"{"type": "syscall", "data": "a b c\n"}"#,
+        r#"{"type": "join", "data": "/bin/echo,'A'"}"#,
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "no {line} in:\n{stdout}");
+    }
+}

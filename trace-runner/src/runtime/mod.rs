@@ -771,8 +771,8 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
             let text = output::format_printf_bytes(&spec.format, &args);
             match spec.action {
                 PrintfAction::Print => sink.printf_bytes(&text),
-                PrintfAction::Cat => sink.printf_bytes(&actions::cat(&text)),
-                PrintfAction::System => sink.printf_bytes(&actions::system(&text)),
+                PrintfAction::Cat => sink.message_bytes("cat", &actions::cat(&text)),
+                PrintfAction::System => sink.message_bytes("syscall", &actions::system(&text)),
             }
         }
         k if k == EventKind::Exit as u32 => return Some(StopReason::Exit),
@@ -794,12 +794,17 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
         }
         k if k == EventKind::Time as u32 => {
             if let Some(fmt) = session.compiled.time_formats.get(index) {
-                sink.printf(&output::format_time(fmt));
+                sink.message_bytes("time", output::format_time(fmt).as_bytes());
             }
         }
         k if k == EventKind::Join as u32 => {
             if let Some(text) = crate::values::join_record(&session.compiled, index, record) {
-                sink.printf(&text);
+                if sink.format() == crate::sink::Format::Json {
+                    // bpftrace's JSON join record has no newline in its data.
+                    sink.message_bytes("join", text.strip_suffix('\n').unwrap_or(&text).as_bytes());
+                } else {
+                    sink.printf(&text);
+                }
             }
         }
         _ => {}
