@@ -192,3 +192,44 @@ fn json_records_of_time_cat_system_and_join() {
         assert!(stdout.lines().any(|l| l == line), "no {line} in:\n{stdout}");
     }
 }
+
+#[test]
+fn keyless_aggregations_after_clear_and_delete() {
+    if !require_bpf() {
+        return;
+    }
+    // Before: delete(@) of a keyless aggregation did nothing (its element lives in an
+    // array), and a cleared count map printed nothing where bpftrace prints `@: 0`.
+    let out = run(
+        "BEGIN { @ = count(); @a[1] = count(); @s = sum(5); @c = count(); delete(@); delete(@a[1]); delete(@s); clear(@c); exit(); }",
+        &[],
+    );
+    assert_eq!(out, "Attaching 1 probe...\n\n\n@: 0\n\n@c: 0\n\n");
+}
+
+#[test]
+fn ternary_of_calls_buf_hex_and_cgroup_path() {
+    if !require_bpf() {
+        return;
+    }
+    // Before: the ternary statement printed nothing, %rx/%rh printed the escaped text
+    // plus a stray x/h, and cgroup_path() lacked bpftrace's `hierarchy:` prefixes.
+    let out = run(
+        r#"BEGIN { nsecs ? printf("yes\n") : printf("no\n"); 0 ? printf("bad\n") : printf("no\n");
+           printf("%rx|%rh|%r\n", buf("Hi\0", 3), buf("Hi\0", 3), buf("Hi\n", 3));
+           printf("%s\n", cgroup_path(cgroup)); exit(); }"#,
+        &[],
+    );
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("Attaching 1 probe..."));
+    assert_eq!(lines.next(), Some("yes"));
+    assert_eq!(lines.next(), Some("no"));
+    assert_eq!(lines.next(), Some(r"\x48\x69\x00|48 69 00|Hi\x0a"));
+    let path = lines.next().unwrap();
+    assert!(
+        path.split(',')
+            .all(|h| h.split_once(":/").is_some_and(|(name, _)| !name.is_empty())),
+        "{path}"
+    );
+    assert!(path.starts_with("unified:/"), "{path}");
+}

@@ -1350,6 +1350,21 @@ impl ProgGen<'_> {
 
     /// A call or expression evaluated for its effect.
     fn effect(&mut self, e: &Expr) -> Result<(), Diagnostic> {
+        if let ExprKind::Ternary { cond, then, els } = &e.kind {
+            if e.ty == Type::None {
+                // `c ? printf(..) : printf(..)`: a statement that runs one of two calls.
+                let else_label = self.asm.new_label();
+                let end = self.asm.new_label();
+                self.gen_int(cond)?;
+                self.asm.jump_imm(Cond::Eq, R0, 0, else_label);
+                self.effect(then)?;
+                self.asm.jump(end);
+                self.asm.bind(else_label);
+                self.effect(els)?;
+                self.asm.bind(end);
+                return Ok(());
+            }
+        }
         let ExprKind::Call { name, args } = &e.kind else {
             return if e.ty.is_int() {
                 self.gen_int(e)
@@ -1453,6 +1468,18 @@ impl ProgGen<'_> {
                     ));
                 };
                 let info = self.user_map(m)?;
+                if info.array {
+                    // A keyless aggregation lives in a (per-CPU) array, whose element
+                    // cannot be deleted, nor zeroed for every CPU from here: user space
+                    // clears it, as for clear().
+                    let index = self
+                        .t
+                        .user_maps
+                        .iter()
+                        .position(|u| u.name == info.name)
+                        .unwrap_or(0);
+                    return self.simple_event(EventKind::Clear, index, e.span);
+                }
                 let key = self.build_key(m, None)?;
                 self.asm.load_map(R1, info.kernel_map);
                 self.stack_ptr(R2, key);
@@ -1512,8 +1539,17 @@ impl ProgGen<'_> {
         let index = self.t.printfs.len();
         self.t.printfs.push(PrintfSpec {
             action,
-            // `%r` (a buf() value) arrives already escaped: print it as a string.
-            format: format.replace("%r", "%s"),
+            // `%r` (a buf() value) arrives already escaped: print it as a string;
+            // `%rx` and `%rh` stay, for the output to print the bytes in hex.
+            format: format
+                .split("%r")
+                .enumerate()
+                .map(|(i, piece)| match i {
+                    0 => piece.to_string(),
+                    _ if piece.starts_with(['x', 'h']) => format!("%r{piece}"),
+                    _ => format!("%s{piece}"),
+                })
+                .collect(),
             args: layout,
         });
         self.asm.load_const(R1, index as i64);
