@@ -31,6 +31,19 @@ pub(crate) fn compile_source(
         let analysis = trace_lang::sema::analyse(&mut program, env)?;
         codegen::generate(&program, &analysis, env, &opts)
     })
+    .map(|mut compiled| {
+        for check in &mut compiled.helper_errors {
+            let marker = codegen::HelperCheck::MESSAGE.to_string();
+            check.location = trace_lang::Diagnostic::new(check.span, &marker)
+                .render(name, src)
+                .replacen(
+                    &format!(": error: {marker}"),
+                    &format!(": WARNING: {marker}"),
+                    1,
+                );
+        }
+        compiled
+    })
     .map_err(render)
 }
 

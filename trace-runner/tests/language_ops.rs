@@ -233,3 +233,33 @@ fn ternary_of_calls_buf_hex_and_cgroup_path() {
     );
     assert!(path.starts_with("unified:/"), "{path}");
 }
+
+#[test]
+fn helper_errors_are_reported_with_k_and_kk() {
+    if !require_bpf() {
+        return;
+    }
+    // Before, -k and -kk were accepted and did nothing.
+    let script = r#"BEGIN { @[1] = 1; delete(@[2]); printf("%d\n", @[3]); exit(); }"#;
+    let stderr = |k: &[&str]| {
+        let out = Command::new(runner())
+            .arg("bpftrace")
+            .args(k)
+            .args(["-e", script])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let delete = "stdin:1:19: WARNING: Failed to map_delete_elem: No such file or directory (-2)\n\
+                  BEGIN { @[1] = 1; delete(@[2]); printf(\"%d\\n\", @[3]); exit(); }\n\
+                  \x20                 ^~~~~~~~~~~~\n";
+    let lookup = "stdin:1:48: WARNING: Failed to map_lookup_elem: 0\n";
+    let none = stderr(&[]);
+    assert!(!none.contains("WARNING"), "{none}");
+    let k = stderr(&["-k"]);
+    assert!(k.contains(delete), "{k}");
+    assert!(!k.contains(lookup), "{k}");
+    let kk = stderr(&["-kk"]);
+    assert!(kk.contains(delete) && kk.contains(lookup), "{kk}");
+}

@@ -67,6 +67,51 @@ pub enum EventKind {
     PrintValue = 6,
     /// `join(argv)`: [`JOIN_MAX_ARGS`] strings of [`JOIN_ARG_LEN`] bytes follow the id.
     Join = 7,
+    /// A map helper failed (`-k`/`-kk`): its return value (i64) follows the id; the
+    /// index is into [`Compiled::helper_errors`].
+    HelperError = 8,
+}
+
+/// A call site whose helper's failure is reported (`-k`/`-kk`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelperCheck {
+    /// The helper as bpftrace names it: `map_delete_elem`, `map_update_elem`, ...
+    pub helper: String,
+    /// Where in the script.
+    pub span: Span,
+    /// The location rendered against the script (`FILE:LINE:COL: WARNING: `, the line
+    /// and a marker) with [`HelperCheck::MESSAGE`] where the message goes; filled by the
+    /// caller that has the source (see `commands::compile_source`), empty until then.
+    pub location: String,
+}
+
+impl HelperCheck {
+    /// Where the message goes in [`HelperCheck::location`].
+    pub const MESSAGE: char = '\u{1}';
+
+    /// The warning for a helper that returned `ret`, as bpftrace 0.17 words it:
+    /// `Failed to map_delete_elem: No such file or directory (-2)`, or
+    /// `Failed to map_lookup_elem: 0` for a lookup that found nothing.
+    pub fn warning(&self, ret: i64) -> String {
+        let what = if ret < 0 {
+            format!(
+                "{} ({ret})",
+                std::io::Error::from_raw_os_error(-ret as i32)
+                    .to_string()
+                    .split(" (os error")
+                    .next()
+                    .unwrap_or_default()
+            )
+        } else {
+            ret.to_string()
+        };
+        let msg = format!("Failed to {}: {what}", self.helper);
+        if self.location.is_empty() {
+            format!("WARNING: {msg}\n")
+        } else {
+            self.location.replacen(Self::MESSAGE, &msg, 1)
+        }
+    }
 }
 
 /// A `print(@m[, top[, div]])` call site.
@@ -206,6 +251,8 @@ pub struct Compiled {
     pub stack_map: Option<usize>,
     /// Delimiters of `join()` call sites ([`EventKind::Join`] events).
     pub joins: Vec<String>,
+    /// Call sites of [`EventKind::HelperError`] events.
+    pub helper_errors: Vec<HelperCheck>,
 }
 
 /// Options that shape the generated code.
@@ -231,6 +278,9 @@ pub struct CodegenOptions {
     pub unsafe_actions: bool,
     /// The pid of the command started with `-c` (the `cpid` builtin).
     pub cpid: Option<u32>,
+    /// Report failed helpers as bpftrace's `-k` (1: map deletes and updates) and `-kk`
+    /// (2: map lookups too).
+    pub helper_checks: u8,
 }
 
 fn err(span: Span, msg: impl Into<String>) -> Diagnostic {
@@ -239,6 +289,8 @@ fn err(span: Span, msg: impl Into<String>) -> Diagnostic {
 
 /// Tables shared by all programs of one script.
 struct Tables {
+    /// `-k`/`-kk` call sites.
+    helper_errors: Vec<HelperCheck>,
     maps: Vec<MapDef>,
     user_maps: Vec<UserMap>,
     by_name: HashMap<String, usize>,
@@ -291,6 +343,7 @@ pub fn generate(
         stack_map: None,
         scratch_map: None,
         joins: Vec::new(),
+        helper_errors: Vec::new(),
     };
     t.events_map = t.maps.len();
     t.maps.push(MapDef {
@@ -449,6 +502,7 @@ pub fn generate(
         lost_map: t.lost_map,
         stack_map: t.stack_map,
         joins: t.joins,
+        helper_errors: t.helper_errors,
     })
 }
 
@@ -955,7 +1009,7 @@ impl ProgGen<'_> {
                     ));
                 }
                 let key = self.build_key(map, None)?;
-                self.map_read_int(info.kernel_map, key)?;
+                self.map_read_int(info.kernel_map, key, None)?;
                 let scale = match &info.value {
                     MapValue::Value(t) => self.pointer_step(t, *op, s.span)?,
                     _ => 1,
@@ -1076,7 +1130,13 @@ impl ProgGen<'_> {
     }
 
     /// `r0 = value` of an integer-valued map entry, 0 when absent.
-    fn map_read_int(&mut self, map: usize, key: i16) -> Result<(), Diagnostic> {
+    /// `check`: the map read's place, for `-kk` to report a failed lookup there.
+    fn map_read_int(
+        &mut self,
+        map: usize,
+        key: i16,
+        check: Option<Span>,
+    ) -> Result<(), Diagnostic> {
         let info = self
             .t
             .user_maps
@@ -1086,6 +1146,9 @@ impl ProgGen<'_> {
         self.asm.load_map(R1, map);
         self.stack_ptr(R2, key);
         self.asm.call(helper::MAP_LOOKUP_ELEM);
+        if let Some(span) = check {
+            self.check_helper(2, "map_lookup_elem", Cond::Eq, span)?;
+        }
         let done = self.asm.new_label();
         self.asm.jump_imm(Cond::Eq, R0, 0, done);
         match info.map(|i| i.value) {
@@ -1327,6 +1390,42 @@ impl ProgGen<'_> {
     }
 
     /// Emit an argument-less event `kind << 32 | index`.
+    /// With a helper's return value in r0: under `-k` (`level` 1) or `-kk` (2), when
+    /// `r0 <failed> 0` send an [`EventKind::HelperError`] with it for user space to warn.
+    fn check_helper(
+        &mut self,
+        level: u8,
+        helper: &str,
+        failed: Cond,
+        span: Span,
+    ) -> Result<(), Diagnostic> {
+        if self.opts.helper_checks < level {
+            return Ok(());
+        }
+        let index = self.t.helper_errors.len();
+        self.t.helper_errors.push(HelperCheck {
+            helper: helper.to_string(),
+            span,
+            location: String::new(),
+        });
+        let off = self.alloc(16, span)?;
+        let ok = self.asm.new_label();
+        let failed = match failed {
+            Cond::Ne => Cond::Eq,
+            _ => Cond::Ne,
+        };
+        self.asm.jump_imm(failed, R0, 0, ok);
+        self.asm.store(Size::DW, FP, off + 8, R0);
+        self.asm
+            .load_const(R1, ((EventKind::HelperError as i64) << 32) | index as i64);
+        self.asm.store(Size::DW, FP, off, R1);
+        self.output(off, 16);
+        // The helper's result again (the output call clobbered r0).
+        self.asm.load(Size::DW, R0, FP, off + 8);
+        self.asm.bind(ok);
+        Ok(())
+    }
+
     fn simple_event(
         &mut self,
         kind: EventKind,
@@ -1484,7 +1583,7 @@ impl ProgGen<'_> {
                 self.asm.load_map(R1, info.kernel_map);
                 self.stack_ptr(R2, key);
                 self.asm.call(helper::MAP_DELETE_ELEM);
-                Ok(())
+                self.check_helper(1, "map_delete_elem", Cond::Ne, e.span)
             }
             _ => {
                 if e.ty.is_int() || e.ty == Type::None {
@@ -1923,7 +2022,7 @@ impl ProgGen<'_> {
             ExprKind::Map(m) => {
                 let info = self.user_map(m)?;
                 let key = self.build_key(m, None)?;
-                self.map_read_int(info.kernel_map, key)?;
+                self.map_read_int(info.kernel_map, key, Some(m.span))?;
             }
             ExprKind::Call { name, args } => self.int_call(e, name, args)?,
             ExprKind::Unary { op, expr } => {
@@ -2194,7 +2293,7 @@ impl ProgGen<'_> {
                     return Err(err(span, "++ and -- need a map of plain values"));
                 }
                 let key = self.build_key(map, None)?;
-                self.map_read_int(info.kernel_map, key)?;
+                self.map_read_int(info.kernel_map, key, None)?;
                 self.asm.store(Size::DW, FP, old, R0);
                 self.asm.alu_imm(Alu::Add, R0, delta);
                 self.asm.store(Size::DW, FP, new, R0);

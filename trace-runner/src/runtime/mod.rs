@@ -797,6 +797,12 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
                 sink.message_bytes("time", output::format_time(fmt).as_bytes());
             }
         }
+        k if k == EventKind::HelperError as u32 => {
+            if let Some(check) = session.compiled.helper_errors.get(index) {
+                sink.flush();
+                eprint!("{}", check.warning(read_u64(record, 8) as i64));
+            }
+        }
         k if k == EventKind::Join as u32 => {
             if let Some(text) = crate::values::join_record(&session.compiled, index, record) {
                 if sink.format() == crate::sink::Format::Json {
