@@ -263,3 +263,30 @@ fn helper_errors_are_reported_with_k_and_kk() {
     let kk = stderr(&["-kk"]);
     assert!(kk.contains(delete) && kk.contains(lookup), "{kk}");
 }
+
+#[test]
+fn a_kprobe_on_a_missing_function_is_skipped() {
+    if !require_bpf() {
+        return;
+    }
+    // Before, on a kernel without kprobes, this failed ("this kernel has no kprobes")
+    // where bpftrace warns, skips the probe and runs BEGIN.
+    let out = Command::new(runner())
+        .args([
+            "run",
+            "-e",
+            r#"kprobe:zzzzz_no_such_fn { printf("no\n") } BEGIN { printf("_%s_\n", "success"); exit() }"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Attaching 1 probe...\n_success_\n\n\n"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("zzzzz_no_such_fn"));
+}

@@ -281,6 +281,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// refuses to probe is skipped with a warning at attach time.
 fn kprobe_targets(probe_name: &str, func: &str, ret: bool) -> Result<Vec<String>, LoadError> {
     let Some(list) = kfuncs::FuncList::system() else {
+        // No list of probe-able functions (no kprobes, no tracefs): a function the
+        // kernel does not have at all is skipped with bpftrace's warning.
+        if !func.contains('*') && crate::symbols::kernel_function_listed(func) == Some(false) {
+            eprintln!("{}", crate::tracefs::skip_warning(ret, None, func));
+            return Ok(Vec::new());
+        }
         return Ok(vec![func.to_string()]);
     };
     let (module, _) = kfuncs::split_probe_name(probe_name);
