@@ -193,6 +193,13 @@ pub enum ExprKind {
     Tuple(Vec<Expr>),
     /// `sizeof(type or expr)` with the text of the type.
     Sizeof(String),
+    /// `++x`, `--x` (`post` false: the new value) or `x++`, `x--` (the old value) on a
+    /// variable or map (a pointer steps by the size of what it points to).
+    IncDec {
+        target: Box<Expr>,
+        inc: bool,
+        post: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,6 +315,7 @@ fn expr_children(e: &Expr) -> Vec<Node<'_>> {
             args.iter().map(Node::Expr).collect()
         }
         ExprKind::Unary { expr, .. }
+        | ExprKind::IncDec { target: expr, .. }
         | ExprKind::Field { expr, .. }
         | ExprKind::Cast { expr, .. } => {
             vec![Node::Expr(expr)]

@@ -14,6 +14,7 @@ use crate::ast::{
 use crate::diag::Diagnostic;
 use crate::lexer::{Lexer, Token, TokenKind};
 use crate::span::Span;
+use std::collections::HashMap;
 
 /// How deeply statements and expressions may nest. Every level of a block (`if`,
 /// `while`, `unroll`, `else if`), of an expression in parentheses, a call, an index, a
@@ -31,6 +32,92 @@ pub const MAX_DEPTH: usize = 256;
 /// Parse a whole script.
 pub fn parse(src: &str) -> Result<ast::Program, Diagnostic> {
     Parser::new(src).program()
+}
+
+/// Parse a whole script given its positional parameters (`$1` is `params[0]`): those
+/// written in attach points (`interval:ms:$1`, `BEG$1`) and as an `unroll` count are
+/// replaced by their values here, as bpftrace does; elsewhere `$N` stays a node that
+/// code generation resolves.
+pub fn parse_with_params(src: &str, params: &[String]) -> Result<ast::Program, Diagnostic> {
+    let mut p = Parser::new(src);
+    p.params = Some(params.to_vec());
+    p.program()
+}
+
+/// Object-like `#define NAME BODY` lines of a script: each name with the byte range of
+/// its body in `src` (function-like macros, `#define F(x) ...`, are not recorded).
+pub fn scan_defines(src: &str) -> HashMap<String, (usize, usize)> {
+    let mut out = HashMap::new();
+    let mut at = 0;
+    for line in src.split_inclusive('\n') {
+        let start = at;
+        at += line.len();
+        let body = line.trim_end_matches(['\n', '\r']);
+        let trimmed = body.trim_start();
+        let Some(rest) = trimmed.strip_prefix('#') else {
+            continue;
+        };
+        let rest_trim = rest.trim_start();
+        let Some(after) = rest_trim.strip_prefix("define") else {
+            continue;
+        };
+        if !after.starts_with([' ', '\t']) {
+            continue;
+        }
+        let after_ws = after.trim_start();
+        let name_len = after_ws
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .count();
+        if name_len == 0 || after_ws.as_bytes()[0].is_ascii_digit() {
+            continue;
+        }
+        let name = &after_ws[..name_len];
+        if after_ws[name_len..].starts_with('(') {
+            continue;
+        }
+        let body_start = start + (body.len() - after_ws.len()) + name_len;
+        out.insert(name.to_string(), (body_start, start + body.len()));
+    }
+    out
+}
+
+/// An integer written as C's `strtoll(s, 0)` reads it: decimal, `0x` hex or `0` octal,
+/// with an optional sign (positional parameters, `#define` bodies).
+pub fn parse_int_text(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let v = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        u64::from_str_radix(hex, 16).ok()?
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        u64::from_str_radix(&digits[1..], 8).ok()?
+    } else {
+        digits.parse::<u64>().ok()?
+    } as i64;
+    Some(if neg { v.wrapping_neg() } else { v })
+}
+
+/// `$N` in attach-point text replaced by the positional parameters' values.
+fn substitute_positionals(text: &str, params: &[String]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let digits = rest[i + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        match rest[i + 1..i + 1 + digits].parse::<usize>() {
+            Ok(n) if n >= 1 => out.push_str(params.get(n - 1).map_or("", String::as_str)),
+            _ => out.push_str(&rest[i..i + 1 + digits]),
+        }
+        rest = &rest[i + 1 + digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Parse a single expression (used by tests and tools).
@@ -233,6 +320,10 @@ struct Parser<'a> {
     prev_end: usize,
     /// Current nesting depth (see [`MAX_DEPTH`]).
     depth: usize,
+    /// `#define NAME BODY` of the script: the byte range of each body.
+    defines: HashMap<String, (usize, usize)>,
+    /// The positional parameters, when known (see [`parse_with_params`]).
+    params: Option<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -249,6 +340,8 @@ impl<'a> Parser<'a> {
             peeked: None,
             prev_end: 0,
             depth: 0,
+            defines: scan_defines(src),
+            params: None,
         }
     }
 
@@ -386,13 +479,25 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// An attach point's text, with positional parameters substituted when known.
+    fn attach_text(&self, text: String) -> String {
+        match &self.params {
+            Some(params) if text.contains('$') => substitute_positionals(&text, params),
+            _ => text,
+        }
+    }
+
     fn probe(&mut self, first: String, first_span: Span) -> Result<Probe, Diagnostic> {
+        let first = self.attach_text(first);
         let mut attach = vec![parse_attach_point(&first, first_span)?];
         loop {
             if self.eat_sym(",")? {
                 debug_assert!(self.peeked.is_none());
                 match self.lx.attach_point()? {
-                    Some((text, span)) => attach.push(parse_attach_point(&text, span)?),
+                    Some((text, span)) => {
+                        let text = self.attach_text(text);
+                        attach.push(parse_attach_point(&text, span)?)
+                    }
                     None => {
                         let t = self.next()?;
                         return Err(unexpected(&t));
@@ -472,15 +577,7 @@ impl<'a> Parser<'a> {
                 self.next()?;
                 self.expect_sym("(")?;
                 let n = self.next()?;
-                let count = match n.kind {
-                    TokenKind::Int(v) => v,
-                    _ => {
-                        return Err(Diagnostic::new(
-                            n.span,
-                            "unroll count must be an integer literal",
-                        ))
-                    }
-                };
+                let count = self.unroll_count(&n)?;
                 if count < 1 {
                     return Err(Diagnostic::new(n.span, "unroll minimum value is 1"));
                 }
@@ -609,6 +706,32 @@ impl<'a> Parser<'a> {
             },
             false,
         ))
+    }
+
+    /// The count of `unroll (N)`: an integer literal, a `#define`d one, or a positional
+    /// parameter whose value is known.
+    fn unroll_count(&self, n: &Token) -> Result<i64, Diagnostic> {
+        let bad = || Diagnostic::new(n.span, "unroll count must be an integer literal");
+        match &n.kind {
+            TokenKind::Int(v) => Ok(*v),
+            TokenKind::Positional(i) => {
+                let params = self.params.as_ref().ok_or_else(bad)?;
+                let text = params.get(*i as usize - 1).map_or("", String::as_str);
+                parse_int_text(text).ok_or_else(|| {
+                    Diagnostic::new(
+                        n.span,
+                        format!(
+                            "unroll count: positional parameter ${i} is not a number: '{text}'"
+                        ),
+                    )
+                })
+            }
+            TokenKind::Ident(w) => {
+                let (start, end) = *self.defines.get(w).ok_or_else(bad)?;
+                parse_int_text(self.lx.src()[start..end].trim()).ok_or_else(bad)
+            }
+            _ => Err(bad()),
+        }
     }
 
     /// After `@m[k]` or `$x`: `= v`, `op= v`, `++`, `--`; `None` if none follows.
@@ -741,6 +864,13 @@ impl<'a> Parser<'a> {
 
     fn unary(&mut self) -> Result<Expr, Diagnostic> {
         let t = self.peek()?.clone();
+        if let TokenKind::Sym(sym @ ("++" | "--")) = t.kind {
+            self.next()?;
+            self.enter("expression")?;
+            let target = self.unary()?;
+            self.leave(1);
+            return self.inc_dec(target, sym == "++", false, t.span);
+        }
         let op = match t.kind {
             TokenKind::Sym("!") => Some(UnOp::Not),
             TokenKind::Sym("~") => Some(UnOp::BitNot),
@@ -789,6 +919,32 @@ impl<'a> Parser<'a> {
     }
 
     /// At `(`: if a cast type follows, consume `(type)` and return the type text.
+    /// `++x`, `x++`, `--x`, `x--` as an expression: `x` must be a variable or a map.
+    fn inc_dec(
+        &mut self,
+        target: Expr,
+        inc: bool,
+        post: bool,
+        op: Span,
+    ) -> Result<Expr, Diagnostic> {
+        if !matches!(target.kind, ExprKind::Var(_) | ExprKind::Map(_)) {
+            let sym = if inc { "++" } else { "--" };
+            return Err(Diagnostic::new(
+                target.span,
+                format!("The {sym} operator must be applied to a map or variable"),
+            ));
+        }
+        let span = target.span.to(op);
+        Ok(Expr::new(
+            ExprKind::IncDec {
+                target: Box::new(target),
+                inc,
+                post,
+            },
+            span,
+        ))
+    }
+
     fn try_cast_type(&mut self) -> Result<Option<String>, Diagnostic> {
         let snap = self.snapshot();
         self.next()?; // (
@@ -877,6 +1033,9 @@ impl<'a> Parser<'a> {
                         Span::new(span.start, self.prev_end),
                     ));
                 }
+                if let Some(&(start, end)) = self.defines.get(&w) {
+                    return self.expand_define(&w, start, end, span);
+                }
                 if is_builtin(&w) {
                     e(ExprKind::Builtin(w))
                 } else {
@@ -905,6 +1064,37 @@ impl<'a> Parser<'a> {
             }
             _ => Err(unexpected(&t)),
         }
+    }
+
+    /// The body of `#define NAME BODY` (bytes `start..end` of the script), parsed as an
+    /// expression where `NAME` is used: its nodes keep the spans of the definition.
+    fn expand_define(
+        &mut self,
+        name: &str,
+        start: usize,
+        end: usize,
+        at: Span,
+    ) -> Result<Expr, Diagnostic> {
+        let src = self.lx.src();
+        if src[start..end].trim().is_empty() {
+            return Err(Diagnostic::new(
+                at,
+                format!("'{name}' is defined without a value (#define {name})"),
+            ));
+        }
+        let mut sub = Parser::new(&src[..end]);
+        sub.lx.set_pos(start);
+        // A macro is not expanded inside its own body (as in C): no endless recursion.
+        sub.defines = self.defines.clone();
+        sub.defines.remove(name);
+        sub.params = self.params.clone();
+        sub.depth = self.depth;
+        let e = sub.expr()?;
+        let t = sub.next()?;
+        if t.kind != TokenKind::Eof {
+            return Err(unexpected(&t));
+        }
+        Ok(e)
     }
 
     /// `offsetof(struct X, a.b)`: a call of `offsetof` on two string literals, the record
@@ -1005,6 +1195,13 @@ impl<'a> Parser<'a> {
                     },
                     span,
                 );
+            } else if let TokenKind::Sym(sym @ ("++" | "--")) = self.peek()?.kind {
+                if !matches!(e.kind, ExprKind::Var(_) | ExprKind::Map(_)) {
+                    self.leave(levels);
+                    return Ok(e);
+                }
+                let t = self.next()?;
+                e = self.inc_dec(e, sym == "++", true, t.span)?;
             } else {
                 self.leave(levels);
                 return Ok(e);
@@ -1063,6 +1260,14 @@ mod tests {
                 items.iter().map(show).collect::<Vec<_>>().join(", ")
             ),
             ExprKind::Sizeof(t) => format!("sizeof({t})"),
+            ExprKind::IncDec { target, inc, post } => {
+                let op = if *inc { "++" } else { "--" };
+                if *post {
+                    format!("({}{op})", show(target))
+                } else {
+                    format!("({op}{})", show(target))
+                }
+            }
         }
     }
 
@@ -1284,5 +1489,106 @@ mod tests {
             e.message,
             "syntax error, unexpected end of file, expecting {"
         );
+    }
+
+    #[test]
+    fn increment_and_decrement_are_expressions() {
+        assert_eq!(pe("$x++"), "($x++)");
+        assert_eq!(pe("++$x"), "(++$x)");
+        assert_eq!(pe("@m[1]--"), "(@m[1]--)");
+        assert_eq!(pe("--@m + 1"), "((--@m[]) Add 1)");
+        assert_eq!(pe("avg($a++)"), "avg(($a++))");
+        let e = parse_expr("++1").unwrap_err();
+        assert_eq!(
+            e.message,
+            "The ++ operator must be applied to a map or variable"
+        );
+        // As statements they stay compound assignments.
+        let prog = p("BEGIN { $x = 1; $x++; --@y; }");
+        assert!(matches!(
+            prog.probes[0].body[1].kind,
+            StmtKind::VarCompound { op: BinOp::Add, .. }
+        ));
+        assert!(matches!(
+            prog.probes[0].body[2].kind,
+            StmtKind::MapCompound { op: BinOp::Sub, .. }
+        ));
+    }
+
+    fn printf_arg(prog: &ast::Program, i: usize) -> String {
+        match &prog.probes[0].body[0].kind {
+            StmtKind::Expr(Expr {
+                kind: ExprKind::Call { args, .. },
+                ..
+            }) => show(&args[i]),
+            k => panic!("{k:?}"),
+        }
+    }
+
+    #[test]
+    fn object_like_defines_expand_where_used() {
+        let src = "#define _UNDERSCORE 314\n#define TWICE (_UNDERSCORE * 2)\n#define EPERM 99\n#define F(x) x\n\
+                   BEGIN { printf(\"%d %d %d\\n\", _UNDERSCORE, TWICE, EPERM); unroll(_UNDERSCORE2) {} }\n";
+        let src = src.replace("_UNDERSCORE2", "TWO");
+        let src = format!("#define TWO 2\n{src}");
+        let prog = p(&src);
+        assert_eq!(printf_arg(&prog, 1), "314");
+        assert_eq!(printf_arg(&prog, 2), "(314 Mul 2)");
+        // A script's definition shadows the built-in constant of the same name.
+        assert_eq!(printf_arg(&prog, 3), "99");
+        assert!(matches!(
+            prog.probes[0].body[1].kind,
+            StmtKind::Unroll { count: 2, .. }
+        ));
+        // The body's nodes point into the #define line.
+        match &prog.probes[0].body[0].kind {
+            StmtKind::Expr(Expr {
+                kind: ExprKind::Call { args, .. },
+                ..
+            }) => assert_eq!(&src[args[1].span.start..args[1].span.end], "314"),
+            k => panic!("{k:?}"),
+        }
+        // Function-like macros are not expanded; a self-reference is not expanded again.
+        assert!(!scan_defines(&src).contains_key("F"));
+        let prog = p("#define SELF SELF\nBEGIN { printf(\"%d\", SELF); }");
+        assert_eq!(printf_arg(&prog, 1), "SELF");
+        let e = parse("#define EMPTY\nBEGIN { printf(\"%d\", EMPTY); }").unwrap_err();
+        assert_eq!(
+            e.message,
+            "'EMPTY' is defined without a value (#define EMPTY)"
+        );
+    }
+
+    #[test]
+    fn positional_parameters_in_attach_points_and_unroll() {
+        let params = ["IN".to_string(), "10".to_string(), "hz".to_string()];
+        let prog = parse_with_params(
+            "BEG$1 { unroll($2) { } } interval:ms:$2, profile:$3:99 { }",
+            &params,
+        )
+        .unwrap();
+        assert_eq!(prog.probes[0].attach[0].kind, ProbeKind::Begin);
+        assert!(matches!(
+            prog.probes[0].body[0].kind,
+            StmtKind::Unroll { count: 10, .. }
+        ));
+        assert_eq!(prog.probes[1].attach[0].parts, ["ms", "10"]);
+        assert_eq!(prog.probes[1].attach[1].parts, ["hz", "99"]);
+        let e = parse_with_params("BEGIN { unroll($1) { } }", &["x".to_string()]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "unroll count: positional parameter $1 is not a number: 'x'"
+        );
+    }
+
+    #[test]
+    fn integers_in_c_bases() {
+        assert_eq!(parse_int_text("123"), Some(123));
+        assert_eq!(parse_int_text("0775"), Some(0o775));
+        assert_eq!(parse_int_text("0x123"), Some(0x123));
+        assert_eq!(parse_int_text("-0x10"), Some(-16));
+        assert_eq!(parse_int_text("0"), Some(0));
+        assert_eq!(parse_int_text("09"), None);
+        assert_eq!(parse_int_text("hello"), None);
     }
 }

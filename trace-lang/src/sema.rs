@@ -611,54 +611,14 @@ fn is_byte(t: &Type) -> bool {
 }
 
 /// Constants that C scripts get from headers (`#define`s, so not in BTF), e.g.
-/// `TASK_RUNNING` from `<linux/sched.h>` or `AF_INET` from `<sys/socket.h>`.
+/// `EPERM`, `AF_INET` or `TASK_RUNNING`: the table in [`crate::constants`].
 pub fn known_constant(name: &str) -> Option<i64> {
-    Some(match name {
-        "AF_UNSPEC" => 0,
-        "AF_UNIX" | "AF_LOCAL" => 1,
-        "AF_INET" => 2,
-        "AF_INET6" => 10,
-        "AF_NETLINK" => 16,
-        "AF_PACKET" => 17,
-        "TASK_RUNNING" => 0x0000,
-        "TASK_INTERRUPTIBLE" => 0x0001,
-        "TASK_UNINTERRUPTIBLE" => 0x0002,
-        "__TASK_STOPPED" | "TASK_STOPPED" => 0x0004,
-        "__TASK_TRACED" | "TASK_TRACED" => 0x0008,
-        "EXIT_DEAD" => 0x0010,
-        "EXIT_ZOMBIE" => 0x0020,
-        "TASK_PARKED" => 0x0040,
-        "TASK_DEAD" => 0x0080,
-        "TASK_WAKEKILL" => 0x0100,
-        "TASK_WAKING" => 0x0200,
-        "TASK_NOLOAD" => 0x0400,
-        "TASK_NEW" => 0x0800,
-        "TASK_IDLE" => 0x0402,
-        "ETH_P_IP" => 0x0800,
-        "ETH_P_ARP" => 0x0806,
-        "ETH_P_IPV6" => 0x86DD,
-        "O_RDONLY" => 0,
-        "O_WRONLY" => 1,
-        "O_RDWR" => 2,
-        "O_CREAT" => 0o100,
-        "O_TRUNC" => 0o1000,
-        "O_APPEND" => 0o2000,
-        "PAGE_SIZE" => 4096,
-        _ => {
-            let sig = name.strip_prefix("SIG")?;
-            return signal_number(sig);
-        }
-    })
+    crate::constants::lookup(name)
 }
 
 /// The number of a signal name without its `SIG` prefix (x86-64 numbering).
 pub fn signal_number(name: &str) -> Option<i64> {
-    const NAMES: [&str; 31] = [
-        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
-        "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
-        "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
-    ];
-    NAMES.iter().position(|n| *n == name).map(|i| i as i64 + 1)
+    crate::constants::signal_number(name)
 }
 
 /// Is this an aggregation function (`count`, `sum`, `avg`, `min`, `max`, `stats`,
@@ -682,6 +642,7 @@ fn is_void_fn(name: &str) -> bool {
             | "cat"
             | "signal"
             | "join"
+            | "debugf"
     )
 }
 
@@ -689,8 +650,7 @@ fn is_void_fn(name: &str) -> bool {
 fn is_unsupported_fn(name: &str) -> bool {
     matches!(
         name,
-        "reg"
-            | "path"
+        "path"
             | "override"
             | "skboutput"
             | "unwatch"
@@ -698,11 +658,9 @@ fn is_unsupported_fn(name: &str) -> bool {
             | "printf_"
             | "offsetof"
             | "len"
-            | "strcontains"
             | "pton"
             | "percpu_kaddr"
             | "errorf"
-            | "debugf"
     )
 }
 
@@ -778,6 +736,8 @@ fn is_opaque(t: &Type) -> bool {
             | Type::Buf(_)
             | Type::Timestamp
             | Type::CgroupPath
+            | Type::Username
+            | Type::Strerror
     )
 }
 
@@ -898,7 +858,9 @@ impl Analyser<'_> {
                     );
                 }
                 if let Some(info) = self.maps.get(&map.name) {
-                    if let MapValue::Value(Type::Int { .. } | Type::None) = info.value {
+                    if let MapValue::Value(Type::Int { .. } | Type::Ptr { .. } | Type::None) =
+                        info.value
+                    {
                     } else {
                         let msg = format!(
                             "Type mismatch for {}: trying to assign value of type 'int64' when map already contains a value of type '{}'",
@@ -1280,6 +1242,16 @@ impl Analyser<'_> {
                     }
                 }
             }
+            ExprKind::Call { name, args }
+                if name == "strcontains"
+                    && args.len() == 2
+                    && args.iter().all(|a| literal_str(a).is_some()) =>
+            {
+                let (hay, needle) = (literal_str(&args[0]), literal_str(&args[1]));
+                let found = hay.zip(needle).is_some_and(|(h, n)| h.contains(n));
+                e.kind = ExprKind::Int(i64::from(found));
+                Type::I64
+            }
             ExprKind::Call { .. } => self.call(e, cx),
             ExprKind::Unary { op, expr } => {
                 let op = *op;
@@ -1313,6 +1285,27 @@ impl Analyser<'_> {
                         self.error(span, "The & operator is not supported yet");
                         Type::None
                     }
+                    _ => {
+                        let msg = format!(
+                            "The {sym} operator can not be used on expressions of type '{t}'"
+                        );
+                        self.error(span, msg);
+                        Type::None
+                    }
+                }
+            }
+            ExprKind::IncDec { target, inc, .. } => {
+                let sym = if *inc { "++" } else { "--" };
+                if let ExprKind::Map(m) = &mut target.kind {
+                    if !self.maps.contains_key(&m.name) {
+                        let keys = self.map_keys(m, cx);
+                        self.define_map(m, keys, MapValue::Value(Type::I64), m.span);
+                    }
+                }
+                let t = self.expr(target, cx);
+                match t {
+                    Type::Int { .. } => normalise(&t),
+                    Type::Ptr { .. } | Type::None => t,
                     _ => {
                         let msg = format!(
                             "The {sym} operator can not be used on expressions of type '{t}'"
@@ -1703,10 +1696,7 @@ impl Analyser<'_> {
                 }
                 Type::Ctx
             }
-            "username" => {
-                self.error(span, "The username builtin is not supported yet");
-                Type::None
-            }
+            "username" => Type::Username,
             "usermode" => Type::U64,
             _ if name.starts_with("arg") || name.starts_with("sarg") => {
                 if let Some(k) = cx.first_not_in(&[Kprobe, Kretprobe, Uprobe, Uretprobe]) {
@@ -1886,6 +1876,8 @@ impl Analyser<'_> {
                                 | Type::Buf(_)
                                 | Type::Timestamp
                                 | Type::CgroupPath
+                                | Type::Username
+                                | Type::Strerror
                         )
                 }
             };
@@ -2144,7 +2136,7 @@ impl Analyser<'_> {
             return Type::None;
         }
         match name.as_str() {
-            "printf" | "system" | "cat" => {
+            "printf" | "system" | "cat" | "debugf" => {
                 if value_args_ok(self) {
                     self.check_format(&name, args, &types, span);
                 }
@@ -2213,10 +2205,42 @@ impl Analyser<'_> {
                 Type::U64
             }
             "kaddr" => {
-                if self.nargs(&name, n, 1, 1, span) {
+                // A literal, or `str($N)`: a positional parameter's text.
+                let positional = matches!(&args.first().map(|a| &a.kind),
+                    Some(ExprKind::Call { name, args: inner })
+                        if name == "str" && matches!(inner.first().map(|a| &a.kind), Some(ExprKind::Positional(_))));
+                if self.nargs(&name, n, 1, 1, span) && !positional {
                     str_literal_arg(self, 0);
                 }
                 Type::U64
+            }
+            "reg" => {
+                if self.nargs(&name, n, 1, 1, span) && str_literal_arg(self, 0) {
+                    if let Some(k) = cx.first_not_in(&[
+                        ProbeKind::Kprobe,
+                        ProbeKind::Kretprobe,
+                        ProbeKind::Uprobe,
+                        ProbeKind::Uretprobe,
+                    ]) {
+                        let msg = format!(
+                            "reg can only be used with kprobes and uprobes ({} used here)",
+                            kind_name(k)
+                        );
+                        self.error(span, msg);
+                    }
+                }
+                Type::U64
+            }
+            "strcontains" => {
+                // Two literals were folded to a constant before; other strings need a
+                // search loop in the kernel, which is not written yet.
+                if self.nargs(&name, n, 2, 2, span) {
+                    self.error(
+                        span,
+                        "strcontains() is supported on string literals only for now",
+                    );
+                }
+                Type::I64
             }
             "uaddr" => {
                 if self.nargs(&name, n, 1, 1, span) {
@@ -2369,6 +2393,12 @@ impl Analyser<'_> {
                     int_arg(self, 0);
                 }
                 Type::CgroupPath
+            }
+            "strerror" => {
+                if self.nargs(&name, n, 1, 1, span) && value_args_ok(self) {
+                    int_arg(self, 0);
+                }
+                Type::Strerror
             }
             "join" => {
                 if self.nargs(&name, n, 1, 2, span) && value_args_ok(self) {

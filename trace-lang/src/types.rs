@@ -47,6 +47,10 @@ pub enum Type {
     Timestamp,
     /// `cgroup_path(id)`: a cgroup id, resolved to its path at print time.
     CgroupPath,
+    /// `username`: a uid, printed as the user's name.
+    Username,
+    /// `strerror(n)`: an errno value, printed as its message.
+    Strerror,
 }
 
 /// How a stack is printed (`kstack(perf)`, `ustack(raw)`), default `Bpftrace`.
@@ -92,7 +96,9 @@ impl Type {
             | Type::Ksym
             | Type::Ptr { .. }
             | Type::MacAddr
-            | Type::CgroupPath => 8,
+            | Type::CgroupPath
+            | Type::Username
+            | Type::Strerror => 8,
             // `{address or stack id; pid}`: user addresses mean something only with
             // the process they belong to.
             Type::Usym | Type::Stack { .. } | Type::Timestamp => 16,
@@ -172,6 +178,8 @@ impl std::fmt::Display for Type {
             Type::Buf(n) => write!(f, "buffer[{n}]"),
             Type::Timestamp => write!(f, "timestamp"),
             Type::CgroupPath => write!(f, "cgroup_path"),
+            Type::Username => write!(f, "username"),
+            Type::Strerror => write!(f, "strerror"),
         }
     }
 }

@@ -56,6 +56,51 @@ pub enum EventKind {
     PrintValue = 6,
     /// `join(argv)`: [`JOIN_MAX_ARGS`] strings of [`JOIN_ARG_LEN`] bytes follow the id.
     Join = 7,
+    /// A map helper failed (`-k`/`-kk`): its return value (i64) follows the id; the
+    /// index is into [`Compiled::helper_errors`].
+    HelperError = 8,
+}
+
+/// A call site whose helper's failure is reported (`-k`/`-kk`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelperCheck {
+    /// The helper as bpftrace names it: `map_delete_elem`, `map_update_elem`, ...
+    pub helper: String,
+    /// Where in the script.
+    pub span: Span,
+    /// The location rendered against the script (`FILE:LINE:COL: WARNING: `, the line
+    /// and a marker) with [`HelperCheck::MESSAGE`] where the message goes; filled by the
+    /// caller that has the source (see `commands::compile_source`), empty until then.
+    pub location: String,
+}
+
+impl HelperCheck {
+    /// Where the message goes in [`HelperCheck::location`].
+    pub const MESSAGE: char = '\u{1}';
+
+    /// The warning for a helper that returned `ret`, as bpftrace 0.17 words it:
+    /// `Failed to map_delete_elem: No such file or directory (-2)`, or
+    /// `Failed to map_lookup_elem: 0` for a lookup that found nothing.
+    pub fn warning(&self, ret: i64) -> String {
+        let what = if ret < 0 {
+            format!(
+                "{} ({ret})",
+                std::io::Error::from_raw_os_error(-ret as i32)
+                    .to_string()
+                    .split(" (os error")
+                    .next()
+                    .unwrap_or_default()
+            )
+        } else {
+            ret.to_string()
+        };
+        let msg = format!("Failed to {}: {what}", self.helper);
+        if self.location.is_empty() {
+            format!("WARNING: {msg}\n")
+        } else {
+            self.location.replacen(Self::MESSAGE, &msg, 1)
+        }
+    }
 }
 
 /// A `print(@m[, top[, div]])` call site.
@@ -172,6 +217,8 @@ pub struct Compiled {
     pub joins: Vec<String>,
     /// Warnings from code generation, for the caller to print (one line each).
     pub warnings: Vec<String>,
+    /// Call sites of [`EventKind::HelperError`] events.
+    pub helper_errors: Vec<HelperCheck>,
 }
 
 /// `BPF_MAP_TYPE_STACK_TRACE`.
@@ -269,6 +316,8 @@ pub fn finished_in_user_space(ty: &Type) -> bool {
             | Type::Buf(_)
             | Type::Timestamp
             | Type::CgroupPath
+            | Type::Username
+            | Type::Strerror
             | Type::Usym
             | Type::Stack { .. }
     )

@@ -395,7 +395,8 @@ TRACE-RUNNER NOTES:
     -B (output is written in batches, flushed after each batch of events), -v when
     tracing, -b/--btf (types always come from BTF), -I and --include (checked to exist,
     no C preprocessor: kernel types come from BTF, macros are not expanded),
-    --usdt-file-activation, --no-warnings, -k/-kk (helper errors are not reported).
+    --usdt-file-activation, --no-warnings. -k/-kk report failed map helpers (delete and
+    update; -kk lookups too).
     -p scopes every probe to the process (trace-runner's --pid). -d compiles without
     running and prints no AST; --emit-llvm is an error (no LLVM).
 
@@ -444,6 +445,7 @@ pub(crate) fn run_args(o: Options) -> RunArgs {
         sample_hz: None,
         flamegraph: None,
         unsafe_actions: o.unsafe_actions,
+        helper_checks: o.helper_checks,
         command: o.command,
         quiet: o.quiet,
         output: o.output,

@@ -140,6 +140,10 @@ pub(crate) struct RunArgs {
     /// Allow actions that change the system: signal().
     #[arg(long = "unsafe")]
     pub(crate) unsafe_actions: bool,
+    /// Warn when a map helper fails: `-k` deletes and updates, `-kk` lookups too (as
+    /// bpftrace's -k/-kk).
+    #[arg(short = 'k', action = clap::ArgAction::Count)]
+    pub(crate) helper_checks: u8,
     /// Start this command (split on spaces, as bpftrace's -c), held until the probes are
     /// attached; `cpid` is its pid, and the run ends when it exits.
     #[arg(short = 'c', long = "command", value_name = "CMD")]

@@ -27,9 +27,22 @@ pub(crate) fn compile_source(
     // Front end and code generation on one thread with the compiler's stack: both recurse
     // over the tree as deeply as it nests.
     let compiled = trace_lang::with_stack(|| {
-        let mut program = trace_lang::parser::parse(src)?;
+        let mut program = trace_lang::parser::parse_with_params(src, params)?;
         let analysis = trace_lang::sema::analyse(&mut program, env)?;
         codegen::generate(&program, &analysis, env, &opts)
+    })
+    .map(|mut compiled| {
+        for check in &mut compiled.helper_errors {
+            let marker = codegen::HelperCheck::MESSAGE.to_string();
+            check.location = trace_lang::Diagnostic::new(check.span, &marker)
+                .render(name, src)
+                .replacen(
+                    &format!(": error: {marker}"),
+                    &format!(": WARNING: {marker}"),
+                    1,
+                );
+        }
+        compiled
     })
     .map_err(render)?;
     for warning in &compiled.warnings {

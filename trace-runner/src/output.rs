@@ -513,20 +513,11 @@ fn tuple_elem_type(ty: Option<&Type>, i: usize) -> Option<&Type> {
 /// bpftrace's `value_to_str` for text output.
 fn val_text(v: &Val, ty: Option<&Type>, div: u32) -> String {
     match v {
-        Val::Int(i) => {
-            if matches!(ty, Some(Type::Ptr { .. })) {
-                format!("0x{:x}", *i as u64)
-            } else {
-                i.wrapping_div(i64::from(div)).to_string()
-            }
-        }
-        Val::Uint(u) => {
-            if matches!(ty, Some(Type::Ptr { .. })) {
-                format!("0x{:x}", u)
-            } else {
-                (u / u64::from(div)).to_string()
-            }
-        }
+        Val::Int(i) => i.wrapping_div(i64::from(div)).to_string(),
+        // bpftrace 0.17 prints a pointer held as a value (not a key) as a signed
+        // decimal: `@p = curtask` shows `@p: -131386560675840`.
+        Val::Uint(u) if matches!(ty, Some(Type::Ptr { .. })) => (*u as i64).to_string(),
+        Val::Uint(u) => (u / u64::from(div)).to_string(),
         Val::Str(s) | Val::Sym(s) => String::from_utf8_lossy(until_nul(s.as_bytes())).into_owned(),
         Val::Tuple(items) => {
             let parts: Vec<String> = items
@@ -808,9 +799,15 @@ pub fn write_printf_json(w: &mut dyn Write, text: &str) -> io::Result<()> {
 
 /// [`write_printf_json`] for the raw bytes of [`format_printf_bytes`].
 pub fn write_printf_json_bytes(w: &mut dyn Write, text: &[u8]) -> io::Result<()> {
+    write_message_json_bytes(w, "printf", text)
+}
+
+/// [`write_message_json`] for raw bytes (output that may not be UTF-8).
+pub fn write_message_json_bytes(w: &mut dyn Write, kind: &str, text: &[u8]) -> io::Result<()> {
     writeln!(
         w,
-        "{{\"type\": \"printf\", \"data\": \"{}\"}}",
+        "{{\"type\": \"{}\", \"data\": \"{}\"}}",
+        kind,
         json_escape_bytes(text)
     )
 }
@@ -986,7 +983,7 @@ fn bpftrace_spec_end(b: &[u8], p: usize) -> Option<usize> {
         i = j;
     }
     let rest = &b[i..];
-    if rest.starts_with(b"rx") {
+    if rest.starts_with(b"rx") || rest.starts_with(b"rh") {
         return Some(i + 2);
     }
     if rest.starts_with(b"s") || rest.starts_with(b"c") || rest.starts_with(b"r") {
@@ -1245,6 +1242,25 @@ pub fn format_printf_bytes(fmt: &str, args: &[Val]) -> Vec<u8> {
     let mut out: Vec<u8> = Vec::new();
     let mut i = 0;
     while i < args.len() && i < parts.len() {
+        let modifier = [&b"%rx"[..], &b"%rh"[..]]
+            .into_iter()
+            .find_map(|m| parts[i].strip_suffix(m).map(|text| (text, m[2])));
+        if let (Some((text, mode)), Val::Str(s)) = (modifier, &args[i]) {
+            // `%rx` / `%rh` of a buf(): every byte as `\xNN`, or as `NN` separated by
+            // spaces (bpftrace 0.17's modifiers of %r).
+            let bytes = unescape_buf(s);
+            let hex: Vec<String> = bytes
+                .iter()
+                .map(|b| match mode {
+                    b'x' => format!("\\x{b:02x}"),
+                    _ => format!("{b:02x}"),
+                })
+                .collect();
+            out.extend_from_slice(text);
+            out.extend_from_slice(hex.join(if mode == b'x' { "" } else { " " }).as_bytes());
+            i += 1;
+            continue;
+        }
         let formatted = c_format_part(parts[i], &args[i], expected_bits(parts[i]));
         out.extend_from_slice(until_nul(&formatted));
         i += 1;
@@ -1255,9 +1271,41 @@ pub fn format_printf_bytes(fmt: &str, args: &[Val]) -> Vec<u8> {
     out
 }
 
+/// The bytes of a `buf()` value from its `%r` text (printable bytes as is, others `\xNN`).
+fn unescape_buf(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && b.get(i + 1) == Some(&b'x') {
+            if let Some(v) = s
+                .get(i + 2..i + 4)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buf_hex_modifiers() {
+        let hello = Val::Str("Hello\\x00".to_string());
+        assert_eq!(
+            // (code generation turns a plain `%r` into `%s`)
+            format_printf_bytes("%rx|%rh|%s\n", &[hello.clone(), hello.clone(), hello]),
+            b"\\x48\\x65\\x6c\\x6c\\x6f\\x00|48 65 6c 6c 6f 00|Hello\\x00\n"
+        );
+    }
 
     fn i(v: i64) -> Val {
         Val::Int(v)

@@ -202,6 +202,7 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     opts.pid_set = scope.pid_set.is_some();
     opts.pid = args.pid;
     opts.unsafe_actions = args.unsafe_actions;
+    opts.helper_checks = args.helper_checks;
     opts.cpid = child.as_ref().map(|c| c.pid);
     let (name, src) = args.script.source()?;
     let src = substitute_container_pid(&src, scope.container_pid)?;

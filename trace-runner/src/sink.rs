@@ -90,11 +90,17 @@ impl Sink {
 
     /// printf output, byte-exact (it may hold bytes that are not UTF-8).
     pub fn printf_bytes(&mut self, text: &[u8]) {
+        self.message_bytes("printf", text);
+    }
+
+    /// Text printed by an action: as is, or under `-f json` a record of type `kind`
+    /// (bpftrace's "printf", "time", "cat", "syscall" for system(), "join").
+    pub fn message_bytes(&mut self, kind: &str, text: &[u8]) {
         let mut buf = Vec::new();
         match self.format {
             Format::Text | Format::Folded => buf.extend_from_slice(text),
             Format::Json => {
-                let _ = output::write_printf_json_bytes(&mut buf, text);
+                let _ = output::write_message_json_bytes(&mut buf, kind, text);
             }
         }
         self.emit(&buf);

@@ -47,6 +47,43 @@ pub fn kernel_address(name: &str) -> Option<u64> {
     })
 }
 
+/// Whether `/proc/kallsyms` lists a function of this name; `None` when it cannot say
+/// (unreadable, or addresses hidden by kptr_restrict).
+pub fn kernel_function_listed(name: &str) -> Option<bool> {
+    let text = std::fs::read_to_string("/proc/kallsyms").ok()?;
+    function_listed(&text, name)
+}
+
+/// [`kernel_function_listed`] on the text of `/proc/kallsyms`.
+fn function_listed(kallsyms: &str, name: &str) -> Option<bool> {
+    let mut visible = false;
+    for line in kallsyms.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(addr), Some(kind), Some(sym)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        visible |= addr.bytes().any(|b| b != b'0');
+        if sym == name && matches!(kind, "t" | "T") {
+            return Some(true);
+        }
+    }
+    visible.then_some(false)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn functions_listed_in_kallsyms() {
+        let text =
+            "ffffffff81000000 T _stext\nffffffff81234560 t vfs_read\nffffffff82000000 D avenrun\n";
+        assert_eq!(super::function_listed(text, "vfs_read"), Some(true));
+        assert_eq!(super::function_listed(text, "avenrun"), Some(false));
+        assert_eq!(super::function_listed(text, "zzzzz"), Some(false));
+        let hidden = "0000000000000000 T _stext\n0000000000000000 t vfs_read\n";
+        assert_eq!(super::function_listed(hidden, "zzzzz"), None);
+    }
+}
+
 /// `func+offset` of a kernel address, as bpftrace prints stack frames and `ksym`
 /// with offsets; the address in hex when unknown.
 pub fn kernel_symbol_offset(addr: u64) -> String {

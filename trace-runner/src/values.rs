@@ -38,6 +38,8 @@ pub fn decode(ty: &Type, b: &[u8], compiled: &Compiled, key: bool) -> Val {
             Val::Str(strftime_boot_ns(&fmt, u64_at(b, 8)))
         }
         Type::CgroupPath => Val::Str(cgroup_path(u64_at(b, 0))),
+        Type::Username => Val::Str(username(u64_at(b, 0) as u32)),
+        Type::Strerror => Val::Str(strerror(u64_at(b, 0) as i32)),
         Type::Usym => {
             let (addr, pid) = (u64_at(b, 0), u64_at(b, 8) as u32);
             Val::Sym(crate::stacks::user_function(pid, addr))
@@ -55,6 +57,31 @@ pub fn decode(ty: &Type, b: &[u8], compiled: &Compiled, key: bool) -> Val {
         }
         _ => Val::Uint(u64_at(b, 0)),
     }
+}
+
+/// `username`: the name of a uid in this system's user database, or the number when it
+/// has none (as bpftrace prints it).
+fn username(uid: u32) -> String {
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` outlives the use of `pw`.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() || pw.pw_name.is_null() {
+        return uid.to_string();
+    }
+    // SAFETY: getpwuid_r succeeded, so pw_name is a NUL-terminated string in `buf`.
+    unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `strerror(n)`: the C library's message for an errno value.
+pub fn strerror(n: i32) -> String {
+    // SAFETY: strerror returns a valid NUL-terminated string for any value.
+    unsafe { std::ffi::CStr::from_ptr(libc::strerror(n)) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// `ntop()`: dotted quad for AF_INET, RFC 5952 text for AF_INET6.
@@ -120,29 +147,71 @@ fn strftime_boot_ns(fmt: &str, ns: u64) -> String {
 /// The path of the cgroup v2 directory with this id (its inode number), relative to
 /// the cgroup2 mount; the id in decimal when not found.
 fn cgroup_path(id: u64) -> String {
-    use std::os::unix::fs::MetadataExt;
-    for root in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
-        let mut stack = vec![std::path::PathBuf::from(root)];
-        let mut seen = 0;
-        while let Some(dir) = stack.pop() {
-            seen += 1;
-            if seen > 100_000 {
-                break;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let found: Vec<String> = cgroup_hierarchies(&mounts)
+        .into_iter()
+        .filter_map(|(name, root)| find_cgroup(&root, id).map(|path| format!("{name}:{path}")))
+        .collect();
+    if found.is_empty() {
+        return id.to_string();
+    }
+    found.join(",")
+}
+
+/// The cgroup hierarchies mounted, as bpftrace 0.17 names them in `cgroup_path()`: the
+/// cgroup2 one "unified" first, then each cgroup v1 one by its mount point's name, in
+/// name order. `mounts` is the text of `/proc/self/mounts`.
+fn cgroup_hierarchies(mounts: &str) -> Vec<(String, std::path::PathBuf)> {
+    let mut unified = Vec::new();
+    let mut v1 = Vec::new();
+    for line in mounts.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [_, dir, fstype, ..] = fields[..] else {
+            continue;
+        };
+        let dir = std::path::PathBuf::from(dir.replace("\\040", " "));
+        match fstype {
+            "cgroup2" => unified.push(("unified".to_string(), dir)),
+            "cgroup" => {
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                v1.push((name, dir));
             }
-            if std::fs::metadata(&dir).is_ok_and(|m| m.ino() == id) {
-                let rel = dir.strip_prefix(root).unwrap_or(&dir).display().to_string();
-                return format!("/{}", rel.trim_start_matches('/'));
-            }
-            if let Ok(rd) = std::fs::read_dir(&dir) {
-                stack.extend(
-                    rd.flatten()
-                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                        .map(|e| e.path()),
-                );
-            }
+            _ => {}
         }
     }
-    id.to_string()
+    unified.truncate(1);
+    v1.sort();
+    v1.dedup_by(|a, b| a.0 == b.0);
+    unified.extend(v1);
+    unified
+}
+
+/// The path under `root` of the cgroup directory whose inode is `id`.
+fn find_cgroup(root: &std::path::Path, id: u64) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut stack = vec![root.to_path_buf()];
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        seen += 1;
+        if seen > 100_000 {
+            break;
+        }
+        if std::fs::metadata(&dir).is_ok_and(|m| m.ino() == id) {
+            let rel = dir.strip_prefix(root).unwrap_or(&dir).display().to_string();
+            return Some(format!("/{}", rel.trim_start_matches('/')));
+        }
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            stack.extend(
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    None
 }
 
 /// The text of a `join()` event: its non-empty arguments joined by the call site's
@@ -168,6 +237,28 @@ pub fn join_record(compiled: &Compiled, index: usize, record: &[u8]) -> Option<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_hierarchies_as_bpftrace_names_them() {
+        let mounts = "sysfs /sys sysfs rw 0 0\n\
+            cgroup /sys/fs/cgroup/pids cgroup rw,relatime,pids 0 0\n\
+            cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,cpu,cpuacct 0 0\n\
+            cgroup /sys/fs/cgroup/systemd cgroup rw,name=systemd 0 0\n\
+            cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n";
+        let names: Vec<String> = cgroup_hierarchies(mounts)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["unified", "cpu,cpuacct", "pids", "systemd"]);
+        let pure_v2 = "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n";
+        assert_eq!(
+            cgroup_hierarchies(pure_v2),
+            [(
+                "unified".to_string(),
+                std::path::PathBuf::from("/sys/fs/cgroup")
+            )]
+        );
+    }
 
     #[test]
     fn addresses() {

@@ -26,8 +26,8 @@ mod strings;
 // The kernel/user contract lives in `crate::abi`; re-exported for existing users.
 #[allow(unused_imports)]
 pub use crate::abi::{
-    Attach, Compiled, CompiledProgram, EventKind, PrintSpec, PrintfAction, PrintfSpec, UserMap,
-    JOIN_ARG_LEN, JOIN_MAX_ARGS, MAP_HASH, MAP_PERCPU_ARRAY, MAP_PERCPU_HASH, MAP_RINGBUF,
+    Attach, Compiled, CompiledProgram, EventKind, HelperCheck, PrintSpec, PrintfAction, PrintfSpec,
+    UserMap, JOIN_ARG_LEN, JOIN_MAX_ARGS, MAP_HASH, MAP_PERCPU_ARRAY, MAP_PERCPU_HASH, MAP_RINGBUF,
     MAX_INSNS, MAX_MAP_ENTRIES, RINGBUF_BYTES, SCOPE_PIDS_MAP, STACK_MAX_FRAMES,
 };
 
@@ -85,6 +85,9 @@ pub struct CodegenOptions {
     pub unsafe_actions: bool,
     /// The pid of the command started with `-c` (the `cpid` builtin).
     pub cpid: Option<u32>,
+    /// Report failed helpers as bpftrace's `-k` (1: map deletes and updates) and `-kk`
+    /// (2: map lookups too).
+    pub helper_checks: u8,
 }
 
 fn err(span: Span, msg: impl Into<String>) -> Diagnostic {
@@ -93,6 +96,8 @@ fn err(span: Span, msg: impl Into<String>) -> Diagnostic {
 
 /// Tables shared by all programs of one script.
 struct Tables {
+    /// `-k`/`-kk` call sites.
+    helper_errors: Vec<HelperCheck>,
     maps: Vec<MapDef>,
     user_maps: Vec<UserMap>,
     by_name: HashMap<String, usize>,
@@ -148,6 +153,7 @@ pub fn generate(
         scratch_map: None,
         joins: Vec::new(),
         warnings: Vec::new(),
+        helper_errors: Vec::new(),
     };
     t.events_map = t.maps.len();
     t.maps.push(MapDef {
@@ -307,6 +313,7 @@ pub fn generate(
         stack_map: t.stack_map,
         joins: t.joins,
         warnings: t.warnings,
+        helper_errors: t.helper_errors,
     })
 }
 
@@ -455,6 +462,16 @@ fn section_name(a: &Attach, name: &str) -> String {
 const PT_REGS_ARGS: [i16; 6] = [112, 104, 96, 88, 72, 64];
 const PT_REGS_RAX: i16 = 80;
 const PT_REGS_IP: i16 = 128;
+const PT_REGS_SP: i16 = 152;
+
+/// The offset in x86-64's `struct pt_regs` of a register as `reg("name")` names it.
+fn pt_regs_offset(name: &str) -> Option<i16> {
+    const NAMES: [&str; 21] = [
+        "r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si",
+        "di", "orig_ax", "ip", "cs", "flags", "sp", "ss",
+    ];
+    NAMES.iter().position(|n| *n == name).map(|i| 8 * i as i16)
+}
 
 /// Per-program generator state.
 struct ProgGen<'a> {
@@ -807,8 +824,13 @@ impl ProgGen<'_> {
                     ));
                 }
                 let key = self.build_key(map, None)?;
-                self.map_read_int(info.kernel_map, key)?;
-                self.binary_with_rhs(*op, value, true)?;
+                self.map_read_int(info.kernel_map, key, None)?;
+                let scale = match &info.value {
+                    MapValue::Value(t) => self.pointer_step(t, *op, s.span)?,
+                    _ => 1,
+                };
+                let signed = scale == 1 && is_signed(&value.ty);
+                self.binary_with_rhs_scaled(*op, value, signed, scale)?;
                 let val = self.alloc(8, s.span)?;
                 self.asm.store(Size::DW, FP, val, R0);
                 self.map_update(info.kernel_map, key, val, 0);
@@ -828,11 +850,13 @@ impl ProgGen<'_> {
                 self.gen_into(value, off)
             }
             StmtKind::VarCompound { name, op, value } => {
-                let (off, _) = self.vars.get(name).cloned().ok_or_else(|| {
+                let (off, ty) = self.vars.get(name).cloned().ok_or_else(|| {
                     err(s.span, format!("Undefined or undeclared variable: ${name}"))
                 })?;
                 self.asm.load(Size::DW, R0, FP, off);
-                self.binary_with_rhs(*op, value, true)?;
+                let scale = self.pointer_step(&ty, *op, s.span)?;
+                let signed = scale == 1 && is_signed(&value.ty);
+                self.binary_with_rhs_scaled(*op, value, signed, scale)?;
                 self.asm.store(Size::DW, FP, off, R0);
                 Ok(())
             }
@@ -921,7 +945,13 @@ impl ProgGen<'_> {
     }
 
     /// `r0 = value` of an integer-valued map entry, 0 when absent.
-    fn map_read_int(&mut self, map: usize, key: i16) -> Result<(), Diagnostic> {
+    /// `check`: the map read's place, for `-kk` to report a failed lookup there.
+    fn map_read_int(
+        &mut self,
+        map: usize,
+        key: i16,
+        check: Option<Span>,
+    ) -> Result<(), Diagnostic> {
         let info = self
             .t
             .user_maps
@@ -931,6 +961,9 @@ impl ProgGen<'_> {
         self.asm.load_map(R1, map);
         self.stack_ptr(R2, key);
         self.asm.call(helper::MAP_LOOKUP_ELEM);
+        if let Some(span) = check {
+            self.check_helper(2, "map_lookup_elem", Cond::Eq, span)?;
+        }
         let done = self.asm.new_label();
         self.asm.jump_imm(Cond::Eq, R0, 0, done);
         match info.map(|i| i.value) {
@@ -1172,6 +1205,42 @@ impl ProgGen<'_> {
     }
 
     /// Emit an argument-less event `kind << 32 | index`.
+    /// With a helper's return value in r0: under `-k` (`level` 1) or `-kk` (2), when
+    /// `r0 <failed> 0` send an [`EventKind::HelperError`] with it for user space to warn.
+    fn check_helper(
+        &mut self,
+        level: u8,
+        helper: &str,
+        failed: Cond,
+        span: Span,
+    ) -> Result<(), Diagnostic> {
+        if self.opts.helper_checks < level {
+            return Ok(());
+        }
+        let index = self.t.helper_errors.len();
+        self.t.helper_errors.push(HelperCheck {
+            helper: helper.to_string(),
+            span,
+            location: String::new(),
+        });
+        let off = self.alloc(16, span)?;
+        let ok = self.asm.new_label();
+        let failed = match failed {
+            Cond::Ne => Cond::Eq,
+            _ => Cond::Ne,
+        };
+        self.asm.jump_imm(failed, R0, 0, ok);
+        self.asm.store(Size::DW, FP, off + 8, R0);
+        self.asm
+            .load_const(R1, ((EventKind::HelperError as i64) << 32) | index as i64);
+        self.asm.store(Size::DW, FP, off, R1);
+        self.output(off, 16);
+        // The helper's result again (the output call clobbered r0).
+        self.asm.load(Size::DW, R0, FP, off + 8);
+        self.asm.bind(ok);
+        Ok(())
+    }
+
     fn simple_event(
         &mut self,
         kind: EventKind,
@@ -1195,6 +1264,21 @@ impl ProgGen<'_> {
 
     /// A call or expression evaluated for its effect.
     fn effect(&mut self, e: &Expr) -> Result<(), Diagnostic> {
+        if let ExprKind::Ternary { cond, then, els } = &e.kind {
+            if e.ty == Type::None {
+                // `c ? printf(..) : printf(..)`: a statement that runs one of two calls.
+                let else_label = self.asm.new_label();
+                let end = self.asm.new_label();
+                self.gen_int(cond)?;
+                self.asm.jump_imm(Cond::Eq, R0, 0, else_label);
+                self.effect(then)?;
+                self.asm.jump(end);
+                self.asm.bind(else_label);
+                self.effect(els)?;
+                self.asm.bind(end);
+                return Ok(());
+            }
+        }
         let ExprKind::Call { name, args } = &e.kind else {
             return if e.ty.is_int() {
                 self.gen_int(e)
@@ -1211,6 +1295,7 @@ impl ProgGen<'_> {
             )),
             "system" => self.printf(e, args, PrintfAction::System),
             "join" => self.gen_join(e, args),
+            "debugf" => self.gen_debugf(e, args),
             "signal" => self.gen_signal(e, args),
             "exit" => {
                 self.simple_event(EventKind::Exit, 0, e.span)?;
@@ -1297,11 +1382,23 @@ impl ProgGen<'_> {
                     ));
                 };
                 let info = self.user_map(m)?;
+                if info.array {
+                    // A keyless aggregation lives in a (per-CPU) array, whose element
+                    // cannot be deleted, nor zeroed for every CPU from here: user space
+                    // clears it, as for clear().
+                    let index = self
+                        .t
+                        .user_maps
+                        .iter()
+                        .position(|u| u.name == info.name)
+                        .unwrap_or(0);
+                    return self.simple_event(EventKind::Clear, index, e.span);
+                }
                 let key = self.build_key(m, None)?;
                 self.asm.load_map(R1, info.kernel_map);
                 self.stack_ptr(R2, key);
                 self.asm.call(helper::MAP_DELETE_ELEM);
-                Ok(())
+                self.check_helper(1, "map_delete_elem", Cond::Ne, e.span)
             }
             _ => {
                 if e.ty.is_int() || e.ty == Type::None {
@@ -1356,8 +1453,17 @@ impl ProgGen<'_> {
         let index = self.t.printfs.len();
         self.t.printfs.push(PrintfSpec {
             action,
-            // `%r` (a buf() value) arrives already escaped: print it as a string.
-            format: format.replace("%r", "%s"),
+            // `%r` (a buf() value) arrives already escaped: print it as a string;
+            // `%rx` and `%rh` stay, for the output to print the bytes in hex.
+            format: format
+                .split("%r")
+                .enumerate()
+                .map(|(i, piece)| match i {
+                    0 => piece.to_string(),
+                    _ if piece.starts_with(['x', 'h']) => format!("%r{piece}"),
+                    _ => format!("%s{piece}"),
+                })
+                .collect(),
             args: layout,
         });
         self.asm.load_const(R1, index as i64);
@@ -1431,6 +1537,16 @@ impl ProgGen<'_> {
                     .ok_or_else(|| err(e.span, "str() needs an argument"))?;
                 if p.ty.is_str() {
                     return self.gen_into_sized(p, off, &e.ty);
+                }
+                if let Some(text) = self.positional_text_offset(p) {
+                    // `str($1 + 2)` of a parameter that is not a number: its text from
+                    // the third byte on (the parameter is a string literal, as in bpftrace).
+                    let literal = Expr {
+                        kind: ExprKind::Str(text),
+                        span: p.span,
+                        ty: e.ty.clone(),
+                    };
+                    return self.gen_into(&literal, off);
                 }
                 if let ExprKind::Positional(i) = p.kind {
                     // `str($1)`: the positional parameter's text, as bpftrace does.
@@ -1594,6 +1710,8 @@ impl ProgGen<'_> {
                 None => return Err(err(span, "cpid cannot be used without child command (-c)")),
             },
             "cpu" => a.call(helper::GET_SMP_PROCESSOR_ID),
+            "rand" => a.call(helper::GET_PRANDOM_U32),
+            "numaid" => a.call(helper::GET_NUMA_NODE_ID),
             "cgroup" => a.call(helper::GET_CURRENT_CGROUP_ID),
             "curtask" => a.call(helper::GET_CURRENT_TASK),
             "probe" => match &self.syscall {
@@ -1642,6 +1760,21 @@ impl ProgGen<'_> {
                 ProbeKind::Uprobe => a.load(Size::DW, R0, R6, PT_REGS_IP),
                 _ => return Err(err(span, "func is only available in kprobes and uprobes")),
             },
+            _ if name.starts_with("sarg") => {
+                // Arguments passed on the stack (x86-64): sargN is the 8 bytes at
+                // sp + 8 * (N + 1), above the return address.
+                let n: i32 = name[4..]
+                    .parse()
+                    .map_err(|_| err(span, format!("unknown builtin {name}")))?;
+                let user = match self.kind {
+                    ProbeKind::Uprobe | ProbeKind::Uretprobe => true,
+                    ProbeKind::Kprobe | ProbeKind::Kretprobe => false,
+                    _ => return Err(err(span, format!("{name} is not available in this probe"))),
+                };
+                a.load(Size::DW, R0, R6, PT_REGS_SP);
+                a.alu_imm(Alu::Add, R0, 8 * (n + 1));
+                self.probe_read_int(8, false, user, span)?;
+            }
             _ if name.starts_with("arg") => {
                 let n: usize = name[3..]
                     .parse()
@@ -1704,7 +1837,7 @@ impl ProgGen<'_> {
             ExprKind::Map(m) => {
                 let info = self.user_map(m)?;
                 let key = self.build_key(m, None)?;
-                self.map_read_int(info.kernel_map, key)?;
+                self.map_read_int(info.kernel_map, key, Some(m.span))?;
             }
             ExprKind::Call { name, args } => self.int_call(e, name, args)?,
             ExprKind::Unary { op, expr } => {
@@ -1745,8 +1878,23 @@ impl ProgGen<'_> {
                 let mark = self.stack;
                 self.gen_int(lhs)?;
                 let signed = is_signed(&lhs.ty) && is_signed(&rhs.ty);
-                self.binary_with_rhs_signed(*op, rhs, signed)?;
+                // Pointer arithmetic counts in elements: `p + n` adds n * sizeof(*p).
+                let rhs_scale = if rhs.ty.is_int() {
+                    self.pointer_step(&lhs.ty, *op, e.span)?
+                } else {
+                    1
+                };
+                if lhs.ty.is_int() && *op == BinOp::Add {
+                    let lhs_scale = self.pointer_step(&rhs.ty, *op, e.span)?;
+                    if lhs_scale != 1 {
+                        self.asm.alu_imm(Alu::Mul, R0, lhs_scale as i32);
+                    }
+                }
+                self.binary_with_rhs_scaled(*op, rhs, signed, rhs_scale)?;
                 self.stack = mark;
+            }
+            ExprKind::IncDec { target, inc, post } => {
+                self.gen_inc_dec(target, *inc, *post, e.span)?;
             }
             ExprKind::Ternary { cond, then, els } => {
                 let else_label = self.asm.new_label();
@@ -1855,7 +2003,19 @@ impl ProgGen<'_> {
                     self.asm.bswap(R0, i32::from(bytes) * 8);
                 }
             }
-            "ksym" | "usym" | "uaddr" => {
+            "reg" => {
+                let Some(Expr {
+                    kind: ExprKind::Str(reg),
+                    ..
+                }) = args.first()
+                else {
+                    return Err(err(e.span, "reg() takes a register name"));
+                };
+                let off = pt_regs_offset(reg)
+                    .ok_or_else(|| err(e.span, format!("'{reg}' is not a register on x86-64")))?;
+                self.asm.load(Size::DW, R0, R6, off);
+            }
+            "ksym" | "usym" | "uaddr" | "uptr" | "kptr" => {
                 let arg = args
                     .first()
                     .ok_or_else(|| err(e.span, format!("{name}() needs an argument")))?;
@@ -1871,16 +2031,104 @@ impl ProgGen<'_> {
         Ok(())
     }
 
-    /// With the left operand in r0, evaluate `rhs` and apply `op`; result in r0.
-    fn binary_with_rhs(&mut self, op: BinOp, rhs: &Expr, signed: bool) -> Result<(), Diagnostic> {
-        self.binary_with_rhs_signed(op, rhs, signed && is_signed(&rhs.ty))
+    /// `$N + k` (or `k + $N`) where parameter N is not a number: its text from byte k.
+    fn positional_text_offset(&self, e: &Expr) -> Option<String> {
+        let ExprKind::Binary {
+            op: BinOp::Add,
+            lhs,
+            rhs,
+        } = &e.kind
+        else {
+            return None;
+        };
+        let (n, k) = match (&lhs.kind, &rhs.kind) {
+            (ExprKind::Positional(n), ExprKind::Int(k))
+            | (ExprKind::Int(k), ExprKind::Positional(n)) => (*n, *k),
+            _ => return None,
+        };
+        let text = self.opts.params.get((n as usize).checked_sub(1)?)?;
+        if parse_int(text).is_some() {
+            return None;
+        }
+        let k = usize::try_from(k).ok()?.min(text.len());
+        Some(String::from_utf8_lossy(&text.as_bytes()[k..]).into_owned())
     }
 
-    fn binary_with_rhs_signed(
+    /// What one unit added to (or taken from) a value of type `t` adds: the size of the
+    /// pointee for a pointer and `+`/`-`, else 1.
+    fn pointer_step(&self, t: &Type, op: BinOp, span: Span) -> Result<i64, Diagnostic> {
+        match t {
+            Type::Ptr { to, .. } if matches!(op, BinOp::Add | BinOp::Sub) => {
+                let size = match to.as_ref() {
+                    Type::None => 1,
+                    t => self.memory_size(t, span)?.max(1),
+                };
+                i64::try_from(size)
+                    .ok()
+                    .filter(|n| *n <= i64::from(i32::MAX))
+                    .ok_or_else(|| {
+                        err(
+                            span,
+                            "pointer arithmetic on a type this large is not supported",
+                        )
+                    })
+            }
+            _ => Ok(1),
+        }
+    }
+
+    /// `x++`, `++x`, `x--`, `--x` on a variable or map: r0 = the old value (post) or the
+    /// new one.
+    fn gen_inc_dec(
+        &mut self,
+        target: &Expr,
+        inc: bool,
+        post: bool,
+        span: Span,
+    ) -> Result<(), Diagnostic> {
+        let op = if inc { BinOp::Add } else { BinOp::Sub };
+        let step = self.pointer_step(&target.ty, op, span)? as i32;
+        let delta = if inc { step } else { -step };
+        let old = self.alloc(8, span)?;
+        let new = self.alloc(8, span)?;
+        match &target.kind {
+            ExprKind::Var(name) => {
+                let (off, _) = self.vars.get(name).cloned().ok_or_else(|| {
+                    err(span, format!("Undefined or undeclared variable: ${name}"))
+                })?;
+                self.asm.load(Size::DW, R0, FP, off);
+                self.asm.store(Size::DW, FP, old, R0);
+                self.asm.alu_imm(Alu::Add, R0, delta);
+                self.asm.store(Size::DW, FP, off, R0);
+                self.asm.store(Size::DW, FP, new, R0);
+            }
+            ExprKind::Map(map) => {
+                let info = self.user_map(map)?;
+                if !matches!(info.value, MapValue::Value(_)) {
+                    return Err(err(span, "++ and -- need a map of plain values"));
+                }
+                let key = self.build_key(map, None)?;
+                self.map_read_int(info.kernel_map, key, None)?;
+                self.asm.store(Size::DW, FP, old, R0);
+                self.asm.alu_imm(Alu::Add, R0, delta);
+                self.asm.store(Size::DW, FP, new, R0);
+                self.map_update(info.kernel_map, key, new, 0);
+            }
+            _ => return Err(err(span, "++ and -- apply to a variable or a map")),
+        }
+        self.asm
+            .load(Size::DW, R0, FP, if post { old } else { new });
+        Ok(())
+    }
+
+    /// With the left operand in r0, evaluate `rhs`, multiply it by `scale` (pointer
+    /// arithmetic) and apply `op`; result in r0.
+    fn binary_with_rhs_scaled(
         &mut self,
         op: BinOp,
         rhs: &Expr,
         signed: bool,
+        scale: i64,
     ) -> Result<(), Diagnostic> {
         if matches!(op, BinOp::And | BinOp::Or) {
             let a = &mut self.asm;
@@ -1910,6 +2158,9 @@ impl ProgGen<'_> {
         let lhs = self.alloc(8, rhs.span)?;
         self.asm.store(Size::DW, FP, lhs, R0);
         self.gen_int(rhs)?;
+        if scale != 1 {
+            self.asm.alu_imm(Alu::Mul, R0, scale as i32);
+        }
         self.asm.mov(R2, R0);
         self.asm.load(Size::DW, R1, FP, lhs);
         let a = &mut self.asm;
@@ -1988,11 +2239,7 @@ fn is_signed(ty: &Type) -> bool {
     matches!(ty, Type::Int { signed: true, .. })
 }
 
+/// A positional parameter's integer value: decimal, `0x` hex or `0` octal, as bpftrace.
 fn parse_int(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Some(hex) = s.strip_prefix("0x") {
-        i64::from_str_radix(hex, 16).ok()
-    } else {
-        s.parse().ok()
-    }
+    trace_lang::parser::parse_int_text(s)
 }

@@ -160,7 +160,9 @@ pub fn read_map(session: &Session, index: usize) -> Option<MapDump> {
             // An array slot exists from the start: only print it once something was recorded.
             let touched = session.zeroed.contains(&index)
                 || per_cpu_values(&buf, size).any(|c| c.iter().any(|b| *b != 0));
-            if touched {
+            // bpftrace 0.17 prints a keyless count() map even when nothing counted
+            // (or after clear/delete): `@: 0`.
+            if touched || map.value == MapValue::Count {
                 entries.push(Entry {
                     key: Vec::new(),
                     value,

@@ -281,6 +281,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// refuses to probe is skipped with a warning at attach time.
 fn kprobe_targets(probe_name: &str, func: &str, ret: bool) -> Result<Vec<String>, LoadError> {
     let Some(list) = kfuncs::FuncList::system() else {
+        // No list of probe-able functions (no kprobes, no tracefs): a function the
+        // kernel does not have at all is skipped with bpftrace's warning.
+        if !func.contains('*') && crate::symbols::kernel_function_listed(func) == Some(false) {
+            eprintln!("{}", kfuncs::skip_warning(ret, None, func));
+            return Ok(Vec::new());
+        }
         return Ok(vec![func.to_string()]);
     };
     let (module, _) = kfuncs::split_probe_name(probe_name);
@@ -771,8 +777,8 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
             let text = output::format_printf_bytes(&spec.format, &args);
             match spec.action {
                 PrintfAction::Print => sink.printf_bytes(&text),
-                PrintfAction::Cat => sink.printf_bytes(&actions::cat(&text)),
-                PrintfAction::System => sink.printf_bytes(&actions::system(&text)),
+                PrintfAction::Cat => sink.message_bytes("cat", &actions::cat(&text)),
+                PrintfAction::System => sink.message_bytes("syscall", &actions::system(&text)),
             }
         }
         k if k == EventKind::Exit as u32 => return Some(StopReason::Exit),
@@ -794,12 +800,23 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
         }
         k if k == EventKind::Time as u32 => {
             if let Some(fmt) = session.compiled.time_formats.get(index) {
-                sink.printf(&output::format_time(fmt));
+                sink.message_bytes("time", output::format_time(fmt).as_bytes());
+            }
+        }
+        k if k == EventKind::HelperError as u32 => {
+            if let Some(check) = session.compiled.helper_errors.get(index) {
+                sink.flush();
+                eprint!("{}", check.warning(read_u64(record, 8) as i64));
             }
         }
         k if k == EventKind::Join as u32 => {
             if let Some(text) = crate::values::join_record(&session.compiled, index, record) {
-                sink.printf(&text);
+                if sink.format() == crate::sink::Format::Json {
+                    // bpftrace's JSON join record has no newline in its data.
+                    sink.message_bytes("join", text.strip_suffix('\n').unwrap_or(&text).as_bytes());
+                } else {
+                    sink.printf(&text);
+                }
             }
         }
         _ => {}

@@ -13,7 +13,7 @@ use trace_lang::Diagnostic;
 
 use super::{err, EventKind, MapDef, ProgGen, MAP_PERCPU_ARRAY};
 use crate::abi::{JOIN_ARG_LEN, JOIN_MAX_ARGS, MAP_STACK_TRACE, STACK_MAX_FRAMES};
-use crate::compile::insn::{helper, Alu, Cond, Size, FP, R0, R1, R2, R3, R4, R6, R9};
+use crate::compile::insn::{helper, Alu, Cond, Size, FP, R0, R1, R2, R3, R4, R5, R6, R9};
 
 /// Distinct stacks kept.
 const STACK_ENTRIES: u32 = 16384;
@@ -132,7 +132,13 @@ impl ProgGen<'_> {
                 Ok(())
             }
             Type::Stack { user, .. } => self.gen_stack(*user, off),
-            Type::CgroupPath => {
+            Type::Username => {
+                self.asm.call(helper::GET_CURRENT_UID_GID);
+                self.asm.extend(R0, 4, false);
+                self.asm.store(Size::DW, FP, off, R0);
+                Ok(())
+            }
+            Type::CgroupPath | Type::Strerror => {
                 let arg = call_arg(e, 0)?;
                 self.gen_int(arg)?;
                 self.asm.store(Size::DW, FP, off, R0);
@@ -292,32 +298,87 @@ impl ProgGen<'_> {
 
     /// `kaddr("symbol")`: the address of a kernel symbol, resolved now.
     pub(super) fn gen_kaddr(&mut self, e: &Expr, args: &[Expr]) -> Result<(), Diagnostic> {
-        let Some(Expr {
-            kind: ExprKind::Str(name),
-            ..
-        }) = args.first()
-        else {
-            return Err(err(e.span, "kaddr() takes a symbol name"));
+        let name = match args.first().map(|a| &a.kind) {
+            Some(ExprKind::Str(name)) => name.clone(),
+            // `kaddr(str($1))`: the positional parameter's text.
+            Some(ExprKind::Call { name, args: inner }) if name == "str" => {
+                match inner.first().map(|a| &a.kind) {
+                    Some(ExprKind::Positional(i)) => self
+                        .opts
+                        .params
+                        .get((*i as usize).wrapping_sub(1))
+                        .cloned()
+                        .unwrap_or_default(),
+                    _ => return Err(err(e.span, "kaddr() takes a symbol name")),
+                }
+            }
+            _ => return Err(err(e.span, "kaddr() takes a symbol name")),
         };
+        let name = &name;
         let addr = match self.env.kernel_symbol(name) {
             Some(a) => a,
-            None if self.env.kallsyms_lists_functions_only() => {
-                // /proc/kallsyms of a kernel built without CONFIG_KALLSYMS_ALL lists no
-                // data symbols: say so once, and read through a null pointer (zeros).
-                self.t.warnings.push(format!(
-                    "warning: kaddr(\"{name}\"): this kernel's /proc/kallsyms lists no data symbols \
-                     (CONFIG_KALLSYMS_ALL is off); reads through this address give 0"
-                ));
-                0
-            }
             None => {
+                // As bpftrace; a kernel built without CONFIG_KALLSYMS_ALL lists no data
+                // symbols in /proc/kallsyms, so none of them resolve there.
+                let why = if self.env.kallsyms_lists_functions_only() {
+                    " (this kernel's /proc/kallsyms lists functions only: CONFIG_KALLSYMS_ALL is off)"
+                } else {
+                    ""
+                };
                 return Err(err(
                     e.span,
-                    format!("kaddr: unknown kernel symbol '{name}'"),
-                ))
+                    format!("Failed to resolve kernel symbol: {name}{why}"),
+                ));
             }
         };
         self.asm.load_const(R0, addr as i64);
+        Ok(())
+    }
+
+    /// `debugf(fmt, ...)`: `bpf_trace_printk` to the kernel's trace pipe, with at most
+    /// three arguments (the helper's limit); strings are passed by address.
+    pub(super) fn gen_debugf(&mut self, e: &Expr, args: &[Expr]) -> Result<(), Diagnostic> {
+        let Some(Expr {
+            kind: ExprKind::Str(fmt),
+            ..
+        }) = args.first()
+        else {
+            return Err(err(e.span, "debugf() takes a string literal format"));
+        };
+        if args.len() > 4 {
+            return Err(err(
+                args[4].span,
+                "debugf() takes at most 3 arguments after the format (bpf_trace_printk's limit)",
+            ));
+        }
+        let mut slots = Vec::new();
+        for a in &args[1..] {
+            let slot = self.alloc(8, a.span)?;
+            if a.ty.is_str() {
+                let s = self.alloc(a.ty.size(), a.span)?;
+                self.zero(s, a.ty.size());
+                self.gen_into_sized(a, s, &a.ty)?;
+                self.stack_ptr(R0, s);
+            } else {
+                self.gen_int(a)?;
+            }
+            self.asm.store(Size::DW, FP, slot, R0);
+            slots.push(slot);
+        }
+        let text = Expr {
+            kind: ExprKind::Str(fmt.clone()),
+            span: e.span,
+            ty: Type::Str(fmt.len() + 1),
+        };
+        let f = self.alloc(fmt.len() + 1, e.span)?;
+        self.zero(f, fmt.len() + 1);
+        self.gen_into_sized(&text, f, &text.ty)?;
+        for (reg, slot) in [R3, R4, R5].into_iter().zip(&slots) {
+            self.asm.load(Size::DW, reg, FP, *slot);
+        }
+        self.stack_ptr(R1, f);
+        self.asm.mov_imm(R2, fmt.len() as i32 + 1);
+        self.asm.call(helper::TRACE_PRINTK);
         Ok(())
     }
 

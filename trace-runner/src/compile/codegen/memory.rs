@@ -65,7 +65,7 @@ impl ProgGen<'_> {
     }
 
     /// Size in bytes of one element of type `t` in memory.
-    fn memory_size(&self, t: &Type, span: Span) -> Result<usize, Diagnostic> {
+    pub(super) fn memory_size(&self, t: &Type, span: Span) -> Result<usize, Diagnostic> {
         Ok(match t {
             Type::Record(r) => self
                 .env

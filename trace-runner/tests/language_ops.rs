@@ -1,0 +1,292 @@
+//! Operators, preprocessor definitions, positional parameters and built-in constants
+//! end to end through the binary (BEGIN and interval probes, so the output is exact):
+//! `++`/`--` as expressions, pointer arithmetic in elements, `#define`, `$N` in attach
+//! points and `unroll`, C integer bases, and errno/AF_*/O_* names without headers. The
+//! expected outputs are what bpftrace 0.17 prints for the same scripts.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn run(script: &str, params: &[&str]) -> String {
+    let out = Command::new(runner())
+        .args(["run", "-e", script])
+        .args(params)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn increment_and_decrement_expressions() {
+    if !require_bpf() {
+        return;
+    }
+    let out = run(
+        r#"BEGIN { @x = 10; printf("%d", @x++); printf(" %d", ++@x); printf(" %d", @x--); printf(" %d\n", --@x);
+           $v = 5; $w = $v++ + ++$v; printf("%d %d\n", $v, $w);
+           $a = 0; while ($a < 10) { @sum = sum($a++); } exit(); }"#,
+        &[],
+    );
+    assert_eq!(
+        out,
+        "Attaching 1 probe...\n10 12 12 10\n7 12\n\n\n@sum: 45\n@x: 10\n"
+    );
+}
+
+#[test]
+fn pointer_arithmetic_counts_elements() {
+    if !require_bpf() {
+        return;
+    }
+    // Before: `$r + 3` added 3 bytes, and `@p++` on a pointer-valued map was refused
+    // ("Type mismatch ... 'int32 *'"); a pointer value printed as hex.
+    let out = run(
+        r#"BEGIN { @p = (int32 *)32; @p++; @p += 2; --@p; @d = (int64 *)64; @d -= 2;
+           $q = (int64 *)8; $q -= 1; $r = (int16 *)100; $r++;
+           printf("%d %d %d %d\n", $r + 3, 3 + $r, $r - 1, $q); exit(); }"#,
+        &[],
+    );
+    assert_eq!(
+        out,
+        "Attaching 1 probe...\n108 108 100 0\n\n\n@d: 48\n@p: 40\n"
+    );
+}
+
+#[test]
+fn defines_constants_and_positional_parameters() {
+    if !require_bpf() {
+        return;
+    }
+    let script = "#define LIMIT (EPERM + 2)\n#define EINVAL 99\n\
+        BEGIN { printf(\"%d %d %d %d %d %d\\n\", LIMIT, EINVAL, AF_INET6, O_CREAT | O_WRONLY, SIGTERM, ENOENT);\n\
+        printf(\"%d %o 0x%x\\n\", $1, $2, $3); unroll($4) { @n++; } exit(); }";
+    let out = run(script, &["123", "0775", "0x123", "3"]);
+    assert_eq!(
+        out,
+        "Attaching 1 probe...\n3 99 10 65 15 2\n123 775 0x123\n\n\n@n: 3\n"
+    );
+}
+
+#[test]
+fn positional_parameters_in_attach_points() {
+    if !require_bpf() {
+        return;
+    }
+    let out = run(
+        r#"BEG$1 { printf("begin\n"); } interval:ms:$2 { printf("tick\n"); exit(); }"#,
+        &["IN", "200"],
+    );
+    assert_eq!(out, "Attaching 2 probes...\nbegin\ntick\n\n\n");
+}
+
+#[test]
+fn builtins_rand_numaid_username_and_strerror() {
+    if !require_bpf() {
+        return;
+    }
+    // Before: "the builtin 'rand' is not supported yet", "The username builtin is not
+    // supported yet", "Unknown function: strerror".
+    let name = {
+        let out = Command::new("id").arg("-un").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let out = run(
+        r#"BEGIN { $r = rand; printf("%d %d %s\n", $r >= 0, numaid >= 0, username);
+           print(strerror(EPERM)); printf("%s\n", strerror(ENOENT)); @u = username; exit(); }"#,
+        &[],
+    );
+    assert_eq!(
+        out,
+        format!(
+            "Attaching 1 probe...\n1 1 {name}\nOperation not permitted\nNo such file or directory\n\n\n@u: {name}\n"
+        )
+    );
+}
+
+#[test]
+fn string_functions_on_literals_and_positional_text() {
+    if !require_bpf() {
+        return;
+    }
+    // strcontains() of literals is folded; `str($1 + 1)` of a text parameter skips a
+    // byte; `kaddr(str($2))` resolves the parameter's symbol.
+    let out = run(
+        r#"BEGIN { if (strcontains("abc", "b")) { printf("yes\n"); }
+           if (strcontains("abc", "x")) { printf("no\n"); }
+           printf("%s\n", str($1 + 1)); @k = kaddr(str($2)) != 0; exit(); }"#,
+        &["hello", "vfs_read"],
+    );
+    assert_eq!(out, "Attaching 1 probe...\nyes\nello\n\n\n@k: 1\n");
+}
+
+#[test]
+fn kaddr_of_an_unknown_symbol_is_an_error() {
+    // As bpftrace: a located error, not a read through address 0.
+    let out = Command::new(runner())
+        .args(["check", "-e", r#"BEGIN { print(kaddr("asdfzzzzzzz")) }"#])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("stdin:1:15: error: Failed to resolve kernel symbol: asdfzzzzzzz"),
+        "{err}"
+    );
+}
+
+#[test]
+fn debugf_writes_to_the_trace_pipe() {
+    if !require_bpf() {
+        return;
+    }
+    // A marker of this run, so lines of other runs do not count.
+    let marker = format!("ktdebugf{}", std::process::id());
+    let script = format!(r#"BEGIN {{ debugf("{marker} %s %d %x", "a", 1, 16); exit(); }}"#);
+    run(&script, &[]);
+    let trace = std::fs::read_to_string("/sys/kernel/tracing/trace").unwrap();
+    assert!(
+        trace.contains(&format!("bpf_trace_printk: {marker} a 1 10")),
+        "no debugf line in the trace buffer"
+    );
+}
+
+#[test]
+fn json_records_of_time_cat_system_and_join() {
+    if !require_bpf() {
+        return;
+    }
+    // Before, all four came out as {"type": "printf", ...} records.
+    let file = std::env::temp_dir().join(format!("kt-lang-cat-{}", std::process::id()));
+    std::fs::write(&file, "1.5 2.5\n").unwrap();
+    let script = format!(
+        r#"BEGIN {{ time("at noon\n"); cat("{}"); system("echo a b c"); }}
+           tracepoint:syscalls:sys_enter_execve /comm == "echo" || pid == cpid/ {{ join(args->argv, ","); exit(); }}"#,
+        file.display()
+    );
+    let out = Command::new(runner())
+        .args(["bpftrace", "--unsafe", "-f", "json", "-e", &script])
+        .args(["-c", "/bin/echo 'A'"])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        r#"{"type": "time", "data": "at noon\n"}"#,
+        r#"{"type": "cat", "data": "1.5 2.5\n"}"#,
+        r#"{"type": "syscall", "data": "a b c\n"}"#,
+        r#"{"type": "join", "data": "/bin/echo,'A'"}"#,
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "no {line} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn keyless_aggregations_after_clear_and_delete() {
+    if !require_bpf() {
+        return;
+    }
+    // Before: delete(@) of a keyless aggregation did nothing (its element lives in an
+    // array), and a cleared count map printed nothing where bpftrace prints `@: 0`.
+    let out = run(
+        "BEGIN { @ = count(); @a[1] = count(); @s = sum(5); @c = count(); delete(@); delete(@a[1]); delete(@s); clear(@c); exit(); }",
+        &[],
+    );
+    assert_eq!(out, "Attaching 1 probe...\n\n\n@: 0\n\n@c: 0\n\n");
+}
+
+#[test]
+fn ternary_of_calls_buf_hex_and_cgroup_path() {
+    if !require_bpf() {
+        return;
+    }
+    // Before: the ternary statement printed nothing, %rx/%rh printed the escaped text
+    // plus a stray x/h, and cgroup_path() lacked bpftrace's `hierarchy:` prefixes.
+    let out = run(
+        r#"BEGIN { nsecs ? printf("yes\n") : printf("no\n"); 0 ? printf("bad\n") : printf("no\n");
+           printf("%rx|%rh|%r\n", buf("Hi\0", 3), buf("Hi\0", 3), buf("Hi\n", 3));
+           printf("%s\n", cgroup_path(cgroup)); exit(); }"#,
+        &[],
+    );
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("Attaching 1 probe..."));
+    assert_eq!(lines.next(), Some("yes"));
+    assert_eq!(lines.next(), Some("no"));
+    assert_eq!(lines.next(), Some(r"\x48\x69\x00|48 69 00|Hi\x0a"));
+    let path = lines.next().unwrap();
+    assert!(
+        path.split(',')
+            .all(|h| h.split_once(":/").is_some_and(|(name, _)| !name.is_empty())),
+        "{path}"
+    );
+    assert!(path.starts_with("unified:/"), "{path}");
+}
+
+#[test]
+fn helper_errors_are_reported_with_k_and_kk() {
+    if !require_bpf() {
+        return;
+    }
+    // Before, -k and -kk were accepted and did nothing.
+    let script = r#"BEGIN { @[1] = 1; delete(@[2]); printf("%d\n", @[3]); exit(); }"#;
+    let stderr = |k: &[&str]| {
+        let out = Command::new(runner())
+            .arg("bpftrace")
+            .args(k)
+            .args(["-e", script])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let delete = "stdin:1:19: WARNING: Failed to map_delete_elem: No such file or directory (-2)\n\
+                  BEGIN { @[1] = 1; delete(@[2]); printf(\"%d\\n\", @[3]); exit(); }\n\
+                  \x20                 ^~~~~~~~~~~~\n";
+    let lookup = "stdin:1:48: WARNING: Failed to map_lookup_elem: 0\n";
+    let none = stderr(&[]);
+    assert!(!none.contains("WARNING"), "{none}");
+    let k = stderr(&["-k"]);
+    assert!(k.contains(delete), "{k}");
+    assert!(!k.contains(lookup), "{k}");
+    let kk = stderr(&["-kk"]);
+    assert!(kk.contains(delete) && kk.contains(lookup), "{kk}");
+}
+
+#[test]
+fn a_kprobe_on_a_missing_function_is_skipped() {
+    if !require_bpf() {
+        return;
+    }
+    // Before, on a kernel without kprobes, this failed ("this kernel has no kprobes")
+    // where bpftrace warns, skips the probe and runs BEGIN.
+    let out = Command::new(runner())
+        .args([
+            "run",
+            "-e",
+            r#"kprobe:zzzzz_no_such_fn { printf("no\n") } BEGIN { printf("_%s_\n", "success"); exit() }"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Attaching 1 probe...\n_success_\n\n\n"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("zzzzz_no_such_fn"));
+}
