@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::ast::{self, BinOp, Expr, ExprKind, MapRef, ProbeKind, Stmt, StmtKind, UnOp};
+use crate::cdecl::CTypes;
 use crate::diag::Diagnostic;
 use crate::span::Span;
 use crate::tracepoint_format::TpField;
@@ -143,6 +144,63 @@ pub struct Analysis {
     /// Types of scratch variables per probe block (same index as `Program::probes`).
     /// Integers are 8 bytes; strings have the largest size assigned.
     pub vars: Vec<BTreeMap<String, Type>>,
+    /// The C types the script defines (empty for most scripts).
+    pub types: CTypes,
+}
+
+/// The environment as the script sees it: its own C definitions first, then the
+/// node's (BTF) types, so a script's `struct task_struct` overrides the kernel's.
+struct Layered<'e> {
+    script: &'e CTypes,
+    env: &'e dyn ProbeEnv,
+}
+
+impl ProbeEnv for Layered<'_> {
+    fn tracepoints(&self, category: &str, name: &str) -> Option<Vec<(String, String)>> {
+        self.env.tracepoints(category, name)
+    }
+    fn tracepoint_fields(&self, category: &str, name: &str) -> Option<Vec<TpField>> {
+        self.env.tracepoint_fields(category, name)
+    }
+    fn suggest_tracepoints(&self, category: &str, name: &str) -> Vec<String> {
+        self.env.suggest_tracepoints(category, name)
+    }
+    fn uprobe_exists(&self, path: &str, symbol: &str) -> Option<bool> {
+        self.env.uprobe_exists(path, symbol)
+    }
+    fn kprobe_matches(
+        &self,
+        ret: bool,
+        module: Option<&str>,
+        func: &str,
+    ) -> Option<Result<usize, String>> {
+        self.env.kprobe_matches(ret, module, func)
+    }
+    fn has_kernel_types(&self) -> bool {
+        self.env.has_kernel_types()
+    }
+    fn record_field(&self, record: &str, field: &str) -> Option<FieldInfo> {
+        if self.script.record_def(record).is_some() {
+            return self.script.record_field(record, field);
+        }
+        self.env.record_field(record, field)
+    }
+    fn type_size(&self, name: &str) -> Option<u64> {
+        self.script
+            .type_size(name)
+            .or_else(|| self.env.type_size(name))
+    }
+    fn typedef(&self, name: &str) -> Option<Type> {
+        self.script.typedef(name).or_else(|| self.env.typedef(name))
+    }
+    fn enum_value(&self, name: &str) -> Option<i64> {
+        self.script
+            .enum_value(name)
+            .or_else(|| self.env.enum_value(name))
+    }
+    fn kfunc_signature(&self, func: &str) -> Option<FuncSignature> {
+        self.env.kfunc_signature(func)
+    }
 }
 
 /// Type the program in place and build the tables.
@@ -159,8 +217,20 @@ pub fn analyse(program: &mut ast::Program, env: &dyn ProbeEnv) -> Result<Analysi
     for probe in &program.probes {
         attach.push(resolve_probe(probe, env)?);
     }
-    let mut a = Analyser {
+    let types = match CTypes::build(&program.c_defs, &|name| env.type_size(name)) {
+        Ok(t) => t,
+        // Without the kernel's types (the plugin on a laptop) a definition that uses
+        // one by value cannot be laid out here; the node checks it again.
+        Err(_) if !env.has_kernel_types() => CTypes::default(),
+        Err(e) => return Err(e),
+    };
+    let layered = Layered {
+        script: &types,
         env,
+    };
+    let mut a = Analyser {
+        env: &layered,
+        types: &types,
         maps: BTreeMap::new(),
         final_pass: false,
         errors: Vec::new(),
@@ -183,6 +253,7 @@ pub fn analyse(program: &mut ast::Program, env: &dyn ProbeEnv) -> Result<Analysi
         maps: a.maps,
         attach,
         vars,
+        types,
     })
 }
 
@@ -785,6 +856,8 @@ fn is_opaque(t: &Type) -> bool {
 
 struct Analyser<'e> {
     env: &'e dyn ProbeEnv,
+    /// The script's own C types (also answered through `env`).
+    types: &'e CTypes,
     maps: BTreeMap<String, MapInfo>,
     final_pass: bool,
     errors: Vec<Diagnostic>,
@@ -1461,7 +1534,7 @@ impl Analyser<'_> {
                         elem.as_ref().clone()
                     }
                     Type::Ptr { to, .. }
-                        if !matches!(to.as_ref(), Type::Record(_))
+                        if !matches!(to.as_ref(), Type::Record(r) if self.types.record_def(r).is_none())
                             || self.env.has_kernel_types() =>
                     {
                         to.as_ref().clone()
@@ -1482,12 +1555,18 @@ impl Analyser<'_> {
             ExprKind::Cast { ty, expr } => {
                 let text = ty.clone();
                 let t = self.expr(expr, cx);
-                let Some(target) = parse_type_name(&text).or_else(|| self.env.typedef(&text))
+                let Some(mut target) = parse_type_name(&text).or_else(|| self.typedef_cast(&text))
                 else {
                     let msg = format!("Unknown type in cast: '{text}'");
                     self.error(span, msg);
                     return Type::None;
                 };
+                // In a uprobe, a pointer made from an argument points at user memory.
+                if let Type::Ptr { user, .. } = &mut target {
+                    *user = matches!(t, Type::Ptr { user: true, .. })
+                        || (!cx.kinds.is_empty()
+                            && cx.first_not_in(&[ProbeKind::Uprobe, ProbeKind::Uretprobe]).is_none());
+                }
                 if let Type::Record(r) = &target {
                     let msg = format!("Cannot cast to struct type '{r}'");
                     self.error(span, msg);
@@ -1517,7 +1596,7 @@ impl Analyser<'_> {
                     Some(n) => Some(n),
                     None => match parse_type_name(&text) {
                         Some(Type::Record(r)) => {
-                            if !self.env.has_kernel_types() {
+                            if !self.env.has_kernel_types() && self.types.record_def(&r).is_none() {
                                 // Cannot tell here; the runner resolves it from BTF.
                                 return Type::I64;
                             }
@@ -1548,6 +1627,27 @@ impl Analyser<'_> {
                 }
             }
         }
+    }
+
+    /// A cast to a typedef name, possibly with `*`s: `(pid_t)`, `(point_t *)`.
+    fn typedef_cast(&self, text: &str) -> Option<Type> {
+        let stars = text.matches('*').count();
+        let name = text.replace('*', " ");
+        let words: Vec<&str> = name
+            .split_whitespace()
+            .filter(|w| !matches!(*w, "const" | "volatile"))
+            .collect();
+        let [name] = words.as_slice() else {
+            return None;
+        };
+        let mut ty = self.env.typedef(name)?;
+        for _ in 0..stars {
+            ty = Type::Ptr {
+                to: Box::new(ty),
+                user: false,
+            };
+        }
+        Some(ty)
     }
 
     /// `sizeof(expr)`: the size of the expression's type (its own errors are
@@ -1729,7 +1829,7 @@ impl Analyser<'_> {
     /// The type of `record.field` (or `ptr->field`); `user` when the record is in user
     /// memory, so that pointers read from it point at user memory too.
     fn record_field(&mut self, record: &str, field: &str, span: Span, user: bool) -> Type {
-        if !self.env.has_kernel_types() {
+        if !self.env.has_kernel_types() && self.types.record_def(record).is_none() {
             self.unknown_fields.insert(span);
             return Type::I64;
         }

@@ -256,6 +256,8 @@ struct Tables {
     scratch_map: Option<usize>,
     /// Delimiters of `join()` call sites.
     joins: Vec<String>,
+    /// The C types the script defines (consulted before the kernel's BTF).
+    types: trace_lang::cdecl::CTypes,
 }
 
 /// Compile a checked program.
@@ -291,6 +293,7 @@ pub fn generate(
         stack_map: None,
         scratch_map: None,
         joins: Vec::new(),
+        types: analysis.types.clone(),
     };
     t.events_map = t.maps.len();
     t.maps.push(MapDef {

@@ -51,8 +51,14 @@ impl ProgGen<'_> {
         }
     }
 
-    /// The layout of `record.field` from the kernel's BTF.
+    /// The layout of `record.field`: from the script's own definitions, else from the
+    /// kernel's BTF.
     fn kernel_field(&self, record: &str, field: &str, span: Span) -> Result<FieldInfo, Diagnostic> {
+        if self.t.types.record_def(record).is_some() {
+            return self.t.types.record_field(record, field).ok_or_else(|| {
+                err(span, format!("'{record}' has no field named '{field}'"))
+            });
+        }
         let kernel = crate::btf::kernel().ok_or_else(|| {
             err(
                 span,
@@ -65,8 +71,12 @@ impl ProgGen<'_> {
     }
 
     /// Size in bytes of one element of type `t` in memory.
-    fn memory_size(t: &Type, span: Span) -> Result<usize, Diagnostic> {
+    fn memory_size(&self, t: &Type, span: Span) -> Result<usize, Diagnostic> {
         Ok(match t {
+            Type::Record(r) if self.t.types.record_def(r).is_some() => {
+                self.t.types.type_size(r).unwrap_or(0) as usize
+            }
+            Type::Array { elem, len } => self.memory_size(elem, span)? * *len as usize,
             Type::Record(r) => crate::btf::kernel()
                 .and_then(|k| k.type_size(r))
                 .map(|n| n as usize)
@@ -114,7 +124,7 @@ impl ProgGen<'_> {
                     }
                     _ => return Err(err(e.span, "internal error: index of a non-array")),
                 };
-                let size = Self::memory_size(&elem, e.span)?;
+                let size = self.memory_size(&elem, e.span)?;
                 if let ExprKind::Int(i) = index.kind {
                     self.asm.alu_imm(Alu::Add, R0, (i as usize * size) as i32);
                 } else {
