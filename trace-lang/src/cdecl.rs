@@ -15,7 +15,7 @@ use crate::diag::Diagnostic;
 use crate::lexer::{Token, TokenKind};
 use crate::sema::FieldInfo;
 use crate::span::Span;
-use crate::types::Type;
+use crate::types::{StructField, StructType, Type};
 
 /// One top-level definition as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +38,8 @@ pub struct TypeSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SpecKind {
     Int { bytes: u8, signed: bool },
+    /// Plain `char`: an array of it is a string, as in bpftrace.
+    Char,
     Void,
     /// A typedef name (script-defined or a fixed-width name such as `uint32_t`).
     Named(String),
@@ -224,6 +226,8 @@ impl P<'_> {
         let span = start.to(self.toks[self.i - 1].span);
         let kind = if words == ["void"] {
             SpecKind::Void
+        } else if words == ["char"] {
+            SpecKind::Char
         } else {
             let (bytes, signed) = int_words(&words)
                 .ok_or_else(|| Diagnostic::new(span, format!("invalid type '{}'", words.join(" "))))?;
@@ -478,7 +482,7 @@ impl CTypes {
                 Decl::Enum(e) => t.enumeration(e),
                 Decl::Typedef(spec, decl) => {
                     let base = t.spec(spec, kernel)?;
-                    let ty = t.declared(base, decl, kernel)?;
+                    let ty = t.declared(base, spec.kind == SpecKind::Char, decl, kernel)?;
                     t.typedefs.insert(decl.name.clone(), ty);
                 }
             }
@@ -499,6 +503,10 @@ impl CTypes {
                 signed: *signed,
             },
             SpecKind::Void => Type::None,
+            SpecKind::Char => Type::Int {
+                bytes: 1,
+                signed: true,
+            },
             SpecKind::Named(n) => match self.typedefs.get(n) {
                 Some(t) => t.clone(),
                 None => builtin_typedef(n).ok_or_else(|| {
@@ -524,7 +532,13 @@ impl CTypes {
     }
 
     /// Apply a declarator (pointers, array dimensions) to a base type.
-    fn declared(&self, base: Type, d: &Declarator, kernel: KernelSize) -> Result<Type, Diagnostic> {
+    fn declared(
+        &self,
+        base: Type,
+        char: bool,
+        d: &Declarator,
+        kernel: KernelSize,
+    ) -> Result<Type, Diagnostic> {
         let mut ty = base;
         if d.ptrs == 0 && ty == Type::None {
             return Err(Diagnostic::new(d.span, "a member cannot have type 'void'"));
@@ -546,7 +560,13 @@ impl CTypes {
             self.size_align(&ty, kernel)
                 .map_err(|m| Diagnostic::new(d.span, m))?;
         }
-        for len in d.dims.iter().rev() {
+        let mut dims = &d.dims[..];
+        if let (true, 0, Some((last, rest))) = (char, d.ptrs, d.dims.split_last()) {
+            // `char s[N]` is a string of N bytes (bpftrace reads it as one).
+            ty = Type::Str(*last as usize);
+            dims = rest;
+        }
+        for len in dims.iter().rev() {
             ty = Type::Array {
                 elem: Box::new(ty),
                 len: *len,
@@ -560,6 +580,7 @@ impl CTypes {
         Ok(match t {
             Type::Int { bytes, .. } => (u32::from(*bytes), u32::from(*bytes)),
             Type::Ptr { .. } => (8, 8),
+            Type::Str(n) => (*n as u32, 1),
             Type::Array { elem, len } => {
                 let (s, a) = self.size_align(elem, kernel)?;
                 (s * len, a)
@@ -608,7 +629,7 @@ impl CTypes {
                 size_bits = size_bits.max(bit);
                 continue;
             };
-            let ty = self.declared(base, d, kernel)?;
+            let ty = self.declared(base, m.spec.kind == SpecKind::Char, d, kernel)?;
             let (s, a) = self
                 .size_align(&ty, kernel)
                 .map_err(|e| Diagnostic::new(d.span, e))?;
@@ -713,6 +734,60 @@ impl CTypes {
             }
         }
         None
+    }
+
+    /// The type an expression of type `t` has as a value: a script-defined record
+    /// becomes a [`Type::Struct`] carrying its layout (also inside arrays); other
+    /// types (kernel records, pointers) are unchanged.
+    pub fn value_type(&self, t: &Type) -> Type {
+        match t {
+            Type::Record(name) => match self.records.get(name) {
+                Some(r) => {
+                    let mut fields = Vec::new();
+                    self.flatten(r, 0, &mut fields);
+                    Type::Struct(Box::new(StructType {
+                        name: name.clone(),
+                        size: r.size,
+                        fields,
+                    }))
+                }
+                None => t.clone(),
+            },
+            Type::Array { elem, len } => Type::Array {
+                elem: Box::new(self.value_type(elem)),
+                len: *len,
+            },
+            _ => t.clone(),
+        }
+    }
+
+    fn flatten(&self, r: &RecordDef, base: u32, out: &mut Vec<StructField>) {
+        for m in &r.members {
+            match &m.name {
+                Some(name) => {
+                    let ty = match (&m.bitfield, &m.ty) {
+                        (Some(_), Type::Int { bytes, .. }) => Type::Int {
+                            bytes: *bytes,
+                            signed: false,
+                        },
+                        (_, t) => self.value_type(t),
+                    };
+                    out.push(StructField {
+                        name: name.clone(),
+                        offset: base + m.offset,
+                        ty,
+                        bitfield: m.bitfield,
+                    });
+                }
+                None => {
+                    if let Type::Record(inner) = &m.ty {
+                        if let Some(inner) = self.records.get(inner) {
+                            self.flatten(inner, base + m.offset, out);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// `sizeof` of a script-defined record or typedef name.

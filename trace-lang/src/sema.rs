@@ -835,11 +835,18 @@ fn binop_str(op: BinOp) -> &'static str {
     }
 }
 
+/// `char s[N]` (or `uint8_t`): printed with `%s` as a string, as bpftrace does.
+pub fn is_char_array(t: &Type) -> bool {
+    matches!(t, Type::Array { elem, .. } if matches!(elem.as_ref(), Type::Int { bytes: 1, .. }))
+}
+
 /// Types that behave as opaque tokens: comparable with `==`/`!=` to the same type.
 fn is_opaque(t: &Type) -> bool {
     matches!(
         t,
-        Type::Probe
+        Type::Array { .. }
+            | Type::Struct(_)
+            | Type::Probe
             | Type::Ksym
             | Type::Usym
             | Type::Stack { .. }
@@ -1285,6 +1292,12 @@ impl Analyser<'_> {
 
     fn expr(&mut self, e: &mut Expr, cx: &mut Cx) -> Type {
         let t = self.expr_inner(e, cx);
+        // A script-defined struct read as a whole is a value with its layout.
+        let t = if self.types.is_empty() {
+            t
+        } else {
+            self.types.value_type(&t)
+        };
         e.ty = t.clone();
         t
     }
@@ -1492,6 +1505,10 @@ impl Analyser<'_> {
                         }
                     },
                     Type::Record(r) => self.record_field(r, &field, span, false),
+                    Type::Struct(st) if !arrow => {
+                        let name = st.name.clone();
+                        self.record_field(&name, &field, span, false)
+                    }
                     Type::Int { .. } if self.unknown_fields.contains(&expr.span) => {
                         // A field of a record the environment could not describe.
                         self.unknown_fields.insert(span);
@@ -1975,6 +1992,7 @@ impl Analyser<'_> {
                 FormatArgKind::Integer => t.is_integral(),
                 FormatArgKind::String => {
                     t.is_str()
+                        || is_char_array(t)
                         || matches!(
                             t,
                             Type::Ksym

@@ -47,6 +47,30 @@ pub enum Type {
     Timestamp,
     /// `cgroup_path(id)`: a cgroup id, resolved to its path at print time.
     CgroupPath,
+    /// A script-defined struct or union as a value (`*(struct Foo *)p`, a struct
+    /// member), copied with its layout: variables, map keys and values, tuples and
+    /// `print()` carry it whole. Field access works on it as on [`Type::Record`].
+    Struct(Box<StructType>),
+}
+
+/// The layout of a [`Type::Struct`] value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StructType {
+    /// `struct Foo` (the name its fields are looked up by).
+    pub name: String,
+    pub size: u32,
+    /// Named members in declaration order (those of anonymous members inlined).
+    pub fields: Vec<StructField>,
+}
+
+/// One member of a [`StructType`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StructField {
+    pub name: String,
+    pub offset: u32,
+    pub ty: Type,
+    /// `(shift, bits)` within the integer at `offset`, for a bitfield.
+    pub bitfield: Option<(u8, u8)>,
 }
 
 /// How a stack is printed (`kstack(perf)`, `ustack(raw)`), default `Bpftrace`.
@@ -83,6 +107,14 @@ impl Type {
         matches!(self, Type::Int { .. } | Type::Ptr { .. })
     }
 
+    /// Bytes one element of this type occupies in C memory (integers at their width).
+    pub fn memory_size(&self) -> usize {
+        match self {
+            Type::Int { bytes, .. } => usize::from(*bytes),
+            t => t.size(),
+        }
+    }
+
     /// Bytes the value occupies in a map key, map value or printf record.
     pub fn size(&self) -> usize {
         match self {
@@ -100,14 +132,11 @@ impl Type {
             Type::Buf(n) => 8 + n.div_ceil(8) * 8,
             // Elements as laid out in memory (`u8 addr[16]` is 16 bytes).
             Type::Array { elem, len } => {
-                let elem = match elem.as_ref() {
-                    Type::Int { bytes, .. } => usize::from(*bytes),
-                    t => t.size(),
-                };
-                elem * *len as usize
+                elem.memory_size() * *len as usize
             }
             Type::Str(n) => *n,
             Type::Tuple(items) => items.iter().map(|t| t.size()).sum(),
+            Type::Struct(s) => s.size as usize,
         }
     }
 }
@@ -172,6 +201,7 @@ impl std::fmt::Display for Type {
             Type::Buf(n) => write!(f, "buffer[{n}]"),
             Type::Timestamp => write!(f, "timestamp"),
             Type::CgroupPath => write!(f, "cgroup_path"),
+            Type::Struct(s) => write!(f, "{}", s.name),
         }
     }
 }

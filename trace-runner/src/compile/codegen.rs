@@ -1594,14 +1594,15 @@ impl ProgGen<'_> {
                 self.read_str(off, *n, user);
                 Ok(())
             }
-            (Type::Str(_), ExprKind::Var(name)) => {
+            (Type::Str(_) | Type::Array { .. } | Type::Struct(_), ExprKind::Var(name)) => {
                 let (from, _) = self.vars.get(name).cloned().ok_or_else(|| {
                     err(e.span, format!("Undefined or undeclared variable: ${name}"))
                 })?;
                 self.copy_stack(from, off, e.ty.size());
                 Ok(())
             }
-            (Type::Str(n), ExprKind::Map(m)) => {
+            (Type::Str(_) | Type::Array { .. } | Type::Struct(_), ExprKind::Map(m)) => {
+                let n = &e.ty.size();
                 let info = self.user_map(m)?;
                 let key = self.build_key(m, None)?;
                 self.zero(off, *n);
@@ -1666,7 +1667,7 @@ impl ProgGen<'_> {
                 }
                 Ok(())
             }
-            (Type::Str(_) | Type::Array { .. }, _) if Self::is_memory(e) => {
+            (Type::Str(_) | Type::Array { .. } | Type::Struct(_), _) if Self::is_memory(e) => {
                 self.gen_memory_into(e, off)
             }
             // The value kinds user space decodes in `values` (stacks, addresses, ...).
@@ -1880,6 +1881,12 @@ impl ProgGen<'_> {
             ExprKind::Binary { op, lhs, rhs } => {
                 if lhs.ty.is_str() && rhs.ty.is_str() {
                     return self.gen_str_equality(*op, lhs, rhs, e.span);
+                }
+                if matches!(
+                    lhs.ty,
+                    Type::Array { .. } | Type::Struct(_) | Type::Buf(_) | Type::Tuple(_)
+                ) {
+                    return self.gen_bytes_equality(*op, lhs, rhs, e.span);
                 }
                 // The operands' temporaries (the spilled left operand, ...) are dead
                 // once the result is in r0: a chain `a + b + c + ...` reuses one slot.
