@@ -835,6 +835,22 @@ fn binop_str(op: BinOp) -> &'static str {
     }
 }
 
+/// A type read from user memory: the pointers in it (and behind them) point at user
+/// memory too.
+fn in_user_memory(t: Type) -> Type {
+    match t {
+        Type::Ptr { to, .. } => Type::Ptr {
+            to: Box::new(in_user_memory(*to)),
+            user: true,
+        },
+        Type::Array { elem, len } => Type::Array {
+            elem: Box::new(in_user_memory(*elem)),
+            len,
+        },
+        t => t,
+    }
+}
+
 /// `char s[N]` (or `uint8_t`): printed with `%s` as a string, as bpftrace does.
 pub fn is_char_array(t: &Type) -> bool {
     matches!(t, Type::Array { elem, .. } if matches!(elem.as_ref(), Type::Int { bytes: 1, .. }))
@@ -1385,6 +1401,7 @@ impl Analyser<'_> {
                     UnOp::Not if t.is_integral() => Type::I64,
                     UnOp::BitNot | UnOp::Neg if t.is_int() => normalise(&t),
                     UnOp::Deref => match &t {
+                        Type::Ptr { to, user: true } => in_user_memory(to.as_ref().clone()),
                         Type::Ptr { to, .. } => to.as_ref().clone(),
                         Type::Int { .. } => Type::I64,
                         _ => {
@@ -1554,7 +1571,10 @@ impl Analyser<'_> {
                         if !matches!(to.as_ref(), Type::Record(r) if self.types.record_def(r).is_none())
                             || self.env.has_kernel_types() =>
                     {
-                        to.as_ref().clone()
+                        match &t {
+                            Type::Ptr { user: true, .. } => in_user_memory(to.as_ref().clone()),
+                            _ => to.as_ref().clone(),
+                        }
                     }
                     Type::Int { .. } if self.unknown_fields.contains(&expr.span) => {
                         self.unknown_fields.insert(span);
@@ -1578,11 +1598,16 @@ impl Analyser<'_> {
                     self.error(span, msg);
                     return Type::None;
                 };
-                // In a uprobe, a pointer made from an argument points at user memory.
-                if let Type::Ptr { user, .. } = &mut target {
-                    *user = matches!(t, Type::Ptr { user: true, .. })
+                // In a uprobe, a pointer made from an argument points at user memory
+                // (and so do the pointers read through it).
+                if matches!(target, Type::Ptr { .. })
+                    && (matches!(t, Type::Ptr { user: true, .. })
                         || (!cx.kinds.is_empty()
-                            && cx.first_not_in(&[ProbeKind::Uprobe, ProbeKind::Uretprobe]).is_none());
+                            && cx
+                                .first_not_in(&[ProbeKind::Uprobe, ProbeKind::Uretprobe])
+                                .is_none()))
+                {
+                    target = in_user_memory(target);
                 }
                 if let Type::Record(r) = &target {
                     let msg = format!("Cannot cast to struct type '{r}'");
@@ -1852,13 +1877,11 @@ impl Analyser<'_> {
         }
         match self.env.record_field(record, field) {
             Some(f) => {
-                let mut ty = f.ty;
                 if user {
-                    if let Type::Ptr { user: u, .. } = &mut ty {
-                        *u = true;
-                    }
+                    in_user_memory(f.ty)
+                } else {
+                    f.ty
                 }
-                ty
             }
             None => {
                 let msg = if self.env.type_size(record).is_none() {

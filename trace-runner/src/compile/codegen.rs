@@ -1888,6 +1888,9 @@ impl ProgGen<'_> {
                 ) {
                     return self.gen_bytes_equality(*op, lhs, rhs, e.span);
                 }
+                if matches!(e.ty, Type::Ptr { .. }) && matches!(op, BinOp::Add | BinOp::Sub) {
+                    return self.gen_pointer_arith(e, *op, lhs, rhs);
+                }
                 // The operands' temporaries (the spilled left operand, ...) are dead
                 // once the result is in r0: a chain `a + b + c + ...` reuses one slot.
                 let mark = self.stack;

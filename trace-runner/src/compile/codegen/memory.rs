@@ -168,6 +168,12 @@ impl ProgGen<'_> {
                 self.asm.load_map(R1, info.kernel_map);
                 self.stack_ptr(R2, key);
                 self.asm.call(helper::MAP_LOOKUP_ELEM);
+                // The verifier allows offsets only on a checked pointer; on the null
+                // path r0 is the scalar 0.
+                let checked = self.asm.new_label();
+                self.asm.jump_imm(Cond::Ne, R0, 0, checked);
+                self.asm.mov_imm(R0, 0);
+                self.asm.bind(checked);
                 Ok(false)
             }
             _ => Err(err(e.span, "internal error: not a memory expression")),
@@ -259,6 +265,48 @@ impl ProgGen<'_> {
         a.bind(differ);
         a.mov_imm(R0, 1 - equal_value);
         a.bind(done);
+        self.stack = mark;
+        Ok(())
+    }
+
+    /// r0 = `ptr + n` / `ptr - n` (or `n + ptr`), `n` counted in elements as in C:
+    /// `(struct A *)1024 - 5` is `1024 - 5 * sizeof(struct A)`.
+    pub(super) fn gen_pointer_arith(
+        &mut self,
+        e: &Expr,
+        op: BinOp,
+        lhs: &Expr,
+        rhs: &Expr,
+    ) -> Result<(), Diagnostic> {
+        let (ptr, int) = if matches!(lhs.ty, Type::Ptr { .. }) {
+            (lhs, rhs)
+        } else {
+            (rhs, lhs)
+        };
+        let Type::Ptr { to, .. } = &ptr.ty else {
+            return Err(err(e.span, "internal error: pointer arithmetic without a pointer"));
+        };
+        let scale = match to.as_ref() {
+            // `void *` (typed as bytes) and unknown kernel records count bytes.
+            Type::Record(r) if self.t.types.record_def(r).is_none() => crate::btf::kernel()
+                .and_then(|k| k.type_size(r))
+                .unwrap_or(1) as i32,
+            t => self.memory_size(t, e.span)?.max(1) as i32,
+        };
+        let mark = self.stack;
+        let tmp = self.alloc(8, e.span)?;
+        self.gen_int(int)?;
+        if scale != 1 {
+            self.asm.alu_imm(Alu::Mul, R0, scale);
+        }
+        self.asm.store(Size::DW, FP, tmp, R0);
+        self.gen_int(ptr)?;
+        self.asm.load(Size::DW, R1, FP, tmp);
+        self.asm.alu_reg(
+            if op == BinOp::Sub { Alu::Sub } else { Alu::Add },
+            R0,
+            R1,
+        );
         self.stack = mark;
         Ok(())
     }
