@@ -635,7 +635,8 @@ fn normalise(t: &Type) -> Type {
             bytes: 8,
             signed: *signed,
         },
-        Type::Tuple(items) => Type::Tuple(items.iter().map(normalise).collect()),
+        // Tuple elements keep their widths: a tuple is laid out as a C struct.
+        Type::Tuple(_) => t.clone(),
         t => t.clone(),
     }
 }

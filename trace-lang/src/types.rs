@@ -107,6 +107,20 @@ impl Type {
         matches!(self, Type::Int { .. } | Type::Ptr { .. })
     }
 
+    /// Alignment of the value in a tuple or C memory: integers at their width, strings
+    /// and byte buffers at 1, aggregates at their largest member's.
+    pub fn align(&self) -> usize {
+        match self {
+            Type::Int { bytes, .. } => usize::from(*bytes).max(1),
+            Type::Str(_) => 1,
+            Type::Array { elem, .. } => elem.align(),
+            Type::Tuple(items) => items.iter().map(Type::align).max().unwrap_or(1),
+            Type::Struct(s) => s.fields.iter().map(|f| f.ty.align()).max().unwrap_or(1),
+            Type::None | Type::Ctx | Type::Record(_) => 1,
+            _ => 8,
+        }
+    }
+
     /// Bytes one element of this type occupies in C memory (integers at their width).
     pub fn memory_size(&self) -> usize {
         match self {
@@ -135,10 +149,26 @@ impl Type {
                 elem.memory_size() * *len as usize
             }
             Type::Str(n) => *n,
-            Type::Tuple(items) => items.iter().map(|t| t.size()).sum(),
+            Type::Tuple(items) => tuple_layout(items).1,
             Type::Struct(s) => s.size as usize,
         }
     }
+}
+
+/// The offsets of a tuple's elements and its size: laid out as a C struct of them
+/// (bpftrace's tuple layout), so `sizeof(((int8)1, (int64)2))` is 16.
+pub fn tuple_layout(items: &[Type]) -> (Vec<usize>, usize) {
+    let mut at = 0usize;
+    let mut align = 1usize;
+    let mut offsets = Vec::with_capacity(items.len());
+    for t in items {
+        let a = t.align();
+        align = align.max(a);
+        at = at.div_ceil(a) * a;
+        offsets.push(at);
+        at += t.memory_size();
+    }
+    (offsets, at.div_ceil(align) * align)
 }
 
 /// What a map's values are, decided by the first assignment to it.

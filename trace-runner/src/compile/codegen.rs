@@ -1528,11 +1528,18 @@ impl ProgGen<'_> {
     fn copy_stack(&mut self, from: i16, to: i16, size: usize) {
         let mut i = 0;
         while i < size {
-            let chunk = if size - i >= 8 {
+            // The verifier refuses misaligned stack accesses (tuple members may be at
+            // any offset): the widest chunk both addresses are aligned to.
+            let aligned = |n: usize| {
+                size - i >= n
+                    && (from as i32 + i as i32).rem_euclid(n as i32) == 0
+                    && (to as i32 + i as i32).rem_euclid(n as i32) == 0
+            };
+            let chunk = if aligned(8) {
                 8
-            } else if size - i >= 4 {
+            } else if aligned(4) {
                 4
-            } else if size - i >= 2 {
+            } else if aligned(2) {
                 2
             } else {
                 1
@@ -1594,14 +1601,20 @@ impl ProgGen<'_> {
                 self.read_str(off, *n, user);
                 Ok(())
             }
-            (Type::Str(_) | Type::Array { .. } | Type::Struct(_), ExprKind::Var(name)) => {
+            (
+                Type::Str(_) | Type::Array { .. } | Type::Struct(_) | Type::Tuple(_),
+                ExprKind::Var(name),
+            ) => {
                 let (from, _) = self.vars.get(name).cloned().ok_or_else(|| {
                     err(e.span, format!("Undefined or undeclared variable: ${name}"))
                 })?;
                 self.copy_stack(from, off, e.ty.size());
                 Ok(())
             }
-            (Type::Str(_) | Type::Array { .. } | Type::Struct(_), ExprKind::Map(m)) => {
+            (
+                Type::Str(_) | Type::Array { .. } | Type::Struct(_) | Type::Tuple(_),
+                ExprKind::Map(m),
+            ) => {
                 let n = &e.ty.size();
                 let info = self.user_map(m)?;
                 let key = self.build_key(m, None)?;
@@ -1660,11 +1673,31 @@ impl ProgGen<'_> {
                 Ok(())
             }
             (Type::Tuple(types), ExprKind::Tuple(items)) => {
-                let mut at = off;
-                for (item, ty) in items.iter().zip(types) {
-                    self.gen_into_sized(item, at, ty)?;
-                    at += ty.size() as i16;
+                // Laid out as a C struct; the padding is zeroed (tuples can be map keys).
+                let (offsets, size) = trace_lang::types::tuple_layout(types);
+                self.zero(off, size);
+                for ((item, ty), at) in items.iter().zip(types).zip(offsets) {
+                    let at = off + at as i16;
+                    match ty {
+                        Type::Int { bytes, .. } if *bytes < 8 => {
+                            self.gen_int(item)?;
+                            self.asm.store(Size::from_bytes(usize::from(*bytes)), FP, at, R0);
+                        }
+                        _ if at % 8 != 0 => {
+                            // Written aligned, then copied to its place.
+                            let tmp = self.alloc(ty.size(), item.span)?;
+                            self.zero(tmp, ty.size());
+                            self.gen_into_sized(item, tmp, ty)?;
+                            self.copy_stack(tmp, at, ty.memory_size());
+                        }
+                        _ => self.gen_into_sized(item, at, ty)?,
+                    }
                 }
+                Ok(())
+            }
+            (_, ExprKind::Field { expr, field, .. }) if matches!(expr.ty, Type::Tuple(_)) => {
+                let (at, size) = self.tuple_element(expr, field, e.span)?;
+                self.copy_stack(at, off, size);
                 Ok(())
             }
             (Type::Str(_) | Type::Array { .. } | Type::Struct(_), _) if Self::is_memory(e) => {
@@ -1909,6 +1942,15 @@ impl ProgGen<'_> {
                 self.asm.bind(else_label);
                 self.gen_int(els)?;
                 self.asm.bind(end);
+            }
+            ExprKind::Field { expr, field, .. } if matches!(expr.ty, Type::Tuple(_)) => {
+                let (at, _) = self.tuple_element(expr, field, e.span)?;
+                let (bytes, signed) = match e.ty {
+                    Type::Int { bytes, signed } => (bytes, signed),
+                    _ => (8, false),
+                };
+                self.asm.load(Size::from_bytes(usize::from(bytes)), R0, FP, at);
+                self.asm.extend(R0, bytes, signed);
             }
             ExprKind::Field { expr, field, .. } if matches!(&expr.kind, ExprKind::Builtin(b) if b == "skb") =>
             {

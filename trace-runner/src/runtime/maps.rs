@@ -64,12 +64,12 @@ pub fn decode_value(ty: &Type, b: &[u8], compiled: &Compiled) -> Val {
         Type::Ksym => Val::Sym(symbols::kernel_symbol(u64_at(b, 0))),
         t if crate::values::handles(t) => crate::values::decode(t, b, compiled, false),
         Type::Tuple(items) => {
-            let mut at = 0;
-            let mut vals = Vec::new();
-            for t in items {
-                vals.push(decode_value(t, &b[at.min(b.len())..], compiled));
-                at += t.size();
-            }
+            let (offsets, _) = trace_lang::types::tuple_layout(items);
+            let vals = items
+                .iter()
+                .zip(offsets)
+                .map(|(t, at)| decode_value(t, &b[at.min(b.len())..], compiled))
+                .collect();
             Val::Tuple(vals)
         }
         Type::Array { elem, len } => {

@@ -311,6 +311,52 @@ impl ProgGen<'_> {
         Ok(())
     }
 
+    /// `tuple.N`: the tuple is written to a temporary on the stack; returns the stack
+    /// offset of element N and its size. (The temporary lives to the end of the
+    /// statement.)
+    pub(super) fn tuple_element(
+        &mut self,
+        tuple: &Expr,
+        field: &str,
+        span: Span,
+    ) -> Result<(i16, usize), Diagnostic> {
+        let Type::Tuple(items) = &tuple.ty else {
+            return Err(err(span, "internal error: element of a non-tuple"));
+        };
+        let i: usize = field
+            .parse()
+            .ok()
+            .filter(|i| *i < items.len())
+            .ok_or_else(|| err(span, format!("the tuple has no element {field}")))?;
+        let (offsets, size) = trace_lang::types::tuple_layout(items);
+        let base = match self.stack_place(tuple) {
+            Some(at) => at,
+            None => {
+                let tmp = self.alloc(size, span)?;
+                self.zero(tmp, size);
+                self.gen_into(tuple, tmp)?;
+                tmp
+            }
+        };
+        Ok((base + offsets[i] as i16, items[i].memory_size()))
+    }
+
+    /// Where a tuple held in a variable (or an element of one) is on the stack.
+    fn stack_place(&self, e: &Expr) -> Option<i16> {
+        match &e.kind {
+            ExprKind::Var(name) => self.vars.get(name).map(|(off, _)| *off),
+            ExprKind::Field { expr, field, .. } => {
+                let Type::Tuple(items) = &expr.ty else {
+                    return None;
+                };
+                let i: usize = field.parse().ok().filter(|i| *i < items.len())?;
+                let base = self.stack_place(expr)?;
+                Some(base + trace_lang::types::tuple_layout(items).0[i] as i16)
+            }
+            _ => None,
+        }
+    }
+
     /// Copy the bytes of memory expression `e` (a string, an array or a struct) to `FP + off`.
     pub(super) fn gen_memory_into(&mut self, e: &Expr, off: i16) -> Result<(), Diagnostic> {
         let size = e.ty.size();
