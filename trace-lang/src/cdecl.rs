@@ -589,7 +589,7 @@ impl CTypes {
                 Some(r) => (r.size, r.align),
                 None => match kernel(name) {
                     Some(n) => (n as u32, 8.min(n.next_power_of_two().max(1)) as u32),
-                    None => return Err(format!("incomplete type '{name}' (no definition)")),
+                    None => return Err(format!("field has incomplete type '{name}'")),
                 },
             },
             t => (t.size() as u32, 8),
@@ -605,6 +605,14 @@ impl CTypes {
                 self.anon += 1;
                 format!("{kw} (anonymous#{})", self.anon)
             }
+        };
+        // As in bpftrace, a script's redefinition of a kernel type (`struct task_struct
+        // { ... }`) does not bring in the kernel types it would use by value.
+        let no_kernel = |_: &str| None;
+        let kernel: KernelSize = if r.name.is_some() && kernel(&name).is_some() {
+            &no_kernel
+        } else {
+            kernel
         };
         let mut members = Vec::new();
         // Offsets in bits; a union restarts every member at 0.
@@ -857,7 +865,11 @@ mod tests {
                 cur.clear();
             }
         }
-        CTypes::build(&decls, &|n| (n == "struct task_struct").then_some(9984))
+        CTypes::build(&decls, &|n| match n {
+            "struct task_struct" => Some(9984),
+            "struct thread_info" => Some(24),
+            _ => None,
+        })
     }
 
     fn layout(t: &CTypes, rec: &str) -> (u32, Vec<(String, u32, Option<(u8, u8)>)>) {
@@ -939,6 +951,22 @@ mod tests {
     }
 
     #[test]
+    fn char_arrays_are_strings() {
+        // bpftrace types `char s[N]` as a string; other byte arrays stay arrays.
+        let t = build("struct F { char s[5]; uint8_t b[10]; char m[2][3]; char *p; };").unwrap();
+        assert_eq!(t.record_field("struct F", "s").unwrap().ty, Type::Str(5));
+        assert!(matches!(t.record_field("struct F", "b").unwrap().ty, Type::Array { len: 10, .. }));
+        assert_eq!(
+            t.record_field("struct F", "m").unwrap().ty,
+            Type::Array {
+                elem: Box::new(Type::Str(3)),
+                len: 2
+            }
+        );
+        assert_eq!(t.record_field("struct F", "p").unwrap().offset, 24);
+    }
+
+    #[test]
     fn bitfields() {
         let t = build("struct Foo { unsigned int a:4, b:8, c:3, d:1, e:16; };").unwrap();
         let (size, m) = layout(&t, "struct Foo");
@@ -1001,8 +1029,14 @@ mod tests {
         let e = build(src).unwrap_err();
         assert!(e.message.contains("expecting integer"), "{}", e.message);
         assert_eq!(e.span.start, src.find(';').unwrap());
-        let e = build("struct A { struct thread_info t; };").unwrap_err();
-        assert!(e.message.contains("'struct thread_info'"), "{}", e.message);
+        let e = build("struct A { struct inode i; };").unwrap_err();
+        assert_eq!(e.message, "field has incomplete type 'struct inode'");
+        // A kernel type used by value resolves, except in a redefinition of a kernel
+        // type (bpftrace: "field has incomplete type").
+        let t = build("struct foo { struct thread_info x; };").unwrap();
+        assert_eq!(t.type_size("struct foo"), Some(24));
+        let e = build("struct task_struct { struct thread_info x; };").unwrap_err();
+        assert_eq!(e.message, "field has incomplete type 'struct thread_info'");
         let e = build("struct A { char c:9; };").unwrap_err();
         assert!(e.message.contains("exceeds"), "{}", e.message);
     }

@@ -836,6 +836,12 @@ fn binop_str(op: BinOp) -> &'static str {
     }
 }
 
+/// A struct member or array element (rather than a computed value): a `char` array
+/// member is typed as a string but its bytes can be taken as they are.
+fn is_memory_read(e: &Expr) -> bool {
+    matches!(e.kind, ExprKind::Field { .. } | ExprKind::Index { .. })
+}
+
 /// A type read from user memory: the pointers in it (and behind them) point at user
 /// memory too.
 fn in_user_memory(t: Type) -> Type {
@@ -1748,7 +1754,8 @@ impl Analyser<'_> {
         }
         let same_kind = (lt.is_str() && rt.is_str())
             || (is_opaque(lt) && lt == rt)
-            || (matches!((lt, rt), (Type::Tuple(a), Type::Tuple(b)) if a.len() == b.len()));
+            || (matches!((lt, rt), (Type::Tuple(a), Type::Tuple(b)) if a.len() == b.len()))
+            || matches!((lt, rt), (Type::Buf(_), Type::Buf(_)));
         if !same_kind {
             let msg = format!("Type mismatch for '{sym}': comparing '{lt}' with '{rt}'");
             self.error(lspan.to(rspan), msg);
@@ -2458,7 +2465,8 @@ impl Analyser<'_> {
                 let t = &types[0];
                 let ok = t.is_integral()
                     || *t == Type::None
-                    || matches!(t, Type::Array { elem, len } if is_byte(elem) && *len >= 6);
+                    || matches!(t, Type::Array { elem, len } if is_byte(elem) && *len >= 6)
+                    || matches!(t, Type::Str(len) if *len >= 6 && is_memory_read(&args[0]));
                 if !ok {
                     self.error(
                         args[0].span,

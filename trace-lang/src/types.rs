@@ -251,3 +251,36 @@ impl std::fmt::Display for MapValue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn int(bytes: u8) -> Type {
+        Type::Int {
+            bytes,
+            signed: true,
+        }
+    }
+
+    /// bpftrace 0.17 prints these sizes for `sizeof` of the same tuples.
+    #[test]
+    fn tuples_are_laid_out_as_c_structs() {
+        assert_eq!(
+            tuple_layout(&[int(1), int(8), int(1), int(8)]),
+            (vec![0, 8, 16, 24], 32)
+        );
+        assert_eq!(tuple_layout(&[int(1), int(2), int(4)]), (vec![0, 2, 4], 8));
+        assert_eq!(tuple_layout(&[int(4), int(2), int(1)]), (vec![0, 4, 6], 8));
+        // `((int32)1, int x[4])`: 20; strings are byte-aligned.
+        let arr = Type::Array {
+            elem: Box::new(int(4)),
+            len: 4,
+        };
+        assert_eq!(tuple_layout(&[int(4), arr]).1, 20);
+        assert_eq!(
+            tuple_layout(&[int(1), Type::Str(7), int(8), int(2), Type::Str(4)]),
+            (vec![0, 1, 8, 16, 18], 24)
+        );
+    }
+}

@@ -1817,6 +1817,8 @@ impl ProgGen<'_> {
                 ProbeKind::Uprobe => a.load(Size::DW, R0, R6, PT_REGS_IP),
                 _ => return Err(err(span, "func is only available in kprobes and uprobes")),
             },
+            // The program's context pointer (what `(struct x *)ctx` reads through).
+            "ctx" => a.mov(R0, R6),
             _ if name.starts_with("arg") => {
                 let n: usize = name[3..]
                     .parse()
