@@ -7,10 +7,12 @@
 use crate::span::Span;
 use crate::types::Type;
 
-/// A whole script: probes in source order (plus `struct` definitions, later).
+/// A whole script: probes in source order, and the C type definitions written before
+/// them (laid out by sema, see [`crate::cdecl`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Program {
     pub probes: Vec<Probe>,
+    pub c_defs: Vec<crate::cdecl::Decl>,
 }
 
 /// One block `attach, attach /pred/ { stmts }`.

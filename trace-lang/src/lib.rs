@@ -7,6 +7,7 @@
 //! [`sema::ProbeEnv`] trait, which the runner implements from tracefs and BTF.
 
 pub mod ast;
+pub mod cdecl;
 pub mod constants;
 pub mod diag;
 pub mod lexer;

@@ -436,11 +436,18 @@ impl<'a> Parser<'a> {
 
     fn program(&mut self) -> Result<ast::Program, Diagnostic> {
         let mut probes = Vec::new();
+        let mut c_defs = Vec::new();
+        let mut typedefs = Vec::new();
         loop {
             debug_assert!(self.peeked.is_none());
             if let Some(w) = self.lx.peek_word()? {
-                if matches!(w, "struct" | "union" | "enum") {
-                    self.skip_c_definition()?;
+                if matches!(w, "struct" | "union" | "enum" | "typedef") {
+                    let toks = self.c_definition_tokens()?;
+                    let decl = crate::cdecl::parse_definition(&toks, &typedefs)?;
+                    if let crate::cdecl::Decl::Typedef(_, d) = &decl {
+                        typedefs.push(d.name.clone());
+                    }
+                    c_defs.push(decl);
                     continue;
                 }
             }
@@ -455,12 +462,14 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        Ok(ast::Program { probes })
+        Ok(ast::Program { probes, c_defs })
     }
 
-    /// Skip a top-level C definition `struct X { ... };` (recorded nowhere for now).
-    fn skip_c_definition(&mut self) -> Result<(), Diagnostic> {
-        self.next()?; // struct/union/enum
+    /// The tokens of a top-level C definition: up to a `;` outside braces, or the `}`
+    /// that closes the outermost braces (and a `;` right after it). bpftrace's tests
+    /// write `struct A { int x[4]; } uprobe:...` without the final `;`.
+    fn c_definition_tokens(&mut self) -> Result<Vec<Token>, Diagnostic> {
+        let mut toks = Vec::new();
         let mut depth = 0usize;
         loop {
             let t = self.next()?;
@@ -472,10 +481,25 @@ impl<'a> Parser<'a> {
                         return Err(unexpected(&t));
                     }
                     depth -= 1;
+                    if depth == 0 {
+                        toks.push(t);
+                        let before = self.snapshot();
+                        let semi = self.next()?;
+                        if semi.kind == TokenKind::Sym(";") {
+                            toks.push(semi);
+                        } else {
+                            self.restore(before);
+                        }
+                        return Ok(toks);
+                    }
                 }
-                TokenKind::Sym(";") if depth == 0 => return Ok(()),
+                TokenKind::Sym(";") if depth == 0 => {
+                    toks.push(t);
+                    return Ok(toks);
+                }
                 _ => {}
             }
+            toks.push(t);
         }
     }
 

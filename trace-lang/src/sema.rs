@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::ast::{self, BinOp, Expr, ExprKind, MapRef, ProbeKind, Stmt, StmtKind, UnOp};
+use crate::cdecl::CTypes;
 use crate::diag::Diagnostic;
 use crate::span::Span;
 use crate::tracepoint_format::TpField;
@@ -143,6 +144,63 @@ pub struct Analysis {
     /// Types of scratch variables per probe block (same index as `Program::probes`).
     /// Integers are 8 bytes; strings have the largest size assigned.
     pub vars: Vec<BTreeMap<String, Type>>,
+    /// The C types the script defines (empty for most scripts).
+    pub types: CTypes,
+}
+
+/// The environment as the script sees it: its own C definitions first, then the
+/// node's (BTF) types, so a script's `struct task_struct` overrides the kernel's.
+struct Layered<'e> {
+    script: &'e CTypes,
+    env: &'e dyn ProbeEnv,
+}
+
+impl ProbeEnv for Layered<'_> {
+    fn tracepoints(&self, category: &str, name: &str) -> Option<Vec<(String, String)>> {
+        self.env.tracepoints(category, name)
+    }
+    fn tracepoint_fields(&self, category: &str, name: &str) -> Option<Vec<TpField>> {
+        self.env.tracepoint_fields(category, name)
+    }
+    fn suggest_tracepoints(&self, category: &str, name: &str) -> Vec<String> {
+        self.env.suggest_tracepoints(category, name)
+    }
+    fn uprobe_exists(&self, path: &str, symbol: &str) -> Option<bool> {
+        self.env.uprobe_exists(path, symbol)
+    }
+    fn kprobe_matches(
+        &self,
+        ret: bool,
+        module: Option<&str>,
+        func: &str,
+    ) -> Option<Result<usize, String>> {
+        self.env.kprobe_matches(ret, module, func)
+    }
+    fn has_kernel_types(&self) -> bool {
+        self.env.has_kernel_types()
+    }
+    fn record_field(&self, record: &str, field: &str) -> Option<FieldInfo> {
+        if self.script.record_def(record).is_some() {
+            return self.script.record_field(record, field);
+        }
+        self.env.record_field(record, field)
+    }
+    fn type_size(&self, name: &str) -> Option<u64> {
+        self.script
+            .type_size(name)
+            .or_else(|| self.env.type_size(name))
+    }
+    fn typedef(&self, name: &str) -> Option<Type> {
+        self.script.typedef(name).or_else(|| self.env.typedef(name))
+    }
+    fn enum_value(&self, name: &str) -> Option<i64> {
+        self.script
+            .enum_value(name)
+            .or_else(|| self.env.enum_value(name))
+    }
+    fn kfunc_signature(&self, func: &str) -> Option<FuncSignature> {
+        self.env.kfunc_signature(func)
+    }
 }
 
 /// Type the program in place and build the tables.
@@ -159,8 +217,20 @@ pub fn analyse(program: &mut ast::Program, env: &dyn ProbeEnv) -> Result<Analysi
     for probe in &program.probes {
         attach.push(resolve_probe(probe, env)?);
     }
-    let mut a = Analyser {
+    let types = match CTypes::build(&program.c_defs, &|name| env.type_size(name)) {
+        Ok(t) => t,
+        // Without the kernel's types (the plugin on a laptop) a definition that uses
+        // one by value cannot be laid out here; the node checks it again.
+        Err(_) if !env.has_kernel_types() => CTypes::default(),
+        Err(e) => return Err(e),
+    };
+    let layered = Layered {
+        script: &types,
         env,
+    };
+    let mut a = Analyser {
+        env: &layered,
+        types: &types,
         maps: BTreeMap::new(),
         final_pass: false,
         errors: Vec::new(),
@@ -183,6 +253,7 @@ pub fn analyse(program: &mut ast::Program, env: &dyn ProbeEnv) -> Result<Analysi
         maps: a.maps,
         attach,
         vars,
+        types,
     })
 }
 
@@ -564,7 +635,8 @@ fn normalise(t: &Type) -> Type {
             bytes: 8,
             signed: *signed,
         },
-        Type::Tuple(items) => Type::Tuple(items.iter().map(normalise).collect()),
+        // Tuple elements keep their widths: a tuple is laid out as a C struct.
+        Type::Tuple(_) => t.clone(),
         t => t.clone(),
     }
 }
@@ -722,11 +794,40 @@ fn binop_str(op: BinOp) -> &'static str {
     }
 }
 
+/// A struct member or array element (rather than a computed value): a `char` array
+/// member is typed as a string but its bytes can be taken as they are.
+fn is_memory_read(e: &Expr) -> bool {
+    matches!(e.kind, ExprKind::Field { .. } | ExprKind::Index { .. })
+}
+
+/// A type read from user memory: the pointers in it (and behind them) point at user
+/// memory too.
+fn in_user_memory(t: Type) -> Type {
+    match t {
+        Type::Ptr { to, .. } => Type::Ptr {
+            to: Box::new(in_user_memory(*to)),
+            user: true,
+        },
+        Type::Array { elem, len } => Type::Array {
+            elem: Box::new(in_user_memory(*elem)),
+            len,
+        },
+        t => t,
+    }
+}
+
+/// `char s[N]` (or `uint8_t`): printed with `%s` as a string, as bpftrace does.
+pub fn is_char_array(t: &Type) -> bool {
+    matches!(t, Type::Array { elem, .. } if matches!(elem.as_ref(), Type::Int { bytes: 1, .. }))
+}
+
 /// Types that behave as opaque tokens: comparable with `==`/`!=` to the same type.
 fn is_opaque(t: &Type) -> bool {
     matches!(
         t,
-        Type::Probe
+        Type::Array { .. }
+            | Type::Struct(_)
+            | Type::Probe
             | Type::Ksym
             | Type::Usym
             | Type::Stack { .. }
@@ -745,6 +846,8 @@ fn is_opaque(t: &Type) -> bool {
 
 struct Analyser<'e> {
     env: &'e dyn ProbeEnv,
+    /// The script's own C types (also answered through `env`).
+    types: &'e CTypes,
     maps: BTreeMap<String, MapInfo>,
     final_pass: bool,
     errors: Vec<Diagnostic>,
@@ -1174,6 +1277,12 @@ impl Analyser<'_> {
 
     fn expr(&mut self, e: &mut Expr, cx: &mut Cx) -> Type {
         let t = self.expr_inner(e, cx);
+        // A script-defined struct read as a whole is a value with its layout.
+        let t = if self.types.is_empty() {
+            t
+        } else {
+            self.types.value_type(&t)
+        };
         e.ty = t.clone();
         t
     }
@@ -1271,6 +1380,7 @@ impl Analyser<'_> {
                     UnOp::Not if t.is_integral() => Type::I64,
                     UnOp::BitNot | UnOp::Neg if t.is_int() => normalise(&t),
                     UnOp::Deref => match &t {
+                        Type::Ptr { to, user: true } => in_user_memory(to.as_ref().clone()),
                         Type::Ptr { to, .. } => to.as_ref().clone(),
                         Type::Int { .. } => Type::I64,
                         _ => {
@@ -1412,6 +1522,10 @@ impl Analyser<'_> {
                         }
                     },
                     Type::Record(r) => self.record_field(r, &field, span, false),
+                    Type::Struct(st) if !arrow => {
+                        let name = st.name.clone();
+                        self.record_field(&name, &field, span, false)
+                    }
                     Type::Int { .. } if self.unknown_fields.contains(&expr.span) => {
                         // A field of a record the environment could not describe.
                         self.unknown_fields.insert(span);
@@ -1454,10 +1568,13 @@ impl Analyser<'_> {
                         elem.as_ref().clone()
                     }
                     Type::Ptr { to, .. }
-                        if !matches!(to.as_ref(), Type::Record(_))
+                        if !matches!(to.as_ref(), Type::Record(r) if self.types.record_def(r).is_none())
                             || self.env.has_kernel_types() =>
                     {
-                        to.as_ref().clone()
+                        match &t {
+                            Type::Ptr { user: true, .. } => in_user_memory(to.as_ref().clone()),
+                            _ => to.as_ref().clone(),
+                        }
                     }
                     Type::Int { .. } if self.unknown_fields.contains(&expr.span) => {
                         self.unknown_fields.insert(span);
@@ -1475,12 +1592,23 @@ impl Analyser<'_> {
             ExprKind::Cast { ty, expr } => {
                 let text = ty.clone();
                 let t = self.expr(expr, cx);
-                let Some(target) = parse_type_name(&text).or_else(|| self.env.typedef(&text))
+                let Some(mut target) = parse_type_name(&text).or_else(|| self.typedef_cast(&text))
                 else {
                     let msg = format!("Unknown type in cast: '{text}'");
                     self.error(span, msg);
                     return Type::None;
                 };
+                // In a uprobe, a pointer made from an argument points at user memory
+                // (and so do the pointers read through it).
+                if matches!(target, Type::Ptr { .. })
+                    && (matches!(t, Type::Ptr { user: true, .. })
+                        || (!cx.kinds.is_empty()
+                            && cx
+                                .first_not_in(&[ProbeKind::Uprobe, ProbeKind::Uretprobe])
+                                .is_none()))
+                {
+                    target = in_user_memory(target);
+                }
                 if let Type::Record(r) = &target {
                     let msg = format!("Cannot cast to struct type '{r}'");
                     self.error(span, msg);
@@ -1510,7 +1638,7 @@ impl Analyser<'_> {
                     Some(n) => Some(n),
                     None => match parse_type_name(&text) {
                         Some(Type::Record(r)) => {
-                            if !self.env.has_kernel_types() {
+                            if !self.env.has_kernel_types() && self.types.record_def(&r).is_none() {
                                 // Cannot tell here; the runner resolves it from BTF.
                                 return Type::I64;
                             }
@@ -1541,6 +1669,27 @@ impl Analyser<'_> {
                 }
             }
         }
+    }
+
+    /// A cast to a typedef name, possibly with `*`s: `(pid_t)`, `(point_t *)`.
+    fn typedef_cast(&self, text: &str) -> Option<Type> {
+        let stars = text.matches('*').count();
+        let name = text.replace('*', " ");
+        let words: Vec<&str> = name
+            .split_whitespace()
+            .filter(|w| !matches!(*w, "const" | "volatile"))
+            .collect();
+        let [name] = words.as_slice() else {
+            return None;
+        };
+        let mut ty = self.env.typedef(name)?;
+        for _ in 0..stars {
+            ty = Type::Ptr {
+                to: Box::new(ty),
+                user: false,
+            };
+        }
+        Some(ty)
     }
 
     /// `sizeof(expr)`: the size of the expression's type (its own errors are
@@ -1598,7 +1747,8 @@ impl Analyser<'_> {
         }
         let same_kind = (lt.is_str() && rt.is_str())
             || (is_opaque(lt) && lt == rt)
-            || (matches!((lt, rt), (Type::Tuple(a), Type::Tuple(b)) if a.len() == b.len()));
+            || (matches!((lt, rt), (Type::Tuple(a), Type::Tuple(b)) if a.len() == b.len()))
+            || matches!((lt, rt), (Type::Buf(_), Type::Buf(_)));
         if !same_kind {
             let msg = format!("Type mismatch for '{sym}': comparing '{lt}' with '{rt}'");
             self.error(lspan.to(rspan), msg);
@@ -1719,19 +1869,17 @@ impl Analyser<'_> {
     /// The type of `record.field` (or `ptr->field`); `user` when the record is in user
     /// memory, so that pointers read from it point at user memory too.
     fn record_field(&mut self, record: &str, field: &str, span: Span, user: bool) -> Type {
-        if !self.env.has_kernel_types() {
+        if !self.env.has_kernel_types() && self.types.record_def(record).is_none() {
             self.unknown_fields.insert(span);
             return Type::I64;
         }
         match self.env.record_field(record, field) {
             Some(f) => {
-                let mut ty = f.ty;
                 if user {
-                    if let Type::Ptr { user: u, .. } = &mut ty {
-                        *u = true;
-                    }
+                    in_user_memory(f.ty)
+                } else {
+                    f.ty
                 }
-                ty
             }
             None => {
                 let msg = if self.env.type_size(record).is_none() {
@@ -1865,6 +2013,7 @@ impl Analyser<'_> {
                 FormatArgKind::Integer => t.is_integral(),
                 FormatArgKind::String => {
                     t.is_str()
+                        || is_char_array(t)
                         || matches!(
                             t,
                             Type::Ksym
@@ -2340,7 +2489,8 @@ impl Analyser<'_> {
                 let t = &types[0];
                 let ok = t.is_integral()
                     || *t == Type::None
-                    || matches!(t, Type::Array { elem, len } if is_byte(elem) && *len >= 6);
+                    || matches!(t, Type::Array { elem, len } if is_byte(elem) && *len >= 6)
+                    || matches!(t, Type::Str(len) if *len >= 6 && is_memory_read(&args[0]));
                 if !ok {
                     self.error(
                         args[0].span,

@@ -51,6 +51,30 @@ pub enum Type {
     Username,
     /// `strerror(n)`: an errno value, printed as its message.
     Strerror,
+    /// A script-defined struct or union as a value (`*(struct Foo *)p`, a struct
+    /// member), copied with its layout: variables, map keys and values, tuples and
+    /// `print()` carry it whole. Field access works on it as on [`Type::Record`].
+    Struct(Box<StructType>),
+}
+
+/// The layout of a [`Type::Struct`] value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StructType {
+    /// `struct Foo` (the name its fields are looked up by).
+    pub name: String,
+    pub size: u32,
+    /// Named members in declaration order (those of anonymous members inlined).
+    pub fields: Vec<StructField>,
+}
+
+/// One member of a [`StructType`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StructField {
+    pub name: String,
+    pub offset: u32,
+    pub ty: Type,
+    /// `(shift, bits)` within the integer at `offset`, for a bitfield.
+    pub bitfield: Option<(u8, u8)>,
 }
 
 /// How a stack is printed (`kstack(perf)`, `ustack(raw)`), default `Bpftrace`.
@@ -87,6 +111,28 @@ impl Type {
         matches!(self, Type::Int { .. } | Type::Ptr { .. })
     }
 
+    /// Alignment of the value in a tuple or C memory: integers at their width, strings
+    /// and byte buffers at 1, aggregates at their largest member's.
+    pub fn align(&self) -> usize {
+        match self {
+            Type::Int { bytes, .. } => usize::from(*bytes).max(1),
+            Type::Str(_) => 1,
+            Type::Array { elem, .. } => elem.align(),
+            Type::Tuple(items) => items.iter().map(Type::align).max().unwrap_or(1),
+            Type::Struct(s) => s.fields.iter().map(|f| f.ty.align()).max().unwrap_or(1),
+            Type::None | Type::Ctx | Type::Record(_) => 1,
+            _ => 8,
+        }
+    }
+
+    /// Bytes one element of this type occupies in C memory (integers at their width).
+    pub fn memory_size(&self) -> usize {
+        match self {
+            Type::Int { bytes, .. } => usize::from(*bytes),
+            t => t.size(),
+        }
+    }
+
     /// Bytes the value occupies in a map key, map value or printf record.
     pub fn size(&self) -> usize {
         match self {
@@ -105,17 +151,28 @@ impl Type {
             Type::Inet => 24,
             Type::Buf(n) => 8 + n.div_ceil(8) * 8,
             // Elements as laid out in memory (`u8 addr[16]` is 16 bytes).
-            Type::Array { elem, len } => {
-                let elem = match elem.as_ref() {
-                    Type::Int { bytes, .. } => usize::from(*bytes),
-                    t => t.size(),
-                };
-                elem * *len as usize
-            }
+            Type::Array { elem, len } => elem.memory_size() * *len as usize,
             Type::Str(n) => *n,
-            Type::Tuple(items) => items.iter().map(|t| t.size()).sum(),
+            Type::Tuple(items) => tuple_layout(items).1,
+            Type::Struct(s) => s.size as usize,
         }
     }
+}
+
+/// The offsets of a tuple's elements and its size: laid out as a C struct of them
+/// (bpftrace's tuple layout), so `sizeof(((int8)1, (int64)2))` is 16.
+pub fn tuple_layout(items: &[Type]) -> (Vec<usize>, usize) {
+    let mut at = 0usize;
+    let mut align = 1usize;
+    let mut offsets = Vec::with_capacity(items.len());
+    for t in items {
+        let a = t.align();
+        align = align.max(a);
+        at = at.div_ceil(a) * a;
+        offsets.push(at);
+        at += t.memory_size();
+    }
+    (offsets, at.div_ceil(align) * align)
 }
 
 /// What a map's values are, decided by the first assignment to it.
@@ -180,6 +237,7 @@ impl std::fmt::Display for Type {
             Type::CgroupPath => write!(f, "cgroup_path"),
             Type::Username => write!(f, "username"),
             Type::Strerror => write!(f, "strerror"),
+            Type::Struct(s) => write!(f, "{}", s.name),
         }
     }
 }
@@ -197,5 +255,38 @@ impl std::fmt::Display for MapValue {
             MapValue::Lhist { .. } => write!(f, "lhist"),
             MapValue::Value(t) => write!(f, "{t}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn int(bytes: u8) -> Type {
+        Type::Int {
+            bytes,
+            signed: true,
+        }
+    }
+
+    /// bpftrace 0.17 prints these sizes for `sizeof` of the same tuples.
+    #[test]
+    fn tuples_are_laid_out_as_c_structs() {
+        assert_eq!(
+            tuple_layout(&[int(1), int(8), int(1), int(8)]),
+            (vec![0, 8, 16, 24], 32)
+        );
+        assert_eq!(tuple_layout(&[int(1), int(2), int(4)]), (vec![0, 2, 4], 8));
+        assert_eq!(tuple_layout(&[int(4), int(2), int(1)]), (vec![0, 4, 6], 8));
+        // `((int32)1, int x[4])`: 20; strings are byte-aligned.
+        let arr = Type::Array {
+            elem: Box::new(int(4)),
+            len: 4,
+        };
+        assert_eq!(tuple_layout(&[int(4), arr]).1, 20);
+        assert_eq!(
+            tuple_layout(&[int(1), Type::Str(7), int(8), int(2), Type::Str(4)]),
+            (vec![0, 1, 8, 16, 18], 24)
+        );
     }
 }

@@ -101,6 +101,18 @@ fn val_text(v: &Val) -> String {
             s[..end].to_string()
         }
         Val::Tuple(items) => items.iter().map(val_text).collect::<Vec<_>>().join(", "),
+        Val::Array(items) => format!(
+            "[{}]",
+            items.iter().map(val_text).collect::<Vec<_>>().join(",")
+        ),
+        Val::Struct(fields) => format!(
+            "{{ {} }}",
+            fields
+                .iter()
+                .map(|(n, v)| format!(".{n} = {}", val_text(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

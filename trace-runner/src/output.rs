@@ -72,6 +72,10 @@ pub enum Val {
     /// A string; printing stops at the first NUL, like bpftrace's `strnlen`.
     Str(String),
     Tuple(Vec<Val>),
+    /// A C array: `[1,2,3]`.
+    Array(Vec<Val>),
+    /// A struct, members by name: `{ .m = 2, .n = 3 }` (`{.m=2,.n=3}` in a key).
+    Struct(Vec<(String, Val)>),
     /// Already-symbolized probe name / ksym / usym; printed like a string.
     Sym(String),
 }
@@ -390,7 +394,12 @@ fn part_bytes_cmp(a: &Val, b: &Val) -> Ordering {
     match (int_bits(a), int_bits(b)) {
         (Some(x), Some(y)) => x.to_le_bytes().cmp(&y.to_le_bytes()),
         _ => match (a, b) {
-            (Val::Tuple(x), Val::Tuple(y)) => key_bytes_cmp(x, y),
+            (Val::Tuple(x), Val::Tuple(y)) | (Val::Array(x), Val::Array(y)) => key_bytes_cmp(x, y),
+            (Val::Struct(x), Val::Struct(y)) => {
+                let x: Vec<Val> = x.iter().map(|(_, v)| v.clone()).collect();
+                let y: Vec<Val> = y.iter().map(|(_, v)| v.clone()).collect();
+                key_bytes_cmp(&x, &y)
+            }
             _ => str_bytes(a).cmp(str_bytes(b)),
         },
     }
@@ -491,15 +500,33 @@ fn key_text(key: &[Val]) -> String {
     if key.is_empty() {
         return String::new();
     }
-    let parts: Vec<String> = key.iter().map(|k| val_text(k, None, 1)).collect();
+    let parts: Vec<String> = key.iter().map(key_part_text).collect();
     format!("[{}]", parts.join(", "))
+}
+
+/// One key part as bpftrace prints it in `@m[...]`: structs compactly, `{.m=2,.n=3}`.
+fn key_part_text(v: &Val) -> String {
+    match v {
+        Val::Struct(fields) => {
+            let parts: Vec<String> = fields
+                .iter()
+                .map(|(n, x)| format!(".{n}={}", key_part_text(x)))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Val::Array(items) => {
+            let parts: Vec<String> = items.iter().map(key_part_text).collect();
+            format!("[{}]", parts.join(","))
+        }
+        v => val_text(v, None, 1),
+    }
 }
 
 fn json_keyval(key: &[Val], val: &str) -> String {
     if key.is_empty() {
         return val.to_string();
     }
-    let parts: Vec<String> = key.iter().map(|k| val_text(k, None, 1)).collect();
+    let parts: Vec<String> = key.iter().map(key_part_text).collect();
     format!("\"{}\": {}", json_escape(&parts.join(",")), val)
 }
 
@@ -527,6 +554,17 @@ fn val_text(v: &Val, ty: Option<&Type>, div: u32) -> String {
                 .collect();
             format!("({})", parts.join(", "))
         }
+        Val::Array(items) => {
+            let parts: Vec<String> = items.iter().map(|x| val_text(x, None, div)).collect();
+            format!("[{}]", parts.join(","))
+        }
+        Val::Struct(fields) => {
+            let parts: Vec<String> = fields
+                .iter()
+                .map(|(n, x)| format!(".{n} = {}", val_text(x, None, div)))
+                .collect();
+            format!("{{ {} }}", parts.join(", "))
+        }
     }
 }
 
@@ -541,6 +579,17 @@ fn val_json(v: &Val, ty: Option<&Type>, div: u32) -> String {
                 .map(|(i, x)| val_json(x, tuple_elem_type(ty, i), div))
                 .collect();
             format!("[{}]", parts.join(","))
+        }
+        Val::Array(items) => {
+            let parts: Vec<String> = items.iter().map(|x| val_json(x, None, div)).collect();
+            format!("[{}]", parts.join(","))
+        }
+        Val::Struct(fields) => {
+            let parts: Vec<String> = fields
+                .iter()
+                .map(|(n, x)| format!("\"{}\": {}", json_escape(n), val_json(x, None, div)))
+                .collect();
+            format!("{{ {} }}", parts.join(", "))
         }
         _ => val_text(v, ty, div),
     }

@@ -117,6 +117,8 @@ struct Tables {
     joins: Vec<String>,
     /// Warnings for the caller to print.
     warnings: Vec<String>,
+    /// The C types the script defines (consulted before the kernel's BTF).
+    types: trace_lang::cdecl::CTypes,
 }
 
 /// Compile a checked program.
@@ -154,6 +156,7 @@ pub fn generate(
         joins: Vec::new(),
         warnings: Vec::new(),
         helper_errors: Vec::new(),
+        types: analysis.types.clone(),
     };
     t.events_map = t.maps.len();
     t.maps.push(MapDef {
@@ -1493,11 +1496,18 @@ impl ProgGen<'_> {
     fn copy_stack(&mut self, from: i16, to: i16, size: usize) {
         let mut i = 0;
         while i < size {
-            let chunk = if size - i >= 8 {
+            // The verifier refuses misaligned stack accesses (tuple members may be at
+            // any offset): the widest chunk both addresses are aligned to.
+            let aligned = |n: usize| {
+                size - i >= n
+                    && (from as i32 + i as i32).rem_euclid(n as i32) == 0
+                    && (to as i32 + i as i32).rem_euclid(n as i32) == 0
+            };
+            let chunk = if aligned(8) {
                 8
-            } else if size - i >= 4 {
+            } else if aligned(4) {
                 4
-            } else if size - i >= 2 {
+            } else if aligned(2) {
                 2
             } else {
                 1
@@ -1569,14 +1579,21 @@ impl ProgGen<'_> {
                 self.read_str(off, *n, user);
                 Ok(())
             }
-            (Type::Str(_), ExprKind::Var(name)) => {
+            (
+                Type::Str(_) | Type::Array { .. } | Type::Struct(_) | Type::Tuple(_),
+                ExprKind::Var(name),
+            ) => {
                 let (from, _) = self.vars.get(name).cloned().ok_or_else(|| {
                     err(e.span, format!("Undefined or undeclared variable: ${name}"))
                 })?;
                 self.copy_stack(from, off, e.ty.size());
                 Ok(())
             }
-            (Type::Str(n), ExprKind::Map(m)) => {
+            (
+                Type::Str(_) | Type::Array { .. } | Type::Struct(_) | Type::Tuple(_),
+                ExprKind::Map(m),
+            ) => {
+                let n = &e.ty.size();
                 let info = self.user_map(m)?;
                 let key = self.build_key(m, None)?;
                 self.zero(off, *n);
@@ -1634,14 +1651,35 @@ impl ProgGen<'_> {
                 Ok(())
             }
             (Type::Tuple(types), ExprKind::Tuple(items)) => {
-                let mut at = off;
-                for (item, ty) in items.iter().zip(types) {
-                    self.gen_into_sized(item, at, ty)?;
-                    at += ty.size() as i16;
+                // Laid out as a C struct; the padding is zeroed (tuples can be map keys).
+                let (offsets, size) = trace_lang::types::tuple_layout(types);
+                self.zero(off, size);
+                for ((item, ty), at) in items.iter().zip(types).zip(offsets) {
+                    let at = off + at as i16;
+                    match ty {
+                        Type::Int { bytes, .. } if *bytes < 8 => {
+                            self.gen_int(item)?;
+                            self.asm
+                                .store(Size::from_bytes(usize::from(*bytes)), FP, at, R0);
+                        }
+                        _ if at % 8 != 0 => {
+                            // Written aligned, then copied to its place.
+                            let tmp = self.alloc(ty.size(), item.span)?;
+                            self.zero(tmp, ty.size());
+                            self.gen_into_sized(item, tmp, ty)?;
+                            self.copy_stack(tmp, at, ty.memory_size());
+                        }
+                        _ => self.gen_into_sized(item, at, ty)?,
+                    }
                 }
                 Ok(())
             }
-            (Type::Str(_) | Type::Array { .. }, _) if Self::is_memory(e) => {
+            (_, ExprKind::Field { expr, field, .. }) if matches!(expr.ty, Type::Tuple(_)) => {
+                let (at, size) = self.tuple_element(expr, field, e.span)?;
+                self.copy_stack(at, off, size);
+                Ok(())
+            }
+            (Type::Str(_) | Type::Array { .. } | Type::Struct(_), _) if Self::is_memory(e) => {
                 self.gen_memory_into(e, off)
             }
             // The value kinds user space decodes in `values` (stacks, addresses, ...).
@@ -1775,6 +1813,8 @@ impl ProgGen<'_> {
                 a.alu_imm(Alu::Add, R0, 8 * (n + 1));
                 self.probe_read_int(8, false, user, span)?;
             }
+            // The program's context pointer (what `(struct x *)ctx` reads through).
+            "ctx" => a.mov(R0, R6),
             _ if name.starts_with("arg") => {
                 let n: usize = name[3..]
                     .parse()
@@ -1873,6 +1913,15 @@ impl ProgGen<'_> {
                 if lhs.ty.is_str() && rhs.ty.is_str() {
                     return self.gen_str_equality(*op, lhs, rhs, e.span);
                 }
+                if matches!(
+                    lhs.ty,
+                    Type::Array { .. } | Type::Struct(_) | Type::Buf(_) | Type::Tuple(_)
+                ) {
+                    return self.gen_bytes_equality(*op, lhs, rhs, e.span);
+                }
+                if matches!(e.ty, Type::Ptr { .. }) && matches!(op, BinOp::Add | BinOp::Sub) {
+                    return self.gen_pointer_arith(e, *op, lhs, rhs);
+                }
                 // The operands' temporaries (the spilled left operand, ...) are dead
                 // once the result is in r0: a chain `a + b + c + ...` reuses one slot.
                 let mark = self.stack;
@@ -1906,6 +1955,16 @@ impl ProgGen<'_> {
                 self.asm.bind(else_label);
                 self.gen_int(els)?;
                 self.asm.bind(end);
+            }
+            ExprKind::Field { expr, field, .. } if matches!(expr.ty, Type::Tuple(_)) => {
+                let (at, _) = self.tuple_element(expr, field, e.span)?;
+                let (bytes, signed) = match e.ty {
+                    Type::Int { bytes, signed } => (bytes, signed),
+                    _ => (8, false),
+                };
+                self.asm
+                    .load(Size::from_bytes(usize::from(bytes)), R0, FP, at);
+                self.asm.extend(R0, bytes, signed);
             }
             ExprKind::Field { expr, field, .. } if matches!(&expr.kind, ExprKind::Builtin(b) if b == "skb") =>
             {

@@ -33,10 +33,18 @@ pub fn probe_name(id: u64, names: &[String], ksym: impl Fn(u64) -> String) -> St
     format!("{kind}:{}", ksym(id | 1 << 63))
 }
 
+/// The little-endian integer in the first `bytes` bytes of `b` (missing bytes read 0).
+fn uint_le(b: &[u8], bytes: usize) -> u64 {
+    let mut v = [0u8; 8];
+    let n = bytes.min(8).min(b.len());
+    v[..n].copy_from_slice(&b[..n]);
+    u64::from_le_bytes(v)
+}
+
 pub fn decode_value(ty: &Type, b: &[u8], compiled: &Compiled) -> Val {
     match ty {
         Type::Int { bytes, signed } => {
-            let raw = u64_at(b, 0);
+            let raw = uint_le(b, usize::from(*bytes));
             let bits = 8 * u32::from(*bytes).min(8);
             if *signed {
                 let shift = 64 - bits;
@@ -56,14 +64,41 @@ pub fn decode_value(ty: &Type, b: &[u8], compiled: &Compiled) -> Val {
         Type::Ksym => Val::Sym(symbols::kernel_symbol(u64_at(b, 0))),
         t if crate::values::handles(t) => crate::values::decode(t, b, compiled, false),
         Type::Tuple(items) => {
-            let mut at = 0;
-            let mut vals = Vec::new();
-            for t in items {
-                vals.push(decode_value(t, &b[at.min(b.len())..], compiled));
-                at += t.size();
-            }
+            let (offsets, _) = trace_lang::types::tuple_layout(items);
+            let vals = items
+                .iter()
+                .zip(offsets)
+                .map(|(t, at)| decode_value(t, &b[at.min(b.len())..], compiled))
+                .collect();
             Val::Tuple(vals)
         }
+        Type::Array { elem, len } => {
+            let size = elem.memory_size();
+            let vals = (0..*len as usize)
+                .map(|i| decode_value(elem, b.get(i * size..).unwrap_or(&[]), compiled))
+                .collect();
+            Val::Array(vals)
+        }
+        Type::Struct(st) => Val::Struct(
+            st.fields
+                .iter()
+                .map(|f| {
+                    let at = b.get(f.offset as usize..).unwrap_or(&[]);
+                    let v = match (f.bitfield, &f.ty) {
+                        (Some((shift, bits)), Type::Int { bytes, .. }) => {
+                            let raw = uint_le(at, usize::from(*bytes)) >> shift;
+                            Val::Uint(if bits >= 64 {
+                                raw
+                            } else {
+                                raw & ((1u64 << bits) - 1)
+                            })
+                        }
+                        (_, t) => decode_value(t, at, compiled),
+                    };
+                    (f.name.clone(), v)
+                })
+                .collect(),
+        ),
         Type::Ptr { .. } => Val::Uint(u64_at(b, 0)),
         _ => Val::Uint(u64_at(b, 0)),
     }

@@ -161,7 +161,7 @@ impl ProgGen<'_> {
             Type::MacAddr => {
                 let arg = call_arg(e, 0)?;
                 self.zero(off, 8);
-                if let Type::Array { .. } = arg.ty {
+                if let Type::Array { .. } | Type::Str(_) = arg.ty {
                     return self.gen_bytes_into(arg, off, 6);
                 }
                 self.gen_int(arg)?;
