@@ -11,6 +11,7 @@ pub mod cdecl;
 pub mod diag;
 pub mod lexer;
 pub mod parser;
+pub mod preproc;
 pub mod sema;
 pub mod skb;
 pub mod span;
