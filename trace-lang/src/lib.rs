@@ -12,6 +12,7 @@ pub mod constants;
 pub mod diag;
 pub mod lexer;
 pub mod parser;
+pub mod preproc;
 pub mod sema;
 pub mod skb;
 pub mod span;

@@ -31,7 +31,8 @@ pub const MAX_DEPTH: usize = 256;
 
 /// Parse a whole script.
 pub fn parse(src: &str) -> Result<ast::Program, Diagnostic> {
-    Parser::new(src).program()
+    let masked = crate::preproc::mask_inactive(src);
+    Parser::new(masked.as_deref().unwrap_or(src)).program()
 }
 
 /// Parse a whole script given its positional parameters (`$1` is `params[0]`): those
