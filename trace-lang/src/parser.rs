@@ -40,7 +40,8 @@ pub fn parse(src: &str) -> Result<ast::Program, Diagnostic> {
 /// replaced by their values here, as bpftrace does; elsewhere `$N` stays a node that
 /// code generation resolves.
 pub fn parse_with_params(src: &str, params: &[String]) -> Result<ast::Program, Diagnostic> {
-    let mut p = Parser::new(src);
+    let masked = crate::preproc::mask_inactive(src);
+    let mut p = Parser::new(masked.as_deref().unwrap_or(src));
     p.params = Some(params.to_vec());
     p.program()
 }
