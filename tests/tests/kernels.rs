@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use kernel_matrix::cases::CASES;
+use kernel_matrix::cases::{self, Case};
 use kernel_matrix::initramfs::GUEST_SHARE;
 use kernel_matrix::matrix;
 use kernel_matrix::vm::{self, BootOptions, Error, Scratch};
@@ -47,6 +47,15 @@ fn trace_runner() -> Result<PathBuf, String> {
         .clone()
 }
 
+/// The cases to run: those `KERNEL_MATRIX_CASES` names (comma-separated), or all.
+fn cases() -> &'static [Case] {
+    static SELECTED: OnceLock<Vec<Case>> = OnceLock::new();
+    SELECTED.get_or_init(|| {
+        let names = std::env::var("KERNEL_MATRIX_CASES").ok();
+        cases::select(names.as_deref()).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
 /// Skip (with a message) on a missing prerequisite, except under CI=true.
 fn skip_or_fail(test: &str, err: Error) {
     match err {
@@ -71,7 +80,7 @@ fn run_series(series: &str) {
             ("trace-runner", runner.as_path()),
             ("km-workload", workload),
         ];
-        matrix::run(series, CASES, &binaries, &BootOptions::default())
+        matrix::run(series, cases(), &binaries, &BootOptions::default())
     };
     let report = match run() {
         Ok(report) => report,
@@ -83,10 +92,46 @@ fn run_series(series: &str) {
         failures.is_empty(),
         "{test}: {} of {} cases failed:\n{report}{}\n--- console tail:\n{}",
         failures.len(),
-        CASES.len(),
+        cases().len(),
         failures.join("\n"),
         vm::tail(&report.boot.console, 20)
     );
+}
+
+/// The kernel support table of docs/kernel-support.md: boots each kernel once and runs
+/// `support.sh` (each probe type and feature with trace-runner, each of Debian's
+/// bpftrace tools with bpftrace 0.17), printing its rows.
+#[test]
+#[ignore = "a measurement for docs/kernel-support.md (about 5 minutes a kernel)"]
+fn support_table() {
+    for series in ["6.1", "6.12"] {
+        let run = || -> Result<matrix::Report, Error> {
+            vm::check_tools()?;
+            let runner = trace_runner().map_err(Error::Failed)?;
+            let workload = Path::new(env!("CARGO_BIN_EXE_km-workload"));
+            let binaries = [
+                ("trace-runner", runner.as_path()),
+                ("km-workload", workload),
+            ];
+            matrix::run(series, cases::SUPPORT, &binaries, &BootOptions::default())
+        };
+        match run() {
+            Ok(report) => {
+                eprint!("{report}");
+                for (_, out, _) in &report.cases {
+                    for (name, verdict) in cases::support_rows(&out.text) {
+                        println!("{series}\t{name}\t{verdict}");
+                    }
+                }
+                assert!(
+                    report.failures().is_empty(),
+                    "{}",
+                    report.failures().join("\n")
+                );
+            }
+            Err(e) => skip_or_fail(&format!("support table {series}"), e),
+        }
+    }
 }
 
 #[test]

@@ -218,15 +218,63 @@ impl ProbeEnv for Tracefs {
         crate::btf::kernel()?.enum_value(name)
     }
 
-    fn kfunc_signature(&self, func: &str) -> Option<FuncSignature> {
-        crate::btf::kernel()?.func_signature(func)
+    fn kfunc_signature(&self, module: &str, func: &str) -> Option<FuncSignature> {
+        if module == "vmlinux" {
+            crate::btf::kernel()?.func_signature(func)
+        } else {
+            crate::btf::module(module)?.func_signature(func)
+        }
+    }
+
+    fn kfuncs(&self, module: Option<&str>, func: &str) -> Option<Vec<(String, String)>> {
+        let kernel = crate::btf::kernel()?;
+        // Without the list of traceable functions (tracefs unreadable), BTF's functions.
+        let listed;
+        let list = match crate::runtime::kfuncs::FuncList::traceable() {
+            Some(list) => list,
+            None => {
+                let mut text = String::new();
+                for name in kernel.func_names() {
+                    text.push_str(name);
+                    text.push('\n');
+                }
+                if let Some(m) = module.filter(|m| !m.contains('*') && *m != "vmlinux") {
+                    for name in crate::btf::module(m)
+                        .into_iter()
+                        .flat_map(|b| b.func_names())
+                    {
+                        text.push_str(&format!("{name} [{m}]\n"));
+                    }
+                }
+                listed = crate::runtime::kfuncs::FuncList::parse(&text);
+                &listed
+            }
+        };
+        let found = list.expand_kfunc(module, func, |m, f| {
+            if m == "vmlinux" {
+                kernel.func_id(f).is_some()
+            } else {
+                crate::btf::module(m).is_some_and(|b| b.func_id(f).is_some())
+            }
+        });
+        if found.is_empty() {
+            eprintln!("{}", skip_warning_for(KFUNC, module, func));
+        }
+        Some(found)
     }
 }
 
 /// The warning for a kprobe attach point skipped (a wildcard matching no traceable
 /// function, or a function the kernel would not probe), worded as bpftrace 0.17 words it.
 pub fn skip_warning(ret: bool, module: Option<&str>, func: &str) -> String {
-    let kind = if ret { "kretprobe" } else { "kprobe" };
+    skip_warning_for(if ret { "kretprobe" } else { "kprobe" }, module, func)
+}
+
+/// The provider named in a kfunc's skip warning (bpftrace 0.17 says `kfunc` for both).
+const KFUNC: &str = "kfunc";
+
+/// [`skip_warning`] for any probe type (`kfunc`).
+pub fn skip_warning_for(kind: &str, module: Option<&str>, func: &str) -> String {
     match module {
         Some(m) => format!("WARNING: could not attach probe {kind}:{m}:{func}, skipping."),
         None => format!("WARNING: could not attach probe {kind}:{func}, skipping."),

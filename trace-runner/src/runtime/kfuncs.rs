@@ -73,11 +73,17 @@ impl FuncList {
     /// The node's traceable functions, read once; `None` when this kernel has no kprobes
     /// (or tracefs is not there), so nothing can be said about a kprobe's function.
     pub fn system() -> Option<&'static FuncList> {
+        if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+            return None;
+        }
+        FuncList::traceable()
+    }
+
+    /// The node's traceable functions (kprobes or not: fentry needs only ftrace), read
+    /// once; `None` without tracefs.
+    pub fn traceable() -> Option<&'static FuncList> {
         static LIST: OnceLock<Option<FuncList>> = OnceLock::new();
         LIST.get_or_init(|| {
-            if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-                return None;
-            }
             let root = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
                 .into_iter()
                 .map(std::path::Path::new)
@@ -146,6 +152,36 @@ impl FuncList {
     }
 }
 
+impl FuncList {
+    /// Expand `kfunc:[MODULE:]FUNC` (`*` wildcards in both): the traceable functions
+    /// that `has_btf(module, function)` says BTF describes, as `(module, function)` pairs
+    /// (module `vmlinux` for the kernel's own), sorted, each once. Without a module, the
+    /// kernel's and every module's functions match, as in bpftrace.
+    pub fn expand_kfunc(
+        &self,
+        module: Option<&str>,
+        func: &str,
+        has_btf: impl Fn(&str, &str) -> bool,
+    ) -> Vec<(String, String)> {
+        let candidates: Vec<(&str, Option<&str>)> = if func.contains('*') {
+            self.entries()
+                .filter(|(name, _)| glob_match(func, name))
+                .collect()
+        } else {
+            self.lines_of(func).map(|m| (func, m)).collect()
+        };
+        let mut found: Vec<(String, String)> = candidates
+            .into_iter()
+            .map(|(name, m)| (m.unwrap_or("vmlinux"), name))
+            .filter(|(m, name)| module.is_none_or(|want| glob_match(want, m)) && has_btf(m, name))
+            .map(|(m, name)| (m.to_string(), name.to_string()))
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+}
+
 /// The module and function parts of a kprobe attach point's name
 /// (`kprobe:vfs_read`, `kretprobe:ext4:ext4_*`, `k:f`).
 pub fn split_probe_name(probe_name: &str) -> (Option<&str>, &str) {
@@ -181,6 +217,50 @@ xfs_file_write_iter [xfs]
 ext4_file_read_iter [ext4]
 vfs_read_dup_in_mod [xfs]
 ";
+
+    #[test]
+    fn kfuncs_expand_to_traceable_functions_with_btf() {
+        let list = FuncList::parse(AFF);
+        // BTF describes every function but the kernel's vfs_readv.
+        let btf = |m: &str, f: &str| !(m == "vmlinux" && f == "vfs_readv");
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(m, f)| (m.to_string(), f.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            list.expand_kfunc(None, "vfs_read*", btf),
+            pairs(&[("vmlinux", "vfs_read"), ("xfs", "vfs_read_dup_in_mod")])
+        );
+        assert_eq!(
+            list.expand_kfunc(Some("vmlinux"), "vfs_read*", btf),
+            pairs(&[("vmlinux", "vfs_read")])
+        );
+        assert_eq!(
+            list.expand_kfunc(Some("xfs"), "*", btf),
+            pairs(&[
+                ("xfs", "vfs_read_dup_in_mod"),
+                ("xfs", "xfs_file_read_iter"),
+                ("xfs", "xfs_file_write_iter")
+            ])
+        );
+        assert_eq!(
+            list.expand_kfunc(None, "xfs_file_read_iter", btf),
+            pairs(&[("xfs", "xfs_file_read_iter")])
+        );
+        assert_eq!(
+            list.expand_kfunc(Some("x*"), "xfs_file_*_iter", btf).len(),
+            2
+        );
+        // Listed twice, described once; not listed; listed but without BTF.
+        assert_eq!(
+            list.expand_kfunc(None, "lookup_fast.constprop.0", btf),
+            pairs(&[("vmlinux", "lookup_fast.constprop.0")])
+        );
+        assert!(list.expand_kfunc(None, "no_such", btf).is_empty());
+        assert!(list.expand_kfunc(None, "vfs_readv", btf).is_empty());
+        assert!(list.expand_kfunc(Some("ext4"), "vfs_read", btf).is_empty());
+    }
 
     fn funcs(e: Expansion) -> Vec<String> {
         match e {

@@ -7,6 +7,7 @@ pub mod bpf_sys;
 pub mod elf_check;
 #[cfg(test)]
 mod elf_check_fuzz;
+pub mod fentry;
 pub mod kattach;
 pub mod kfuncs;
 pub mod maps;
@@ -124,7 +125,8 @@ pub fn raise_memlock() {
 /// Detach and unload one program.
 fn unload(attach: &Attach, prog: &mut aya::programs::Program) {
     let _ = match attach {
-        Attach::Begin | Attach::End => Ok(()),
+        // Loaded outside aya (see `fentry`): closing the fds unloads them.
+        Attach::Begin | Attach::End | Attach::Fentry { .. } => Ok(()),
         Attach::RawTracepoint { .. } => {
             <&mut RawTracePoint>::try_from(prog).and_then(|x| x.unload())
         }
@@ -211,8 +213,10 @@ pub struct Session {
     pub zeroed: std::collections::HashSet<usize>,
     /// The functions each kprobe program (by program name) attaches to.
     kprobe_funcs: std::collections::HashMap<String, Vec<String>>,
-    /// The kprobe perf events attached (closing one detaches it).
+    /// The kprobe perf events and fentry links attached (closing one detaches it).
     kprobe_links: Vec<std::os::fd::OwnedFd>,
+    /// The kfunc programs (by program name), loaded outside aya (see [`fentry`]).
+    fentry_progs: std::collections::HashMap<String, std::os::fd::OwnedFd>,
 }
 
 /// What the loader says when something fails, already worded for the user.
@@ -291,6 +295,57 @@ fn kprobe_targets(probe_name: &str, func: &str, ret: bool) -> Result<Vec<String>
     }
 }
 
+/// Load a kfunc/kretfunc program (see [`fentry`]) on `func` of `module`'s BTF.
+fn load_fentry(
+    p: &crate::compile::codegen::CompiledProgram,
+    module: &str,
+    func: &str,
+    ret: bool,
+    map_fds: &[RawFd],
+) -> Result<std::os::fd::OwnedFd, LoadError> {
+    let name = &p.probe_name;
+    let types = if module == "vmlinux" {
+        crate::btf::kernel()
+    } else {
+        crate::btf::module(module)
+    };
+    let Some(types) = types else {
+        return Err(LoadError(format!(
+            "cannot load {name}: no BTF for {module} (/sys/kernel/btf/{module})"
+        )));
+    };
+    let btf_id = types.func_id(func).ok_or_else(|| {
+        LoadError(format!(
+            "cannot load {name}: {func} is not a function of {module}'s BTF"
+        ))
+    })?;
+    let btf_obj = if module == "vmlinux" {
+        None
+    } else {
+        Some(fentry::module_btf_fd(module).map_err(|e| {
+            LoadError(format!(
+                "cannot load {name}: cannot find the kernel's BTF object of module {module}: {e}"
+            ))
+        })?)
+    };
+    let code: Vec<[u8; 8]> = p.code.insns.iter().map(|i| i.to_bytes()).collect();
+    let insns = kattach::relocate(&code, &p.code.map_relocs, map_fds);
+    fentry::load(&insns, ret, btf_id, btf_obj.as_ref().map(|f| f.as_raw_fd())).map_err(
+        |(e, log)| {
+            if log.is_empty() {
+                LoadError(format!(
+                    "cannot load {name}: {e} (does this kernel support kfunc/fentry programs? `trace-runner bpftrace --info` says)"
+                ))
+            } else {
+                LoadError(format!(
+                    "the kernel's verifier rejected {name}: {e}\nverifier log (end):\n{}",
+                    verifier_log_tail(&log)
+                ))
+            }
+        },
+    )
+}
+
 impl Session {
     /// Create the maps and load every program through the verifier.
     pub fn load(mut compiled: Compiled) -> Result<Session, LoadError> {
@@ -340,6 +395,7 @@ impl Session {
             .map_err(|e| LoadError(format!("cannot open the event ring: {e}")))?;
         let mut begin = Vec::new();
         let mut end = Vec::new();
+        let mut fentry_progs = std::collections::HashMap::new();
         for p in &compiled.programs {
             // Each program may take the verifier a while: a stop ends the load here.
             if stop_requested() {
@@ -352,7 +408,13 @@ impl Session {
                 ))
             })?;
             let name = &p.probe_name;
+            if let Attach::Fentry { module, func, ret } = &p.attach {
+                let fd = load_fentry(p, module, func, *ret, &map_fds)?;
+                fentry_progs.insert(p.code.name.clone(), fd);
+                continue;
+            }
             let r = match &p.attach {
+                Attach::Fentry { .. } => Ok(()),
                 Attach::Begin | Attach::End | Attach::RawTracepoint { .. } => {
                     let rt: &mut RawTracePoint =
                         prog.try_into().map_err(|e| verifier_error(name, e))?;
@@ -402,6 +464,7 @@ impl Session {
             zeroed: Default::default(),
             kprobe_funcs,
             kprobe_links: Vec::new(),
+            fentry_progs,
         })
     }
 
@@ -441,6 +504,23 @@ impl Session {
             };
             match &p.attach {
                 Attach::Begin | Attach::End => {}
+                Attach::Fentry { .. } => {
+                    let Some(prog) = self.fentry_progs.get(&p.code.name) else {
+                        continue;
+                    };
+                    match fentry::attach(prog.as_raw_fd()) {
+                        Ok(link) => self.kprobe_links.push(link),
+                        Err(e) => {
+                            eprintln!(
+                                "WARNING: could not attach probe {}, skipping.",
+                                p.probe_name
+                            );
+                            if std::env::var_os("TRACE_RUNNER_DEBUG").is_some() {
+                                eprintln!("{}: BPF_RAW_TRACEPOINT_OPEN: {e}", p.probe_name);
+                            }
+                        }
+                    }
+                }
                 Attach::Tracepoint { category, name } => {
                     let tp: &mut TracePoint = prog.try_into().map_err(fail)?;
                     tp.attach(category, name).map_err(fail)?;
@@ -553,12 +633,13 @@ impl Session {
                 }
             }
         }
-        // Every kprobe was refused and nothing else runs: as when analysis skips them all.
+        // Every kprobe (and kfunc) was refused and nothing else runs: as when analysis
+        // skips them all.
         let only_kprobes = self
             .compiled
             .programs
             .iter()
-            .all(|p| matches!(p.attach, Attach::Kprobe { .. }));
+            .all(|p| matches!(p.attach, Attach::Kprobe { .. } | Attach::Fentry { .. }));
         if only_kprobes && self.kprobe_links.is_empty() {
             return Err(LoadError(
                 "nothing to trace: every attach point was skipped (see the warnings above)".into(),
@@ -584,7 +665,9 @@ impl Session {
         // Closing a perf-event link waits for an RCU grace period (tens of ms): detach
         // the programs side by side rather than one after the other.
         let links = std::mem::take(&mut self.kprobe_links);
+        let fentry_progs = std::mem::take(&mut self.fentry_progs);
         std::thread::scope(|scope| {
+            scope.spawn(move || drop(fentry_progs));
             scope.spawn(move || kattach::detach_all(links));
             for (attach, prog) in programs {
                 scope.spawn(move || unload(attach, prog));

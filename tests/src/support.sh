@@ -1,0 +1,49 @@
+# The kernel support table: which probe types and features trace-runner attaches on the
+# running kernel, and which of Debian's bpftrace tools bpftrace 0.17 itself attaches.
+# Sourced after guest.sh inside a matrix guest (the ignored `support_table` test of
+# tests/kernels.rs) or run on a host with TRACE_RUNNER, WORKLOAD, CALLS and BPFTRACE set.
+# Prints one `row NAME: yes|no (DETAIL)` line per probe type or feature.
+
+row() { echo "row $1: $2"; }
+
+# probe NAME EXPECTED-LINE-REGEX WORKLOAD-ARGS -- PROGRAM: run PROGRAM around the
+# workload and say whether its output has a line matching the regex.
+probe() {
+    local name=$1 want=$2 args=$3 prog=$4 out
+    out=$(trace_while "$TRACE_RUNNER" run -e "$prog" -- "$WORKLOAD" $args 2>&1)
+    if grep -qE "$want" <<<"$out"; then
+        row "$name" yes
+    else
+        row "$name" "no ($(grep -m1 -iE 'error|cannot|warning' <<<"$out" | cut -c1-160))"
+    fi
+}
+
+F='/comm == "km-workload"/'
+probe kprobe "^@: $CALLS\$" "$CALLS" "kprobe:__x64_sys_getppid $F { @ = count(); }"
+probe kretprobe "^@: $CALLS\$" "$CALLS" "kretprobe:__x64_sys_getppid $F { @ = count(); }"
+probe kfunc "^@: $((CALLS * 100))\$" "$CALLS read" "kfunc:vfs_read $F { @ = sum(args->count); }"
+probe kretfunc "^@\\[100\\]: $CALLS\$" "$CALLS read" "kretfunc:vfs_read $F { @[retval] = count(); }"
+probe tracepoint "^@: $CALLS\$" "$CALLS" "tracepoint:syscalls:sys_enter_getppid $F { @ = count(); }"
+probe rawtracepoint "^@: [1-9]" "$CALLS" "rawtracepoint:sys_enter $F { @ = count(); }"
+probe uprobe "^@: 1\$" "$CALLS" "uprobe:$WORKLOAD:main { @ = count(); }"
+probe profile "^@: [1-9]" "$CALLS" "profile:hz:999 { @ = count(); }"
+probe interval "^@: [1-9]" "$CALLS" "interval:ms:10 { @ = count(); }"
+probe "BTF types" "^@: $CALLS\$" "$CALLS" "kprobe:__x64_sys_getppid $F { @ = count(); \$t = (struct task_struct *)curtask; }"
+probe "ring buffer (printf)" "^x\$" "$CALLS" "tracepoint:syscalls:sys_enter_getppid $F { printf(\"x\\n\"); exit(); }"
+# kprobe_multi: a wildcard attaches with one link unless the runner falls back.
+out=$(TRACE_RUNNER_DEBUG=1 "$TRACE_RUNNER" run --deadline 1s -e 'kprobe:vfs_read* { @ = count(); }' 2>&1)
+if grep -q '^Attaching' <<<"$out" && ! grep -q 'kprobe_multi link for' <<<"$out"; then
+    row kprobe_multi yes
+else
+    row kprobe_multi "no ($(grep -m1 'kprobe_multi link for' <<<"$out" | cut -c1-160))"
+fi
+if [ -x "$BPFTRACE" ]; then
+    for t in vfscount vfsstat dcsnoop biolatency biosnoop biostacks mdflush xfsdist; do
+        out=$(timeout -s INT 60 "$BPFTRACE" -e "$(grep -v "^#!" /usr/sbin/$t.bt) interval:s:1 { exit(); }" 2>&1)
+        if grep -q '^Attaching' <<<"$out"; then
+            row "bpftrace $t" yes
+        else
+            row "bpftrace $t" "no ($(grep -m1 -iE 'error' <<<"$out" | cut -c1-160))"
+        fi
+    done
+fi
