@@ -158,7 +158,8 @@ pub const CASES: &[Case] = &[
         name: "kfunc_counts",
         // One run: kfunc with a BTF-typed integer argument and a pointer chain, kretfunc
         // with retval, a kfunc wildcard, and a function of the 9p module (the guest's root
-        // is 9p: each stat of /etc/passwd runs its getattr once).
+        // is 9p: each stat of /etc/passwd runs its getattr once). Maps are keyed by file
+        // name: the dynamic loader also reads and stats the workload's libraries.
         script: r#"trace_while "$TRACE_RUNNER" run -e '
             kfunc:vfs_read /comm == "km-workload"/ {
                 @n[str(args->file->f_path.dentry->d_name.name)] = count();
@@ -166,7 +167,8 @@ pub const CASES: &[Case] = &[
             kretfunc:vfs_read /comm == "km-workload"/ {
                 @r[str(args->file->f_path.dentry->d_name.name), retval] = count(); }
             kfunc:vfs_fsync* /comm == "km-workload"/ { @f[probe] = count(); }
-            kfunc:9p:v9fs_vfs_getattr* /comm == "km-workload"/ { @m[probe] = count(); }' \
+            kfunc:9p:v9fs_vfs_getattr* /comm == "km-workload"/ {
+                @m[probe, str(args->path->dentry->d_name.name)] = count(); }' \
             -- sh -c "$WORKLOAD $CALLS read && $WORKLOAD $CALLS stat && $WORKLOAD $CALLS fsync""#,
         check: |out| {
             expect_status(out)?;
@@ -177,7 +179,7 @@ pub const CASES: &[Case] = &[
                     format!("@s[zero]: {}", CALLS * 100),
                     format!("@r[zero, 100]: {CALLS}"),
                     format!("@f[kfunc:vmlinux:vfs_fsync_range]: {CALLS}"),
-                    format!("@m[kfunc:9p:v9fs_vfs_getattr_dotl]: {CALLS}"),
+                    format!("@m[kfunc:9p:v9fs_vfs_getattr_dotl, passwd]: {CALLS}"),
                 ],
             )?;
             // fsync(2) runs vfs_fsync_range only (vfs_fsync is inlined into do_fsync).

@@ -28,22 +28,23 @@ probe rawtracepoint "^@: [1-9]" "$CALLS" "rawtracepoint:sys_enter $F { @ = count
 probe uprobe "^@: 1\$" "$CALLS" "uprobe:$WORKLOAD:main { @ = count(); }"
 probe profile "^@: [1-9]" "$CALLS" "profile:hz:999 { @ = count(); }"
 probe interval "^@: [1-9]" "$CALLS" "interval:ms:10 { @ = count(); }"
-probe "BTF types" "^@: $CALLS\$" "$CALLS" "kprobe:__x64_sys_getppid $F { @ = count(); \$t = (struct task_struct *)curtask; }"
+probe "BTF types" "^@\\[1\\]: $CALLS\$" "$CALLS" "tracepoint:syscalls:sys_enter_getppid $F { @[((struct task_struct *)curtask)->tgid == pid] = count(); }"
 probe "ring buffer (printf)" "^x\$" "$CALLS" "tracepoint:syscalls:sys_enter_getppid $F { printf(\"x\\n\"); exit(); }"
 # kprobe_multi: a wildcard attaches with one link unless the runner falls back.
 out=$(TRACE_RUNNER_DEBUG=1 "$TRACE_RUNNER" run --deadline 1s -e 'kprobe:vfs_read* { @ = count(); }' 2>&1)
-if grep -q '^Attaching' <<<"$out" && ! grep -q 'kprobe_multi link for' <<<"$out"; then
+rc=$?
+if [ $rc = 0 ] && ! grep -q 'kprobe_multi link for' <<<"$out"; then
     row kprobe_multi yes
 else
     row kprobe_multi "no ($(grep -m1 'kprobe_multi link for' <<<"$out" | cut -c1-160))"
 fi
 if [ -x "$BPFTRACE" ]; then
     for t in vfscount vfsstat dcsnoop biolatency biosnoop biostacks mdflush xfsdist; do
+        # bpftrace says "Attaching N probes" before attaching, and a kprobe wildcard it
+        # cannot expand attaches nothing: the row gives the exit status, N, and the
+        # first error or warning, to be read against the tool's probes.
         out=$(timeout -s INT 60 "$BPFTRACE" -e "$(grep -v "^#!" /usr/sbin/$t.bt) interval:s:1 { exit(); }" 2>&1)
-        if grep -q '^Attaching' <<<"$out"; then
-            row "bpftrace $t" yes
-        else
-            row "bpftrace $t" "no ($(grep -m1 -iE 'error' <<<"$out" | cut -c1-160))"
-        fi
+        rc=$?
+        row "bpftrace $t" "exit $rc, $(grep -m1 '^Attaching' <<<"$out") $(grep -v RLIMIT_MEMLOCK <<<"$out" | grep -m1 -E 'ERROR|WARNING' | cut -c1-140)"
     done
 fi
