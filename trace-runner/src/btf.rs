@@ -35,21 +35,26 @@ pub struct KernelTypes {
 struct Bytes(Vec<u8>);
 
 impl Readable for Bytes {
+    // btfparse reads a few bytes at a time, hundreds of thousands of times for the
+    // kernel's BTF: this is written with plain indexing, which unoptimised builds (the
+    // kernel matrix runs them under emulation) compile without a function call per step,
+    // unlike slice ranges and `copy_from_slice`.
     fn read(&self, offset: u64, buffer: &mut [u8]) -> btfparse::Result<()> {
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        match start
-            .checked_add(buffer.len())
-            .and_then(|end| self.0.get(start..end))
-        {
-            Some(src) => {
-                buffer.copy_from_slice(src);
-                Ok(())
-            }
-            None => Err(btfparse::Error::new(
+        let data: &[u8] = &self.0;
+        let n = buffer.len();
+        if offset > data.len() as u64 || data.len() - (offset as usize) < n {
+            return Err(btfparse::Error::new(
                 btfparse::ErrorKind::EOF,
                 "read past the end of the BTF data",
-            )),
+            ));
         }
+        let start = offset as usize;
+        let mut i = 0;
+        while i < n {
+            buffer[i] = data[start + i];
+            i += 1;
+        }
+        Ok(())
     }
 }
 
