@@ -80,11 +80,17 @@ pub trait ProbeEnv {
     fn kfunc_signature(&self, _module: &str, _func: &str) -> Option<FuncSignature> {
         None
     }
-    /// The functions a kfunc/kretfunc attach point `[module:]func` (`*` wildcards) names,
+    /// The functions a kfunc (or, `ret`, kretfunc) attach point `[module:]func` (`*`
+    /// wildcards) names,
     /// as `(module, function)` pairs (module `vmlinux` for the kernel's own), sorted:
     /// `None` when this environment cannot tell. A point matching nothing is skipped (the
     /// environment warns), as bpftrace does.
-    fn kfuncs(&self, _module: Option<&str>, _func: &str) -> Option<Vec<(String, String)>> {
+    fn kfuncs(
+        &self,
+        _ret: bool,
+        _module: Option<&str>,
+        _func: &str,
+    ) -> Option<Vec<(String, String)>> {
         None
     }
 }
@@ -242,7 +248,7 @@ fn resolve_probe(
         }
         if let (ProbeKind::Kfunc | ProbeKind::Kretfunc, Some(func)) = (ap.kind, ap.parts.last()) {
             let module = (ap.parts.len() == 2).then(|| ap.parts[0].as_str());
-            if let Some(found) = env.kfuncs(module, func) {
+            if let Some(found) = env.kfuncs(ap.kind == ProbeKind::Kretfunc, module, func) {
                 for (m, f) in found {
                     out.push(ResolvedAttach {
                         kind: ap.kind,

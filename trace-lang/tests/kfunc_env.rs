@@ -36,7 +36,7 @@ impl ProbeEnv for Kernel {
     fn has_kernel_types(&self) -> bool {
         true
     }
-    fn kfuncs(&self, module: Option<&str>, func: &str) -> Option<Vec<(String, String)>> {
+    fn kfuncs(&self, _: bool, module: Option<&str>, func: &str) -> Option<Vec<(String, String)>> {
         Some(
             FUNCS
                 .iter()

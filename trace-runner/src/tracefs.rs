@@ -226,7 +226,7 @@ impl ProbeEnv for Tracefs {
         }
     }
 
-    fn kfuncs(&self, module: Option<&str>, func: &str) -> Option<Vec<(String, String)>> {
+    fn kfuncs(&self, ret: bool, module: Option<&str>, func: &str) -> Option<Vec<(String, String)>> {
         let kernel = crate::btf::kernel()?;
         // Without the list of traceable functions (tracefs unreadable), BTF's functions.
         let listed;
@@ -258,7 +258,8 @@ impl ProbeEnv for Tracefs {
             }
         });
         if found.is_empty() {
-            eprintln!("{}", skip_warning_for(KFUNC, module, func));
+            let kind = if ret { "kretfunc" } else { "kfunc" };
+            eprintln!("{}", skip_warning_for(kind, module, func));
         }
         Some(found)
     }
@@ -269,9 +270,6 @@ impl ProbeEnv for Tracefs {
 pub fn skip_warning(ret: bool, module: Option<&str>, func: &str) -> String {
     skip_warning_for(if ret { "kretprobe" } else { "kprobe" }, module, func)
 }
-
-/// The provider named in a kfunc's skip warning (bpftrace 0.17 says `kfunc` for both).
-const KFUNC: &str = "kfunc";
 
 /// [`skip_warning`] for any probe type (`kfunc`).
 pub fn skip_warning_for(kind: &str, module: Option<&str>, func: &str) -> String {

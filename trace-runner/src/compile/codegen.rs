@@ -2258,7 +2258,7 @@ mod kfunc_tests {
         fn tracepoint_fields(&self, _: &str, _: &str) -> Option<Vec<TpField>> {
             None
         }
-        fn kfuncs(&self, _: Option<&str>, _: &str) -> Option<Vec<(String, String)>> {
+        fn kfuncs(&self, _: bool, _: Option<&str>, _: &str) -> Option<Vec<(String, String)>> {
             Some(vec![("m".into(), "f".into())])
         }
         fn kfunc_signature(&self, module: &str, func: &str) -> Option<FuncSignature> {
