@@ -43,7 +43,7 @@ if [ -x "$BPFTRACE" ]; then
         # bpftrace says "Attaching N probes" before attaching, and a kprobe wildcard it
         # cannot expand attaches nothing: the row gives the exit status, N, and the
         # first error or warning, to be read against the tool's probes.
-        out=$(timeout -s INT 60 "$BPFTRACE" -e "$(grep -v "^#!" /usr/sbin/$t.bt) interval:s:1 { exit(); }" 2>&1)
+        out=$(timeout -s INT 120 "$BPFTRACE" -e "$(grep -v "^#!" /usr/sbin/$t.bt) interval:s:1 { exit(); }" 2>&1)
         rc=$?
         row "bpftrace $t" "exit $rc, $(grep -m1 '^Attaching' <<<"$out") $(grep -v RLIMIT_MEMLOCK <<<"$out" | grep -m1 -E 'ERROR|WARNING' | cut -c1-140)"
     done

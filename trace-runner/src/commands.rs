@@ -173,8 +173,16 @@ fn list_names(pattern: Option<String>) -> Result<Vec<String>, Failure> {
             .map(|f| format!("kprobe:{f}")),
     );
     let provider = pattern.as_deref().map(|p| p.split(':').next().unwrap_or(p));
-    if provider.is_none_or(|p| tracefs::glob_match(p, "kfunc")) && crate::bpf_info::kfunc_ok() {
-        names.extend(kfunc_names());
+    let kfunc = provider.is_none_or(|p| tracefs::glob_match(p, "kfunc"));
+    let kretfunc = provider.is_some_and(|p| tracefs::glob_match(p, "kretfunc"));
+    if (kfunc || kretfunc) && crate::bpf_info::kfunc_ok() {
+        let funcs = kfunc_names();
+        // As bpftrace: `kretfunc:` names only when the pattern asks for them.
+        for (wanted, kind) in [(kfunc, "kfunc"), (kretfunc, "kretfunc")] {
+            if wanted {
+                names.extend(funcs.iter().map(|f| format!("{kind}:{f}")));
+            }
+        }
     }
     names.retain(|name| {
         pattern
@@ -184,8 +192,8 @@ fn list_names(pattern: Option<String>) -> Result<Vec<String>, Failure> {
     Ok(names)
 }
 
-/// `kfunc:MODULE:FUNC` of every traceable function with BTF (a module's functions when
-/// the module publishes BTF; whether each is in it is checked when a script uses it).
+/// `MODULE:FUNC` of every traceable function with BTF (a module's functions when the
+/// module publishes BTF; whether each is in it is checked when a script uses it).
 fn kfunc_names() -> Vec<String> {
     let (Some(kernel), Some(list)) = (
         crate::btf::kernel(),
@@ -202,7 +210,7 @@ fn kfunc_names() -> Vec<String> {
         }
     })
     .into_iter()
-    .map(|(m, f)| format!("kfunc:{m}:{f}"))
+    .map(|(m, f)| format!("{m}:{f}"))
     .collect()
 }
 
@@ -251,7 +259,7 @@ pub(crate) fn list_bpftrace(
         if !verbose {
             continue;
         }
-        if name.starts_with("kfunc:") {
+        if name.starts_with("kfunc:") || name.starts_with("kretfunc:") {
             for param in kfunc_params(&name) {
                 out.push_str(&format!("    {param}\n"));
             }
