@@ -160,7 +160,8 @@ pub const CASES: &[Case] = &[
         // with retval, a kfunc wildcard, and a function of the 9p module (the guest's root
         // is 9p: each stat of /etc/passwd runs its getattr once). Maps are keyed by file
         // name: the dynamic loader also reads and stats the workload's libraries. A
-        // wildcard matching nothing is skipped with a warning.
+        // wildcard matching nothing is skipped with a warning. And a kprobe on the same
+        // module function, named within its module, with a BTF cast of its argument.
         script: r#"trace_while "$TRACE_RUNNER" run -e '
             kfunc:vfs_read /comm == "km-workload"/ {
                 @n[str(args->file->f_path.dentry->d_name.name)] = count();
@@ -169,7 +170,9 @@ pub const CASES: &[Case] = &[
                 @r[str(args->file->f_path.dentry->d_name.name), retval] = count(); }
             kfunc:vfs_fsync*, kretfunc:km_none_* /comm == "km-workload"/ { @f[probe] = count(); }
             kfunc:9p:v9fs_vfs_getattr* /comm == "km-workload"/ {
-                @m[probe, str(args->path->dentry->d_name.name)] = count(); }' \
+                @m[probe, str(args->path->dentry->d_name.name)] = count(); }
+            kprobe:9p:v9fs_vfs_getattr_dotl /comm == "km-workload"/ {
+                @k[str(((struct path *)arg1)->dentry->d_name.name)] = count(); }' \
             -- sh -c "$WORKLOAD $CALLS read && $WORKLOAD $CALLS stat && $WORKLOAD $CALLS fsync""#,
         check: |out| {
             expect_status(out)?;
@@ -181,6 +184,7 @@ pub const CASES: &[Case] = &[
                     format!("@r[zero, 100]: {CALLS}"),
                     format!("@f[kfunc:vmlinux:vfs_fsync_range]: {CALLS}"),
                     format!("@m[kfunc:9p:v9fs_vfs_getattr_dotl, passwd]: {CALLS}"),
+                    format!("@k[passwd]: {CALLS}"),
                     "WARNING: could not attach probe kretfunc:km_none_*, skipping.".into(),
                 ],
             )?;

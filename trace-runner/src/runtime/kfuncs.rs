@@ -182,6 +182,23 @@ impl FuncList {
     }
 }
 
+/// The kprobe names of `funcs` found in `module`: `MODULE:FUNC` for a module named
+/// without wildcards (the kernel then resolves the name within that module, not the
+/// kernel's or another module's function of the same name), the bare names otherwise.
+pub fn qualify(module: Option<&str>, funcs: Vec<String>) -> Vec<String> {
+    match module {
+        Some(m) if m != "vmlinux" && !m.contains('*') => {
+            funcs.into_iter().map(|f| format!("{m}:{f}")).collect()
+        }
+        _ => funcs,
+    }
+}
+
+/// The function of a kprobe name that [`qualify`] may have prefixed with its module.
+pub fn unqualified(name: &str) -> &str {
+    name.rsplit_once(':').map_or(name, |(_, f)| f)
+}
+
 /// The module and function parts of a kprobe attach point's name
 /// (`kprobe:vfs_read`, `kretprobe:ext4:ext4_*`, `k:f`).
 pub fn split_probe_name(probe_name: &str) -> (Option<&str>, &str) {
@@ -402,6 +419,17 @@ vfs_read_dup_in_mod [xfs]
                 .as_deref(),
             Some("ext4")
         );
+    }
+
+    #[test]
+    fn module_functions_are_named_within_their_module() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(qualify(Some("9p"), f(&["a", "b"])), ["9p:a", "9p:b"]);
+        assert_eq!(qualify(Some("vmlinux"), f(&["a"])), ["a"]);
+        assert_eq!(qualify(Some("x*"), f(&["a"])), ["a"]);
+        assert_eq!(qualify(None, f(&["a"])), ["a"]);
+        assert_eq!(unqualified("9p:a"), "a");
+        assert_eq!(unqualified("a"), "a");
     }
 
     #[test]

@@ -289,8 +289,8 @@ fn kprobe_targets(probe_name: &str, func: &str, ret: bool) -> Result<Vec<String>
     };
     let (module, _) = kfuncs::split_probe_name(probe_name);
     match list.expand(ret, module, func) {
-        kfuncs::Expansion::Funcs(f) => Ok(f),
-        kfuncs::Expansion::Unlisted(name) => Ok(vec![name]),
+        kfuncs::Expansion::Funcs(f) => Ok(kfuncs::qualify(module, f)),
+        kfuncs::Expansion::Unlisted(name) => Ok(kfuncs::qualify(module, vec![name])),
         kfuncs::Expansion::Banned(why) => Err(LoadError(why)),
     }
 }
@@ -547,7 +547,12 @@ impl Session {
                         let code: Vec<[u8; 8]> =
                             p.code.insns.iter().map(|i| i.to_bytes()).collect();
                         let insns = kattach::relocate(&code, &p.code.map_relocs, &self.map_fds);
-                        match kattach::attach_multi(&insns, funcs, *ret) {
+                        // kprobe_multi resolves bare names (in the kernel, then modules).
+                        let bare: Vec<String> = funcs
+                            .iter()
+                            .map(|f| kfuncs::unqualified(f).to_string())
+                            .collect();
+                        match kattach::attach_multi(&insns, &bare, *ret) {
                             Ok(fds) => {
                                 self.kprobe_links.extend(fds);
                                 continue;
