@@ -278,6 +278,21 @@ pub const SUPPORT: &[Case] = &[Case {
     },
 }];
 
+/// The attach-speed benchmark (`bench/vm-attach.sh`), run by the ignored `attach_speed`
+/// test: one `bench WILDCARD TOOL: MS ms, Attaching N probes...` line per run.
+pub const ATTACH_SPEED: &[Case] = &[Case {
+    name: "attach_speed",
+    script: include_str!("../../bench/vm-attach.sh"),
+    check: |out| {
+        expect_status(out)?;
+        let runs = out.text.lines().filter(|l| l.starts_with("bench ")).count();
+        if runs < 2 {
+            return Err(format!("expected at least 2 runs, got {runs}"));
+        }
+        Ok(())
+    },
+}];
+
 /// The `(name, verdict)` rows that `support.sh` printed.
 pub fn support_rows(text: &str) -> Vec<(String, String)> {
     text.lines()

@@ -134,6 +134,46 @@ fn support_table() {
     }
 }
 
+/// The attach speed of `bench/vm-attach.sh` (kprobe wildcards of about 80 and 440
+/// functions, trace-runner against bpftrace) in each kernel, printing its lines.
+#[test]
+#[ignore = "a benchmark for bench/RESULTS.md (a few minutes a kernel)"]
+fn attach_speed() {
+    for series in ["6.1", "6.12"] {
+        let run = || -> Result<matrix::Report, Error> {
+            vm::check_tools()?;
+            let runner = trace_runner().map_err(Error::Failed)?;
+            let workload = Path::new(env!("CARGO_BIN_EXE_km-workload"));
+            let binaries = [
+                ("trace-runner", runner.as_path()),
+                ("km-workload", workload),
+            ];
+            matrix::run(
+                series,
+                cases::ATTACH_SPEED,
+                &binaries,
+                &BootOptions::default(),
+            )
+        };
+        match run() {
+            Ok(report) => {
+                eprint!("{report}");
+                for (_, out, _) in &report.cases {
+                    for line in out.text.lines().filter(|l| l.starts_with("bench ")) {
+                        println!("{series}\t{line}");
+                    }
+                }
+                assert!(
+                    report.failures().is_empty(),
+                    "{}",
+                    report.failures().join("\n")
+                );
+            }
+            Err(e) => skip_or_fail(&format!("attach speed {series}"), e),
+        }
+    }
+}
+
 #[test]
 fn debian_6_1() {
     run_series("6.1");
