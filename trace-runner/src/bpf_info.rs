@@ -175,11 +175,15 @@ struct MapCreateAttr {
 }
 
 fn map_create(map_type: u32, key: u32, value: u32) -> Option<i32> {
+    map_create_sized(map_type, key, value, 4)
+}
+
+fn map_create_sized(map_type: u32, key: u32, value: u32, max_entries: u32) -> Option<i32> {
     let attr = MapCreateAttr {
         map_type,
         key_size: key,
         value_size: value,
-        max_entries: 4,
+        max_entries,
         rest: [0; 112],
     };
     // SAFETY: a valid, fully initialised attr.
@@ -192,6 +196,18 @@ fn map_create(map_type: u32, key: u32, value: u32) -> Option<i32> {
         )
     };
     (fd >= 0).then_some(fd as i32)
+}
+
+/// Whether the kernel has the BPF ring buffer (`BPF_MAP_TYPE_RINGBUF`, Linux 5.8).
+pub fn ringbuf_ok() -> bool {
+    match map_create_sized(27, 0, 0, 4096) {
+        Some(fd) => {
+            // SAFETY: our descriptor.
+            unsafe { libc::close(fd) };
+            true
+        }
+        None => false,
+    }
 }
 
 fn map_ok(map_type: u32, key: u32, value: u32) -> bool {

@@ -295,6 +295,22 @@ fn kprobe_targets(probe_name: &str, func: &str, ret: bool) -> Result<Vec<String>
     }
 }
 
+/// The running kernel's release (`uname -r`).
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Why nothing loads on a kernel without the BPF ring buffer, which carries every
+/// printf and event from the kernel (no perf-buffer fallback: see
+/// docs/kernel-support.md).
+pub fn no_ringbuf_message(release: &str) -> String {
+    format!(
+        "this kernel ({release}) has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF, Linux 5.8 and later), which trace-runner needs for its output; use a node with Linux 5.8 or later"
+    )
+}
+
 /// Load a kfunc/kretfunc program (see [`fentry`]) on `func` of `module`'s BTF.
 fn load_fentry(
     p: &crate::compile::codegen::CompiledProgram,
@@ -371,7 +387,13 @@ impl Session {
         let mut ebpf = loader_without_kernel_btf()
             .btf(None)
             .load(&elf)
-            .map_err(|e| LoadError(format!("cannot create BPF maps: {}", error_chain(&e))))?;
+            .map_err(|e| {
+                if crate::bpf_info::ringbuf_ok() {
+                    LoadError(format!("cannot create BPF maps: {}", error_chain(&e)))
+                } else {
+                    LoadError(no_ringbuf_message(&kernel_release()))
+                }
+            })?;
         let mut map_fds = Vec::new();
         for def in &compiled.maps {
             let map = ebpf
@@ -905,4 +927,30 @@ pub fn print_all_maps(session: &Session, sink: &mut Sink) {
         .collect();
     dumps.sort_by(|a, b| a.name.cmp(&b.name));
     sink.exit_maps(&dumps);
+}
+
+#[cfg(test)]
+mod ringbuf_tests {
+    #[test]
+    fn a_kernel_without_the_ring_buffer_is_one_clear_line() {
+        let m = super::no_ringbuf_message("5.4.0-150-generic");
+        assert!(m.starts_with("this kernel (5.4.0-150-generic) has no BPF ring buffer"));
+        assert!(m.contains("Linux 5.8") && !m.contains('\n'));
+    }
+
+    #[test]
+    fn this_kernel_has_the_ring_buffer() {
+        // Every kernel the runner is tested on has it (5.8+); creating a map needs root.
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "not root under CI=true"
+            );
+            eprintln!("skipped: not root");
+            return;
+        }
+        assert!(crate::bpf_info::ringbuf_ok());
+    }
 }
