@@ -1,6 +1,6 @@
 # Attach speed of many kprobes: trace-runner against bpftrace 0.17 in the same kernel.
-# A guest script of the kernel matrix, run by its ignored `attach_speed` test
-# (`cargo test -p kernel-matrix --test kernels attach_speed -- --ignored --nocapture`,
+# A guest script of the kernel matrix, run by its ignored `support_table` test
+# (`cargo test -p kernel-matrix --test kernels support_table -- --ignored --nocapture`,
 # which boots Debian's 6.1 and 6.12 under QEMU/TCG); it also runs on a host with
 # TRACE_RUNNER and BPFTRACE set. Each run starts the tracer, attaches every function of
 # the wildcard, stops after 100 ms and detaches: wall time, start-up included.

@@ -98,14 +98,15 @@ fn run_series(series: &str) {
     );
 }
 
-/// The kernel support table of docs/kernel-support.md: boots each kernel once and runs
-/// `support.sh` (each probe type and feature with trace-runner, each of Debian's
-/// bpftrace tools with bpftrace 0.17), printing its rows.
+/// The measurements of docs/kernel-support.md and bench/RESULTS.md
+/// ([`cases::SUPPORT`]: each probe type and feature with trace-runner, each of Debian's
+/// bpftrace tools with bpftrace 0.17, the attach speed of kprobe wildcards against
+/// bpftrace), both kernels side by side, one boot each; prints the rows.
 #[test]
-#[ignore = "a measurement for docs/kernel-support.md (about 5 minutes a kernel)"]
+#[ignore = "measurements for docs/kernel-support.md and bench/RESULTS.md (about 15 minutes)"]
 fn support_table() {
-    for series in ["6.1", "6.12"] {
-        let run = || -> Result<matrix::Report, Error> {
+    let measure = |series: &'static str| {
+        std::thread::spawn(move || -> Result<matrix::Report, Error> {
             vm::check_tools()?;
             let runner = trace_runner().map_err(Error::Failed)?;
             let workload = Path::new(env!("CARGO_BIN_EXE_km-workload"));
@@ -114,64 +115,28 @@ fn support_table() {
                 ("km-workload", workload),
             ];
             matrix::run(series, cases::SUPPORT, &binaries, &BootOptions::default())
-        };
-        match run() {
+        })
+    };
+    let runs = [("6.1", measure("6.1")), ("6.12", measure("6.12"))];
+    let mut failures = Vec::new();
+    for (series, run) in runs {
+        match run.join().expect("measurement thread") {
             Ok(report) => {
                 eprint!("{report}");
                 for (_, out, _) in &report.cases {
                     for (name, verdict) in cases::support_rows(&out.text) {
                         println!("{series}\t{name}\t{verdict}");
                     }
-                }
-                assert!(
-                    report.failures().is_empty(),
-                    "{}",
-                    report.failures().join("\n")
-                );
-            }
-            Err(e) => skip_or_fail(&format!("support table {series}"), e),
-        }
-    }
-}
-
-/// The attach speed of `bench/vm-attach.sh` (kprobe wildcards of about 80 and 440
-/// functions, trace-runner against bpftrace) in each kernel, printing its lines.
-#[test]
-#[ignore = "a benchmark for bench/RESULTS.md (a few minutes a kernel)"]
-fn attach_speed() {
-    for series in ["6.1", "6.12"] {
-        let run = || -> Result<matrix::Report, Error> {
-            vm::check_tools()?;
-            let runner = trace_runner().map_err(Error::Failed)?;
-            let workload = Path::new(env!("CARGO_BIN_EXE_km-workload"));
-            let binaries = [
-                ("trace-runner", runner.as_path()),
-                ("km-workload", workload),
-            ];
-            matrix::run(
-                series,
-                cases::ATTACH_SPEED,
-                &binaries,
-                &BootOptions::default(),
-            )
-        };
-        match run() {
-            Ok(report) => {
-                eprint!("{report}");
-                for (_, out, _) in &report.cases {
                     for line in out.text.lines().filter(|l| l.starts_with("bench ")) {
                         println!("{series}\t{line}");
                     }
                 }
-                assert!(
-                    report.failures().is_empty(),
-                    "{}",
-                    report.failures().join("\n")
-                );
+                failures.extend(report.failures());
             }
-            Err(e) => skip_or_fail(&format!("attach speed {series}"), e),
+            Err(e) => skip_or_fail(&format!("support table {series}"), e),
         }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
