@@ -33,6 +33,7 @@ pub struct CaseOutput {
 }
 
 /// One check run inside each kernel.
+#[derive(Clone, Copy)]
 pub struct Case {
     /// A short name (letters, digits, `_`), unique in [`CASES`].
     pub name: &'static str,
@@ -154,6 +155,53 @@ pub const CASES: &[Case] = &[
         },
     },
     Case {
+        name: "kfunc_counts",
+        // One run: kfunc with a BTF-typed integer argument and a pointer chain, kretfunc
+        // with retval, a kfunc wildcard, and a function of the 9p module (the guest's root
+        // is 9p: each stat of /etc/passwd runs its getattr once). Maps are keyed by file
+        // name: the dynamic loader also reads and stats the workload's libraries. A
+        // wildcard matching nothing is skipped with a warning. And a kprobe on the same
+        // module function, named within its module, with a BTF cast of its argument.
+        script: r#"trace_while "$TRACE_RUNNER" run -e '
+            kfunc:vfs_read /comm == "km-workload"/ {
+                @n[str(args->file->f_path.dentry->d_name.name)] = count();
+                @s[str(args->file->f_path.dentry->d_name.name)] = sum(args->count); }
+            kretfunc:vfs_read /comm == "km-workload"/ {
+                @r[str(args->file->f_path.dentry->d_name.name), retval] = count(); }
+            kfunc:vfs_fsync*, kretfunc:km_none_* /comm == "km-workload"/ { @f[probe] = count(); }
+            kfunc:9p:v9fs_vfs_getattr* /comm == "km-workload"/ {
+                @m[probe, str(args->path->dentry->d_name.name)] = count(); }
+            kprobe:9p:v9fs_vfs_getattr_dotl /comm == "km-workload"/ {
+                @k[str(((struct path *)arg1)->dentry->d_name.name)] = count(); }' \
+            -- sh -c "$WORKLOAD $CALLS read && $WORKLOAD $CALLS stat && $WORKLOAD $CALLS fsync""#,
+        check: |out| {
+            expect_status(out)?;
+            expect_lines(
+                &out.text,
+                &[
+                    format!("@n[zero]: {CALLS}"),
+                    format!("@s[zero]: {}", CALLS * 100),
+                    format!("@r[zero, 100]: {CALLS}"),
+                    format!("@f[kfunc:vmlinux:vfs_fsync_range]: {CALLS}"),
+                    format!("@m[kfunc:9p:v9fs_vfs_getattr_dotl, passwd]: {CALLS}"),
+                    format!("@k[passwd]: {CALLS}"),
+                    "WARNING: could not attach probe kretfunc:km_none_*, skipping.".into(),
+                ],
+            )?;
+            // fsync(2) runs vfs_fsync_range only (vfs_fsync is inlined into do_fsync).
+            let extra: Vec<&str> = out
+                .text
+                .lines()
+                .filter(|l| l.starts_with("@f[") && !l.contains("vfs_fsync_range"))
+                .collect();
+            if extra.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("unexpected entries {extra:?}"))
+            }
+        },
+    },
+    Case {
         name: "bpftrace_tools",
         script: r#"for t in vfscount vfsstat dcsnoop biolatency biosnoop biostacks mdflush xfsdist; do
     "$TRACE_RUNNER" run --deadline 3s /usr/sbin/$t.bt >/tmp/$t.out 2>&1
@@ -187,6 +235,96 @@ done"#,
         check: |out| expect_maps(out, &[format!("@: {CALLS}")]),
     },
 ];
+
+/// The cases named in `names` (comma-separated, as `KERNEL_MATRIX_CASES` gives them),
+/// in [`CASES`] order; every case for `None`. An unknown name is an error naming the
+/// known ones.
+pub fn select(names: Option<&str>) -> Result<Vec<Case>, String> {
+    let Some(names) = names else {
+        return Ok(CASES.to_vec());
+    };
+    let wanted: Vec<&str> = names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if let Some(unknown) = wanted.iter().find(|n| !CASES.iter().any(|c| c.name == **n)) {
+        let known: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+        return Err(format!(
+            "KERNEL_MATRIX_CASES: no case named `{unknown}` (cases: {})",
+            known.join(", ")
+        ));
+    }
+    Ok(CASES
+        .iter()
+        .filter(|c| wanted.contains(&c.name))
+        .copied()
+        .collect())
+}
+
+/// The measurements of docs/kernel-support.md and bench/RESULTS.md, run by the ignored
+/// `support_table` test rather than with [`CASES`]: `support.sh`'s functions (one
+/// `row NAME: yes|no (DETAIL)` line per probe type, feature and bpftrace tool), split
+/// to fit the case time limit, then `bench/vm-attach.sh` (one `bench WILDCARD TOOL: MS
+/// ms, ...` line per run).
+pub const SUPPORT: &[Case] = &[
+    Case {
+        name: "support_kernel",
+        script: concat!(include_str!("support.sh"), "\nsupport_kernel\n"),
+        check: |out| expect_rows(out, 5),
+    },
+    Case {
+        name: "support_user",
+        script: concat!(include_str!("support.sh"), "\nsupport_user\n"),
+        check: |out| expect_rows(out, 7),
+    },
+    Case {
+        name: "support_bpftrace_a",
+        script: concat!(
+            include_str!("support.sh"),
+            "\nsupport_bpftrace vfscount vfsstat dcsnoop biolatency\n"
+        ),
+        check: |out| expect_rows(out, 4),
+    },
+    Case {
+        name: "support_bpftrace_b",
+        script: concat!(
+            include_str!("support.sh"),
+            "\nsupport_bpftrace biosnoop biostacks mdflush xfsdist\n"
+        ),
+        check: |out| expect_rows(out, 4),
+    },
+    Case {
+        name: "attach_speed",
+        script: include_str!("../../bench/vm-attach.sh"),
+        check: |out| {
+            expect_status(out)?;
+            let runs = out.text.lines().filter(|l| l.starts_with("bench ")).count();
+            if runs < 2 {
+                return Err(format!("expected at least 2 runs, got {runs}"));
+            }
+            Ok(())
+        },
+    },
+];
+
+/// `support.sh` finished and printed `n` rows.
+fn expect_rows(out: &CaseOutput, n: usize) -> Result<(), String> {
+    expect_status(out)?;
+    let rows = support_rows(&out.text);
+    if rows.len() != n {
+        return Err(format!("expected {n} rows, got {rows:?}"));
+    }
+    Ok(())
+}
+
+/// The `(name, verdict)` rows that `support.sh` printed.
+pub fn support_rows(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("row ")?.split_once(": "))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
 
 /// The file name stem of the `index`th case (`03-kprobe_kstack`).
 pub fn stem(index: usize, case: &Case) -> String {
@@ -395,6 +533,21 @@ pub fn expect_stacks(text: &str, top: &str, callers: &[&str], total: u64) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cases_are_selected_by_name_in_list_order() {
+        let names = |v: Vec<Case>| v.iter().map(|c| c.name).collect::<Vec<_>>();
+        assert_eq!(select(None).unwrap().len(), CASES.len());
+        assert_eq!(
+            names(select(Some("kfunc_counts, kprobe_count")).unwrap()),
+            ["kprobe_count", "kfunc_counts"]
+        );
+        let e = select(Some("kprobe_count,nope")).err().unwrap();
+        assert!(
+            e.starts_with("KERNEL_MATRIX_CASES: no case named `nope` (cases: kprobe_count, "),
+            "{e}"
+        );
+    }
 
     fn out(status: i32, text: &str) -> CaseOutput {
         CaseOutput {

@@ -10,8 +10,9 @@
 //! Debian bpftrace tools of the `bpftrace_tools` case). Kernel packages are cached in
 //! `target/vm-kernels` (`$KERNEL_MATRIX_CACHE`); `KERNEL_MATRIX_TIMEOUT=SECS` bounds a
 //! boot (default 600); `KERNEL_MATRIX_KEEP=1` keeps each run's share (console log, case
-//! outputs) under `target/kernel-matrix/`. To add a check, add a case to
-//! [`cases::CASES`].
+//! outputs) under `target/kernel-matrix/`; `KERNEL_MATRIX_CASES=a,b` runs only the cases
+//! named (`cargo test -p kernel-matrix --test kernels debian_6_1` one kernel). To add a
+//! check, add a case to [`cases::CASES`].
 
 pub mod cases;
 pub mod initramfs;

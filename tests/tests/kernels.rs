@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use kernel_matrix::cases::CASES;
+use kernel_matrix::cases::{self, Case};
 use kernel_matrix::initramfs::GUEST_SHARE;
 use kernel_matrix::matrix;
 use kernel_matrix::vm::{self, BootOptions, Error, Scratch};
@@ -47,6 +47,15 @@ fn trace_runner() -> Result<PathBuf, String> {
         .clone()
 }
 
+/// The cases to run: those `KERNEL_MATRIX_CASES` names (comma-separated), or all.
+fn cases() -> &'static [Case] {
+    static SELECTED: OnceLock<Vec<Case>> = OnceLock::new();
+    SELECTED.get_or_init(|| {
+        let names = std::env::var("KERNEL_MATRIX_CASES").ok();
+        cases::select(names.as_deref()).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
 /// Skip (with a message) on a missing prerequisite, except under CI=true.
 fn skip_or_fail(test: &str, err: Error) {
     match err {
@@ -71,7 +80,7 @@ fn run_series(series: &str) {
             ("trace-runner", runner.as_path()),
             ("km-workload", workload),
         ];
-        matrix::run(series, CASES, &binaries, &BootOptions::default())
+        matrix::run(series, cases(), &binaries, &BootOptions::default())
     };
     let report = match run() {
         Ok(report) => report,
@@ -83,10 +92,51 @@ fn run_series(series: &str) {
         failures.is_empty(),
         "{test}: {} of {} cases failed:\n{report}{}\n--- console tail:\n{}",
         failures.len(),
-        CASES.len(),
+        cases().len(),
         failures.join("\n"),
         vm::tail(&report.boot.console, 20)
     );
+}
+
+/// The measurements of docs/kernel-support.md and bench/RESULTS.md
+/// ([`cases::SUPPORT`]: each probe type and feature with trace-runner, each of Debian's
+/// bpftrace tools with bpftrace 0.17, the attach speed of kprobe wildcards against
+/// bpftrace), both kernels side by side, one boot each; prints the rows.
+#[test]
+#[ignore = "measurements for docs/kernel-support.md and bench/RESULTS.md (about 15 minutes)"]
+fn support_table() {
+    let measure = |series: &'static str| {
+        std::thread::spawn(move || -> Result<matrix::Report, Error> {
+            vm::check_tools()?;
+            let runner = trace_runner().map_err(Error::Failed)?;
+            let workload = Path::new(env!("CARGO_BIN_EXE_km-workload"));
+            let binaries = [
+                ("trace-runner", runner.as_path()),
+                ("km-workload", workload),
+            ];
+            matrix::run(series, cases::SUPPORT, &binaries, &BootOptions::default())
+        })
+    };
+    let runs = [("6.1", measure("6.1")), ("6.12", measure("6.12"))];
+    let mut failures = Vec::new();
+    for (series, run) in runs {
+        match run.join().expect("measurement thread") {
+            Ok(report) => {
+                eprint!("{report}");
+                for (_, out, _) in &report.cases {
+                    for (name, verdict) in cases::support_rows(&out.text) {
+                        println!("{series}\t{name}\t{verdict}");
+                    }
+                    for line in out.text.lines().filter(|l| l.starts_with("bench ")) {
+                        println!("{series}\t{line}");
+                    }
+                }
+                failures.extend(report.failures());
+            }
+            Err(e) => skip_or_fail(&format!("support table {series}"), e),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]

@@ -76,8 +76,22 @@ pub trait ProbeEnv {
         None
     }
     /// Parameters of a kernel function (for `kfunc:` probes' `args->name`), and its
-    /// return type; `None` if the function is unknown.
-    fn kfunc_signature(&self, _func: &str) -> Option<FuncSignature> {
+    /// return type; `None` if the function is unknown. `module` is `vmlinux` for the
+    /// kernel's own functions, else the module whose BTF describes the function.
+    fn kfunc_signature(&self, _module: &str, _func: &str) -> Option<FuncSignature> {
+        None
+    }
+    /// The functions a kfunc (or, `ret`, kretfunc) attach point `[module:]func` (`*`
+    /// wildcards) names,
+    /// as `(module, function)` pairs (module `vmlinux` for the kernel's own), sorted:
+    /// `None` when this environment cannot tell. A point matching nothing is skipped (the
+    /// environment warns), as bpftrace does.
+    fn kfuncs(
+        &self,
+        _ret: bool,
+        _module: Option<&str>,
+        _func: &str,
+    ) -> Option<Vec<(String, String)>> {
         None
     }
 }
@@ -198,8 +212,8 @@ impl ProbeEnv for Layered<'_> {
             .enum_value(name)
             .or_else(|| self.env.enum_value(name))
     }
-    fn kfunc_signature(&self, func: &str) -> Option<FuncSignature> {
-        self.env.kfunc_signature(func)
+    fn kfunc_signature(&self, module: &str, func: &str) -> Option<FuncSignature> {
+        self.env.kfunc_signature(module, func)
     }
 }
 
@@ -303,6 +317,19 @@ fn resolve_probe(
                 _ => {}
             }
         }
+        if let (ProbeKind::Kfunc | ProbeKind::Kretfunc, Some(func)) = (ap.kind, ap.parts.last()) {
+            let module = (ap.parts.len() == 2).then(|| ap.parts[0].as_str());
+            if let Some(found) = env.kfuncs(ap.kind == ProbeKind::Kretfunc, module, func) {
+                for (m, f) in found {
+                    out.push(ResolvedAttach {
+                        kind: ap.kind,
+                        name: kfunc_probe_name(ap.kind, &m, &f),
+                        parts: vec![m, f],
+                    });
+                }
+                continue;
+            }
+        }
         if matches!(ap.kind, ProbeKind::Uprobe | ProbeKind::Uretprobe)
             && !has_wildcard(&ap.parts[1])
             && env.uprobe_exists(&ap.parts[0], &ap.parts[1]) == Some(false)
@@ -316,6 +343,11 @@ fn resolve_probe(
         });
     }
     Ok(out)
+}
+
+/// The `probe` name of one kfunc/kretfunc function, as bpftrace 0.17 prints it.
+fn kfunc_probe_name(kind: ProbeKind, module: &str, func: &str) -> String {
+    format!("{}:{module}:{func}", kind.provider())
 }
 
 const SOFTWARE_EVENTS: &[&str] = &[
@@ -1833,7 +1865,7 @@ impl Analyser<'_> {
                     self.error(span, msg);
                     return Type::None;
                 }
-                Type::I64
+                self.kretfunc_retval(cx)
             }
             "args" => {
                 if let Some(k) = cx.first_not_in(&[Tracepoint, Kfunc, Kretfunc]) {
@@ -1903,6 +1935,29 @@ impl Analyser<'_> {
         v
     }
 
+    /// `retval`'s type: a kretfunc's return type from BTF when every attach point of the
+    /// block agrees on it (a 64-bit integer otherwise, and in other probes).
+    fn kretfunc_retval(&self, cx: &Cx) -> Type {
+        let mut found: Option<Type> = None;
+        for ra in cx.attach {
+            if ra.kind != ProbeKind::Kretfunc || ra.parts.len() != 2 {
+                return Type::I64;
+            }
+            let Some(sig) = self.env.kfunc_signature(&ra.parts[0], &ra.parts[1]) else {
+                return Type::I64;
+            };
+            match &found {
+                None => found = Some(sig.ret),
+                Some(t) if *t == sig.ret => {}
+                Some(_) => return Type::I64,
+            }
+        }
+        match found {
+            Some(Type::Int { .. } | Type::Ptr { .. }) => found.unwrap_or(Type::I64),
+            _ => Type::I64,
+        }
+    }
+
     /// `args->field`: the field's type in every attach point of the block.
     fn args_field(&mut self, field: &str, span: Span, cx: &mut Cx) -> Type {
         let mut result: Option<(Type, String)> = None;
@@ -1935,6 +1990,21 @@ impl Analyser<'_> {
                                 }
                             },
                         }
+                    }
+                }
+                ProbeKind::Kfunc | ProbeKind::Kretfunc if ra.parts.len() == 2 => {
+                    match self.env.kfunc_signature(&ra.parts[0], &ra.parts[1]) {
+                        None => {
+                            self.unknown_fields.insert(span);
+                            Type::I64
+                        }
+                        Some(sig) => match sig.params.iter().find(|(n, _)| n == field) {
+                            Some((_, ty)) => ty.clone(),
+                            None => {
+                                self.error(span, format!("Can't find function parameter {field}"));
+                                return Type::None;
+                            }
+                        },
                     }
                 }
                 _ => {

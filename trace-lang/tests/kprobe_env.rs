@@ -19,7 +19,7 @@ impl ProbeEnv for Kernel {
     fn record_field(&self, _: &str, _: &str) -> Option<FieldInfo> {
         None
     }
-    fn kfunc_signature(&self, _: &str) -> Option<FuncSignature> {
+    fn kfunc_signature(&self, _: &str, _: &str) -> Option<FuncSignature> {
         None
     }
     fn kprobe_matches(

@@ -128,6 +128,13 @@ pub enum Attach {
         func: String,
         ret: bool,
     },
+    /// fentry (`kfunc`) or fexit (`kretfunc`, `ret`) on `func`, described by the BTF of
+    /// `module` (`vmlinux` for the kernel's own functions).
+    Fentry {
+        module: String,
+        func: String,
+        ret: bool,
+    },
     Uprobe {
         path: String,
         symbol: String,

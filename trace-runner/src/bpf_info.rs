@@ -2,8 +2,9 @@
 //! program types by loading a two-instruction program of each type, helpers by loading a
 //! kprobe program that calls them (the verifier's "unknown func" means absent; any other
 //! complaint about the arguments means present), map types by creating a map, the rest
-//! read from the kernel (BTF, PMUs). Probe types trace-runner cannot attach (kfunc,
-//! iterators, kprobe_multi) say `no` whatever the kernel offers. The layout is pure
+//! read from the kernel (BTF, PMUs), kfunc by loading a fentry program on `vfs_read`.
+//! Probe types trace-runner cannot attach (iterators, kprobe_multi) say `no` whatever
+//! the kernel offers. The layout is pure
 //! ([`render`]); [`report`] measures.
 
 use std::ffi::CString;
@@ -174,11 +175,15 @@ struct MapCreateAttr {
 }
 
 fn map_create(map_type: u32, key: u32, value: u32) -> Option<i32> {
+    map_create_sized(map_type, key, value, 4)
+}
+
+fn map_create_sized(map_type: u32, key: u32, value: u32, max_entries: u32) -> Option<i32> {
     let attr = MapCreateAttr {
         map_type,
         key_size: key,
         value_size: value,
-        max_entries: 4,
+        max_entries,
         rest: [0; 112],
     };
     // SAFETY: a valid, fully initialised attr.
@@ -191,6 +196,18 @@ fn map_create(map_type: u32, key: u32, value: u32) -> Option<i32> {
         )
     };
     (fd >= 0).then_some(fd as i32)
+}
+
+/// Whether the kernel has the BPF ring buffer (`BPF_MAP_TYPE_RINGBUF`, Linux 5.8).
+pub fn ringbuf_ok() -> bool {
+    match map_create_sized(27, 0, 0, 4096) {
+        Some(fd) => {
+            // SAFETY: our descriptor.
+            unsafe { libc::close(fd) };
+            true
+        }
+        None => false,
+    }
 }
 
 fn map_ok(map_type: u32, key: u32, value: u32) -> bool {
@@ -340,7 +357,7 @@ pub(crate) fn report() -> String {
         ("kprobe", kprobe_pmu && prog_type_ok(PROG_KPROBE)),
         ("tracepoint", prog_type_ok(PROG_TRACEPOINT)),
         ("perf_event", prog_type_ok(PROG_PERF_EVENT)),
-        ("kfunc", false),
+        ("kfunc", kfunc_ok()),
         ("iter:task", false),
         ("iter:task_file", false),
         ("kprobe_multi", false),
@@ -355,6 +372,15 @@ pub(crate) fn report() -> String {
         maps,
         probes,
     })
+}
+
+/// Whether a fentry program loads (on `vfs_read`, found in the kernel's BTF).
+pub fn kfunc_ok() -> bool {
+    // r0 = 0; exit
+    let insns = [[0xb7, 0, 0, 0, 0, 0, 0, 0], [0x95, 0, 0, 0, 0, 0, 0, 0]];
+    crate::btf::kernel()
+        .and_then(|k| k.func_id("vfs_read"))
+        .is_some_and(|id| crate::runtime::fentry::load(&insns, false, id, None).is_ok())
 }
 
 #[cfg(test)]

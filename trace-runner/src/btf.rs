@@ -9,7 +9,8 @@
 //! `struct #ID` (a BTF type id) for anonymous ones.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 
 use btfparse::{Integer32Value, Integer64Value, Offset, Readable, TypeInformation, TypeVariant};
 use trace_lang::sema::{FieldInfo, FuncSignature};
@@ -25,28 +26,35 @@ pub struct KernelTypes {
     records: HashMap<String, u32>,
     typedefs: HashMap<String, u32>,
     enum_values: HashMap<String, i64>,
-    /// Function name -> FUNC_PROTO id.
-    funcs: HashMap<String, u32>,
+    /// Function name -> (FUNC id, FUNC_PROTO id).
+    funcs: HashMap<String, (u32, u32)>,
+    /// The first type id of this BTF's own (for a module's: the first after the kernel's).
+    first_own_id: u32,
 }
 
 struct Bytes(Vec<u8>);
 
 impl Readable for Bytes {
+    // btfparse reads a few bytes at a time, hundreds of thousands of times for the
+    // kernel's BTF: this is written with plain indexing, which unoptimised builds (the
+    // kernel matrix runs them under emulation) compile without a function call per step,
+    // unlike slice ranges and `copy_from_slice`.
     fn read(&self, offset: u64, buffer: &mut [u8]) -> btfparse::Result<()> {
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        match start
-            .checked_add(buffer.len())
-            .and_then(|end| self.0.get(start..end))
-        {
-            Some(src) => {
-                buffer.copy_from_slice(src);
-                Ok(())
-            }
-            None => Err(btfparse::Error::new(
+        let data: &[u8] = &self.0;
+        let n = buffer.len();
+        if offset > data.len() as u64 || data.len() - (offset as usize) < n {
+            return Err(btfparse::Error::new(
                 btfparse::ErrorKind::EOF,
                 "read past the end of the BTF data",
-            )),
+            ));
         }
+        let start = offset as usize;
+        let mut i = 0;
+        while i < n {
+            buffer[i] = data[start + i];
+            i += 1;
+        }
+        Ok(())
     }
 }
 
@@ -60,6 +68,67 @@ pub fn kernel() -> Option<&'static KernelTypes> {
             KernelTypes::parse(data)
         })
         .as_ref()
+}
+
+/// A module's BTF (`/sys/kernel/btf/MODULE`, split BTF on top of the kernel's) joined
+/// with the kernel's, so that its types resolve; parsed once per module, `None` when the
+/// module has no BTF (or is `vmlinux`).
+pub fn module(name: &str) -> Option<&'static KernelTypes> {
+    static MODULES: Mutex<Vec<(String, Option<&'static KernelTypes>)>> = Mutex::new(Vec::new());
+    let mut cache = MODULES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, found)) = cache.iter().find(|(n, _)| n == name) {
+        return *found;
+    }
+    let parsed = (|| {
+        if name == "vmlinux" || name.contains('/') || name.starts_with('.') {
+            return None;
+        }
+        let base = std::fs::read(VMLINUX_BTF).ok()?;
+        let split = std::fs::read(Path::new("/sys/kernel/btf").join(name)).ok()?;
+        let first_own_id = kernel()?.info.get().keys().max().copied().unwrap_or(0) + 1;
+        let mut types = KernelTypes::parse(join_split(&base, &split)?)?;
+        types.first_own_id = first_own_id;
+        Some(&*Box::leak(Box::new(types)))
+    })();
+    cache.push((name.to_string(), parsed));
+    parsed
+}
+
+/// The type and string sections of a BTF blob: `(types, strings)`.
+fn btf_sections(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let u32_at = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?))
+    };
+    if data.get(0..2)? != [0x9f, 0xeb] {
+        return None;
+    }
+    let hdr_len = u32_at(4)? as usize;
+    let (type_off, type_len) = (u32_at(8)? as usize, u32_at(12)? as usize);
+    let (str_off, str_len) = (u32_at(16)? as usize, u32_at(20)? as usize);
+    let types =
+        data.get(hdr_len + type_off..hdr_len.checked_add(type_off)?.checked_add(type_len)?)?;
+    let strs = data.get(hdr_len + str_off..hdr_len.checked_add(str_off)?.checked_add(str_len)?)?;
+    Some((types, strs))
+}
+
+/// One BTF blob with the types and strings of `base` followed by those of `split` (a
+/// module's BTF): split BTF numbers its types after the base's and offsets its strings
+/// by the base's string section, so the two sections simply follow each other.
+/// Little-endian only (x86-64 and arm64).
+pub fn join_split(base: &[u8], split: &[u8]) -> Option<Vec<u8>> {
+    let (base_types, base_strs) = btf_sections(base)?;
+    let (split_types, split_strs) = btf_sections(split)?;
+    let type_len = u32::try_from(base_types.len() + split_types.len()).ok()?;
+    let str_len = u32::try_from(base_strs.len() + split_strs.len()).ok()?;
+    let mut out = Vec::with_capacity(24 + type_len as usize + str_len as usize);
+    out.extend_from_slice(&[0x9f, 0xeb, 1, 0]);
+    for v in [24, 0, type_len, type_len, str_len] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for part in [base_types, split_types, base_strs, split_strs] {
+        out.extend_from_slice(part);
+    }
+    Some(out)
 }
 
 /// Whether the kernel publishes BTF (without parsing it).
@@ -145,7 +214,7 @@ impl KernelTypes {
                 }
                 TypeVariant::Func(f) => {
                     if let Some(n) = f.name() {
-                        funcs.entry(n.clone()).or_insert(*f.prototype_tid());
+                        funcs.entry(n.clone()).or_insert((*id, *f.prototype_tid()));
                     }
                 }
                 _ => {}
@@ -157,7 +226,71 @@ impl KernelTypes {
             typedefs,
             enum_values,
             funcs,
+            first_own_id: 0,
         })
+    }
+
+    /// A type as C writes it (`struct file *`, `size_t`), for listings.
+    fn c_type(&self, tid: u32, depth: u32) -> String {
+        if depth > 16 {
+            return "?".into();
+        }
+        let named = |kind: &str| {
+            let name = self.info.name_of(tid).unwrap_or_default();
+            format!("{kind} {name}").trim_end().to_string()
+        };
+        match self.info.from_id(tid) {
+            None | Some(TypeVariant::Void) => "void".into(),
+            Some(TypeVariant::Ptr(p)) => format!("{} *", self.c_type(*p.tid(), depth + 1)),
+            Some(TypeVariant::Const(c)) => format!("const {}", self.c_type(*c.tid(), depth + 1)),
+            Some(TypeVariant::Volatile(v)) => {
+                format!("volatile {}", self.c_type(*v.tid(), depth + 1))
+            }
+            Some(TypeVariant::Struct(_)) => named("struct"),
+            Some(TypeVariant::Union(_)) => named("union"),
+            Some(TypeVariant::Enum(_) | TypeVariant::Enum64(_)) => named("enum"),
+            Some(TypeVariant::FuncProto(_)) => "void".into(),
+            Some(_) => self.info.name_of(tid).unwrap_or_else(|| "?".into()),
+        }
+    }
+
+    /// A function's parameters and return value as `bpftrace -lv` lists a kfunc's:
+    /// `struct file * file`, ..., `ssize_t retval`.
+    pub fn func_params_c(&self, func: &str) -> Option<Vec<String>> {
+        let (_, proto) = *self.funcs.get(func)?;
+        let TypeVariant::FuncProto(p) = self.info.from_id(proto)? else {
+            return None;
+        };
+        let mut out: Vec<String> = p
+            .parameter_list()
+            .iter()
+            .map(|param| {
+                format!(
+                    "{} {}",
+                    self.c_type(param.tid(), 0),
+                    param.name().unwrap_or_default()
+                )
+            })
+            .collect();
+        out.push(format!("{} retval", self.c_type(*p.return_tid(), 0)));
+        Some(out)
+    }
+
+    /// The names of this BTF's own functions, unordered.
+    pub fn func_names(&self) -> impl Iterator<Item = &str> {
+        self.funcs
+            .iter()
+            .filter(|(_, (id, _))| *id >= self.first_own_id)
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// The id of the FUNC type named `func` (a kfunc program's `attach_btf_id`), among
+    /// this BTF's own types (a module's, not the kernel's it builds on).
+    pub fn func_id(&self, func: &str) -> Option<u32> {
+        self.funcs
+            .get(func)
+            .map(|(id, _)| *id)
+            .filter(|id| *id >= self.first_own_id)
     }
 
     /// The type id behind a record name (`struct sock`, `union x`, `struct #123`).
@@ -358,7 +491,7 @@ impl KernelTypes {
     }
 
     pub fn func_signature(&self, func: &str) -> Option<FuncSignature> {
-        let proto = *self.funcs.get(func)?;
+        let (_, proto) = *self.funcs.get(func)?;
         let TypeVariant::FuncProto(p) = self.info.from_id(proto)? else {
             return None;
         };
@@ -382,6 +515,47 @@ impl KernelTypes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A BTF blob of `types` and `strings` (each a list of u32 words / bytes).
+    fn blob(types: &[u32], strings: &[u8]) -> Vec<u8> {
+        let type_len = (types.len() * 4) as u32;
+        let mut out = vec![0x9f, 0xeb, 1, 0];
+        for v in [24, 0, type_len, type_len, strings.len() as u32] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for t in types {
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        out.extend_from_slice(strings);
+        out
+    }
+
+    #[test]
+    fn module_btf_joins_the_kernels() {
+        // Kernel: [1] int. Module (split): [2] proto `int (int x)`, [3] func `f`; its
+        // string offsets follow the kernel's 5 bytes of strings.
+        let base = blob(&[1, 1 << 24, 4, (1 << 24) | 32], b"\0int\0");
+        let split = blob(
+            &[0, (13 << 24) | 1, 1, 8, 1, 6, (12 << 24) | 1, 2],
+            b"\0f\0x\0",
+        );
+        // Split BTF alone does not resolve; joined, it does.
+        assert!(KernelTypes::parse(split.clone()).is_none_or(|t| t.func_signature("f").is_none()));
+        let mut joined = KernelTypes::parse(join_split(&base, &split).unwrap()).unwrap();
+        joined.first_own_id = 2;
+        assert_eq!(joined.func_id("f"), Some(3));
+        let sig = joined.func_signature("f").unwrap();
+        let int = Type::Int {
+            bytes: 4,
+            signed: true,
+        };
+        assert_eq!(sig.params, [("x".to_string(), int.clone())]);
+        assert_eq!(sig.ret, int);
+        // A kernel function is not the module's.
+        joined.funcs.insert("g".into(), (1, 2));
+        assert_eq!(joined.func_id("g"), None);
+        assert!(join_split(&base, b"not btf").is_none());
+    }
 
     #[test]
     fn vmlinux_layouts() {
@@ -416,5 +590,15 @@ mod tests {
         assert_eq!(k.enum_value("TCP_FIN_WAIT1"), Some(4));
         assert!(k.record_field("struct sock", "nope").is_none());
         assert!(k.func_signature("tcp_connect").unwrap().params.len() == 1);
+        assert_eq!(
+            k.func_params_c("vfs_read").unwrap(),
+            [
+                "struct file * file",
+                "char * buf",
+                "size_t count",
+                "loff_t * pos",
+                "ssize_t retval"
+            ]
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! `run`: front end (`trace_lang::check`) then code generation, with errors rendered
 //! as `FILE:LINE:COL`, the line and a caret.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::cli::{Failure, ScriptArgs};
 use crate::compile::codegen::{self, CodegenOptions};
@@ -189,12 +189,62 @@ fn list_names(pattern: Option<String>) -> Result<Vec<String>, Failure> {
             .into_iter()
             .map(|f| format!("kprobe:{f}")),
     );
+    let provider = pattern.as_deref().map(|p| p.split(':').next().unwrap_or(p));
+    let kfunc = provider.is_none_or(|p| tracefs::glob_match(p, "kfunc"));
+    let kretfunc = provider.is_some_and(|p| tracefs::glob_match(p, "kretfunc"));
+    if (kfunc || kretfunc) && crate::bpf_info::kfunc_ok() {
+        let funcs = kfunc_names();
+        // As bpftrace: `kretfunc:` names only when the pattern asks for them.
+        for (wanted, kind) in [(kfunc, "kfunc"), (kretfunc, "kretfunc")] {
+            if wanted {
+                names.extend(funcs.iter().map(|f| format!("{kind}:{f}")));
+            }
+        }
+    }
     names.retain(|name| {
         pattern
             .as_ref()
             .is_none_or(|p| tracefs::glob_match(p, name))
     });
     Ok(names)
+}
+
+/// `MODULE:FUNC` of every traceable function with BTF (a module's functions when the
+/// module publishes BTF; whether each is in it is checked when a script uses it).
+fn kfunc_names() -> Vec<String> {
+    let (Some(kernel), Some(list)) = (
+        crate::btf::kernel(),
+        crate::runtime::kfuncs::FuncList::traceable(),
+    ) else {
+        return Vec::new();
+    };
+    let module_btf = |m: &str| Path::new("/sys/kernel/btf").join(m).is_file();
+    list.expand_kfunc(None, "*", |m, f| {
+        if m == "vmlinux" {
+            kernel.func_id(f).is_some()
+        } else {
+            module_btf(m)
+        }
+    })
+    .into_iter()
+    .map(|(m, f)| format!("{m}:{f}"))
+    .collect()
+}
+
+/// A kfunc's parameters and return value for `-lv` (`struct file * file`).
+fn kfunc_params(name: &str) -> Vec<String> {
+    let mut parts = name.splitn(3, ':').skip(1);
+    let (Some(module), Some(func)) = (parts.next(), parts.next()) else {
+        return Vec::new();
+    };
+    let types = if module == "vmlinux" {
+        crate::btf::kernel()
+    } else {
+        crate::btf::module(module)
+    };
+    types
+        .and_then(|t| t.func_params_c(func))
+        .unwrap_or_default()
 }
 
 pub(crate) fn list(pattern: Option<String>) -> Result<(), Failure> {
@@ -225,6 +275,11 @@ pub(crate) fn list_bpftrace(
         out.push('\n');
         if !verbose {
             continue;
+        }
+        if name.starts_with("kfunc:") || name.starts_with("kretfunc:") {
+            for param in kfunc_params(&name) {
+                out.push_str(&format!("    {param}\n"));
+            }
         }
         if let Some((cat, event)) = name
             .strip_prefix("tracepoint:")

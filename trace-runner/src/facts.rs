@@ -145,8 +145,11 @@ pub mod fixed {
             self.btf.enum_value(name)
         }
 
-        fn kfunc_signature(&self, func: &str) -> Option<FuncSignature> {
-            self.btf.func_signature(func)
+        fn kfunc_signature(&self, module: &str, func: &str) -> Option<FuncSignature> {
+            // The fixed facts hold the kernel's own BTF only.
+            (module == "vmlinux")
+                .then(|| self.btf.func_signature(func))
+                .flatten()
         }
     }
 

@@ -13,7 +13,7 @@ use trace_lang::ProbeEnv;
 
 use crate::runtime::kfuncs::Expansion;
 // Kprobe matching lives with the function list; the old paths stay.
-pub use crate::runtime::kfuncs::{glob_match, skip_warning};
+pub use crate::runtime::kfuncs::{glob_match, skip_warning, skip_warning_for};
 
 const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
@@ -220,8 +220,50 @@ impl ProbeEnv for Tracefs {
         crate::btf::kernel()?.enum_value(name)
     }
 
-    fn kfunc_signature(&self, func: &str) -> Option<FuncSignature> {
-        crate::btf::kernel()?.func_signature(func)
+    fn kfunc_signature(&self, module: &str, func: &str) -> Option<FuncSignature> {
+        if module == "vmlinux" {
+            crate::btf::kernel()?.func_signature(func)
+        } else {
+            crate::btf::module(module)?.func_signature(func)
+        }
+    }
+
+    fn kfuncs(&self, ret: bool, module: Option<&str>, func: &str) -> Option<Vec<(String, String)>> {
+        let kernel = crate::btf::kernel()?;
+        // Without the list of traceable functions (tracefs unreadable), BTF's functions.
+        let listed;
+        let list = match crate::runtime::kfuncs::FuncList::traceable() {
+            Some(list) => list,
+            None => {
+                let mut text = String::new();
+                for name in kernel.func_names() {
+                    text.push_str(name);
+                    text.push('\n');
+                }
+                if let Some(m) = module.filter(|m| !m.contains('*') && *m != "vmlinux") {
+                    for name in crate::btf::module(m)
+                        .into_iter()
+                        .flat_map(|b| b.func_names())
+                    {
+                        text.push_str(&format!("{name} [{m}]\n"));
+                    }
+                }
+                listed = crate::runtime::kfuncs::FuncList::parse(&text);
+                &listed
+            }
+        };
+        let found = list.expand_kfunc(module, func, |m, f| {
+            if m == "vmlinux" {
+                kernel.func_id(f).is_some()
+            } else {
+                crate::btf::module(m).is_some_and(|b| b.func_id(f).is_some())
+            }
+        });
+        if found.is_empty() {
+            let kind = if ret { "kretfunc" } else { "kfunc" };
+            eprintln!("{}", skip_warning_for(kind, module, func));
+        }
+        Some(found)
     }
 }
 

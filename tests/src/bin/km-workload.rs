@@ -3,6 +3,9 @@
 //! `__x64_sys_getppid` filtered on `comm == "km-workload"` must count exactly N, with
 //! PPID as every return value. `km-workload N fsync` calls fsync(2) N times instead (on
 //! a fresh file under /tmp), so `vfs_fsync` and `vfs_fsync_range` run exactly N times.
+//! `km-workload N read` reads 100 bytes from `/dev/zero` N times (`vfs_read` on a file
+//! named `zero`, count 100, returning 100), and `km-workload N stat` stats `/etc/passwd`
+//! N times (on the guest's 9p root: the 9p module's getattr runs N times).
 
 fn main() {
     let calls: u64 = match std::env::args().nth(1).map(|a| a.parse()) {
@@ -12,7 +15,34 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if std::env::args().nth(2).as_deref() == Some("fsync") {
+    let mode = std::env::args().nth(2);
+    if mode.as_deref() == Some("read") {
+        use std::io::Read;
+        let mut zero = std::fs::File::open("/dev/zero").unwrap_or_else(|e| {
+            eprintln!("km-workload: /dev/zero: {e}");
+            std::process::exit(1);
+        });
+        let mut buf = [0u8; 100];
+        for _ in 0..calls {
+            if let Err(e) = zero.read_exact(&mut buf) {
+                eprintln!("km-workload: read: {e}");
+                std::process::exit(1);
+            }
+        }
+        println!("read calls={calls}");
+        return;
+    }
+    if mode.as_deref() == Some("stat") {
+        for _ in 0..calls {
+            if let Err(e) = std::fs::metadata("/etc/passwd") {
+                eprintln!("km-workload: stat /etc/passwd: {e}");
+                std::process::exit(1);
+            }
+        }
+        println!("stat calls={calls}");
+        return;
+    }
+    if mode.as_deref() == Some("fsync") {
         let path = format!("/tmp/km-workload-{}", std::process::id());
         let file = std::fs::File::create(&path).unwrap_or_else(|e| {
             eprintln!("km-workload: {path}: {e}");

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use trace_lang::ast::{BinOp, Expr, ExprKind, MapRef, ProbeKind, Program, Stmt, StmtKind, UnOp};
-use trace_lang::sema::{Analysis, ResolvedAttach};
+use trace_lang::sema::{Analysis, FuncSignature, ResolvedAttach};
 use trace_lang::span::Span;
 use trace_lang::tracepoint_format::TpField;
 use trace_lang::types::{MapValue, Type};
@@ -282,13 +282,16 @@ pub fn generate(
         for attach in rest {
             let probe_id = t.probe_names.len();
             t.probe_names.push(attach.name.clone());
-            let fields = match attach.kind {
-                ProbeKind::Tracepoint if attach.parts.len() == 2 => {
+            let target = attach_target(attach, probe.span)?;
+            let fields = match (&target, attach.kind) {
+                (_, ProbeKind::Tracepoint) if attach.parts.len() == 2 => {
                     env.tracepoint_fields(&attach.parts[0], &attach.parts[1])
                 }
+                (Attach::Fentry { module, func, ret }, _) => env
+                    .kfunc_signature(module, func)
+                    .map(|sig| kfunc_fields(&sig, *ret)),
                 _ => None,
             };
-            let target = attach_target(attach, probe.span)?;
             let spec = ProgramSpec {
                 kind: attach.kind,
                 fields: fields.unwrap_or_default(),
@@ -410,6 +413,15 @@ fn attach_target(a: &ResolvedAttach, span: Span) -> Result<Attach, Diagnostic> {
             func: a.parts.last().cloned().unwrap_or_default(),
             ret: a.kind == ProbeKind::Kretprobe,
         },
+        ProbeKind::Kfunc | ProbeKind::Kretfunc => Attach::Fentry {
+            module: if a.parts.len() == 2 {
+                part(0)
+            } else {
+                "vmlinux".into()
+            },
+            func: a.parts.last().cloned().unwrap_or_default(),
+            ret: a.kind == ProbeKind::Kretfunc,
+        },
         ProbeKind::Uprobe | ProbeKind::Uretprobe => Attach::Uprobe {
             path: part(0),
             symbol: part(1),
@@ -453,12 +465,40 @@ fn section_name(a: &Attach, name: &str) -> String {
         Attach::RawTracepoint { name } => format!("raw_tp/{name}"),
         Attach::Kprobe { ret: false, .. } => format!("kprobe/{name}"),
         Attach::Kprobe { ret: true, .. } => format!("kretprobe/{name}"),
+        Attach::Fentry { ret: false, .. } => format!("fentry/{name}"),
+        Attach::Fentry { ret: true, .. } => format!("fexit/{name}"),
         Attach::Uprobe { ret: false, .. } => format!("uprobe/{name}"),
         Attach::Uprobe { ret: true, .. } => format!("uretprobe/{name}"),
         Attach::Profile { .. } | Attach::Interval { .. } => format!("perf_event/{name}"),
         Attach::CgroupSkb { egress: true } => "cgroup_skb/egress".into(),
         Attach::CgroupSkb { egress: false } => "cgroup_skb/ingress".into(),
     }
+}
+
+/// The name under which a kretfunc's return value is among a kfunc program's fields.
+const KFUNC_RETVAL: &str = "$retval";
+
+/// A kfunc program's context as fields: an array of `u64`, argument `i` at `8 * i` and,
+/// for a kretfunc, the return value after the last argument.
+pub fn kfunc_fields(sig: &FuncSignature, ret: bool) -> Vec<TpField> {
+    let slot = |i: usize, name: &str, ty: &Type| TpField {
+        name: name.to_string(),
+        offset: 8 * i as u32,
+        size: 8,
+        ty: ty.clone(),
+        data_loc: false,
+        array_len: None,
+    };
+    let mut fields: Vec<TpField> = sig
+        .params
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ty))| slot(i, name, ty))
+        .collect();
+    if ret {
+        fields.push(slot(sig.params.len(), KFUNC_RETVAL, &sig.ret));
+    }
+    fields
 }
 
 /// x86-64 `struct pt_regs` offsets of the argument registers, and of the return value.
@@ -1715,7 +1755,16 @@ impl ProgGen<'_> {
             .iter()
             .find(|f| f.name == name)
             .cloned()
-            .ok_or_else(|| err(span, format!("this tracepoint has no field '{name}'")))
+            .ok_or_else(|| {
+                let msg = match self.kind {
+                    ProbeKind::Kfunc | ProbeKind::Kretfunc => format!(
+                        "{} has no parameter '{name}' (or its BTF is unknown)",
+                        self.probe_name
+                    ),
+                    _ => format!("this tracepoint has no field '{name}'"),
+                };
+                err(span, msg)
+            })
     }
 
     fn builtin(&mut self, name: &str, span: Span) -> Result<(), Diagnostic> {
@@ -1783,6 +1832,16 @@ impl ProgGen<'_> {
                 ProbeKind::Kretprobe | ProbeKind::Uretprobe => {
                     a.load(Size::DW, R0, R6, PT_REGS_RAX)
                 }
+                ProbeKind::Kretfunc => {
+                    let f = self.fields.iter().find(|f| f.name == KFUNC_RETVAL).cloned();
+                    let f = f.ok_or_else(|| {
+                        err(
+                            span,
+                            format!("the return type of {} is unknown", self.probe_name),
+                        )
+                    })?;
+                    self.kfunc_slot(&f, span)?;
+                }
                 _ => {
                     return Err(err(
                         span,
@@ -1791,7 +1850,10 @@ impl ProgGen<'_> {
                 }
             },
             "func" => match self.kind {
-                ProbeKind::Kprobe | ProbeKind::Kretprobe => {
+                ProbeKind::Kprobe
+                | ProbeKind::Kretprobe
+                | ProbeKind::Kfunc
+                | ProbeKind::Kretfunc => {
                     a.mov(R1, R6);
                     a.call(helper::GET_FUNC_IP);
                 }
@@ -1975,6 +2037,13 @@ impl ProgGen<'_> {
             {
                 self.syscall_field(field, e.span)?;
             }
+            ExprKind::Field { expr, field, .. }
+                if expr.ty == Type::Ctx
+                    && matches!(self.kind, ProbeKind::Kfunc | ProbeKind::Kretfunc) =>
+            {
+                let f = self.field(field, e.span)?;
+                self.kfunc_slot(&f, e.span)?;
+            }
             ExprKind::Field { expr, field, .. } if expr.ty == Type::Ctx => {
                 let f = self.field(field, e.span)?;
                 let (bytes, signed) = match f.ty {
@@ -2005,6 +2074,38 @@ impl ProgGen<'_> {
             _ => return Err(err(e.span, "this expression is not supported yet")),
         }
         Ok(())
+    }
+
+    /// r0 = a kfunc argument (or a kretfunc's return value): one 8-byte slot of the
+    /// context, cut to its type's width. A pointer is read with the probe-read helper, so
+    /// that it is a plain number to the verifier (a direct load would make it a BTF
+    /// pointer, on which the verifier refuses much of the arithmetic scripts do).
+    fn kfunc_slot(&mut self, f: &TpField, span: Span) -> Result<(), Diagnostic> {
+        match f.ty {
+            Type::Int { bytes, signed } => {
+                self.asm.load(Size::DW, R0, R6, f.offset as i16);
+                self.asm.extend(R0, bytes, signed);
+                Ok(())
+            }
+            Type::Ptr { .. } => {
+                self.asm.mov(R0, R6);
+                self.asm.alu_imm(Alu::Add, R0, f.offset as i32);
+                self.probe_read_int(8, false, false, span)
+            }
+            _ => Err(err(
+                span,
+                format!(
+                    "{} of {} is passed by value as {}, which is not supported yet",
+                    if f.name == KFUNC_RETVAL {
+                        "the return value"
+                    } else {
+                        f.name.as_str()
+                    },
+                    self.probe_name,
+                    f.ty
+                ),
+            )),
+        }
     }
 
     /// r0 = *(intN *)r0, read with the probe-read helper.
@@ -2301,4 +2402,103 @@ fn is_signed(ty: &Type) -> bool {
 /// A positional parameter's integer value: decimal, `0x` hex or `0` octal, as bpftrace.
 fn parse_int(s: &str) -> Option<i64> {
     trace_lang::parser::parse_int_text(s)
+}
+
+#[cfg(test)]
+mod kfunc_tests {
+    use super::*;
+    use trace_lang::sema::ProbeEnv;
+    use trace_lang::tracepoint_format::TpField;
+
+    /// Knows `m:f(void *p, int n)` returning `int`.
+    struct Env;
+
+    impl NodeFacts for Env {}
+
+    impl ProbeEnv for Env {
+        fn tracepoints(&self, _: &str, _: &str) -> Option<Vec<(String, String)>> {
+            None
+        }
+        fn tracepoint_fields(&self, _: &str, _: &str) -> Option<Vec<TpField>> {
+            None
+        }
+        fn kfuncs(&self, _: bool, _: Option<&str>, _: &str) -> Option<Vec<(String, String)>> {
+            Some(vec![("m".into(), "f".into())])
+        }
+        fn kfunc_signature(&self, module: &str, func: &str) -> Option<FuncSignature> {
+            let int = Type::Int {
+                bytes: 4,
+                signed: true,
+            };
+            let ptr = Type::Ptr {
+                to: Box::new(Type::Int {
+                    bytes: 8,
+                    signed: false,
+                }),
+                user: false,
+            };
+            (module == "m" && func == "f").then(|| FuncSignature {
+                params: vec![("p".into(), ptr), ("n".into(), int.clone())],
+                ret: int,
+            })
+        }
+    }
+
+    fn compile(src: &str) -> Compiled {
+        let (program, analysis) = trace_lang::check(src, &Env).unwrap();
+        generate(&program, &analysis, &Env, &CodegenOptions::default()).unwrap()
+    }
+
+    /// `ldx dst, [src + off]` of `bytes` as its encoding's first four bytes.
+    fn ldx(dst: u8, src: u8, off: i16, size: u8) -> [u8; 4] {
+        let off = off.to_le_bytes();
+        [0x61 | size, (src << 4) | dst, off[0], off[1]]
+    }
+
+    fn has(p: &CompiledProgram, want: [u8; 4]) -> bool {
+        p.code.insns.iter().any(|i| i.to_bytes()[..4] == want)
+    }
+
+    #[test]
+    fn kretfunc_reads_args_and_retval_from_the_context_slots() {
+        let c =
+            compile("kretfunc:m:f { @n = sum(args->n); @r = sum(retval); @p[args->p] = count(); }");
+        let [p] = &c.programs[..] else {
+            panic!("{} programs", c.programs.len());
+        };
+        assert_eq!(
+            p.attach,
+            Attach::Fentry {
+                module: "m".into(),
+                func: "f".into(),
+                ret: true
+            }
+        );
+        assert_eq!(p.code.section, "fexit/p0");
+        assert_eq!(p.probe_name, "kretfunc:m:f");
+        // R6 holds the context: `n` is slot 1 and the return value slot 2, each loaded
+        // as 8 bytes (the verifier's rule for tracing contexts) and then cut to an int.
+        const DW: u8 = 0x18;
+        assert!(has(p, ldx(0, 6, 8, DW)), "no load of args->n");
+        assert!(has(p, ldx(0, 6, 16, DW)), "no load of retval");
+        // The pointer in slot 0 is read with the probe-read helper, never loaded.
+        assert!(!has(p, ldx(0, 6, 0, DW)));
+        assert!(
+            p.code.insns.iter().any(|i| {
+                let b = i.to_bytes();
+                b[0] == 0x85 && b[4..8] == helper::PROBE_READ_KERNEL.to_le_bytes()
+            }),
+            "no probe read"
+        );
+    }
+
+    #[test]
+    fn kfunc_is_a_fentry_program() {
+        let c = compile("kfunc:m:f { @ = count(); }");
+        assert_eq!(c.programs[0].code.section, "fentry/p0");
+        assert!(matches!(
+            c.programs[0].attach,
+            Attach::Fentry { ret: false, .. }
+        ));
+    }
 }

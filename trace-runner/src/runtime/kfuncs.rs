@@ -71,11 +71,17 @@ impl FuncList {
     /// The node's traceable functions, read once; `None` when this kernel has no kprobes
     /// (or tracefs is not there), so nothing can be said about a kprobe's function.
     pub fn system() -> Option<&'static FuncList> {
+        if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+            return None;
+        }
+        FuncList::traceable()
+    }
+
+    /// The node's traceable functions (kprobes or not: fentry needs only ftrace), read
+    /// once; `None` without tracefs.
+    pub fn traceable() -> Option<&'static FuncList> {
         static LIST: OnceLock<Option<FuncList>> = OnceLock::new();
         LIST.get_or_init(|| {
-            if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-                return None;
-            }
             let root = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
                 .into_iter()
                 .map(std::path::Path::new)
@@ -144,6 +150,53 @@ impl FuncList {
     }
 }
 
+impl FuncList {
+    /// Expand `kfunc:[MODULE:]FUNC` (`*` wildcards in both): the traceable functions
+    /// that `has_btf(module, function)` says BTF describes, as `(module, function)` pairs
+    /// (module `vmlinux` for the kernel's own), sorted, each once. Without a module, the
+    /// kernel's and every module's functions match, as in bpftrace.
+    pub fn expand_kfunc(
+        &self,
+        module: Option<&str>,
+        func: &str,
+        has_btf: impl Fn(&str, &str) -> bool,
+    ) -> Vec<(String, String)> {
+        let candidates: Vec<(&str, Option<&str>)> = if func.contains('*') {
+            self.entries()
+                .filter(|(name, _)| glob_match(func, name))
+                .collect()
+        } else {
+            self.lines_of(func).map(|m| (func, m)).collect()
+        };
+        let mut found: Vec<(String, String)> = candidates
+            .into_iter()
+            .map(|(name, m)| (m.unwrap_or("vmlinux"), name))
+            .filter(|(m, name)| module.is_none_or(|want| glob_match(want, m)) && has_btf(m, name))
+            .map(|(m, name)| (m.to_string(), name.to_string()))
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+}
+
+/// The kprobe names of `funcs` found in `module`: `MODULE:FUNC` for a module named
+/// without wildcards (the kernel then resolves the name within that module, not the
+/// kernel's or another module's function of the same name), the bare names otherwise.
+pub fn qualify(module: Option<&str>, funcs: Vec<String>) -> Vec<String> {
+    match module {
+        Some(m) if m != "vmlinux" && !m.contains('*') => {
+            funcs.into_iter().map(|f| format!("{m}:{f}")).collect()
+        }
+        _ => funcs,
+    }
+}
+
+/// The function of a kprobe name that [`qualify`] may have prefixed with its module.
+pub fn unqualified(name: &str) -> &str {
+    name.rsplit_once(':').map_or(name, |(_, f)| f)
+}
+
 /// The module and function parts of a kprobe attach point's name
 /// (`kprobe:vfs_read`, `kretprobe:ext4:ext4_*`, `k:f`).
 pub fn split_probe_name(probe_name: &str) -> (Option<&str>, &str) {
@@ -158,7 +211,11 @@ pub fn split_probe_name(probe_name: &str) -> (Option<&str>, &str) {
 /// The warning for a kprobe attach point skipped (a wildcard matching no traceable
 /// function, or a function the kernel would not probe), worded as bpftrace 0.17 words it.
 pub fn skip_warning(ret: bool, module: Option<&str>, func: &str) -> String {
-    let kind = if ret { "kretprobe" } else { "kprobe" };
+    skip_warning_for(if ret { "kretprobe" } else { "kprobe" }, module, func)
+}
+
+/// [`skip_warning`] for any probe type (`kfunc`).
+pub fn skip_warning_for(kind: &str, module: Option<&str>, func: &str) -> String {
     match module {
         Some(m) => format!("WARNING: could not attach probe {kind}:{m}:{func}, skipping."),
         None => format!("WARNING: could not attach probe {kind}:{func}, skipping."),
@@ -213,6 +270,50 @@ xfs_file_write_iter [xfs]
 ext4_file_read_iter [ext4]
 vfs_read_dup_in_mod [xfs]
 ";
+
+    #[test]
+    fn kfuncs_expand_to_traceable_functions_with_btf() {
+        let list = FuncList::parse(AFF);
+        // BTF describes every function but the kernel's vfs_readv.
+        let btf = |m: &str, f: &str| !(m == "vmlinux" && f == "vfs_readv");
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(m, f)| (m.to_string(), f.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            list.expand_kfunc(None, "vfs_read*", btf),
+            pairs(&[("vmlinux", "vfs_read"), ("xfs", "vfs_read_dup_in_mod")])
+        );
+        assert_eq!(
+            list.expand_kfunc(Some("vmlinux"), "vfs_read*", btf),
+            pairs(&[("vmlinux", "vfs_read")])
+        );
+        assert_eq!(
+            list.expand_kfunc(Some("xfs"), "*", btf),
+            pairs(&[
+                ("xfs", "vfs_read_dup_in_mod"),
+                ("xfs", "xfs_file_read_iter"),
+                ("xfs", "xfs_file_write_iter")
+            ])
+        );
+        assert_eq!(
+            list.expand_kfunc(None, "xfs_file_read_iter", btf),
+            pairs(&[("xfs", "xfs_file_read_iter")])
+        );
+        assert_eq!(
+            list.expand_kfunc(Some("x*"), "xfs_file_*_iter", btf).len(),
+            2
+        );
+        // Listed twice, described once; not listed; listed but without BTF.
+        assert_eq!(
+            list.expand_kfunc(None, "lookup_fast.constprop.0", btf),
+            pairs(&[("vmlinux", "lookup_fast.constprop.0")])
+        );
+        assert!(list.expand_kfunc(None, "no_such", btf).is_empty());
+        assert!(list.expand_kfunc(None, "vfs_readv", btf).is_empty());
+        assert!(list.expand_kfunc(Some("ext4"), "vfs_read", btf).is_empty());
+    }
 
     fn funcs(e: Expansion) -> Vec<String> {
         match e {
@@ -354,6 +455,17 @@ vfs_read_dup_in_mod [xfs]
                 .as_deref(),
             Some("ext4")
         );
+    }
+
+    #[test]
+    fn module_functions_are_named_within_their_module() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(qualify(Some("9p"), f(&["a", "b"])), ["9p:a", "9p:b"]);
+        assert_eq!(qualify(Some("vmlinux"), f(&["a"])), ["a"]);
+        assert_eq!(qualify(Some("x*"), f(&["a"])), ["a"]);
+        assert_eq!(qualify(None, f(&["a"])), ["a"]);
+        assert_eq!(unqualified("9p:a"), "a");
+        assert_eq!(unqualified("a"), "a");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod bpf_sys;
 pub mod elf_check;
 #[cfg(test)]
 mod elf_check_fuzz;
+pub mod fentry;
 pub mod kattach;
 pub mod kfuncs;
 pub mod maps;
@@ -124,7 +125,8 @@ pub fn raise_memlock() {
 /// Detach and unload one program.
 fn unload(attach: &Attach, prog: &mut aya::programs::Program) {
     let _ = match attach {
-        Attach::Begin | Attach::End => Ok(()),
+        // Loaded outside aya (see `fentry`): closing the fds unloads them.
+        Attach::Begin | Attach::End | Attach::Fentry { .. } => Ok(()),
         Attach::RawTracepoint { .. } => {
             <&mut RawTracePoint>::try_from(prog).and_then(|x| x.unload())
         }
@@ -211,8 +213,10 @@ pub struct Session {
     pub zeroed: std::collections::HashSet<usize>,
     /// The functions each kprobe program (by program name) attaches to.
     kprobe_funcs: std::collections::HashMap<String, Vec<String>>,
-    /// The kprobe perf events attached (closing one detaches it).
+    /// The kprobe perf events and fentry links attached (closing one detaches it).
     kprobe_links: Vec<std::os::fd::OwnedFd>,
+    /// The kfunc programs (by program name), loaded outside aya (see [`fentry`]).
+    fentry_progs: std::collections::HashMap<String, std::os::fd::OwnedFd>,
 }
 
 /// What the loader says when something fails, already worded for the user.
@@ -291,10 +295,77 @@ fn kprobe_targets(probe_name: &str, func: &str, ret: bool) -> Result<Vec<String>
     };
     let (module, _) = kfuncs::split_probe_name(probe_name);
     match list.expand(ret, module, func) {
-        kfuncs::Expansion::Funcs(f) => Ok(f),
-        kfuncs::Expansion::Unlisted(name) => Ok(vec![name]),
+        kfuncs::Expansion::Funcs(f) => Ok(kfuncs::qualify(module, f)),
+        kfuncs::Expansion::Unlisted(name) => Ok(kfuncs::qualify(module, vec![name])),
         kfuncs::Expansion::Banned(why) => Err(LoadError(why)),
     }
+}
+
+/// The running kernel's release (`uname -r`).
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Why nothing loads on a kernel without the BPF ring buffer, which carries every
+/// printf and event from the kernel (no perf-buffer fallback: see
+/// docs/kernel-support.md).
+pub fn no_ringbuf_message(release: &str) -> String {
+    format!(
+        "this kernel ({release}) has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF, Linux 5.8 and later), which trace-runner needs for its output; use a node with Linux 5.8 or later"
+    )
+}
+
+/// Load a kfunc/kretfunc program (see [`fentry`]) on `func` of `module`'s BTF.
+fn load_fentry(
+    p: &crate::compile::codegen::CompiledProgram,
+    module: &str,
+    func: &str,
+    ret: bool,
+    map_fds: &[RawFd],
+) -> Result<std::os::fd::OwnedFd, LoadError> {
+    let name = &p.probe_name;
+    let types = if module == "vmlinux" {
+        crate::btf::kernel()
+    } else {
+        crate::btf::module(module)
+    };
+    let Some(types) = types else {
+        return Err(LoadError(format!(
+            "cannot load {name}: no BTF for {module} (/sys/kernel/btf/{module})"
+        )));
+    };
+    let btf_id = types.func_id(func).ok_or_else(|| {
+        LoadError(format!(
+            "cannot load {name}: {func} is not a function of {module}'s BTF"
+        ))
+    })?;
+    let btf_obj = if module == "vmlinux" {
+        None
+    } else {
+        Some(fentry::module_btf_fd(module).map_err(|e| {
+            LoadError(format!(
+                "cannot load {name}: cannot find the kernel's BTF object of module {module}: {e}"
+            ))
+        })?)
+    };
+    let code: Vec<[u8; 8]> = p.code.insns.iter().map(|i| i.to_bytes()).collect();
+    let insns = kattach::relocate(&code, &p.code.map_relocs, map_fds);
+    fentry::load(&insns, ret, btf_id, btf_obj.as_ref().map(|f| f.as_raw_fd())).map_err(
+        |(e, log)| {
+            if log.is_empty() {
+                LoadError(format!(
+                    "cannot load {name}: {e} (does this kernel support kfunc/fentry programs? `trace-runner bpftrace --info` says)"
+                ))
+            } else {
+                LoadError(format!(
+                    "the kernel's verifier rejected {name}: {e}\nverifier log (end):\n{}",
+                    verifier_log_tail(&log)
+                ))
+            }
+        },
+    )
 }
 
 impl Session {
@@ -322,7 +393,13 @@ impl Session {
         let mut ebpf = loader_without_kernel_btf()
             .btf(None)
             .load(&elf)
-            .map_err(|e| LoadError(format!("cannot create BPF maps: {}", error_chain(&e))))?;
+            .map_err(|e| {
+                if crate::bpf_info::ringbuf_ok() {
+                    LoadError(format!("cannot create BPF maps: {}", error_chain(&e)))
+                } else {
+                    LoadError(no_ringbuf_message(&kernel_release()))
+                }
+            })?;
         let mut map_fds = Vec::new();
         for def in &compiled.maps {
             let map = ebpf
@@ -346,6 +423,7 @@ impl Session {
             .map_err(|e| LoadError(format!("cannot open the event ring: {e}")))?;
         let mut begin = Vec::new();
         let mut end = Vec::new();
+        let mut fentry_progs = std::collections::HashMap::new();
         for p in &compiled.programs {
             // Each program may take the verifier a while: a stop ends the load here.
             if stop_requested() {
@@ -358,7 +436,13 @@ impl Session {
                 ))
             })?;
             let name = &p.probe_name;
+            if let Attach::Fentry { module, func, ret } = &p.attach {
+                let fd = load_fentry(p, module, func, *ret, &map_fds)?;
+                fentry_progs.insert(p.code.name.clone(), fd);
+                continue;
+            }
             let r = match &p.attach {
+                Attach::Fentry { .. } => Ok(()),
                 Attach::Begin | Attach::End | Attach::RawTracepoint { .. } => {
                     let rt: &mut RawTracePoint =
                         prog.try_into().map_err(|e| verifier_error(name, e))?;
@@ -408,6 +492,7 @@ impl Session {
             zeroed: Default::default(),
             kprobe_funcs,
             kprobe_links: Vec::new(),
+            fentry_progs,
         })
     }
 
@@ -447,6 +532,23 @@ impl Session {
             };
             match &p.attach {
                 Attach::Begin | Attach::End => {}
+                Attach::Fentry { .. } => {
+                    let Some(prog) = self.fentry_progs.get(&p.code.name) else {
+                        continue;
+                    };
+                    match fentry::attach(prog.as_raw_fd()) {
+                        Ok(link) => self.kprobe_links.push(link),
+                        Err(e) => {
+                            eprintln!(
+                                "WARNING: could not attach probe {}, skipping.",
+                                p.probe_name
+                            );
+                            if std::env::var_os("TRACE_RUNNER_DEBUG").is_some() {
+                                eprintln!("{}: BPF_RAW_TRACEPOINT_OPEN: {e}", p.probe_name);
+                            }
+                        }
+                    }
+                }
                 Attach::Tracepoint { category, name } => {
                     let tp: &mut TracePoint = prog.try_into().map_err(fail)?;
                     tp.attach(category, name).map_err(fail)?;
@@ -473,7 +575,12 @@ impl Session {
                         let code: Vec<[u8; 8]> =
                             p.code.insns.iter().map(|i| i.to_bytes()).collect();
                         let insns = kattach::relocate(&code, &p.code.map_relocs, &self.map_fds);
-                        match kattach::attach_multi(&insns, funcs, *ret) {
+                        // kprobe_multi resolves bare names (in the kernel, then modules).
+                        let bare: Vec<String> = funcs
+                            .iter()
+                            .map(|f| kfuncs::unqualified(f).to_string())
+                            .collect();
+                        match kattach::attach_multi(&insns, &bare, *ret) {
                             Ok(fds) => {
                                 self.kprobe_links.extend(fds);
                                 continue;
@@ -559,12 +666,13 @@ impl Session {
                 }
             }
         }
-        // Every kprobe was refused and nothing else runs: as when analysis skips them all.
+        // Every kprobe (and kfunc) was refused and nothing else runs: as when analysis
+        // skips them all.
         let only_kprobes = self
             .compiled
             .programs
             .iter()
-            .all(|p| matches!(p.attach, Attach::Kprobe { .. }));
+            .all(|p| matches!(p.attach, Attach::Kprobe { .. } | Attach::Fentry { .. }));
         if only_kprobes && self.kprobe_links.is_empty() {
             return Err(LoadError(
                 "nothing to trace: every attach point was skipped (see the warnings above)".into(),
@@ -590,7 +698,9 @@ impl Session {
         // Closing a perf-event link waits for an RCU grace period (tens of ms): detach
         // the programs side by side rather than one after the other.
         let links = std::mem::take(&mut self.kprobe_links);
+        let fentry_progs = std::mem::take(&mut self.fentry_progs);
         std::thread::scope(|scope| {
+            scope.spawn(move || drop(fentry_progs));
             scope.spawn(move || kattach::detach_all(links));
             for (attach, prog) in programs {
                 scope.spawn(move || unload(attach, prog));
@@ -845,4 +955,30 @@ pub fn print_all_maps(session: &Session, sink: &mut Sink) {
         .collect();
     dumps.sort_by(|a, b| a.name.cmp(&b.name));
     sink.exit_maps(&dumps);
+}
+
+#[cfg(test)]
+mod ringbuf_tests {
+    #[test]
+    fn a_kernel_without_the_ring_buffer_is_one_clear_line() {
+        let m = super::no_ringbuf_message("5.4.0-150-generic");
+        assert!(m.starts_with("this kernel (5.4.0-150-generic) has no BPF ring buffer"));
+        assert!(m.contains("Linux 5.8") && !m.contains('\n'));
+    }
+
+    #[test]
+    fn this_kernel_has_the_ring_buffer() {
+        // Every kernel the runner is tested on has it (5.8+); creating a map needs root.
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "not root under CI=true"
+            );
+            eprintln!("skipped: not root");
+            return;
+        }
+        assert!(crate::bpf_info::ringbuf_ok());
+    }
 }
