@@ -48,6 +48,19 @@ pub trait ProbeEnv {
         None
     }
 
+    /// USDT probes matching `usdt:TARGET:PROVIDER:NAME` (`*` wildcards in each; an empty
+    /// target, or `*`, means every file mapped by the traced process; an empty provider
+    /// matches any), each with its locations. `None` when this environment cannot tell,
+    /// `Err` (the message) when the target cannot be searched.
+    fn usdt_probes(
+        &self,
+        _target: &str,
+        _provider: &str,
+        _name: &str,
+    ) -> Option<Result<Vec<crate::usdt::UsdtProbe>, String>> {
+        None
+    }
+
     // ---- kernel types (BTF); the defaults describe an environment without them ----
 
     /// Whether this environment knows the kernel's types. When it does not (the plugin
@@ -119,6 +132,9 @@ pub struct ResolvedAttach {
     pub parts: Vec<String>,
     /// Full name as bpftrace prints it for `probe`, e.g. "tracepoint:syscalls:sys_enter_openat".
     pub name: String,
+    /// For a `usdt` probe: the one marker this attach point stands for (a probe with
+    /// several markers resolves to one attach point each, as bpftrace counts them).
+    pub usdt: Option<crate::usdt::UsdtLocation>,
 }
 
 /// A map's shape, fixed by its first use.
@@ -219,6 +235,7 @@ fn resolve_probe(
                         kind: ap.kind,
                         name: format!("tracepoint:{c}:{n}"),
                         parts: vec![c, n],
+                        usdt: None,
                     });
                 }
                 continue;
@@ -238,13 +255,72 @@ fn resolve_probe(
         {
             continue;
         }
+        if ap.kind == ProbeKind::Usdt {
+            if let Some(found) = resolve_usdt(ap, env)? {
+                out.extend(found);
+                continue;
+            }
+        }
         out.push(ResolvedAttach {
             kind: ap.kind,
             parts: ap.parts.clone(),
             name: ap.text.clone(),
+            usdt: None,
         });
     }
     Ok(out)
+}
+
+/// `usdt:TARGET:[PROVIDER:]NAME` (or `usdt:*`): one attach point per marker of every
+/// matching probe; `None` when the environment cannot tell. Without a provider, a name
+/// without wildcards must be unique, as in bpftrace.
+fn resolve_usdt(
+    ap: &ast::AttachPoint,
+    env: &dyn ProbeEnv,
+) -> Result<Option<Vec<ResolvedAttach>>, Diagnostic> {
+    let (target, provider, name) = match ap.parts.as_slice() {
+        [t] => (t.as_str(), "", "*"),
+        [t, n] => (t.as_str(), "", n.as_str()),
+        [t, p, n] => (t.as_str(), p.as_str(), n.as_str()),
+        _ => return Ok(None),
+    };
+    let found = match env.usdt_probes(target, provider, name) {
+        None => return Ok(None),
+        Some(Err(why)) => return Err(Diagnostic::new(ap.span, why)),
+        Some(Ok(found)) => found,
+    };
+    if ap.parts.len() == 2 && !has_wildcard(name) {
+        let mut providers: Vec<&str> = found.iter().map(|p| p.provider.as_str()).collect();
+        providers.sort_unstable();
+        providers.dedup();
+        if providers.len() > 1 {
+            return Err(Diagnostic::new(
+                ap.span,
+                format!(
+                    "namespace for {} not specified, matched {} probes (name a provider, e.g. usdt:{target}:{}:{name}, or use '*')",
+                    ap.text,
+                    found.len(),
+                    providers[0]
+                ),
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    for p in found {
+        let full = format!("usdt:{}:{}:{}", p.path, p.provider, p.name);
+        for loc in p.locations {
+            out.push(ResolvedAttach {
+                kind: ProbeKind::Usdt,
+                parts: vec![p.path.clone(), p.provider.clone(), p.name.clone()],
+                name: full.clone(),
+                usdt: Some(loc),
+            });
+        }
+    }
+    if out.is_empty() {
+        eprintln!("warning: no USDT probe matches {}; it is skipped", ap.text);
+    }
+    Ok(Some(out))
 }
 
 const SOFTWARE_EVENTS: &[&str] = &[
@@ -289,7 +365,10 @@ fn check_attach(ap: &ast::AttachPoint) -> Result<(), Diagnostic> {
             format!("{provider} probe type requires {want} arguments"),
         ))
     };
-    if ap.parts.iter().any(|p| p.is_empty()) && n > 0 {
+    // A USDT target may be empty (every file of the traced process), and so may its
+    // provider (any).
+    let may_be_empty = |i: usize| ap.kind == ProbeKind::Usdt && i + 1 < n;
+    if (0..n).any(|i| ap.parts[i].is_empty() && !may_be_empty(i)) && n > 0 {
         return err(format!(
             "{provider} probe has an empty argument: '{}'",
             ap.text
@@ -315,6 +394,11 @@ fn check_attach(ap: &ast::AttachPoint) -> Result<(), Diagnostic> {
         ProbeKind::Uprobe | ProbeKind::Uretprobe => {
             if n != 2 {
                 return count_err("2");
+            }
+        }
+        ProbeKind::Usdt => {
+            if !(n == 2 || n == 3 || (n == 1 && ap.parts[0] == "*")) {
+                return count_err("2 or 3");
             }
         }
         ProbeKind::Profile | ProbeKind::Interval => {
@@ -1708,8 +1792,12 @@ impl Analyser<'_> {
                 Type::None
             }
             "usermode" => Type::U64,
+            _ if name.starts_with("arg") && cx.first_not_in(&[Usdt]).is_none() => {
+                // USDT arguments are sign- or zero-extended to 64 bits from their size.
+                Type::I64
+            }
             _ if name.starts_with("arg") || name.starts_with("sarg") => {
-                if let Some(k) = cx.first_not_in(&[Kprobe, Kretprobe, Uprobe, Uretprobe]) {
+                if let Some(k) = cx.first_not_in(&[Kprobe, Kretprobe, Uprobe, Uretprobe, Usdt]) {
                     let msg = format!(
                         "The {name} builtin can only be used with 'kprobes', 'uprobes' and 'usdt' probes ({} used here)",
                         kind_name(k)
