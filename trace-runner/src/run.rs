@@ -182,6 +182,17 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
         None => None,
     };
     let env = Tracefs::open();
+    env.set_usdt_scope(crate::usdt::UsdtScope {
+        pid: args.pid,
+        command: match (&child, &args.command) {
+            (Some(_), Some(cmd)) => crate::bpftrace_cli::resolve_program(
+                &crate::bpftrace_cli::split_command(cmd)[0],
+                std::env::var("PATH").ok().as_deref(),
+            )
+            .ok(),
+            _ => None,
+        },
+    });
     let scope = resolve_run_scope(&args)?;
     // A compiled BPF object (ELF, e_machine 247, maybe gzip-compressed) instead of a script.
     if let Some(path) = args.script.file().as_deref() {
