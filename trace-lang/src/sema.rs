@@ -272,7 +272,8 @@ fn resolve_probe(
 }
 
 /// `usdt:TARGET:[PROVIDER:]NAME` (or `usdt:*`): one attach point per marker of every
-/// matching probe; `None` when the environment cannot tell. Without a provider, a name
+/// matching probe (none: the point is skipped; the environment warns, as for uprobes);
+/// `None` when the environment cannot tell. Without a provider, a name
 /// without wildcards must be unique, as in bpftrace.
 fn resolve_usdt(
     ap: &ast::AttachPoint,
@@ -316,9 +317,6 @@ fn resolve_usdt(
                 usdt: Some(loc),
             });
         }
-    }
-    if out.is_empty() {
-        eprintln!("warning: no USDT probe matches {}; it is skipped", ap.text);
     }
     Ok(Some(out))
 }

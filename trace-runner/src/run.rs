@@ -182,8 +182,10 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
         None => None,
     };
     let env = Tracefs::open();
+    let scope = resolve_run_scope(&args)?;
+    // USDT files are found in the traced process's filesystem: `-p`, or a pod's container.
     env.set_usdt_scope(crate::usdt::UsdtScope {
-        pid: args.pid,
+        pid: args.pid.or(scope.container_pid),
         command: match (&child, &args.command) {
             (Some(_), Some(cmd)) => crate::bpftrace_cli::resolve_program(
                 &crate::bpftrace_cli::split_command(cmd)[0],
@@ -193,7 +195,6 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
             _ => None,
         },
     });
-    let scope = resolve_run_scope(&args)?;
     // A compiled BPF object (ELF, e_machine 247, maybe gzip-compressed) instead of a script.
     if let Some(path) = args.script.file().as_deref() {
         if let Some(bytes) = runtime::object::read_object(path).map_err(|e| Failure(e, 2))? {

@@ -194,7 +194,14 @@ impl ProbeEnv for Tracefs {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        Some(crate::usdt::find(target, provider, name, &scope))
+        let found = crate::usdt::find(target, provider, name, &scope);
+        if found.as_ref().is_ok_and(Vec::is_empty) {
+            let provider = if provider.is_empty() { "*" } else { provider };
+            eprintln!(
+                "warning: no USDT probe matches usdt:{target}:{provider}:{name}; it is skipped"
+            );
+        }
+        Some(found)
     }
 
     fn kprobe_matches(

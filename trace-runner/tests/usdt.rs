@@ -117,17 +117,20 @@ fn start_trace(args: &[&str]) -> (Child, BufReader<std::process::ChildStderr>) {
         .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let mut seen = String::new();
+    while Instant::now() < deadline {
         let mut line = String::new();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "trace-runner ended before attaching"
-        );
+        if err.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
         if line.trim() == "__BPFTRACE_NOTIFY_PROBES_ATTACHED" {
             return (child, err);
         }
-        assert!(Instant::now() < deadline, "not attached in time: {line}");
+        seen.push_str(&line);
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("trace-runner did not attach: {seen}");
 }
 
 /// Wait for the trace to end by itself; its stdout.
