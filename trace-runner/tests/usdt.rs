@@ -2,7 +2,7 @@
 //! `cc`, traced by the real runner (as `trace-runner bpftrace`) with exact hit counts:
 //! arguments (registers, stack, sign extension, a string), a probe inlined twice (two
 //! markers), a probe behind a semaphore, `-c`, `-p` (probes without a file), several
-//! processes of one file at once, and `-l`.
+//! processes of one file at once, `-l`, and the same output as bpftrace 0.17.
 
 mod common;
 #[path = "../src/test_util.rs"]
@@ -301,4 +301,45 @@ fn bad_usdt_attach_points_are_located_errors() {
         assert!(!out.status.success(), "{script}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+}
+
+/// The same script run by bpftrace 0.17 and by the runner on the same program with `-c`
+/// prints the same lines: arguments of every kind, the inlined markers in order, the
+/// semaphore-gated probe and `probe`.
+#[test]
+fn same_output_as_bpftrace() {
+    if !ready() || !require_bpftrace() {
+        return;
+    }
+    let dir = test_util::TempDir::new("usdt-cmp");
+    let app_path = build(&dir);
+    let app = app_path.to_str().unwrap();
+    let script = format!(
+        r#"usdt:{app}:app:line {{ printf("%d %d %s\n", arg0, arg1, str(arg2)); }}
+           usdt:{app}:app:inlined {{ printf("i %d\n", arg0); }}
+           usdt:{app}:app:gated {{ printf("g %d\n", arg0); }}
+           usdt:{app}:app:done {{ printf("done %d %s\n", arg0, probe); }}"#
+    );
+    let run = |bin: &str, prefix: &[&str]| {
+        let mut child = Command::new(bin)
+            .args(prefix)
+            .args(["-c", app, "-e", &script])
+            .env_remove("__BPFTRACE_NOTIFY_PROBES_ATTACHED")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"a\nbb\nccc\n")
+            .unwrap();
+        text(&child.wait_with_output().unwrap().stdout)
+    };
+    let reference = run(BPFTRACE, &[]);
+    let ours = run(runner(), &["bpftrace"]);
+    assert!(reference.contains("done 3 usdt:"), "{reference}");
+    assert_eq!(ours, reference);
 }
