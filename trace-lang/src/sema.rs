@@ -1794,7 +1794,19 @@ impl Analyser<'_> {
                 // USDT arguments are sign- or zero-extended to 64 bits from their size.
                 Type::I64
             }
-            _ if name.starts_with("arg") || name.starts_with("sarg") => {
+            _ if name.starts_with("sarg") => {
+                // Stack arguments: not of usdt probes (their arguments have specs).
+                if let Some(k) = cx.first_not_in(&[Kprobe, Kretprobe, Uprobe, Uretprobe]) {
+                    let msg = format!(
+                        "The {name} builtin can only be used with 'kprobes' and 'uprobes' probes ({} used here)",
+                        kind_name(k)
+                    );
+                    self.error(span, msg);
+                    return Type::None;
+                }
+                Type::U64
+            }
+            _ if name.starts_with("arg") => {
                 if let Some(k) = cx.first_not_in(&[Kprobe, Kretprobe, Uprobe, Uretprobe, Usdt]) {
                     let msg = format!(
                         "The {name} builtin can only be used with 'kprobes', 'uprobes' and 'usdt' probes ({} used here)",

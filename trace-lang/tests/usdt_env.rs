@@ -115,4 +115,10 @@ fn arguments_are_signed_64_bit() {
     assert_eq!(a.vars[0]["a"], Type::I64);
     let e = analyse("tracepoint:a:b { $a = arg0; }").unwrap_err();
     assert!(e.contains("'kprobes', 'uprobes' and 'usdt' probes"), "{e}");
+    // Stack arguments are not for usdt probes, as in bpftrace.
+    let e = analyse("usdt:./prog:tracetest:testprobe { $a = sarg0; }").unwrap_err();
+    assert_eq!(
+        e,
+        "The sarg0 builtin can only be used with 'kprobes' and 'uprobes' probes (usdt used here)"
+    );
 }
