@@ -55,6 +55,8 @@ pub enum ProbeKind {
     Uprobe,
     /// `uretprobe:` / `ur:`
     Uretprobe,
+    /// `usdt:` / `U:`
+    Usdt,
     /// `profile:` / `p:`
     Profile,
     /// `interval:` / `i:`
@@ -353,6 +355,7 @@ impl ProbeKind {
             ProbeKind::Kretprobe => "kretprobe",
             ProbeKind::Uprobe => "uprobe",
             ProbeKind::Uretprobe => "uretprobe",
+            ProbeKind::Usdt => "usdt",
             ProbeKind::Profile => "profile",
             ProbeKind::Interval => "interval",
             ProbeKind::Kfunc => "kfunc",

@@ -224,6 +224,12 @@ impl<'a> Lexer<'a> {
                             i += 1;
                             break;
                         }
+                        // `\"` and `\\` stand for themselves (a USDT probe name may
+                        // contain quotes: `usdt:BIN:test:"\"probe1\""`).
+                        Some(b'\\') if matches!(bytes.get(i + 1), Some(b'"' | b'\\')) => {
+                            text.push(bytes[i + 1] as char);
+                            i += 2;
+                        }
                         Some(&c) if c.is_ascii_control() => {
                             return Err(control_in_attach_point(i, c))
                         }
@@ -631,6 +637,12 @@ mod tests {
         assert_eq!(lx.next_token().unwrap().kind, TokenKind::Sym("/"));
         let mut lx = Lexer::new("}");
         assert_eq!(lx.attach_point().unwrap(), None);
+        // Escaped quotes and backslashes inside a quoted section.
+        let mut lx = Lexer::new(r#"usdt:./bin:test:"\"probe1\"\\" {"#);
+        assert_eq!(
+            lx.attach_point().unwrap().unwrap().0,
+            r#"usdt:./bin:test:"probe1"\"#
+        );
     }
 
     #[test]

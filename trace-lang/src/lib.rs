@@ -18,6 +18,7 @@ pub mod skb;
 pub mod span;
 pub mod tracepoint_format;
 pub mod types;
+pub mod usdt;
 
 pub use diag::Diagnostic;
 pub use sema::{Analysis, MapInfo, NoEnv, ProbeEnv};

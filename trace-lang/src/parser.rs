@@ -180,6 +180,7 @@ pub fn probe_kind(provider: &str) -> Option<ProbeKind> {
         "kretprobe" | "kr" => ProbeKind::Kretprobe,
         "uprobe" | "u" => ProbeKind::Uprobe,
         "uretprobe" | "ur" => ProbeKind::Uretprobe,
+        "usdt" | "U" => ProbeKind::Usdt,
         "profile" | "p" => ProbeKind::Profile,
         "interval" | "i" => ProbeKind::Interval,
         "kfunc" | "fentry" | "f" => ProbeKind::Kfunc,
@@ -214,8 +215,9 @@ pub fn parse_attach_point(text: &str, span: Span) -> Result<AttachPoint, Diagnos
         None => {
             let pspan = Span::new(span.start, span.start + provider.len());
             let msg = match provider {
-                "usdt" | "U" | "watchpoint" | "w" | "asyncwatchpoint" | "aw" | "iter" | "it"
-                | "kprobe_multi" => format!("probe type '{provider}' is not supported"),
+                "watchpoint" | "w" | "asyncwatchpoint" | "aw" | "iter" | "it" | "kprobe_multi" => {
+                    format!("probe type '{provider}' is not supported")
+                }
                 _ => format!("unknown probe type '{provider}'"),
             };
             return Err(Diagnostic::new(pspan, msg));

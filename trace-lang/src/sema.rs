@@ -49,6 +49,19 @@ pub trait ProbeEnv {
         None
     }
 
+    /// USDT probes matching `usdt:TARGET:PROVIDER:NAME` (`*` wildcards in each; an empty
+    /// target, or `*`, means every file mapped by the traced process; an empty provider
+    /// matches any), each with its locations. `None` when this environment cannot tell,
+    /// `Err` (the message) when the target cannot be searched.
+    fn usdt_probes(
+        &self,
+        _target: &str,
+        _provider: &str,
+        _name: &str,
+    ) -> Option<Result<Vec<crate::usdt::UsdtProbe>, String>> {
+        None
+    }
+
     // ---- kernel types (BTF); the defaults describe an environment without them ----
 
     /// Whether this environment knows the kernel's types. When it does not (the plugin
@@ -134,6 +147,9 @@ pub struct ResolvedAttach {
     pub parts: Vec<String>,
     /// Full name as bpftrace prints it for `probe`, e.g. "tracepoint:syscalls:sys_enter_openat".
     pub name: String,
+    /// For a `usdt` probe: the one marker this attach point stands for (a probe with
+    /// several markers resolves to one attach point each, as bpftrace counts them).
+    pub usdt: Option<crate::usdt::UsdtLocation>,
 }
 
 /// A map's shape, fixed by its first use.
@@ -304,6 +320,7 @@ fn resolve_probe(
                         kind: ap.kind,
                         name: format!("tracepoint:{c}:{n}"),
                         parts: vec![c, n],
+                        usdt: None,
                     });
                 }
                 continue;
@@ -325,6 +342,7 @@ fn resolve_probe(
                         kind: ap.kind,
                         name: kfunc_probe_name(ap.kind, &m, &f),
                         parts: vec![m, f],
+                        usdt: None,
                     });
                 }
                 continue;
@@ -336,10 +354,17 @@ fn resolve_probe(
         {
             continue;
         }
+        if ap.kind == ProbeKind::Usdt {
+            if let Some(found) = resolve_usdt(ap, env)? {
+                out.extend(found);
+                continue;
+            }
+        }
         out.push(ResolvedAttach {
             kind: ap.kind,
             parts: ap.parts.clone(),
             name: ap.text.clone(),
+            usdt: None,
         });
     }
     Ok(out)
@@ -348,6 +373,56 @@ fn resolve_probe(
 /// The `probe` name of one kfunc/kretfunc function, as bpftrace 0.17 prints it.
 fn kfunc_probe_name(kind: ProbeKind, module: &str, func: &str) -> String {
     format!("{}:{module}:{func}", kind.provider())
+}
+
+/// `usdt:TARGET:[PROVIDER:]NAME` (or `usdt:*`): one attach point per marker of every
+/// matching probe (none: the point is skipped; the environment warns, as for uprobes);
+/// `None` when the environment cannot tell. Without a provider, a name
+/// without wildcards must be unique, as in bpftrace.
+fn resolve_usdt(
+    ap: &ast::AttachPoint,
+    env: &dyn ProbeEnv,
+) -> Result<Option<Vec<ResolvedAttach>>, Diagnostic> {
+    let (target, provider, name) = match ap.parts.as_slice() {
+        [t] => (t.as_str(), "", "*"),
+        [t, n] => (t.as_str(), "", n.as_str()),
+        [t, p, n] => (t.as_str(), p.as_str(), n.as_str()),
+        _ => return Ok(None),
+    };
+    let found = match env.usdt_probes(target, provider, name) {
+        None => return Ok(None),
+        Some(Err(why)) => return Err(Diagnostic::new(ap.span, why)),
+        Some(Ok(found)) => found,
+    };
+    if ap.parts.len() == 2 && !has_wildcard(name) {
+        let mut providers: Vec<&str> = found.iter().map(|p| p.provider.as_str()).collect();
+        providers.sort_unstable();
+        providers.dedup();
+        if providers.len() > 1 {
+            return Err(Diagnostic::new(
+                ap.span,
+                format!(
+                    "namespace for {} not specified, matched {} probes (name a provider, e.g. usdt:{target}:{}:{name}, or use '*')",
+                    ap.text,
+                    found.len(),
+                    providers[0]
+                ),
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    for p in found {
+        let full = format!("usdt:{}:{}:{}", p.path, p.provider, p.name);
+        for loc in p.locations {
+            out.push(ResolvedAttach {
+                kind: ProbeKind::Usdt,
+                parts: vec![p.path.clone(), p.provider.clone(), p.name.clone()],
+                name: full.clone(),
+                usdt: Some(loc),
+            });
+        }
+    }
+    Ok(Some(out))
 }
 
 const SOFTWARE_EVENTS: &[&str] = &[
@@ -392,7 +467,10 @@ fn check_attach(ap: &ast::AttachPoint) -> Result<(), Diagnostic> {
             format!("{provider} probe type requires {want} arguments"),
         ))
     };
-    if ap.parts.iter().any(|p| p.is_empty()) && n > 0 {
+    // A USDT target may be empty (every file of the traced process), and so may its
+    // provider (any).
+    let may_be_empty = |i: usize| ap.kind == ProbeKind::Usdt && i + 1 < n;
+    if (0..n).any(|i| ap.parts[i].is_empty() && !may_be_empty(i)) && n > 0 {
         return err(format!(
             "{provider} probe has an empty argument: '{}'",
             ap.text
@@ -418,6 +496,11 @@ fn check_attach(ap: &ast::AttachPoint) -> Result<(), Diagnostic> {
         ProbeKind::Uprobe | ProbeKind::Uretprobe => {
             if n != 2 {
                 return count_err("2");
+            }
+        }
+        ProbeKind::Usdt => {
+            if !(n == 2 || n == 3 || (n == 1 && ap.parts[0] == "*")) {
+                return count_err("2 or 3");
             }
         }
         ProbeKind::Profile | ProbeKind::Interval => {
@@ -1880,8 +1963,24 @@ impl Analyser<'_> {
             }
             "username" => Type::Username,
             "usermode" => Type::U64,
-            _ if name.starts_with("arg") || name.starts_with("sarg") => {
+            _ if name.starts_with("arg") && cx.first_not_in(&[Usdt]).is_none() => {
+                // USDT arguments are sign- or zero-extended to 64 bits from their size.
+                Type::I64
+            }
+            _ if name.starts_with("sarg") => {
+                // Stack arguments: not of usdt probes (their arguments have specs).
                 if let Some(k) = cx.first_not_in(&[Kprobe, Kretprobe, Uprobe, Uretprobe]) {
+                    let msg = format!(
+                        "The {name} builtin can only be used with 'kprobes' and 'uprobes' probes ({} used here)",
+                        kind_name(k)
+                    );
+                    self.error(span, msg);
+                    return Type::None;
+                }
+                Type::U64
+            }
+            _ if name.starts_with("arg") => {
+                if let Some(k) = cx.first_not_in(&[Kprobe, Kretprobe, Uprobe, Uretprobe, Usdt]) {
                     let msg = format!(
                         "The {name} builtin can only be used with 'kprobes', 'uprobes' and 'usdt' probes ({} used here)",
                         kind_name(k)

@@ -118,10 +118,22 @@ fn attach_point_errors() {
         "uprobe probe type requires 2 arguments",
     );
     assert_err(
-        "usdt:/bin/x:p { }",
+        "usdt:/bin/x { }",
         1,
         1,
-        "probe type 'usdt' is not supported",
+        "usdt probe type requires 2 or 3 arguments",
+    );
+    assert_err(
+        "usdt:/bin/x:a:b:c { }",
+        1,
+        1,
+        "usdt probe type requires 2 or 3 arguments",
+    );
+    assert_err(
+        "usdt:/bin/x:p: { }",
+        1,
+        1,
+        "usdt probe has an empty argument: 'usdt:/bin/x:p:'",
     );
 }
 

@@ -140,6 +140,14 @@ pub enum Attach {
         symbol: String,
         ret: bool,
     },
+    /// A USDT marker: a uprobe at a file offset, with the semaphore (file offset, 0 for
+    /// none) the kernel increments while it is attached; only in `pid` when one is given.
+    Usdt {
+        file: String,
+        offset: u64,
+        semaphore: u64,
+        pid: Option<u32>,
+    },
     Profile {
         hz: u64,
     },

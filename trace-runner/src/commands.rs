@@ -150,6 +150,31 @@ fn list_names(pattern: Option<String>) -> Result<Vec<String>, Failure> {
             .map(|f| format!("{kind}:{target}:{f}"))
             .collect());
     }
+    // `usdt:PATH:...` (or `*:PATH:...`): the USDT probes of that file.
+    if let Some(p) = pattern.as_deref().filter(|p| {
+        p.split(':')
+            .nth(1)
+            .is_some_and(|t| !t.is_empty() && t != "*")
+            && tracefs::glob_match(p.split(':').next().unwrap_or(""), "usdt")
+    }) {
+        let usdt = crate::usdt::list(p, None).map_err(|e| Failure(format!("error: {e}"), 1))?;
+        if p.starts_with("usdt:") {
+            return Ok(usdt);
+        }
+        // `*:PATH:...`: the file's uprobes too.
+        let mut names = usdt;
+        let target = p.split(':').nth(1).unwrap_or("");
+        if let Some(file) = crate::uprobes::resolve_target(target) {
+            let functions = crate::uprobes::functions(&file).unwrap_or_default();
+            names.extend(
+                functions
+                    .iter()
+                    .map(|f| format!("uprobe:{target}:{f}"))
+                    .filter(|n| tracefs::glob_match(p, n)),
+            );
+        }
+        return Ok(names);
+    }
     let env = Tracefs::open();
     if !env.is_available() {
         return Err(Failure(
@@ -302,11 +327,10 @@ fn process_probes(pid: u32, pattern: Option<String>) -> Result<Vec<String>, Fail
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .map_err(|e| Failure(format!("error: -p {pid}: no such process ({e})"), 1))?;
     if let Some(p) = pattern.as_deref().filter(|p| p.starts_with("usdt")) {
-        return Err(Failure(
-            format!("error: '{p}': trace-runner does not support USDT probes"),
-            1,
-        ));
+        return crate::usdt::list(p, Some(pid)).map_err(|e| Failure(format!("error: {e}"), 1));
     }
+    let usdt =
+        crate::usdt::list(pattern.as_deref().unwrap_or("usdt:*"), Some(pid)).unwrap_or_default();
     let pattern = pattern.map(|p| if p.contains(':') { p } else { format!("*{p}*") });
     let mut files: Vec<String> = Vec::new();
     if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
@@ -340,6 +364,7 @@ fn process_probes(pid: u32, pattern: Option<String>) -> Result<Vec<String>, Fail
                 .filter(|n| pattern.as_ref().is_none_or(|p| tracefs::glob_match(p, n))),
         );
     }
+    names.extend(usdt);
     Ok(names)
 }
 

@@ -30,6 +30,7 @@ mod symbols;
 mod test_util;
 mod tracefs;
 mod uprobes;
+mod usdt;
 mod values;
 
 use std::process::ExitCode;

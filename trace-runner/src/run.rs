@@ -2,7 +2,7 @@
 //! (or hands a compiled object to [`crate::runtime::object`]), sets up persisted output,
 //! then loads, attaches, streams events until the end and prints the maps.
 
-use std::path::{Path, PathBuf};
+pub(crate) use crate::uprobes::resolve_program;
 
 use crate::cli::{Failure, RunArgs};
 // `substitute_container_pid` lives in commands (the compile step); the old path stays.
@@ -174,6 +174,18 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     };
     let env = Tracefs::open();
     let scope = resolve_run_scope(&args)?;
+    // USDT files are found in the traced process's filesystem: `-p`, or a pod's container.
+    env.set_usdt_scope(crate::usdt::UsdtScope {
+        pid: args.pid.or(scope.container_pid),
+        command: match (&child, &args.command) {
+            (Some(_), Some(cmd)) => crate::uprobes::resolve_program(
+                &split_command(cmd)[0],
+                std::env::var("PATH").ok().as_deref(),
+            )
+            .ok(),
+            _ => None,
+        },
+    });
     // A compiled BPF object (ELF, e_machine 247, maybe gzip-compressed) instead of a script.
     if let Some(path) = args.script.file().as_deref() {
         if let Some(bytes) = runtime::object::read_object(path).map_err(|e| Failure(e, 2))? {
@@ -544,27 +556,4 @@ fn hostname() -> String {
 /// make an empty argument), the first word being the program.
 pub(crate) fn split_command(cmd: &str) -> Vec<String> {
     cmd.split(' ').map(str::to_string).collect()
-}
-
-/// The program `-c` names: a path (with a `/`) as is, else searched in `$PATH`.
-pub(crate) fn resolve_program(name: &str, path_var: Option<&str>) -> Result<PathBuf, String> {
-    let executable = |p: &Path| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    let not_found = || format!("path '{name}' does not exist or is not executable");
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        return if executable(&p) {
-            Ok(p)
-        } else {
-            Err(not_found())
-        };
-    }
-    let dirs = path_var.unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    dirs.split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(name))
-        .find(|p| executable(p))
-        .ok_or_else(not_found)
 }

@@ -24,6 +24,8 @@ type FormatCache = HashMap<(String, String), Option<Vec<TpField>>>;
 pub struct Tracefs {
     root: Option<PathBuf>,
     formats: Mutex<FormatCache>,
+    /// The process `usdt:` attach points without a file search (`-p` / `-c`).
+    usdt_scope: Mutex<crate::usdt::UsdtScope>,
 }
 
 impl Tracefs {
@@ -52,7 +54,13 @@ impl Tracefs {
         Tracefs {
             root,
             formats: Mutex::new(HashMap::new()),
+            usdt_scope: Mutex::default(),
         }
+    }
+
+    /// The process `usdt:` attach points search when they name no file.
+    pub fn set_usdt_scope(&self, scope: crate::usdt::UsdtScope) {
+        *self.usdt_scope.lock().unwrap_or_else(|e| e.into_inner()) = scope;
     }
 
     pub fn is_available(&self) -> bool {
@@ -175,6 +183,27 @@ impl ProbeEnv for Tracefs {
 
     fn uprobe_exists(&self, path: &str, symbol: &str) -> Option<bool> {
         crate::uprobes::exists(path, symbol)
+    }
+
+    fn usdt_probes(
+        &self,
+        target: &str,
+        provider: &str,
+        name: &str,
+    ) -> Option<Result<Vec<trace_lang::usdt::UsdtProbe>, String>> {
+        let scope = self
+            .usdt_scope
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let found = crate::usdt::find(target, provider, name, &scope);
+        if found.as_ref().is_ok_and(Vec::is_empty) {
+            let provider = if provider.is_empty() { "*" } else { provider };
+            eprintln!(
+                "warning: no USDT probe matches usdt:{target}:{provider}:{name}; it is skipped"
+            );
+        }
+        Some(found)
     }
 
     fn kprobe_matches(

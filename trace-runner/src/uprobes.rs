@@ -103,3 +103,26 @@ pub fn exists(target: &str, symbol: &str) -> Option<bool> {
     }
     Some(found)
 }
+
+/// The program `-c` names: a path (with a `/`) as is, else searched in `$PATH`.
+pub fn resolve_program(name: &str, path_var: Option<&str>) -> Result<PathBuf, String> {
+    let executable = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let not_found = || format!("path '{name}' does not exist or is not executable");
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return if executable(&p) {
+            Ok(p)
+        } else {
+            Err(not_found())
+        };
+    }
+    let dirs = path_var.unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    dirs.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| executable(p))
+        .ok_or_else(not_found)
+}

@@ -12,6 +12,7 @@ use trace_lang::sema::{Analysis, FuncSignature, ResolvedAttach};
 use trace_lang::span::Span;
 use trace_lang::tracepoint_format::TpField;
 use trace_lang::types::{MapValue, Type};
+use trace_lang::usdt::{ArgLocation, Reg as UsdtReg, UsdtArg};
 use trace_lang::Diagnostic;
 
 use super::insn::{helper, Alu, Asm, Cond, Label, Reg, Size, FP, R0, R1, R2, R3, R4, R6, R7, R8};
@@ -275,6 +276,7 @@ pub fn generate(
                 target,
                 probe_name,
                 points,
+                usdt_args: Vec::new(),
             };
             let program = build_program(&mut t, env, opts, probe, spec, programs.len())?;
             programs.push(program);
@@ -282,7 +284,7 @@ pub fn generate(
         for attach in rest {
             let probe_id = t.probe_names.len();
             t.probe_names.push(attach.name.clone());
-            let target = attach_target(attach, probe.span)?;
+            let target = attach_target(attach, probe.span, opts)?;
             let fields = match (&target, attach.kind) {
                 (_, ProbeKind::Tracepoint) if attach.parts.len() == 2 => {
                     env.tracepoint_fields(&attach.parts[0], &attach.parts[1])
@@ -300,6 +302,11 @@ pub fn generate(
                 target,
                 probe_name: attach.name.clone(),
                 points: 1,
+                usdt_args: attach
+                    .usdt
+                    .as_ref()
+                    .map(|u| u.args.clone())
+                    .unwrap_or_default(),
             };
             let program = build_program(&mut t, env, opts, probe, spec, programs.len())?;
             programs.push(program);
@@ -334,6 +341,8 @@ struct ProgramSpec {
     target: Attach,
     probe_name: String,
     points: usize,
+    /// A USDT marker's arguments (empty for other kinds).
+    usdt_args: Vec<Result<UsdtArg, String>>,
 }
 
 /// Generate one program: prologue (scope filters, syscall number filter), predicate,
@@ -354,6 +363,7 @@ fn build_program(
         target,
         probe_name,
         points,
+        usdt_args,
     } = spec;
     let mut asm = Asm::default();
     let exit = asm.new_label();
@@ -372,6 +382,7 @@ fn build_program(
         loops: Vec::new(),
         loop_spans: Vec::new(),
         probe_name: &probe_name,
+        usdt_args,
     };
     g.prologue();
     g.body(probe)?;
@@ -397,7 +408,11 @@ fn parse_number(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
-fn attach_target(a: &ResolvedAttach, span: Span) -> Result<Attach, Diagnostic> {
+fn attach_target(
+    a: &ResolvedAttach,
+    span: Span,
+    opts: &CodegenOptions,
+) -> Result<Attach, Diagnostic> {
     let part = |i: usize| a.parts.get(i).cloned().unwrap_or_default();
     Ok(match a.kind {
         ProbeKind::Begin => Attach::Begin,
@@ -454,6 +469,20 @@ fn attach_target(a: &ResolvedAttach, span: Span) -> Result<Attach, Diagnostic> {
         ProbeKind::CgroupSkb => Attach::CgroupSkb {
             egress: part(0) == "egress",
         },
+        ProbeKind::Usdt => {
+            let loc = a.usdt.as_ref().ok_or_else(|| {
+                err(
+                    span,
+                    format!("{}: no USDT probe found for this attach point", a.name),
+                )
+            })?;
+            Attach::Usdt {
+                file: loc.file.clone(),
+                offset: loc.offset,
+                semaphore: loc.semaphore,
+                pid: opts.pid.or(opts.cpid),
+            }
+        }
         other => return Err(err(span, format!("{other:?} probes are not supported yet"))),
     })
 }
@@ -469,6 +498,7 @@ fn section_name(a: &Attach, name: &str) -> String {
         Attach::Fentry { ret: true, .. } => format!("fexit/{name}"),
         Attach::Uprobe { ret: false, .. } => format!("uprobe/{name}"),
         Attach::Uprobe { ret: true, .. } => format!("uretprobe/{name}"),
+        Attach::Usdt { .. } => format!("uprobe/{name}"),
         Attach::Profile { .. } | Attach::Interval { .. } => format!("perf_event/{name}"),
         Attach::CgroupSkb { egress: true } => "cgroup_skb/egress".into(),
         Attach::CgroupSkb { egress: false } => "cgroup_skb/ingress".into(),
@@ -540,6 +570,8 @@ struct ProgGen<'a> {
     loop_spans: Vec<(Span, std::ops::Range<usize>)>,
     /// The attach point(s) served, for messages.
     probe_name: &'a str,
+    /// A USDT marker's arguments (`arg0`.. read them).
+    usdt_args: Vec<Result<UsdtArg, String>>,
 }
 
 /// x86-64 `struct pt_regs` offsets of the six syscall argument registers (di, si, dx,
@@ -1892,6 +1924,7 @@ impl ProgGen<'_> {
                         a.load(Size::DW, R0, R6, off);
                     }
                     ProbeKind::RawTracepoint => a.load(Size::DW, R0, R6, 8 * n as i16),
+                    ProbeKind::Usdt => self.usdt_arg(n, span)?,
                     _ => return Err(err(span, format!("{name} is not available in this probe"))),
                 }
             }
@@ -2106,6 +2139,51 @@ impl ProgGen<'_> {
                 ),
             )),
         }
+    }
+
+    /// r0 = argument `n` of a USDT marker, extended to 64 bits as its spec says.
+    fn usdt_arg(&mut self, n: usize, span: Span) -> Result<(), Diagnostic> {
+        let arg = match self.usdt_args.get(n) {
+            Some(Ok(arg)) => arg.clone(),
+            Some(Err(why)) => return Err(err(span, format!("{}: {why}", self.probe_name))),
+            None => {
+                return Err(err(
+                    span,
+                    format!(
+                        "arg{n}: {} has {} argument{}",
+                        self.probe_name,
+                        self.usdt_args.len(),
+                        if self.usdt_args.len() == 1 { "" } else { "s" }
+                    ),
+                ))
+            }
+        };
+        let reg = |r: UsdtReg| r.pt_regs_offset();
+        match arg.loc {
+            ArgLocation::Const(v) => self.asm.load_const(R0, v),
+            ArgLocation::Reg(r) => self.asm.load(Size::DW, R0, R6, reg(r)),
+            ArgLocation::Mem {
+                base,
+                offset,
+                index,
+            } => {
+                self.asm.load(Size::DW, R0, R6, reg(base));
+                if offset != 0 {
+                    self.asm.load_const(R1, offset);
+                    self.asm.alu_reg(Alu::Add, R0, R1);
+                }
+                if let Some((idx, scale)) = index {
+                    self.asm.load(Size::DW, R1, R6, reg(idx));
+                    if scale > 1 {
+                        self.asm.alu_imm(Alu::Mul, R1, i32::from(scale));
+                    }
+                    self.asm.alu_reg(Alu::Add, R0, R1);
+                }
+                return self.probe_read_int(arg.size, arg.signed, true, span);
+            }
+        }
+        self.asm.extend(R0, arg.size, arg.signed);
+        Ok(())
     }
 
     /// r0 = *(intN *)r0, read with the probe-read helper.

@@ -13,6 +13,7 @@ pub mod kfuncs;
 pub mod maps;
 pub mod object;
 pub mod object_btf;
+pub mod uattach;
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -132,7 +133,9 @@ fn unload(attach: &Attach, prog: &mut aya::programs::Program) {
         }
         Attach::Tracepoint { .. } => <&mut TracePoint>::try_from(prog).and_then(|x| x.unload()),
         Attach::Kprobe { .. } => <&mut KProbe>::try_from(prog).and_then(|x| x.unload()),
-        Attach::Uprobe { .. } => <&mut UProbe>::try_from(prog).and_then(|x| x.unload()),
+        Attach::Uprobe { .. } | Attach::Usdt { .. } => {
+            <&mut UProbe>::try_from(prog).and_then(|x| x.unload())
+        }
         Attach::Profile { .. } | Attach::Interval { .. } => {
             <&mut PerfEvent>::try_from(prog).and_then(|x| x.unload())
         }
@@ -465,7 +468,7 @@ impl Session {
                     let kp: &mut KProbe = prog.try_into().map_err(|e| verifier_error(name, e))?;
                     kp.load()
                 }
-                Attach::Uprobe { .. } => {
+                Attach::Uprobe { .. } | Attach::Usdt { .. } => {
                     let up: &mut UProbe = prog.try_into().map_err(|e| verifier_error(name, e))?;
                     up.load()
                 }
@@ -620,6 +623,29 @@ impl Session {
                         aya::programs::uprobe::UProbeScope::AllProcesses,
                     )
                     .map_err(fail)?;
+                }
+                Attach::Usdt {
+                    file,
+                    offset,
+                    semaphore,
+                    pid,
+                } => {
+                    let up: &mut UProbe = prog.try_into().map_err(fail)?;
+                    let prog_fd = up.fd().map_err(fail)?.as_fd().as_raw_fd();
+                    let pmu = uattach::UprobePmu::system().ok_or_else(|| {
+                        LoadError(format!(
+                            "cannot attach {}: this kernel has no uprobe PMU",
+                            p.probe_name
+                        ))
+                    })?;
+                    let fd = uattach::attach(pmu, prog_fd, file, *offset, *semaphore, *pid)
+                        .map_err(|e| {
+                            LoadError(format!(
+                                "cannot attach {} ({file} at offset {offset:#x}): {e}",
+                                p.probe_name
+                            ))
+                        })?;
+                    self.kprobe_links.push(fd);
                 }
                 Attach::Profile { hz } => {
                     let pe: &mut PerfEvent = prog.try_into().map_err(fail)?;
