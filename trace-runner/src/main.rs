@@ -5,13 +5,11 @@
 //! emission) → [`runtime`] (aya load/attach, events, maps) → [`output`] (bpftrace's
 //! text or JSON) through a [`sink::Sink`].
 
-mod abi;
 mod bpf_info;
 mod bpftrace_cli;
 mod btf;
 mod cli;
 mod commands;
-mod compile;
 mod facts;
 mod flame;
 #[cfg(test)]
@@ -34,6 +32,11 @@ mod usdt;
 mod values;
 
 use std::process::ExitCode;
+
+// The compiler back end and the kernel/user contract are the trace-codegen crate; these
+// names keep the `crate::compile::...` and `crate::abi::...` paths.
+use trace_codegen as compile;
+use trace_codegen::abi;
 
 use clap::Parser;
 

@@ -230,18 +230,6 @@ fn runner_modules_have_no_import_cycles() {
 }
 
 #[test]
-fn code_generation_uses_only_the_abi() {
-    let g = graph(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
-    let compile = &g["compile"];
-    let allowed: BTreeSet<String> = ["abi".to_string()].into();
-    assert!(
-        compile.is_subset(&allowed),
-        "compile/ uses {compile:?}; it may use only the abi module"
-    );
-    assert!(g["abi"].is_empty(), "abi uses {:?}", g["abi"]);
-}
-
-#[test]
 fn the_graph_reader_sees_groups_comments_and_test_modules() {
     let code = code_of(
         "use crate::a::X;\nuse crate::{b, c::{D, e}};\n// crate::comment\nfn f() { crate::d::g() }\n#[cfg(test)]\nmod tests {\n use crate::t;\n}\n",

@@ -13,7 +13,7 @@ use trace_lang::Diagnostic;
 
 use super::{err, EventKind, MapDef, ProgGen, MAP_PERCPU_ARRAY};
 use crate::abi::{JOIN_ARG_LEN, JOIN_MAX_ARGS, MAP_STACK_TRACE, STACK_MAX_FRAMES};
-use crate::compile::insn::{helper, Alu, Cond, Size, FP, R0, R1, R2, R3, R4, R5, R6, R9};
+use crate::insn::{helper, Alu, Cond, Size, FP, R0, R1, R2, R3, R4, R5, R6, R9};
 
 /// Distinct stacks kept.
 const STACK_ENTRIES: u32 = 16384;

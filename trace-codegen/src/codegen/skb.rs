@@ -9,7 +9,7 @@ use trace_lang::span::Span;
 use trace_lang::Diagnostic;
 
 use super::{err, ProgGen};
-use crate::compile::insn::{Alu, Size, R0, R6};
+use crate::insn::{Alu, Size, R0, R6};
 
 impl ProgGen<'_> {
     /// r0 = `skb->name`.

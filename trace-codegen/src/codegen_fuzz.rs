@@ -4,7 +4,7 @@
 //! overflow on the runner's 8 MiB main-thread stack, errors located in the script, and
 //! no program over the kernel's instruction limit. `FUZZ_CASES=N` as in trace-lang.
 
-#[path = "../../../trace-lang/tests/fuzz_gen/mod.rs"]
+#[path = "../../trace-lang/tests/fuzz_gen/mod.rs"]
 mod fuzz_gen;
 
 use proptest::strategy::Strategy;

@@ -3,8 +3,8 @@
 //! and record layouts, value layouts, stack and join limits, hist/lhist bucket indexes,
 //! and [`Compiled`], the programs plus the resources a script needs (what bpftrace calls
 //! RequiredResources: maps, printf/cat/system/time/join formats, print sites, probe names).
-//! Both `compile/` and the user side (`runtime`, `output`, `values`, `stacks`, `flame`)
-//! depend on this module; it depends on neither.
+//! Both code generation and the user side (trace-runner's `runtime`, `output`, `values`,
+//! `stacks`, `flame`) depend on this module; it depends on neither.
 //!
 //! Records and values:
 //! - Every event in the `events` ring buffer starts with a `u64` id: `kind << 32 | index`
@@ -293,7 +293,7 @@ impl Insn {
 /// The largest index [`hist_index`] returns.
 pub const HIST_MAX_INDEX: usize = 33;
 
-/// The `hist()` bucket index of `v` (the table in [`crate::output`]'s module doc).
+/// The `hist()` bucket index of `v` (the table in trace-runner's `output` module doc).
 pub fn hist_index(v: i64) -> usize {
     if v < 0 {
         0
@@ -304,7 +304,7 @@ pub fn hist_index(v: i64) -> usize {
     }
 }
 
-/// The `lhist()` bucket index of `v` (see [`crate::output`]'s module doc). `step` must be
+/// The `lhist()` bucket index of `v` (see trace-runner's `output` module doc). `step` must be
 /// positive.
 pub fn lhist_index(v: i64, min: i64, max: i64, step: i64) -> usize {
     if v < min {

@@ -9,7 +9,7 @@ use trace_lang::span::Span;
 use trace_lang::Diagnostic;
 
 use super::{err, ProgGen};
-use crate::compile::insn::{Alu, Cond, Size, FP, R0, R1, R2};
+use crate::insn::{Alu, Cond, Size, FP, R0, R1, R2};
 
 impl ProgGen<'_> {
     /// The compile-time value of `strncmp`'s length argument.

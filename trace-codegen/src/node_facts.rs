@@ -1,8 +1,8 @@
 //! What code generation needs to know about the node it generates for, as a trait: the
 //! tracepoint formats and kernel types of [`ProbeEnv`] (also what the front end asks),
 //! kernel symbol addresses and the runner's pid namespace. Code generation reads the
-//! system only through it; the live implementation is `crate::facts` (tracefs, BTF,
-//! `/proc`), tests pass fixed facts.
+//! system only through it; the live implementation is trace-runner's `facts` (tracefs,
+//! BTF, `/proc`), tests pass fixed facts.
 
 use trace_lang::ProbeEnv;
 

@@ -13,7 +13,7 @@ use trace_lang::types::Type;
 use trace_lang::Diagnostic;
 
 use super::{err, ProgGen};
-use crate::compile::insn::{helper, Alu, Cond, Size, FP, R0, R1, R2, R3, R6};
+use crate::insn::{helper, Alu, Cond, Size, FP, R0, R1, R2, R3, R6};
 
 /// The record a field access reads from: `(record name, through a pointer?)`.
 fn record_of(t: &Type) -> Option<(&str, bool)> {

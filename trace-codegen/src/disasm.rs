@@ -176,7 +176,7 @@ pub fn disassemble(code: &ProgramCode, maps: &[MapDef]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::insn::{Alu, Asm, Cond, Size, FP, R0, R1, R2};
+    use crate::insn::{Alu, Asm, Cond, Size, FP, R0, R1, R2};
 
     fn listing(build: impl FnOnce(&mut Asm)) -> String {
         let mut a = Asm::default();
