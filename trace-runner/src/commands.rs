@@ -11,6 +11,7 @@ use crate::run::substitute_container_pid;
 use crate::runtime::{self, Session};
 use crate::tracefs::{self, Tracefs};
 use crate::{compile, scope};
+use trace_contract::exit;
 
 pub(crate) fn compile_source(
     name: &str,
@@ -19,7 +20,9 @@ pub(crate) fn compile_source(
     env: &Tracefs,
     opts: CodegenOptions,
 ) -> Result<codegen::Compiled, Failure> {
-    let render = |d: trace_lang::Diagnostic| Failure(d.render(name, src).trim_end().to_string(), 2);
+    let render = |d: trace_lang::Diagnostic| {
+        Failure(d.render(name, src).trim_end().to_string(), exit::SCRIPT)
+    };
     let opts = CodegenOptions {
         params: params.to_vec(),
         ..opts
@@ -41,7 +44,7 @@ pub(crate) fn compile_script(
 ) -> Result<codegen::Compiled, Failure> {
     let (name, src) = script.source()?;
     // Checked without a target: `$container_pid` stands for some pid.
-    let src = substitute_container_pid(&src, Some(1))?;
+    let src = substitute_container_pid(&src, Some(trace_contract::container_pid::PLACEHOLDER))?;
     compile_source(&name, &src, script.params(), env, opts)
 }
 
@@ -74,7 +77,7 @@ pub(crate) fn check(script: ScriptArgs, load: bool, unsafe_actions: bool) -> Res
         ..base_options()
     };
     let (name, src) = script.source()?;
-    let src = substitute_container_pid(&src, Some(1))?;
+    let src = substitute_container_pid(&src, Some(trace_contract::container_pid::PLACEHOLDER))?;
     let compiled = compile_source(&name, &src, script.params(), &env, opts)?;
     if load {
         runtime::raise_memlock();
@@ -98,8 +101,8 @@ pub(crate) fn load_failure(
     src: &str,
 ) -> Failure {
     match verifier::explain(message, facts) {
-        Some(d) => Failure(d.render(name, src).trim_end().to_string(), 2),
-        None => Failure(format!("error: {message}"), 1),
+        Some(d) => Failure(d.render(name, src).trim_end().to_string(), exit::SCRIPT),
+        None => Failure(format!("error: {message}"), exit::FAILURE),
     }
 }
 
@@ -108,9 +111,13 @@ pub(crate) fn build(script: ScriptArgs, output: PathBuf) -> Result<(), Failure> 
     let compiled = compile_script(&script, &env, base_options())?;
     let programs: Vec<_> = compiled.programs.iter().map(|p| p.code.clone()).collect();
     let elf = compile::object_file::emit(&programs, &compiled.maps)
-        .map_err(|e| Failure(format!("error: {e}"), 1))?;
-    std::fs::write(&output, elf)
-        .map_err(|e| Failure(format!("error: cannot write {}: {e}", output.display()), 1))
+        .map_err(|e| Failure(format!("error: {e}"), exit::FAILURE))?;
+    std::fs::write(&output, elf).map_err(|e| {
+        Failure(
+            format!("error: cannot write {}: {e}", output.display()),
+            exit::FAILURE,
+        )
+    })
 }
 
 /// The probe names `list` prints.
@@ -123,10 +130,18 @@ fn list_names(pattern: Option<String>) -> Result<Vec<String>, Failure> {
     });
     if let Some((kind, rest)) = uprobe {
         let (target, symbols) = rest.split_once(':').unwrap_or((rest, "*"));
-        let file = crate::uprobes::resolve_target(target)
-            .ok_or_else(|| Failure(format!("error: uprobe target '{target}' not found"), 1))?;
-        let functions = crate::uprobes::functions(&file)
-            .map_err(|e| Failure(format!("error: cannot read {}: {e}", file.display()), 1))?;
+        let file = crate::uprobes::resolve_target(target).ok_or_else(|| {
+            Failure(
+                format!("error: uprobe target '{target}' not found"),
+                exit::FAILURE,
+            )
+        })?;
+        let functions = crate::uprobes::functions(&file).map_err(|e| {
+            Failure(
+                format!("error: cannot read {}: {e}", file.display()),
+                exit::FAILURE,
+            )
+        })?;
         return Ok(functions
             .iter()
             .filter(|f| tracefs::glob_match(symbols, f))
@@ -137,7 +152,7 @@ fn list_names(pattern: Option<String>) -> Result<Vec<String>, Failure> {
     if !env.is_available() {
         return Err(Failure(
             "error: tracefs is not available (mount -t tracefs tracefs /sys/kernel/tracing)".into(),
-            1,
+            exit::FAILURE,
         ));
     }
     let pattern = pattern.map(|p| if p.contains(':') { p } else { format!("*{p}*") });
@@ -227,12 +242,16 @@ pub(crate) fn list_bpftrace(
 /// `-l -p PID`: `uprobe:FILE:FUNCTION` of the process's executable and of every file it
 /// maps executable (its libraries), filtered by `pattern` (bpftrace's `*word*` rule).
 fn process_probes(pid: u32, pattern: Option<String>) -> Result<Vec<String>, Failure> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-        .map_err(|e| Failure(format!("error: -p {pid}: no such process ({e})"), 1))?;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| {
+        Failure(
+            format!("error: -p {pid}: no such process ({e})"),
+            exit::FAILURE,
+        )
+    })?;
     if let Some(p) = pattern.as_deref().filter(|p| p.starts_with("usdt")) {
         return Err(Failure(
             format!("error: '{p}': trace-runner does not support USDT probes"),
-            1,
+            exit::FAILURE,
         ));
     }
     let pattern = pattern.map(|p| if p.contains(':') { p } else { format!("*{p}*") });

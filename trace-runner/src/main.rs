@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         let args: Option<Vec<String>> = args.iter().map(|a| a.clone().into_string().ok()).collect();
         let Some(args) = args else {
             eprintln!("ERROR: arguments must be UTF-8 text");
-            return ExitCode::from(1);
+            return ExitCode::from(trace_contract::exit::FAILURE);
         };
         let name = match &argv[0] {
             a if bpftrace_cli::invoked_as_bpftrace(a) => a.to_string_lossy().into_owned(),

@@ -10,6 +10,7 @@ use crate::runtime::{self, Session};
 use crate::sink::Sink;
 use crate::tracefs::Tracefs;
 use crate::{flame, persist, pod, pod_names, scope};
+use trace_contract::{container_pid, exit};
 
 /// The scope of a run: what the generated filter checks, and the user-space side of it.
 struct Scope {
@@ -19,7 +20,7 @@ struct Scope {
 }
 
 fn resolve_run_scope(args: &RunArgs) -> Result<Scope, Failure> {
-    let fail = |e: String| Failure(format!("error: {e}"), 1);
+    let fail = |e: String| Failure(format!("error: {e}"), exit::FAILURE);
     let mut out = Scope {
         cgroups: Vec::new(),
         pid_set: None,
@@ -39,7 +40,7 @@ fn resolve_run_scope(args: &RunArgs) -> Result<Scope, Failure> {
         let (ns, name) = pod_name.split_once('/').ok_or_else(|| {
             Failure(
                 format!("error: --pod takes NAMESPACE/NAME, not '{pod_name}'"),
-                2,
+                exit::SCRIPT,
             )
         })?;
         targets.push(
@@ -48,7 +49,10 @@ fn resolve_run_scope(args: &RunArgs) -> Result<Scope, Failure> {
         );
     }
     if targets.is_empty() && !args.container_ids.is_empty() {
-        return Err(Failure("error: --container-id needs --pod-uid".into(), 2));
+        return Err(Failure(
+            "error: --container-id needs --pod-uid".into(),
+            exit::SCRIPT,
+        ));
     }
     let several = targets.len() > 1;
     for candidates in targets {
@@ -118,18 +122,19 @@ fn resolve_pod(
     Err(last)
 }
 
-/// kubectl-trace (Go) scripts use `$container_pid`: the target container's main process.
+/// kubectl-trace (Go) scripts use `$container_pid`: the target container's main process
+/// (see [`container_pid`]).
 pub(crate) fn substitute_container_pid(src: &str, pid: Option<u32>) -> Result<String, Failure> {
-    if !src.contains("$container_pid") {
+    if !container_pid::uses(src) {
         return Ok(src.to_string());
     }
     let pid = pid.ok_or_else(|| {
         Failure(
             "error: $container_pid needs a pod target (--pod-uid)".into(),
-            2,
+            exit::SCRIPT,
         )
     })?;
-    Ok(src.replace("$container_pid", &pid.to_string()))
+    Ok(container_pid::substitute(src, pid))
 }
 
 /// Arguments that are wrong whatever the script: `--pid` 0 or of no process (under
@@ -141,21 +146,21 @@ fn check_args(args: &RunArgs) -> Result<(), Failure> {
         if let Some(why) = persist::trace_id_problem(id) {
             return Err(Failure(
                 format!("error: invalid --trace-id {id:?}: {why}"),
-                2,
+                exit::SCRIPT,
             ));
         }
     }
     match args.pid {
         Some(0) => Err(Failure(
             "error: --pid 0 is not a process (give the ID of a running process)".into(),
-            2,
+            exit::SCRIPT,
         )),
         Some(pid) if !args.host_proc.join(pid.to_string()).exists() => Err(Failure(
             format!(
                 "error: --pid {pid}: no such process (nothing at {})",
                 args.host_proc.join(pid.to_string()).display()
             ),
-            1,
+            exit::FAILURE,
         )),
         _ => Ok(()),
     }
@@ -167,7 +172,7 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     if args.command.is_some() && args.pid.is_some() {
         return Err(Failure(
             "error: -c/--command and --pid exclude each other".into(),
-            2,
+            exit::SCRIPT,
         ));
     }
     // `-o FILE`: everything the run prints to stdout (system()'s output too) goes to FILE
@@ -185,7 +190,9 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     let scope = resolve_run_scope(&args)?;
     // A compiled BPF object (ELF, e_machine 247, maybe gzip-compressed) instead of a script.
     if let Some(path) = args.script.file().as_deref() {
-        if let Some(bytes) = runtime::object::read_object(path).map_err(|e| Failure(e, 2))? {
+        if let Some(bytes) =
+            runtime::object::read_object(path).map_err(|e| Failure(e, exit::SCRIPT))?
+        {
             return runtime::object::run_object(runtime::object::ObjectRun {
                 path,
                 bytes,
@@ -219,7 +226,7 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
         return Err(Failure(
             "error: nothing to trace: every attach point was skipped (see the warnings above)"
                 .into(),
-            1,
+            exit::FAILURE,
         ));
     }
     // Stopped before anything was loaded: nothing ran, nothing to print or record.
@@ -239,7 +246,7 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
                     "error: cannot record this run under {}: {why}",
                     dir.join(id).display()
                 ),
-                1,
+                exit::FAILURE,
             )
         })?),
         _ => None,
@@ -259,10 +266,12 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     let file = match &run_dir {
         Some(dir) => {
             let _ = dir.replace_meta(&meta);
-            Some(
-                dir.output_file()
-                    .map_err(|e| Failure(format!("error: cannot open the output file: {e}"), 1))?,
-            )
+            Some(dir.output_file().map_err(|e| {
+                Failure(
+                    format!("error: cannot open the output file: {e}"),
+                    exit::FAILURE,
+                )
+            })?)
         }
         None => None,
     };
@@ -313,7 +322,7 @@ fn trace(
     mut attached: Attached,
     load_failure: &dyn Fn(&runtime::LoadError) -> Failure,
 ) -> Result<u64, Failure> {
-    let fail = |e: runtime::LoadError| Failure(format!("error: {e}"), 1);
+    let fail = |e: runtime::LoadError| Failure(format!("error: {e}"), exit::FAILURE);
     runtime::raise_memlock();
     // A stop while loading or attaching may surface as a failed syscall (the verifier
     // gives up with EAGAIN when a signal is pending): it is a stop, not an error. Until
@@ -378,8 +387,12 @@ fn trace(
             "Flame Graph: {}",
             what.chars().take(100).collect::<String>()
         );
-        let n = flame::write_flamegraph(&session, path, &title)
-            .map_err(|e| Failure(format!("error: cannot write {}: {e}", path.display()), 1))?;
+        let n = flame::write_flamegraph(&session, path, &title).map_err(|e| {
+            Failure(
+                format!("error: cannot write {}: {e}", path.display()),
+                exit::FAILURE,
+            )
+        })?;
         eprintln!("flame graph of {n} samples written to {}", path.display());
     }
     let lost = session.lost_events();
@@ -399,8 +412,12 @@ struct Attached {
 /// Point stdout at `path` (created or truncated); returns a copy of the original stdout.
 fn redirect_stdout(path: &std::path::Path) -> Result<i32, Failure> {
     use std::os::fd::AsRawFd;
-    let file = std::fs::File::create(path)
-        .map_err(|e| Failure(format!("error: cannot open {}: {e}", path.display()), 1))?;
+    let file = std::fs::File::create(path).map_err(|e| {
+        Failure(
+            format!("error: cannot open {}: {e}", path.display()),
+            exit::FAILURE,
+        )
+    })?;
     // SAFETY: dup/dup2 on descriptors this process owns; `file` stays open until dup2 is done.
     unsafe {
         let saved = libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 3);
@@ -411,7 +428,7 @@ fn redirect_stdout(path: &std::path::Path) -> Result<i32, Failure> {
                     path.display(),
                     std::io::Error::last_os_error()
                 ),
-                1,
+                exit::FAILURE,
             ));
         }
         Ok(saved)
@@ -434,7 +451,12 @@ impl HeldChild {
     fn spawn(cmd: &str) -> Result<HeldChild, Failure> {
         use std::ffi::CString;
         let words = crate::bpftrace_cli::split_command(cmd);
-        let fail = |m: String| Failure(format!("error: cannot start the command of -c: {m}"), 1);
+        let fail = |m: String| {
+            Failure(
+                format!("error: cannot start the command of -c: {m}"),
+                exit::FAILURE,
+            )
+        };
         let program =
             crate::bpftrace_cli::resolve_program(&words[0], std::env::var("PATH").ok().as_deref())
                 .map_err(fail)?;
