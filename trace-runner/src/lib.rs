@@ -24,6 +24,7 @@ mod scope;
 mod sink;
 mod stacks;
 mod symbols;
+mod sys;
 #[cfg(test)]
 mod test_util;
 mod tracefs;

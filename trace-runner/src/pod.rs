@@ -1061,8 +1061,8 @@ mod tests {
 
     fn kill_pids(pids: impl IntoIterator<Item = u32>) {
         for p in pids {
-            // SAFETY: plain kill(2) on pids this test started.
-            unsafe { libc::kill(p as i32, libc::SIGKILL) };
+            // Pids this test started.
+            crate::sys::signal::kill(p as i32, libc::SIGKILL);
         }
     }
 

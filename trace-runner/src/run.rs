@@ -493,8 +493,8 @@ impl HeldChild {
                 if n != 1 {
                     libc::_exit(0);
                 }
-                libc::signal(libc::SIGINT, libc::SIG_DFL);
-                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                crate::sys::signal::set_default(libc::SIGINT);
+                crate::sys::signal::set_default(libc::SIGTERM);
                 libc::execv(path.as_ptr(), argv_ptrs.as_ptr());
                 libc::_exit(127);
             }
@@ -548,8 +548,8 @@ impl Drop for HeldChild {
         }
         let exited = &self.exited;
         if !exited.load(std::sync::atomic::Ordering::SeqCst) {
-            // SAFETY: signalling our own child (the waiter thread reaps it).
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+            // Our own child (the waiter thread reaps it).
+            crate::sys::signal::kill(pid, libc::SIGTERM);
             for _ in 0..200 {
                 if exited.load(std::sync::atomic::Ordering::SeqCst) {
                     break;

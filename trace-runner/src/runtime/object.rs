@@ -918,17 +918,7 @@ fn poll(source: &EventSource, timeout: Duration) {
         EventSource::Perf(bufs) => bufs.iter().map(|b| b.as_raw_fd()).collect(),
         EventSource::None => Vec::new(),
     };
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let ms = timeout.as_millis().max(1) as i32;
-    // SAFETY: a valid array of pollfds (or none, which just sleeps).
-    unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    crate::sys::poll_readable(&fds, timeout);
 }
 
 /// A map as read at exit.
