@@ -19,6 +19,7 @@ mod persist;
 mod pod;
 mod pod_names;
 mod run;
+mod run_record;
 mod runtime;
 mod scope;
 mod sink;

@@ -7,6 +7,7 @@ use crate::commands::{base_options, compile_source, load_failure};
 use crate::compile::codegen;
 use crate::compile::verifier::ProgramFacts;
 use crate::runtime::{self, Session};
+use crate::run_record::{RecordSpec, RunOutput};
 use crate::sink::Sink;
 use crate::tracefs::Tracefs;
 use crate::{flame, persist, pod, pod_names, scope};
@@ -234,49 +235,17 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
         return Ok(());
     }
 
-    let run_dir = match (&args.output_dir, &args.trace_id) {
-        (Some(dir), Some(id)) => Some(persist::RunDir::create(dir, id, started).map_err(|e| {
-            let why = if persist::is_disk_full(&e) {
-                format!("the volume is full ({e})")
-            } else {
-                e.to_string()
-            };
-            Failure(
-                format!(
-                    "error: cannot record this run under {}: {why}",
-                    dir.join(id).display()
-                ),
-                exit::FAILURE,
-            )
-        })?),
-        _ => None,
-    };
-    let node = std::env::var("NODE_NAME").unwrap_or_else(|_| hostname());
-    let target = args
-        .target
-        .clone()
-        .unwrap_or_else(|| format!("node/{node}"));
-    let mut meta = persist::RunMeta::new(
-        args.trace_id.as_deref().unwrap_or(""),
-        &target,
-        &node,
-        &src,
-        started,
-    );
-    let file = match &run_dir {
-        Some(dir) => {
-            let _ = dir.replace_meta(&meta);
-            Some(dir.output_file().map_err(|e| {
-                Failure(
-                    format!("error: cannot open the output file: {e}"),
-                    exit::FAILURE,
-                )
-            })?)
-        }
-        None => None,
-    };
-    let mut sink = Sink::new(args.format, file);
-    sink.exit_separator_fd = saved_stdout;
+    let mut output = RunOutput::open(
+        args.format,
+        RecordSpec {
+            persist: args.output_dir.as_deref().zip(args.trace_id.as_deref()),
+            target: args.target.as_deref(),
+            program: src.as_bytes(),
+            started,
+        },
+    )
+    .map_err(|(msg, code)| Failure(msg, code))?;
+    output.sink.exit_separator_fd = saved_stdout;
 
     let attached = Attached {
         notify: args.notify_attached,
@@ -286,31 +255,22 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     // `check --load`.
     let facts = ProgramFacts::of(&compiled.programs);
     let load_failure = |e: &runtime::LoadError| load_failure(&e.to_string(), &facts, &name, &src);
-    let result = trace(compiled, &args, &scope, &mut sink, attached, &load_failure);
-    sink.flush();
-    let Some(dir) = &run_dir else {
-        return result.map(|_| ());
-    };
+    let result = trace(
+        compiled,
+        &args,
+        &scope,
+        &mut output.sink,
+        attached,
+        &load_failure,
+    );
     // The output volume filled up (or failed) mid-run. The trace goes on to stdout: that
     // is the live stream users watch (`kubectl trace logs -f`, the pod's log), and stopping
     // would lose the rest of it too, while the persisted copy is only an archive of the same
     // lines. But the run did not do all it was asked, so it fails: exit status 1, and
     // meta.json says `failed` with exit status 1 and why (both come from `run_outcome`).
-    dir.record_end(
-        &mut meta,
-        result
-            .as_ref()
-            .map(|lost| *lost)
-            .map_err(|Failure(msg, code)| (msg.as_str(), *code)),
-        sink.file_error.as_ref(),
-    );
-    persist::run_outcome(
-        result.map_err(|Failure(msg, code)| (msg, code)),
-        sink.file_error.as_ref(),
-        dir.path(),
-    )
-    .map(|_| ())
-    .map_err(|(msg, code)| Failure(msg, code))
+    output
+        .finish(result.map_err(|Failure(msg, code)| (msg, code)))
+        .map_err(|(msg, code)| Failure(msg, code))
 }
 
 /// Load, attach, stream until the end, print the maps; returns the lost-event count.
@@ -560,8 +520,3 @@ impl Drop for HeldChild {
     }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
