@@ -10,8 +10,6 @@
 //! The names, the order and `meta.json`'s layout are the plugin's too: they live in
 //! [`trace_contract`].
 
-#![allow(dead_code)]
-
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -251,10 +249,6 @@ impl RunDir {
         &self.dir
     }
 
-    pub fn output_path(&self) -> PathBuf {
-        self.dir.join(OUTPUT_FILE)
-    }
-
     pub fn meta_path(&self) -> PathBuf {
         self.dir.join(META_FILE)
     }
@@ -400,7 +394,7 @@ mod tests {
         let start = at(1_795_619_045);
         let run = RunDir::create(&t.0, "trace-abc", start).unwrap();
         assert_eq!(run.path(), t.0.join("trace-abc/2026-11-25T15-04-05Z"));
-        assert!(run.output_path().is_file());
+        assert!(run.path().join(OUTPUT_FILE).is_file());
         let meta0: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(run.meta_path()).unwrap()).unwrap();
         assert_eq!(meta0["status"], "running");
@@ -429,7 +423,7 @@ mod tests {
         run.finish(&meta).unwrap();
 
         assert_eq!(
-            std::fs::read_to_string(run.output_path()).unwrap(),
+            std::fs::read_to_string(run.path().join(OUTPUT_FILE)).unwrap(),
             "first line\nsecond line\n"
         );
         let text = std::fs::read_to_string(run.meta_path()).unwrap();
@@ -639,7 +633,7 @@ mod tests {
             "{v}"
         );
         assert!(!run.path().join("meta.json.tmp").exists());
-        let text = std::fs::read_to_string(run.output_path()).unwrap();
+        let text = std::fs::read_to_string(run.path().join(OUTPUT_FILE)).unwrap();
         assert!(text.starts_with(&line.repeat(written)));
     }
 }

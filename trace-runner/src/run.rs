@@ -6,8 +6,8 @@ use crate::cli::{Failure, RunArgs};
 use crate::commands::{base_options, compile_source, load_failure};
 use crate::compile::codegen;
 use crate::compile::verifier::ProgramFacts;
-use crate::runtime::{self, Session};
 use crate::run_record::{RecordSpec, RunOutput};
+use crate::runtime::{self, Session};
 use crate::sink::Sink;
 use crate::tracefs::Tracefs;
 use crate::{flame, persist, pod, pod_names, scope};
@@ -519,4 +519,3 @@ impl Drop for HeldChild {
         }
     }
 }
-
