@@ -9,6 +9,7 @@ use crate::compile::verifier::ProgramFacts;
 use crate::run_record::{RecordSpec, RunOutput};
 use crate::runtime::{self, Session};
 use crate::sink::Sink;
+use crate::sys::{process, signal};
 use crate::tracefs::Tracefs;
 use crate::{flame, persist, pod, pod_names, scope};
 use trace_contract::{container_pid, exit};
@@ -427,44 +428,12 @@ impl HeldChild {
             .map(|w| CString::new(w.as_bytes()))
             .collect::<Result<_, _>>()
             .map_err(|_| fail("a NUL byte in the command".into()))?;
-        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-        argv_ptrs.push(std::ptr::null());
-        let mut fds = [0i32; 2];
-        // SAFETY: pipe2 fills two descriptors. After fork the child only calls
-        // async-signal-safe functions (close, read, signal, sigprocmask, execv, _exit) on
-        // memory prepared before the fork.
-        unsafe {
-            if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-                return Err(fail(std::io::Error::last_os_error().to_string()));
-            }
-            let pid = libc::fork();
-            if pid < 0 {
-                return Err(fail(std::io::Error::last_os_error().to_string()));
-            }
-            if pid == 0 {
-                libc::close(fds[1]);
-                let mut b = 0u8;
-                let n = loop {
-                    let n = libc::read(fds[0], (&mut b as *mut u8).cast(), 1);
-                    if n >= 0 || *libc::__errno_location() != libc::EINTR {
-                        break n;
-                    }
-                };
-                if n != 1 {
-                    libc::_exit(0);
-                }
-                crate::sys::signal::set_default(libc::SIGINT);
-                crate::sys::signal::set_default(libc::SIGTERM);
-                libc::execv(path.as_ptr(), argv_ptrs.as_ptr());
-                libc::_exit(127);
-            }
-            libc::close(fds[0]);
-            Ok(HeldChild {
-                pid: pid as u32,
-                go: fds[1],
-                exited: Default::default(),
-            })
-        }
+        let held = process::spawn_held(&path, &argv).map_err(|e| fail(e.to_string()))?;
+        Ok(HeldChild {
+            pid: held.pid as u32,
+            go: held.go,
+            exited: Default::default(),
+        })
     }
 
     fn released(&self) -> bool {
@@ -476,20 +445,11 @@ impl HeldChild {
         let pid = self.pid as i32;
         let exited = self.exited.clone();
         std::thread::spawn(move || {
-            let mut status = 0;
-            // SAFETY: waiting for our own child.
-            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
-                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-            {
-            }
+            process::wait(pid);
             exited.store(true, std::sync::atomic::Ordering::SeqCst);
             runtime::request_stop();
         });
-        // SAFETY: writing one byte to, then closing, our end of the pipe.
-        unsafe {
-            libc::write(self.go, [1u8].as_ptr().cast(), 1);
-            libc::close(self.go);
-        }
+        process::release(self.go);
         self.go = -1;
     }
 }
@@ -499,17 +459,14 @@ impl Drop for HeldChild {
         let pid = self.pid as i32;
         if self.go >= 0 {
             // Never released: closing the pipe makes it exit without running the command.
-            // SAFETY: our descriptor; reaping our own child.
-            unsafe {
-                libc::close(self.go);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
+            process::cancel(self.go);
+            process::wait(pid);
             return;
         }
         let exited = &self.exited;
         if !exited.load(std::sync::atomic::Ordering::SeqCst) {
             // Our own child (the waiter thread reaps it).
-            crate::sys::signal::kill(pid, libc::SIGTERM);
+            signal::kill(pid, libc::SIGTERM);
             for _ in 0..200 {
                 if exited.load(std::sync::atomic::Ordering::SeqCst) {
                     break;

@@ -1,11 +1,13 @@
 //! Every raw system call the runner makes for BPF, perf events, polling and signals, each
 //! behind a typed, safe wrapper: [`bpf`] (the `bpf(2)` commands aya 0.14 does not expose
 //! for byte-level use), [`perf`] (kprobe perf events and their ioctls), [`signal`]
-//! (handlers, default actions, `kill`) and [`poll_readable`]. The `unsafe` blocks and the
+//! (handlers, default actions, `kill`), [`process`] (the held child of `-c`) and
+//! [`poll_readable`]. The `unsafe` blocks and the
 //! kernel's attr layouts live here and nowhere else; callers pass slices and get fds.
 
 pub(crate) mod bpf;
 pub(crate) mod perf;
+pub(crate) mod process;
 pub(crate) mod signal;
 
 use std::os::fd::RawFd;
