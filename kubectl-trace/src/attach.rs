@@ -16,6 +16,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, LogParams};
+use trace_contract::exit;
 
 use crate::client::{is_not_found, Ctx};
 use crate::errors::{fail, pod_security_message, Error, Op, Result};
@@ -452,12 +453,12 @@ async fn follow_job(
     if let Some((code, reason)) = runner_exit(ctx, ns, &pod_name).await {
         let by_us =
             starting.stopped.load(Ordering::SeqCst) && (code == 143 || code == 130 || code == 137);
-        if code == 2 && !by_us {
+        if code == i32::from(exit::SCRIPT) && !by_us {
             return Err(Error::Script(format!(
                 "error: the runner on node/{node} rejected the script (see its message above)"
             )));
         }
-        if code != 0 && !by_us {
+        if code != i32::from(exit::OK) && !by_us {
             return Err(fail(format!(
                 "the trace on node/{node} failed: the runner exited with code {code}{}",
                 if reason.is_empty() || reason == "Error" {

@@ -4,10 +4,11 @@
 
 use std::fmt;
 
-/// Exit status for script errors (syntax or semantic), as promised in `--help`.
-pub const EXIT_SCRIPT: i32 = 2;
+/// Exit status for script errors (syntax or semantic), as promised in `--help`; the
+/// runner's too.
+pub const EXIT_SCRIPT: i32 = trace_contract::exit::SCRIPT as i32;
 /// Exit status for every other failure.
-pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_FAILURE: i32 = trace_contract::exit::FAILURE as i32;
 /// Exit status after a second Ctrl-C.
 pub const EXIT_INTERRUPTED: i32 = 130;
 

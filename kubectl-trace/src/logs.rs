@@ -176,12 +176,9 @@ pub fn output_of(meta: Option<&ObjectMeta>, spec: Option<&PodSpec>) -> Option<Pv
         .claim_name
         .clone();
     let args = spec.containers.first()?.args.clone().unwrap_or_default();
-    let dir = args
-        .iter()
-        .position(|a| a == "--output-dir")
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| OUTPUT_DIR.to_string());
+    let dir = trace_contract::args::option_value(&args, trace_contract::args::flag::OUTPUT_DIR)
+        .unwrap_or(OUTPUT_DIR)
+        .to_string();
     let sub = dir
         .strip_prefix(OUTPUT_DIR)
         .unwrap_or("")

@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::ByteString;
 use serde_json::Value;
+use trace_contract::args::{Program as RunnerProgram, RunnerArgs};
 
 use crate::errors::{fail, Result};
 use crate::util::{format_duration, sanitize_label_value};
@@ -424,52 +425,44 @@ pub fn scheduled_pods(spec: &TraceSpec, plan: &NodePlan) -> bool {
 /// last, after `--`: the runner takes options wherever they stand, so a user's argument
 /// such as `-5` or `--pid` must never be read as one of its options.
 pub fn runner_args(spec: &TraceSpec, plan: &NodePlan) -> Vec<String> {
-    let mut args = vec![
-        "run".to_string(),
-        "--deadline".to_string(),
-        format!("{}s", spec.deadline),
-        "--host-proc".to_string(),
-        HOST_PROC.to_string(),
-    ];
+    let mut args = RunnerArgs {
+        program: RunnerProgram::File(format!("{PROGRAMS_DIR}/{}", spec.program.key())),
+        params: spec.program_args.clone(),
+        deadline: Some(std::time::Duration::from_secs(spec.deadline)),
+        host_proc: HOST_PROC.to_string(),
+        target: Some(spec.target.display()),
+        ..RunnerArgs::default()
+    };
     if scheduled_pods(spec, plan) {
         // A scheduled run may come after the pod was recreated (new UID, new container
         // IDs): the runner finds it by namespace and name in the kubelet's log
         // directories (/var/log/pods), and its containers by name.
-        for pod in &plan.pods {
-            args.push("--pod".to_string());
-            args.push(format!("{}/{}", pod.namespace, pod.name));
-        }
-        let mut names: Vec<&String> = plan.pods.iter().flat_map(|p| &p.container_names).collect();
+        args.pod_names = plan
+            .pods
+            .iter()
+            .map(|pod| format!("{}/{}", pod.namespace, pod.name))
+            .collect();
+        let mut names: Vec<String> = plan
+            .pods
+            .iter()
+            .flat_map(|p| p.container_names.iter().cloned())
+            .collect();
         names.sort();
         names.dedup();
-        for n in names {
-            args.push("--container-name".to_string());
-            args.push(n.clone());
-        }
+        args.container_names = names;
     } else {
-        for pod in &plan.pods {
-            args.push("--pod-uid".to_string());
-            args.push(pod.uid.clone());
-        }
-        for pod in &plan.pods {
-            for cid in &pod.container_ids {
-                args.push("--container-id".to_string());
-                args.push(cid.clone());
-            }
-        }
+        args.pod_uids = plan.pods.iter().map(|pod| pod.uid.clone()).collect();
+        args.container_ids = plan
+            .pods
+            .iter()
+            .flat_map(|pod| pod.container_ids.iter().cloned())
+            .collect();
     }
-    args.push("--target".to_string());
-    args.push(spec.target.display());
     if let Some(out) = &spec.output {
-        args.push("--output-dir".to_string());
-        args.push(out.dir());
-        args.push("--trace-id".to_string());
-        args.push(spec.id.clone());
+        args.output_dir = Some(out.dir());
+        args.trace_id = Some(spec.id.clone());
     }
-    args.push("--".to_string());
-    args.push(format!("{PROGRAMS_DIR}/{}", spec.program.key()));
-    args.extend(spec.program_args.iter().cloned());
-    args
+    args.to_argv()
 }
 
 fn host_path(name: &str, path: &str, kind: Option<&str>) -> Volume {

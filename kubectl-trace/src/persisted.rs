@@ -35,7 +35,6 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, AttachParams, DeleteParams, PostParams};
-use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::client::{is_not_found, Ctx};
@@ -56,8 +55,7 @@ pub const READER_CONTAINER: &str = "reader";
 pub const READER_UID: i64 = 65534;
 /// How long a forgotten reader pod may live (its own `activeDeadlineSeconds`).
 pub const READER_LIFETIME: i64 = 600;
-pub const META_FILE: &str = "meta.json";
-pub const OUTPUT_FILE: &str = "output.txt";
+pub use trace_contract::rundir::{run_key, META_FILE, OUTPUT_FILE};
 
 /// Bytes of one chunk pushed from the exec stream to the unpacker.
 const CHUNK: usize = 64 * 1024;
@@ -294,16 +292,6 @@ impl Read for ChanReader {
     }
 }
 
-/// Sort key of a run directory name: `2026-11-25T15-04-05Z`, then `...Z-1`, `...Z-2`, ...
-pub fn run_key(run: &str) -> (String, u64) {
-    match run.rsplit_once("Z-") {
-        Some((base, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
-            (format!("{base}Z"), n.parse().unwrap_or(u64::MAX))
-        }
-        _ => (run.to_string(), 0),
-    }
-}
-
 /// What `meta.json` says about a run (the fields `logs` shows).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunMeta {
@@ -316,16 +304,16 @@ pub struct RunMeta {
 }
 
 impl RunMeta {
+    /// A `meta.json` of any version ([`trace_contract::Meta::parse`]).
     pub fn parse(text: &str) -> Option<RunMeta> {
-        let v: Value = serde_json::from_str(text).ok()?;
-        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let m = trace_contract::Meta::parse(text)?;
         Some(RunMeta {
-            status: s("status").unwrap_or_else(|| "unknown".into()),
-            start: s("start").unwrap_or_default(),
-            end: s("end"),
-            exit_status: v.get("exit_status").and_then(Value::as_i64),
-            lost_events: v.get("lost_events").and_then(Value::as_u64).unwrap_or(0),
-            error: s("error").filter(|e| !e.is_empty()),
+            status: m.status.as_str().to_string(),
+            start: m.start,
+            end: m.end,
+            exit_status: m.exit_status,
+            lost_events: m.lost_events,
+            error: m.error,
         })
     }
 

@@ -5,6 +5,8 @@
 
 use std::io::Read;
 
+use trace_contract::container_pid;
+
 use crate::errors::{fail, Error, Result};
 use crate::manifest::{is_bpf_object, Program};
 
@@ -191,12 +193,9 @@ pub fn load(expr: Option<&str>, file: Option<&str>, script: Option<&str>) -> Res
 /// Check a script with the language front end; a diagnostic becomes a script error.
 pub fn check(src: &str, file: &str) -> Result<()> {
     // `$container_pid` is provided by the runner at run time (iovisor/kubectl-trace
-    // scripts use it); for the local check it stands for an integer of the same width,
-    // so every other diagnostic keeps its column.
-    let source = src.replace(
-        CONTAINER_PID,
-        &format!("{:<w$}", "0", w = CONTAINER_PID.len()),
-    );
+    // scripts use it); for the local check it stands for a placeholder pid of the same
+    // width, so every other diagnostic keeps its column.
+    let source = container_pid::substitute(src, container_pid::PLACEHOLDER);
     // The front end is young: if its analysis panics on something, say nothing and
     // fall back to the parser alone (the runner checks again on the node).
     let prev = std::panic::take_hook();
@@ -212,11 +211,9 @@ pub fn check(src: &str, file: &str) -> Result<()> {
     result.map_err(|d| Error::Script(d.render(file, src).trim_end().to_string()))
 }
 
-const CONTAINER_PID: &str = "$container_pid";
-
 /// True when the script uses `$container_pid` (it then needs exactly one container).
 pub fn uses_container_pid(src: &str) -> bool {
-    src.contains(CONTAINER_PID)
+    container_pid::uses(src)
 }
 
 #[cfg(test)]

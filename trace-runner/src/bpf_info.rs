@@ -7,11 +7,9 @@
 //! the kernel offers. The layout is pure
 //! ([`render`]); [`report`] measures.
 
-use std::ffi::CString;
+use std::os::fd::AsRawFd;
 
-const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+use crate::sys::bpf;
 
 const PROG_SOCKET_FILTER: u32 = 1;
 const PROG_KPROBE: u32 = 2;
@@ -69,54 +67,22 @@ pub(crate) fn render(i: &Info) -> String {
     s
 }
 
-#[repr(C)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    rest: [u8; 96],
-}
-
 /// Load a program; `Ok` or the errno and the verifier's log.
 fn prog_load(prog_type: u32, insns: &[u64]) -> Result<String, (i32, String)> {
-    let license = CString::new("GPL").expect("static");
+    let code: Vec<[u8; 8]> = insns.iter().map(|i| i.to_ne_bytes()).collect();
     let mut log = vec![0u8; 64 * 1024];
-    let attr = ProgLoadAttr {
+    let loaded = bpf::prog_load(bpf::ProgLoad {
         prog_type,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
-        kern_version: 0,
-        prog_flags: 0,
-        rest: [0; 96],
-    };
-    // SAFETY: a valid, fully initialised attr whose pointers outlive the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const ProgLoadAttr,
-            std::mem::size_of::<ProgLoadAttr>(),
-        )
-    };
-    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        expected_attach_type: 0,
+        insns: &code,
+        log: Some(&mut log),
+    });
     let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
     let text = String::from_utf8_lossy(&log[..end]).into_owned();
-    if fd >= 0 {
-        // SAFETY: our descriptor.
-        unsafe { libc::close(fd as i32) };
-        return Ok(text);
+    match loaded {
+        Ok(_fd) => Ok(text),
+        Err(e) => Err((e.raw_os_error().unwrap_or(0), text)),
     }
-    Err((errno, text))
 }
 
 /// An instruction: opcode, dst, src, offset, immediate.
@@ -165,106 +131,21 @@ fn helper_ok(id: i32) -> bool {
     }
 }
 
-#[repr(C)]
-struct MapCreateAttr {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    rest: [u8; 112],
-}
-
-fn map_create(map_type: u32, key: u32, value: u32) -> Option<i32> {
-    map_create_sized(map_type, key, value, 4)
-}
-
-fn map_create_sized(map_type: u32, key: u32, value: u32, max_entries: u32) -> Option<i32> {
-    let attr = MapCreateAttr {
-        map_type,
-        key_size: key,
-        value_size: value,
-        max_entries,
-        rest: [0; 112],
-    };
-    // SAFETY: a valid, fully initialised attr.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_CREATE,
-            &attr as *const MapCreateAttr,
-            std::mem::size_of::<MapCreateAttr>(),
-        )
-    };
-    (fd >= 0).then_some(fd as i32)
-}
-
-/// Whether the kernel has the BPF ring buffer (`BPF_MAP_TYPE_RINGBUF`, Linux 5.8).
-pub fn ringbuf_ok() -> bool {
-    match map_create_sized(27, 0, 0, 4096) {
-        Some(fd) => {
-            // SAFETY: our descriptor.
-            unsafe { libc::close(fd) };
-            true
-        }
-        None => false,
-    }
-}
-
 fn map_ok(map_type: u32, key: u32, value: u32) -> bool {
-    match map_create(map_type, key, value) {
-        Some(fd) => {
-            // SAFETY: our descriptor.
-            unsafe { libc::close(fd) };
-            true
-        }
-        None => false,
-    }
+    bpf::map_create(map_type, key, value, 4).is_ok()
 }
 
 /// BPF_MAP_LOOKUP_BATCH on an empty hash map: ENOENT (nothing to return) when supported.
 fn map_batch_ok() -> bool {
-    let Some(fd) = map_create(1, 4, 4) else {
+    let Ok(map) = bpf::map_create(1, 4, 4, 4) else {
         return false;
     };
     let mut keys = [0u8; 16];
     let mut values = [0u8; 16];
-    let mut out_batch = [0u8; 8];
-    #[repr(C)]
-    struct Batch {
-        in_batch: u64,
-        out_batch: u64,
-        keys: u64,
-        values: u64,
-        count: u32,
-        map_fd: u32,
-        elem_flags: u64,
-        flags: u64,
-        rest: [u8; 72],
+    match bpf::lookup_batch(map.as_raw_fd(), &mut keys, &mut values, 4) {
+        Ok(_) => true,
+        Err(e) => e.raw_os_error() == Some(libc::ENOENT),
     }
-    let attr = Batch {
-        in_batch: 0,
-        out_batch: out_batch.as_mut_ptr() as u64,
-        keys: keys.as_mut_ptr() as u64,
-        values: values.as_mut_ptr() as u64,
-        count: 4,
-        map_fd: fd as u32,
-        elem_flags: 0,
-        flags: 0,
-        rest: [0; 72],
-    };
-    // SAFETY: valid buffers that outlive the call; our descriptor.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_LOOKUP_BATCH,
-            &attr as *const Batch,
-            std::mem::size_of::<Batch>(),
-        )
-    };
-    let errno = std::io::Error::last_os_error().raw_os_error();
-    // SAFETY: our descriptor.
-    unsafe { libc::close(fd) };
-    r == 0 || errno == Some(libc::ENOENT)
 }
 
 /// The verifier's instruction limit, as its log states it (`processed 2 insns (limit

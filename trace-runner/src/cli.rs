@@ -12,6 +12,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::sink::Format;
+use trace_contract::args::{self, flag};
+use trace_contract::exit;
 
 #[derive(Parser)]
 #[command(
@@ -73,7 +75,7 @@ const BUILD_USAGE: &str =
 #[derive(Args, Clone)]
 pub(crate) struct ScriptArgs {
     /// The program text.
-    #[arg(short = 'e', value_name = "PROGRAM")]
+    #[arg(short = flag::PROGRAM, value_name = "PROGRAM")]
     pub(crate) program: Option<String>,
     /// A script file (unless -e is given), then the positional parameters $1, $2, ...
     /// Options may follow the file; every word after `--` is a parameter (`-- -5`).
@@ -86,59 +88,59 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) script: ScriptArgs,
     /// Only trace tasks in this cgroup v2 directory (and its descendants).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long = flag::CGROUP, value_name = "PATH")]
     pub(crate) cgroup: Option<PathBuf>,
     /// Only trace this process.
-    #[arg(long)]
+    #[arg(long = flag::PID)]
     pub(crate) pid: Option<u32>,
     /// Stop after this long, e.g. 30s, 5m, 1h (plain numbers are seconds).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long = flag::DEADLINE, value_parser = parse_duration)]
     pub(crate) deadline: Option<Duration>,
     /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(long = flag::FORMAT, value_enum, default_value = "text")]
     pub(crate) format: Format,
     /// Trace only this pod (found on this node by UID, on any common cgroup layout); repeat
     /// for several pods on one node.
-    #[arg(long = "pod-uid", value_name = "UID")]
+    #[arg(long = flag::POD_UID, value_name = "UID")]
     pub(crate) pod_uids: Vec<String>,
     /// Trace only this pod, found by NAMESPACE/NAME through the kubelet's log directories
     /// (scheduled traces: it finds a recreated pod again); repeatable.
-    #[arg(long = "pod", value_name = "NAMESPACE/NAME")]
+    #[arg(long = flag::POD, value_name = "NAMESPACE/NAME")]
     pub(crate) pod_names: Vec<String>,
     /// Only these containers (IDs may carry containerd://, cri-o://, docker://).
-    #[arg(long = "container-id", value_name = "ID")]
+    #[arg(long = flag::CONTAINER_ID, value_name = "ID")]
     pub(crate) container_ids: Vec<String>,
     /// With --pod: only these containers, by name.
-    #[arg(long = "container-name", value_name = "NAME")]
+    #[arg(long = flag::CONTAINER_NAME, value_name = "NAME")]
     pub(crate) container_names: Vec<String>,
     /// The host's /var/log as mounted in the trace pod (for --pod).
-    #[arg(long, value_name = "DIR", default_value = "/var/log", hide = true)]
+    #[arg(long = flag::HOST_LOGS, value_name = "DIR", default_value = args::DEFAULT_HOST_LOGS, hide = true)]
     pub(crate) host_logs: PathBuf,
     /// The host's /proc as mounted in the trace pod.
-    #[arg(long, value_name = "DIR", default_value = "/proc")]
+    #[arg(long = flag::HOST_PROC, value_name = "DIR", default_value = args::DEFAULT_HOST_PROC)]
     pub(crate) host_proc: PathBuf,
     /// Also write the output under DIR/<trace-id>/<start-UTC>/ (output.txt, meta.json).
-    #[arg(long, value_name = "DIR", requires = "trace_id")]
+    #[arg(long = flag::OUTPUT_DIR, value_name = "DIR", requires = "trace_id")]
     pub(crate) output_dir: Option<PathBuf>,
     /// The trace's id (names the persisted output directory).
-    #[arg(long, value_name = "ID")]
+    #[arg(long = flag::TRACE_ID, value_name = "ID")]
     pub(crate) trace_id: Option<String>,
     /// What is traced, recorded in meta.json (e.g. pod/shop/web-0).
-    #[arg(long, value_name = "TARGET", hide = true)]
+    #[arg(long = flag::TARGET, value_name = "TARGET", hide = true)]
     pub(crate) target: Option<String>,
     /// Compiled objects: the binary of bare `uprobe` sections, as PATH[:SYMBOL[+OFF]]
     /// (inside the container's filesystem for pod targets).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long = flag::UPROBE_TARGET, value_name = "PATH")]
     pub(crate) uprobe_target: Option<String>,
     /// Compiled objects: sampling frequency of perf_event programs, on every CPU (default 99).
-    #[arg(long, value_name = "N")]
+    #[arg(long = flag::SAMPLE_HZ, value_name = "N")]
     pub(crate) sample_hz: Option<u64>,
     /// At exit, also write an SVG flame graph of the stack maps (e.g. of
     /// `profile:hz:99 { @[ustack, kstack] = count(); }`) to this file.
-    #[arg(long, value_name = "FILE.svg")]
+    #[arg(long = flag::FLAMEGRAPH, value_name = "FILE.svg")]
     pub(crate) flamegraph: Option<PathBuf>,
     /// Allow actions that change the system: signal().
-    #[arg(long = "unsafe")]
+    #[arg(long = flag::UNSAFE)]
     pub(crate) unsafe_actions: bool,
     /// Warn when a map helper fails: `-k` deletes and updates, `-kk` lookups too (as
     /// bpftrace's -k/-kk).
@@ -146,13 +148,13 @@ pub(crate) struct RunArgs {
     pub(crate) helper_checks: u8,
     /// Start this command (split on spaces, as bpftrace's -c), held until the probes are
     /// attached; `cpid` is its pid, and the run ends when it exits.
-    #[arg(short = 'c', long = "command", value_name = "CMD")]
+    #[arg(short = 'c', long = flag::COMMAND, value_name = "CMD")]
     pub(crate) command: Option<String>,
     /// No "Attaching N probes..." line.
-    #[arg(short = 'q', long)]
+    #[arg(short = 'q', long = flag::QUIET)]
     pub(crate) quiet: bool,
     /// Write the output to FILE instead of stdout.
-    #[arg(short = 'o', long, value_name = "FILE")]
+    #[arg(short = 'o', long = flag::OUTPUT, value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
     /// Print `__BPFTRACE_NOTIFY_PROBES_ATTACHED` on stderr once attached (bpftrace mode).
     #[arg(skip)]
@@ -182,7 +184,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// A failure: message and exit code (2 for script errors).
+/// A failure: message and exit code ([`exit::SCRIPT`] for script errors, else [`exit::FAILURE`]).
 pub(crate) struct Failure(pub(crate) String, pub(crate) u8);
 
 impl ScriptArgs {
@@ -205,14 +207,15 @@ impl ScriptArgs {
             (Some(p), _) => Ok(("stdin".to_string(), p.clone())),
             (None, Some(f)) => {
                 let name = f.display().to_string();
-                let bytes = std::fs::read(f)
-                    .map_err(|e| Failure(format!("error: cannot read {name}: {e}"), 2))?;
-                let src = script_text(&name, bytes).map_err(|msg| Failure(msg, 2))?;
+                let bytes = std::fs::read(f).map_err(|e| {
+                    Failure(format!("error: cannot read {name}: {e}"), exit::SCRIPT)
+                })?;
+                let src = script_text(&name, bytes).map_err(|msg| Failure(msg, exit::SCRIPT))?;
                 Ok((name, src))
             }
             (None, None) => Err(Failure(
                 "error: give a program with -e or a script file".into(),
-                2,
+                exit::SCRIPT,
             )),
         }
     }
@@ -280,5 +283,190 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
         assert!(parse_duration("5x").is_err());
+    }
+}
+
+/// The plugin builds the runner's argv with [`trace_contract::RunnerArgs::to_argv`]: every
+/// argv it can produce must parse back, through this parser, to the same values.
+#[cfg(test)]
+mod contract_round_trip {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    use trace_contract::{OutputFormat, Program, RunnerArgs};
+
+    fn path_text(p: &std::path::Path) -> String {
+        p.to_str().expect("UTF-8 path").to_string()
+    }
+
+    /// What the runner understood, in the contract's terms.
+    fn understood(argv: &[String]) -> Result<RunnerArgs, String> {
+        let cli = Cli::try_parse_from(
+            std::iter::once("trace-runner".to_string()).chain(argv.iter().cloned()),
+        )
+        .map_err(|e| e.to_string())?;
+        let Command::Run(a) = cli.command else {
+            return Err("not the run subcommand".into());
+        };
+        let program = match (&a.script.program, a.script.file()) {
+            (Some(p), _) => Program::Inline(p.clone()),
+            (None, Some(f)) => Program::File(path_text(&f)),
+            (None, None) => return Err("no program".into()),
+        };
+        Ok(RunnerArgs {
+            program,
+            params: a.script.params().to_vec(),
+            cgroup: a.cgroup.as_deref().map(path_text),
+            pid: a.pid,
+            deadline: a.deadline,
+            format: match a.format {
+                Format::Text => OutputFormat::Text,
+                Format::Json => OutputFormat::Json,
+                Format::Folded => OutputFormat::Folded,
+            },
+            pod_uids: a.pod_uids.clone(),
+            pod_names: a.pod_names.clone(),
+            container_ids: a.container_ids.clone(),
+            container_names: a.container_names.clone(),
+            host_logs: path_text(&a.host_logs),
+            host_proc: path_text(&a.host_proc),
+            output_dir: a.output_dir.as_deref().map(path_text),
+            trace_id: a.trace_id.clone(),
+            target: a.target.clone(),
+            uprobe_target: a.uprobe_target.clone(),
+            sample_hz: a.sample_hz,
+            flamegraph: a.flamegraph.as_deref().map(path_text),
+            unsafe_actions: a.unsafe_actions,
+            command: a.command.clone(),
+            quiet: a.quiet,
+            output: a.output.as_deref().map(path_text),
+        })
+    }
+
+    /// Words as scripts, paths and ids may have them: leading `-`, `=`, `--`, spaces,
+    /// non-ASCII, empty.
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9/._]{1,10}",
+            "[-=a-z/ é:]{0,8}",
+            Just("--".to_string()),
+            Just("-".to_string()),
+            Just("-e".to_string()),
+            Just("--pid".to_string()),
+        ]
+    }
+
+    /// Paths are never empty (clap's path parser refuses an empty one).
+    fn path() -> impl Strategy<Value = String> {
+        word().prop_filter("a path is not empty", |w| !w.is_empty())
+    }
+
+    fn args() -> impl Strategy<Value = RunnerArgs> {
+        let program = prop_oneof![
+            word().prop_map(Program::Inline),
+            path().prop_map(Program::File)
+        ];
+        let scope = (
+            proptest::option::of(path()),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of((0u64..10_000_000).prop_map(std::time::Duration::from_millis)),
+            prop_oneof![
+                Just(OutputFormat::Text),
+                Just(OutputFormat::Json),
+                Just(OutputFormat::Folded)
+            ],
+            proptest::collection::vec(word(), 0..3),
+            proptest::collection::vec(word(), 0..3),
+            proptest::collection::vec(word(), 0..3),
+            proptest::collection::vec(word(), 0..3),
+        );
+        let rest = (
+            path(),
+            path(),
+            // --output-dir needs --trace-id; a trace id may come alone.
+            proptest::option::of((proptest::option::of(path()), word())),
+            proptest::option::of(word()),
+            proptest::option::of(word()),
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(path()),
+            (any::<bool>(), any::<bool>()),
+            proptest::option::of(word()),
+            proptest::option::of(path()),
+        );
+        (
+            program,
+            proptest::collection::vec(word(), 0..4),
+            scope,
+            rest,
+        )
+            .prop_map(|(program, params, scope, rest)| {
+                let (cgroup, pid, deadline, format, pod_uids, pod_names, cids, cnames) = scope;
+                let (host_logs, host_proc, persist, target, uprobe, hz, flame, switches, cmd, out) =
+                    rest;
+                let (output_dir, trace_id) = match persist {
+                    Some((dir, id)) => (dir, Some(id)),
+                    None => (None, None),
+                };
+                RunnerArgs {
+                    program,
+                    params,
+                    cgroup,
+                    pid,
+                    deadline,
+                    format,
+                    pod_uids,
+                    pod_names,
+                    container_ids: cids,
+                    container_names: cnames,
+                    host_logs,
+                    host_proc,
+                    output_dir,
+                    trace_id,
+                    target,
+                    uprobe_target: uprobe,
+                    sample_hz: hz,
+                    flamegraph: flame,
+                    unsafe_actions: switches.0,
+                    command: cmd,
+                    quiet: switches.1,
+                    output: out,
+                }
+            })
+    }
+
+    #[test]
+    fn every_built_argv_parses_back_to_the_same_values() {
+        let config = Config {
+            cases: 500,
+            failure_persistence: None,
+            ..Config::default()
+        };
+        let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
+        TestRunner::new_with_rng(config, rng)
+            .run(&args(), |a| {
+                let argv = a.to_argv();
+                let back = understood(&argv)
+                    .map_err(|e| TestCaseError::fail(format!("{argv:?} does not parse: {e}")))?;
+                prop_assert_eq!(back, a, "argv {:?}", argv);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn defaults_agree() {
+        let argv = RunnerArgs {
+            program: Program::File("x.bt".into()),
+            ..RunnerArgs::default()
+        }
+        .to_argv();
+        assert_eq!(argv, ["run", "--", "x.bt"]);
+        assert_eq!(
+            understood(&argv).unwrap(),
+            RunnerArgs {
+                program: Program::File("x.bt".into()),
+                ..RunnerArgs::default()
+            }
+        );
     }
 }

@@ -11,6 +11,7 @@ use crate::compile::verifier::{self, ProgramFacts};
 use crate::runtime::{self, Session};
 use crate::tracefs::{self, Tracefs};
 use crate::{compile, scope};
+use trace_contract::exit;
 
 pub(crate) fn compile_source(
     name: &str,
@@ -19,7 +20,9 @@ pub(crate) fn compile_source(
     env: &(dyn NodeFacts + Sync),
     opts: CodegenOptions,
 ) -> Result<codegen::Compiled, Failure> {
-    let render = |d: trace_lang::Diagnostic| Failure(d.render(name, src).trim_end().to_string(), 2);
+    let render = |d: trace_lang::Diagnostic| {
+        Failure(d.render(name, src).trim_end().to_string(), exit::SCRIPT)
+    };
     let opts = CodegenOptions {
         params: params.to_vec(),
         ..opts
@@ -58,7 +61,7 @@ pub(crate) fn compile_script(
 ) -> Result<codegen::Compiled, Failure> {
     let (name, src) = script.source()?;
     // Checked without a target: `$container_pid` stands for some pid.
-    let src = substitute_container_pid(&src, Some(1))?;
+    let src = substitute_container_pid(&src, Some(trace_contract::container_pid::PLACEHOLDER))?;
     compile_source(&name, &src, script.params(), env, opts)
 }
 
@@ -91,7 +94,7 @@ pub(crate) fn check(script: ScriptArgs, load: bool, unsafe_actions: bool) -> Res
         ..base_options()
     };
     let (name, src) = script.source()?;
-    let src = substitute_container_pid(&src, Some(1))?;
+    let src = substitute_container_pid(&src, Some(trace_contract::container_pid::PLACEHOLDER))?;
     let compiled = compile_source(&name, &src, script.params(), &env, opts)?;
     if load {
         runtime::raise_memlock();
@@ -115,8 +118,8 @@ pub(crate) fn load_failure(
     src: &str,
 ) -> Failure {
     match verifier::explain(message, facts) {
-        Some(d) => Failure(d.render(name, src).trim_end().to_string(), 2),
-        None => Failure(format!("error: {message}"), 1),
+        Some(d) => Failure(d.render(name, src).trim_end().to_string(), exit::SCRIPT),
+        None => Failure(format!("error: {message}"), exit::FAILURE),
     }
 }
 
@@ -125,9 +128,13 @@ pub(crate) fn build(script: ScriptArgs, output: PathBuf) -> Result<(), Failure> 
     let compiled = compile_script(&script, &env, base_options())?;
     let programs: Vec<_> = compiled.programs.iter().map(|p| p.code.clone()).collect();
     let elf = compile::object_file::emit(&programs, &compiled.maps)
-        .map_err(|e| Failure(format!("error: {e}"), 1))?;
-    std::fs::write(&output, elf)
-        .map_err(|e| Failure(format!("error: cannot write {}: {e}", output.display()), 1))
+        .map_err(|e| Failure(format!("error: {e}"), exit::FAILURE))?;
+    std::fs::write(&output, elf).map_err(|e| {
+        Failure(
+            format!("error: cannot write {}: {e}", output.display()),
+            exit::FAILURE,
+        )
+    })
 }
 
 /// The probe names `list` prints.
@@ -140,10 +147,18 @@ fn list_names(pattern: Option<String>) -> Result<Vec<String>, Failure> {
     });
     if let Some((kind, rest)) = uprobe {
         let (target, symbols) = rest.split_once(':').unwrap_or((rest, "*"));
-        let file = crate::uprobes::resolve_target(target)
-            .ok_or_else(|| Failure(format!("error: uprobe target '{target}' not found"), 1))?;
-        let functions = crate::uprobes::functions(&file)
-            .map_err(|e| Failure(format!("error: cannot read {}: {e}", file.display()), 1))?;
+        let file = crate::uprobes::resolve_target(target).ok_or_else(|| {
+            Failure(
+                format!("error: uprobe target '{target}' not found"),
+                exit::FAILURE,
+            )
+        })?;
+        let functions = crate::uprobes::functions(&file).map_err(|e| {
+            Failure(
+                format!("error: cannot read {}: {e}", file.display()),
+                exit::FAILURE,
+            )
+        })?;
         return Ok(functions
             .iter()
             .filter(|f| tracefs::glob_match(symbols, f))
@@ -179,7 +194,7 @@ fn list_names(pattern: Option<String>) -> Result<Vec<String>, Failure> {
     if !env.is_available() {
         return Err(Failure(
             "error: tracefs is not available (mount -t tracefs tracefs /sys/kernel/tracing)".into(),
-            1,
+            exit::FAILURE,
         ));
     }
     let pattern = pattern.map(|p| if p.contains(':') { p } else { format!("*{p}*") });
@@ -324,10 +339,15 @@ pub(crate) fn list_bpftrace(
 /// `-l -p PID`: `uprobe:FILE:FUNCTION` of the process's executable and of every file it
 /// maps executable (its libraries), filtered by `pattern` (bpftrace's `*word*` rule).
 fn process_probes(pid: u32, pattern: Option<String>) -> Result<Vec<String>, Failure> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-        .map_err(|e| Failure(format!("error: -p {pid}: no such process ({e})"), 1))?;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| {
+        Failure(
+            format!("error: -p {pid}: no such process ({e})"),
+            exit::FAILURE,
+        )
+    })?;
     if let Some(p) = pattern.as_deref().filter(|p| p.starts_with("usdt")) {
-        return crate::usdt::list(p, Some(pid)).map_err(|e| Failure(format!("error: {e}"), 1));
+        return crate::usdt::list(p, Some(pid))
+            .map_err(|e| Failure(format!("error: {e}"), exit::FAILURE));
     }
     let usdt =
         crate::usdt::list(pattern.as_deref().unwrap_or("usdt:*"), Some(pid)).unwrap_or_default();
@@ -368,16 +388,18 @@ fn process_probes(pid: u32, pattern: Option<String>) -> Result<Vec<String>, Fail
     Ok(names)
 }
 
-/// kubectl-trace (Go) scripts use `$container_pid`: the target container's main process.
+/// kubectl-trace (Go) scripts use `$container_pid`: the target container's main process
+/// (see [`trace_contract::container_pid`]).
 pub(crate) fn substitute_container_pid(src: &str, pid: Option<u32>) -> Result<String, Failure> {
-    if !src.contains("$container_pid") {
+    use trace_contract::container_pid;
+    if !container_pid::uses(src) {
         return Ok(src.to_string());
     }
     let pid = pid.ok_or_else(|| {
         Failure(
             "error: $container_pid needs a pod target (--pod-uid)".into(),
-            2,
+            exit::SCRIPT,
         )
     })?;
-    Ok(src.replace("$container_pid", &pid.to_string()))
+    Ok(container_pid::substitute(src, pid))
 }

@@ -1,95 +1,9 @@
-//! `trace-runner`: compiles bpftrace-language scripts to eBPF in-process and runs
-//! them against the local kernel (no LLVM, clang, headers or bpftrace needed).
-//!
-//! Pipeline: `trace_lang` (lex, parse, analyse) → [`compile`] (codegen, object
-//! emission) → [`runtime`] (aya load/attach, events, maps) → [`output`] (bpftrace's
-//! text or JSON) through a [`sink::Sink`].
-
-mod bpf_info;
-mod bpftrace_cli;
-mod btf;
-mod cli;
-mod commands;
-mod facts;
-mod flame;
-#[cfg(test)]
-mod golden;
-mod output;
-mod persist;
-mod pod;
-mod pod_names;
-mod run;
-mod runtime;
-mod scope;
-mod sink;
-mod stacks;
-mod symbols;
-#[cfg(test)]
-mod test_util;
-mod tracefs;
-mod uprobes;
-mod usdt;
-mod values;
+//! The `trace-runner` binary: see the library ([`trace_runner`]) for what it does.
 
 use std::process::ExitCode;
 
-// The compiler back end and the kernel/user contract are the trace-codegen crate; these
-// names keep the `crate::compile::...` and `crate::abi::...` paths.
-use trace_codegen as compile;
-use trace_codegen::abi;
-
-use clap::Parser;
-
-use cli::{Cli, Command, Failure};
-
 fn main() -> ExitCode {
     // First of all: a SIGINT or SIGTERM from now on ends a run cleanly (see there).
-    runtime::install_signal_handlers();
-    // bpftrace's command line: under the name `bpftrace` (a symlink), or `trace-runner bpftrace`.
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let bpftrace_args = if argv
-        .first()
-        .is_some_and(|a| bpftrace_cli::invoked_as_bpftrace(a))
-    {
-        Some(&argv[1..])
-    } else if argv.get(1).is_some_and(|a| a == "bpftrace") {
-        Some(&argv[2..])
-    } else {
-        None
-    };
-    if let Some(args) = bpftrace_args {
-        let args: Option<Vec<String>> = args.iter().map(|a| a.clone().into_string().ok()).collect();
-        let Some(args) = args else {
-            eprintln!("ERROR: arguments must be UTF-8 text");
-            return ExitCode::from(1);
-        };
-        let name = match &argv[0] {
-            a if bpftrace_cli::invoked_as_bpftrace(a) => a.to_string_lossy().into_owned(),
-            _ => "bpftrace".to_string(),
-        };
-        return bpftrace_cli::main(&name, &args);
-    }
-    let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run(_)) {
-        runtime::release_signal_handlers();
-    }
-    let result = match cli.command {
-        Command::Run(args) => run::run(*args),
-        Command::Check {
-            script,
-            load,
-            unsafe_actions,
-        } => commands::check(script, load, unsafe_actions),
-        Command::List { pattern } => commands::list(pattern),
-        Command::Build { script, output } => commands::build(script, output),
-        // Handled before clap (see above); kept for `--help`.
-        Command::Bpftrace { args } => return bpftrace_cli::main("bpftrace", &args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(msg, code)) => {
-            eprintln!("{msg}");
-            ExitCode::from(code)
-        }
-    }
+    trace_runner::install_signal_handlers();
+    trace_runner::main(std::env::args_os().collect())
 }

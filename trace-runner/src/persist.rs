@@ -7,23 +7,19 @@
 //! A full volume (`ENOSPC`/`EDQUOT`, see [`is_disk_full`]) must be reported in the output and
 //! the exit status; [`RunDir::finish`] still records it in `meta.json` by rewriting the file
 //! in place (its block is already allocated) when the tmp file cannot be written.
-//! UTC formatting is done here (days-from-civil arithmetic), without a date crate.
-
-#![allow(dead_code)]
+//! The names, the order and `meta.json`'s layout are the plugin's too: they live in
+//! [`trace_contract`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
-
-/// Version of the `meta.json` layout, for readers (`kubectl trace logs`).
-pub const META_VERSION: u32 = 1;
-
-/// File names inside a run directory.
-pub const OUTPUT_FILE: &str = "output.txt";
-pub const META_FILE: &str = "meta.json";
+pub use trace_contract::rundir::{
+    rfc3339, run_dir_candidate, run_dir_name, trace_id_problem, META_FILE, OUTPUT_FILE,
+};
+use trace_contract::{Meta, Status, META_VERSION};
 
 /// Longest `error` kept in `meta.json`, so the final file still fits the block the first
 /// one occupies (what makes the in-place rewrite on a full volume possible).
@@ -44,52 +40,6 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (proleptic Gregorian),
-/// H. Hinnant's `civil_from_days`.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// UTC broken-down time of `t`: (year, month, day, hour, minute, second, millisecond).
-fn utc_parts(t: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
-    // Whole seconds rounded down (also before 1970) and the milliseconds past them.
-    let (secs, millis) = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_millis()),
-        Err(e) => {
-            let d = e.duration();
-            let ceil = d.as_secs() as i64 + i64::from(d.subsec_nanos() > 0);
-            let rem = Duration::from_secs(ceil as u64) - d;
-            (-ceil, rem.subsec_millis())
-        }
-    };
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400) as u32;
-    let (y, m, d) = civil_from_days(days);
-    (y, m, d, sod / 3600, sod / 60 % 60, sod % 60, millis)
-}
-
-/// The run directory name: `2026-11-25T15-04-05Z` (RFC 3339 with `-` for `:`, valid on any
-/// filesystem, sorting in time order).
-pub fn run_dir_name(t: SystemTime) -> String {
-    let (y, mo, d, h, mi, s, _) = utc_parts(t);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}-{mi:02}-{s:02}Z")
-}
-
-/// RFC 3339 UTC with milliseconds: `2026-11-25T15:04:05.123Z`.
-pub fn rfc3339(t: SystemTime) -> String {
-    let (y, mo, d, h, mi, s, ms) = utc_parts(t);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
 }
 
 /// What `meta.json` records about a run.
@@ -133,19 +83,18 @@ impl RunMeta {
     }
 
     /// `running` (no end yet), `succeeded` (exit 0, no error) or `failed`.
-    pub fn status(&self) -> &'static str {
-        match (self.end, self.exit_status, &self.error) {
-            (None, _, _) => "running",
-            (Some(_), Some(0), None) => "succeeded",
-            _ => "failed",
-        }
+    pub fn status(&self) -> Status {
+        Status::of(
+            self.end.is_some(),
+            self.exit_status.map(i64::from),
+            self.error.as_deref(),
+        )
     }
 
-    /// `meta.json`'s text (one object, keys in a fixed order, a trailing newline).
+    /// `meta.json`'s text ([`Meta::to_json`]); an `error` longer than `MAX_ERROR_LEN` is
+    /// cut (with `...`).
     pub fn to_json(&self) -> String {
-        let opt_time =
-            |t: Option<SystemTime>| t.map_or("null".to_string(), |t| json_string(&rfc3339(t)));
-        let error = self.error.as_ref().map_or("null".to_string(), |e| {
+        let error = self.error.as_ref().map(|e| {
             let mut e = e.clone();
             if e.len() > MAX_ERROR_LEN {
                 let mut cut = MAX_ERROR_LEN;
@@ -155,63 +104,22 @@ impl RunMeta {
                 e.truncate(cut);
                 e.push_str("...");
             }
-            json_string(&e)
+            e
         });
-        format!(
-            "{{\n  \"version\": {META_VERSION},\n  \"trace_id\": {},\n  \"target\": {},\n  \"node\": {},\n  \
-             \"script_sha256\": {},\n  \"status\": {},\n  \"start\": {},\n  \"end\": {},\n  \"exit_status\": {},\n  \
-             \"lost_events\": {},\n  \"error\": {}\n}}\n",
-            json_string(&self.trace_id),
-            json_string(&self.target),
-            json_string(&self.node),
-            json_string(&self.script_sha256),
-            json_string(self.status()),
-            json_string(&rfc3339(self.start)),
-            opt_time(self.end),
-            self.exit_status.map_or("null".to_string(), |s| s.to_string()),
-            self.lost_events,
+        Meta {
+            version: META_VERSION,
+            trace_id: self.trace_id.clone(),
+            target: self.target.clone(),
+            node: self.node.clone(),
+            script_sha256: self.script_sha256.clone(),
+            status: self.status(),
+            start: rfc3339(self.start),
+            end: self.end.map(rfc3339),
+            exit_status: self.exit_status.map(i64::from),
+            lost_events: self.lost_events,
             error,
-        )
-    }
-}
-
-/// A JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c => out.push(c),
         }
-    }
-    out.push('"');
-    out
-}
-
-/// Why `id` cannot be a trace id, if it cannot: ids name a directory on the output volume
-/// and are passed on command lines, so they are one non-empty path component without
-/// control characters (newlines included) that does not start with `-`.
-pub fn trace_id_problem(id: &str) -> Option<&'static str> {
-    if id.is_empty() {
-        Some("it is empty")
-    } else if id == "." || id == ".." {
-        Some("it names a directory's parent or itself")
-    } else if id.contains('/') {
-        Some("it contains '/'")
-    } else if id.chars().any(char::is_control) {
-        Some("it contains a control character (e.g. a newline)")
-    } else if id.starts_with('-') {
-        Some("it starts with '-'")
-    } else {
-        None
+        .to_json()
     }
 }
 
@@ -307,11 +215,7 @@ impl RunDir {
         let name = run_dir_name(start);
         let mut n = 0u32;
         let dir = loop {
-            let candidate = if n == 0 {
-                parent.join(&name)
-            } else {
-                parent.join(format!("{name}-{n}"))
-            };
+            let candidate = parent.join(run_dir_candidate(&name, n));
             match std::fs::create_dir(&candidate) {
                 Ok(()) => {
                     readable_by_all(&File::open(&candidate)?)?;
@@ -343,10 +247,6 @@ impl RunDir {
     /// The run directory.
     pub fn path(&self) -> &Path {
         &self.dir
-    }
-
-    pub fn output_path(&self) -> PathBuf {
-        self.dir.join(OUTPUT_FILE)
     }
 
     pub fn meta_path(&self) -> PathBuf {
@@ -434,6 +334,7 @@ mod tests {
     use std::process::{Command, Stdio};
 
     use crate::test_util::TempDir;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn at(secs: i64) -> SystemTime {
         if secs >= 0 {
@@ -445,61 +346,6 @@ mod tests {
 
     fn in_ci() -> bool {
         std::env::var("CI").is_ok_and(|v| v == "true")
-    }
-
-    #[test]
-    fn persist_civil_from_days_known_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(59), (1970, 3, 1));
-        assert_eq!(civil_from_days(10_957), (2000, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29)); // divisible by 400: leap
-        assert_eq!(civil_from_days(47_541), (2100, 3, 1)); // 2100 is not a leap year
-        assert_eq!(civil_from_days(47_540), (2100, 2, 28));
-        assert_eq!(civil_from_days(-719_468), (0, 3, 1));
-        // Every day from 1900 to 2199 follows its predecessor.
-        let mut prev = civil_from_days(-25_568);
-        assert_eq!(prev, (1899, 12, 31));
-        for d in -25_567..84_000 {
-            let cur = civil_from_days(d);
-            let dim = match prev.1 {
-                2 if prev.0 % 4 == 0 && (prev.0 % 100 != 0 || prev.0 % 400 == 0) => 29,
-                2 => 28,
-                4 | 6 | 9 | 11 => 30,
-                _ => 31,
-            };
-            let expect = if prev.2 < dim {
-                (prev.0, prev.1, prev.2 + 1)
-            } else if prev.1 < 12 {
-                (prev.0, prev.1 + 1, 1)
-            } else {
-                (prev.0 + 1, 1, 1)
-            };
-            assert_eq!(cur, expect, "day {d}");
-            prev = cur;
-        }
-    }
-
-    #[test]
-    fn persist_time_formats() {
-        // date -u -d @1795619045 → Wed Nov 25 15:04:05 UTC 2026
-        let t = at(1_795_619_045);
-        assert_eq!(run_dir_name(t), "2026-11-25T15-04-05Z");
-        assert_eq!(
-            rfc3339(t + Duration::from_millis(123)),
-            "2026-11-25T15:04:05.123Z"
-        );
-        assert_eq!(run_dir_name(UNIX_EPOCH), "1970-01-01T00-00-00Z");
-        assert_eq!(rfc3339(at(951_782_399)), "2000-02-28T23:59:59.000Z");
-        assert_eq!(rfc3339(at(951_782_400)), "2000-02-29T00:00:00.000Z");
-        assert_eq!(rfc3339(at(-1)), "1969-12-31T23:59:59.000Z");
-        assert_eq!(
-            rfc3339(UNIX_EPOCH - Duration::from_millis(1)),
-            "1969-12-31T23:59:59.999Z"
-        );
-        // Names sort in time order, suffixes included.
-        assert!(run_dir_name(at(1_795_619_045)) < run_dir_name(at(1_795_619_046)));
-        assert!(format!("{}-1", run_dir_name(t)) < run_dir_name(at(1_795_619_046)));
     }
 
     #[test]
@@ -548,7 +394,7 @@ mod tests {
         let start = at(1_795_619_045);
         let run = RunDir::create(&t.0, "trace-abc", start).unwrap();
         assert_eq!(run.path(), t.0.join("trace-abc/2026-11-25T15-04-05Z"));
-        assert!(run.output_path().is_file());
+        assert!(run.path().join(OUTPUT_FILE).is_file());
         let meta0: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(run.meta_path()).unwrap()).unwrap();
         assert_eq!(meta0["status"], "running");
@@ -577,7 +423,7 @@ mod tests {
         run.finish(&meta).unwrap();
 
         assert_eq!(
-            std::fs::read_to_string(run.output_path()).unwrap(),
+            std::fs::read_to_string(run.path().join(OUTPUT_FILE)).unwrap(),
             "first line\nsecond line\n"
         );
         let text = std::fs::read_to_string(run.meta_path()).unwrap();
@@ -787,7 +633,7 @@ mod tests {
             "{v}"
         );
         assert!(!run.path().join("meta.json.tmp").exists());
-        let text = std::fs::read_to_string(run.output_path()).unwrap();
+        let text = std::fs::read_to_string(run.path().join(OUTPUT_FILE)).unwrap();
         assert!(text.starts_with(&line.repeat(written)));
     }
 }

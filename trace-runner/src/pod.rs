@@ -12,9 +12,7 @@
 //! - anything else (a kubelet `--cgroup-root`, kind's `kubelet.slice/kubelet-kubepods.slice/…`):
 //!   a bounded search for a directory named `pod<uid>` or `*-pod<uid_>.slice`.
 
-#![allow(dead_code)]
-
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::scope::{self, Cgroup};
@@ -448,13 +446,9 @@ fn all_pids(proc_root: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// Host pids (thread-group ids) whose `<proc_root>/PID/cgroup` places them in the target pod
-/// (and, when container IDs are given, in one of those containers), on any v1 controller
-/// line or the v2 line. The fallback for nodes without cgroup v2.
-pub fn pids_of_container(target: &PodTarget, proc_root: &Path) -> BTreeSet<u32> {
-    scan_matching(&CgroupLineMatcher::new(target), proc_root)
-}
-
+/// Host pids (thread-group ids) whose `<proc_root>/PID/cgroup` `m` matches: the target pod
+/// (and, when container IDs are given, one of those containers), on any v1 controller line
+/// or the v2 line. The fallback for nodes without cgroup v2.
 fn scan_matching(m: &CgroupLineMatcher, proc_root: &Path) -> BTreeSet<u32> {
     all_pids(proc_root)
         .into_iter()
@@ -511,10 +505,7 @@ impl PidSet {
 #[derive(Debug)]
 pub enum ScopeKind {
     /// cgroup v2: filter on these cgroups (each `(id, level)` via `bpf_get_current_ancestor_cgroup_id`).
-    Cgroups {
-        found: PodCgroups,
-        cgroups: Vec<Cgroup>,
-    },
+    Cgroups { cgroups: Vec<Cgroup> },
     /// No cgroup v2 (or the pod is not in it): filter on a set of host tgids.
     Pids(PidSet),
 }
@@ -545,7 +536,7 @@ pub fn resolve_scope(
                 let cgroups = scope_cgroups(&found, root)?;
                 let main_pid = target_main_pid(&found, proc_root);
                 return Ok(ResolvedScope {
-                    kind: ScopeKind::Cgroups { found, cgroups },
+                    kind: ScopeKind::Cgroups { cgroups },
                     main_pid,
                     note: None,
                 });
@@ -578,16 +569,6 @@ pub fn resolve_scope(
         main_pid,
         note: Some(note),
     })
-}
-
-/// Group `ScopeKind::Cgroups` by level: the filter needs one ancestor lookup per level and
-/// a set membership test per lookup.
-pub fn cgroups_by_level(cgroups: &[Cgroup]) -> BTreeMap<u32, Vec<u64>> {
-    let mut out: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-    for c in cgroups {
-        out.entry(c.level).or_default().push(c.id);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -951,15 +932,15 @@ mod tests {
             uid: UID.into(),
             container_ids: vec![format!("containerd://{C1}")],
         };
-        assert_eq!(pids_of_container(&cont, &t.0), BTreeSet::from([12, 20]));
+        let proc_root = t.0.clone();
+        let pids_of =
+            |target: &PodTarget| scan_matching(&CgroupLineMatcher::new(target), &proc_root);
+        assert_eq!(pids_of(&cont), BTreeSet::from([12, 20]));
         let pod = PodTarget {
             uid: UID.into(),
             container_ids: vec![],
         };
-        assert_eq!(
-            pids_of_container(&pod, &t.0),
-            BTreeSet::from([9, 12, 20, 30])
-        );
+        assert_eq!(pids_of(&pod), BTreeSet::from([9, 12, 20, 30]));
 
         let mut set = PidSet::new(&cont);
         assert_eq!(set.refresh(&t.0), (vec![12, 20], vec![]));
@@ -1061,8 +1042,8 @@ mod tests {
 
     fn kill_pids(pids: impl IntoIterator<Item = u32>) {
         for p in pids {
-            // SAFETY: plain kill(2) on pids this test started.
-            unsafe { libc::kill(p as i32, libc::SIGKILL) };
+            // Pids this test started.
+            crate::sys::signal::kill(p as i32, libc::SIGKILL);
         }
     }
 
@@ -1153,10 +1134,6 @@ mod tests {
             // Same as the lead's resolver through this process's own mount.
             assert_eq!(scope::resolve_cgroup(dir).unwrap(), *cg);
         }
-        assert_eq!(
-            cgroups_by_level(&cgroups),
-            BTreeMap::from([(base_level + 4, vec![cgroups[0].id, cgroups[1].id])])
-        );
 
         // Without containers: the pod-level cgroup, one level up.
         let whole = find_pod_cgroups(
@@ -1195,13 +1172,7 @@ mod tests {
         assert_eq!(resolved.main_pid, Some(pa));
         assert!(resolved.note.is_none());
         match resolved.kind {
-            ScopeKind::Cgroups {
-                cgroups: got,
-                found,
-            } => {
-                assert_eq!(got, cgroups);
-                assert_eq!(found.pod, tree.root.join(&pod_rel));
-            }
+            ScopeKind::Cgroups { cgroups: got } => assert_eq!(got, cgroups),
             ScopeKind::Pids(_) => panic!("expected cgroup scope"),
         }
     }
@@ -1251,7 +1222,7 @@ mod tests {
         assert!(!set.pids().contains(&po));
         assert_eq!(set.main_pid(proc_root), Some(pa));
         assert_eq!(
-            pids_of_container(&target, proc_root),
+            scan_matching(&CgroupLineMatcher::new(&target), proc_root),
             BTreeSet::from([pa, child])
         );
 

@@ -11,10 +11,13 @@ pub(crate) use crate::commands::substitute_container_pid;
 use crate::commands::{base_options, compile_source, load_failure};
 use crate::compile::codegen;
 use crate::compile::verifier::ProgramFacts;
+use crate::run_record::{RecordSpec, RunOutput};
 use crate::runtime::{self, Session};
 use crate::sink::Sink;
+use crate::sys::{process, signal};
 use crate::tracefs::Tracefs;
 use crate::{flame, persist, pod, pod_names, scope};
+use trace_contract::exit;
 
 /// The scope of a run: what the generated filter checks, and the user-space side of it.
 struct Scope {
@@ -24,7 +27,7 @@ struct Scope {
 }
 
 fn resolve_run_scope(args: &RunArgs) -> Result<Scope, Failure> {
-    let fail = |e: String| Failure(format!("error: {e}"), 1);
+    let fail = |e: String| Failure(format!("error: {e}"), exit::FAILURE);
     let mut out = Scope {
         cgroups: Vec::new(),
         pid_set: None,
@@ -44,7 +47,7 @@ fn resolve_run_scope(args: &RunArgs) -> Result<Scope, Failure> {
         let (ns, name) = pod_name.split_once('/').ok_or_else(|| {
             Failure(
                 format!("error: --pod takes NAMESPACE/NAME, not '{pod_name}'"),
-                2,
+                exit::SCRIPT,
             )
         })?;
         targets.push(
@@ -53,7 +56,10 @@ fn resolve_run_scope(args: &RunArgs) -> Result<Scope, Failure> {
         );
     }
     if targets.is_empty() && !args.container_ids.is_empty() {
-        return Err(Failure("error: --container-id needs --pod-uid".into(), 2));
+        return Err(Failure(
+            "error: --container-id needs --pod-uid".into(),
+            exit::SCRIPT,
+        ));
     }
     let several = targets.len() > 1;
     for candidates in targets {
@@ -132,21 +138,21 @@ fn check_args(args: &RunArgs) -> Result<(), Failure> {
         if let Some(why) = persist::trace_id_problem(id) {
             return Err(Failure(
                 format!("error: invalid --trace-id {id:?}: {why}"),
-                2,
+                exit::SCRIPT,
             ));
         }
     }
     match args.pid {
         Some(0) => Err(Failure(
             "error: --pid 0 is not a process (give the ID of a running process)".into(),
-            2,
+            exit::SCRIPT,
         )),
         Some(pid) if !args.host_proc.join(pid.to_string()).exists() => Err(Failure(
             format!(
                 "error: --pid {pid}: no such process (nothing at {})",
                 args.host_proc.join(pid.to_string()).display()
             ),
-            1,
+            exit::FAILURE,
         )),
         _ => Ok(()),
     }
@@ -158,7 +164,7 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     if args.command.is_some() && args.pid.is_some() {
         return Err(Failure(
             "error: -c/--command and --pid exclude each other".into(),
-            2,
+            exit::SCRIPT,
         ));
     }
     // `-o FILE`: everything the run prints to stdout (system()'s output too) goes to FILE
@@ -188,7 +194,9 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     });
     // A compiled BPF object (ELF, e_machine 247, maybe gzip-compressed) instead of a script.
     if let Some(path) = args.script.file().as_deref() {
-        if let Some(bytes) = runtime::object::read_object(path).map_err(|e| Failure(e, 2))? {
+        if let Some(bytes) =
+            runtime::object::read_object(path).map_err(|e| Failure(e, exit::SCRIPT))?
+        {
             return runtime::object::run_object(runtime::object::ObjectRun {
                 path,
                 bytes,
@@ -223,7 +231,7 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
         return Err(Failure(
             "error: nothing to trace: every attach point was skipped (see the warnings above)"
                 .into(),
-            1,
+            exit::FAILURE,
         ));
     }
     // Stopped before anything was loaded: nothing ran, nothing to print or record.
@@ -231,47 +239,17 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
         return Ok(());
     }
 
-    let run_dir = match (&args.output_dir, &args.trace_id) {
-        (Some(dir), Some(id)) => Some(persist::RunDir::create(dir, id, started).map_err(|e| {
-            let why = if persist::is_disk_full(&e) {
-                format!("the volume is full ({e})")
-            } else {
-                e.to_string()
-            };
-            Failure(
-                format!(
-                    "error: cannot record this run under {}: {why}",
-                    dir.join(id).display()
-                ),
-                1,
-            )
-        })?),
-        _ => None,
-    };
-    let node = std::env::var("NODE_NAME").unwrap_or_else(|_| hostname());
-    let target = args
-        .target
-        .clone()
-        .unwrap_or_else(|| format!("node/{node}"));
-    let mut meta = persist::RunMeta::new(
-        args.trace_id.as_deref().unwrap_or(""),
-        &target,
-        &node,
-        &src,
-        started,
-    );
-    let file = match &run_dir {
-        Some(dir) => {
-            let _ = dir.replace_meta(&meta);
-            Some(
-                dir.output_file()
-                    .map_err(|e| Failure(format!("error: cannot open the output file: {e}"), 1))?,
-            )
-        }
-        None => None,
-    };
-    let mut sink = Sink::new(args.format, file);
-    sink.exit_separator_fd = saved_stdout;
+    let mut output = RunOutput::open(
+        args.format,
+        RecordSpec {
+            persist: args.output_dir.as_deref().zip(args.trace_id.as_deref()),
+            target: args.target.as_deref(),
+            program: src.as_bytes(),
+            started,
+        },
+    )
+    .map_err(|(msg, code)| Failure(msg, code))?;
+    output.sink.exit_separator_fd = saved_stdout;
 
     let attached = Attached {
         notify: args.notify_attached,
@@ -281,31 +259,22 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     // `check --load`.
     let facts = ProgramFacts::of(&compiled.programs);
     let load_failure = |e: &runtime::LoadError| load_failure(&e.to_string(), &facts, &name, &src);
-    let result = trace(compiled, &args, &scope, &mut sink, attached, &load_failure);
-    sink.flush();
-    let Some(dir) = &run_dir else {
-        return result.map(|_| ());
-    };
+    let result = trace(
+        compiled,
+        &args,
+        &scope,
+        &mut output.sink,
+        attached,
+        &load_failure,
+    );
     // The output volume filled up (or failed) mid-run. The trace goes on to stdout: that
     // is the live stream users watch (`kubectl trace logs -f`, the pod's log), and stopping
     // would lose the rest of it too, while the persisted copy is only an archive of the same
     // lines. But the run did not do all it was asked, so it fails: exit status 1, and
     // meta.json says `failed` with exit status 1 and why (both come from `run_outcome`).
-    dir.record_end(
-        &mut meta,
-        result
-            .as_ref()
-            .map(|lost| *lost)
-            .map_err(|Failure(msg, code)| (msg.as_str(), *code)),
-        sink.file_error.as_ref(),
-    );
-    persist::run_outcome(
-        result.map_err(|Failure(msg, code)| (msg, code)),
-        sink.file_error.as_ref(),
-        dir.path(),
-    )
-    .map(|_| ())
-    .map_err(|(msg, code)| Failure(msg, code))
+    output
+        .finish(result.map_err(|Failure(msg, code)| (msg, code)))
+        .map_err(|(msg, code)| Failure(msg, code))
 }
 
 /// Load, attach, stream until the end, print the maps; returns the lost-event count.
@@ -317,7 +286,7 @@ fn trace(
     mut attached: Attached,
     load_failure: &dyn Fn(&runtime::LoadError) -> Failure,
 ) -> Result<u64, Failure> {
-    let fail = |e: runtime::LoadError| Failure(format!("error: {e}"), 1);
+    let fail = |e: runtime::LoadError| Failure(format!("error: {e}"), exit::FAILURE);
     runtime::raise_memlock();
     // A stop while loading or attaching may surface as a failed syscall (the verifier
     // gives up with EAGAIN when a signal is pending): it is a stop, not an error. Until
@@ -388,7 +357,12 @@ fn trace(
             path,
             &title,
         )
-        .map_err(|e| Failure(format!("error: cannot write {}: {e}", path.display()), 1))?;
+        .map_err(|e| {
+            Failure(
+                format!("error: cannot write {}: {e}", path.display()),
+                exit::FAILURE,
+            )
+        })?;
         eprintln!("flame graph of {n} samples written to {}", path.display());
     }
     let lost = session.lost_events();
@@ -408,8 +382,12 @@ struct Attached {
 /// Point stdout at `path` (created or truncated); returns a copy of the original stdout.
 fn redirect_stdout(path: &std::path::Path) -> Result<i32, Failure> {
     use std::os::fd::AsRawFd;
-    let file = std::fs::File::create(path)
-        .map_err(|e| Failure(format!("error: cannot open {}: {e}", path.display()), 1))?;
+    let file = std::fs::File::create(path).map_err(|e| {
+        Failure(
+            format!("error: cannot open {}: {e}", path.display()),
+            exit::FAILURE,
+        )
+    })?;
     // SAFETY: dup/dup2 on descriptors this process owns; `file` stays open until dup2 is done.
     unsafe {
         let saved = libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 3);
@@ -420,7 +398,7 @@ fn redirect_stdout(path: &std::path::Path) -> Result<i32, Failure> {
                     path.display(),
                     std::io::Error::last_os_error()
                 ),
-                1,
+                exit::FAILURE,
             ));
         }
         Ok(saved)
@@ -443,7 +421,12 @@ impl HeldChild {
     fn spawn(cmd: &str) -> Result<HeldChild, Failure> {
         use std::ffi::CString;
         let words = split_command(cmd);
-        let fail = |m: String| Failure(format!("error: cannot start the command of -c: {m}"), 1);
+        let fail = |m: String| {
+            Failure(
+                format!("error: cannot start the command of -c: {m}"),
+                exit::FAILURE,
+            )
+        };
         let program =
             resolve_program(&words[0], std::env::var("PATH").ok().as_deref()).map_err(fail)?;
         let path = CString::new(program.as_os_str().as_encoded_bytes())
@@ -453,44 +436,12 @@ impl HeldChild {
             .map(|w| CString::new(w.as_bytes()))
             .collect::<Result<_, _>>()
             .map_err(|_| fail("a NUL byte in the command".into()))?;
-        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-        argv_ptrs.push(std::ptr::null());
-        let mut fds = [0i32; 2];
-        // SAFETY: pipe2 fills two descriptors. After fork the child only calls
-        // async-signal-safe functions (close, read, signal, sigprocmask, execv, _exit) on
-        // memory prepared before the fork.
-        unsafe {
-            if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-                return Err(fail(std::io::Error::last_os_error().to_string()));
-            }
-            let pid = libc::fork();
-            if pid < 0 {
-                return Err(fail(std::io::Error::last_os_error().to_string()));
-            }
-            if pid == 0 {
-                libc::close(fds[1]);
-                let mut b = 0u8;
-                let n = loop {
-                    let n = libc::read(fds[0], (&mut b as *mut u8).cast(), 1);
-                    if n >= 0 || *libc::__errno_location() != libc::EINTR {
-                        break n;
-                    }
-                };
-                if n != 1 {
-                    libc::_exit(0);
-                }
-                libc::signal(libc::SIGINT, libc::SIG_DFL);
-                libc::signal(libc::SIGTERM, libc::SIG_DFL);
-                libc::execv(path.as_ptr(), argv_ptrs.as_ptr());
-                libc::_exit(127);
-            }
-            libc::close(fds[0]);
-            Ok(HeldChild {
-                pid: pid as u32,
-                go: fds[1],
-                exited: Default::default(),
-            })
-        }
+        let held = process::spawn_held(&path, &argv).map_err(|e| fail(e.to_string()))?;
+        Ok(HeldChild {
+            pid: held.pid as u32,
+            go: held.go,
+            exited: Default::default(),
+        })
     }
 
     fn released(&self) -> bool {
@@ -502,20 +453,11 @@ impl HeldChild {
         let pid = self.pid as i32;
         let exited = self.exited.clone();
         std::thread::spawn(move || {
-            let mut status = 0;
-            // SAFETY: waiting for our own child.
-            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
-                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-            {
-            }
+            process::wait(pid);
             exited.store(true, std::sync::atomic::Ordering::SeqCst);
             runtime::request_stop();
         });
-        // SAFETY: writing one byte to, then closing, our end of the pipe.
-        unsafe {
-            libc::write(self.go, [1u8].as_ptr().cast(), 1);
-            libc::close(self.go);
-        }
+        process::release(self.go);
         self.go = -1;
     }
 }
@@ -525,17 +467,14 @@ impl Drop for HeldChild {
         let pid = self.pid as i32;
         if self.go >= 0 {
             // Never released: closing the pipe makes it exit without running the command.
-            // SAFETY: our descriptor; reaping our own child.
-            unsafe {
-                libc::close(self.go);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
+            process::cancel(self.go);
+            process::wait(pid);
             return;
         }
         let exited = &self.exited;
         if !exited.load(std::sync::atomic::Ordering::SeqCst) {
-            // SAFETY: signalling our own child (the waiter thread reaps it).
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+            // Our own child (the waiter thread reaps it).
+            signal::kill(pid, libc::SIGTERM);
             for _ in 0..200 {
                 if exited.load(std::sync::atomic::Ordering::SeqCst) {
                     break;
@@ -544,12 +483,6 @@ impl Drop for HeldChild {
             }
         }
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }
 
 /// Split `-c`'s command as bpftrace 0.17 does: on single spaces, no quoting (two spaces

@@ -54,6 +54,22 @@ fn malformed_scripts_give_located_errors() {
     }
 }
 
+/// `$container_pid` is replaced by a number before the front end reads the script; the
+/// errors after it on its line still point at the column the user wrote.
+#[test]
+fn errors_after_container_pid_keep_their_column() {
+    let src = "BEGIN { @x = $container_pid; nosuchfunc(1); }";
+    let col = src.find("nosuchfunc").unwrap() + 1;
+    let (code, err) = check(src);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with(&format!("stdin:1:{col}: error: ")),
+        "expected column {col}: {err}"
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines[2].find('^'), lines[1].find("nosuchfunc"), "{err}");
+}
+
 #[test]
 fn unknown_tracepoint_suggests_names() {
     if !common::require_bpf() {

@@ -6,28 +6,36 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::*;
 
 const COUNT: &str =
     "BEGIN { printf(\"ready\\n\"); } tracepoint:syscalls:sys_enter_getppid { @ = count(); }";
 
+/// Layouts made so far by this process: each test's gets its own names, since tests run
+/// in parallel and one's cleanup must not remove another's directories.
+static LAYOUTS: AtomicU64 = AtomicU64::new(0);
+
 struct Layout {
     dirs: Vec<PathBuf>,
     uid: String,
     other_uid: String,
+    /// Makes this layout's pod UIDs and container IDs unique.
+    tag: u64,
 }
 
 impl Layout {
     /// `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice/cri-containerd-<id>.scope`
     fn new() -> Layout {
-        let n = std::process::id();
+        let n = u64::from(std::process::id()) * 1000 + LAYOUTS.fetch_add(1, Ordering::SeqCst);
         let uid = format!("1b4e28ba-2fa1-11d2-883f-{n:012}");
         let other_uid = format!("6fa459ea-ee8a-3ca4-894e-{n:012}");
         let mut l = Layout {
             dirs: Vec::new(),
             uid,
             other_uid,
+            tag: n,
         };
         for (uid, ids) in [
             (l.uid.clone(), vec!["aaaa1111", "bbbb2222"]),
@@ -52,7 +60,7 @@ impl Layout {
     fn container_dir(&mut self, uid: &str, id: &str) -> PathBuf {
         let dir = self
             .pod_dir(uid)
-            .join(format!("cri-containerd-{id}{}.scope", std::process::id()));
+            .join(format!("cri-containerd-{id}{}.scope", self.tag));
         if !dir.exists() {
             std::fs::create_dir_all(&dir).unwrap();
             self.dirs.push(dir.clone());
@@ -60,15 +68,15 @@ impl Layout {
         dir
     }
 
-    fn container_id(id: &str) -> String {
-        format!("containerd://{id}{}", std::process::id())
+    fn container_id(&self, id: &str) -> String {
+        format!("containerd://{id}{}", self.tag)
     }
 
     /// Run `n` getppid calls inside a container's cgroup.
     fn workload(&self, uid: &str, id: &str, n: usize) {
         let dir = self
             .pod_dir(uid)
-            .join(format!("cri-containerd-{id}{}.scope", std::process::id()));
+            .join(format!("cri-containerd-{id}{}.scope", self.tag));
         let cmd = format!(
             "echo $$ > {}/cgroup.procs && exec /usr/bin/python3 -c 'import os\nfor _ in range({n}): os.getppid()'",
             dir.display()
@@ -95,7 +103,7 @@ fn pod_and_container_scopes_count_exactly_their_events() {
     }
     let l = Layout::new();
     let pod = Trace::start(&["--pod-uid", &l.uid, "-e", COUNT]);
-    let a = Layout::container_id("aaaa1111");
+    let a = l.container_id("aaaa1111");
     let container = Trace::start(&["--pod-uid", &l.uid, "--container-id", &a, "-e", COUNT]);
     l.workload(&l.uid, "aaaa1111", 300);
     l.workload(&l.uid, "bbbb2222", 40);
@@ -149,7 +157,7 @@ fn container_pid_is_the_containers_main_process() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let id = Layout::container_id("dddd4444");
+    let id = l.container_id("dddd4444");
     let out = Command::new(runner())
         .args([
             "run",

@@ -3,7 +3,8 @@
 //! (exit(), a signal or the deadline), runs END and prints the maps.
 
 mod actions;
-pub mod bpf_sys;
+/// The map and test-run commands, under their old name (`stacks.rs` uses it).
+pub(crate) use crate::sys::bpf as bpf_sys;
 pub mod elf_check;
 #[cfg(test)]
 mod elf_check_fuzz;
@@ -31,6 +32,7 @@ use crate::abi::{Attach, Compiled, EventKind, PrintfAction};
 use crate::compile::object_file;
 use crate::output::{self, Val};
 use crate::sink::Sink;
+use crate::sys::signal;
 
 /// How often the event loop looks at the ring buffer while events flow, and at most
 /// how long it sleeps while none do.
@@ -75,34 +77,18 @@ pub fn stop_requested() -> bool {
 /// SA_RESTART: reads and writes interrupted by the signal are restarted; `poll` in the
 /// event loop is not (it returns early, and the loop sees the flag).
 pub fn install_signal_handlers() {
-    // SAFETY: the handler only stores to atomics, which is async-signal-safe; the sigset
-    // is initialised by sigemptyset before use.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as *const () as usize;
-        sa.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
-        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-    }
+    // The handler only stores to atomics, which is async-signal-safe.
+    signal::install(on_signal, &[libc::SIGINT, libc::SIGTERM]);
 }
 
 /// For the subcommands that load nothing (check, build, list): give SIGINT and SIGTERM
 /// their default action back, and if one already came, act on it now.
 pub fn release_signal_handlers() {
-    // SAFETY: restoring the default disposition; raise() on a valid signal number.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-        libc::signal(libc::SIGTERM, libc::SIG_DFL);
-        let sig = STOP_SIGNAL.load(Ordering::SeqCst);
-        if sig != 0 {
-            libc::raise(sig);
-        }
+    signal::set_default(libc::SIGINT);
+    signal::set_default(libc::SIGTERM);
+    let sig = STOP_SIGNAL.load(Ordering::SeqCst);
+    if sig != 0 {
+        signal::raise(sig);
     }
 }
 
@@ -397,7 +383,7 @@ impl Session {
             .btf(None)
             .load(&elf)
             .map_err(|e| {
-                if crate::bpf_info::ringbuf_ok() {
+                if crate::sys::bpf::ringbuf_ok() {
                     LoadError(format!("cannot create BPF maps: {}", error_chain(&e)))
                 } else {
                     LoadError(no_ringbuf_message(&kernel_release()))
@@ -844,13 +830,7 @@ pub fn event_loop(
             }
             timeout = timeout.min(d - elapsed);
         }
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, timeout.as_millis().max(1) as i32) };
+        crate::sys::poll_readable(&[fd], timeout);
     }
 }
 
@@ -1005,6 +985,6 @@ mod ringbuf_tests {
             eprintln!("skipped: not root");
             return;
         }
-        assert!(crate::bpf_info::ringbuf_ok());
+        assert!(crate::sys::bpf::ringbuf_ok());
     }
 }

@@ -44,7 +44,7 @@ use super::bpf_sys;
 use super::elf_check;
 use super::error_chain;
 use super::object_btf::{self, ObjectBtf, Value};
-use crate::persist;
+use crate::run_record::{RecordSpec, RunOutput};
 use crate::scope::Cgroup;
 use crate::sink::{Format, Sink};
 
@@ -416,59 +416,21 @@ pub(super) fn inspect(bytes: &[u8], name: &str) -> Result<ElfInfo, String> {
 
 /// Run a compiled object until a signal or the deadline, then print its maps.
 pub fn run_object(run: ObjectRun) -> Result<(), ObjectError> {
-    let started = run.started;
-    let run_dir = match (run.output_dir, run.trace_id) {
-        (Some(dir), Some(id)) => Some(persist::RunDir::create(dir, id, started).map_err(|e| {
-            ObjectError(
-                format!(
-                    "error: cannot create the output directory under {}: {e}",
-                    dir.display()
-                ),
-                1,
-            )
-        })?),
-        _ => None,
-    };
-    let node = std::env::var("NODE_NAME").unwrap_or_else(|_| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    });
-    let target = run
-        .target
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("node/{node}"));
-    // meta.json hashes the program: here the object's bytes (lossily as text).
-    let mut meta = persist::RunMeta::new(run.trace_id.unwrap_or(""), &target, &node, "", started);
-    meta.script_sha256 = persist::sha256_hex(&run.bytes);
-    let file =
-        match &run_dir {
-            Some(dir) => {
-                let _ = dir.write_meta(&meta);
-                Some(dir.output_file().map_err(|e| {
-                    ObjectError(format!("error: cannot open the output file: {e}"), 1)
-                })?)
-            }
-            None => None,
-        };
-    let mut sink = Sink::new(run.format, file);
-    let result = trace_object(&run, &mut sink);
-    if let Some(dir) = &run_dir {
-        let outcome = result
-            .as_ref()
-            .map(|lost| *lost)
-            .map_err(|ObjectError(msg, code)| (msg.as_str(), *code));
-        dir.record_end(&mut meta, outcome, sink.file_error.as_ref());
-        // The exit status agrees with meta.json: a copy cut short fails the run (as for scripts).
-        return persist::run_outcome(
-            result.map_err(|ObjectError(msg, code)| (msg, code)),
-            sink.file_error.as_ref(),
-            dir.path(),
-        )
-        .map(|_| ())
-        .map_err(|(msg, code)| ObjectError(msg, code));
-    }
-    result.map(|_| ())
+    let mut output = RunOutput::open(
+        run.format,
+        RecordSpec {
+            persist: run.output_dir.zip(run.trace_id),
+            target: run.target,
+            // meta.json digests the program: here the object's bytes.
+            program: &run.bytes,
+            started: run.started,
+        },
+    )
+    .map_err(|(msg, code)| ObjectError(msg, code))?;
+    let result = trace_object(&run, &mut output.sink);
+    output
+        .finish(result.map_err(|ObjectError(msg, code)| (msg, code)))
+        .map_err(|(msg, code)| ObjectError(msg, code))
 }
 
 /// Where each event record comes from.
@@ -918,17 +880,7 @@ fn poll(source: &EventSource, timeout: Duration) {
         EventSource::Perf(bufs) => bufs.iter().map(|b| b.as_raw_fd()).collect(),
         EventSource::None => Vec::new(),
     };
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let ms = timeout.as_millis().max(1) as i32;
-    // SAFETY: a valid array of pollfds (or none, which just sleeps).
-    unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    crate::sys::poll_readable(&fds, timeout);
 }
 
 /// A map as read at exit.
