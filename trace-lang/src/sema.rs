@@ -605,6 +605,17 @@ fn agg_value(name: &str) -> Option<MapValue> {
     })
 }
 
+/// `t` with every pointer level in user memory.
+fn user_pointer(t: Type) -> Type {
+    match t {
+        Type::Ptr { to, .. } => Type::Ptr {
+            to: Box::new(user_pointer(*to)),
+            user: true,
+        },
+        t => t,
+    }
+}
+
 /// A one-byte integer (an element of `u8 addr[16]`).
 fn is_byte(t: &Type) -> bool {
     matches!(t, Type::Int { bytes: 1, .. })
@@ -1493,7 +1504,17 @@ impl Analyser<'_> {
                     }
                     return Type::None;
                 }
-                target
+                // In uprobes an address is the process's (bpftrace's user address
+                // space), as is one already known to be user memory.
+                let user_probe = cx
+                    .first_not_in(&[ProbeKind::Uprobe, ProbeKind::Uretprobe])
+                    .is_none();
+                let from_user = matches!(t, Type::Ptr { user: true, .. });
+                if user_probe || from_user {
+                    user_pointer(target)
+                } else {
+                    target
+                }
             }
             ExprKind::Tuple(items) => {
                 let mut ts = Vec::new();

@@ -290,3 +290,30 @@ fn a_kprobe_on_a_missing_function_is_skipped() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("zzzzz_no_such_fn"));
 }
+
+#[test]
+fn sigusr1_prints_every_map_and_the_run_goes_on() {
+    use std::io::{BufRead, BufReader, Read};
+    if !require_bpf() {
+        return;
+    }
+    // Before, SIGUSR1 killed the runner (its default action).
+    let mut child = Command::new(runner())
+        .args([
+            "run",
+            "-e",
+            "BEGIN { @scalar = 5; @b[1] = 2; } interval:s:2 { exit(); }",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(first, "Attaching 2 probes...\n");
+    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(rest, "@b[1]: 2\n@scalar: 5\n\n\n@b[1]: 2\n@scalar: 5\n");
+}

@@ -44,6 +44,13 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// The signal that set [`STOP`] (0: none yet).
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
+/// Set by SIGUSR1: print every map now, as bpftrace does, and keep running.
+static PRINT_MAPS: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_usr1(_: libc::c_int) {
+    PRINT_MAPS.store(true, Ordering::SeqCst);
+}
+
 extern "C" fn on_signal(sig: libc::c_int) {
     STOP_SIGNAL.store(sig, Ordering::SeqCst);
     STOP.store(true, Ordering::SeqCst);
@@ -82,6 +89,8 @@ pub fn install_signal_handlers() {
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
         libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+        sa.sa_sigaction = on_usr1 as *const () as usize;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
@@ -97,6 +106,7 @@ pub fn release_signal_handlers() {
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_DFL);
         libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::signal(libc::SIGUSR1, libc::SIG_DFL);
         let sig = STOP_SIGNAL.load(Ordering::SeqCst);
         if sig != 0 {
             libc::raise(sig);
@@ -686,6 +696,17 @@ pub fn event_loop(
         }
         if STOP.load(Ordering::SeqCst) {
             return Ok(StopReason::Signal);
+        }
+        if PRINT_MAPS.swap(false, Ordering::SeqCst) {
+            // As at exit, without the two empty lines first.
+            let mut dumps: Vec<_> = (0..session.compiled.user_maps.len())
+                .filter_map(|i| maps::read_map(session, i))
+                .collect();
+            dumps.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+            for dump in &dumps {
+                sink.map(dump, 0, 0);
+            }
+            sink.flush();
         }
         if first {
             first = false;
