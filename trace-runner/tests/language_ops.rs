@@ -39,6 +39,9 @@ fn increment_and_decrement_expressions() {
         out,
         "Attaching 1 probe...\n10 12 12 10\n7 12\n\n\n@sum: 45\n@x: 10\n"
     );
+    // The value is evaluated before the key, as bpftrace does.
+    let out = run("BEGIN { $i = 1; @m[$i++] = $i; exit(); }", &[]);
+    assert_eq!(out, "Attaching 1 probe...\n\n\n@m[1]: 1\n");
 }
 
 #[test]

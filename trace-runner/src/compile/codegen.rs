@@ -1192,10 +1192,11 @@ impl ProgGen<'_> {
         };
         match &info.value {
             MapValue::Value(ty) => {
-                let key = self.build_key(map, None)?;
+                // The value before the key, as bpftrace: `@m[$i++] = $i` stores the old $i.
                 let val = self.alloc(ty.size(), value.span)?;
                 self.zero(val, ty.size());
                 self.gen_into_sized(value, val, ty)?;
+                let key = self.build_key(map, None)?;
                 self.map_update(info.kernel_map, key, val, 0);
                 Ok(())
             }
