@@ -605,6 +605,14 @@ fn agg_value(name: &str) -> Option<MapValue> {
     })
 }
 
+/// The bytes of `pton("addr")`: 4 for an IPv4 address, 16 for IPv6, in network order.
+pub fn pton_bytes(text: &str) -> Option<Vec<u8>> {
+    match text.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(a) => Some(a.octets().to_vec()),
+        std::net::IpAddr::V6(a) => Some(a.octets().to_vec()),
+    }
+}
+
 /// `t` with every pointer level in user memory.
 fn user_pointer(t: Type) -> Type {
     match t {
@@ -669,7 +677,6 @@ fn is_unsupported_fn(name: &str) -> bool {
             | "printf_"
             | "offsetof"
             | "len"
-            | "pton"
             | "percpu_kaddr"
             | "errorf"
     )
@@ -2414,6 +2421,27 @@ impl Analyser<'_> {
                     int_arg(self, 0);
                 }
                 Type::CgroupPath
+            }
+            "pton" => {
+                if !self.nargs(&name, n, 1, 1, span) || !str_literal_arg(self, 0) {
+                    return Type::None;
+                }
+                match pton_bytes(literal_str(&args[0]).unwrap_or_default()) {
+                    Some(bytes) => Type::Array {
+                        elem: Box::new(Type::Int {
+                            bytes: 1,
+                            signed: false,
+                        }),
+                        len: bytes.len() as u32,
+                    },
+                    None => {
+                        self.error(
+                            args[0].span,
+                            "pton() expects an IPv4 or IPv6 address, e.g. \"127.0.0.1\" or \"::1\"",
+                        );
+                        Type::None
+                    }
+                }
             }
             "strerror" => {
                 if self.nargs(&name, n, 1, 1, span) && value_args_ok(self) {

@@ -91,3 +91,36 @@ fn reg_needs_a_kprobe_or_uprobe() {
         "reg can only be used with kprobes and uprobes (BEGIN used here)"
     );
 }
+
+#[test]
+fn pton_gives_the_address_bytes() {
+    let byte = Type::Int {
+        bytes: 1,
+        signed: false,
+    };
+    let v = first_value(r#"BEGIN { $v = pton("127.0.0.1"); }"#);
+    assert_eq!(
+        v.ty,
+        Type::Array {
+            elem: Box::new(byte.clone()),
+            len: 4
+        }
+    );
+    let v = first_value(r#"BEGIN { $v = pton("fe80::1"); }"#);
+    assert_eq!(
+        v.ty,
+        Type::Array {
+            elem: Box::new(byte),
+            len: 16
+        }
+    );
+    assert_eq!(
+        trace_lang::sema::pton_bytes("10.1.2.3"),
+        Some(vec![10, 1, 2, 3])
+    );
+    let e = trace_lang::check(r#"BEGIN { $v = pton("1.2.3"); }"#, &NoEnv).unwrap_err();
+    assert_eq!(
+        e.message,
+        "pton() expects an IPv4 or IPv6 address, e.g. \"127.0.0.1\" or \"::1\""
+    );
+}

@@ -320,3 +320,19 @@ fn sigusr1_prints_every_map_and_the_run_goes_on() {
     assert!(child.wait().unwrap().success());
     assert_eq!(rest, "@b[1]: 2\n@scalar: 5\n\n\n@b[1]: 2\n@scalar: 5\n");
 }
+
+#[test]
+fn pton_addresses_print_through_ntop() {
+    if !require_bpf() {
+        return;
+    }
+    // Before: "pton() is not supported yet".
+    let out = run(
+        r#"BEGIN { $b = pton("10.1.2.3"); printf("%s %s %s\n", ntop(2, pton("127.0.0.1")), ntop(10, pton("fe80::1:2")), ntop($b)); exit(); }"#,
+        &[],
+    );
+    assert_eq!(
+        out,
+        "Attaching 1 probe...\n127.0.0.1 fe80::1:2 10.1.2.3\n\n\n"
+    );
+}

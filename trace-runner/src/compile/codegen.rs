@@ -1831,6 +1831,36 @@ impl ProgGen<'_> {
                 self.gen_memory_into(e, off)
             }
             // The value kinds user space decodes in `values` (stacks, addresses, ...).
+            (Type::Array { .. }, ExprKind::Var(name)) => {
+                let (from, _) = self.vars.get(name).cloned().ok_or_else(|| {
+                    err(e.span, format!("Undefined or undeclared variable: ${name}"))
+                })?;
+                self.copy_stack(from, off, e.ty.size());
+                Ok(())
+            }
+            (Type::Array { .. }, ExprKind::Call { name, args }) if name == "pton" => {
+                let text = match args.first().map(|a| &a.kind) {
+                    Some(ExprKind::Str(s)) => s.as_str(),
+                    _ => "",
+                };
+                let bytes = trace_lang::sema::pton_bytes(text)
+                    .ok_or_else(|| err(e.span, "pton() expects an IP address literal"))?;
+                let mut padded = bytes.clone();
+                padded.resize(round8(bytes.len()), 0);
+                let size = e.ty.size();
+                for (i, chunk) in padded.chunks(8).enumerate() {
+                    let v = i64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+                    let at = off + 8 * i as i16;
+                    if 8 * i + 8 <= size {
+                        self.asm.load_const(R1, v);
+                        self.asm.store(Size::DW, FP, at, R1);
+                    } else {
+                        // The tail of a 4-byte address: a word store.
+                        self.asm.store_imm(Size::W, FP, at, v as i32);
+                    }
+                }
+                Ok(())
+            }
             (t, _) if crate::values::handles(t) => self.gen_value_into(e, off),
             (Type::Str(_), _) | (Type::Tuple(_), _) => {
                 Err(err(e.span, "this string expression is not supported yet"))
