@@ -363,8 +363,13 @@ fn trace(
             s.update_pid_set(&added, &removed);
         }
     };
-    runtime::event_loop(&mut session, sink, args.deadline, &mut tick).map_err(fail)?;
+    let reason = runtime::event_loop(&mut session, sink, args.deadline, &mut tick).map_err(fail)?;
     session.detach_all();
+    if reason == runtime::StopReason::Exit {
+        // As bpftrace: what the probes sent after exit() is not printed (a 1 ms interval
+        // that calls exit() prints once), END's output is.
+        runtime::discard_pending(&mut session);
+    }
     // The run ended first (exit(), a signal, the deadline): the command is stopped.
     drop(attached.child.take());
     session.run_end().map_err(fail)?;

@@ -85,7 +85,7 @@ fn positional_parameters_in_attach_points() {
     }
     let out = run(
         r#"BEG$1 { printf("begin\n"); } interval:ms:$2 { printf("tick\n"); exit(); }"#,
-        &["IN", "200"],
+        &["IN", "1"],
     );
     assert_eq!(out, "Attaching 2 probes...\nbegin\ntick\n\n\n");
 }
@@ -335,4 +335,20 @@ fn pton_addresses_print_through_ntop() {
         out,
         "Attaching 1 probe...\n127.0.0.1 fe80::1:2 10.1.2.3\n\n\n"
     );
+}
+
+#[test]
+fn nothing_sent_after_exit_is_printed_but_end_is() {
+    if !require_bpf() {
+        return;
+    }
+    // A 100 µs interval fires several times before user space sees exit(): bpftrace
+    // prints one tick (and END); before, every queued tick came out.
+    for _ in 0..3 {
+        let out = run(
+            r#"interval:us:100 { printf("tick\n"); exit(); } END { printf("end\n"); }"#,
+            &[],
+        );
+        assert_eq!(out, "Attaching 2 probes...\ntick\nend\n\n\n");
+    }
 }

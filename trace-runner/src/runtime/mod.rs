@@ -739,6 +739,11 @@ pub fn event_loop(
     }
 }
 
+/// Drop the events queued so far without handling them (those sent after exit()).
+pub fn discard_pending(session: &mut Session) {
+    while session.ring.next().is_some() {}
+}
+
 /// Handle every event left once the probes are detached (END's output included).
 pub fn drain_remaining(session: &mut Session, sink: &mut Sink) {
     drain_events(session, sink, false);
