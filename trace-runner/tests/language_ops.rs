@@ -352,3 +352,17 @@ fn nothing_sent_after_exit_is_printed_but_end_is() {
         assert_eq!(out, "Attaching 2 probes...\ntick\nend\n\n\n");
     }
 }
+
+#[test]
+fn begin_runs_before_the_other_probes_are_attached() {
+    if !require_bpf() {
+        return;
+    }
+    // bpftrace 0.17 runs BEGIN first: an interval's first firing is a full period after
+    // BEGIN. Before, BEGIN ran after the attach and the interval came a little early.
+    let out = run(
+        r#"BEGIN { @start = nsecs; } interval:ms:200 { printf("%d\n", nsecs - @start >= 200000000); clear(@start); exit(); }"#,
+        &[],
+    );
+    assert_eq!(out, "Attaching 2 probes...\n1\n\n\n");
+}
