@@ -79,6 +79,11 @@ pub trait ProbeEnv {
     fn kfunc_signature(&self, _func: &str) -> Option<FuncSignature> {
         None
     }
+    /// The address and size of a symbol of a uprobe's binary (`uaddr("GLOBAL")`);
+    /// `None` if unknown.
+    fn user_symbol(&self, _file: &str, _symbol: &str) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// A member of a kernel struct or union.
@@ -1270,6 +1275,33 @@ impl Analyser<'_> {
                 e.kind = ExprKind::Int(i64::from(found));
                 Type::I64
             }
+            ExprKind::Call { name, args }
+                if name == "uaddr" && args.len() == 1 && literal_str(&args[0]).is_some() =>
+            {
+                // The symbol's address in the probed binary, as a pointer to an integer
+                // as wide as the symbol (bpftrace's typing): `(uint32 *)0x404018`.
+                let symbol = literal_str(&args[0]).unwrap_or_default().to_string();
+                let file = cx.attach.first().and_then(|a| a.parts.first()).cloned();
+                let found = file.and_then(|f| self.env.user_symbol(&f, &symbol));
+                match found {
+                    Some((addr, size))
+                        if cx
+                            .first_not_in(&[ProbeKind::Uprobe, ProbeKind::Uretprobe])
+                            .is_none() =>
+                    {
+                        let bits = match size {
+                            1 | 2 | 4 | 8 => size * 8,
+                            _ => 64,
+                        };
+                        e.kind = ExprKind::Cast {
+                            ty: format!("uint{bits} *"),
+                            expr: Box::new(Expr::new(ExprKind::Int(addr as i64), span)),
+                        };
+                        self.expr_inner(e, cx)
+                    }
+                    _ => self.call(e, cx),
+                }
+            }
             ExprKind::Call { .. } => self.call(e, cx),
             ExprKind::Unary { op, expr } => {
                 let op = *op;
@@ -2271,8 +2303,7 @@ impl Analyser<'_> {
                 Type::I64
             }
             "uaddr" => {
-                if self.nargs(&name, n, 1, 1, span) {
-                    str_literal_arg(self, 0);
+                if self.nargs(&name, n, 1, 1, span) && str_literal_arg(self, 0) {
                     if let Some(k) = cx.first_not_in(&[ProbeKind::Uprobe, ProbeKind::Uretprobe]) {
                         self.error(
                             span,

@@ -221,6 +221,10 @@ impl ProbeEnv for Tracefs {
     fn kfunc_signature(&self, func: &str) -> Option<FuncSignature> {
         crate::btf::kernel()?.func_signature(func)
     }
+    fn user_symbol(&self, file: &str, symbol: &str) -> Option<(u64, u64)> {
+        let path = crate::uprobes::resolve_target(file)?;
+        crate::uprobes::fixed_symbol_address(&path, symbol)
+    }
 }
 
 /// The warning for a kprobe attach point skipped (a wildcard matching no traceable

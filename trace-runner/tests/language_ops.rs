@@ -367,3 +367,56 @@ fn begin_runs_before_the_other_probes_are_attached() {
     // (the cleared @start prints as an empty line, as in bpftrace)
     assert_eq!(out, "Attaching 2 probes...\n1\n\n\n\n");
 }
+
+/// A non-PIE executable with globals and a function to probe, built with `cc`.
+fn globals_program() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("kt-lang-globals-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("globals.c");
+    std::fs::write(
+        &src,
+        "int GLOBAL_A = 0x55555555;\nint GLOBAL_B = 0x88888888;\nchar GLOBAL_D = 8;\n\
+         __attribute__((noinline)) int probed(int x) { return x + GLOBAL_B; }\n\
+         int main(void) { return probed(1) == 0; }\n",
+    )
+    .unwrap();
+    let bin = dir.join("globals");
+    let out = Command::new("cc")
+        .args(["-O0", "-no-pie", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("run cc (needed to build the probed program)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+#[test]
+fn uaddr_reads_a_global_of_the_probed_executable() {
+    if !require_bpf() {
+        return;
+    }
+    // Before: "this expression is not supported yet". The pointer is as wide as the
+    // symbol, so *uaddr("GLOBAL_A") reads 4 bytes, not GLOBAL_B's too.
+    let bin = globals_program();
+    let script = format!(
+        r#"uprobe:{}:probed {{ printf("0x%lx %d\n", *uaddr("GLOBAL_A"), *uaddr("GLOBAL_D")); exit(); }}"#,
+        bin.display()
+    );
+    let out = Command::new(runner())
+        .args(["bpftrace", "-e", &script, "-c"])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Attaching 1 probe...\n0x55555555 8\n\n\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -2231,7 +2231,14 @@ impl ProgGen<'_> {
                     .ok_or_else(|| err(e.span, format!("'{reg}' is not a register on x86-64")))?;
                 self.asm.load(Size::DW, R0, R6, off);
             }
-            "ksym" | "usym" | "uaddr" | "uptr" | "kptr" => {
+            "uaddr" => {
+                // Resolved by the front end when the symbol is found (see sema).
+                return Err(err(
+                    e.span,
+                    "uaddr(): no such symbol in the probed executable, or it is position-independent (a PIE or library, whose addresses are only known at run time)",
+                ));
+            }
+            "ksym" | "usym" | "uptr" | "kptr" => {
                 let arg = args
                     .first()
                     .ok_or_else(|| err(e.span, format!("{name}() needs an argument")))?;
