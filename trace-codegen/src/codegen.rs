@@ -1082,10 +1082,11 @@ impl ProgGen<'_> {
         };
         match &info.value {
             MapValue::Value(ty) => {
-                let key = self.build_key(map, None)?;
+                // The value before the key, as bpftrace: `@m[$i++] = $i` stores the old $i.
                 let val = self.alloc(ty.size(), value.span)?;
                 self.zero(val, ty.size());
                 self.gen_into_sized(value, val, ty)?;
+                let key = self.build_key(map, None)?;
                 self.map_update(info.kernel_map, key, val, 0);
                 Ok(())
             }
@@ -1755,6 +1756,29 @@ impl ProgGen<'_> {
                 self.gen_memory_into(e, off)
             }
             // The value kinds user space decodes in `values` (stacks, addresses, ...).
+            (Type::Array { .. }, ExprKind::Call { name, args }) if name == "pton" => {
+                let text = match args.first().map(|a| &a.kind) {
+                    Some(ExprKind::Str(s)) => s.as_str(),
+                    _ => "",
+                };
+                let bytes = trace_lang::sema::pton_bytes(text)
+                    .ok_or_else(|| err(e.span, "pton() expects an IP address literal"))?;
+                let mut padded = bytes.clone();
+                padded.resize(round8(bytes.len()), 0);
+                let size = e.ty.size();
+                for (i, chunk) in padded.chunks(8).enumerate() {
+                    let v = i64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+                    let at = off + 8 * i as i16;
+                    if 8 * i + 8 <= size {
+                        self.asm.load_const(R1, v);
+                        self.asm.store(Size::DW, FP, at, R1);
+                    } else {
+                        // The tail of a 4-byte address: a word store.
+                        self.asm.store_imm(Size::W, FP, at, v as i32);
+                    }
+                }
+                Ok(())
+            }
             (t, _) if crate::abi::finished_in_user_space(t) => self.gen_value_into(e, off),
             (Type::Str(_), _) | (Type::Tuple(_), _) => {
                 Err(err(e.span, "this string expression is not supported yet"))
@@ -2253,7 +2277,14 @@ impl ProgGen<'_> {
                     .ok_or_else(|| err(e.span, format!("'{reg}' is not a register on x86-64")))?;
                 self.asm.load(Size::DW, R0, R6, off);
             }
-            "ksym" | "usym" | "uaddr" | "uptr" | "kptr" => {
+            "uaddr" => {
+                // Resolved by the front end when the symbol is found (see sema).
+                return Err(err(
+                    e.span,
+                    "uaddr(): no such symbol in the probed executable, or it is position-independent (a PIE or library, whose addresses are only known at run time)",
+                ));
+            }
+            "ksym" | "usym" | "uptr" | "kptr" => {
                 let arg = args
                     .first()
                     .ok_or_else(|| err(e.span, format!("{name}() needs an argument")))?;

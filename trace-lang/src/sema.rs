@@ -107,6 +107,11 @@ pub trait ProbeEnv {
     ) -> Option<Vec<(String, String)>> {
         None
     }
+    /// The address and size of a symbol of a uprobe's binary (`uaddr("GLOBAL")`);
+    /// `None` if unknown.
+    fn user_symbol(&self, _file: &str, _symbol: &str) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// A member of a kernel struct or union.
@@ -792,6 +797,25 @@ fn agg_value(name: &str) -> Option<MapValue> {
     })
 }
 
+/// The bytes of `pton("addr")`: 4 for an IPv4 address, 16 for IPv6, in network order.
+pub fn pton_bytes(text: &str) -> Option<Vec<u8>> {
+    match text.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(a) => Some(a.octets().to_vec()),
+        std::net::IpAddr::V6(a) => Some(a.octets().to_vec()),
+    }
+}
+
+/// `t` with every pointer level in user memory.
+fn user_pointer(t: Type) -> Type {
+    match t {
+        Type::Ptr { to, .. } => Type::Ptr {
+            to: Box::new(user_pointer(*to)),
+            user: true,
+        },
+        t => t,
+    }
+}
+
 /// A one-byte integer (an element of `u8 addr[16]`).
 fn is_byte(t: &Type) -> bool {
     matches!(t, Type::Int { bytes: 1, .. })
@@ -845,7 +869,6 @@ fn is_unsupported_fn(name: &str) -> bool {
             | "printf_"
             | "offsetof"
             | "len"
-            | "pton"
             | "percpu_kaddr"
             | "errorf"
     )
@@ -1476,6 +1499,33 @@ impl Analyser<'_> {
                 e.kind = ExprKind::Int(i64::from(found));
                 Type::I64
             }
+            ExprKind::Call { name, args }
+                if name == "uaddr" && args.len() == 1 && literal_str(&args[0]).is_some() =>
+            {
+                // The symbol's address in the probed binary, as a pointer to an integer
+                // as wide as the symbol (bpftrace's typing): `(uint32 *)0x404018`.
+                let symbol = literal_str(&args[0]).unwrap_or_default().to_string();
+                let file = cx.attach.first().and_then(|a| a.parts.first()).cloned();
+                let found = file.and_then(|f| self.env.user_symbol(&f, &symbol));
+                match found {
+                    Some((addr, size))
+                        if cx
+                            .first_not_in(&[ProbeKind::Uprobe, ProbeKind::Uretprobe])
+                            .is_none() =>
+                    {
+                        let bits = match size {
+                            1 | 2 | 4 | 8 => size * 8,
+                            _ => 64,
+                        };
+                        e.kind = ExprKind::Cast {
+                            ty: format!("uint{bits} *"),
+                            expr: Box::new(Expr::new(ExprKind::Int(addr as i64), span)),
+                        };
+                        self.expr_inner(e, cx)
+                    }
+                    _ => self.call(e, cx),
+                }
+            }
             ExprKind::Call { .. } => self.call(e, cx),
             ExprKind::Unary { op, expr } => {
                 let op = *op;
@@ -1736,7 +1786,17 @@ impl Analyser<'_> {
                     }
                     return Type::None;
                 }
-                target
+                // In uprobes an address is the process's (bpftrace's user address
+                // space), as is one already known to be user memory.
+                let user_probe = cx
+                    .first_not_in(&[ProbeKind::Uprobe, ProbeKind::Uretprobe])
+                    .is_none();
+                let from_user = matches!(t, Type::Ptr { user: true, .. });
+                if user_probe || from_user {
+                    user_pointer(target)
+                } else {
+                    target
+                }
             }
             ExprKind::Tuple(items) => {
                 let mut ts = Vec::new();
@@ -2561,8 +2621,7 @@ impl Analyser<'_> {
                 Type::I64
             }
             "uaddr" => {
-                if self.nargs(&name, n, 1, 1, span) {
-                    str_literal_arg(self, 0);
+                if self.nargs(&name, n, 1, 1, span) && str_literal_arg(self, 0) {
                     if let Some(k) = cx.first_not_in(&[ProbeKind::Uprobe, ProbeKind::Uretprobe]) {
                         self.error(
                             span,
@@ -2712,6 +2771,27 @@ impl Analyser<'_> {
                     int_arg(self, 0);
                 }
                 Type::CgroupPath
+            }
+            "pton" => {
+                if !self.nargs(&name, n, 1, 1, span) || !str_literal_arg(self, 0) {
+                    return Type::None;
+                }
+                match pton_bytes(literal_str(&args[0]).unwrap_or_default()) {
+                    Some(bytes) => Type::Array {
+                        elem: Box::new(Type::Int {
+                            bytes: 1,
+                            signed: false,
+                        }),
+                        len: bytes.len() as u32,
+                    },
+                    None => {
+                        self.error(
+                            args[0].span,
+                            "pton() expects an IPv4 or IPv6 address, e.g. \"127.0.0.1\" or \"::1\"",
+                        );
+                        Type::None
+                    }
+                }
             }
             "strerror" => {
                 if self.nargs(&name, n, 1, 1, span) && value_args_ok(self) {

@@ -310,6 +310,10 @@ fn trace(
     if !args.quiet {
         sink.attached(session.probe_count());
     }
+    // BEGIN runs before the other probes are attached, as in bpftrace 0.17: an interval
+    // of 1 s then sees at least 1 s since BEGIN (`BEGIN { @t = nsecs }`). Its output is
+    // printed by the event loop, so after every probe is attached.
+    session.run_begin().map_err(fail)?;
     match session.attach(scope.cgroups.first().map(|c| c.path.as_path())) {
         Ok(()) => {}
         Err(_) if stopped() => return Ok(0),
@@ -320,9 +324,8 @@ fn trace(
         sink.flush();
         eprintln!("__BPFTRACE_NOTIFY_PROBES_ATTACHED");
     }
-    // From here on a stop is handled as at any later moment: BEGIN runs, the event
-    // loop returns at once, END runs and the maps print.
-    session.run_begin().map_err(fail)?;
+    // From here on a stop is handled as at any later moment: the event loop returns at
+    // once, END runs and the maps print.
     let child = &mut attached.child;
     let mut tick = |s: &Session| {
         // `-c`: the command runs once the probes are attached and BEGIN's output is out;
@@ -335,8 +338,13 @@ fn trace(
             s.update_pid_set(&added, &removed);
         }
     };
-    runtime::event_loop(&mut session, sink, args.deadline, &mut tick).map_err(fail)?;
+    let reason = runtime::event_loop(&mut session, sink, args.deadline, &mut tick).map_err(fail)?;
     session.detach_all();
+    if reason == runtime::StopReason::Exit {
+        // As bpftrace: what the probes sent after exit() is not printed (a 1 ms interval
+        // that calls exit() prints once), END's output is.
+        runtime::discard_pending(&mut session);
+    }
     // The run ended first (exit(), a signal, the deadline): the command is stopped.
     drop(attached.child.take());
     session.run_end().map_err(fail)?;

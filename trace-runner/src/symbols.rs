@@ -70,20 +70,6 @@ fn function_listed(kallsyms: &str, name: &str) -> Option<bool> {
     visible.then_some(false)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn functions_listed_in_kallsyms() {
-        let text =
-            "ffffffff81000000 T _stext\nffffffff81234560 t vfs_read\nffffffff82000000 D avenrun\n";
-        assert_eq!(super::function_listed(text, "vfs_read"), Some(true));
-        assert_eq!(super::function_listed(text, "avenrun"), Some(false));
-        assert_eq!(super::function_listed(text, "zzzzz"), Some(false));
-        let hidden = "0000000000000000 T _stext\n0000000000000000 t vfs_read\n";
-        assert_eq!(super::function_listed(hidden, "zzzzz"), None);
-    }
-}
-
 /// `func+offset` of a kernel address, as bpftrace prints stack frames and `ksym`
 /// with offsets; the address in hex when unknown.
 pub fn kernel_symbol_offset(addr: u64) -> String {
@@ -106,4 +92,18 @@ pub fn kernel_lists_functions_only() -> bool {
         .filter(|l| matches!(l.split_whitespace().nth(1), Some("d" | "D" | "b" | "B")))
         .count();
     data < 1000
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn functions_listed_in_kallsyms() {
+        let text =
+            "ffffffff81000000 T _stext\nffffffff81234560 t vfs_read\nffffffff82000000 D avenrun\n";
+        assert_eq!(super::function_listed(text, "vfs_read"), Some(true));
+        assert_eq!(super::function_listed(text, "avenrun"), Some(false));
+        assert_eq!(super::function_listed(text, "zzzzz"), Some(false));
+        let hidden = "0000000000000000 T _stext\n0000000000000000 t vfs_read\n";
+        assert_eq!(super::function_listed(hidden, "zzzzz"), None);
+    }
 }

@@ -257,6 +257,11 @@ impl ProbeEnv for Tracefs {
         }
     }
 
+    fn user_symbol(&self, file: &str, symbol: &str) -> Option<(u64, u64)> {
+        let path = crate::uprobes::resolve_target(file)?;
+        crate::uprobes::fixed_symbol_address(&path, symbol)
+    }
+
     fn kfuncs(&self, ret: bool, module: Option<&str>, func: &str) -> Option<Vec<(String, String)>> {
         let kernel = crate::btf::kernel()?;
         // Without the list of traceable functions (tracefs unreadable), BTF's functions.

@@ -67,6 +67,25 @@ pub fn symbol_defined(file: &Path, symbol: &str) -> Option<bool> {
     Some(found)
 }
 
+/// The address and size of a symbol an ELF executable defines (`.symtab` or
+/// `.dynsym`), where that address is where it is in every process: not for a
+/// position-independent file (a PIE or a library), whose load address varies.
+pub fn fixed_symbol_address(file: &Path, symbol: &str) -> Option<(u64, u64)> {
+    let data = std::fs::read(file).ok()?;
+    let elf = object::File::parse(&*data).ok()?;
+    if elf.kind() != object::ObjectKind::Executable {
+        return None;
+    }
+    elf.symbols()
+        .chain(elf.dynamic_symbols())
+        .find(|s| {
+            s.is_definition()
+                && s.name()
+                    .is_ok_and(|n| n == symbol || n.split('@').next() == Some(symbol))
+        })
+        .map(|s| (s.address(), s.size()))
+}
+
 /// The functions an ELF file defines (`.symtab` and `.dynsym`), sorted, for
 /// `trace-runner list 'uprobe:PATH:*'`.
 pub fn functions(file: &Path) -> Result<Vec<String>, String> {

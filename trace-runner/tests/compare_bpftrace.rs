@@ -262,10 +262,16 @@ fn run_both(comm: &str, script: &str, ops: &[&str], json: bool) -> Option<Output
     }
     let bin = workload_bin();
     assert!(bin.exists());
-    let program = format!(
-        "BEGIN {{ printf(\"ready\\n\"); }}\n{}",
-        script.replace("\"COMM\"", &format!("\"{comm}\""))
-    );
+    // Preprocessor lines must come before any probe for bpftrace: they stay first.
+    let script = script.replace("\"COMM\"", &format!("\"{comm}\""));
+    let split = script
+        .lines()
+        .take_while(|l| l.trim_start().starts_with('#'))
+        .map(|l| l.len() + 1)
+        .sum::<usize>()
+        .min(script.len());
+    let (directives, probes) = script.split_at(split);
+    let program = format!("{directives}BEGIN {{ printf(\"ready\\n\"); }}\n{probes}");
     let mut bt = Command::new(BPFTRACE);
     if json {
         bt.args(["-f", "json"]);
@@ -806,4 +812,80 @@ fn cat_prints_the_files_events_name() {
         &["open:/proc/sys/kernel/ostype", "open:/etc/hostname"],
     );
     expect(out, &["[/proc/sys/kernel/ostype]\nLinux\n"]);
+}
+
+#[test]
+fn increment_decrement_and_pointer_arithmetic() {
+    // `++`/`--` as expressions on variables and maps, pointers stepping by the size of
+    // what they point to, and a `#define` used in a predicate.
+    let out = compare(
+        "ktwl61",
+        r#"#define SMALL 100
+tracepoint:syscalls:sys_enter_read /comm == "COMM"/ {
+               $c = args->count;
+               @seen[++@calls] = $c--;
+               @after[$c++] = $c;
+               $p = (int32 *)args->count;
+               @ptr[args->count] = $p + 3;
+               $q = (int64 *)args->count; $q -= 2;
+               @ptr64[args->count] = $q;
+               @small[args->count < SMALL] = sum(args->count);
+               @left = @calls--;
+           }"#,
+        &["read:10", "read:2000*2", "read:77"],
+    );
+    expect(
+        out,
+        &[
+            "@after[9]: 9\n",
+            "@ptr[10]: 22\n",
+            "@ptr64[77]: 61\n",
+            "@seen[1]: 77\n",
+        ],
+    );
+}
+
+#[test]
+fn kernel_constants_and_strerror() {
+    // bpftrace takes the names from the headers; trace-runner has them built in (and
+    // skips the #include lines).
+    let out = compare(
+        "ktwl62",
+        r#"#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <signal.h>
+           tracepoint:syscalls:sys_enter_openat /comm == "COMM"/ {
+               printf("%d %d %d %d %d %s\n", args->flags & O_ACCMODE, O_RDONLY, EPERM + EINPROGRESS,
+                      AF_INET6 + SIGTERM, (args->flags & O_CREAT) == 0, strerror(ENOENT));
+               args->flags & O_CREAT ? printf("create\n") : printf("no create\n");
+           }"#,
+        &["open:/dev/null", "open:/etc/hostname"],
+    );
+    expect(
+        out,
+        &["0 0 116 25 1 No such file or directory\nno create\n"],
+    );
+}
+
+#[test]
+fn json_records_of_actions() {
+    // time() with a constant format, cat() and printf of buf() with %rx/%rh, in -f json.
+    let out = compare_format(
+        "ktwl63",
+        r#"tracepoint:syscalls:sys_enter_read /comm == "COMM"/ {
+               time("read\n");
+               cat("/proc/sys/kernel/ostype");
+               printf("%rx %rh\n", buf("ab\0", 3), buf("cd", 2));
+           }"#,
+        &["read:3"],
+        true,
+    );
+    expect(
+        out,
+        &[
+            "{\"type\": \"time\", \"data\": \"read\\n\"}\n",
+            "{\"type\": \"cat\", \"data\": \"Linux\\n\"}\n",
+        ],
+    );
 }

@@ -39,6 +39,9 @@ fn increment_and_decrement_expressions() {
         out,
         "Attaching 1 probe...\n10 12 12 10\n7 12\n\n\n@sum: 45\n@x: 10\n"
     );
+    // The value is evaluated before the key, as bpftrace does.
+    let out = run("BEGIN { $i = 1; @m[$i++] = $i; exit(); }", &[]);
+    assert_eq!(out, "Attaching 1 probe...\n\n\n@m[1]: 1\n");
 }
 
 #[test]
@@ -82,7 +85,7 @@ fn positional_parameters_in_attach_points() {
     }
     let out = run(
         r#"BEG$1 { printf("begin\n"); } interval:ms:$2 { printf("tick\n"); exit(); }"#,
-        &["IN", "200"],
+        &["IN", "1"],
     );
     assert_eq!(out, "Attaching 2 probes...\nbegin\ntick\n\n\n");
 }
@@ -129,17 +132,30 @@ fn string_functions_on_literals_and_positional_text() {
 
 #[test]
 fn kaddr_of_an_unknown_symbol_is_an_error() {
-    // As bpftrace: a located error, not a read through address 0.
+    // As bpftrace: a located error. Where /proc/kallsyms lists functions only
+    // (CONFIG_KALLSYMS_ALL off, as on this project's test machine), a variable cannot
+    // be told from a typo: then a warning, and the address 0.
+    let functions_only = std::fs::read_to_string("/proc/kallsyms").is_ok_and(|t| {
+        t.lines()
+            .filter(|l| matches!(l.split_whitespace().nth(1), Some("d" | "D" | "b" | "B")))
+            .count()
+            < 1000
+    });
     let out = Command::new(runner())
         .args(["check", "-e", r#"BEGIN { print(kaddr("asdfzzzzzzz")) }"#])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.starts_with("stdin:1:15: error: Failed to resolve kernel symbol: asdfzzzzzzz"),
-        "{err}"
-    );
+    if functions_only {
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert!(err.contains("kaddr(\"asdfzzzzzzz\")"), "{err}");
+    } else {
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            err.starts_with("stdin:1:15: error: Failed to resolve kernel symbol: asdfzzzzzzz"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -289,4 +305,131 @@ fn a_kprobe_on_a_missing_function_is_skipped() {
         "Attaching 1 probe...\n_success_\n\n\n"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("zzzzz_no_such_fn"));
+}
+
+#[test]
+fn sigusr1_prints_every_map_and_the_run_goes_on() {
+    use std::io::{BufRead, BufReader, Read};
+    if !require_bpf() {
+        return;
+    }
+    // Before, SIGUSR1 killed the runner (its default action).
+    let mut child = Command::new(runner())
+        .args([
+            "run",
+            "-e",
+            "BEGIN { @scalar = 5; @b[1] = 2; } interval:s:2 { exit(); }",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(first, "Attaching 2 probes...\n");
+    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(rest, "@b[1]: 2\n@scalar: 5\n\n\n@b[1]: 2\n@scalar: 5\n");
+}
+
+#[test]
+fn pton_addresses_print_through_ntop() {
+    if !require_bpf() {
+        return;
+    }
+    // Before: "pton() is not supported yet".
+    let out = run(
+        r#"BEGIN { $b = pton("10.1.2.3"); printf("%s %s %s\n", ntop(2, pton("127.0.0.1")), ntop(10, pton("fe80::1:2")), ntop($b)); exit(); }"#,
+        &[],
+    );
+    assert_eq!(
+        out,
+        "Attaching 1 probe...\n127.0.0.1 fe80::1:2 10.1.2.3\n\n\n"
+    );
+}
+
+#[test]
+fn nothing_sent_after_exit_is_printed_but_end_is() {
+    if !require_bpf() {
+        return;
+    }
+    // A 100 µs interval fires several times before user space sees exit(): bpftrace
+    // prints one tick (and END); before, every queued tick came out.
+    for _ in 0..3 {
+        let out = run(
+            r#"interval:us:100 { printf("tick\n"); exit(); } END { printf("end\n"); }"#,
+            &[],
+        );
+        assert_eq!(out, "Attaching 2 probes...\ntick\nend\n\n\n");
+    }
+}
+
+#[test]
+fn begin_runs_before_the_other_probes_are_attached() {
+    if !require_bpf() {
+        return;
+    }
+    // bpftrace 0.17 runs BEGIN first: an interval's first firing is a full period after
+    // BEGIN. Before, BEGIN ran after the attach and the interval came a little early.
+    let out = run(
+        r#"BEGIN { @start = nsecs; } interval:ms:200 { printf("%d\n", nsecs - @start >= 200000000); clear(@start); exit(); }"#,
+        &[],
+    );
+    // (the cleared @start prints as an empty line, as in bpftrace)
+    assert_eq!(out, "Attaching 2 probes...\n1\n\n\n\n");
+}
+
+/// A non-PIE executable with globals and a function to probe, built with `cc`.
+fn globals_program() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("kt-lang-globals-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("globals.c");
+    std::fs::write(
+        &src,
+        "int GLOBAL_A = 0x55555555;\nint GLOBAL_B = 0x88888888;\nchar GLOBAL_D = 8;\n\
+         __attribute__((noinline)) int probed(int x) { return x + GLOBAL_B; }\n\
+         int main(void) { return probed(1) == 0; }\n",
+    )
+    .unwrap();
+    let bin = dir.join("globals");
+    let out = Command::new("cc")
+        .args(["-O0", "-no-pie", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("run cc (needed to build the probed program)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+#[test]
+fn uaddr_reads_a_global_of_the_probed_executable() {
+    if !require_bpf() {
+        return;
+    }
+    // Before: "this expression is not supported yet". The pointer is as wide as the
+    // symbol, so *uaddr("GLOBAL_A") reads 4 bytes, not GLOBAL_B's too.
+    let bin = globals_program();
+    let script = format!(
+        r#"uprobe:{}:probed {{ printf("0x%lx %d\n", *uaddr("GLOBAL_A"), *uaddr("GLOBAL_D")); exit(); }}"#,
+        bin.display()
+    );
+    let out = Command::new(runner())
+        .args(["bpftrace", "-e", &script, "-c"])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Attaching 1 probe...\n0x55555555 8\n\n\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

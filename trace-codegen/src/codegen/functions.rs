@@ -317,18 +317,22 @@ impl ProgGen<'_> {
         let name = &name;
         let addr = match self.env.kernel_symbol(name) {
             Some(a) => a,
+            None if self.env.kallsyms_lists_functions_only() => {
+                // /proc/kallsyms of a kernel built without CONFIG_KALLSYMS_ALL lists no
+                // data symbols, so a variable cannot be told from a typo: say so once,
+                // and read through a null pointer (zeros), so that tools such as
+                // loads.bt still run.
+                self.t.warnings.push(format!(
+                    "warning: kaddr(\"{name}\"): this kernel's /proc/kallsyms lists no data symbols \
+                     (CONFIG_KALLSYMS_ALL is off); reads through this address give 0"
+                ));
+                0
+            }
             None => {
-                // As bpftrace; a kernel built without CONFIG_KALLSYMS_ALL lists no data
-                // symbols in /proc/kallsyms, so none of them resolve there.
-                let why = if self.env.kallsyms_lists_functions_only() {
-                    " (this kernel's /proc/kallsyms lists functions only: CONFIG_KALLSYMS_ALL is off)"
-                } else {
-                    ""
-                };
                 return Err(err(
                     e.span,
-                    format!("Failed to resolve kernel symbol: {name}{why}"),
-                ));
+                    format!("Failed to resolve kernel symbol: {name}"),
+                ))
             }
         };
         self.asm.load_const(R0, addr as i64);

@@ -48,6 +48,13 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// The signal that set [`STOP`] (0: none yet).
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
+/// Set by SIGUSR1: print every map now, as bpftrace does, and keep running.
+static PRINT_MAPS: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_usr1(_: libc::c_int) {
+    PRINT_MAPS.store(true, Ordering::SeqCst);
+}
+
 extern "C" fn on_signal(sig: libc::c_int) {
     STOP_SIGNAL.store(sig, Ordering::SeqCst);
     STOP.store(true, Ordering::SeqCst);
@@ -77,8 +84,9 @@ pub fn stop_requested() -> bool {
 /// SA_RESTART: reads and writes interrupted by the signal are restarted; `poll` in the
 /// event loop is not (it returns early, and the loop sees the flag).
 pub fn install_signal_handlers() {
-    // The handler only stores to atomics, which is async-signal-safe.
+    // The handlers only store to atomics, which is async-signal-safe.
     signal::install(on_signal, &[libc::SIGINT, libc::SIGTERM]);
+    signal::install(on_usr1, &[libc::SIGUSR1]);
 }
 
 /// For the subcommands that load nothing (check, build, list): give SIGINT and SIGTERM
@@ -86,6 +94,7 @@ pub fn install_signal_handlers() {
 pub fn release_signal_handlers() {
     signal::set_default(libc::SIGINT);
     signal::set_default(libc::SIGTERM);
+    signal::set_default(libc::SIGUSR1);
     let sig = STOP_SIGNAL.load(Ordering::SeqCst);
     if sig != 0 {
         signal::raise(sig);
@@ -809,6 +818,17 @@ pub fn event_loop(
         if STOP.load(Ordering::SeqCst) {
             return Ok(StopReason::Signal);
         }
+        if PRINT_MAPS.swap(false, Ordering::SeqCst) {
+            // As at exit, without the two empty lines first.
+            let mut dumps: Vec<_> = (0..session.compiled.user_maps.len())
+                .filter_map(|i| maps::read_map(session, i))
+                .collect();
+            dumps.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+            for dump in &dumps {
+                sink.map(dump, 0, 0);
+            }
+            sink.flush();
+        }
         if first {
             first = false;
             tick(session);
@@ -832,6 +852,11 @@ pub fn event_loop(
         }
         crate::sys::poll_readable(&[fd], timeout);
     }
+}
+
+/// Drop the events queued so far without handling them (those sent after exit()).
+pub fn discard_pending(session: &mut Session) {
+    while session.ring.next().is_some() {}
 }
 
 /// Handle every event left once the probes are detached (END's output included).
