@@ -262,50 +262,80 @@ pub fn select(names: Option<&str>) -> Result<Vec<Case>, String> {
         .collect())
 }
 
+/// A case measuring rows of `support.sh`: `$call` after its definitions, `$rows` rows.
+macro_rules! support_case {
+    ($name:literal, $call:literal, $rows:literal) => {
+        Case {
+            name: $name,
+            script: concat!(include_str!("support.sh"), "\n", $call, "\n"),
+            check: |out| expect_rows(out, $rows),
+        }
+    };
+}
+
+/// A case running `bench/vm-attach.sh` on one wildcard.
+macro_rules! attach_case {
+    ($name:literal, $pattern:literal) => {
+        Case {
+            name: $name,
+            script: concat!(
+                "ATTACH_PATTERN='",
+                $pattern,
+                "'\n",
+                include_str!("../../bench/vm-attach.sh")
+            ),
+            check: |out| {
+                expect_status(out)?;
+                let runs = out.text.lines().filter(|l| l.starts_with("bench ")).count();
+                if runs == 0 {
+                    return Err("no `bench` line".into());
+                }
+                Ok(())
+            },
+        }
+    };
+}
+
 /// The measurements of docs/kernel-support.md and bench/RESULTS.md, run by the ignored
-/// `support_table` test rather than with [`CASES`]: `support.sh`'s functions (one
-/// `row NAME: yes|no (DETAIL)` line per probe type, feature and bpftrace tool), split
-/// to fit the case time limit, then `bench/vm-attach.sh` (one `bench WILDCARD TOOL: MS
-/// ms, ...` line per run).
+/// `support_table` test rather than with [`CASES`]: `support.sh`'s rows (one `row NAME:
+/// yes|no (DETAIL)` line per probe type, feature and bpftrace tool), one trace-runner
+/// or two bpftrace runs a case to fit the case time limit on a loaded machine, then
+/// `bench/vm-attach.sh` (one `bench WILDCARD TOOL: MS ms, ...` line per run).
 pub const SUPPORT: &[Case] = &[
-    Case {
-        name: "support_kernel",
-        script: concat!(include_str!("support.sh"), "\nsupport_kernel\n"),
-        check: |out| expect_rows(out, 5),
-    },
-    Case {
-        name: "support_user",
-        script: concat!(include_str!("support.sh"), "\nsupport_user\n"),
-        check: |out| expect_rows(out, 7),
-    },
-    Case {
-        name: "support_bpftrace_a",
-        script: concat!(
-            include_str!("support.sh"),
-            "\nsupport_bpftrace vfscount vfsstat dcsnoop biolatency\n"
-        ),
-        check: |out| expect_rows(out, 4),
-    },
-    Case {
-        name: "support_bpftrace_b",
-        script: concat!(
-            include_str!("support.sh"),
-            "\nsupport_bpftrace biosnoop biostacks mdflush xfsdist\n"
-        ),
-        check: |out| expect_rows(out, 4),
-    },
-    Case {
-        name: "attach_speed",
-        script: include_str!("../../bench/vm-attach.sh"),
-        check: |out| {
-            expect_status(out)?;
-            let runs = out.text.lines().filter(|l| l.starts_with("bench ")).count();
-            if runs < 2 {
-                return Err(format!("expected at least 2 runs, got {runs}"));
-            }
-            Ok(())
-        },
-    },
+    support_case!("support_kprobe", "support kprobe", 1),
+    support_case!("support_kretprobe", "support kretprobe", 1),
+    support_case!("support_kfunc", "support kfunc", 1),
+    support_case!("support_kretfunc", "support kretfunc", 1),
+    support_case!("support_kprobe_multi", "support kprobe_multi", 1),
+    support_case!("support_tracepoint", "support tracepoint", 1),
+    support_case!("support_rawtracepoint", "support rawtracepoint", 1),
+    support_case!("support_uprobe", "support uprobe", 1),
+    support_case!("support_profile", "support profile", 1),
+    support_case!("support_interval", "support interval", 1),
+    support_case!("support_btf", "support btf", 1),
+    support_case!("support_ringbuf", "support ringbuf", 1),
+    support_case!(
+        "support_vfscount_vfsstat",
+        "support_bpftrace vfscount vfsstat",
+        2
+    ),
+    support_case!(
+        "support_dcsnoop_biolatency",
+        "support_bpftrace dcsnoop biolatency",
+        2
+    ),
+    support_case!(
+        "support_biosnoop_biostacks",
+        "support_bpftrace biosnoop biostacks",
+        2
+    ),
+    support_case!(
+        "support_mdflush_xfsdist",
+        "support_bpftrace mdflush xfsdist",
+        2
+    ),
+    attach_case!("attach_vfs", "vfs_*"),
+    attach_case!("attach_syscalls", "__x64_sys_*"),
 ];
 
 /// `support.sh` finished and printed `n` rows.
