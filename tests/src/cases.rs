@@ -299,7 +299,7 @@ macro_rules! attach_case {
 /// The measurements of docs/kernel-support.md and bench/RESULTS.md, run by the ignored
 /// `support_table` test rather than with [`CASES`]: `support.sh`'s rows (one `row NAME:
 /// yes|no (DETAIL)` line per probe type, feature and bpftrace tool), one trace-runner
-/// or two bpftrace runs a case to fit the case time limit on a loaded machine, then
+/// or bpftrace run a case, to fit the case time limit on a loaded machine, then
 /// `bench/vm-attach.sh` (one `bench WILDCARD TOOL: MS ms, ...` line per run).
 pub const SUPPORT: &[Case] = &[
     support_case!("support_kprobe", "support kprobe", 1),
@@ -314,26 +314,14 @@ pub const SUPPORT: &[Case] = &[
     support_case!("support_interval", "support interval", 1),
     support_case!("support_btf", "support btf", 1),
     support_case!("support_ringbuf", "support ringbuf", 1),
-    support_case!(
-        "support_vfscount_vfsstat",
-        "support_bpftrace vfscount vfsstat",
-        2
-    ),
-    support_case!(
-        "support_dcsnoop_biolatency",
-        "support_bpftrace dcsnoop biolatency",
-        2
-    ),
-    support_case!(
-        "support_biosnoop_biostacks",
-        "support_bpftrace biosnoop biostacks",
-        2
-    ),
-    support_case!(
-        "support_mdflush_xfsdist",
-        "support_bpftrace mdflush xfsdist",
-        2
-    ),
+    support_case!("support_vfscount", "support_bpftrace vfscount", 1),
+    support_case!("support_vfsstat", "support_bpftrace vfsstat", 1),
+    support_case!("support_dcsnoop", "support_bpftrace dcsnoop", 1),
+    support_case!("support_biolatency", "support_bpftrace biolatency", 1),
+    support_case!("support_biosnoop", "support_bpftrace biosnoop", 1),
+    support_case!("support_biostacks", "support_bpftrace biostacks", 1),
+    support_case!("support_mdflush", "support_bpftrace mdflush", 1),
+    support_case!("support_xfsdist", "support_bpftrace xfsdist", 1),
     attach_case!("attach_vfs", "vfs_*"),
     attach_case!("attach_syscalls", "__x64_sys_*"),
 ];

@@ -67,7 +67,7 @@ support_bpftrace() {
             # bpftrace says "Attaching N probes" before attaching, and a kprobe wildcard it
             # cannot expand attaches nothing: the row gives the exit status, N, and the
             # first error or warning, to be read against the tool's probes.
-            out=$(timeout -s INT 120 "$BPFTRACE" -e "$(grep -v "^#!" /usr/sbin/$t.bt) interval:s:1 { exit(); }" 2>&1)
+            out=$(timeout -s INT 200 "$BPFTRACE" -e "$(grep -v "^#!" /usr/sbin/$t.bt) interval:s:1 { exit(); }" 2>&1)
             rc=$?
             row "bpftrace $t" "exit $rc, $(grep -m1 '^Attaching' <<<"$out") $(grep -c 'could not attach probe' <<<"$out") skipped: $(grep -o 'could not attach probe [^,]*' <<<"$out" | cut -d' ' -f5 | tr '\n' ' ')$(grep -v RLIMIT_MEMLOCK <<<"$out" | grep -m1 ERROR | cut -c1-140)"
         done
