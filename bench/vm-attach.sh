@@ -19,7 +19,12 @@ bench() {
     echo "bench $pattern $tool: $ms ms, $(grep -m1 '^Attaching' <<<"$out")"
 }
 
-for pattern in 'vfs_*' '__x64_sys_*'; do
+# ATTACH_PATTERN: one wildcard only (the matrix runs each in its own case).
+patterns=('vfs_*' '__x64_sys_*')
+if [ -n "${ATTACH_PATTERN:-}" ]; then
+    patterns=("$ATTACH_PATTERN")
+fi
+for pattern in "${patterns[@]}"; do
     bench "$pattern" trace-runner
     if [ -x "$BPFTRACE" ]; then
         bench "$pattern" bpftrace

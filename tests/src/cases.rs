@@ -262,50 +262,68 @@ pub fn select(names: Option<&str>) -> Result<Vec<Case>, String> {
         .collect())
 }
 
+/// A case measuring rows of `support.sh`: `$call` after its definitions, `$rows` rows.
+macro_rules! support_case {
+    ($name:literal, $call:literal, $rows:literal) => {
+        Case {
+            name: $name,
+            script: concat!(include_str!("support.sh"), "\n", $call, "\n"),
+            check: |out| expect_rows(out, $rows),
+        }
+    };
+}
+
+/// A case running `bench/vm-attach.sh` on one wildcard.
+macro_rules! attach_case {
+    ($name:literal, $pattern:literal) => {
+        Case {
+            name: $name,
+            script: concat!(
+                "ATTACH_PATTERN='",
+                $pattern,
+                "'\n",
+                include_str!("../../bench/vm-attach.sh")
+            ),
+            check: |out| {
+                expect_status(out)?;
+                let runs = out.text.lines().filter(|l| l.starts_with("bench ")).count();
+                if runs == 0 {
+                    return Err("no `bench` line".into());
+                }
+                Ok(())
+            },
+        }
+    };
+}
+
 /// The measurements of docs/kernel-support.md and bench/RESULTS.md, run by the ignored
-/// `support_table` test rather than with [`CASES`]: `support.sh`'s functions (one
-/// `row NAME: yes|no (DETAIL)` line per probe type, feature and bpftrace tool), split
-/// to fit the case time limit, then `bench/vm-attach.sh` (one `bench WILDCARD TOOL: MS
-/// ms, ...` line per run).
+/// `support_table` test rather than with [`CASES`]: `support.sh`'s rows (one `row NAME:
+/// yes|no (DETAIL)` line per probe type, feature and bpftrace tool), one trace-runner
+/// or bpftrace run a case, to fit the case time limit on a loaded machine, then
+/// `bench/vm-attach.sh` (one `bench WILDCARD TOOL: MS ms, ...` line per run).
 pub const SUPPORT: &[Case] = &[
-    Case {
-        name: "support_kernel",
-        script: concat!(include_str!("support.sh"), "\nsupport_kernel\n"),
-        check: |out| expect_rows(out, 5),
-    },
-    Case {
-        name: "support_user",
-        script: concat!(include_str!("support.sh"), "\nsupport_user\n"),
-        check: |out| expect_rows(out, 7),
-    },
-    Case {
-        name: "support_bpftrace_a",
-        script: concat!(
-            include_str!("support.sh"),
-            "\nsupport_bpftrace vfscount vfsstat dcsnoop biolatency\n"
-        ),
-        check: |out| expect_rows(out, 4),
-    },
-    Case {
-        name: "support_bpftrace_b",
-        script: concat!(
-            include_str!("support.sh"),
-            "\nsupport_bpftrace biosnoop biostacks mdflush xfsdist\n"
-        ),
-        check: |out| expect_rows(out, 4),
-    },
-    Case {
-        name: "attach_speed",
-        script: include_str!("../../bench/vm-attach.sh"),
-        check: |out| {
-            expect_status(out)?;
-            let runs = out.text.lines().filter(|l| l.starts_with("bench ")).count();
-            if runs < 2 {
-                return Err(format!("expected at least 2 runs, got {runs}"));
-            }
-            Ok(())
-        },
-    },
+    support_case!("support_kprobe", "support kprobe", 1),
+    support_case!("support_kretprobe", "support kretprobe", 1),
+    support_case!("support_kfunc", "support kfunc", 1),
+    support_case!("support_kretfunc", "support kretfunc", 1),
+    support_case!("support_kprobe_multi", "support kprobe_multi", 1),
+    support_case!("support_tracepoint", "support tracepoint", 1),
+    support_case!("support_rawtracepoint", "support rawtracepoint", 1),
+    support_case!("support_uprobe", "support uprobe", 1),
+    support_case!("support_profile", "support profile", 1),
+    support_case!("support_interval", "support interval", 1),
+    support_case!("support_btf", "support btf", 1),
+    support_case!("support_ringbuf", "support ringbuf", 1),
+    support_case!("support_vfscount", "support_bpftrace vfscount", 1),
+    support_case!("support_vfsstat", "support_bpftrace vfsstat", 1),
+    support_case!("support_dcsnoop", "support_bpftrace dcsnoop", 1),
+    support_case!("support_biolatency", "support_bpftrace biolatency", 1),
+    support_case!("support_biosnoop", "support_bpftrace biosnoop", 1),
+    support_case!("support_biostacks", "support_bpftrace biostacks", 1),
+    support_case!("support_mdflush", "support_bpftrace mdflush", 1),
+    support_case!("support_xfsdist", "support_bpftrace xfsdist", 1),
+    attach_case!("attach_vfs", "vfs_*"),
+    attach_case!("attach_syscalls", "__x64_sys_*"),
 ];
 
 /// `support.sh` finished and printed `n` rows.
