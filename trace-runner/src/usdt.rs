@@ -256,7 +256,7 @@ fn target_files(target: &str, scope: &UsdtScope) -> Result<Vec<(String, PathBuf)
             .filter(|(_, f)| is_executable(f) && is_elf_file(f))
             .collect());
     }
-    // A path of this mount namespace, else inside the traced process's root; a bare
+    // A path of this mount namespace (see below for a traced process's); a bare
     // name is a library (`libc`) or a command on PATH.
     let local = if target.contains('/') {
         Some(PathBuf::from(target)).filter(|p| p.exists())
@@ -265,12 +265,15 @@ fn target_files(target: &str, scope: &UsdtScope) -> Result<Vec<(String, PathBuf)
             crate::uprobes::resolve_program(target, std::env::var("PATH").ok().as_deref()).ok()
         })
     };
-    let file = local
-        .or_else(|| {
-            let pid = scope.pid?;
-            let inside = PathBuf::from(format!("/proc/{pid}/root{target}"));
-            (target.starts_with('/') && inside.exists()).then_some(inside)
-        })
+    // With a traced process, an absolute path is first the process's file (through its
+    // root: inside a container it may differ from the one here).
+    let inside = scope
+        .pid
+        .filter(|_| target.starts_with('/'))
+        .map(|pid| PathBuf::from(format!("/proc/{pid}/root{target}")))
+        .filter(|p| p.exists());
+    let file = inside
+        .or(local)
         .ok_or_else(|| format!("usdt target file '{target}' does not exist"))?;
     Ok(vec![(target.to_string(), file)])
 }

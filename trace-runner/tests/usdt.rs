@@ -343,3 +343,54 @@ fn same_output_as_bpftrace() {
     assert!(reference.contains("done 3 usdt:"), "{reference}");
     assert_eq!(ours, reference);
 }
+
+/// With `-p`, an absolute path names the file the process sees (in its mount namespace,
+/// e.g. inside a container), even when this namespace has another file at that path.
+#[test]
+fn a_path_with_p_is_the_processs_file() {
+    if !ready() {
+        return;
+    }
+    let dir = test_util::TempDir::new("usdt-ns");
+    let app_path = build(&dir);
+    // Here: a different program at the same path (its markers are elsewhere).
+    let shown = dir.0.join("shown");
+    std::fs::create_dir(&shown).unwrap();
+    let decoy = test_util::build_c(
+        &dir.0,
+        "decoy",
+        &["#include <sys/sdt.h>\nint pad(int x) { return x * 3 + 1; }\nint main(int c, char **v) { DTRACE_PROBE1(app, line, c); return pad(c); }\n"],
+        &["-O0"],
+    );
+    std::fs::copy(&decoy, shown.join("app")).unwrap();
+    // In the process's own mount namespace: the real program at that path.
+    let inner = format!(
+        "mount -t tmpfs none {s} && cp {a} {s}/app && exec {s}/app",
+        s = shown.display(),
+        a = app_path.display()
+    );
+    let mut app = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &inner])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(app.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "started\n");
+    let pid = app.id().to_string();
+    let target = shown.join("app");
+    let script = format!(
+        "usdt:{}:app:line {{ @n = count(); @s = sum(arg0); }} usdt::app:done {{ exit(); }}",
+        target.display()
+    );
+    let trace = start_trace(&["-p", &pid, "-e", &script]);
+    app.stdin.take().unwrap().write_all(b"x\ny\n").unwrap();
+    let stdout = finish(trace);
+    app.wait().unwrap();
+    for want in ["@n: 2\n", "@s: 3\n"] {
+        assert!(stdout.contains(want), "{want:?} missing in:\n{stdout}");
+    }
+}
