@@ -37,7 +37,10 @@ pub struct TypeSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SpecKind {
-    Int { bytes: u8, signed: bool },
+    Int {
+        bytes: u8,
+        signed: bool,
+    },
     /// Plain `char`: an array of it is a string, as in bpftrace.
     Char,
     Void,
@@ -96,8 +99,6 @@ fn syntax(t: &Token, expecting: &str) -> Diagnostic {
 struct P<'a> {
     toks: &'a [Token],
     i: usize,
-    /// Typedef names known so far (so `Foo x;` is a declaration).
-    typedefs: &'a [String],
 }
 
 impl P<'_> {
@@ -153,10 +154,7 @@ impl P<'_> {
     fn spec(&mut self) -> Result<TypeSpec, Diagnostic> {
         let start = self.peek().span;
         let mut words: Vec<String> = Vec::new();
-        loop {
-            let TokenKind::Ident(w) = &self.peek().kind else {
-                break;
-            };
+        while let TokenKind::Ident(w) = &self.peek().kind {
             match w.as_str() {
                 "const" | "volatile" | "static" | "extern" | "register" | "restrict" => {
                     self.i += 1;
@@ -229,8 +227,9 @@ impl P<'_> {
         } else if words == ["char"] {
             SpecKind::Char
         } else {
-            let (bytes, signed) = int_words(&words)
-                .ok_or_else(|| Diagnostic::new(span, format!("invalid type '{}'", words.join(" "))))?;
+            let (bytes, signed) = int_words(&words).ok_or_else(|| {
+                Diagnostic::new(span, format!("invalid type '{}'", words.join(" ")))
+            })?;
             SpecKind::Int { bytes, signed }
         };
         Ok(TypeSpec { kind, span })
@@ -331,7 +330,10 @@ impl P<'_> {
             let t = self.peek().clone();
             let n = self.int()?;
             if !(0..=64).contains(&n) {
-                return Err(Diagnostic::new(t.span, format!("invalid bitfield width {n}")));
+                return Err(Diagnostic::new(
+                    t.span,
+                    format!("invalid bitfield width {n}"),
+                ));
             }
             bits = Some(n as u32);
         }
@@ -384,14 +386,9 @@ fn int_words(words: &[String]) -> Option<(u8, bool)> {
 }
 
 /// Parse one top-level definition (`tokens` ends with the `}` or `;` that closes it).
-/// `typedefs` are the typedef names defined earlier in the script.
-pub fn parse_definition(tokens: &[Token], typedefs: &[String]) -> Result<Decl, Diagnostic> {
-    let mut p = P {
-        toks: tokens,
-        i: 0,
-        typedefs,
-    };
-    let _ = p.typedefs;
+/// A name where a type is expected is taken as a typedef name (resolved when laid out).
+pub fn parse_definition(tokens: &[Token]) -> Result<Decl, Diagnostic> {
+    let mut p = P { toks: tokens, i: 0 };
     if matches!(&p.peek().kind, TokenKind::Ident(w) if w == "typedef") {
         p.next();
         let spec = p.spec()?;
@@ -509,9 +506,8 @@ impl CTypes {
             },
             SpecKind::Named(n) => match self.typedefs.get(n) {
                 Some(t) => t.clone(),
-                None => builtin_typedef(n).ok_or_else(|| {
-                    Diagnostic::new(s.span, format!("unknown type name '{n}'"))
-                })?,
+                None => builtin_typedef(n)
+                    .ok_or_else(|| Diagnostic::new(s.span, format!("unknown type name '{n}'")))?,
             },
             SpecKind::Record(r) => match &r.members {
                 Some(_) => Type::Record(self.record(r, kernel)?),
@@ -625,7 +621,11 @@ impl CTypes {
                 let (s, a) = self
                     .size_align(&base, kernel)
                     .map_err(|e| Diagnostic::new(m.spec.span, e))?;
-                let at = if r.union { 0 } else { bit.div_ceil(u64::from(a) * 8) * u64::from(a) * 8 };
+                let at = if r.union {
+                    0
+                } else {
+                    bit.div_ceil(u64::from(a) * 8) * u64::from(a) * 8
+                };
                 members.push(Member {
                     name: None,
                     offset: (at / 8) as u32,
@@ -804,7 +804,9 @@ impl CTypes {
             return Some(u64::from(r.size));
         }
         let t = self.typedefs.get(name)?;
-        self.size_align(t, &|_| None).ok().map(|(s, _)| u64::from(s))
+        self.size_align(t, &|_| None)
+            .ok()
+            .map(|(s, _)| u64::from(s))
     }
 
     /// The type a script typedef stands for.
@@ -861,7 +863,7 @@ mod tests {
             };
             cur.push(t);
             if close {
-                decls.push(parse_definition(&cur, &[])?);
+                decls.push(parse_definition(&cur)?);
                 cur.clear();
             }
         }
@@ -872,7 +874,10 @@ mod tests {
         })
     }
 
-    fn layout(t: &CTypes, rec: &str) -> (u32, Vec<(String, u32, Option<(u8, u8)>)>) {
+    /// `(name, offset, bitfield)` of a member.
+    type Placed = (String, u32, Option<(u8, u8)>);
+
+    fn layout(t: &CTypes, rec: &str) -> (u32, Vec<Placed>) {
         let r = t.record_def(rec).unwrap();
         (
             r.size,
@@ -883,7 +888,7 @@ mod tests {
         )
     }
 
-    fn offs(v: &[(&str, u32)]) -> Vec<(String, u32, Option<(u8, u8)>)> {
+    fn offs(v: &[(&str, u32)]) -> Vec<Placed> {
         v.iter().map(|(n, o)| (n.to_string(), *o, None)).collect()
     }
 
@@ -897,10 +902,16 @@ mod tests {
         let t = build("struct A { char c; int i; char d; long l; short s; };").unwrap();
         assert_eq!(
             layout(&t, "struct A"),
-            (32, offs(&[("c", 0), ("i", 4), ("d", 8), ("l", 16), ("s", 24)]))
+            (
+                32,
+                offs(&[("c", 0), ("i", 4), ("d", 8), ("l", 16), ("s", 24)])
+            )
         );
         let t = build("struct B { char a; char b[3]; short s; };").unwrap();
-        assert_eq!(layout(&t, "struct B"), (6, offs(&[("a", 0), ("b", 1), ("s", 4)])));
+        assert_eq!(
+            layout(&t, "struct B"),
+            (6, offs(&[("a", 0), ("b", 1), ("s", 4)]))
+        );
     }
 
     #[test]
@@ -955,7 +966,10 @@ mod tests {
         // bpftrace types `char s[N]` as a string; other byte arrays stay arrays.
         let t = build("struct F { char s[5]; uint8_t b[10]; char m[2][3]; char *p; };").unwrap();
         assert_eq!(t.record_field("struct F", "s").unwrap().ty, Type::Str(5));
-        assert!(matches!(t.record_field("struct F", "b").unwrap().ty, Type::Array { len: 10, .. }));
+        assert!(matches!(
+            t.record_field("struct F", "b").unwrap().ty,
+            Type::Array { len: 10, .. }
+        ));
         assert_eq!(
             t.record_field("struct F", "m").unwrap().ty,
             Type::Array {
@@ -972,15 +986,25 @@ mod tests {
         let (size, m) = layout(&t, "struct Foo");
         assert_eq!(size, 4);
         let bf: Vec<_> = m.iter().map(|(_, o, b)| (*o, b.unwrap())).collect();
-        assert_eq!(bf, [(0, (0, 4)), (0, (4, 8)), (0, (12, 3)), (0, (15, 1)), (0, (16, 16))]);
+        assert_eq!(
+            bf,
+            [
+                (0, (0, 4)),
+                (0, (4, 8)),
+                (0, (12, 3)),
+                (0, (15, 1)),
+                (0, (16, 16))
+            ]
+        );
         // A bitfield that would straddle its unit starts the next one: f moves to bit 32.
-        let t = build(
-            "struct Bar { short a:4, b:8, c:3, d:1; int e:9, f:15, g:1, h:2, i:5; };",
-        )
-        .unwrap();
+        let t = build("struct Bar { short a:4, b:8, c:3, d:1; int e:9, f:15, g:1, h:2, i:5; };")
+            .unwrap();
         let (size, m) = layout(&t, "struct Bar");
         assert_eq!(size, 8);
-        let bf: Vec<_> = m.iter().map(|(n, o, b)| (n.as_str(), *o, b.unwrap())).collect();
+        let bf: Vec<_> = m
+            .iter()
+            .map(|(n, o, b)| (n.as_str(), *o, b.unwrap()))
+            .collect();
         assert_eq!(
             bf,
             [

@@ -26,15 +26,12 @@ pub fn mask_inactive(src: &str) -> Option<String> {
     for line in src.split_inclusive('\n') {
         let active = stack.iter().all(|c| !matches!(c, Cond::Known(false)));
         let text = line.trim_start();
-        let directive = text
-            .strip_prefix('#')
-            .map(|d| d.trim_start())
-            .map(|d| {
-                let word_end = d
-                    .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-                    .unwrap_or(d.len());
-                (&d[..word_end], d[word_end..].trim())
-            });
+        let directive = text.strip_prefix('#').map(|d| d.trim_start()).map(|d| {
+            let word_end = d
+                .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .unwrap_or(d.len());
+            (&d[..word_end], d[word_end..].trim())
+        });
         let mut blank = !active;
         match directive {
             Some(("ifdef", arg)) if arg == MACRO => stack.push(Cond::Known(true)),
@@ -77,7 +74,8 @@ mod tests {
         assert!(out.contains("BEGIN {}"));
         assert_eq!(out.lines().count(), src.lines().count());
         // Other conditions are left alone; nesting is followed.
-        let src = "#ifdef BPFTRACE_HAVE_BTF\n#if X\nkeep1\n#else\nkeep2\n#endif\n#else\ngone\n#endif\n";
+        let src =
+            "#ifdef BPFTRACE_HAVE_BTF\n#if X\nkeep1\n#else\nkeep2\n#endif\n#else\ngone\n#endif\n";
         let out = mask_inactive(src).unwrap();
         assert!(out.contains("#if X") && out.contains("keep1") && out.contains("keep2"));
         assert!(!out.contains("gone"));

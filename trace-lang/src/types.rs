@@ -145,9 +145,7 @@ impl Type {
             Type::Inet => 24,
             Type::Buf(n) => 8 + n.div_ceil(8) * 8,
             // Elements as laid out in memory (`u8 addr[16]` is 16 bytes).
-            Type::Array { elem, len } => {
-                elem.memory_size() * *len as usize
-            }
+            Type::Array { elem, len } => elem.memory_size() * *len as usize,
             Type::Str(n) => *n,
             Type::Tuple(items) => tuple_layout(items).1,
             Type::Struct(s) => s.size as usize,

@@ -421,9 +421,7 @@ fn part_bytes_cmp(a: &Val, b: &Val) -> Ordering {
     match (int_bits(a), int_bits(b)) {
         (Some(x), Some(y)) => x.to_le_bytes().cmp(&y.to_le_bytes()),
         _ => match (a, b) {
-            (Val::Tuple(x), Val::Tuple(y)) | (Val::Array(x), Val::Array(y)) => {
-                key_bytes_cmp(x, y)
-            }
+            (Val::Tuple(x), Val::Tuple(y)) | (Val::Array(x), Val::Array(y)) => key_bytes_cmp(x, y),
             (Val::Struct(x), Val::Struct(y)) => {
                 let x: Vec<Val> = x.iter().map(|(_, v)| v.clone()).collect();
                 let y: Vec<Val> = y.iter().map(|(_, v)| v.clone()).collect();

@@ -165,7 +165,10 @@ fn compare(json: bool) {
         theirs.contains("alpha"),
         "bpftrace printed no record:\n{theirs}"
     );
-    assert_eq!(ours, theirs, "trace-runner (left) and bpftrace (right) differ");
+    assert_eq!(
+        ours, theirs,
+        "trace-runner (left) and bpftrace (right) differ"
+    );
 }
 
 #[test]
@@ -198,7 +201,9 @@ fn tuples_as_in_bpftrace() {
             .expect("run a tracer");
         assert!(out.status.success(), "{bin}: {out:?}");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.split_once('\n').map(|(_, rest)| rest.to_string()).unwrap_or_default()
+        text.split_once('\n')
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default()
     };
     let theirs = run(BPFTRACE, &[]);
     let ours = run(runner(), &["bpftrace"]);
@@ -230,7 +235,9 @@ fn errors_are_located() {
     );
     let err = check_error("struct A { int x[; } BEGIN { }");
     assert!(
-        err.starts_with("stdin:1:18: error: syntax error in C definition, unexpected ;, expecting integer"),
+        err.starts_with(
+            "stdin:1:18: error: syntax error in C definition, unexpected ;, expecting integer"
+        ),
         "{err}"
     );
 }

@@ -1681,7 +1681,8 @@ impl ProgGen<'_> {
                     match ty {
                         Type::Int { bytes, .. } if *bytes < 8 => {
                             self.gen_int(item)?;
-                            self.asm.store(Size::from_bytes(usize::from(*bytes)), FP, at, R0);
+                            self.asm
+                                .store(Size::from_bytes(usize::from(*bytes)), FP, at, R0);
                         }
                         _ if at % 8 != 0 => {
                             // Written aligned, then copied to its place.
@@ -1951,7 +1952,8 @@ impl ProgGen<'_> {
                     Type::Int { bytes, signed } => (bytes, signed),
                     _ => (8, false),
                 };
-                self.asm.load(Size::from_bytes(usize::from(bytes)), R0, FP, at);
+                self.asm
+                    .load(Size::from_bytes(usize::from(bytes)), R0, FP, at);
                 self.asm.extend(R0, bytes, signed);
             }
             ExprKind::Field { expr, field, .. } if matches!(&expr.kind, ExprKind::Builtin(b) if b == "skb") =>

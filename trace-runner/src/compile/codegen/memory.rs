@@ -64,9 +64,11 @@ impl ProgGen<'_> {
     /// kernel's BTF.
     fn kernel_field(&self, record: &str, field: &str, span: Span) -> Result<FieldInfo, Diagnostic> {
         if self.t.types.record_def(record).is_some() {
-            return self.t.types.record_field(record, field).ok_or_else(|| {
-                err(span, format!("'{record}' has no field named '{field}'"))
-            });
+            return self
+                .t
+                .types
+                .record_field(record, field)
+                .ok_or_else(|| err(span, format!("'{record}' has no field named '{field}'")));
         }
         let kernel = crate::btf::kernel().ok_or_else(|| {
             err(
@@ -231,7 +233,12 @@ impl ProgGen<'_> {
         let equal_value = match op {
             BinOp::Eq => 1,
             BinOp::Ne => 0,
-            _ => return Err(err(span, "these values can only be compared with == and !=")),
+            _ => {
+                return Err(err(
+                    span,
+                    "these values can only be compared with == and !=",
+                ))
+            }
         };
         let (ln, rn) = (lhs.ty.size(), rhs.ty.size());
         let mark = self.stack;
@@ -284,13 +291,17 @@ impl ProgGen<'_> {
             (rhs, lhs)
         };
         let Type::Ptr { to, .. } = &ptr.ty else {
-            return Err(err(e.span, "internal error: pointer arithmetic without a pointer"));
+            return Err(err(
+                e.span,
+                "internal error: pointer arithmetic without a pointer",
+            ));
         };
         let scale = match to.as_ref() {
             // `void *` (typed as bytes) and unknown kernel records count bytes.
             Type::Record(r) if self.t.types.record_def(r).is_none() => crate::btf::kernel()
                 .and_then(|k| k.type_size(r))
-                .unwrap_or(1) as i32,
+                .unwrap_or(1)
+                as i32,
             t => self.memory_size(t, e.span)?.max(1) as i32,
         };
         let mark = self.stack;
@@ -302,11 +313,8 @@ impl ProgGen<'_> {
         self.asm.store(Size::DW, FP, tmp, R0);
         self.gen_int(ptr)?;
         self.asm.load(Size::DW, R1, FP, tmp);
-        self.asm.alu_reg(
-            if op == BinOp::Sub { Alu::Sub } else { Alu::Add },
-            R0,
-            R1,
-        );
+        self.asm
+            .alu_reg(if op == BinOp::Sub { Alu::Sub } else { Alu::Add }, R0, R1);
         self.stack = mark;
         Ok(())
     }
