@@ -241,3 +241,25 @@ fn errors_are_located() {
         "{err}"
     );
 }
+
+/// A map's tuple elements keep their widths, and a later, wider value widens them
+/// (bpftrace refuses the script; this runner keeps both values whole rather than
+/// truncating 300 to a byte).
+#[test]
+fn tuple_elements_widen() {
+    if !require_bpf() {
+        return;
+    }
+    let out = Command::new(runner())
+        .args([
+            "bpftrace",
+            "-e",
+            "BEGIN { @t = (1, (int8)2, \"a\"); @t = (1, 300, \"bcd\"); @u = ((int8)-1, \"x\"); exit(); }",
+        ])
+        .output()
+        .expect("run trace-runner");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\n@t: (1, 300, bcd)\n"), "{text}");
+    assert!(text.contains("\n@u: (-1, x)\n"), "{text}");
+}
