@@ -1549,7 +1549,44 @@ impl ProgGen<'_> {
     }
 
     /// Write `e` (of type `ty`) at `off`; strings shorter than `ty` stay NUL-padded.
+    /// Write a tuple literal laid out as `types` (the map's or variable's tuple type,
+    /// whose elements may be wider than the literal's).
+    fn gen_tuple_into(
+        &mut self,
+        items: &[Expr],
+        types: &[Type],
+        off: i16,
+    ) -> Result<(), Diagnostic> {
+        // Laid out as a C struct; the padding is zeroed (tuples can be map keys).
+        let (offsets, size) = trace_lang::types::tuple_layout(types);
+        self.zero(off, size);
+        for ((item, ty), at) in items.iter().zip(types).zip(offsets) {
+            let at = off + at as i16;
+            match ty {
+                Type::Int { bytes, .. } if *bytes < 8 => {
+                    self.gen_int(item)?;
+                    self.asm
+                        .store(Size::from_bytes(usize::from(*bytes)), FP, at, R0);
+                }
+                _ if at % 8 != 0 => {
+                    // Written aligned, then copied to its place.
+                    let tmp = self.alloc(ty.size(), item.span)?;
+                    self.zero(tmp, ty.size());
+                    self.gen_into_sized(item, tmp, ty)?;
+                    self.copy_stack(tmp, at, ty.memory_size());
+                }
+                _ => self.gen_into_sized(item, at, ty)?,
+            }
+        }
+        Ok(())
+    }
+
     fn gen_into_sized(&mut self, e: &Expr, off: i16, ty: &Type) -> Result<(), Diagnostic> {
+        if let (Type::Tuple(target), ExprKind::Tuple(items)) = (ty, &e.kind) {
+            if items.len() == target.len() {
+                return self.gen_tuple_into(items, target, off);
+            }
+        }
         if let Type::Str(n) = ty {
             if let Type::Str(m) = e.ty {
                 if m > *n {
@@ -1723,30 +1760,7 @@ impl ProgGen<'_> {
                 self.asm.bind(end);
                 Ok(())
             }
-            (Type::Tuple(types), ExprKind::Tuple(items)) => {
-                // Laid out as a C struct; the padding is zeroed (tuples can be map keys).
-                let (offsets, size) = trace_lang::types::tuple_layout(types);
-                self.zero(off, size);
-                for ((item, ty), at) in items.iter().zip(types).zip(offsets) {
-                    let at = off + at as i16;
-                    match ty {
-                        Type::Int { bytes, .. } if *bytes < 8 => {
-                            self.gen_int(item)?;
-                            self.asm
-                                .store(Size::from_bytes(usize::from(*bytes)), FP, at, R0);
-                        }
-                        _ if at % 8 != 0 => {
-                            // Written aligned, then copied to its place.
-                            let tmp = self.alloc(ty.size(), item.span)?;
-                            self.zero(tmp, ty.size());
-                            self.gen_into_sized(item, tmp, ty)?;
-                            self.copy_stack(tmp, at, ty.memory_size());
-                        }
-                        _ => self.gen_into_sized(item, at, ty)?,
-                    }
-                }
-                Ok(())
-            }
+            (Type::Tuple(types), ExprKind::Tuple(items)) => self.gen_tuple_into(items, types, off),
             (_, ExprKind::Field { expr, field, .. }) if matches!(expr.ty, Type::Tuple(_)) => {
                 let (at, size) = self.tuple_element(expr, field, e.span)?;
                 self.copy_stack(at, off, size);

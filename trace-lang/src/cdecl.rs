@@ -99,8 +99,6 @@ fn syntax(t: &Token, expecting: &str) -> Diagnostic {
 struct P<'a> {
     toks: &'a [Token],
     i: usize,
-    /// Typedef names known so far (so `Foo x;` is a declaration).
-    typedefs: &'a [String],
 }
 
 impl P<'_> {
@@ -156,10 +154,7 @@ impl P<'_> {
     fn spec(&mut self) -> Result<TypeSpec, Diagnostic> {
         let start = self.peek().span;
         let mut words: Vec<String> = Vec::new();
-        loop {
-            let TokenKind::Ident(w) = &self.peek().kind else {
-                break;
-            };
+        while let TokenKind::Ident(w) = &self.peek().kind {
             match w.as_str() {
                 "const" | "volatile" | "static" | "extern" | "register" | "restrict" => {
                     self.i += 1;
@@ -391,14 +386,9 @@ fn int_words(words: &[String]) -> Option<(u8, bool)> {
 }
 
 /// Parse one top-level definition (`tokens` ends with the `}` or `;` that closes it).
-/// `typedefs` are the typedef names defined earlier in the script.
-pub fn parse_definition(tokens: &[Token], typedefs: &[String]) -> Result<Decl, Diagnostic> {
-    let mut p = P {
-        toks: tokens,
-        i: 0,
-        typedefs,
-    };
-    let _ = p.typedefs;
+/// A name where a type is expected is taken as a typedef name (resolved when laid out).
+pub fn parse_definition(tokens: &[Token]) -> Result<Decl, Diagnostic> {
+    let mut p = P { toks: tokens, i: 0 };
     if matches!(&p.peek().kind, TokenKind::Ident(w) if w == "typedef") {
         p.next();
         let spec = p.spec()?;
@@ -873,7 +863,7 @@ mod tests {
             };
             cur.push(t);
             if close {
-                decls.push(parse_definition(&cur, &[])?);
+                decls.push(parse_definition(&cur)?);
                 cur.clear();
             }
         }
@@ -884,7 +874,10 @@ mod tests {
         })
     }
 
-    fn layout(t: &CTypes, rec: &str) -> (u32, Vec<(String, u32, Option<(u8, u8)>)>) {
+    /// `(name, offset, bitfield)` of a member.
+    type Placed = (String, u32, Option<(u8, u8)>);
+
+    fn layout(t: &CTypes, rec: &str) -> (u32, Vec<Placed>) {
         let r = t.record_def(rec).unwrap();
         (
             r.size,
@@ -895,7 +888,7 @@ mod tests {
         )
     }
 
-    fn offs(v: &[(&str, u32)]) -> Vec<(String, u32, Option<(u8, u8)>)> {
+    fn offs(v: &[(&str, u32)]) -> Vec<Placed> {
         v.iter().map(|(n, o)| (n.to_string(), *o, None)).collect()
     }
 

@@ -441,17 +441,12 @@ impl<'a> Parser<'a> {
     fn program(&mut self) -> Result<ast::Program, Diagnostic> {
         let mut probes = Vec::new();
         let mut c_defs = Vec::new();
-        let mut typedefs = Vec::new();
         loop {
             debug_assert!(self.peeked.is_none());
             if let Some(w) = self.lx.peek_word()? {
                 if matches!(w, "struct" | "union" | "enum" | "typedef") {
                     let toks = self.c_definition_tokens()?;
-                    let decl = crate::cdecl::parse_definition(&toks, &typedefs)?;
-                    if let crate::cdecl::Decl::Typedef(_, d) = &decl {
-                        typedefs.push(d.name.clone());
-                    }
-                    c_defs.push(decl);
+                    c_defs.push(crate::cdecl::parse_definition(&toks)?);
                     continue;
                 }
             }

@@ -770,7 +770,16 @@ fn merge(old: &Type, new: &Type) -> Option<Type> {
         (Type::Tuple(a), Type::Tuple(b)) if a.len() == b.len() => Some(Type::Tuple(
             a.iter()
                 .zip(b)
-                .map(|(x, y)| merge(x, y))
+                .map(|(x, y)| match (x, y) {
+                    // Tuple elements keep their widths: the wider one holds both.
+                    (Type::Int { bytes: m, signed }, Type::Int { bytes: n, .. }) => {
+                        Some(Type::Int {
+                            bytes: (*m).max(*n),
+                            signed: *signed,
+                        })
+                    }
+                    _ => merge(x, y),
+                })
                 .collect::<Option<Vec<_>>>()?,
         )),
         (Type::Ptr { .. }, Type::Ptr { .. } | Type::Int { .. }) => Some(old.clone()),
