@@ -225,12 +225,16 @@ impl FakeCluster {
             .map_err(|e| e.message)
     }
 
-    /// Delete a pod as `kubectl delete pod` does; a workload pod goes at once (its
-    /// processes are the test's), and the kubelet removes its log directories.
+    /// Delete a pod as `kubectl delete pod --grace-period=0` does; a workload pod goes at
+    /// once (its processes are the test's), and the kubelet removes its log directories.
     pub fn delete_pod(&self, ns: &str, name: &str) -> Result<(), String> {
         let res = resources::get("", "pods");
+        let opts = crate::store::DeleteOpts {
+            propagation: None,
+            grace: Some(0),
+        };
         self.store
-            .with(|st| st.delete(res, ns, name, &Default::default()))
+            .with(|st| st.delete(res, ns, name, &opts))
             .map_err(|e| e.message)?;
         node::gc_pod_logs(&self.store, &self.log_dir());
         Ok(())

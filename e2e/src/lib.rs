@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod host;
+pub mod listing;
 pub mod node;
 pub mod resources;
 pub mod selectors;

@@ -230,13 +230,13 @@ fn reconcile(agent: &Arc<Agent>) {
         let started = agent.started.lock().unwrap().clone();
         for pod in st.list(pods_res, None, &all, &none) {
             let uid = meta_str(&pod, "uid").to_string();
+            if is_workload(&pod) && pod.pointer("/metadata/deletionTimestamp").is_some() {
+                // Seen Terminating by the watchers; its processes are the test's.
+                st.remove(pods_res, meta_str(&pod, "namespace"), meta_str(&pod, "name"));
+                continue;
+            }
             if started.contains(&uid)
-                || pod
-                    .pointer(&format!(
-                        "/metadata/annotations/{}",
-                        WORKLOAD_ANNOTATION.replace('/', "~1")
-                    ))
-                    .is_some()
+                || is_workload(&pod)
                 || matches!(
                     pod.pointer("/status/phase").and_then(Value::as_str),
                     Some("Succeeded" | "Failed")
@@ -275,6 +275,15 @@ fn reconcile(agent: &Arc<Agent>) {
         let agent = agent.clone();
         tokio::spawn(async move { kubelet(agent, ns, name, uid).await });
     }
+}
+
+/// Whether a pod is a workload stand-in (its processes are the test's).
+fn is_workload(pod: &Value) -> bool {
+    pod.pointer(&format!(
+        "/metadata/annotations/{}",
+        WORKLOAD_ANNOTATION.replace('/', "~1")
+    ))
+    .is_some()
 }
 
 fn pod_for_job(job: &Value) -> Value {
