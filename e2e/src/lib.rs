@@ -8,6 +8,7 @@
 //! together; [`host`] has the machine-level helpers the tests need (binaries, BPF, root).
 
 pub mod cluster;
+pub mod containerd;
 pub mod host;
 pub mod listing;
 pub mod node;
