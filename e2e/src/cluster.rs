@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::containerd::{CgroupLayout, ContainerRuntime};
 use crate::node::{self, AgentConfig, WORKLOAD_ANNOTATION};
 use crate::resources;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -51,12 +52,24 @@ pub struct FakeCluster {
     /// The `e2e-workload` binary for workload pods.
     pub workload_bin: PathBuf,
     runtime: Option<tokio::runtime::Runtime>,
+    /// containerd mode: the private containerd the kubelet runs pods in.
+    pub containers: Option<Arc<ContainerRuntime>>,
 }
 
 impl FakeCluster {
     /// Start on a random loopback port. `runner` is the real trace-runner binary;
     /// `workload_bin` the `e2e-workload` binary.
     pub fn start(runner: &Path, workload_bin: &Path) -> std::io::Result<FakeCluster> {
+        Self::start_with(runner, workload_bin, None)
+    }
+
+    /// [`FakeCluster::start`], with the kubelet running pods under a private containerd
+    /// whose containers are placed in `containerd`'s cgroup layout (`None`: local processes).
+    pub fn start_with(
+        runner: &Path,
+        workload_bin: &Path,
+        containerd: Option<CgroupLayout>,
+    ) -> std::io::Result<FakeCluster> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -65,6 +78,13 @@ impl FakeCluster {
         let workdir =
             std::env::temp_dir().join(format!("kubectl-trace-e2e-{}", &util::new_uid()[..8]));
         std::fs::create_dir_all(&workdir)?;
+        let containers = match containerd {
+            Some(layout) => Some(Arc::new(
+                ContainerRuntime::start(&workdir.join("runtime"), runner, layout)
+                    .map_err(std::io::Error::other)?,
+            )),
+            None => None,
+        };
         let log_dir = workdir.join("var-log");
         for sub in ["pods", "containers"] {
             std::fs::create_dir_all(log_dir.join(sub))?;
@@ -83,6 +103,7 @@ impl FakeCluster {
             workdir: workdir.clone(),
             nodes: NODES.iter().map(|s| s.to_string()).collect(),
             log_dir,
+            containers: containers.clone(),
         };
         {
             let _guard = runtime.enter();
@@ -94,6 +115,7 @@ impl FakeCluster {
             workdir,
             workload_bin: workload_bin.to_path_buf(),
             runtime: Some(runtime),
+            containers,
         };
         for ns in ["default", "kube-system", "kube-public"] {
             c.create("", "namespaces", "", json!({"metadata": {"name": ns}}))
@@ -379,6 +401,8 @@ impl FakeCluster {
                 std::thread::spawn(move || rt.shutdown_timeout(std::time::Duration::from_secs(2)))
                     .join();
         }
+        // The agent's tasks are gone: the last reference stops containerd.
+        self.containers = None;
         for sub in ["pods"] {
             for e in std::fs::read_dir(self.workdir.join(sub))
                 .into_iter()

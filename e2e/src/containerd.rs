@@ -116,6 +116,7 @@ pub fn run_args(spec: &RunSpec) -> Vec<String> {
 }
 
 /// A running private containerd.
+#[derive(Debug)]
 pub struct Containerd {
     dir: PathBuf,
     socket: PathBuf,
@@ -399,5 +400,80 @@ mod tests {
             run_args(&image),
             ["run", "--cgroup", "kubepods/burstable/podu/c0", "docker.io/library/x:1", "c0"]
         );
+    }
+}
+
+/// The fake kubelet's container runtime in containerd mode: the instance, the runner
+/// image imported from the xtask archive, the root for other images (this host's `/usr`
+/// and `/etc`, read-only, as the fake knows no other image contents) and the cgroup driver.
+#[derive(Debug)]
+pub struct ContainerRuntime {
+    pub ctd: Containerd,
+    pub runner_image: String,
+    pub rootfs: PathBuf,
+    pub layout: CgroupLayout,
+}
+
+impl ContainerRuntime {
+    /// Start containerd under `dir` and import the runner image built from `runner`.
+    pub fn start(dir: &Path, runner: &Path, layout: CgroupLayout) -> Result<Self, String> {
+        let ctd = Containerd::start(&dir.join("containerd"))?;
+        let archive = dir.join("trace-runner-image.tar");
+        let runner_image = format!("{}:e2e", xtask::oci::DEFAULT_REPOSITORY);
+        let elf = xtask::binary::elf_info(runner)?;
+        let libs = if elf.is_static() {
+            Vec::new()
+        } else {
+            xtask::binary::shared_libs(runner)?
+        };
+        let spec = xtask::oci::ImageSpec {
+            binary: runner.to_path_buf(),
+            libs,
+            arch: elf.arch.clone(),
+            reference: runner_image.clone(),
+            version: "e2e".into(),
+            epoch: 0,
+            gzip_level: 1,
+        };
+        xtask::oci::write_archive(&spec, &archive)?;
+        let refs = ctd.import(&archive)?;
+        let _ = std::fs::remove_file(&archive);
+        if !refs.contains(&runner_image) {
+            return Err(format!("{runner_image} not imported: {refs:?}"));
+        }
+        let rootfs = dir.join("host-image");
+        std::fs::create_dir_all(&rootfs).map_err(|e| e.to_string())?;
+        for d in ["bin", "sbin", "lib", "lib64", "lib32", "libx32"] {
+            if let Ok(to) = std::fs::read_link(Path::new("/").join(d)) {
+                let _ = std::os::unix::fs::symlink(to, rootfs.join(d));
+            }
+        }
+        Ok(ContainerRuntime {
+            ctd,
+            runner_image,
+            rootfs,
+            layout,
+        })
+    }
+
+    /// The read-only binds a container of the host image needs.
+    pub fn host_image_mounts(&self) -> Vec<(PathBuf, String, bool)> {
+        ["/usr", "/etc", "/lib", "/lib64"]
+            .iter()
+            .filter(|d| Path::new(d).is_dir() && !Path::new(d).is_symlink())
+            .map(|d| (PathBuf::from(d), d.to_string(), true))
+            .collect()
+    }
+
+    /// `ctr run` for `spec`, as a tokio child (stdin null, stdout and stderr piped).
+    pub fn spawn(&self, spec: &RunSpec) -> std::io::Result<tokio::process::Child> {
+        self.ctd.cgroups.lock().unwrap().push(spec.cgroup.clone());
+        let mut cmd = tokio::process::Command::from(self.ctd.ctr());
+        cmd.args(run_args(spec))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(false);
+        cmd.spawn()
     }
 }

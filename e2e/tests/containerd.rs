@@ -260,3 +260,114 @@ fn runner_image_counts_pods_exactly_under_containerd() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `FakeCluster` in containerd mode: a Job of the runner image runs as a real container
+/// (privileged, hostPID, the ConfigMap and hostPath volumes bound), counts exactly one
+/// workload pod's calls, its log reaches the API, its status names the real container,
+/// placed in the systemd-style cgroup; a plain command runs too, its exit code reported.
+#[test]
+fn fake_cluster_runs_job_pods_under_containerd() {
+    let test = "fake_cluster_runs_job_pods_under_containerd";
+    if !host::require_privileges(test) {
+        return;
+    }
+    for tool in ["containerd", "ctr", "runc"] {
+        if host::require_tool(test, tool).is_none() {
+            return;
+        }
+    }
+    let bins = host::binaries().expect("binaries");
+    let c = e2e::FakeCluster::start_with(
+        &bins.trace_runner,
+        env!("CARGO_BIN_EXE_e2e-workload").as_ref(),
+        Some(CgroupLayout::Systemd),
+    )
+    .unwrap();
+    let mut x = c
+        .add_workload_pod(&e2e::cluster::PodSpec::new("default", "x", "node-a"))
+        .unwrap();
+    let mut y = c
+        .add_workload_pod(&e2e::cluster::PodSpec::new("default", "y", "node-a"))
+        .unwrap();
+    let script = "tracepoint:syscalls:sys_enter_getppid { @calls = count(); } tracepoint:syscalls:sys_enter_getpgid { exit(); }";
+    c.create("", "configmaps", "default", serde_json::json!({"metadata": {"name": "runner"}, "data": {"program.bt": script}}))
+        .unwrap();
+    c.create("batch", "jobs", "default", serde_json::json!({
+        "metadata": {"name": "runner"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never", "nodeName": "node-a", "hostPID": true,
+            "containers": [{"name": "trace-runner", "image": "ghcr.io/kubectl-trace/trace-runner:test",
+                "args": ["run", "--cgroup", x.pod_cgroup.display().to_string(), "/programs/program.bt"],
+                "securityContext": {"privileged": true},
+                "volumeMounts": [{"name": "programs", "mountPath": "/programs", "readOnly": true},
+                                 {"name": "sys", "mountPath": "/sys"}]}],
+            "volumes": [{"name": "programs", "configMap": {"name": "runner"}},
+                        {"name": "sys", "hostPath": {"path": "/sys", "type": "Directory"}}]}}}
+    })).unwrap();
+    let start = Instant::now();
+    let pod = loop {
+        let pods = c.list("", "pods", "default", "job-name=runner");
+        if let Some(p) = pods.first().filter(|p| p["status"]["phase"] == "Running") {
+            break p.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "runner pod not running: {pods:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let name = pod["metadata"]["name"].as_str().unwrap().to_string();
+    let cid = pod["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("containerd://")
+        .unwrap()
+        .to_string();
+    let rt = c.containers.as_ref().unwrap();
+    assert!(rt.ctd.containers().contains(&cid), "{cid} is not a containerd container");
+    let pid = rt.ctd.task_pid(&cid, Duration::from_secs(5)).unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let uid = pod["metadata"]["uid"].as_str().unwrap().replace('-', "_");
+    assert!(
+        cg.contains(&format!("-pod{uid}.slice/cri-containerd-{cid}.scope")),
+        "{cg}"
+    );
+    while !c.pod_log("default", &name).is_some_and(|l| l.contains("Attaching")) {
+        assert!(start.elapsed() < Duration::from_secs(60), "never attached: {:?}", c.pod_log("default", &name));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    y.container("app").getppid(700);
+    x.container("app").getppid(1000);
+    y.container("app").getpgid();
+    x.container("app").getpgid();
+    let job = loop {
+        let j = c.get("batch", "jobs", "default", "runner").unwrap();
+        if j["status"]["succeeded"] == 1 || j["status"]["failed"] == 1 {
+            break j;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "runner never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = c.pod_log("default", &name).unwrap_or_default();
+    assert_eq!(job["status"]["succeeded"], 1, "{log}");
+    assert!(log.contains("@calls: 1000\n"), "{log}");
+
+    // A plain command on the host image: its output and exit code.
+    c.create("batch", "jobs", "default", serde_json::json!({
+        "metadata": {"name": "plain"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "nodeName": "node-b",
+            "containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", "echo from-containerd; exit 4"],
+                            "env": [{"name": "X", "value": "1"}]}]}}}
+    })).unwrap();
+    let pod = loop {
+        let pods = c.list("", "pods", "default", "job-name=plain");
+        if let Some(p) = pods.first().filter(|p| p["status"]["phase"] == "Failed") {
+            break p.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "plain pod did not end: {pods:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let term = &pod["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(term["exitCode"], 4, "{pod}");
+    let name = pod["metadata"]["name"].as_str().unwrap();
+    assert_eq!(c.pod_log("default", name).unwrap_or_default(), "from-containerd\n");
+    drop(c);
+}

@@ -6,10 +6,16 @@
 use std::path::PathBuf;
 
 use e2e::cluster::PodSpec;
+use e2e::containerd::CgroupLayout;
 use e2e::FakeCluster;
 
 const USAGE: &str = "usage: fake-cluster [--runner PATH] [--kubeconfig PATH] [--demo]
+                    [--runtime local|containerd] [--cgroup-driver cgroupfs|systemd]
   --runner PATH      the trace-runner binary (default: next to this binary)
+  --runtime R        how the fake kubelet runs pods: local processes (default) or
+                     containers of a private containerd, the runner image imported from
+                     an xtask archive of --runner
+  --cgroup-driver D  containerd mode: the kubelet's cgroup layout (default: cgroupfs)
   --kubeconfig PATH  where to write the kubeconfig (default: ./fake-cluster.kubeconfig)
   --demo             create pod/web-0 on node-a and deployment/api on node-a and node-b";
 
@@ -18,6 +24,8 @@ fn main() {
     let mut runner = exe_dir.join("trace-runner");
     let mut kubeconfig = PathBuf::from("fake-cluster.kubeconfig");
     let mut demo = false;
+    let mut containerd = false;
+    let mut layout = CgroupLayout::Cgroupfs;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -26,6 +34,16 @@ fn main() {
                 kubeconfig = args.next().map(PathBuf::from).unwrap_or_else(|| die(USAGE))
             }
             "--demo" => demo = true,
+            "--runtime" => match args.next().as_deref() {
+                Some("local") => containerd = false,
+                Some("containerd") => containerd = true,
+                _ => die(USAGE),
+            },
+            "--cgroup-driver" => match args.next().as_deref() {
+                Some("cgroupfs") => layout = CgroupLayout::Cgroupfs,
+                Some("systemd") => layout = CgroupLayout::Systemd,
+                _ => die(USAGE),
+            },
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -33,7 +51,11 @@ fn main() {
             _ => die(USAGE),
         }
     }
-    let cluster = FakeCluster::start(&runner, &exe_dir.join("e2e-workload"))
+    let cluster = FakeCluster::start_with(
+        &runner,
+        &exe_dir.join("e2e-workload"),
+        containerd.then_some(layout),
+    )
         .unwrap_or_else(|e| die(&format!("cannot start: {e}")));
     cluster
         .write_kubeconfig(&kubeconfig, "default")
