@@ -131,7 +131,8 @@ pub fn installed() -> bool {
 }
 
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 impl Containerd {
@@ -252,7 +253,8 @@ impl Containerd {
 
     /// Signal a container's main process (`SIGTERM`, `SIGKILL`).
     pub fn kill(&self, id: &str, signal: &str) -> Result<(), String> {
-        self.ctr_ok(&["tasks", "kill", "-s", signal, id]).map(|_| ())
+        self.ctr_ok(&["tasks", "kill", "-s", signal, id])
+            .map(|_| ())
     }
 
     /// Remove a container (its task first, killed if it still runs).
@@ -398,7 +400,13 @@ mod tests {
         };
         assert_eq!(
             run_args(&image),
-            ["run", "--cgroup", "kubepods/burstable/podu/c0", "docker.io/library/x:1", "c0"]
+            [
+                "run",
+                "--cgroup",
+                "kubepods/burstable/podu/c0",
+                "docker.io/library/x:1",
+                "c0"
+            ]
         );
     }
 }

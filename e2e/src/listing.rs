@@ -32,7 +32,7 @@ fn encode_token(ns: &str, name: &str) -> String {
 }
 
 fn decode_token(token: &str) -> Option<(String, String)> {
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..token.len())
@@ -489,10 +489,7 @@ pub fn table(
             json!({"name": name, "type": type_, "format": format, "description": "", "priority": priority})
         })
         .collect();
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|o| row(res, o, include, now))
-        .collect();
+    let rows: Vec<Value> = objects.iter().map(|o| row(res, o, include, now)).collect();
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
            "columnDefinitions": defs, "rows": rows})
 }
@@ -517,11 +514,7 @@ mod tests {
         let mut remaining = Vec::new();
         loop {
             let page = paginate(items.clone(), Some(2), token.as_deref()).unwrap();
-            seen.extend(
-                page.items
-                    .iter()
-                    .map(|o| meta_str(o, "name").to_string()),
-            );
+            seen.extend(page.items.iter().map(|o| meta_str(o, "name").to_string()));
             remaining.push(page.remaining);
             match page.continue_token {
                 Some(t) => token = Some(t),
@@ -539,14 +532,20 @@ mod tests {
     fn a_bad_continue_token_is_a_bad_request() {
         let e = paginate(vec![], Some(1), Some("zz")).unwrap_err();
         assert_eq!(e.code, 400);
-        assert!(e.message.contains("continue key is not valid"), "{}", e.message);
+        assert!(
+            e.message.contains("continue key is not valid"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn kubectls_accept_header_asks_for_a_table() {
         assert!(wants_table("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"));
         assert!(!wants_table("application/json"));
-        assert!(!wants_table("application/json;as=Table;v=v1beta1;g=meta.k8s.io"));
+        assert!(!wants_table(
+            "application/json;as=Table;v=v1beta1;g=meta.k8s.io"
+        ));
     }
 
     #[test]
@@ -585,7 +584,17 @@ mod tests {
         );
         assert_eq!(
             t["rows"][0]["cells"],
-            json!(["p", "1/2", "Terminating", "3", "2m5s", "10.0.0.1", "node-a", "<none>", "<none>"])
+            json!([
+                "p",
+                "1/2",
+                "Terminating",
+                "3",
+                "2m5s",
+                "10.0.0.1",
+                "node-a",
+                "<none>",
+                "<none>"
+            ])
         );
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(t["columnDefinitions"][5]["priority"], 1);
@@ -609,7 +618,16 @@ mod tests {
         );
         assert_eq!(
             t["rows"][0]["cells"],
-            json!(["j", "Complete", "1/1", "8s", "60s", "c", "img", "batch.kubernetes.io/controller-uid=u"])
+            json!([
+                "j",
+                "Complete",
+                "1/1",
+                "8s",
+                "60s",
+                "c",
+                "img",
+                "batch.kubernetes.io/controller-uid=u"
+            ])
         );
         assert!(t["rows"][0].get("object").is_none());
     }

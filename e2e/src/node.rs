@@ -236,7 +236,11 @@ fn reconcile(agent: &Arc<Agent>) {
             let uid = meta_str(&pod, "uid").to_string();
             if is_workload(&pod) && pod.pointer("/metadata/deletionTimestamp").is_some() {
                 // Seen Terminating by the watchers; its processes are the test's.
-                st.remove(pods_res, meta_str(&pod, "namespace"), meta_str(&pod, "name"));
+                st.remove(
+                    pods_res,
+                    meta_str(&pod, "namespace"),
+                    meta_str(&pod, "name"),
+                );
                 continue;
             }
             if started.contains(&uid)
@@ -1216,7 +1220,14 @@ async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: String) {
     // SIGTERM to the container's main process, SIGKILL to all of it.
     let signal = |sig: i32| match &runtime {
         Some(rt) => {
-            let _ = rt.ctd.kill(&cid, if sig == libc::SIGKILL { "SIGKILL" } else { "SIGTERM" });
+            let _ = rt.ctd.kill(
+                &cid,
+                if sig == libc::SIGKILL {
+                    "SIGKILL"
+                } else {
+                    "SIGTERM"
+                },
+            );
         }
         None if sig == libc::SIGKILL => signal_group(pid, libc::SIGKILL),
         // SAFETY: kill(2) on our child.

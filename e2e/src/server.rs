@@ -288,10 +288,7 @@ async fn handle(store: Arc<Store>, req: Request<Incoming>) -> Response<Body> {
             }
             if as_table {
                 let now = crate::util::epoch_now();
-                return json_response(
-                    200,
-                    &listing::table(t.res, &page.items, meta, include, now),
-                );
+                return json_response(200, &listing::table(t.res, &page.items, meta, include, now));
             }
             json_response(
                 200,

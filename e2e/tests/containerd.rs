@@ -89,7 +89,7 @@ impl Workload {
             id,
             stdin,
             stdout,
-            ctr: ctr,
+            ctr,
         }
     }
 
@@ -201,7 +201,10 @@ fn runner_image_counts_pods_exactly_under_containerd() {
         let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
         assert!(cg.lines().any(|l| l == format!("0::/{path}")), "{cg}");
     }
-    assert!(y_path.ends_with(&format!("-pod{}.slice/cri-containerd-{cy}.scope", uy.replace('-', "_"))));
+    assert!(y_path.ends_with(&format!(
+        "-pod{}.slice/cri-containerd-{cy}.scope",
+        uy.replace('-', "_")
+    )));
     let pod_dir = |p: &str| v2.join(Path::new(p).parent().unwrap());
 
     let programs = dir.join("programs");
@@ -239,7 +242,10 @@ fn runner_image_counts_pods_exactly_under_containerd() {
         std::thread::sleep(Duration::from_millis(200));
         let (out, err) = (r.out.lock().unwrap().clone(), r.err.lock().unwrap().clone());
         assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
-        assert!(out.contains(want), "want {want:?}\nstdout:\n{out}\nstderr:\n{err}");
+        assert!(
+            out.contains(want),
+            "want {want:?}\nstdout:\n{out}\nstderr:\n{err}"
+        );
     }
     eprintln!(
         "containerd ready in {:?}, image archive in {:?}, imported in {:?}, whole test {:?}",
@@ -290,8 +296,13 @@ fn fake_cluster_runs_job_pods_under_containerd() {
         .add_workload_pod(&e2e::cluster::PodSpec::new("default", "y", "node-a"))
         .unwrap();
     let script = "tracepoint:syscalls:sys_enter_getppid { @calls = count(); } tracepoint:syscalls:sys_enter_getpgid { exit(); }";
-    c.create("", "configmaps", "default", serde_json::json!({"metadata": {"name": "runner"}, "data": {"program.bt": script}}))
-        .unwrap();
+    c.create(
+        "",
+        "configmaps",
+        "default",
+        serde_json::json!({"metadata": {"name": "runner"}, "data": {"program.bt": script}}),
+    )
+    .unwrap();
     c.create("batch", "jobs", "default", serde_json::json!({
         "metadata": {"name": "runner"},
         "spec": {"backoffLimit": 0, "template": {"spec": {
@@ -310,7 +321,10 @@ fn fake_cluster_runs_job_pods_under_containerd() {
         if let Some(p) = pods.first().filter(|p| p["status"]["phase"] == "Running") {
             break p.clone();
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "runner pod not running: {pods:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "runner pod not running: {pods:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let name = pod["metadata"]["name"].as_str().unwrap().to_string();
@@ -321,7 +335,10 @@ fn fake_cluster_runs_job_pods_under_containerd() {
         .unwrap()
         .to_string();
     let rt = c.containers.as_ref().unwrap();
-    assert!(rt.ctd.containers().contains(&cid), "{cid} is not a containerd container");
+    assert!(
+        rt.ctd.containers().contains(&cid),
+        "{cid} is not a containerd container"
+    );
     let pid = rt.ctd.task_pid(&cid, Duration::from_secs(5)).unwrap();
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let uid = pod["metadata"]["uid"].as_str().unwrap().replace('-', "_");
@@ -329,8 +346,15 @@ fn fake_cluster_runs_job_pods_under_containerd() {
         cg.contains(&format!("-pod{uid}.slice/cri-containerd-{cid}.scope")),
         "{cg}"
     );
-    while !c.pod_log("default", &name).is_some_and(|l| l.contains("Attaching")) {
-        assert!(start.elapsed() < Duration::from_secs(60), "never attached: {:?}", c.pod_log("default", &name));
+    while !c
+        .pod_log("default", &name)
+        .is_some_and(|l| l.contains("Attaching"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never attached: {:?}",
+            c.pod_log("default", &name)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(1000));
@@ -343,7 +367,10 @@ fn fake_cluster_runs_job_pods_under_containerd() {
         if j["status"]["succeeded"] == 1 || j["status"]["failed"] == 1 {
             break j;
         }
-        assert!(start.elapsed() < Duration::from_secs(90), "runner never ended");
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "runner never ended"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let log = c.pod_log("default", &name).unwrap_or_default();
@@ -362,12 +389,18 @@ fn fake_cluster_runs_job_pods_under_containerd() {
         if let Some(p) = pods.first().filter(|p| p["status"]["phase"] == "Failed") {
             break p.clone();
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "plain pod did not end: {pods:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "plain pod did not end: {pods:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let term = &pod["status"]["containerStatuses"][0]["state"]["terminated"];
     assert_eq!(term["exitCode"], 4, "{pod}");
     let name = pod["metadata"]["name"].as_str().unwrap();
-    assert_eq!(c.pod_log("default", name).unwrap_or_default(), "from-containerd\n");
+    assert_eq!(
+        c.pod_log("default", name).unwrap_or_default(),
+        "from-containerd\n"
+    );
     drop(c);
 }

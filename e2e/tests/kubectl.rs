@@ -45,7 +45,10 @@ impl Kubectl {
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < Duration::from_secs(15), "timed out: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -113,7 +116,11 @@ fn real_kubectl_gets_describes_logs_and_execs() {
     // Table output, through a short name.
     let out = k.ok(&["get", "po"]);
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{out}");
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{out}"
+    );
     assert_eq!(row(&out, "web-0")[1..4], ["1/1", "Running", "0"], "{out}");
     assert_eq!(row(&out, &pod)[1..4], ["1/1", "Running", "0"], "{out}");
     let wide = k.ok(&["get", "pods", "-o", "wide"]);
@@ -175,11 +182,22 @@ fn real_kubectl_gets_describes_logs_and_execs() {
     assert_eq!(k.ok(&["logs", "job/hello"]), "hello-from-job\n");
 
     // exec over v5.channel.k8s.io: output, exit code, no stream error.
-    let o = k.run(&["exec", &pod, "-v=6", "--", "sh", "-c", "echo in-pod; exit 3"]);
+    let o = k.run(&[
+        "exec",
+        &pod,
+        "-v=6",
+        "--",
+        "sh",
+        "-c",
+        "echo in-pod; exit 3",
+    ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "in-pod\n");
     assert_eq!(o.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("The subprotocol is v5.channel.k8s.io"), "{stderr}");
+    assert!(
+        stderr.contains("The subprotocol is v5.channel.k8s.io"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("error reading"), "{stderr}");
 
     // Server-side dry runs change nothing.

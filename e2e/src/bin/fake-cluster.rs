@@ -1,6 +1,7 @@
 //! `fake-cluster`: the hermetic e2e cluster for manual use. Starts the fake API server
 //! and node agent, writes a kubeconfig, optionally creates demo workloads, and runs
-//! until Ctrl-C. Knobs over HTTP: `POST /_e2e/cronjobs/NS/NAME/trigger`,
+//! until Ctrl-C or SIGTERM; `--runtime containerd` runs pods under a private
+//! containerd. Knobs over HTTP: `POST /_e2e/cronjobs/NS/NAME/trigger`,
 //! `POST /_e2e/reject-privileged/NS`, `POST /_e2e/forbid/VERB/RESOURCE`, `GET /_e2e/requests`.
 
 use std::path::PathBuf;
@@ -56,7 +57,7 @@ fn main() {
         &exe_dir.join("e2e-workload"),
         containerd.then_some(layout),
     )
-        .unwrap_or_else(|e| die(&format!("cannot start: {e}")));
+    .unwrap_or_else(|e| die(&format!("cannot start: {e}")));
     cluster
         .write_kubeconfig(&kubeconfig, "default")
         .unwrap_or_else(|e| die(&format!("cannot write {}: {e}", kubeconfig.display())));
@@ -82,8 +83,20 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // Ctrl-C or SIGTERM: stop cleanly (containerd mode stops its containerd too).
     rt.block_on(async {
-        let _ = tokio::signal::ctrl_c().await;
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     });
     drop(keep);
     drop(cluster);
