@@ -3,7 +3,8 @@
 //! (`<job>-xxxxx`, labels `job-name`/`controller-uid` and the template's), admission
 //! included (a rejected pod becomes a `FailedCreate` event on the Job, as the real
 //! controller reports it). The kubelet moves a pod Pending → Running and runs its
-//! container command as a local process: in a private mount namespace whose root
+//! container command as a local process (or, in containerd mode, as a container of the
+//! private containerd: [`containerd_spec`]): in a private mount namespace whose root
 //! (pivot_root, as a runtime does) is made of this host's top-level directories
 //! (directories the host lacks, such as /var/log/pods, made on a tmpfs there), with the pod's volumes bound at their
 //! mount paths (ConfigMaps written to a directory, hostPath as-is except the kubelet's
