@@ -58,9 +58,23 @@ pub struct FakeCluster {
 
 impl FakeCluster {
     /// Start on a random loopback port. `runner` is the real trace-runner binary;
-    /// `workload_bin` the `e2e-workload` binary.
+    /// `workload_bin` the `e2e-workload` binary. Pods run as local processes, or under
+    /// containerd when `E2E_RUNTIME=containerd` (`E2E_CGROUP_DRIVER=systemd` for the
+    /// systemd-style cgroup names): the same scenarios under a real runtime.
     pub fn start(runner: &Path, workload_bin: &Path) -> std::io::Result<FakeCluster> {
-        Self::start_with(runner, workload_bin, None)
+        let containerd = match std::env::var("E2E_RUNTIME").as_deref() {
+            Ok("containerd") => Some(match std::env::var("E2E_CGROUP_DRIVER").as_deref() {
+                Ok("systemd") => CgroupLayout::Systemd,
+                _ => CgroupLayout::Cgroupfs,
+            }),
+            Ok("") | Ok("local") | Err(_) => None,
+            Ok(other) => {
+                return Err(std::io::Error::other(format!(
+                    "E2E_RUNTIME={other}: expected local or containerd"
+                )))
+            }
+        };
+        Self::start_with(runner, workload_bin, containerd)
     }
 
     /// [`FakeCluster::start`], with the kubelet running pods under a private containerd
