@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::containerd::{CgroupLayout, ContainerRuntime};
 use crate::node::{self, AgentConfig, WORKLOAD_ANNOTATION};
 use crate::resources;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -51,12 +52,38 @@ pub struct FakeCluster {
     /// The `e2e-workload` binary for workload pods.
     pub workload_bin: PathBuf,
     runtime: Option<tokio::runtime::Runtime>,
+    /// containerd mode: the private containerd the kubelet runs pods in.
+    pub containers: Option<Arc<ContainerRuntime>>,
 }
 
 impl FakeCluster {
     /// Start on a random loopback port. `runner` is the real trace-runner binary;
-    /// `workload_bin` the `e2e-workload` binary.
+    /// `workload_bin` the `e2e-workload` binary. Pods run as local processes, or under
+    /// containerd when `E2E_RUNTIME=containerd` (`E2E_CGROUP_DRIVER=systemd` for the
+    /// systemd-style cgroup names): the same scenarios under a real runtime.
     pub fn start(runner: &Path, workload_bin: &Path) -> std::io::Result<FakeCluster> {
+        let containerd = match std::env::var("E2E_RUNTIME").as_deref() {
+            Ok("containerd") => Some(match std::env::var("E2E_CGROUP_DRIVER").as_deref() {
+                Ok("systemd") => CgroupLayout::Systemd,
+                _ => CgroupLayout::Cgroupfs,
+            }),
+            Ok("") | Ok("local") | Err(_) => None,
+            Ok(other) => {
+                return Err(std::io::Error::other(format!(
+                    "E2E_RUNTIME={other}: expected local or containerd"
+                )))
+            }
+        };
+        Self::start_with(runner, workload_bin, containerd)
+    }
+
+    /// [`FakeCluster::start`], with the kubelet running pods under a private containerd
+    /// whose containers are placed in `containerd`'s cgroup layout (`None`: local processes).
+    pub fn start_with(
+        runner: &Path,
+        workload_bin: &Path,
+        containerd: Option<CgroupLayout>,
+    ) -> std::io::Result<FakeCluster> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -65,6 +92,13 @@ impl FakeCluster {
         let workdir =
             std::env::temp_dir().join(format!("kubectl-trace-e2e-{}", &util::new_uid()[..8]));
         std::fs::create_dir_all(&workdir)?;
+        let containers = match containerd {
+            Some(layout) => Some(Arc::new(
+                ContainerRuntime::start(&workdir.join("runtime"), runner, layout)
+                    .map_err(std::io::Error::other)?,
+            )),
+            None => None,
+        };
         let log_dir = workdir.join("var-log");
         for sub in ["pods", "containers"] {
             std::fs::create_dir_all(log_dir.join(sub))?;
@@ -83,6 +117,7 @@ impl FakeCluster {
             workdir: workdir.clone(),
             nodes: NODES.iter().map(|s| s.to_string()).collect(),
             log_dir,
+            containers: containers.clone(),
         };
         {
             let _guard = runtime.enter();
@@ -94,6 +129,7 @@ impl FakeCluster {
             workdir,
             workload_bin: workload_bin.to_path_buf(),
             runtime: Some(runtime),
+            containers,
         };
         for ns in ["default", "kube-system", "kube-public"] {
             c.create("", "namespaces", "", json!({"metadata": {"name": ns}}))
@@ -225,12 +261,16 @@ impl FakeCluster {
             .map_err(|e| e.message)
     }
 
-    /// Delete a pod as `kubectl delete pod` does; a workload pod goes at once (its
-    /// processes are the test's), and the kubelet removes its log directories.
+    /// Delete a pod as `kubectl delete pod --grace-period=0` does; a workload pod goes at
+    /// once (its processes are the test's), and the kubelet removes its log directories.
     pub fn delete_pod(&self, ns: &str, name: &str) -> Result<(), String> {
         let res = resources::get("", "pods");
+        let opts = crate::store::DeleteOpts {
+            propagation: None,
+            grace: Some(0),
+        };
         self.store
-            .with(|st| st.delete(res, ns, name, &Default::default()))
+            .with(|st| st.delete(res, ns, name, &opts))
             .map_err(|e| e.message)?;
         node::gc_pod_logs(&self.store, &self.log_dir());
         Ok(())
@@ -375,6 +415,8 @@ impl FakeCluster {
                 std::thread::spawn(move || rt.shutdown_timeout(std::time::Duration::from_secs(2)))
                     .join();
         }
+        // The agent's tasks are gone: the last reference stops containerd.
+        self.containers = None;
         for sub in ["pods"] {
             for e in std::fs::read_dir(self.workdir.join(sub))
                 .into_iter()

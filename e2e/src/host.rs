@@ -200,3 +200,23 @@ pub fn children_named(name: &str) -> Vec<i32> {
         })
         .collect()
 }
+
+/// A tool a test needs, found on PATH: `None` (the test skips with a note) when missing,
+/// except under `CI=true`, where a missing tool fails the test.
+pub fn require_tool(test: &str, name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    match found {
+        Some(p) => Some(p),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test}: {name} is not installed (.ci/run installs it)")
+        }
+        None => {
+            eprintln!("{test}: SKIPPED: {name} is not installed (under CI=true this fails)");
+            None
+        }
+    }
+}

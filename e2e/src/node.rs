@@ -3,7 +3,8 @@
 //! (`<job>-xxxxx`, labels `job-name`/`controller-uid` and the template's), admission
 //! included (a rejected pod becomes a `FailedCreate` event on the Job, as the real
 //! controller reports it). The kubelet moves a pod Pending → Running and runs its
-//! container command as a local process: in a private mount namespace whose root
+//! container command as a local process (or, in containerd mode, as a container of the
+//! private containerd: [`containerd_spec`]): in a private mount namespace whose root
 //! (pivot_root, as a runtime does) is made of this host's top-level directories
 //! (directories the host lacks, such as /var/log/pods, made on a tmpfs there), with the pod's volumes bound at their
 //! mount paths (ConfigMaps written to a directory, hostPath as-is except the kubelet's
@@ -32,6 +33,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
+use crate::containerd::{cgroup_path, ContainerRuntime, Root, RunSpec};
 use crate::resources;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::{meta_str, ApiError, Creds, DeleteOpts, ExecTarget, Kill, PodLog, State, Store};
@@ -54,6 +56,9 @@ pub struct AgentConfig {
     /// `/var/log/pods` and `/var/log/containers` are this directory's `pods/` and
     /// `containers/` (the host's real /var/log is never touched).
     pub log_dir: PathBuf,
+    /// containerd mode: pods run as containers of this private containerd (the runner
+    /// image imported from the xtask archive) instead of local processes.
+    pub containers: Option<Arc<ContainerRuntime>>,
 }
 
 impl AgentConfig {
@@ -230,13 +235,17 @@ fn reconcile(agent: &Arc<Agent>) {
         let started = agent.started.lock().unwrap().clone();
         for pod in st.list(pods_res, None, &all, &none) {
             let uid = meta_str(&pod, "uid").to_string();
+            if is_workload(&pod) && pod.pointer("/metadata/deletionTimestamp").is_some() {
+                // Seen Terminating by the watchers; its processes are the test's.
+                st.remove(
+                    pods_res,
+                    meta_str(&pod, "namespace"),
+                    meta_str(&pod, "name"),
+                );
+                continue;
+            }
             if started.contains(&uid)
-                || pod
-                    .pointer(&format!(
-                        "/metadata/annotations/{}",
-                        WORKLOAD_ANNOTATION.replace('/', "~1")
-                    ))
-                    .is_some()
+                || is_workload(&pod)
                 || matches!(
                     pod.pointer("/status/phase").and_then(Value::as_str),
                     Some("Succeeded" | "Failed")
@@ -275,6 +284,15 @@ fn reconcile(agent: &Arc<Agent>) {
         let agent = agent.clone();
         tokio::spawn(async move { kubelet(agent, ns, name, uid).await });
     }
+}
+
+/// Whether a pod is a workload stand-in (its processes are the test's).
+fn is_workload(pod: &Value) -> bool {
+    pod.pointer(&format!(
+        "/metadata/annotations/{}",
+        WORKLOAD_ANNOTATION.replace('/', "~1")
+    ))
+    .is_some()
 }
 
 fn pod_for_job(job: &Value) -> Value {
@@ -1019,6 +1037,66 @@ fn spawn(l: Launch) -> std::io::Result<tokio::process::Child> {
     cmd.spawn()
 }
 
+/// containerd mode: the container of `launch` as `ctr run` runs it. The runner image's
+/// trace-runner runs from the imported image; other images run on this host's `/usr`.
+/// Volumes are bind mounts at their mount paths; `privileged`, `hostPID` and the pod's
+/// QoS class (its cgroup, in the runtime's layout) come from the pod spec.
+fn containerd_spec(
+    rt: &ContainerRuntime,
+    pod: &Value,
+    container: &Value,
+    vols: &Volumes,
+    l: &Launch,
+    cid: &str,
+) -> Result<RunSpec, String> {
+    let mut argv: Vec<String> = l
+        .argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut mounts = Vec::new();
+    let root = if argv.first().is_some_and(|a| a == "/.e2e-bin/trace-runner") {
+        argv[0] = xtask::oci::BINARY_PATH.to_string();
+        Root::Image(rt.runner_image.clone())
+    } else {
+        mounts.extend(rt.host_image_mounts());
+        Root::Dir(rt.rootfs.clone())
+    };
+    for m in container
+        .get("volumeMounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let vname = m["name"].as_str().unwrap_or("");
+        let mut src = vols
+            .get(vname)
+            .cloned()
+            .ok_or_else(|| format!("volume {vname:?} not found in the pod"))?;
+        if let Some(sub) = m["subPath"].as_str().filter(|s| !s.is_empty()) {
+            src = src.join(sub);
+        }
+        let dst = m["mountPath"].as_str().unwrap_or("").to_string();
+        mounts.push((src, dst, m["readOnly"].as_bool().unwrap_or(false)));
+    }
+    let qos = pod
+        .pointer("/status/qosClass")
+        .and_then(Value::as_str)
+        .unwrap_or("Burstable");
+    Ok(RunSpec {
+        id: cid.to_string(),
+        root,
+        argv,
+        env: l.env.clone(),
+        mounts,
+        cgroup: cgroup_path(rt.layout, qos, meta_str(pod, "uid"), cid),
+        privileged: container.pointer("/securityContext/privileged") == Some(&json!(true)),
+        host_pid_ns: (pod.pointer("/spec/hostPID") == Some(&json!(true)))
+            .then(|| PathBuf::from("/proc/self/ns/pid")),
+        workdir: container["workingDir"].as_str().map(str::to_string),
+    })
+}
+
 fn signal_group(pid: i32, sig: i32) {
     // SAFETY: plain kill(2) on the container's process group.
     unsafe {
@@ -1102,8 +1180,14 @@ async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: String) {
     let launch = plan_launch(&agent, &pod, &container, &vols, &poddir);
     let exec_env = launch.as_ref().map(|l| l.env.clone()).unwrap_or_default();
     let exec_creds = launch.as_ref().ok().and_then(|l| l.creds.clone());
-    let child =
-        launch.and_then(|l| spawn(l).map_err(|e| format!("failed to create containerd task: {e}")));
+    let runtime = agent.cfg.containers.clone();
+    let child = launch.and_then(|l| match &runtime {
+        Some(rt) => containerd_spec(rt, &pod, &container, &vols, &l, &cid).and_then(|spec| {
+            rt.spawn(&spec)
+                .map_err(|e| format!("failed to create containerd task: {e}"))
+        }),
+        None => spawn(l).map_err(|e| format!("failed to create containerd task: {e}")),
+    });
     let mut child = match child {
         Ok(c) => c,
         Err(msg) => {
@@ -1122,7 +1206,36 @@ async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: String) {
             return;
         }
     };
-    let pid = child.id().map_or(0, |p| p as i32);
+    let pid = match &runtime {
+        // The container's main process, in this host's pid namespace.
+        Some(rt) => {
+            let (rt, id) = (rt.clone(), cid.clone());
+            tokio::task::spawn_blocking(move || rt.ctd.task_pid(&id, Duration::from_secs(30)))
+                .await
+                .ok()
+                .flatten()
+                .map_or(0, |p| p as i32)
+        }
+        None => child.id().map_or(0, |p| p as i32),
+    };
+    // SIGTERM to the container's main process, SIGKILL to all of it.
+    let signal = |sig: i32| match &runtime {
+        Some(rt) => {
+            let _ = rt.ctd.kill(
+                &cid,
+                if sig == libc::SIGKILL {
+                    "SIGKILL"
+                } else {
+                    "SIGTERM"
+                },
+            );
+        }
+        None if sig == libc::SIGKILL => signal_group(pid, libc::SIGKILL),
+        // SAFETY: kill(2) on our child.
+        None => unsafe {
+            libc::kill(pid, sig);
+        },
+    };
     let _ = write_pod_logs(
         &agent.cfg.log_dir,
         &ns,
@@ -1229,23 +1342,25 @@ async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: String) {
                 if let Some(k) = k {
                     let at = tokio::time::Instant::now() + Duration::from_secs(k.grace);
                     if k.grace == 0 {
-                        signal_group(pid, libc::SIGKILL);
+                        signal(libc::SIGKILL);
                     } else if kill_at.is_none() {
                         // As a runtime does: SIGTERM to the container's main process only.
-                        // SAFETY: kill(2) on our child.
-                        unsafe { libc::kill(pid, libc::SIGTERM) };
+                        signal(libc::SIGTERM);
                     }
                     kill_at = Some(kill_at.map_or(at, |old| old.min(at)));
                 }
             }
             _ = tokio::time::sleep_until(sleep_until), if kill_at.is_some() => {
-                signal_group(pid, libc::SIGKILL);
+                signal(libc::SIGKILL);
                 kill_at = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
             }
         }
     };
     // The container's other processes go with it.
-    signal_group(pid, libc::SIGKILL);
+    match &runtime {
+        Some(rt) => rt.ctd.remove(&cid),
+        None => signal_group(pid, libc::SIGKILL),
+    }
     for r in readers {
         let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
     }

@@ -37,6 +37,34 @@ impl Resource {
         }
     }
 
+    /// Short names in discovery, as `kubectl get po` resolves them.
+    pub fn short_names(&self) -> &'static [&'static str] {
+        match self.plural {
+            "namespaces" => &["ns"],
+            "nodes" => &["no"],
+            "pods" => &["po"],
+            "configmaps" => &["cm"],
+            "persistentvolumeclaims" => &["pvc"],
+            "events" => &["ev"],
+            "serviceaccounts" => &["sa"],
+            "cronjobs" => &["cj"],
+            "deployments" => &["deploy"],
+            "replicasets" => &["rs"],
+            "statefulsets" => &["sts"],
+            "daemonsets" => &["ds"],
+            _ => &[],
+        }
+    }
+
+    /// Categories in discovery: the workload kinds are in `all` (`kubectl get all`).
+    pub fn categories(&self) -> &'static [&'static str] {
+        match self.plural {
+            "pods" | "jobs" | "cronjobs" | "deployments" | "replicasets" | "statefulsets"
+            | "daemonsets" => &["all"],
+            _ => &[],
+        }
+    }
+
     /// `Job.batch`, `Pod`: as the API names the kind in validation messages.
     pub fn qualified_kind(&self) -> String {
         if self.group.is_empty() {

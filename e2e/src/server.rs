@@ -2,9 +2,10 @@
 //! `/apis/GROUP/VERSION/...` to the store with the verbs get, list, watch (`?watch=true`,
 //! JSON lines), create, update, patch (merge, strategic as merge, JSON patch), delete and
 //! deletecollection; `pods/NAME/log` (follow, tailLines, timestamps); `pods/NAME/exec`
-//! over a websocket (`v4.channel.k8s.io`, the command run in the container by the node
+//! over a websocket (`v5.channel.k8s.io` or `v4.channel.k8s.io`, the command run in the container by the node
 //! agent); discovery
-//! (`/api`, `/apis`, `/version`); errors as `Status` objects. Test knobs live under
+//! (`/api`, `/apis`, `/version`, short names), `/healthz`, `/readyz` and `/livez`; list
+//! pages, Table output and server-side dry runs ([`crate::listing`]); errors as `Status` objects. Test knobs live under
 //! `/_e2e/` so that a shell can drive a `fake-cluster` too.
 
 use std::convert::Infallible;
@@ -19,6 +20,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::listing::{self, Include};
 use crate::node;
 use crate::resources::{self, Resource, RESOURCES};
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -170,6 +172,11 @@ async fn handle(store: Arc<Store>, req: Request<Incoming>) -> Response<Body> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let as_table = req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(listing::wants_table);
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
@@ -179,6 +186,13 @@ async fn handle(store: Arc<Store>, req: Request<Incoming>) -> Response<Body> {
 
     if segs.first() == Some(&"_e2e") {
         return knob(&store, &method, &segs[1..]);
+    }
+    if let ["healthz" | "readyz" | "livez"] = segs[..] {
+        return Response::builder()
+            .status(200)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(full("ok"))
+            .expect("response");
     }
     if let Some(r) = discovery(&segs) {
         return r;
@@ -244,33 +258,74 @@ async fn handle(store: Arc<Store>, req: Request<Incoming>) -> Response<Body> {
     } else {
         None
     };
+    // Server-side dry run: everything is checked, nothing is stored.
+    let dry_run = match q("dryRun").as_deref() {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(v) => {
+            return error(&ApiError::bad_request(format!(
+                "dryRun: Unsupported value: {v:?}: supported values: \"All\""
+            )))
+        }
+    };
+    let include = Include::parse(q("includeObject").as_deref());
 
     match verb {
         "list" => {
             let st = store.lock();
             let items = st.list(t.res, list_ns, &labels, &fields);
+            let limit = q("limit").and_then(|l| l.parse().ok());
+            let page = match listing::paginate(items, limit, q("continue").as_deref()) {
+                Ok(p) => p,
+                Err(e) => return error(&e),
+            };
+            let mut meta = json!({"resourceVersion": st.resource_version().to_string()});
+            if let Some(c) = page.continue_token {
+                meta["continue"] = json!(c);
+            }
+            if let Some(n) = page.remaining {
+                meta["remainingItemCount"] = json!(n);
+            }
+            if as_table {
+                let now = crate::util::epoch_now();
+                return json_response(200, &listing::table(t.res, &page.items, meta, include, now));
+            }
             json_response(
                 200,
                 &json!({
                     "apiVersion": t.res.api_version(),
                     "kind": format!("{}List", t.res.kind),
-                    "metadata": {"resourceVersion": st.resource_version().to_string()},
-                    "items": items,
+                    "metadata": meta,
+                    "items": page.items,
                 }),
             )
         }
-        "watch" => watch_stream(&store, t.res, list_ns, labels, fields, &query),
+        "watch" => {
+            let table = as_table.then_some(include);
+            watch_stream(&store, t.res, list_ns, labels, fields, &query, table)
+        }
         "get" => {
             let name = t.name.as_deref().unwrap_or("");
             if t.sub.as_deref() == Some("log") && t.res.plural == "pods" {
                 return logs(&store, &ns, name, &query).await;
             }
             match store.lock().get(t.res, &ns, name) {
+                Some(o) if as_table => {
+                    let now = crate::util::epoch_now();
+                    let meta = json!({"resourceVersion": meta_str(o, "resourceVersion")});
+                    json_response(
+                        200,
+                        &listing::table(t.res, std::slice::from_ref(o), meta, include, now),
+                    )
+                }
                 Some(o) => json_response(200, o),
                 None => error(&ApiError::not_found(t.res, name)),
             }
         }
         "create" => {
+            if content_type.contains("protobuf") {
+                return error(&unsupported_media(&content_type));
+            }
             let obj: Value = match serde_json::from_slice(&body) {
                 Ok(v) => v,
                 Err(e) => {
@@ -279,7 +334,7 @@ async fn handle(store: Arc<Store>, req: Request<Incoming>) -> Response<Body> {
                     )))
                 }
             };
-            if q("dryRun").is_some() {
+            if dry_run {
                 return json_response(201, &obj);
             }
             let result = store.with(|st| {
@@ -304,6 +359,9 @@ async fn handle(store: Arc<Store>, req: Request<Incoming>) -> Response<Body> {
             let Some(current) = store.lock().get(t.res, &ns, &name).cloned() else {
                 return error(&ApiError::not_found(t.res, &name));
             };
+            if content_type.contains("protobuf") {
+                return error(&unsupported_media(&content_type));
+            }
             let incoming: Value = match serde_json::from_slice(&body) {
                 Ok(v) => v,
                 Err(e) => {
@@ -342,13 +400,29 @@ async fn handle(store: Arc<Store>, req: Request<Incoming>) -> Response<Body> {
                     details: Value::Null,
                 });
             };
-            match store.with(|st| st.replace(t.res, &ns, &name, new)) {
+            let result = if dry_run {
+                store.lock().check_replace(t.res, &ns, &name, new)
+            } else {
+                store.with(|st| st.replace(t.res, &ns, &name, new))
+            };
+            match result {
                 Ok(o) => json_response(200, &o),
                 Err(e) => error(&e),
             }
         }
         "delete" | "deletecollection" => {
             let opts_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            // kubectl sends the dry run in the body's DeleteOptions.
+            let dry_run = match opts_body.get("dryRun").and_then(Value::as_array) {
+                None => dry_run,
+                Some(v) if v.iter().all(|d| d == "All") => dry_run || !v.is_empty(),
+                Some(v) => {
+                    return error(&ApiError::bad_request(format!(
+                        "dryRun: Unsupported value: {}: supported values: \"All\"",
+                        Value::Array(v.clone())
+                    )))
+                }
+            };
             let opts = DeleteOpts {
                 propagation: opts_body
                     .get("propagationPolicy")
@@ -366,7 +440,12 @@ async fn handle(store: Arc<Store>, req: Request<Incoming>) -> Response<Body> {
             };
             if verb == "delete" {
                 let name = t.name.clone().unwrap_or_default();
-                match store.with(|st| st.delete(t.res, &ns, &name, &opts)) {
+                let result = if dry_run {
+                    store.lock().delete_dry_run(t.res, &ns, &name, &opts)
+                } else {
+                    store.with(|st| st.delete(t.res, &ns, &name, &opts))
+                };
+                match result {
                     Ok(o) => json_response(200, &o),
                     Err(e) => error(&e),
                 }
@@ -384,7 +463,13 @@ async fn handle(store: Arc<Store>, req: Request<Incoming>) -> Response<Body> {
                         .collect();
                     names
                         .into_iter()
-                        .filter_map(|(n, name)| st.delete(t.res, &n, &name, &opts).ok())
+                        .filter_map(|(n, name)| {
+                            if dry_run {
+                                st.delete_dry_run(t.res, &n, &name, &opts).ok()
+                            } else {
+                                st.delete(t.res, &n, &name, &opts).ok()
+                            }
+                        })
                         .collect::<Vec<_>>()
                 });
                 json_response(
@@ -398,6 +483,16 @@ async fn handle(store: Arc<Store>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// Protobuf bodies (kubectl's typed `create job`/`create cm`) are not decoded here.
+fn unsupported_media(content_type: &str) -> ApiError {
+    ApiError {
+        code: 415,
+        reason: "UnsupportedMediaType",
+        message: format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type}; this fake API server does not decode protobuf)"),
+        details: Value::Null,
+    }
+}
+
 fn watch_stream(
     store: &Arc<Store>,
     res: &'static Resource,
@@ -405,8 +500,18 @@ fn watch_stream(
     labels: LabelSelector,
     fields: FieldSelector,
     query: &[(String, String)],
+    table: Option<Include>,
 ) -> Response<Body> {
     let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    // A watch asked for as Table (`kubectl get -w`): each object becomes a one-row Table.
+    let event = move |type_: &str, obj: &Value| match table {
+        Some(inc) => {
+            let meta = json!({"resourceVersion": meta_str(obj, "resourceVersion")});
+            let now = crate::util::epoch_now();
+            json!({"type": type_, "object": listing::table(res, std::slice::from_ref(obj), meta, inc, now)})
+        }
+        None => json!({"type": type_, "object": obj}),
+    };
     let rv: u64 = q("resourceVersion")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
@@ -449,7 +554,7 @@ fn watch_stream(
                         object: Arc::new(o.clone()),
                     })
                 })
-                .map(|(o, _)| json!({"type": "ADDED", "object": o}))
+                .map(|(o, _)| event("ADDED", &o))
                 .collect();
             let (_, rx) = st.watch_from(now);
             (added, rx, now)
@@ -458,7 +563,7 @@ fn watch_stream(
             let ev = past
                 .iter()
                 .filter(|e| matches(e))
-                .map(|e| json!({"type": e.type_, "object": *e.object}))
+                .map(|e| event(e.type_, &e.object))
                 .collect();
             (ev, rx, st.resource_version())
         }
@@ -488,7 +593,7 @@ fn watch_stream(
                 _ = tx.closed() => return,
                 ev = rx.recv() => match ev {
                     Ok(e) if e.rv > current_rv && matches(&e) => {
-                        if tx.send(line(&json!({"type": e.type_, "object": *e.object}))).await.is_err() {
+                        if tx.send(line(&event(e.type_, &e.object))).await.is_err() {
                             return;
                         }
                     }
@@ -619,6 +724,7 @@ fn discovery(segs: &[&str]) -> Option<Response<Body>> {
         for r in RESOURCES.iter().filter(|r| r.group == group) {
             resources.push(json!({"name": r.plural, "singularName": r.kind.to_lowercase(),
                 "namespaced": r.namespaced, "kind": r.kind,
+                "shortNames": r.short_names(), "categories": r.categories(),
                 "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]}));
             if matches!(r.plural, "pods" | "jobs" | "cronjobs" | "deployments") {
                 resources.push(
@@ -703,9 +809,18 @@ fn knob(store: &Arc<Store>, method: &Method, segs: &[&str]) -> Response<Body> {
     }
 }
 
-/// The subprotocol of `pods/exec` served: binary messages whose first byte is the channel
-/// (0 stdin, 1 stdout, 2 stderr, 3 the final `Status` as JSON, 4 resize).
-pub const EXEC_PROTOCOL: &str = "v4.channel.k8s.io";
+/// The subprotocols of `pods/exec` served, preferred first: binary messages whose first
+/// byte is the channel (0 stdin, 1 stdout, 2 stderr, 3 the final `Status` as JSON, 4
+/// resize); v5 adds channel 255, the client's "stdin closed" signal (kubectl 1.30+).
+pub const EXEC_PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+/// The exec subprotocol to answer with: the first of the client's offers this server speaks.
+pub fn exec_protocol(offered: &str) -> Option<&'static str> {
+    offered
+        .split(',')
+        .map(str::trim)
+        .find_map(|p| EXEC_PROTOCOLS.iter().find(|s| **s == p).copied())
+}
 
 /// `pods/NAME/exec?command=...&container=...&stdout=true&stderr=true`: checks as the API
 /// does (RBAC `create pods/exec`, the pod, the container, the upgrade), answers 101, and
@@ -773,14 +888,12 @@ fn exec(
     if !header("upgrade").eq_ignore_ascii_case("websocket") || key.is_empty() {
         return error(&ApiError::bad_request("Upgrade request required"));
     }
-    if !header("sec-websocket-protocol")
-        .split(',')
-        .any(|p| p.trim() == EXEC_PROTOCOL)
-    {
+    let Some(protocol) = exec_protocol(&header("sec-websocket-protocol")) else {
         return error(&ApiError::bad_request(format!(
-            "this fake API server speaks only the {EXEC_PROTOCOL} exec protocol"
+            "this fake API server speaks only the {} exec protocols",
+            EXEC_PROTOCOLS.join(" and ")
         )));
-    }
+    };
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     tokio::spawn(async move {
         let Ok(upgraded) = hyper::upgrade::on(req).await else {
@@ -799,9 +912,19 @@ fn exec(
         .header("connection", "Upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-accept", accept)
-        .header("sec-websocket-protocol", EXEC_PROTOCOL)
+        .header("sec-websocket-protocol", protocol)
         .body(full(Bytes::new()))
         .expect("response")
+}
+
+/// A close frame with status 1000: kubectl reports a close without a status (1005) as an
+/// error after the command's output.
+fn normal_close() -> tokio_tungstenite::tungstenite::Message {
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+    tokio_tungstenite::tungstenite::Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
 }
 
 /// Run the command and stream it: stdout on channel 1, stderr on 2 as they come, then its
@@ -834,6 +957,7 @@ async fn run_exec<S>(
                     "message": msg, "reason": "InternalError",
                     "details": {"causes": [{"message": msg}]}, "code": 500})))
                 .await;
+            let _ = sink.send(normal_close()).await;
             let _ = sink.close().await;
             return;
         }
@@ -882,7 +1006,7 @@ async fn run_exec<S>(
                 None => break,
             },
             m = incoming.next() => match m {
-                // stdin (0) and resize (4) are not used by the plugin: ignored.
+                // stdin (0), resize (4) and v5's stdin close (255) are not used: ignored.
                 Some(Ok(Message::Binary(_) | Message::Text(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_)) | Err(_)) | None => {
                     kill();
@@ -907,5 +1031,6 @@ async fn run_exec<S>(
                "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}})
     };
     let _ = sink.send(status_msg(status)).await;
+    let _ = sink.send(normal_close()).await;
     let _ = sink.close().await;
 }

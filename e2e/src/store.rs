@@ -10,9 +10,56 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, mpsc, watch, Notify};
 
+use k8s_openapi::api::batch::v1::Job;
+
 use crate::resources::{self, Resource};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::util;
+
+/// The Job strategy's defaults at creation: unless `spec.manualSelector`, a
+/// `spec.selector` on the Job's new uid, and the labels the Job controller's pods carry
+/// (`controller-uid`, `job-name` and their `batch.kubernetes.io/` forms) in the template.
+fn job_selector(obj: Value) -> Value {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as Selector;
+    let Ok(mut job) = serde_json::from_value::<Job>(obj.clone()) else {
+        return obj;
+    };
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let Some(spec) = job.spec.as_mut() else {
+        return obj;
+    };
+    if spec.manual_selector == Some(true) {
+        return obj;
+    }
+    spec.selector = Some(Selector {
+        match_labels: Some(BTreeMap::from([(
+            "batch.kubernetes.io/controller-uid".to_string(),
+            uid.clone(),
+        )])),
+        match_expressions: None,
+    });
+    let labels = spec
+        .template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default);
+    for (k, v) in [
+        ("controller-uid", &uid),
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("job-name", &name),
+        ("batch.kubernetes.io/job-name", &name),
+    ] {
+        labels.insert(k.to_string(), v.clone());
+    }
+    let mut out = serde_json::to_value(job).unwrap_or(obj);
+    // A new object's status starts empty, as the API resets it on creation.
+    if let Some(o) = out.as_object_mut() {
+        o.remove("status");
+    }
+    out
+}
 
 /// An API error, rendered as a `Status` object.
 #[derive(Debug, Clone, PartialEq)]
@@ -660,6 +707,9 @@ impl State {
             m.insert("generation".into(), json!(1));
         }
         m.remove("deletionTimestamp");
+        if res.plural == "jobs" {
+            obj = job_selector(obj);
+        }
         if res.plural == "namespaces" {
             obj["status"] = json!({"phase": "Active"});
             obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
@@ -696,6 +746,19 @@ impl State {
         res: &'static Resource,
         ns: &str,
         name: &str,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
+        let nskey = if res.namespaced { ns } else { "" };
+        let obj = self.check_replace(res, ns, name, obj)?;
+        Ok(self.update(res, nskey, name, |o| *o = obj).expect("exists"))
+    }
+
+    /// What [`State::replace`] would store, checked, without storing it (a dry run).
+    pub fn check_replace(
+        &self,
+        res: &'static Resource,
+        ns: &str,
+        name: &str,
         mut obj: Value,
     ) -> Result<Value, ApiError> {
         let nskey = if res.namespaced { ns } else { "" };
@@ -722,7 +785,64 @@ impl State {
         if !causes.is_empty() {
             return Err(ApiError::invalid(res, name, &causes));
         }
-        Ok(self.update(res, nskey, name, |o| *o = obj).expect("exists"))
+        obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        Ok(obj)
+    }
+
+    /// Whether deleting this object starts a graceful termination rather than removing
+    /// it: a pod whose container the kubelet runs (with a grace period of 0 the kubelet
+    /// kills it at once), or a running workload pod unless the grace period is 0 (as the
+    /// API's pod strategy decides: not for unscheduled or finished pods).
+    fn deletes_gracefully(&self, res: &Resource, obj: &Value, opts: &DeleteOpts) -> bool {
+        if res.plural != "pods" {
+            return false;
+        }
+        let uid = meta_str(obj, "uid");
+        if self.kills.contains_key(uid) {
+            return true;
+        }
+        if opts.grace == Some(0) {
+            return false;
+        }
+        let finished = matches!(
+            obj.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        );
+        let workload = obj
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+            .is_some_and(|a| a.contains_key(crate::node::WORKLOAD_ANNOTATION));
+        workload && !finished
+    }
+
+    fn grace_of(obj: &Value, opts: &DeleteOpts) -> u64 {
+        opts.grace.unwrap_or_else(|| {
+            obj.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_u64)
+                .unwrap_or(30)
+        })
+    }
+
+    /// What [`State::delete`] would answer, without deleting anything (a dry run).
+    pub fn delete_dry_run(
+        &self,
+        res: &'static Resource,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOpts,
+    ) -> Result<Value, ApiError> {
+        let nskey = if res.namespaced { ns } else { "" };
+        let mut obj = self
+            .get(res, nskey, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(res, name))?;
+        if self.deletes_gracefully(res, &obj, opts)
+            && obj["metadata"].get("deletionTimestamp").is_none()
+        {
+            obj["metadata"]["deletionTimestamp"] = json!(util::now());
+            obj["metadata"]["deletionGracePeriodSeconds"] = json!(Self::grace_of(&obj, opts));
+        }
+        Ok(obj)
     }
 
     /// Remove an object now (no graceful deletion, no GC).
@@ -757,24 +877,22 @@ impl State {
             .cloned()
             .ok_or_else(|| ApiError::not_found(res, name))?;
         let uid = meta_str(&obj, "uid").to_string();
-        if res.plural == "pods" {
-            if let Some(tx) = self.kills.get(&uid).cloned() {
-                let grace = opts.grace.unwrap_or_else(|| {
-                    obj.pointer("/spec/terminationGracePeriodSeconds")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(30)
-                });
-                if obj["metadata"].get("deletionTimestamp").is_some() && grace != 0 {
-                    return Ok(obj);
-                }
-                let _ = tx.send(Kill { grace });
-                return Ok(self
-                    .update(res, nskey, name, |o| {
-                        o["metadata"]["deletionTimestamp"] = json!(util::now());
-                        o["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-                    })
-                    .expect("exists"));
+        if res.plural == "pods" && self.deletes_gracefully(res, &obj, opts) {
+            let grace = Self::grace_of(&obj, opts);
+            if obj["metadata"].get("deletionTimestamp").is_some() && grace != 0 {
+                return Ok(obj);
             }
+            // A workload pod's processes are the test's: the agent removes it from the
+            // API once other clients have seen it Terminating.
+            if let Some(tx) = self.kills.get(&uid).cloned() {
+                let _ = tx.send(Kill { grace });
+            }
+            return Ok(self
+                .update(res, nskey, name, |o| {
+                    o["metadata"]["deletionTimestamp"] = json!(util::now());
+                    o["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+                })
+                .expect("exists"));
         }
         let removed = self.remove(res, nskey, name).expect("exists");
         let policy = opts.propagation.clone().unwrap_or_else(|| {

@@ -1,15 +1,22 @@
 //! `fake-cluster`: the hermetic e2e cluster for manual use. Starts the fake API server
 //! and node agent, writes a kubeconfig, optionally creates demo workloads, and runs
-//! until Ctrl-C. Knobs over HTTP: `POST /_e2e/cronjobs/NS/NAME/trigger`,
+//! until Ctrl-C or SIGTERM; `--runtime containerd` runs pods under a private
+//! containerd. Knobs over HTTP: `POST /_e2e/cronjobs/NS/NAME/trigger`,
 //! `POST /_e2e/reject-privileged/NS`, `POST /_e2e/forbid/VERB/RESOURCE`, `GET /_e2e/requests`.
 
 use std::path::PathBuf;
 
 use e2e::cluster::PodSpec;
+use e2e::containerd::CgroupLayout;
 use e2e::FakeCluster;
 
 const USAGE: &str = "usage: fake-cluster [--runner PATH] [--kubeconfig PATH] [--demo]
+                    [--runtime local|containerd] [--cgroup-driver cgroupfs|systemd]
   --runner PATH      the trace-runner binary (default: next to this binary)
+  --runtime R        how the fake kubelet runs pods: local processes (default) or
+                     containers of a private containerd, the runner image imported from
+                     an xtask archive of --runner
+  --cgroup-driver D  containerd mode: the kubelet's cgroup layout (default: cgroupfs)
   --kubeconfig PATH  where to write the kubeconfig (default: ./fake-cluster.kubeconfig)
   --demo             create pod/web-0 on node-a and deployment/api on node-a and node-b";
 
@@ -18,6 +25,8 @@ fn main() {
     let mut runner = exe_dir.join("trace-runner");
     let mut kubeconfig = PathBuf::from("fake-cluster.kubeconfig");
     let mut demo = false;
+    let mut containerd = false;
+    let mut layout = CgroupLayout::Cgroupfs;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -26,6 +35,16 @@ fn main() {
                 kubeconfig = args.next().map(PathBuf::from).unwrap_or_else(|| die(USAGE))
             }
             "--demo" => demo = true,
+            "--runtime" => match args.next().as_deref() {
+                Some("local") => containerd = false,
+                Some("containerd") => containerd = true,
+                _ => die(USAGE),
+            },
+            "--cgroup-driver" => match args.next().as_deref() {
+                Some("cgroupfs") => layout = CgroupLayout::Cgroupfs,
+                Some("systemd") => layout = CgroupLayout::Systemd,
+                _ => die(USAGE),
+            },
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -33,8 +52,12 @@ fn main() {
             _ => die(USAGE),
         }
     }
-    let cluster = FakeCluster::start(&runner, &exe_dir.join("e2e-workload"))
-        .unwrap_or_else(|e| die(&format!("cannot start: {e}")));
+    let cluster = FakeCluster::start_with(
+        &runner,
+        &exe_dir.join("e2e-workload"),
+        containerd.then_some(layout),
+    )
+    .unwrap_or_else(|e| die(&format!("cannot start: {e}")));
     cluster
         .write_kubeconfig(&kubeconfig, "default")
         .unwrap_or_else(|e| die(&format!("cannot write {}: {e}", kubeconfig.display())));
@@ -60,8 +83,20 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // Ctrl-C or SIGTERM: stop cleanly (containerd mode stops its containerd too).
     rt.block_on(async {
-        let _ = tokio::signal::ctrl_c().await;
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     });
     drop(keep);
     drop(cluster);
