@@ -1007,10 +1007,73 @@ async fn attach_explains_image_pull_failure() {
     );
 }
 
+type Frames = futures::channel::mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>;
+
+/// A log body the test writes to as it goes (closed when the sender is dropped).
+fn body_channel() -> (Frames, MockBody) {
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    (tx, StreamBody::new(rx.boxed()))
+}
+
+fn push(tx: &Frames, text: &'static str) {
+    tx.unbounded_send(Ok(Frame::data(Bytes::from(text))))
+        .unwrap();
+}
+
+type Calls = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A stopper that records `NS/POD` and answers `result`.
+fn stopper(
+    calls: Calls,
+    result: Option<&'static str>,
+) -> impl Fn(&Ctx, &str, &str) -> futures::future::BoxFuture<'static, crate::errors::Result<()>> + Sync
+{
+    move |_: &Ctx, ns: &str, pod: &str| {
+        calls.lock().unwrap().push(format!("{ns}/{pod}"));
+        let r = match result {
+            None => Ok(()),
+            Some(e) => Err(crate::errors::fail(e)),
+        };
+        futures::FutureExt::boxed(async move { r })
+    }
+}
+
+/// After the client is gone: did it make any request the test did not expect?
+async fn no_more_requests(h: &mut Handle) {
+    if let Ok(Some((req, _))) =
+        tokio::time::timeout(Duration::from_secs(10), h.next_request()).await
+    {
+        panic!("unexpected request {} {}", req.method(), req.uri());
+    }
+}
+
 #[tokio::test]
-async fn ctrl_c_stop_deletes_pods_with_the_grace_period() {
+async fn ctrl_c_stops_the_runner_in_place_and_keeps_its_pod() {
     let (ctx, mut h) = mock();
+    let (ctrl_c, mut interrupts) = futures::channel::mpsc::unbounded::<()>();
     let server = tokio::spawn(async move {
+        let mut job = job_obj("kubectl-trace-abc", "abc", json!({"active": 1}));
+        job["spec"]["ttlSecondsAfterFinished"] = json!(3600);
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job.clone()]));
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list(
+                "PodList",
+                vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)],
+            ));
+        let (tx, body) = body_channel();
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log",
+        )
+        .await
+        .text(body);
+        push(&tx, "Attaching 1 probe...\n");
+        ctrl_c.unbounded_send(()).unwrap();
+        // The stop: the trace's pods (the runner is running: told to stop, not deleted).
         let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods").await;
         assert!(
             s.query.contains("labelSelector=kubectl-trace/id=abc"),
@@ -1021,6 +1084,43 @@ async fn ctrl_c_stop_deletes_pods_with_the_grace_period() {
             "PodList",
             vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)],
         ));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job]));
+        // The runner prints END's output and its maps, then ends.
+        push(&tx, "\n\n@[bash]: 7\n");
+        drop(tx);
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1",
+        )
+        .await
+        .ok(terminated_pod(0));
+        no_more_requests(&mut h).await;
+    });
+    let calls = Calls::default();
+    let stop = stopper(calls.clone(), None);
+    let (out, buf) = Out::buffer();
+    crate::attach::attach_trace_with(&ctx, "abc", &opts(), &out, &mut interrupts, &stop)
+        .await
+        .unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(*calls.lock().unwrap(), vec!["default/kubectl-trace-abc-x1"]);
+    assert_eq!(buf.text(), "Attaching 1 probe...\n\n\n@[bash]: 7\n");
+}
+
+#[tokio::test]
+async fn ctrl_c_falls_back_to_deleting_the_pod_when_the_runner_cannot_be_told() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list(
+                "PodList",
+                vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)],
+            ));
         let s = next(
             &mut h,
             "DELETE",
@@ -1051,13 +1151,126 @@ async fn ctrl_c_stop_deletes_pods_with_the_grace_period() {
         s.ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
         (body, job_body)
     });
-    crate::attach::stop_trace(&ctx, "default", "abc", 45)
+    let calls = Calls::default();
+    let stop = stopper(calls.clone(), Some("404 page not found"));
+    let report = crate::attach::stop_trace(&ctx, "default", "abc", 45, &stop)
         .await
         .unwrap();
     drop(ctx);
     let (pod_body, job_body) = server.await.unwrap();
     assert_eq!(pod_body["gracePeriodSeconds"], 45);
     assert_eq!(job_body["propagationPolicy"], "Background");
+    assert_eq!(*calls.lock().unwrap(), vec!["default/kubectl-trace-abc-x1"]);
+    assert_eq!(
+        report.deleted_running,
+        vec![("n1".to_string(), "404 page not found".to_string())]
+    );
+    assert_eq!(
+        report.cancelled,
+        vec![("kubectl-trace-abc-2".to_string(), "n2".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn ctrl_c_while_pending_deletes_the_job_and_fails() {
+    let (ctx, mut h) = mock();
+    let (ctrl_c, mut interrupts) = futures::channel::mpsc::unbounded::<()>();
+    let server = tokio::spawn(async move {
+        let job = job_obj("kubectl-trace-abc", "abc", json!({"active": 1}));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job.clone()]));
+        let mut p = trace_pod("kubectl-trace-abc-x1", "abc", "n1", None);
+        p["status"]["phase"] = json!("Pending");
+        p["status"]["containerStatuses"][0]["state"] =
+            json!({"waiting": {"reason": "ContainerCreating"}});
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list("PodList", vec![p.clone()]));
+        ctrl_c.unbounded_send(()).unwrap();
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list("PodList", vec![p]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job]));
+        let s = next(
+            &mut h,
+            "DELETE",
+            "/apis/batch/v1/namespaces/default/jobs/kubectl-trace-abc",
+        )
+        .await;
+        assert_eq!(s.body["propagationPolicy"], "Background");
+        s.ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
+        no_more_requests(&mut h).await;
+    });
+    let calls = Calls::default();
+    let stop = stopper(calls.clone(), None);
+    let (out, buf) = Out::buffer();
+    let e = crate::attach::attach_trace_with(&ctx, "abc", &opts(), &out, &mut interrupts, &stop)
+        .await
+        .unwrap_err();
+    drop(ctx);
+    server.await.unwrap();
+    assert!(calls.lock().unwrap().is_empty());
+    assert_eq!(buf.text(), "");
+    assert_ne!(e.exit_code(), 0);
+    assert_eq!(
+        e.to_string(),
+        "stopped before the trace pod on node/n1 started (it was: ContainerCreating); nothing was traced there and job kubectl-trace-abc was deleted"
+    );
+}
+
+#[tokio::test]
+async fn second_ctrl_c_leaves_at_once_saying_what_runs() {
+    let (ctx, mut h) = mock();
+    let (ctrl_c, mut interrupts) = futures::channel::mpsc::unbounded::<()>();
+    let server = tokio::spawn(async move {
+        let job = job_obj("kubectl-trace-abc", "abc", json!({"active": 1}));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job.clone()]));
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list(
+                "PodList",
+                vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)],
+            ));
+        let (tx, body) = body_channel();
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log",
+        )
+        .await
+        .text(body);
+        push(&tx, "Attaching 1 probe...\n");
+        ctrl_c.unbounded_send(()).unwrap();
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list(
+                "PodList",
+                vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)],
+            ));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job]));
+        // The runner takes its time to print; the user presses Ctrl-C again.
+        ctrl_c.unbounded_send(()).unwrap();
+        tx
+    });
+    let calls = Calls::default();
+    let stop = stopper(calls.clone(), None);
+    let (out, _) = Out::buffer();
+    let e = crate::attach::attach_trace_with(&ctx, "abc", &opts(), &out, &mut interrupts, &stop)
+        .await
+        .unwrap_err();
+    let _tx = server.await.unwrap();
+    assert_eq!(e.exit_code(), 130);
+    assert_eq!(
+        e.to_string(),
+        "left trace abc (node/n1 printing its maps); read it with: kubectl trace logs abc, delete it with: kubectl trace delete abc"
+    );
 }
 
 #[tokio::test]
