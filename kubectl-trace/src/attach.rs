@@ -24,7 +24,7 @@ use tokio::io::AsyncReadExt;
 use crate::client::{is_not_found, Ctx};
 use crate::errors::{fail, pod_security_message, Error, Op, Result};
 use crate::kubeconfig::GlobalArgs;
-use crate::manifest::{id_selector, ANN_NODE, ANN_PODS, CONTAINER_NAME, LABEL_NODE};
+use crate::manifest::{id_selector, ANN_NODE, ANN_PODS, CONTAINER_NAME, LABEL_NODE, PROGRAMS_DIR};
 use crate::progress::{Out, Progress};
 use crate::util::{format_age, parse_duration};
 
@@ -51,7 +51,12 @@ pub struct AttachOptions {
     pub pod_running_timeout: Duration,
     /// Grace period (seconds) used to stop the runner on Ctrl-C.
     pub grace: u64,
+    /// The program's name in messages from the node (the user's file, `<expression>`).
+    pub script_name: String,
 }
+
+/// The program's name in node messages when the user's file name is not known.
+pub const UNKNOWN_SCRIPT: &str = "program.bt";
 
 /// Poll interval while waiting for pods.
 const POLL: Duration = Duration::from_millis(1000);
@@ -72,6 +77,7 @@ pub async fn execute(args: AttachArgs, global: &GlobalArgs) -> Result<()> {
     let opts = AttachOptions {
         pod_running_timeout: Duration::from_secs(timeout),
         grace,
+        script_name: UNKNOWN_SCRIPT.to_string(),
     };
     attach_trace(&ctx, &id, &opts, &Out::stdout()).await
 }
@@ -395,16 +401,29 @@ async fn wait_started(
     }
 }
 
-/// Stream a pod's runner output to `out`, each line prefixed; retries while the
-/// container is still being created (the API answers 400 then).
+/// A runner output line with the program's path in the trace container
+/// (`/programs/program.bt`) replaced by the name the user knows it by.
+pub fn map_program_path(line: &str, name: &str) -> String {
+    let mut out = line.to_string();
+    for key in ["program.bt", "program.o.gz", "program.o"] {
+        out = out.replace(&format!("{PROGRAMS_DIR}/{key}"), name);
+    }
+    out
+}
+
+/// Stream a pod's runner output to `out`, each line prefixed and with the program's
+/// path mapped to `script_name` (see [`map_program_path`]); retries while the container
+/// is still being created (the API answers 400 then). Returns the first diagnostic line
+/// (`FILE:LINE:COL: error: ...`) seen, if any.
 pub async fn stream_logs(
     ctx: &Ctx,
     ns: &str,
     pod: &str,
     prefix: &str,
     lp: &LogParams,
+    script_name: &str,
     out: &Out,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let api: Api<Pod> = Api::namespaced(ctx.stream_client.clone(), ns);
     let mut attempt = 0;
     let mut reader = loop {
@@ -420,6 +439,7 @@ pub async fn stream_logs(
         }
     };
     let mut buf = Vec::new();
+    let mut diagnostic = None;
     loop {
         buf.clear();
         let n = reader
@@ -427,10 +447,14 @@ pub async fn stream_logs(
             .await
             .map_err(|e| fail(format!("reading the output of pod {pod}: {e}")))?;
         if n == 0 {
-            return Ok(());
+            return Ok(diagnostic);
         }
         let text = String::from_utf8_lossy(&buf);
-        out.line(prefix, text.trim_end_matches(['\n', '\r']));
+        let line = map_program_path(text.trim_end_matches(['\n', '\r']), script_name);
+        if diagnostic.is_none() && line.starts_with(script_name) && line.contains(": error: ") {
+            diagnostic = Some(line.clone());
+        }
+        out.line(prefix, &line);
     }
 }
 
@@ -480,11 +504,14 @@ async fn follow_job(
         container: Some(CONTAINER_NAME.to_string()),
         ..Default::default()
     };
-    stream_logs(ctx, ns, &pod_name, prefix, &lp, out).await?;
+    let diagnostic = stream_logs(ctx, ns, &pod_name, prefix, &lp, &opts.script_name, out).await?;
     if let Some((code, reason)) = runner_exit(ctx, ns, &pod_name).await {
         let by_us =
             starting.stopped.load(Ordering::SeqCst) && (code == 143 || code == 130 || code == 137);
         if code == 2 && !by_us {
+            if let Some(d) = diagnostic {
+                return Err(Error::Script(format!("{d} (reported by node/{node})")));
+            }
             return Err(Error::Script(format!(
                 "error: the runner on node/{node} rejected the script (see its message above)"
             )));

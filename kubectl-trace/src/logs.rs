@@ -275,7 +275,19 @@ pub async fn logs_with_remote(
             let name = p.metadata.name.clone().unwrap_or_default();
             let pre = if multi { pod_prefix(p) } else { String::new() };
             let lp = lp.clone();
-            async move { stream_logs(ctx, ns, &name, &pre, &lp, out).await }
+            async move {
+                stream_logs(
+                    ctx,
+                    ns,
+                    &name,
+                    &pre,
+                    &lp,
+                    crate::attach::UNKNOWN_SCRIPT,
+                    out,
+                )
+                .await
+                .map(|_| ())
+            }
         });
         let errors: Vec<String> = futures::future::join_all(streams)
             .await

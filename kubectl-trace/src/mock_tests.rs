@@ -808,6 +808,7 @@ fn opts() -> AttachOptions {
     AttachOptions {
         pod_running_timeout: Duration::from_secs(30),
         grace: 30,
+        script_name: "opens.bt".to_string(),
     }
 }
 
@@ -1303,12 +1304,17 @@ async fn attach_runner_script_rejection_exits_2() {
         .await
         .ok(terminated_pod(2));
     });
-    let (out, _) = Out::buffer();
+    let (out, buf) = Out::buffer();
     let e = attach_trace(&ctx, "abc", &opts(), &out).await.unwrap_err();
     drop(ctx);
     server.await.unwrap();
     assert_eq!(e.exit_code(), 2);
-    assert!(e.to_string().contains("rejected the script"), "{e}");
+    // One line, with the user's file name, not the path inside the trace container.
+    assert_eq!(
+        e.to_string(),
+        "opens.bt:1:1: error: tracepoint not found (reported by node/n1)"
+    );
+    assert_eq!(buf.text(), "opens.bt:1:1: error: tracepoint not found\n");
 }
 
 #[tokio::test]

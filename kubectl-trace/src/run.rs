@@ -191,6 +191,8 @@ pub struct Prepared {
     pub format: Format,
     pub attach: bool,
     pub pod_running_timeout: Duration,
+    /// The program's name for messages (the user's file, `<expression>`, `NAME.bt`).
+    pub script_name: String,
 }
 
 fn dur(flag: &str, text: &str) -> Result<u64> {
@@ -208,8 +210,10 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
         args.script.as_deref(),
     )?;
     let mut need_single = false;
+    let script_name = loaded.file.clone();
     if let Program::Script { source } = &loaded.program {
         script::check(source, &loaded.file)?;
+        script::check_params(source, &loaded.file, &args.program_args)?;
         need_single = script::uses_container_pid(source);
     }
     let target = target::parse_target(args.target.as_deref(), args.selector.as_deref())?;
@@ -345,6 +349,7 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
         format,
         attach: args.attach,
         pod_running_timeout,
+        script_name,
     })
 }
 
@@ -503,6 +508,7 @@ pub async fn run_with(ctx: &Ctx, p: &Prepared, out: &Out) -> Result<Created> {
         let opts = AttachOptions {
             pod_running_timeout: p.pod_running_timeout,
             grace: p.spec.grace,
+            script_name: p.script_name.clone(),
         };
         attach::attach_trace(ctx, &created.id, &opts, out).await?;
     } else if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
