@@ -89,7 +89,7 @@ pub enum Command {
     #[command(after_help = get::EXAMPLES)]
     Get(get::GetArgs),
     /// Print the output of a trace
-    #[command(after_help = logs::EXAMPLES)]
+    #[command(after_help = logs::EXAMPLES, visible_alias = "log")]
     Logs(logs::LogsArgs),
     /// Follow the output of a running trace (Ctrl-C stops it gracefully)
     #[command(after_help = attach::EXAMPLES)]
@@ -195,5 +195,25 @@ mod tests {
         let cli =
             Cli::try_parse_from(["kubectl-trace", "-n", "x", "get", "-A", "-o", "wide"]).unwrap();
         assert!(matches!(cli.command, Command::Get(_)));
+        // kubectl's and iovisor's forms: `log`, `run NODE`, `run pod/NAME CONTAINER`.
+        let cli = Cli::try_parse_from(["kubectl-trace", "log", "abc", "-f"]).unwrap();
+        assert!(matches!(cli.command, Command::Logs(l) if l.follow && l.trace == "abc"));
+        let cli = Cli::try_parse_from([
+            "kubectl-trace",
+            "run",
+            "pod/web-0",
+            "nginx",
+            "-e",
+            "x",
+            "--",
+            "7",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!()
+        };
+        assert_eq!(r.target.as_deref(), Some("pod/web-0"));
+        assert_eq!(r.container_arg.as_deref(), Some("nginx"));
+        assert_eq!(r.program_args, ["7"]);
     }
 }

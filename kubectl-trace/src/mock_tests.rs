@@ -514,6 +514,7 @@ async fn get_lists_jobs_and_cronjobs_by_label() {
         trace: None,
         all_namespaces: false,
         output: None,
+        no_headers: false,
     };
     get_with(&ctx, &args, &out).await.unwrap();
     drop(ctx);
@@ -527,6 +528,56 @@ async fn get_lists_jobs_and_cronjobs_by_label() {
     assert_eq!(
         lines[1].split_whitespace().take(4).collect::<Vec<_>>(),
         ["kubectl-trace-abc", "node/n1", "n1", "Running"]
+    );
+}
+
+async fn answer_get(h: &mut Handle) {
+    next(h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+        .await
+        .ok(list(
+            "JobList",
+            vec![
+                job_obj("kubectl-trace-abc", "abc", json!({"active": 1, "ready": 1})),
+                job_obj(
+                    "kubectl-trace-abc-2",
+                    "abc",
+                    json!({"active": 1, "ready": 1}),
+                ),
+            ],
+        ));
+    next(h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
+        .await
+        .ok(list("CronJobList", vec![]));
+}
+
+#[tokio::test]
+async fn get_no_headers_and_output_name() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        answer_get(&mut h).await;
+        answer_get(&mut h).await;
+    });
+    let mut args = GetArgs {
+        trace: Some("abc".into()),
+        all_namespaces: false,
+        output: None,
+        no_headers: true,
+    };
+    let (out, buf) = Out::buffer();
+    get_with(&ctx, &args, &out).await.unwrap();
+    let text = buf.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("kubectl-trace-abc "), "{text}");
+    args.no_headers = false;
+    args.output = Some("name".into());
+    let (out, buf) = Out::buffer();
+    get_with(&ctx, &args, &out).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(
+        buf.text(),
+        "job.batch/kubectl-trace-abc\njob.batch/kubectl-trace-abc-2\n"
     );
 }
 
@@ -553,6 +604,7 @@ async fn get_all_namespaces_one_trace_as_json() {
         trace: Some("kubectl-trace-abc".into()),
         all_namespaces: true,
         output: Some("json".into()),
+        no_headers: false,
     };
     get_with(&ctx, &args, &out).await.unwrap();
     drop(ctx);
@@ -1682,4 +1734,28 @@ async fn logs_download_explains_a_reader_image_pull_failure() {
         e,
         "cannot read the volume: cannot pull the reader image registry.local/busybox:1 (ImagePullBackOff): Back-off pulling image (choose another with --reader-image)"
     );
+}
+
+#[test]
+fn run_pod_container_positional_as_iovisor() {
+    let mut args = run_args("pod/web-0");
+    args.container_arg = Some("nginx".into());
+    assert_eq!(
+        prepare(&args, "default").unwrap().container.as_deref(),
+        Some("nginx")
+    );
+    args.container = Some("sidecar".into());
+    assert_eq!(
+        prepare(&args, "default").unwrap_err().to_string(),
+        "two containers given: -c sidecar and nginx; give one"
+    );
+    let mut args = run_args("node/n1");
+    args.container_arg = Some("nginx".into());
+    assert!(prepare(&args, "default")
+        .unwrap_err()
+        .to_string()
+        .contains("needs a pod/NAME target"));
+    // A bare node name, as iovisor's `run NODE`.
+    let p = prepare(&run_args("worker-1"), "default").unwrap();
+    assert_eq!(p.target, crate::target::TargetRef::Node("worker-1".into()));
 }

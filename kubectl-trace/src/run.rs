@@ -57,6 +57,10 @@ pub struct RunArgs {
     #[arg(value_name = "TARGET")]
     pub target: Option<String>,
 
+    /// The container of a pod target, as iovisor/kubectl-trace took it (same as -c)
+    #[arg(value_name = "CONTAINER")]
+    pub container_arg: Option<String>,
+
     /// Arguments for the program ($1, $2, ... in the script), after `--`
     #[arg(last = true, value_name = "ARGS")]
     pub program_args: Vec<String>,
@@ -217,13 +221,26 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
         need_single = script::uses_container_pid(source);
     }
     let target = target::parse_target(args.target.as_deref(), args.selector.as_deref())?;
-    if let Some(c) = &args.container {
+    let container = match (&args.container, &args.container_arg) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(fail(format!(
+                "two containers given: -c {a} and {b}; give one"
+            )))
+        }
+        (c, positional) => c.clone().or_else(|| positional.clone()),
+    };
+    if args.container_arg.is_some() && !matches!(target, TargetRef::Pod(_)) {
+        return Err(fail(
+            "a CONTAINER after the target needs a pod/NAME target (or use -c)",
+        ));
+    }
+    if let Some(c) = &container {
         crate::names::container("-c/--container", c)?;
     }
     if let Some(ns) = &args.target_namespace {
         crate::names::namespace("--target-namespace", ns)?;
     }
-    if args.container.is_some() && target.is_node() {
+    if container.is_some() && target.is_node() {
         return Err(fail(
             "-c/--container needs a pod, workload or -l target, not a node",
         ));
@@ -342,7 +359,7 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
         spec,
         target,
         target_namespace,
-        container: args.container.clone(),
+        container,
         need_single,
         patch,
         dry_run,
