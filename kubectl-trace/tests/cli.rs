@@ -460,7 +460,7 @@ fn usage_errors_are_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let kc = kubeconfig(dir.path(), "config", "http://127.0.0.1:9", None);
     for (args, expect) in [
-        (vec!["run", "worker-1", "-e", SCRIPT, "--dry-run=client"], "error: invalid target \"worker-1\": write TYPE/NAME, e.g. node/worker-1 or pod/worker-1\n"),
+        (vec!["run", "Worker_1", "-e", SCRIPT, "--dry-run=client"], "error: invalid target \"Worker_1\": write TYPE/NAME, e.g. node/NAME or pod/NAME\n"),
         (vec!["run", "node/n1", "-e", SCRIPT, "--schedule", "0 * * * *", "--dry-run=client"], "error: --schedule needs --deadline: each scheduled run is a bounded trace\n"),
         (vec!["run", "node/n1", "--dry-run=client"], "error: missing program: give -e PROGRAM, -f FILE or --script NAME\n"),
         (vec!["run", "node/n1", "-e", SCRIPT, "--deadline", "5 minutes", "--dry-run=client"], "error: --deadline: invalid duration \"5 minutes\": use seconds or a number with s, m, h or d (e.g. 30s, 5m, 1h)\n"),
