@@ -1320,9 +1320,15 @@ async fn second_ctrl_c_leaves_at_once_saying_what_runs() {
         .unwrap_err();
     let _tx = server.await.unwrap();
     assert_eq!(e.exit_code(), 130);
-    assert_eq!(
-        e.to_string(),
-        "left trace abc (node/n1 printing its maps); read it with: kubectl trace logs abc, delete it with: kubectl trace delete abc"
+    // One line; the second Ctrl-C may come before or after the stop request is done.
+    let e = e.to_string();
+    assert!(
+        [
+            "left trace abc (node/n1 printing its maps); read it with: kubectl trace logs abc, delete it with: kubectl trace delete abc",
+            "left trace abc (node/n1 running); read it with: kubectl trace logs abc, delete it with: kubectl trace delete abc",
+        ]
+        .contains(&e.as_str()),
+        "{e}"
     );
 }
 

@@ -506,3 +506,54 @@ fn logs_volume_flags() {
         "error: invalid --from \"s3:bucket\": expected pvc:CLAIM[/SUBDIR]\n"
     );
 }
+
+/// kubectl's connection flags without any kubeconfig (`--server`, `--token`), and `-v 6`
+/// logging every request on stderr as kubectl does.
+#[test]
+fn server_flag_without_kubeconfig_and_request_log() {
+    let api = FakeApi::start(Box::new(|_, path, _| {
+        let kind = if path.contains("/cronjobs") {
+            "CronJobList"
+        } else {
+            "JobList"
+        };
+        (
+            200,
+            format!(r#"{{"apiVersion":"v1","kind":"{kind}","metadata":{{}},"items":[]}}"#),
+        )
+    }));
+    let out = plugin(
+        &[
+            "get", "--server", &api.url, "--token", "abc", "-n", "tracing", "--v=6",
+        ],
+        None,
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let seen = api.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[0]
+            .1
+            .starts_with("/apis/batch/v1/namespaces/tracing/jobs?"),
+        "{seen:?}"
+    );
+    let logged: Vec<&str> = err.lines().filter(|l| l.starts_with("GET ")).collect();
+    assert_eq!(logged.len(), 2, "{err}");
+    assert!(
+        logged[0].starts_with(&format!(
+            "GET {}/apis/batch/v1/namespaces/tracing/jobs?",
+            api.url
+        )),
+        "{err}"
+    );
+    assert!(logged[0].contains(" 200 OK in "), "{err}");
+    assert!(logged[0].ends_with(" milliseconds"), "{err}");
+    assert!(
+        err.contains("No traces found in namespace tracing."),
+        "{err}"
+    );
+    // Without -v nothing is logged.
+    let out = plugin(&["get", "-s", &api.url, "-n", "tracing"], None);
+    assert!(!text(&out.stderr).contains("GET "), "{}", text(&out.stderr));
+}
