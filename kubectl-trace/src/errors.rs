@@ -237,10 +237,27 @@ pub fn pod_security_message(namespace: &str, message: &str) -> String {
         .and_then(|s| s.split('"').next())
         .unwrap_or("baseline");
     format!(
-        "PodSecurity admission ({level}) forbids privileged trace pods in namespace {namespace}; \
-         run the trace in a namespace labelled {PRIVILEGED_LABEL}, e.g. \
-         kubectl label namespace {namespace} {PRIVILEGED_LABEL} --overwrite"
+        "PodSecurity admission ({level}) forbids privileged trace pods in namespace {namespace}; {}",
+        pod_security_hint(namespace)
     )
+}
+
+/// The namespace the install manifests create for trace pods (labelled privileged).
+pub const INSTALL_NAMESPACE: &str = "kubectl-trace";
+
+/// What to do when `namespace` forbids privileged pods: trace from the namespace the
+/// install creates, aiming at the application's namespace (rather than relabelling it).
+pub fn pod_security_hint(namespace: &str) -> String {
+    if namespace == INSTALL_NAMESPACE {
+        format!(
+            "the install labels it {PRIVILEGED_LABEL}: kubectl label namespace {namespace} {PRIVILEGED_LABEL} --overwrite"
+        )
+    } else {
+        format!(
+            "run the trace from the namespace the install creates (labelled {PRIVILEGED_LABEL}), \
+             aimed at this one: kubectl trace run ... -n {INSTALL_NAMESPACE} --target-namespace {namespace}"
+        )
+    }
 }
 
 fn admission_webhook_message(message: &str, op: &Op) -> Option<String> {
@@ -318,9 +335,13 @@ mod tests {
         let s = explain(&e, &op, "x");
         assert!(s.contains("baseline:latest"), "{s}");
         assert!(
-            s.contains(
-                "kubectl label namespace apps pod-security.kubernetes.io/enforce=privileged"
-            ),
+            s.ends_with("kubectl trace run ... -n kubectl-trace --target-namespace apps"),
+            "{s}"
+        );
+        let op = Op::new("create", "pods", Some("kubectl-trace"));
+        let s = explain(&e, &op, "x");
+        assert!(
+            s.ends_with("kubectl label namespace kubectl-trace pod-security.kubernetes.io/enforce=privileged --overwrite"),
             "{s}"
         );
     }

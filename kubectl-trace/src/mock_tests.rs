@@ -427,7 +427,7 @@ async fn run_refuses_namespace_enforcing_baseline() {
         "{e}"
     );
     assert!(
-        e.contains("kubectl label namespace apps pod-security.kubernetes.io/enforce=privileged"),
+        e.ends_with("kubectl trace run ... -n kubectl-trace --target-namespace apps"),
         "{e}"
     );
 }
@@ -1022,7 +1022,7 @@ async fn attach_explains_pod_security_rejection() {
     server.await.unwrap();
     assert!(e.contains("PodSecurity admission (baseline:latest) forbids privileged trace pods in namespace default"), "{e}");
     assert!(
-        e.contains("kubectl label namespace default pod-security.kubernetes.io/enforce=privileged"),
+        e.ends_with("kubectl trace run ... -n kubectl-trace --target-namespace default"),
         "{e}"
     );
 }

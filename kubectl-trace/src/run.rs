@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::attach::{self, AttachOptions};
 use crate::client::Ctx;
-use crate::errors::{fail, Error, Op, Result, PRIVILEGED_LABEL};
+use crate::errors::{fail, Error, Op, Result};
 use crate::kubeconfig::{namespace_offline, GlobalArgs};
 use crate::manifest::{
     self, apply_patch, default_image, parse_patch, NodePlan, PatchType, Program, Schedule,
@@ -451,9 +451,8 @@ pub async fn check_namespace(ctx: &Ctx, ns: &str) -> Result<()> {
         .and_then(|l| l.get("pod-security.kubernetes.io/enforce").cloned());
     match level.as_deref() {
         Some(l @ ("baseline" | "restricted")) => Err(fail(format!(
-            "namespace {ns} enforces PodSecurity {l:?}, which forbids privileged trace pods; \
-             trace from a namespace labelled {PRIVILEGED_LABEL} (-n), or label this one: \
-             kubectl label namespace {ns} {PRIVILEGED_LABEL} --overwrite"
+            "namespace {ns} enforces PodSecurity {l:?}, which forbids privileged trace pods; {}",
+            crate::errors::pod_security_hint(ns)
         ))),
         _ => Ok(()),
     }
