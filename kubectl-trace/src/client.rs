@@ -17,7 +17,9 @@ use kube::client::{ClientBuilder, DynBody};
 use kube::{Client, Config, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::errors::{explain, fail, Error, Op, Result};
+use crate::errors::{
+    credential_plugin_message, explain, fail, CredentialPlugin, Error, Op, Result,
+};
 use crate::kubeconfig::{load_config, GlobalArgs};
 use crate::reply::{self, ReplyError};
 
@@ -40,6 +42,8 @@ pub struct Ctx {
     pub read_timeout: Option<Duration>,
     /// The connect timeout of both clients.
     pub connect_timeout: Option<Duration>,
+    /// The kubeconfig's credential plugin, to name it when it fails.
+    pub credential: Option<CredentialPlugin>,
 }
 
 /// Where the request log goes (stderr; a test collects it).
@@ -158,10 +162,20 @@ impl Ctx {
         crate::names::namespace("namespace", &config.default_namespace)?;
         let namespace = config.default_namespace.clone();
         let (read_timeout, connect_timeout) = (config.read_timeout, config.connect_timeout);
+        let credential = config.auth_info.exec.as_ref().map(|x| CredentialPlugin {
+            command: x.command.clone().unwrap_or_default(),
+            install_hint: x.install_hint.clone(),
+        });
         let mut streaming = config.clone();
         streaming.read_timeout = None;
         let build = |c: Config, max: Option<usize>| {
             build_client(c, max, log.clone(), &server).map_err(|e| {
+                if let Some(m) = credential
+                    .as_ref()
+                    .and_then(|p| credential_plugin_message(&e, p))
+                {
+                    return fail(m);
+                }
                 fail(format!(
                     "cannot set up a connection to {server}: {}",
                     crate::errors::chain(&e)
@@ -175,6 +189,7 @@ impl Ctx {
             server,
             read_timeout,
             connect_timeout,
+            credential,
         })
     }
 
@@ -188,6 +203,7 @@ impl Ctx {
             server: "https://kubernetes.test".to_string(),
             read_timeout: None,
             connect_timeout: None,
+            credential: None,
         }
     }
 
@@ -199,6 +215,13 @@ impl Ctx {
     /// The user's line for a failed request; `path` names the request when known.
     pub fn explain(&self, e: &kube::Error, op: &Op, path: Option<&str>) -> String {
         let server = &self.server;
+        if let Some(m) = self
+            .credential
+            .as_ref()
+            .and_then(|p| credential_plugin_message(e, p))
+        {
+            return m;
+        }
         let request = match path {
             Some(p) => format!("{} {p}", http_verb(op.verb)),
             None => format!("{} {}", op.verb, op.resource),

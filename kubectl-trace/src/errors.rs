@@ -140,6 +140,62 @@ pub fn explain(err: &kube::Error, op: &Op, server: &str) -> String {
     }
 }
 
+/// The kubeconfig's credential plugin (`user.exec`): its command and install hint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialPlugin {
+    pub command: String,
+    pub install_hint: Option<String>,
+}
+
+/// One line for a credential plugin that failed, found anywhere in `err`'s chain:
+/// which command, why (its exit status and first line of stderr, or why it could not
+/// start, with its install hint), never kube's debug dump of the process output.
+pub fn credential_plugin_message(
+    err: &(dyn std::error::Error + 'static),
+    plugin: &CredentialPlugin,
+) -> Option<String> {
+    use kube::client::AuthError;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(a) = e.downcast_ref::<AuthError>() {
+            let cmd = &plugin.command;
+            return Some(match a {
+                AuthError::AuthExecStart(io) => format!(
+                    "the kubeconfig's credential plugin {cmd:?} cannot be run: {io}{}",
+                    plugin
+                        .install_hint
+                        .as_deref()
+                        .map(|h| format!("; {}", one_line(h)))
+                        .unwrap_or_default()
+                ),
+                AuthError::AuthExecRun { out, .. } => {
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    let why = stderr
+                        .lines()
+                        .map(str::trim)
+                        .find(|l| !l.is_empty())
+                        .map(|l| format!(": {}", one_line(l)))
+                        .unwrap_or_default();
+                    format!(
+                        "the kubeconfig's credential plugin {cmd:?} failed ({}){why}",
+                        out.status
+                    )
+                }
+                AuthError::AuthExecParse(p) => format!(
+                    "the kubeconfig's credential plugin {cmd:?} printed no valid ExecCredential: {}",
+                    one_line(&p.to_string())
+                ),
+                other => format!(
+                    "the kubeconfig's credential plugin {cmd:?} failed: {}",
+                    one_line(&other.to_string())
+                ),
+            });
+        }
+        cur = e.source();
+    }
+    None
+}
+
 /// `cannot reach the API server at URL: ...` with the innermost cause.
 fn unreachable_message(err: &(dyn std::error::Error + 'static), server: &str) -> String {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);

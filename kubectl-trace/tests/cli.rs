@@ -557,3 +557,38 @@ fn server_flag_without_kubeconfig_and_request_log() {
     let out = plugin(&["get", "-s", &api.url, "-n", "tracing"], None);
     assert!(!text(&out.stderr).contains("GET "), "{}", text(&out.stderr));
 }
+
+/// A credential plugin (kubeconfig `user.exec`) that is missing or fails: one line naming
+/// the command (and its installHint, or its first line of stderr), no debug dump.
+#[test]
+fn failing_credential_plugin_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, exec: &str| {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters:\n- name: t\n  cluster:\n    server: http://127.0.0.1:9\nusers:\n- name: t\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      interactiveMode: Never\n{exec}contexts:\n- name: t\n  context:\n    cluster: t\n    user: t\n"
+        );
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let missing = write(
+        "missing",
+        "      command: no-such-credential-helper\n      installHint: \"brew install no-such-credential-helper\"\n",
+    );
+    let out = plugin(&["get"], Some(&missing));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: the kubeconfig's credential plugin \"no-such-credential-helper\" cannot be run: No such file or directory (os error 2); brew install no-such-credential-helper\n"
+    );
+    let failing = write(
+        "failing",
+        "      command: sh\n      args: [\"-c\", \"echo token expired >&2; exit 3\"]\n",
+    );
+    let out = plugin(&["get"], Some(&failing));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: the kubeconfig's credential plugin \"sh\" failed (exit status: 3): token expired\n"
+    );
+}
