@@ -14,6 +14,8 @@ const SCRIPT: &str = "BEGIN { printf(\"ready\\n\"); @started = 1; } \
     interval:s:100 { exit(); } END { printf(\"end\\n\"); }";
 
 /// Start a runner through `cmd` and wait for its `ready` line.
+// The child goes back to the caller, which waits for it.
+#[allow(clippy::zombie_processes)]
 fn start(mut cmd: Command) -> (Child, BufReader<std::process::ChildStdout>) {
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -32,12 +34,17 @@ fn start(mut cmd: Command) -> (Child, BufReader<std::process::ChildStdout>) {
                 .unwrap()
                 .read_to_string(&mut err)
                 .unwrap();
+            let _ = child.wait();
             panic!("trace-runner ended before it was ready: {err}");
         }
         if line.trim() == "ready" {
             return (child, out);
         }
-        assert!(Instant::now() < deadline, "trace-runner not ready in time");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("trace-runner not ready in time");
+        }
     }
 }
 
