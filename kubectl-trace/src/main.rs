@@ -10,6 +10,7 @@ mod delete;
 mod errors;
 mod get;
 mod kubeconfig;
+mod kubectl_complete;
 mod logs;
 mod manifest;
 mod names;
@@ -119,7 +120,6 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -130,6 +130,21 @@ fn main() -> ExitCode {
             return ExitCode::from(errors::EXIT_FAILURE as u8);
         }
     };
+    // Run as `kubectl_complete-trace` (a link): kubectl asks for completions.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let invoked = std::path::Path::new(&argv0)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if invoked == kubectl_complete::EXECUTABLE {
+        let words: Vec<String> = std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        print!("{}", runtime.block_on(kubectl_complete::complete(words)));
+        return ExitCode::SUCCESS;
+    }
+    let cli = Cli::parse();
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

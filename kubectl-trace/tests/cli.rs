@@ -592,3 +592,51 @@ fn failing_credential_plugin_is_one_line() {
         "error: the kubeconfig's credential plugin \"sh\" failed (exit status: 3): token expired\n"
     );
 }
+
+/// Completion through kubectl 1.26+: kubectl runs `kubectl_complete-trace WORDS...` and
+/// reads Cobra's answer (candidates, then `:DIRECTIVE`).
+#[test]
+fn kubectl_complete_trace_offers_scripts_and_trace_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("kubectl_complete-trace");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    let complete = |words: &[&str], kc: Option<&Path>| {
+        let mut c = Command::new(&link);
+        c.args(words).stdin(Stdio::null()).env_remove("KUBECONFIG");
+        if let Some(k) = kc {
+            c.env("KUBECONFIG", k);
+        }
+        c.env("HOME", "/nonexistent-home");
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(
+        complete(&["run", "node/a", "--script", "open"], None),
+        "opensnoop\nopens-by-prefix\n:4\n"
+    );
+    assert!(complete(&["at"], None).starts_with("attach\n"));
+    let api = FakeApi::start(Box::new(|_, path, _| {
+        if path.contains("/cronjobs") {
+            return (
+                200,
+                r#"{"apiVersion":"v1","kind":"CronJobList","metadata":{},"items":[]}"#.into(),
+            );
+        }
+        (
+            200,
+            r#"{"apiVersion":"v1","kind":"JobList","metadata":{},"items":[
+            {"metadata":{"name":"kubectl-trace-abc","labels":{"kubectl-trace/id":"abc"}}},
+            {"metadata":{"name":"kubectl-trace-abd","labels":{"kubectl-trace/id":"abd"}}},
+            {"metadata":{"name":"kubectl-trace-xyz","labels":{"kubectl-trace/id":"xyz"}}}]}"#
+                .into(),
+        )
+    }));
+    let kc = kubeconfig(dir.path(), "config", &api.url, Some("tracing"));
+    assert_eq!(complete(&["logs", "ab"], Some(&kc)), "abc\nabd\n:4\n");
+    assert!(api.seen()[0]
+        .1
+        .starts_with("/apis/batch/v1/namespaces/tracing/jobs?"));
+    // No cluster: no candidates, still a valid answer.
+    assert_eq!(complete(&["attach", ""], None), ":4\n");
+}
