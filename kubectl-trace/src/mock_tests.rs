@@ -776,6 +776,45 @@ async fn logs_reads_the_trace_pod() {
 }
 
 #[tokio::test]
+async fn logs_of_a_scheduled_trace_separate_its_runs() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        let mut first = trace_pod("kubectl-trace-abc-100-x", "abc", "n1", None);
+        first["metadata"]["creationTimestamp"] = json!("2025-01-01T00:00:00Z");
+        first["status"]["startTime"] = json!("2025-01-01T00:00:00Z");
+        let mut second = trace_pod("kubectl-trace-abc-200-y", "abc", "n1", None);
+        second["metadata"]["creationTimestamp"] = json!("2025-01-01T01:00:00Z");
+        second["status"]["startTime"] = json!("2025-01-01T01:00:00Z");
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list("PodList", vec![second, first]));
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-100-x/log",
+        )
+        .await
+        .text(body_once(b"@[bash]: 1\n".to_vec()));
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-200-y/log",
+        )
+        .await
+        .text(body_once(b"@[bash]: 2\n".to_vec()));
+    });
+    let (out, buf) = Out::buffer();
+    logs_with(&ctx, &LogsArgs::new("abc"), &out).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(
+        buf.text(),
+        "==> RUN kubectl-trace-abc-100-x (running, 2025-01-01T00:00:00Z → …) <==\n@[bash]: 1\n\
+         ==> RUN kubectl-trace-abc-200-y (running, 2025-01-01T01:00:00Z → …) <==\n@[bash]: 2\n"
+    );
+}
+
+#[tokio::test]
 async fn logs_follow_prefixes_several_pods() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
