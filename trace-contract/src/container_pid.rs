@@ -16,12 +16,27 @@ pub fn uses(src: &str) -> bool {
 
 /// `src` with every `$container_pid` replaced by `pid`, padded with spaces to the
 /// variable's width: every other line and column stays where it was, so diagnostics
-/// point at the text the user wrote.
+/// point at the text the user wrote. Inside a path (`uprobe:/proc/$container_pid/exe:f`:
+/// a `/` before it, or a `/` or `:` after it) the pid goes in unpadded, since spaces
+/// would end the path.
 pub fn substitute(src: &str, pid: u32) -> String {
     if !uses(src) {
         return src.to_string();
     }
-    src.replace(VAR, &format!("{:<w$}", pid, w = VAR.len()))
+    let mut out = String::with_capacity(src.len());
+    let mut rest = src;
+    while let Some(at) = rest.find(VAR) {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + VAR.len()..];
+        let in_path = out.ends_with('/') || rest.starts_with(['/', ':']);
+        if in_path {
+            out.push_str(&pid.to_string());
+        } else {
+            out.push_str(&format!("{:<w$}", pid, w = VAR.len()));
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -40,6 +55,18 @@ mod tests {
             "7             +7             "
         );
         assert_eq!(substitute("BEGIN {}", 7), "BEGIN {}");
+        // In a probe path the pid is not padded: spaces would end the path.
+        assert_eq!(
+            substitute("uprobe:/proc/$container_pid/exe:main { @ = count(); }", 42),
+            "uprobe:/proc/42/exe:main { @ = count(); }"
+        );
+        assert_eq!(
+            substitute(
+                "uprobe:/proc/$container_pid/root/bin/app:f /pid == $container_pid/ {}",
+                9
+            ),
+            "uprobe:/proc/9/root/bin/app:f /pid == 9             / {}"
+        );
         assert!(uses("/pid == $container_pid/"));
         assert!(!uses("$container"));
     }

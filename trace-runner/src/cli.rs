@@ -56,6 +56,14 @@ pub(crate) enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Stop the trace running in this container gracefully (SIGINT: END runs and the maps
+    /// are printed), as `kubectl trace` does through `pods/exec` on Ctrl-C. Only runners in
+    /// this process's own mount namespace and cgroup are signalled.
+    Stop {
+        /// Where /proc is (the pod's own, which shows the host's pids under hostPID).
+        #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
+        proc_dir: PathBuf,
+    },
     /// Compile a script and write the BPF ELF object the runner would load.
     #[command(override_usage = BUILD_USAGE)]
     Build {

@@ -1,6 +1,7 @@
 //! The `check`, `build` and `list` subcommands, and the compile step they share with
 //! `run`: front end (`trace_lang::check`) then code generation, with errors rendered
-//! as `FILE:LINE:COL`, the line and a caret.
+//! as `FILE:LINE:COL`, the line and a caret. Also `stop`: SIGINT to the runner of the
+//! container it is executed in (how the plugin ends a trace and keeps its pod and output).
 
 use std::path::{Path, PathBuf};
 
@@ -402,4 +403,108 @@ pub(crate) fn substitute_container_pid(src: &str, pid: Option<u32>) -> Result<St
         )
     })?;
     Ok(container_pid::substitute(src, pid))
+}
+
+/// What `stop` knows of one process under /proc.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ProcEntry {
+    pub(crate) pid: u32,
+    /// The target of `ns/mnt`, e.g. `mnt:[4026531841]`.
+    pub(crate) mnt_ns: Option<String>,
+    /// The text of `cgroup`.
+    pub(crate) cgroup: Option<String>,
+    /// `argv[0]` from `cmdline`.
+    pub(crate) argv0: String,
+}
+
+/// The runners to stop: trace-runner (or `bpftrace`) processes other than `me` in the
+/// same mount namespace and cgroup as `me`, i.e. in the same container. Unknown
+/// namespaces or cgroups never match, so nothing outside the container is signalled.
+pub(crate) fn runners_to_stop(me: &ProcEntry, procs: &[ProcEntry]) -> Vec<u32> {
+    let (Some(ns), Some(cg)) = (&me.mnt_ns, &me.cgroup) else {
+        return vec![];
+    };
+    procs
+        .iter()
+        .filter(|p| p.pid != me.pid)
+        .filter(|p| p.mnt_ns.as_ref() == Some(ns) && p.cgroup.as_ref() == Some(cg))
+        .filter(|p| {
+            let base = p.argv0.rsplit('/').next().unwrap_or("");
+            base == "trace-runner" || base == "bpftrace"
+        })
+        .map(|p| p.pid)
+        .collect()
+}
+
+fn proc_entry(dir: &std::path::Path, pid: u32) -> ProcEntry {
+    let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    ProcEntry {
+        pid,
+        mnt_ns: std::fs::read_link(dir.join("ns/mnt"))
+            .ok()
+            .map(|p| p.display().to_string()),
+        cgroup: std::fs::read_to_string(dir.join("cgroup")).ok(),
+        argv0: String::from_utf8_lossy(argv0).into_owned(),
+    }
+}
+
+/// `trace-runner stop`: SIGINT to the runners of this container (see [`runners_to_stop`]).
+pub(crate) fn stop(proc_dir: &std::path::Path) -> Result<(), Failure> {
+    let me = proc_entry(&proc_dir.join("self"), std::process::id());
+    let entries = std::fs::read_dir(proc_dir)
+        .map_err(|e| Failure(format!("error: cannot read {}: {e}", proc_dir.display()), 1))?;
+    let procs: Vec<ProcEntry> = entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            Some(proc_entry(&e.path(), pid))
+        })
+        .collect();
+    let pids = runners_to_stop(&me, &procs);
+    if pids.is_empty() {
+        return Err(Failure(
+            "error: no trace-runner is running in this container (the trace has ended)".into(),
+            1,
+        ));
+    }
+    for pid in pids {
+        if let Err(e) = crate::sys::signal::send(pid as libc::pid_t, libc::SIGINT) {
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(Failure(format!("error: cannot signal pid {pid}: {e}"), 1));
+            }
+        }
+        println!("stopping trace-runner (pid {pid}): END runs and the maps are printed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_selects_runners_of_this_container_only() {
+        let p = |pid, ns: &str, cg: &str, argv0: &str| ProcEntry {
+            pid,
+            mnt_ns: (!ns.is_empty()).then(|| ns.to_string()),
+            cgroup: (!cg.is_empty()).then(|| cg.to_string()),
+            argv0: argv0.to_string(),
+        };
+        let me = p(9, "mnt:[1]", "0::/pod/c1\n", "trace-runner");
+        let procs = vec![
+            p(1, "mnt:[0]", "0::/\n", "/sbin/init"),
+            p(5, "mnt:[1]", "0::/pod/c1\n", "/usr/local/bin/trace-runner"),
+            p(6, "mnt:[2]", "0::/pod/c2\n", "/usr/local/bin/trace-runner"),
+            p(7, "mnt:[1]", "0::/other\n", "/usr/local/bin/trace-runner"),
+            p(8, "mnt:[1]", "0::/pod/c1\n", "sleep"),
+            p(9, "mnt:[1]", "0::/pod/c1\n", "trace-runner"),
+            p(10, "", "", "trace-runner"),
+            p(11, "mnt:[1]", "0::/pod/c1\n", "bpftrace"),
+        ];
+        assert_eq!(runners_to_stop(&me, &procs), vec![5, 11]);
+        // Without its own namespace, nothing matches.
+        let lost = p(9, "", "0::/pod/c1\n", "trace-runner");
+        assert!(runners_to_stop(&lost, &procs).is_empty());
+    }
 }

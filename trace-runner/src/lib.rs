@@ -92,6 +92,7 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
         } => commands::check(script, load, unsafe_actions),
         Command::List { pattern } => commands::list(pattern),
         Command::Build { script, output } => commands::build(script, output),
+        Command::Stop { proc_dir } => commands::stop(&proc_dir),
         // Handled before clap (see above); kept for `--help`.
         Command::Bpftrace { args } => return bpftrace_cli::main("bpftrace", &args),
     };
