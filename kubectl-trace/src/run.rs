@@ -209,7 +209,7 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
     )?;
     let mut need_single = false;
     if let Program::Script { source } = &loaded.program {
-        script::check(source, &loaded.file)?;
+        script::check(source, &loaded.file, &args.program_args)?;
         need_single = script::uses_container_pid(source);
     }
     let target = target::parse_target(args.target.as_deref(), args.selector.as_deref())?;
