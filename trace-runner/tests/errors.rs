@@ -127,6 +127,15 @@ fn container_pid_without_a_target_is_located() {
     );
 }
 
+/// `$container_pid` in an attach point is the pid's digits (it was padded with spaces
+/// to its width, which broke the attach point's syntax).
+#[test]
+fn container_pid_in_an_attach_point() {
+    let (code, err) = check("uprobe:/proc/$container_pid/exe:main { @[tid] = count(); }");
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("error"), "{err}");
+}
+
 #[test]
 fn unknown_tracepoint_suggests_names() {
     if !common::require_bpf() {
