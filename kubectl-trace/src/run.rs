@@ -216,7 +216,7 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
     let mut need_single = false;
     let script_name = loaded.file.clone();
     if let Program::Script { source } = &loaded.program {
-        script::check(source, &loaded.file)?;
+        script::check(source, &loaded.file, &args.program_args)?;
         script::check_params(source, &loaded.file, &args.program_args)?;
         need_single = script::uses_container_pid(source);
     }

@@ -190,27 +190,43 @@ pub fn load(expr: Option<&str>, file: Option<&str>, script: Option<&str>) -> Res
     }
 }
 
-/// Check a script with the language front end; a diagnostic becomes a script error.
-pub fn check(src: &str, file: &str) -> Result<()> {
-    // `$container_pid` is provided by the runner at run time (iovisor/kubectl-trace
-    // scripts use it, in expressions and in probe paths such as
-    // `uprobe:/proc/$container_pid/exe:main`); for the local check it stands for a
-    // placeholder pid (padded to the same width outside paths, so other diagnostics keep
-    // their column).
-    let source = container_pid::substitute(src, container_pid::PLACEHOLDER);
+/// Check a script with the language front end, given its positional parameters (what
+/// follows the program on the command line); every diagnostic is rendered into one
+/// script error. `$container_pid` is provided by the runner at run time
+/// (iovisor/kubectl-trace scripts use it); here it stands for a placeholder pid.
+pub fn check(src: &str, file: &str, params: &[String]) -> Result<()> {
+    let predefined = trace_lang::Predefined {
+        params: params.to_vec(),
+        container_pid: Some(container_pid::PLACEHOLDER),
+    };
     // The front end is young: if its analysis panics on something, say nothing and
     // fall back to the parser alone (the runner checks again on the node).
     let prev = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let full = std::panic::catch_unwind(move || {
-        trace_lang::check(&source, &trace_lang::NoEnv).map(|_| ())
+    let full = std::panic::catch_unwind(|| {
+        trace_lang::check_with(src, &trace_lang::NoEnv, &predefined).map(|(_, a)| a.warnings)
     });
     std::panic::set_hook(prev);
     let result = match full {
         Ok(r) => r,
-        Err(_) => trace_lang::parse(src).map(|_| ()),
+        Err(_) => trace_lang::with_stack(|| trace_lang::parser::parse_predefined(src, &predefined))
+            .map(|_| Vec::new())
+            .map_err(trace_lang::Diagnostics::from),
     };
-    result.map_err(|d| Error::Script(d.render(file, src).trim_end().to_string()))
+    match result {
+        Ok(warnings) => {
+            for w in warnings {
+                eprintln!("{w}");
+            }
+            Ok(())
+        }
+        Err(d) => {
+            for w in &d.warnings {
+                eprintln!("{w}");
+            }
+            Err(Error::Script(d.render(file, src).trim_end().to_string()))
+        }
+    }
 }
 
 /// True when the script uses `$container_pid` (it then needs exactly one container).
@@ -336,6 +352,7 @@ mod tests {
         check(
             "tracepoint:syscalls:sys_enter_openat { @[comm] = count(); }",
             "<expression>",
+            &[],
         )
         .unwrap();
     }
@@ -343,7 +360,7 @@ mod tests {
     #[test]
     fn syntax_error_is_located() {
         let src = "tracepoint:syscalls:sys_enter_openat {\n  @[comm] = count(;\n}\n";
-        let e = check(src, "t.bt").unwrap_err();
+        let e = check(src, "t.bt", &[]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         let s = e.to_string();
         assert!(s.starts_with("t.bt:2:"), "{s}");
@@ -360,13 +377,48 @@ mod tests {
         check(
             "tracepoint:syscalls:sys_enter_openat /pid == $container_pid/ { @[comm] = count(); }",
             "<expression>",
+            &[],
         )
         .unwrap();
         // Columns after it are unchanged.
-        let e = check("BEGIN { @x = $container_pid; @x = \"s\"; }", "x.bt").unwrap_err();
+        let e = check("BEGIN { @x = $container_pid; @x = \"s\"; }", "x.bt", &[]).unwrap_err();
         assert!(e.to_string().starts_with("x.bt:1:"), "{e}");
         let col: usize = e.to_string().split(':').nth(2).unwrap().parse().unwrap();
         assert!(col > 30, "{e}");
+    }
+
+    /// What the runner accepts, the local check accepts: positional parameters in
+    /// attach points and `unroll`, `$container_pid` in a uprobe's path.
+    #[test]
+    fn predefined_values_are_known_to_the_check() {
+        let params = ["100".to_string(), "3".to_string()];
+        check(
+            "interval:ms:$1 { unroll($2) { @n = count(); } exit(); }",
+            "t.bt",
+            &params,
+        )
+        .unwrap();
+        check(
+            "uprobe:/proc/$container_pid/exe:main { @[tid] = count(); }",
+            "t.bt",
+            &[],
+        )
+        .unwrap();
+        // A missing parameter is still an error, at its place.
+        let e = check("BEGIN { unroll($2) { } }", "t.bt", &params[..1]).unwrap_err();
+        assert!(e.to_string().starts_with("t.bt:1:16: error: "), "{e}");
+    }
+
+    /// Every error of the script, each with its line and caret.
+    #[test]
+    fn every_error_is_reported() {
+        let src = "BEGIN { foo(); }\nEND { bar(); }";
+        let e = check(src, "t.bt", &[]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "t.bt:1:9: error: Unknown function: foo\nBEGIN { foo(); }\n        ^~~\n\
+             t.bt:2:7: error: Unknown function: bar\nEND { bar(); }\n      ^~~"
+        );
     }
 
     #[test]
@@ -374,6 +426,7 @@ mod tests {
         check(
             "uprobe:/proc/$container_pid/exe:main { @[comm] = count(); }",
             "<expression>",
+            &[],
         )
         .unwrap();
     }
@@ -416,7 +469,7 @@ mod tests {
     fn builtins_parse() {
         for (name, _, src) in BUILTIN_SCRIPTS {
             trace_lang::parse(src).unwrap_or_else(|d| panic!("{name}: {}", d.render(name, src)));
-            check(src, name).unwrap();
+            check(src, name, &[]).unwrap();
         }
     }
 

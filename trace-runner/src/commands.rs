@@ -1,7 +1,9 @@
 //! The `check`, `build` and `list` subcommands, and the compile step they share with
-//! `run`: front end (`trace_lang::check`) then code generation, with errors rendered
-//! as `FILE:LINE:COL`, the line and a caret. Also `stop`: SIGINT to the runner of the
-//! container it is executed in (how the plugin ends a trace and keeps its pod and output).
+//! `run`: front end (`trace_lang::check_on_this_thread`, with the predefined values)
+//! then code generation, with every error rendered as `FILE:LINE:COL`, the line and a
+//! caret, and the warnings of both printed first. Also `stop`: SIGINT to the runner of
+//! the container it is executed in (how the plugin ends a trace and keeps its pod and
+//! output).
 
 use std::path::{Path, PathBuf};
 
@@ -17,23 +19,28 @@ use trace_contract::exit;
 pub(crate) fn compile_source(
     name: &str,
     src: &str,
-    params: &[String],
+    predefined: &trace_lang::Predefined,
     env: &(dyn NodeFacts + Sync),
     opts: CodegenOptions,
 ) -> Result<codegen::Compiled, Failure> {
-    let render = |d: trace_lang::Diagnostic| {
+    let render = |d: trace_lang::Diagnostics| {
+        for warning in &d.warnings {
+            eprintln!("{warning}");
+        }
         Failure(d.render(name, src).trim_end().to_string(), exit::SCRIPT)
     };
     let opts = CodegenOptions {
-        params: params.to_vec(),
+        params: predefined.params.clone(),
         ..opts
     };
     // Front end and code generation on one thread with the compiler's stack: both recurse
     // over the tree as deeply as it nests.
     let compiled = trace_lang::with_stack(|| {
-        let mut program = trace_lang::parser::parse_with_params(src, params)?;
-        let analysis = trace_lang::sema::analyse(&mut program, env)?;
-        codegen::generate(&program, &analysis, env, &opts)
+        let (program, analysis) = trace_lang::check_on_this_thread(src, env, Some(predefined))?;
+        for warning in &analysis.warnings {
+            eprintln!("{warning}");
+        }
+        codegen::generate(&program, &analysis, env, &opts).map_err(trace_lang::Diagnostics::from)
     })
     .map(|mut compiled| {
         for check in &mut compiled.helper_errors {
@@ -61,9 +68,16 @@ pub(crate) fn compile_script(
     opts: CodegenOptions,
 ) -> Result<codegen::Compiled, Failure> {
     let (name, src) = script.source()?;
-    // Checked without a target: `$container_pid` stands for some pid.
-    let src = substitute_container_pid(&src, Some(trace_contract::container_pid::PLACEHOLDER))?;
-    compile_source(&name, &src, script.params(), env, opts)
+    compile_source(&name, &src, &checked_without_target(script), env, opts)
+}
+
+/// The predefined values of a script compiled without a target (`check`, `build`):
+/// `$container_pid` stands for some pid.
+fn checked_without_target(script: &ScriptArgs) -> trace_lang::Predefined {
+    trace_lang::Predefined {
+        params: script.params().to_vec(),
+        container_pid: Some(trace_contract::container_pid::PLACEHOLDER),
+    }
 }
 
 pub(crate) fn monotonic_ns() -> u64 {
@@ -95,8 +109,7 @@ pub(crate) fn check(script: ScriptArgs, load: bool, unsafe_actions: bool) -> Res
         ..base_options()
     };
     let (name, src) = script.source()?;
-    let src = substitute_container_pid(&src, Some(trace_contract::container_pid::PLACEHOLDER))?;
-    let compiled = compile_source(&name, &src, script.params(), &env, opts)?;
+    let compiled = compile_source(&name, &src, &checked_without_target(&script), &env, opts)?;
     if load {
         runtime::raise_memlock();
         let n = compiled.programs.len();
@@ -387,22 +400,6 @@ fn process_probes(pid: u32, pattern: Option<String>) -> Result<Vec<String>, Fail
     }
     names.extend(usdt);
     Ok(names)
-}
-
-/// kubectl-trace (Go) scripts use `$container_pid`: the target container's main process
-/// (see [`trace_contract::container_pid`]).
-pub(crate) fn substitute_container_pid(src: &str, pid: Option<u32>) -> Result<String, Failure> {
-    use trace_contract::container_pid;
-    if !container_pid::uses(src) {
-        return Ok(src.to_string());
-    }
-    let pid = pid.ok_or_else(|| {
-        Failure(
-            "error: $container_pid needs a pod target (--pod-uid)".into(),
-            exit::SCRIPT,
-        )
-    })?;
-    Ok(container_pid::substitute(src, pid))
 }
 
 /// What `stop` knows of one process under /proc.
