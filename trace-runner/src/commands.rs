@@ -114,8 +114,8 @@ pub(crate) fn check(script: ScriptArgs, load: bool, unsafe_actions: bool) -> Res
 /// process, so that the kernel's BTF, the function list and kallsyms are read once
 /// (they are cached in [`crate::btf`], [`crate::runtime::kfuncs`] and
 /// [`crate::symbols`]; one [`Tracefs`] keeps the tracepoint formats). One line per
-/// script on stdout ([`attach_line`]); warnings and the full text of each error (the
-/// script's line and caret, a verifier log) on stderr.
+/// script on stdout ([`attach_line`]); warnings, and the full text of each error of
+/// several lines (the script's line and caret, a verifier log), on stderr.
 pub(crate) fn check_attach(script: ScriptArgs, unsafe_actions: bool) -> Result<(), Failure> {
     let scripts: Vec<ScriptArgs> = match &script.program {
         Some(_) => vec![script.clone()],
@@ -142,8 +142,12 @@ pub(crate) fn check_attach(script: ScriptArgs, unsafe_actions: bool) -> Result<(
             .file()
             .map_or_else(|| "stdin".to_string(), |f| f.display().to_string());
         let outcome = attach_one(one, &env, unsafe_actions);
+        // A longer error (the script's line and caret, a verifier log) in full on stderr;
+        // its first line is the script's line on stdout.
         if let Err(Failure(msg, _)) = &outcome {
-            eprintln!("{msg}");
+            if msg.contains('\n') {
+                eprintln!("{msg}");
+            }
         }
         {
             use std::io::Write;

@@ -64,6 +64,8 @@ fn every_file_gets_one_line_and_any_failure_fails_the_run() {
         stderr.contains("kprobe:vfs_read { nope(); }\n                  ^~~~"),
         "{stderr}"
     );
+    // A one-line error is not repeated on stderr.
+    assert!(!stderr.contains("cannot read"), "{stderr}");
     // BEGIN does not run: checking prints nothing of the script's own.
     assert!(
         !stdout.lines().chain(stderr.lines()).any(|l| l == "hi"),
