@@ -39,6 +39,12 @@ pub(crate) enum Command {
         /// Also generate code and load every program through the kernel verifier (no attach).
         #[arg(long)]
         load: bool,
+        /// Load, then attach every probe and detach it at once (BEGIN and END do not run).
+        /// Every FILE is a script of its own, checked in this one process (the kernel's
+        /// BTF and the other node facts are read once), with one line per file on stdout:
+        /// `FILE: ok (N probes)` or its error; exit status non-zero if any failed.
+        #[arg(long)]
+        attach: bool,
         /// Allow actions that change the system: signal().
         #[arg(long = "unsafe")]
         unsafe_actions: bool,
@@ -76,7 +82,8 @@ pub(crate) enum Command {
 }
 
 const RUN_USAGE: &str = "trace-runner run [OPTIONS] (-e PROGRAM | FILE) [[--] ARGS...]";
-const CHECK_USAGE: &str = "trace-runner check [OPTIONS] (-e PROGRAM | FILE) [[--] ARGS...]";
+const CHECK_USAGE: &str = "trace-runner check [OPTIONS] (-e PROGRAM | FILE) [[--] ARGS...]
+       trace-runner check --attach [--unsafe] FILE...";
 const BUILD_USAGE: &str =
     "trace-runner build [OPTIONS] --output <OUTPUT> (-e PROGRAM | FILE) [[--] ARGS...]";
 

@@ -123,6 +123,123 @@ pub(crate) fn check(script: ScriptArgs, load: bool, unsafe_actions: bool) -> Res
     Ok(())
 }
 
+/// `check --attach`: every script (the `-e` program, or each FILE) compiled, loaded
+/// through the verifier, attached and detached at once, one after the other in this
+/// process, so that the kernel's BTF, the function list and kallsyms are read once
+/// (they are cached in [`crate::btf`], [`crate::runtime::kfuncs`] and
+/// [`crate::symbols`]; one [`Tracefs`] keeps the tracepoint formats). One line per
+/// script on stdout ([`attach_line`]); warnings, and the full text of each error of
+/// several lines (the script's line and caret, a verifier log), on stderr.
+pub(crate) fn check_attach(script: ScriptArgs, unsafe_actions: bool) -> Result<(), Failure> {
+    let scripts: Vec<ScriptArgs> = match &script.program {
+        Some(_) => vec![script.clone()],
+        None => script
+            .positionals
+            .iter()
+            .map(|file| ScriptArgs {
+                program: None,
+                positionals: vec![file.clone()],
+            })
+            .collect(),
+    };
+    if scripts.is_empty() {
+        return Err(Failure(
+            "error: give a program with -e or script files".into(),
+            exit::SCRIPT,
+        ));
+    }
+    let env = Tracefs::open();
+    runtime::raise_memlock();
+    let mut outcomes = Vec::new();
+    for one in &scripts {
+        let name = one
+            .file()
+            .map_or_else(|| "stdin".to_string(), |f| f.display().to_string());
+        let outcome = attach_one(one, &env, unsafe_actions);
+        // A longer error (the script's line and caret, a verifier log) in full on stderr;
+        // its first line is the script's line on stdout.
+        if let Err(Failure(msg, _)) = &outcome {
+            if msg.contains('\n') {
+                eprintln!("{msg}");
+            }
+        }
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", attach_line(&name, &outcome));
+            let _ = out.flush();
+        }
+        outcomes.push(outcome.map_err(|Failure(_, code)| code));
+    }
+    match attach_status(&outcomes) {
+        None => Ok(()),
+        Some(code) => {
+            let failed = outcomes.iter().filter(|o| o.is_err()).count();
+            Err(Failure(
+                format!("error: {failed} of {} scripts failed", outcomes.len()),
+                code,
+            ))
+        }
+    }
+}
+
+/// Compile, load, attach and detach one script; the number of probes it attached, as
+/// "Attaching N probes..." counts them.
+fn attach_one(script: &ScriptArgs, env: &Tracefs, unsafe_actions: bool) -> Result<usize, Failure> {
+    let (name, src) = script.source()?;
+    let src = substitute_container_pid(&src, Some(trace_contract::container_pid::PLACEHOLDER))?;
+    let opts = CodegenOptions {
+        unsafe_actions,
+        ..base_options()
+    };
+    let compiled = compile_source(&name, &src, script.params(), env, opts)?;
+    if compiled.programs.is_empty() {
+        return Err(Failure(
+            "error: nothing to trace: every attach point was skipped (see the warnings above)"
+                .into(),
+            exit::FAILURE,
+        ));
+    }
+    let facts = ProgramFacts::of(&compiled.programs);
+    let mut session =
+        Session::load(compiled).map_err(|e| load_failure(&e.to_string(), &facts, &name, &src))?;
+    let probes = session.probe_count();
+    let attached = session.attach(None);
+    session.detach_all();
+    attached.map_err(|e| Failure(format!("error: {e}"), exit::FAILURE))?;
+    Ok(probes)
+}
+
+/// The line `check --attach` prints for one script: `FILE: ok (N probes)`, or the first
+/// line of its error, which starts with `FILE:` (a located error's `FILE:LINE:COL:`) or
+/// gets it as a prefix.
+pub(crate) fn attach_line(name: &str, outcome: &Result<usize, Failure>) -> String {
+    match outcome {
+        Ok(n) => format!("{name}: ok ({n} probe{})", if *n == 1 { "" } else { "s" }),
+        Err(Failure(msg, _)) => {
+            let first = msg.lines().next().unwrap_or("error");
+            if first.starts_with(&format!("{name}:")) {
+                first.to_string()
+            } else {
+                format!("{name}: {first}")
+            }
+        }
+    }
+}
+
+/// The exit status of `check --attach`: none when every script passed; else 2 when
+/// every failure was the script's own (as a single `check` exits), 1 otherwise.
+pub(crate) fn attach_status(outcomes: &[Result<usize, u8>]) -> Option<u8> {
+    let codes: Vec<u8> = outcomes.iter().filter_map(|o| o.err()).collect();
+    if codes.is_empty() {
+        None
+    } else if codes.iter().all(|c| *c == exit::SCRIPT) {
+        Some(exit::SCRIPT)
+    } else {
+        Some(exit::FAILURE)
+    }
+}
+
 /// A refused load: located in the script (exit 2) when it is one of the kernel's limits
 /// ([`verifier::explain`]), else the loader's message (exit 1).
 pub(crate) fn load_failure(
@@ -503,5 +620,47 @@ mod tests {
         // Without its own namespace, nothing matches.
         let lost = p(9, "", "0::/pod/c1\n", "trace-runner");
         assert!(runners_to_stop(&lost, &procs).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_attach_prints_one_line_per_script_named_by_its_file() {
+        assert_eq!(attach_line("a.bt", &Ok(3)), "a.bt: ok (3 probes)");
+        assert_eq!(attach_line("a.bt", &Ok(1)), "a.bt: ok (1 probe)");
+        // A located error already starts with the file.
+        let located = Failure(
+            "b.bt:2:3: error: unknown function 'nope'\n  nope();\n  ^~~~".into(),
+            exit::SCRIPT,
+        );
+        assert_eq!(
+            attach_line("b.bt", &Err(located)),
+            "b.bt:2:3: error: unknown function 'nope'"
+        );
+        let loader = Failure(
+            "error: the kernel's verifier rejected kprobe:f: EACCES\nverifier log (end):\n..."
+                .into(),
+            exit::FAILURE,
+        );
+        assert_eq!(
+            attach_line("c.bt", &Err(loader)),
+            "c.bt: error: the kernel's verifier rejected kprobe:f: EACCES"
+        );
+    }
+
+    #[test]
+    fn check_attach_fails_if_any_script_failed() {
+        assert_eq!(attach_status(&[Ok(1), Ok(2)]), None);
+        assert_eq!(
+            attach_status(&[Ok(1), Err(exit::SCRIPT)]),
+            Some(exit::SCRIPT)
+        );
+        assert_eq!(
+            attach_status(&[Err(exit::SCRIPT), Err(exit::FAILURE), Ok(1)]),
+            Some(exit::FAILURE)
+        );
     }
 }

@@ -87,8 +87,15 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Check {
             script,
+            attach: true,
+            unsafe_actions,
+            ..
+        } => commands::check_attach(script, unsafe_actions),
+        Command::Check {
+            script,
             load,
             unsafe_actions,
+            attach: false,
         } => commands::check(script, load, unsafe_actions),
         Command::List { pattern } => commands::list(pattern),
         Command::Build { script, output } => commands::build(script, output),
