@@ -247,6 +247,23 @@ impl ProbeEnv for Layered<'_> {
     fn kfunc_signature(&self, module: &str, func: &str) -> Option<FuncSignature> {
         self.env.kfunc_signature(module, func)
     }
+    fn kfuncs(&self, ret: bool, module: Option<&str>, func: &str) -> Option<Vec<(String, String)>> {
+        self.env.kfuncs(ret, module, func)
+    }
+    fn usdt_probes(
+        &self,
+        target: &str,
+        provider: &str,
+        name: &str,
+    ) -> Option<Result<Vec<crate::usdt::UsdtProbe>, String>> {
+        self.env.usdt_probes(target, provider, name)
+    }
+    fn user_symbol(&self, file: &str, symbol: &str) -> Option<(u64, u64)> {
+        self.env.user_symbol(file, symbol)
+    }
+    fn take_warnings(&self) -> Vec<String> {
+        self.env.take_warnings()
+    }
 }
 
 /// Type the program in place and build the tables. On error, every error found (see

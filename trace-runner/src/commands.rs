@@ -187,12 +187,11 @@ pub(crate) fn check_attach(script: ScriptArgs, unsafe_actions: bool) -> Result<(
 /// "Attaching N probes..." counts them.
 fn attach_one(script: &ScriptArgs, env: &Tracefs, unsafe_actions: bool) -> Result<usize, Failure> {
     let (name, src) = script.source()?;
-    let src = substitute_container_pid(&src, Some(trace_contract::container_pid::PLACEHOLDER))?;
     let opts = CodegenOptions {
         unsafe_actions,
         ..base_options()
     };
-    let compiled = compile_source(&name, &src, script.params(), env, opts)?;
+    let compiled = compile_source(&name, &src, &checked_without_target(script), env, opts)?;
     if compiled.programs.is_empty() {
         return Err(Failure(
             "error: nothing to trace: every attach point was skipped (see the warnings above)"
@@ -624,7 +623,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod tests {
+mod attach_tests {
     use super::*;
 
     #[test]
