@@ -422,30 +422,47 @@ pub struct ContainerRuntime {
     pub layout: CgroupLayout,
 }
 
+/// The runner image archive for `runner`, built once per runner binary and kept beside it
+/// (`trace-runner.e2e-image.tar`) while it is newer than the binary: every fake cluster of
+/// a test run imports the same archive instead of packing 70 MB again.
+fn runner_archive(runner: &Path, reference: &str) -> Result<PathBuf, String> {
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    let archive = runner.with_extension("e2e-image.tar");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(a), Some(r)) = (modified(&archive), modified(runner)) {
+        if a > r {
+            return Ok(archive);
+        }
+    }
+    let elf = xtask::binary::elf_info(runner)?;
+    let libs = if elf.is_static() {
+        Vec::new()
+    } else {
+        xtask::binary::shared_libs(runner)?
+    };
+    let spec = xtask::oci::ImageSpec {
+        binary: runner.to_path_buf(),
+        libs,
+        arch: elf.arch.clone(),
+        reference: reference.to_string(),
+        version: "e2e".into(),
+        epoch: 0,
+        gzip_level: 1,
+    };
+    let partial = runner.with_extension(format!("e2e-image.tar.{}", std::process::id()));
+    xtask::oci::write_archive(&spec, &partial)?;
+    std::fs::rename(&partial, &archive).map_err(|e| format!("{}: {e}", archive.display()))?;
+    Ok(archive)
+}
+
 impl ContainerRuntime {
     /// Start containerd under `dir` and import the runner image built from `runner`.
     pub fn start(dir: &Path, runner: &Path, layout: CgroupLayout) -> Result<Self, String> {
         let ctd = Containerd::start(&dir.join("containerd"))?;
-        let archive = dir.join("trace-runner-image.tar");
         let runner_image = format!("{}:e2e", xtask::oci::DEFAULT_REPOSITORY);
-        let elf = xtask::binary::elf_info(runner)?;
-        let libs = if elf.is_static() {
-            Vec::new()
-        } else {
-            xtask::binary::shared_libs(runner)?
-        };
-        let spec = xtask::oci::ImageSpec {
-            binary: runner.to_path_buf(),
-            libs,
-            arch: elf.arch.clone(),
-            reference: runner_image.clone(),
-            version: "e2e".into(),
-            epoch: 0,
-            gzip_level: 1,
-        };
-        xtask::oci::write_archive(&spec, &archive)?;
+        let archive = runner_archive(runner, &runner_image)?;
         let refs = ctd.import(&archive)?;
-        let _ = std::fs::remove_file(&archive);
         if !refs.contains(&runner_image) {
             return Err(format!("{runner_image} not imported: {refs:?}"));
         }

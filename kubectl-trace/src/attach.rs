@@ -1,9 +1,11 @@
 //! `kubectl trace attach` (and `run -a`): wait for each trace pod to start, showing its
 //! progress and explaining why it cannot (PodSecurity, FailedCreate, Unschedulable,
 //! image pull), then stream every pod's output, prefixed per pod or node when there are
-//! several. The first Ctrl-C stops the trace gracefully (the pod is deleted with its
-//! grace period: the runner catches SIGTERM and prints its maps) and keeps streaming
-//! until the runner ends; the second leaves at once.
+//! several. The first Ctrl-C stops the trace gracefully and keeps its output: the runner
+//! is told to stop through `pods/exec` (`trace-runner stop`: END runs, the maps are
+//! printed, the pod stays until the Job's TTL, so `kubectl trace logs` still shows them),
+//! Jobs whose pod has not started are deleted (and that is an error: nothing ran); the
+//! stream goes on until the runners end. The second Ctrl-C leaves at once.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,17 +13,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use futures::AsyncBufReadExt;
+use futures::future::BoxFuture;
+use futures::{AsyncBufReadExt, FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, LogParams};
+use kube::api::{Api, AttachParams, DeleteParams, ListParams, LogParams};
+use tokio::io::AsyncReadExt;
 use trace_contract::exit;
 
 use crate::client::{is_not_found, Ctx};
 use crate::errors::{fail, pod_security_message, Error, Op, Result};
 use crate::kubeconfig::GlobalArgs;
-use crate::manifest::{id_selector, ANN_NODE, ANN_PODS, CONTAINER_NAME, LABEL_NODE};
+use crate::manifest::{id_selector, ANN_NODE, ANN_PODS, CONTAINER_NAME, LABEL_NODE, PROGRAMS_DIR};
 use crate::progress::{Out, Progress};
 use crate::util::{format_age, parse_duration};
 
@@ -48,7 +52,12 @@ pub struct AttachOptions {
     pub pod_running_timeout: Duration,
     /// Grace period (seconds) used to stop the runner on Ctrl-C.
     pub grace: u64,
+    /// The program's name in messages from the node (the user's file, `<expression>`).
+    pub script_name: String,
 }
+
+/// The program's name in node messages when the user's file name is not known.
+pub const UNKNOWN_SCRIPT: &str = "program.bt";
 
 /// Poll interval while waiting for pods.
 const POLL: Duration = Duration::from_millis(1000);
@@ -69,6 +78,7 @@ pub async fn execute(args: AttachArgs, global: &GlobalArgs) -> Result<()> {
     let opts = AttachOptions {
         pod_running_timeout: Duration::from_secs(timeout),
         grace,
+        script_name: UNKNOWN_SCRIPT.to_string(),
     };
     attach_trace(&ctx, &id, &opts, &Out::stdout()).await
 }
@@ -139,6 +149,25 @@ struct Starting {
     states: Mutex<BTreeMap<String, String>>,
     /// Set by the first Ctrl-C.
     stopped: AtomicBool,
+    /// Jobs deleted by a stop before their pod started: job name -> node.
+    cancelled: Mutex<BTreeMap<String, String>>,
+}
+
+impl Starting {
+    fn is_cancelled(&self, job: &str) -> bool {
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(job)
+    }
+
+    fn state(&self, node: &str) -> Option<String> {
+        self.states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(node)
+            .cloned()
+    }
 }
 
 impl Starting {
@@ -334,6 +363,9 @@ async fn wait_started(
     let mut i: u64 = 0;
     loop {
         i += 1;
+        if starting.is_cancelled(job) {
+            return Ok(None);
+        }
         match job_pod(ctx, ns, job).await? {
             Some(pod) => match classify(&pod, node) {
                 PodState::Started => return Ok(Some(pod)),
@@ -370,16 +402,29 @@ async fn wait_started(
     }
 }
 
-/// Stream a pod's runner output to `out`, each line prefixed; retries while the
-/// container is still being created (the API answers 400 then).
+/// A runner output line with the program's path in the trace container
+/// (`/programs/program.bt`) replaced by the name the user knows it by.
+pub fn map_program_path(line: &str, name: &str) -> String {
+    let mut out = line.to_string();
+    for key in ["program.bt", "program.o.gz", "program.o"] {
+        out = out.replace(&format!("{PROGRAMS_DIR}/{key}"), name);
+    }
+    out
+}
+
+/// Stream a pod's runner output to `out`, each line prefixed and with the program's
+/// path mapped to `script_name` (see [`map_program_path`]); retries while the container
+/// is still being created (the API answers 400 then). Returns the first diagnostic line
+/// (`FILE:LINE:COL: error: ...`) seen, if any.
 pub async fn stream_logs(
     ctx: &Ctx,
     ns: &str,
     pod: &str,
     prefix: &str,
     lp: &LogParams,
+    script_name: &str,
     out: &Out,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let api: Api<Pod> = Api::namespaced(ctx.stream_client.clone(), ns);
     let mut attempt = 0;
     let mut reader = loop {
@@ -395,6 +440,7 @@ pub async fn stream_logs(
         }
     };
     let mut buf = Vec::new();
+    let mut diagnostic = None;
     loop {
         buf.clear();
         let n = reader
@@ -402,10 +448,14 @@ pub async fn stream_logs(
             .await
             .map_err(|e| fail(format!("reading the output of pod {pod}: {e}")))?;
         if n == 0 {
-            return Ok(());
+            return Ok(diagnostic);
         }
         let text = String::from_utf8_lossy(&buf);
-        out.line(prefix, text.trim_end_matches(['\n', '\r']));
+        let line = map_program_path(text.trim_end_matches(['\n', '\r']), script_name);
+        if diagnostic.is_none() && line.starts_with(script_name) && line.contains(": error: ") {
+            diagnostic = Some(line.clone());
+        }
+        out.line(prefix, &line);
     }
 }
 
@@ -439,7 +489,13 @@ async fn follow_job(
     let name = job.metadata.name.clone().unwrap_or_default();
     let node = job_node(job);
     let Some(pod) = wait_started(ctx, ns, &name, &node, opts, starting).await? else {
+        let state = starting.state(&node).unwrap_or_else(|| "Pending".into());
         starting.set(&node, "streaming");
+        if starting.is_cancelled(&name) {
+            return Err(Error::Interrupted(format!(
+                "stopped before the trace pod on node/{node} started (it was: {state}); nothing was traced there and job {name} was deleted"
+            )));
+        }
         return Ok(());
     };
     starting.set(&node, "streaming");
@@ -449,11 +505,14 @@ async fn follow_job(
         container: Some(CONTAINER_NAME.to_string()),
         ..Default::default()
     };
-    stream_logs(ctx, ns, &pod_name, prefix, &lp, out).await?;
+    let diagnostic = stream_logs(ctx, ns, &pod_name, prefix, &lp, &opts.script_name, out).await?;
     if let Some((code, reason)) = runner_exit(ctx, ns, &pod_name).await {
         let by_us =
             starting.stopped.load(Ordering::SeqCst) && (code == 143 || code == 130 || code == 137);
         if code == i32::from(exit::SCRIPT) && !by_us {
+            if let Some(d) = diagnostic {
+                return Err(Error::Script(format!("{d} (reported by node/{node})")));
+            }
             return Err(Error::Script(format!(
                 "error: the runner on node/{node} rejected the script (see its message above)"
             )));
@@ -472,9 +531,107 @@ async fn follow_job(
     Ok(())
 }
 
-/// Stop a trace gracefully: delete its pods with the grace period (the runner gets
-/// SIGTERM and prints its maps); Jobs without a pod yet are deleted.
-pub async fn stop_trace(ctx: &Ctx, ns: &str, id: &str, grace: u64) -> Result<()> {
+/// Stops one started runner and keeps its pod (in a cluster: `pods/exec` of
+/// `trace-runner stop`, see [`exec_stop`]); arguments: namespace, pod.
+pub type StopRunner<'a> = &'a (dyn Fn(&Ctx, &str, &str) -> BoxFuture<'static, Result<()>> + Sync);
+
+/// How long the stop command may take before the pod is deleted instead.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The real [`StopRunner`]: `trace-runner stop` in the runner container through
+/// `pods/exec`. The runner gets SIGINT, runs END, prints its maps and exits 0; the pod
+/// stays (until the Job's TTL), so `kubectl trace logs` still shows the output.
+pub fn exec_stop(ctx: &Ctx, ns: &str, pod: &str) -> BoxFuture<'static, Result<()>> {
+    let (ctx, ns, pod) = (ctx.clone(), ns.to_string(), pod.to_string());
+    async move {
+        let api: Api<Pod> = Api::namespaced(ctx.stream_client.clone(), &ns);
+        let ap = AttachParams {
+            container: Some(CONTAINER_NAME.to_string()),
+            stdin: false,
+            stdout: true,
+            stderr: true,
+            tty: false,
+            ..Default::default()
+        };
+        let run = async {
+            let mut p = api
+                .exec(&pod, ["trace-runner", "stop"], &ap)
+                .await
+                .map_err(ctx.err(Op::new("create", "pods/exec", Some(&ns)).named(&pod)))?;
+            let (mut out, mut err) = (p.stdout(), p.stderr());
+            let status = p.take_status();
+            let (mut said, mut complaint) = (String::new(), String::new());
+            if let Some(o) = out.as_mut() {
+                let _ = o.read_to_string(&mut said).await;
+            }
+            if let Some(e) = err.as_mut() {
+                let _ = e.read_to_string(&mut complaint).await;
+            }
+            let status = match status {
+                Some(s) => s.await,
+                None => None,
+            };
+            match status {
+                None => Ok(()),
+                Some(s) if s.status.as_deref() == Some("Success") => Ok(()),
+                Some(s) => {
+                    let why = complaint
+                        .lines()
+                        .next()
+                        .map(str::to_string)
+                        .filter(|l| !l.is_empty())
+                        .or(s.message)
+                        .unwrap_or_else(|| "the command failed".into());
+                    Err(fail(format!("trace-runner stop in pod {pod}: {why}")))
+                }
+            }
+        };
+        match tokio::time::timeout(STOP_TIMEOUT, run).await {
+            Ok(r) => r,
+            Err(_) => Err(fail(format!(
+                "trace-runner stop in pod {pod} did not answer within {}s",
+                STOP_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+    .boxed()
+}
+
+/// What a stop did, per node.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct StopReport {
+    /// Nodes whose runner was told to stop: it prints its maps, the pod is kept.
+    pub stopped: Vec<String>,
+    /// Nodes whose runner could not be told (old image, no `pods/exec`): their pod was
+    /// deleted with the grace period instead (the runner still prints its maps on
+    /// SIGTERM, but the output is gone with the pod); with the reason.
+    pub deleted_running: Vec<(String, String)>,
+    /// Jobs (name, node) whose pod had not started: deleted, with what they owned.
+    pub cancelled: Vec<(String, String)>,
+    /// Jobs (name, node) that could not be deleted: with the error.
+    pub left: Vec<(String, String, String)>,
+}
+
+/// Whether a pod's runner container is running now.
+fn runner_running(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == CONTAINER_NAME))
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.running.is_some())
+}
+
+/// Stop a trace gracefully and keep its output: every running runner is told to stop
+/// (`stop`; on failure its pod is deleted with the grace period, as a fallback), and
+/// every Job whose pod has not started yet is deleted (nothing ran there).
+pub async fn stop_trace(
+    ctx: &Ctx,
+    ns: &str,
+    id: &str,
+    grace: u64,
+    stop: StopRunner<'_>,
+) -> Result<StopReport> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let lp = ListParams::default().labels(&id_selector(id));
     let list: Vec<Pod> = ctx
@@ -484,38 +641,145 @@ pub async fn stop_trace(ctx: &Ctx, ns: &str, id: &str, grace: u64) -> Result<()>
         grace_period_seconds: Some(grace as u32),
         ..Default::default()
     };
-    let mut with_pod = Vec::new();
+    let mut report = StopReport::default();
+    let mut started_jobs = Vec::new();
     for p in list {
         let name = p.metadata.name.clone().unwrap_or_default();
-        if let Some(l) = p.metadata.labels.as_ref().and_then(|l| l.get("job-name")) {
-            with_pod.push(l.clone());
+        let node = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        if classify(&p, &node) != PodState::Started {
+            continue; // not started: its Job is deleted below
         }
-        match pods.delete(&name, &dp).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(ctx.err(Op::new("delete", "pods", Some(ns)).named(&name))(e)),
+        if let Some(l) = p.metadata.labels.as_ref().and_then(|l| l.get("job-name")) {
+            started_jobs.push(l.clone());
+        }
+        if !runner_running(&p) {
+            continue; // already ended
+        }
+        match stop(ctx, ns, &name).await {
+            Ok(()) => report.stopped.push(node),
+            Err(why) => {
+                match pods.delete(&name, &dp).await {
+                    Ok(_) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => {
+                        return Err(ctx.err(Op::new("delete", "pods", Some(ns)).named(&name))(e))
+                    }
+                }
+                report.deleted_running.push((node, why.to_string()));
+            }
         }
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     for j in trace_jobs(ctx, ns, id).await.unwrap_or_default() {
         let name = j.metadata.name.clone().unwrap_or_default();
-        if !with_pod.contains(&name) {
-            let _ = jobs.delete(&name, &DeleteParams::background()).await;
+        if started_jobs.contains(&name) {
+            continue;
+        }
+        let node = job_node(&j);
+        match jobs.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => report.cancelled.push((name, node)),
+            Err(e) if is_not_found(&e) => report.cancelled.push((name, node)),
+            Err(e) => {
+                let e = ctx.err(Op::new("delete", "jobs.batch", Some(ns)).named(&name))(e);
+                report.left.push((name, node, e.to_string()));
+            }
         }
     }
-    Ok(())
+    Ok(report)
 }
 
-/// Follow every Job of a trace until their runners end; handle Ctrl-C.
+/// The one line printed when a second Ctrl-C leaves at once.
+pub fn left_running(
+    id: &str,
+    report: Option<&StopReport>,
+    states: &BTreeMap<String, String>,
+) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    match report {
+        Some(r) => {
+            for n in &r.stopped {
+                parts.push(format!("node/{n} printing its maps"));
+            }
+            for (_, n, _) in &r.left {
+                parts.push(format!("node/{n} not deleted"));
+            }
+        }
+        None => {
+            for (n, s) in states {
+                let s = if s == "streaming" {
+                    "running"
+                } else {
+                    s.as_str()
+                };
+                parts.push(format!("node/{n} {s}"));
+            }
+        }
+    }
+    if parts.is_empty() {
+        return format!("left trace {id}; see it with: kubectl trace get {id}");
+    }
+    format!(
+        "left trace {id} ({}); read it with: kubectl trace logs {id}, delete it with: kubectl trace delete {id}",
+        parts.join(", ")
+    )
+}
+
+/// The user's Ctrl-C presses, as a stream (a test feeds its own).
+pub type Interrupts<'a> = &'a mut (dyn futures::Stream<Item = ()> + Unpin + Send);
+
+/// SIGINT as a stream (every press is seen, also between polls).
+pub fn ctrl_c_stream() -> Box<dyn futures::Stream<Item = ()> + Unpin + Send> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut sig) = signal(SignalKind::interrupt()) {
+            return Box::new(Box::pin(futures::stream::poll_fn(move |cx| {
+                sig.poll_recv(cx)
+            })));
+        }
+    }
+    Box::new(Box::pin(futures::stream::unfold((), |()| async {
+        tokio::signal::ctrl_c().await.ok()?;
+        Some(((), ()))
+    })))
+}
+
+/// Follow every Job of a trace until their runners end; Ctrl-C stops it (see
+/// [`attach_trace_with`]).
 pub async fn attach_trace(ctx: &Ctx, id: &str, opts: &AttachOptions, out: &Out) -> Result<()> {
+    let mut interrupts = ctrl_c_stream();
+    attach_trace_with(ctx, id, opts, out, &mut *interrupts, &exec_stop).await
+}
+
+/// Follow every Job of a trace until their runners end. The first interrupt stops the
+/// trace ([`stop_trace`]): started runners print their maps and keep their pods, pods
+/// still starting are deleted with their Jobs (an error: nothing ran there); the second
+/// leaves at once with one line saying what is left.
+pub async fn attach_trace_with(
+    ctx: &Ctx,
+    id: &str,
+    opts: &AttachOptions,
+    out: &Out,
+    interrupts: Interrupts<'_>,
+    stop: StopRunner<'_>,
+) -> Result<()> {
     let ns = ctx.namespace.clone();
     let jobs = trace_jobs(ctx, &ns, id).await?;
+    let ttl = jobs
+        .first()
+        .and_then(|j| j.spec.as_ref())
+        .and_then(|s| s.ttl_seconds_after_finished);
     let progress = Progress::new();
     out.follow_progress(&progress);
     let starting = Arc::new(Starting {
         progress: Mutex::new(progress),
         states: Mutex::new(BTreeMap::new()),
         stopped: AtomicBool::new(false),
+        cancelled: Mutex::new(BTreeMap::new()),
     });
     let multi = jobs.len() > 1;
     let follows = jobs.iter().map(|job| {
@@ -528,28 +792,59 @@ pub async fn attach_trace(ctx: &Ctx, id: &str, opts: &AttachOptions, out: &Out) 
         async move { follow_job(ctx, &ns, job, &prefix, opts, &starting, out).await }
     });
     let mut all = Box::pin(futures::future::join_all(follows));
-    let mut interrupts = 0;
+    let mut report: Option<StopReport> = None;
+    let leave = |starting: &Starting, report: Option<&StopReport>| {
+        let mut p = starting.progress.lock().unwrap_or_else(|e| e.into_inner());
+        p.finish();
+        let states = starting
+            .states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Error::Interrupted(left_running(id, report, &states))
+    };
     let results = loop {
         tokio::select! {
             r = &mut all => break r,
-            _ = tokio::signal::ctrl_c() => {
-                interrupts += 1;
-                if interrupts > 1 {
-                    starting.progress.lock().unwrap_or_else(|e| e.into_inner()).finish();
-                    return Err(Error::Interrupted(format!(
-                        "trace {id} still running; delete it with: kubectl trace delete {id}"
-                    )));
+            i = interrupts.next() => {
+                if i.is_none() {
+                    // No more interrupts can come (no signal handling): just follow.
+                    break all.await;
                 }
-                starting.stopped.store(true, Ordering::SeqCst);
+                if starting.stopped.swap(true, Ordering::SeqCst) {
+                    return Err(leave(&starting, report.as_ref()));
+                }
                 starting.note(&format!(
                     "stopping trace {id}: the runner prints its results (Ctrl-C again to leave now)"
                 ));
-                let (ctx2, ns2, id2, grace) = (ctx.clone(), ns.clone(), id.to_string(), opts.grace);
-                tokio::spawn(async move {
-                    if let Err(e) = stop_trace(&ctx2, &ns2, &id2, grace).await {
-                        eprintln!("error: {e}");
+                let stopping = stop_trace(ctx, &ns, id, opts.grace, stop);
+                let r = tokio::select! {
+                    r = stopping => r,
+                    _ = interrupts.next() => return Err(leave(&starting, None)),
+                };
+                match r {
+                    Ok(r) => {
+                        for (n, why) in &r.deleted_running {
+                            starting.note(&format!(
+                                "node/{n}: could not stop the runner in place ({why}); deleted its pod with the grace period instead, so its output will not be kept"
+                            ));
+                        }
+                        {
+                            let mut c = starting.cancelled.lock().unwrap_or_else(|e| e.into_inner());
+                            for (job, node) in &r.cancelled {
+                                c.insert(job.clone(), node.clone());
+                            }
+                            for (job, node, e) in &r.left {
+                                c.insert(job.clone(), node.clone());
+                                starting.note(&format!("node/{node}: {e}"));
+                            }
+                        }
+                        report = Some(r);
                     }
-                });
+                    Err(e) => starting.note(&format!(
+                        "could not stop trace {id}: {e}; delete it with: kubectl trace delete {id}"
+                    )),
+                }
             }
         }
     };
@@ -558,6 +853,16 @@ pub async fn attach_trace(ctx: &Ctx, id: &str, opts: &AttachOptions, out: &Out) 
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .finish();
+    if let Some(r) = &report {
+        if !r.stopped.is_empty() {
+            let until = ttl
+                .map(|t| format!(" for {}", format_age(i64::from(t))))
+                .unwrap_or_default();
+            starting.note(&format!(
+                "trace {id} stopped; its output stays readable{until} with: kubectl trace logs {id}"
+            ));
+        }
+    }
     combine(results.into_iter().filter_map(|r| r.err()).collect())
 }
 
@@ -567,9 +872,12 @@ pub fn combine(errors: Vec<Error>) -> Result<()> {
         return Ok(());
     }
     let all_script = errors.iter().all(|e| matches!(e, Error::Script(_)));
+    let all_interrupted = errors.iter().all(|e| matches!(e, Error::Interrupted(_)));
     let texts: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     if all_script {
         Err(Error::Script(texts.join("\n")))
+    } else if all_interrupted {
+        Err(Error::Interrupted(texts.join("\nerror: ")))
     } else {
         let texts: Vec<String> = texts
             .into_iter()

@@ -5,7 +5,11 @@
 //! [`Ctx::list`] (paged, bounded) and single objects through [`Ctx::get`], so that a
 //! hostile or broken server gets one clear line, not a hang or unbounded memory.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
 
 use http_body_util::Limited;
 use kube::api::{GetParams, ListParams};
@@ -13,7 +17,9 @@ use kube::client::{ClientBuilder, DynBody};
 use kube::{Client, Config, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::errors::{explain, fail, Error, Op, Result};
+use crate::errors::{
+    credential_plugin_message, explain, fail, CredentialPlugin, Error, Op, Result,
+};
 use crate::kubeconfig::{load_config, GlobalArgs};
 use crate::reply::{self, ReplyError};
 
@@ -36,17 +42,89 @@ pub struct Ctx {
     pub read_timeout: Option<Duration>,
     /// The connect timeout of both clients.
     pub connect_timeout: Option<Duration>,
+    /// The kubeconfig's credential plugin, to name it when it fails.
+    pub credential: Option<CredentialPlugin>,
 }
 
-/// A client whose replies may hold at most `max` bytes (`None`: unbounded).
-fn build_client(config: Config, max: Option<usize>) -> std::result::Result<Client, kube::Error> {
+/// Where the request log goes (stderr; a test collects it).
+pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// `-v 6` and above: every request is logged as kubectl logs it, `GET URL 200 OK in 5
+/// milliseconds` (or why it failed), when its answer's head arrives.
+#[derive(Clone)]
+pub struct LogRequests<S> {
+    inner: S,
+    sink: LogSink,
+    /// The server URL, for requests still relative to it.
+    base: String,
+}
+
+impl<S> LogRequests<S> {
+    pub fn new(inner: S, sink: LogSink, base: String) -> Self {
+        LogRequests { inner, sink, base }
+    }
+}
+
+impl<S, ReqB, ResB> tower::Service<http::Request<ReqB>> for LogRequests<S>
+where
+    S: tower::Service<http::Request<ReqB>, Response = http::Response<ResB>>,
+    S::Future: Send + 'static,
+    S::Error: std::fmt::Display,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, std::result::Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
+        let base = if req.uri().scheme().is_some() {
+            ""
+        } else {
+            self.base.as_str()
+        };
+        let line = format!("{} {base}{}", req.method(), req.uri());
+        let sink = self.sink.clone();
+        let start = Instant::now();
+        let answer = self.inner.call(req);
+        async move {
+            let r = answer.await;
+            let ms = start.elapsed().as_millis();
+            match &r {
+                Ok(res) => sink(&format!("{line} {} in {ms} milliseconds", res.status())),
+                Err(e) => sink(&format!("{line} failed after {ms} milliseconds: {e}")),
+            }
+            r
+        }
+        .boxed()
+    }
+}
+
+/// A client whose replies may hold at most `max` bytes (`None`: unbounded); requests are
+/// logged to `log` when given.
+fn build_client(
+    config: Config,
+    max: Option<usize>,
+    log: Option<LogSink>,
+    server: &str,
+) -> std::result::Result<Client, kube::Error> {
     let builder = ClientBuilder::try_from(config)?;
-    Ok(match max {
+    let limit = move |res: http::Response<Box<DynBody>>| match max {
+        Some(max) => res.map(|b| Box::new(Limited::new(b, max)) as Box<DynBody>),
+        None => res,
+    };
+    let builder = builder.with_layer(&tower::util::MapResponseLayer::new(limit));
+    Ok(match log {
         None => builder.build(),
-        Some(max) => builder
-            .with_layer(&tower::util::MapResponseLayer::new(
-                move |res: http::Response<Box<DynBody>>| res.map(|b| Limited::new(b, max)),
-            ))
+        Some(sink) => builder
+            .with_layer(&tower::layer::layer_fn(move |inner| {
+                LogRequests::new(inner, sink.clone(), server.to_string())
+            }))
             .build(),
     })
 }
@@ -64,10 +142,18 @@ impl Ctx {
     /// Connect as the global flags say.
     pub async fn connect(g: &GlobalArgs) -> Result<Ctx> {
         let config = load_config(g).await?;
-        Self::from_config(config)
+        let log: Option<LogSink> =
+            (g.verbosity >= 6).then(|| Arc::new(|line: &str| eprintln!("{line}")) as LogSink);
+        Self::from_config_logged(config, log)
     }
 
+    #[cfg(test)]
     pub fn from_config(config: Config) -> Result<Ctx> {
+        Self::from_config_logged(config, None)
+    }
+
+    /// A context for `config`; every request is logged to `log` when given (`-v 6`).
+    pub fn from_config_logged(config: Config, log: Option<LogSink>) -> Result<Ctx> {
         let server = config
             .cluster_url
             .to_string()
@@ -76,10 +162,20 @@ impl Ctx {
         crate::names::namespace("namespace", &config.default_namespace)?;
         let namespace = config.default_namespace.clone();
         let (read_timeout, connect_timeout) = (config.read_timeout, config.connect_timeout);
+        let credential = config.auth_info.exec.as_ref().map(|x| CredentialPlugin {
+            command: x.command.clone().unwrap_or_default(),
+            install_hint: x.install_hint.clone(),
+        });
         let mut streaming = config.clone();
         streaming.read_timeout = None;
         let build = |c: Config, max: Option<usize>| {
-            build_client(c, max).map_err(|e| {
+            build_client(c, max, log.clone(), &server).map_err(|e| {
+                if let Some(m) = credential
+                    .as_ref()
+                    .and_then(|p| credential_plugin_message(&e, p))
+                {
+                    return fail(m);
+                }
                 fail(format!(
                     "cannot set up a connection to {server}: {}",
                     crate::errors::chain(&e)
@@ -93,6 +189,7 @@ impl Ctx {
             server,
             read_timeout,
             connect_timeout,
+            credential,
         })
     }
 
@@ -106,6 +203,7 @@ impl Ctx {
             server: "https://kubernetes.test".to_string(),
             read_timeout: None,
             connect_timeout: None,
+            credential: None,
         }
     }
 
@@ -117,6 +215,13 @@ impl Ctx {
     /// The user's line for a failed request; `path` names the request when known.
     pub fn explain(&self, e: &kube::Error, op: &Op, path: Option<&str>) -> String {
         let server = &self.server;
+        if let Some(m) = self
+            .credential
+            .as_ref()
+            .and_then(|p| credential_plugin_message(e, p))
+        {
+            return m;
+        }
         let request = match path {
             Some(p) => format!("{} {p}", http_verb(op.verb)),
             None => format!("{} {}", op.verb, op.resource),

@@ -141,6 +141,62 @@ pub fn explain(err: &kube::Error, op: &Op, server: &str) -> String {
     }
 }
 
+/// The kubeconfig's credential plugin (`user.exec`): its command and install hint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialPlugin {
+    pub command: String,
+    pub install_hint: Option<String>,
+}
+
+/// One line for a credential plugin that failed, found anywhere in `err`'s chain:
+/// which command, why (its exit status and first line of stderr, or why it could not
+/// start, with its install hint), never kube's debug dump of the process output.
+pub fn credential_plugin_message(
+    err: &(dyn std::error::Error + 'static),
+    plugin: &CredentialPlugin,
+) -> Option<String> {
+    use kube::client::AuthError;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(a) = e.downcast_ref::<AuthError>() {
+            let cmd = &plugin.command;
+            return Some(match a {
+                AuthError::AuthExecStart(io) => format!(
+                    "the kubeconfig's credential plugin {cmd:?} cannot be run: {io}{}",
+                    plugin
+                        .install_hint
+                        .as_deref()
+                        .map(|h| format!("; {}", one_line(h)))
+                        .unwrap_or_default()
+                ),
+                AuthError::AuthExecRun { out, .. } => {
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    let why = stderr
+                        .lines()
+                        .map(str::trim)
+                        .find(|l| !l.is_empty())
+                        .map(|l| format!(": {}", one_line(l)))
+                        .unwrap_or_default();
+                    format!(
+                        "the kubeconfig's credential plugin {cmd:?} failed ({}){why}",
+                        out.status
+                    )
+                }
+                AuthError::AuthExecParse(p) => format!(
+                    "the kubeconfig's credential plugin {cmd:?} printed no valid ExecCredential: {}",
+                    one_line(&p.to_string())
+                ),
+                other => format!(
+                    "the kubeconfig's credential plugin {cmd:?} failed: {}",
+                    one_line(&other.to_string())
+                ),
+            });
+        }
+        cur = e.source();
+    }
+    None
+}
+
 /// `cannot reach the API server at URL: ...` with the innermost cause.
 fn unreachable_message(err: &(dyn std::error::Error + 'static), server: &str) -> String {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
@@ -238,10 +294,27 @@ pub fn pod_security_message(namespace: &str, message: &str) -> String {
         .and_then(|s| s.split('"').next())
         .unwrap_or("baseline");
     format!(
-        "PodSecurity admission ({level}) forbids privileged trace pods in namespace {namespace}; \
-         run the trace in a namespace labelled {PRIVILEGED_LABEL}, e.g. \
-         kubectl label namespace {namespace} {PRIVILEGED_LABEL} --overwrite"
+        "PodSecurity admission ({level}) forbids privileged trace pods in namespace {namespace}; {}",
+        pod_security_hint(namespace)
     )
+}
+
+/// The namespace the install manifests create for trace pods (labelled privileged).
+pub const INSTALL_NAMESPACE: &str = "kubectl-trace";
+
+/// What to do when `namespace` forbids privileged pods: trace from the namespace the
+/// install creates, aiming at the application's namespace (rather than relabelling it).
+pub fn pod_security_hint(namespace: &str) -> String {
+    if namespace == INSTALL_NAMESPACE {
+        format!(
+            "the install labels it {PRIVILEGED_LABEL}: kubectl label namespace {namespace} {PRIVILEGED_LABEL} --overwrite"
+        )
+    } else {
+        format!(
+            "run the trace from the namespace the install creates (labelled {PRIVILEGED_LABEL}), \
+             aimed at this one: kubectl trace run ... -n {INSTALL_NAMESPACE} --target-namespace {namespace}"
+        )
+    }
 }
 
 fn admission_webhook_message(message: &str, op: &Op) -> Option<String> {
@@ -319,9 +392,13 @@ mod tests {
         let s = explain(&e, &op, "x");
         assert!(s.contains("baseline:latest"), "{s}");
         assert!(
-            s.contains(
-                "kubectl label namespace apps pod-security.kubernetes.io/enforce=privileged"
-            ),
+            s.ends_with("kubectl trace run ... -n kubectl-trace --target-namespace apps"),
+            "{s}"
+        );
+        let op = Op::new("create", "pods", Some("kubectl-trace"));
+        let s = explain(&e, &op, "x");
+        assert!(
+            s.ends_with("kubectl label namespace kubectl-trace pod-security.kubernetes.io/enforce=privileged --overwrite"),
             "{s}"
         );
     }

@@ -1,4 +1,4 @@
-//! `kubectl trace get [TRACE] [-A] [-o wide|json|yaml]`: traces as a table (NAMESPACE,
+//! `kubectl trace get [TRACE] [-A] [-o wide|json|yaml|name] [--no-headers]`: traces as a table (NAMESPACE,
 //! NAME, TARGET, NODE, STATUS, AGE; SCHEDULE and LAST RUN for scheduled traces), from
 //! the Jobs and CronJobs labelled `app.kubernetes.io/name=kubectl-trace`.
 
@@ -34,9 +34,12 @@ pub struct GetArgs {
     /// Traces of every namespace
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
-    /// Output format
-    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = ["wide", "json", "yaml"])]
+    /// Output format: wide, json, yaml, or name (TYPE/NAME per object, as kubectl)
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = ["wide", "json", "yaml", "name"])]
     pub output: Option<String>,
+    /// Print the table without its header line
+    #[arg(long)]
+    pub no_headers: bool,
 }
 
 pub async fn execute(args: GetArgs, global: &GlobalArgs) -> Result<()> {
@@ -327,6 +330,24 @@ pub async fn get_with(ctx: &Ctx, args: &GetArgs, out: &Out) -> Result<()> {
                 }
             }
         }
+        Some("name") => {
+            let mut names: Vec<String> = cronjobs
+                .iter()
+                .map(|c| {
+                    format!(
+                        "cronjob.batch/{}",
+                        c.metadata.name.clone().unwrap_or_default()
+                    )
+                })
+                .collect();
+            names.extend(
+                jobs.iter()
+                    .map(|j| format!("job.batch/{}", j.metadata.name.clone().unwrap_or_default())),
+            );
+            for n in names {
+                out.line("", &n);
+            }
+        }
         o => {
             let rows = rows(&jobs, &cronjobs, jiff::Timestamp::now());
             if rows.is_empty() {
@@ -337,7 +358,12 @@ pub async fn get_with(ctx: &Ctx, args: &GetArgs, out: &Out) -> Result<()> {
                 }
                 return Ok(());
             }
-            out.write(&table(&rows, args.all_namespaces, o == Some("wide")));
+            let t = table(&rows, args.all_namespaces, o == Some("wide"));
+            if args.no_headers {
+                out.write(t.split_once('\n').map_or("", |(_, rest)| rest));
+            } else {
+                out.write(&t);
+            }
         }
     }
     Ok(())

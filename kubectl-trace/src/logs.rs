@@ -272,7 +272,19 @@ pub async fn logs_with_remote(
             let name = p.metadata.name.clone().unwrap_or_default();
             let pre = if multi { pod_prefix(p) } else { String::new() };
             let lp = lp.clone();
-            async move { stream_logs(ctx, ns, &name, &pre, &lp, out).await }
+            async move {
+                stream_logs(
+                    ctx,
+                    ns,
+                    &name,
+                    &pre,
+                    &lp,
+                    crate::attach::UNKNOWN_SCRIPT,
+                    out,
+                )
+                .await
+                .map(|_| ())
+            }
         });
         let errors: Vec<String> = futures::future::join_all(streams)
             .await
@@ -285,7 +297,16 @@ pub async fn logs_with_remote(
             Err(fail(errors.join("\nerror: ")))
         };
     }
-    print_pod_logs(ctx, ns, &pods, &lp, false, out).await
+    // Several runs of a scheduled trace on one node: a header per run separates them
+    // (their lines would otherwise share one prefix).
+    let runs = several_runs(&pods);
+    print_pod_logs(ctx, ns, &pods, &lp, runs, out).await
+}
+
+/// True when two pods would print under the same prefix: runs of a scheduled trace.
+pub fn several_runs(pods: &[Pod]) -> bool {
+    let mut seen = std::collections::BTreeSet::new();
+    pods.iter().any(|p| !seen.insert(pod_prefix(p)))
 }
 
 fn pod_prefix(p: &Pod) -> String {

@@ -10,6 +10,7 @@ mod delete;
 mod errors;
 mod get;
 mod kubeconfig;
+mod kubectl_complete;
 mod logs;
 mod manifest;
 mod names;
@@ -89,7 +90,7 @@ pub enum Command {
     #[command(after_help = get::EXAMPLES)]
     Get(get::GetArgs),
     /// Print the output of a trace
-    #[command(after_help = logs::EXAMPLES)]
+    #[command(after_help = logs::EXAMPLES, visible_alias = "log")]
     Logs(logs::LogsArgs),
     /// Follow the output of a running trace (Ctrl-C stops it gracefully)
     #[command(after_help = attach::EXAMPLES)]
@@ -119,7 +120,6 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -130,6 +130,21 @@ fn main() -> ExitCode {
             return ExitCode::from(errors::EXIT_FAILURE as u8);
         }
     };
+    // Run as `kubectl_complete-trace` (a link): kubectl asks for completions.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let invoked = std::path::Path::new(&argv0)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if invoked == kubectl_complete::EXECUTABLE {
+        let words: Vec<String> = std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        print!("{}", runtime.block_on(kubectl_complete::complete(words)));
+        return ExitCode::SUCCESS;
+    }
+    let cli = Cli::parse();
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -195,5 +210,25 @@ mod tests {
         let cli =
             Cli::try_parse_from(["kubectl-trace", "-n", "x", "get", "-A", "-o", "wide"]).unwrap();
         assert!(matches!(cli.command, Command::Get(_)));
+        // kubectl's and iovisor's forms: `log`, `run NODE`, `run pod/NAME CONTAINER`.
+        let cli = Cli::try_parse_from(["kubectl-trace", "log", "abc", "-f"]).unwrap();
+        assert!(matches!(cli.command, Command::Logs(l) if l.follow && l.trace == "abc"));
+        let cli = Cli::try_parse_from([
+            "kubectl-trace",
+            "run",
+            "pod/web-0",
+            "nginx",
+            "-e",
+            "x",
+            "--",
+            "7",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!()
+        };
+        assert_eq!(r.target.as_deref(), Some("pod/web-0"));
+        assert_eq!(r.container_arg.as_deref(), Some("nginx"));
+        assert_eq!(r.program_args, ["7"]);
     }
 }

@@ -427,7 +427,7 @@ async fn run_refuses_namespace_enforcing_baseline() {
         "{e}"
     );
     assert!(
-        e.contains("kubectl label namespace apps pod-security.kubernetes.io/enforce=privileged"),
+        e.ends_with("kubectl trace run ... -n kubectl-trace --target-namespace apps"),
         "{e}"
     );
 }
@@ -514,6 +514,7 @@ async fn get_lists_jobs_and_cronjobs_by_label() {
         trace: None,
         all_namespaces: false,
         output: None,
+        no_headers: false,
     };
     get_with(&ctx, &args, &out).await.unwrap();
     drop(ctx);
@@ -527,6 +528,56 @@ async fn get_lists_jobs_and_cronjobs_by_label() {
     assert_eq!(
         lines[1].split_whitespace().take(4).collect::<Vec<_>>(),
         ["kubectl-trace-abc", "node/n1", "n1", "Running"]
+    );
+}
+
+async fn answer_get(h: &mut Handle) {
+    next(h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+        .await
+        .ok(list(
+            "JobList",
+            vec![
+                job_obj("kubectl-trace-abc", "abc", json!({"active": 1, "ready": 1})),
+                job_obj(
+                    "kubectl-trace-abc-2",
+                    "abc",
+                    json!({"active": 1, "ready": 1}),
+                ),
+            ],
+        ));
+    next(h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
+        .await
+        .ok(list("CronJobList", vec![]));
+}
+
+#[tokio::test]
+async fn get_no_headers_and_output_name() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        answer_get(&mut h).await;
+        answer_get(&mut h).await;
+    });
+    let mut args = GetArgs {
+        trace: Some("abc".into()),
+        all_namespaces: false,
+        output: None,
+        no_headers: true,
+    };
+    let (out, buf) = Out::buffer();
+    get_with(&ctx, &args, &out).await.unwrap();
+    let text = buf.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("kubectl-trace-abc "), "{text}");
+    args.no_headers = false;
+    args.output = Some("name".into());
+    let (out, buf) = Out::buffer();
+    get_with(&ctx, &args, &out).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(
+        buf.text(),
+        "job.batch/kubectl-trace-abc\njob.batch/kubectl-trace-abc-2\n"
     );
 }
 
@@ -553,6 +604,7 @@ async fn get_all_namespaces_one_trace_as_json() {
         trace: Some("kubectl-trace-abc".into()),
         all_namespaces: true,
         output: Some("json".into()),
+        no_headers: false,
     };
     get_with(&ctx, &args, &out).await.unwrap();
     drop(ctx);
@@ -724,6 +776,45 @@ async fn logs_reads_the_trace_pod() {
 }
 
 #[tokio::test]
+async fn logs_of_a_scheduled_trace_separate_its_runs() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        let mut first = trace_pod("kubectl-trace-abc-100-x", "abc", "n1", None);
+        first["metadata"]["creationTimestamp"] = json!("2025-01-01T00:00:00Z");
+        first["status"]["startTime"] = json!("2025-01-01T00:00:00Z");
+        let mut second = trace_pod("kubectl-trace-abc-200-y", "abc", "n1", None);
+        second["metadata"]["creationTimestamp"] = json!("2025-01-01T01:00:00Z");
+        second["status"]["startTime"] = json!("2025-01-01T01:00:00Z");
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list("PodList", vec![second, first]));
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-100-x/log",
+        )
+        .await
+        .text(body_once(b"@[bash]: 1\n".to_vec()));
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-200-y/log",
+        )
+        .await
+        .text(body_once(b"@[bash]: 2\n".to_vec()));
+    });
+    let (out, buf) = Out::buffer();
+    logs_with(&ctx, &LogsArgs::new("abc"), &out).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(
+        buf.text(),
+        "==> RUN kubectl-trace-abc-100-x (running, 2025-01-01T00:00:00Z → …) <==\n@[bash]: 1\n\
+         ==> RUN kubectl-trace-abc-200-y (running, 2025-01-01T01:00:00Z → …) <==\n@[bash]: 2\n"
+    );
+}
+
+#[tokio::test]
 async fn logs_follow_prefixes_several_pods() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
@@ -808,6 +899,7 @@ fn opts() -> AttachOptions {
     AttachOptions {
         pod_running_timeout: Duration::from_secs(30),
         grace: 30,
+        script_name: "opens.bt".to_string(),
     }
 }
 
@@ -969,7 +1061,7 @@ async fn attach_explains_pod_security_rejection() {
     server.await.unwrap();
     assert!(e.contains("PodSecurity admission (baseline:latest) forbids privileged trace pods in namespace default"), "{e}");
     assert!(
-        e.contains("kubectl label namespace default pod-security.kubernetes.io/enforce=privileged"),
+        e.ends_with("kubectl trace run ... -n kubectl-trace --target-namespace default"),
         "{e}"
     );
 }
@@ -1007,10 +1099,73 @@ async fn attach_explains_image_pull_failure() {
     );
 }
 
+type Frames = futures::channel::mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>;
+
+/// A log body the test writes to as it goes (closed when the sender is dropped).
+fn body_channel() -> (Frames, MockBody) {
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    (tx, StreamBody::new(rx.boxed()))
+}
+
+fn push(tx: &Frames, text: &'static str) {
+    tx.unbounded_send(Ok(Frame::data(Bytes::from(text))))
+        .unwrap();
+}
+
+type Calls = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A stopper that records `NS/POD` and answers `result`.
+fn stopper(
+    calls: Calls,
+    result: Option<&'static str>,
+) -> impl Fn(&Ctx, &str, &str) -> futures::future::BoxFuture<'static, crate::errors::Result<()>> + Sync
+{
+    move |_: &Ctx, ns: &str, pod: &str| {
+        calls.lock().unwrap().push(format!("{ns}/{pod}"));
+        let r = match result {
+            None => Ok(()),
+            Some(e) => Err(crate::errors::fail(e)),
+        };
+        futures::FutureExt::boxed(async move { r })
+    }
+}
+
+/// After the client is gone: did it make any request the test did not expect?
+async fn no_more_requests(h: &mut Handle) {
+    if let Ok(Some((req, _))) =
+        tokio::time::timeout(Duration::from_secs(10), h.next_request()).await
+    {
+        panic!("unexpected request {} {}", req.method(), req.uri());
+    }
+}
+
 #[tokio::test]
-async fn ctrl_c_stop_deletes_pods_with_the_grace_period() {
+async fn ctrl_c_stops_the_runner_in_place_and_keeps_its_pod() {
     let (ctx, mut h) = mock();
+    let (ctrl_c, mut interrupts) = futures::channel::mpsc::unbounded::<()>();
     let server = tokio::spawn(async move {
+        let mut job = job_obj("kubectl-trace-abc", "abc", json!({"active": 1}));
+        job["spec"]["ttlSecondsAfterFinished"] = json!(3600);
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job.clone()]));
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list(
+                "PodList",
+                vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)],
+            ));
+        let (tx, body) = body_channel();
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log",
+        )
+        .await
+        .text(body);
+        push(&tx, "Attaching 1 probe...\n");
+        ctrl_c.unbounded_send(()).unwrap();
+        // The stop: the trace's pods (the runner is running: told to stop, not deleted).
         let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods").await;
         assert!(
             s.query.contains("labelSelector=kubectl-trace/id=abc"),
@@ -1021,6 +1176,43 @@ async fn ctrl_c_stop_deletes_pods_with_the_grace_period() {
             "PodList",
             vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)],
         ));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job]));
+        // The runner prints END's output and its maps, then ends.
+        push(&tx, "\n\n@[bash]: 7\n");
+        drop(tx);
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1",
+        )
+        .await
+        .ok(terminated_pod(0));
+        no_more_requests(&mut h).await;
+    });
+    let calls = Calls::default();
+    let stop = stopper(calls.clone(), None);
+    let (out, buf) = Out::buffer();
+    crate::attach::attach_trace_with(&ctx, "abc", &opts(), &out, &mut interrupts, &stop)
+        .await
+        .unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(*calls.lock().unwrap(), vec!["default/kubectl-trace-abc-x1"]);
+    assert_eq!(buf.text(), "Attaching 1 probe...\n\n\n@[bash]: 7\n");
+}
+
+#[tokio::test]
+async fn ctrl_c_falls_back_to_deleting_the_pod_when_the_runner_cannot_be_told() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list(
+                "PodList",
+                vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)],
+            ));
         let s = next(
             &mut h,
             "DELETE",
@@ -1051,13 +1243,132 @@ async fn ctrl_c_stop_deletes_pods_with_the_grace_period() {
         s.ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
         (body, job_body)
     });
-    crate::attach::stop_trace(&ctx, "default", "abc", 45)
+    let calls = Calls::default();
+    let stop = stopper(calls.clone(), Some("404 page not found"));
+    let report = crate::attach::stop_trace(&ctx, "default", "abc", 45, &stop)
         .await
         .unwrap();
     drop(ctx);
     let (pod_body, job_body) = server.await.unwrap();
     assert_eq!(pod_body["gracePeriodSeconds"], 45);
     assert_eq!(job_body["propagationPolicy"], "Background");
+    assert_eq!(*calls.lock().unwrap(), vec!["default/kubectl-trace-abc-x1"]);
+    assert_eq!(
+        report.deleted_running,
+        vec![("n1".to_string(), "404 page not found".to_string())]
+    );
+    assert_eq!(
+        report.cancelled,
+        vec![("kubectl-trace-abc-2".to_string(), "n2".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn ctrl_c_while_pending_deletes_the_job_and_fails() {
+    let (ctx, mut h) = mock();
+    let (ctrl_c, mut interrupts) = futures::channel::mpsc::unbounded::<()>();
+    let server = tokio::spawn(async move {
+        let job = job_obj("kubectl-trace-abc", "abc", json!({"active": 1}));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job.clone()]));
+        let mut p = trace_pod("kubectl-trace-abc-x1", "abc", "n1", None);
+        p["status"]["phase"] = json!("Pending");
+        p["status"]["containerStatuses"][0]["state"] =
+            json!({"waiting": {"reason": "ContainerCreating"}});
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list("PodList", vec![p.clone()]));
+        ctrl_c.unbounded_send(()).unwrap();
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list("PodList", vec![p]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job]));
+        let s = next(
+            &mut h,
+            "DELETE",
+            "/apis/batch/v1/namespaces/default/jobs/kubectl-trace-abc",
+        )
+        .await;
+        assert_eq!(s.body["propagationPolicy"], "Background");
+        s.ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
+        no_more_requests(&mut h).await;
+    });
+    let calls = Calls::default();
+    let stop = stopper(calls.clone(), None);
+    let (out, buf) = Out::buffer();
+    let e = crate::attach::attach_trace_with(&ctx, "abc", &opts(), &out, &mut interrupts, &stop)
+        .await
+        .unwrap_err();
+    drop(ctx);
+    server.await.unwrap();
+    assert!(calls.lock().unwrap().is_empty());
+    assert_eq!(buf.text(), "");
+    assert_ne!(e.exit_code(), 0);
+    assert_eq!(
+        e.to_string(),
+        "stopped before the trace pod on node/n1 started (it was: ContainerCreating); nothing was traced there and job kubectl-trace-abc was deleted"
+    );
+}
+
+#[tokio::test]
+async fn second_ctrl_c_leaves_at_once_saying_what_runs() {
+    let (ctx, mut h) = mock();
+    let (ctrl_c, mut interrupts) = futures::channel::mpsc::unbounded::<()>();
+    let server = tokio::spawn(async move {
+        let job = job_obj("kubectl-trace-abc", "abc", json!({"active": 1}));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job.clone()]));
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list(
+                "PodList",
+                vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)],
+            ));
+        let (tx, body) = body_channel();
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log",
+        )
+        .await
+        .text(body);
+        push(&tx, "Attaching 1 probe...\n");
+        ctrl_c.unbounded_send(()).unwrap();
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list(
+                "PodList",
+                vec![trace_pod("kubectl-trace-abc-x1", "abc", "n1", None)],
+            ));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![job]));
+        // The runner takes its time to print; the user presses Ctrl-C again.
+        ctrl_c.unbounded_send(()).unwrap();
+        tx
+    });
+    let calls = Calls::default();
+    let stop = stopper(calls.clone(), None);
+    let (out, _) = Out::buffer();
+    let e = crate::attach::attach_trace_with(&ctx, "abc", &opts(), &out, &mut interrupts, &stop)
+        .await
+        .unwrap_err();
+    let _tx = server.await.unwrap();
+    assert_eq!(e.exit_code(), 130);
+    // One line; the second Ctrl-C may come before or after the stop request is done.
+    let e = e.to_string();
+    assert!(
+        [
+            "left trace abc (node/n1 printing its maps); read it with: kubectl trace logs abc, delete it with: kubectl trace delete abc",
+            "left trace abc (node/n1 running); read it with: kubectl trace logs abc, delete it with: kubectl trace delete abc",
+        ]
+        .contains(&e.as_str()),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -1090,12 +1401,17 @@ async fn attach_runner_script_rejection_exits_2() {
         .await
         .ok(terminated_pod(2));
     });
-    let (out, _) = Out::buffer();
+    let (out, buf) = Out::buffer();
     let e = attach_trace(&ctx, "abc", &opts(), &out).await.unwrap_err();
     drop(ctx);
     server.await.unwrap();
     assert_eq!(e.exit_code(), 2);
-    assert!(e.to_string().contains("rejected the script"), "{e}");
+    // One line, with the user's file name, not the path inside the trace container.
+    assert_eq!(
+        e.to_string(),
+        "opens.bt:1:1: error: tracepoint not found (reported by node/n1)"
+    );
+    assert_eq!(buf.text(), "opens.bt:1:1: error: tracepoint not found\n");
 }
 
 #[tokio::test]
@@ -1463,4 +1779,28 @@ async fn logs_download_explains_a_reader_image_pull_failure() {
         e,
         "cannot read the volume: cannot pull the reader image registry.local/busybox:1 (ImagePullBackOff): Back-off pulling image (choose another with --reader-image)"
     );
+}
+
+#[test]
+fn run_pod_container_positional_as_iovisor() {
+    let mut args = run_args("pod/web-0");
+    args.container_arg = Some("nginx".into());
+    assert_eq!(
+        prepare(&args, "default").unwrap().container.as_deref(),
+        Some("nginx")
+    );
+    args.container = Some("sidecar".into());
+    assert_eq!(
+        prepare(&args, "default").unwrap_err().to_string(),
+        "two containers given: -c sidecar and nginx; give one"
+    );
+    let mut args = run_args("node/n1");
+    args.container_arg = Some("nginx".into());
+    assert!(prepare(&args, "default")
+        .unwrap_err()
+        .to_string()
+        .contains("needs a pod/NAME target"));
+    // A bare node name, as iovisor's `run NODE`.
+    let p = prepare(&run_args("worker-1"), "default").unwrap();
+    assert_eq!(p.target, crate::target::TargetRef::Node("worker-1".into()));
 }

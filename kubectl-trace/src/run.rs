@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::attach::{self, AttachOptions};
 use crate::client::Ctx;
-use crate::errors::{fail, Error, Op, Result, PRIVILEGED_LABEL};
+use crate::errors::{fail, Error, Op, Result};
 use crate::kubeconfig::{namespace_offline, GlobalArgs};
 use crate::manifest::{
     self, apply_patch, default_image, parse_patch, NodePlan, PatchType, Program, Schedule,
@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// node/NAME, pod/NAME, deployment/NAME, statefulset/NAME or daemonset/NAME
     #[arg(value_name = "TARGET")]
     pub target: Option<String>,
+
+    /// The container of a pod target, as iovisor/kubectl-trace took it (same as -c)
+    #[arg(value_name = "CONTAINER")]
+    pub container_arg: Option<String>,
 
     /// Arguments for the program ($1, $2, ... in the script), after `--`
     #[arg(last = true, value_name = "ARGS")]
@@ -191,6 +195,8 @@ pub struct Prepared {
     pub format: Format,
     pub attach: bool,
     pub pod_running_timeout: Duration,
+    /// The program's name for messages (the user's file, `<expression>`, `NAME.bt`).
+    pub script_name: String,
 }
 
 fn dur(flag: &str, text: &str) -> Result<u64> {
@@ -208,18 +214,33 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
         args.script.as_deref(),
     )?;
     let mut need_single = false;
+    let script_name = loaded.file.clone();
     if let Program::Script { source } = &loaded.program {
-        script::check(source, &loaded.file)?;
+        script::check(source, &loaded.file, &args.program_args)?;
+        script::check_params(source, &loaded.file, &args.program_args)?;
         need_single = script::uses_container_pid(source);
     }
     let target = target::parse_target(args.target.as_deref(), args.selector.as_deref())?;
-    if let Some(c) = &args.container {
+    let container = match (&args.container, &args.container_arg) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(fail(format!(
+                "two containers given: -c {a} and {b}; give one"
+            )))
+        }
+        (c, positional) => c.clone().or_else(|| positional.clone()),
+    };
+    if args.container_arg.is_some() && !matches!(target, TargetRef::Pod(_)) {
+        return Err(fail(
+            "a CONTAINER after the target needs a pod/NAME target (or use -c)",
+        ));
+    }
+    if let Some(c) = &container {
         crate::names::container("-c/--container", c)?;
     }
     if let Some(ns) = &args.target_namespace {
         crate::names::namespace("--target-namespace", ns)?;
     }
-    if args.container.is_some() && target.is_node() {
+    if container.is_some() && target.is_node() {
         return Err(fail(
             "-c/--container needs a pod, workload or -l target, not a node",
         ));
@@ -338,13 +359,14 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
         spec,
         target,
         target_namespace,
-        container: args.container.clone(),
+        container,
         need_single,
         patch,
         dry_run,
         format,
         attach: args.attach,
         pod_running_timeout,
+        script_name,
     })
 }
 
@@ -429,9 +451,8 @@ pub async fn check_namespace(ctx: &Ctx, ns: &str) -> Result<()> {
         .and_then(|l| l.get("pod-security.kubernetes.io/enforce").cloned());
     match level.as_deref() {
         Some(l @ ("baseline" | "restricted")) => Err(fail(format!(
-            "namespace {ns} enforces PodSecurity {l:?}, which forbids privileged trace pods; \
-             trace from a namespace labelled {PRIVILEGED_LABEL} (-n), or label this one: \
-             kubectl label namespace {ns} {PRIVILEGED_LABEL} --overwrite"
+            "namespace {ns} enforces PodSecurity {l:?}, which forbids privileged trace pods; {}",
+            crate::errors::pod_security_hint(ns)
         ))),
         _ => Ok(()),
     }
@@ -503,6 +524,7 @@ pub async fn run_with(ctx: &Ctx, p: &Prepared, out: &Out) -> Result<Created> {
         let opts = AttachOptions {
             pod_running_timeout: p.pod_running_timeout,
             grace: p.spec.grace,
+            script_name: p.script_name.clone(),
         };
         attach::attach_trace(ctx, &created.id, &opts, out).await?;
     } else if std::io::IsTerminal::is_terminal(&std::io::stderr()) {

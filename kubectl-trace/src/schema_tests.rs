@@ -81,6 +81,7 @@ fn prepared(spec: TraceSpec, patch: Option<(&str, PatchType)>) -> Prepared {
         format: Format::Yaml,
         attach: false,
         pod_running_timeout: std::time::Duration::from_secs(60),
+        script_name: "<expression>".into(),
     }
 }
 

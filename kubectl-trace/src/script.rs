@@ -190,30 +190,157 @@ pub fn load(expr: Option<&str>, file: Option<&str>, script: Option<&str>) -> Res
     }
 }
 
-/// Check a script with the language front end; a diagnostic becomes a script error.
-pub fn check(src: &str, file: &str) -> Result<()> {
-    // `$container_pid` is provided by the runner at run time (iovisor/kubectl-trace
-    // scripts use it); for the local check it stands for a placeholder pid of the same
-    // width, so every other diagnostic keeps its column.
-    let source = container_pid::substitute(src, container_pid::PLACEHOLDER);
+/// Check a script with the language front end, given its positional parameters (what
+/// follows the program on the command line); every diagnostic is rendered into one
+/// script error. `$container_pid` is provided by the runner at run time
+/// (iovisor/kubectl-trace scripts use it); here it stands for a placeholder pid.
+pub fn check(src: &str, file: &str, params: &[String]) -> Result<()> {
+    let predefined = trace_lang::Predefined {
+        params: params.to_vec(),
+        container_pid: Some(container_pid::PLACEHOLDER),
+    };
     // The front end is young: if its analysis panics on something, say nothing and
     // fall back to the parser alone (the runner checks again on the node).
     let prev = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let full = std::panic::catch_unwind(move || {
-        trace_lang::check(&source, &trace_lang::NoEnv).map(|_| ())
+    let full = std::panic::catch_unwind(|| {
+        trace_lang::check_with(src, &trace_lang::NoEnv, &predefined).map(|(_, a)| a.warnings)
     });
     std::panic::set_hook(prev);
     let result = match full {
         Ok(r) => r,
-        Err(_) => trace_lang::parse(src).map(|_| ()),
+        Err(_) => trace_lang::with_stack(|| trace_lang::parser::parse_predefined(src, &predefined))
+            .map(|_| Vec::new())
+            .map_err(trace_lang::Diagnostics::from),
     };
-    result.map_err(|d| Error::Script(d.render(file, src).trim_end().to_string()))
+    match result {
+        Ok(warnings) => {
+            for w in warnings {
+                eprintln!("{w}");
+            }
+            Ok(())
+        }
+        Err(d) => {
+            for w in &d.warnings {
+                eprintln!("{w}");
+            }
+            Err(Error::Script(d.render(file, src).trim_end().to_string()))
+        }
+    }
 }
 
 /// True when the script uses `$container_pid` (it then needs exactly one container).
 pub fn uses_container_pid(src: &str) -> bool {
     container_pid::uses(src)
+}
+
+/// One use of a positional parameter in a probe's predicate or body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PositionalUse {
+    pub n: u32,
+    pub span: trace_lang::span::Span,
+    /// `str($N)`: the parameter's text; otherwise it is read as a number.
+    pub as_text: bool,
+}
+
+/// The positional parameters a script uses, and whether it reads `$#` (then it decides
+/// itself what a missing parameter means). Scripts that do not parse give nothing.
+pub fn positionals(src: &str) -> (Vec<PositionalUse>, bool) {
+    use trace_lang::lexer::{Lexer, TokenKind};
+    let Ok(program) = trace_lang::parse(src) else {
+        return (vec![], false);
+    };
+    let mut spans = Vec::new();
+    for p in &program.probes {
+        spans.extend(p.predicate.iter().map(|e| e.span));
+        spans.extend(p.body.iter().map(|s| s.span));
+    }
+    let (mut uses, mut counts) = (Vec::new(), false);
+    for span in spans {
+        let mut lx = Lexer::new(src);
+        lx.set_pos(span.start);
+        let mut toks = Vec::new();
+        while let Ok(t) = lx.next_token() {
+            if t.kind == TokenKind::Eof || t.span.start >= span.end {
+                break;
+            }
+            toks.push(t);
+        }
+        for (i, t) in toks.iter().enumerate() {
+            match t.kind {
+                TokenKind::ParamCount => counts = true,
+                TokenKind::Positional(n) => {
+                    let as_text = i >= 2
+                        && toks[i - 1].kind == TokenKind::Sym("(")
+                        && toks[i - 2].kind == TokenKind::Ident("str".into());
+                    if !uses.iter().any(|u: &PositionalUse| u.span == t.span) {
+                        uses.push(PositionalUse {
+                            n,
+                            span: t.span,
+                            as_text,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    (uses, counts)
+}
+
+fn is_number(text: &str) -> bool {
+    let t = text.trim();
+    match t.strip_prefix("0x") {
+        Some(hex) => i64::from_str_radix(hex, 16).is_ok(),
+        None => t.parse::<i64>().is_ok(),
+    }
+}
+
+/// Check the script's positional parameters against the arguments given after `--`:
+/// every `$N` it uses must be given (unless it reads `$#`), and one read as a number
+/// must be one, as the runner would find on the node.
+pub fn check_params(src: &str, file: &str, args: &[String]) -> Result<()> {
+    let (uses, counts) = positionals(src);
+    let render = |span, msg: String| {
+        Error::Script(
+            trace_lang::Diagnostic::new(span, msg)
+                .render(file, src)
+                .trim_end()
+                .to_string(),
+        )
+    };
+    for u in &uses {
+        match args.get(u.n as usize - 1) {
+            None if !counts => {
+                let given = match args.len() {
+                    0 => "no argument was given".to_string(),
+                    1 => "only 1 argument was given".to_string(),
+                    k => format!("only {k} arguments were given"),
+                };
+                let want = uses.iter().map(|u| u.n).max().unwrap_or(u.n);
+                let example: Vec<String> = (1..=want).map(|i| format!("ARG{i}")).collect();
+                return Err(render(
+                    u.span,
+                    format!(
+                        "the script uses ${} but {given}: pass its arguments after --, e.g. kubectl trace run ... -- {}",
+                        u.n,
+                        example.join(" ")
+                    ),
+                ));
+            }
+            Some(text) if !u.as_text && !is_number(text) => {
+                return Err(render(
+                    u.span,
+                    format!(
+                        "positional parameter ${} is not a number: '{text}' (use str(${}) for text)",
+                        u.n, u.n
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -225,6 +352,7 @@ mod tests {
         check(
             "tracepoint:syscalls:sys_enter_openat { @[comm] = count(); }",
             "<expression>",
+            &[],
         )
         .unwrap();
     }
@@ -232,7 +360,7 @@ mod tests {
     #[test]
     fn syntax_error_is_located() {
         let src = "tracepoint:syscalls:sys_enter_openat {\n  @[comm] = count(;\n}\n";
-        let e = check(src, "t.bt").unwrap_err();
+        let e = check(src, "t.bt", &[]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         let s = e.to_string();
         assert!(s.starts_with("t.bt:2:"), "{s}");
@@ -249,20 +377,99 @@ mod tests {
         check(
             "tracepoint:syscalls:sys_enter_openat /pid == $container_pid/ { @[comm] = count(); }",
             "<expression>",
+            &[],
         )
         .unwrap();
         // Columns after it are unchanged.
-        let e = check("BEGIN { @x = $container_pid; @x = \"s\"; }", "x.bt").unwrap_err();
+        let e = check("BEGIN { @x = $container_pid; @x = \"s\"; }", "x.bt", &[]).unwrap_err();
         assert!(e.to_string().starts_with("x.bt:1:"), "{e}");
         let col: usize = e.to_string().split(':').nth(2).unwrap().parse().unwrap();
         assert!(col > 30, "{e}");
+    }
+
+    /// What the runner accepts, the local check accepts: positional parameters in
+    /// attach points and `unroll`, `$container_pid` in a uprobe's path.
+    #[test]
+    fn predefined_values_are_known_to_the_check() {
+        let params = ["100".to_string(), "3".to_string()];
+        check(
+            "interval:ms:$1 { unroll($2) { @n = count(); } exit(); }",
+            "t.bt",
+            &params,
+        )
+        .unwrap();
+        check(
+            "uprobe:/proc/$container_pid/exe:main { @[tid] = count(); }",
+            "t.bt",
+            &[],
+        )
+        .unwrap();
+        // A missing parameter is still an error, at its place.
+        let e = check("BEGIN { unroll($2) { } }", "t.bt", &params[..1]).unwrap_err();
+        assert!(e.to_string().starts_with("t.bt:1:16: error: "), "{e}");
+    }
+
+    /// Every error of the script, each with its line and caret.
+    #[test]
+    fn every_error_is_reported() {
+        let src = "BEGIN { foo(); }\nEND { bar(); }";
+        let e = check(src, "t.bt", &[]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "t.bt:1:9: error: Unknown function: foo\nBEGIN { foo(); }\n        ^~~\n\
+             t.bt:2:7: error: Unknown function: bar\nEND { bar(); }\n      ^~~"
+        );
+    }
+
+    #[test]
+    fn container_pid_in_a_probe_path_is_accepted() {
+        check(
+            "uprobe:/proc/$container_pid/exe:main { @[comm] = count(); }",
+            "<expression>",
+            &[],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn positional_parameters_are_checked() {
+        let src = include_str!("../../bpf-scripts/opens-by-prefix.bt");
+        let e = check_params(src, "opens-by-prefix.bt", &[]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let first = e.to_string().lines().next().unwrap().to_string();
+        assert!(first.starts_with("opens-by-prefix.bt:25:"), "{first}");
+        assert!(
+            first.ends_with("error: the script uses $1 but no argument was given: pass its arguments after --, e.g. kubectl trace run ... -- ARG1 ARG2"),
+            "{first}"
+        );
+        let e = check_params(src, "opens-by-prefix.bt", &["/etc".into()]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("uses $2 but only 1 argument was given"),
+            "{e}"
+        );
+        let e = check_params(src, "opens-by-prefix.bt", &["/etc".into(), "four".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "opens-by-prefix.bt:30:40: error: positional parameter $2 is not a number: 'four'"
+            ),
+            "{e}"
+        );
+        assert_eq!(e.lines().nth(2).unwrap().trim(), "^~");
+        check_params(src, "x", &["/etc".into(), "4".into()]).unwrap();
+        check_params(src, "x", &["/etc".into(), "0x4".into(), "extra".into()]).unwrap();
+        // A script reading $# decides itself.
+        check_params("BEGIN { if ($# > 0) { printf(\"%d\\n\", $1); } }", "x", &[]).unwrap();
+        check_params("BEGIN { exit(); }", "x", &[]).unwrap();
     }
 
     #[test]
     fn builtins_parse() {
         for (name, _, src) in BUILTIN_SCRIPTS {
             trace_lang::parse(src).unwrap_or_else(|d| panic!("{name}: {}", d.render(name, src)));
-            check(src, name).unwrap();
+            check(src, name, &[]).unwrap();
         }
     }
 

@@ -73,9 +73,13 @@ pub fn parse_target(target: Option<&str>, selector: Option<&str>) -> Result<Targ
         )),
         (Some(t), None) => {
             let Some((kind, name)) = t.split_once('/') else {
-                return Err(fail(format!(
-                    "invalid target {t:?}: write TYPE/NAME, e.g. node/{t} or pod/{t}"
-                )));
+                // A bare name is a node, as iovisor/kubectl-trace's `run NODE`.
+                crate::names::object("node name in TARGET", t).map_err(|_| {
+                    fail(format!(
+                        "invalid target {t:?}: write TYPE/NAME, e.g. node/NAME or pod/NAME"
+                    ))
+                })?;
+                return Ok(TargetRef::Node(t.to_string()));
             };
             if name.is_empty() || name.contains('/') {
                 return Err(fail(format!("invalid target {t:?}: write TYPE/NAME")));
@@ -409,10 +413,15 @@ pub mod tests {
             parse_target(None, Some("app=web")).unwrap(),
             TargetRef::Selector("app=web".into())
         );
-        assert!(parse_target(Some("n1"), None)
+        // A bare name is a node (iovisor's `run NODE`); an invalid one says how to write it.
+        assert_eq!(
+            parse_target(Some("worker-1"), None).unwrap(),
+            TargetRef::Node("worker-1".into())
+        );
+        assert!(parse_target(Some("Bad_Node"), None)
             .unwrap_err()
             .to_string()
-            .contains("node/n1"));
+            .contains("write TYPE/NAME"));
         assert!(parse_target(Some("svc/x"), None).is_err());
         assert!(parse_target(Some("node/x"), Some("a=b")).is_err());
         assert!(parse_target(None, None).is_err());

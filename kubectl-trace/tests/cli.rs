@@ -460,7 +460,7 @@ fn usage_errors_are_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let kc = kubeconfig(dir.path(), "config", "http://127.0.0.1:9", None);
     for (args, expect) in [
-        (vec!["run", "worker-1", "-e", SCRIPT, "--dry-run=client"], "error: invalid target \"worker-1\": write TYPE/NAME, e.g. node/worker-1 or pod/worker-1\n"),
+        (vec!["run", "Worker_1", "-e", SCRIPT, "--dry-run=client"], "error: invalid target \"Worker_1\": write TYPE/NAME, e.g. node/NAME or pod/NAME\n"),
         (vec!["run", "node/n1", "-e", SCRIPT, "--schedule", "0 * * * *", "--dry-run=client"], "error: --schedule needs --deadline: each scheduled run is a bounded trace\n"),
         (vec!["run", "node/n1", "--dry-run=client"], "error: missing program: give -e PROGRAM, -f FILE or --script NAME\n"),
         (vec!["run", "node/n1", "-e", SCRIPT, "--deadline", "5 minutes", "--dry-run=client"], "error: --deadline: invalid duration \"5 minutes\": use seconds or a number with s, m, h or d (e.g. 30s, 5m, 1h)\n"),
@@ -505,4 +505,138 @@ fn logs_volume_flags() {
         text(&out.stderr),
         "error: invalid --from \"s3:bucket\": expected pvc:CLAIM[/SUBDIR]\n"
     );
+}
+
+/// kubectl's connection flags without any kubeconfig (`--server`, `--token`), and `-v 6`
+/// logging every request on stderr as kubectl does.
+#[test]
+fn server_flag_without_kubeconfig_and_request_log() {
+    let api = FakeApi::start(Box::new(|_, path, _| {
+        let kind = if path.contains("/cronjobs") {
+            "CronJobList"
+        } else {
+            "JobList"
+        };
+        (
+            200,
+            format!(r#"{{"apiVersion":"v1","kind":"{kind}","metadata":{{}},"items":[]}}"#),
+        )
+    }));
+    let out = plugin(
+        &[
+            "get", "--server", &api.url, "--token", "abc", "-n", "tracing", "--v=6",
+        ],
+        None,
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let seen = api.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[0]
+            .1
+            .starts_with("/apis/batch/v1/namespaces/tracing/jobs?"),
+        "{seen:?}"
+    );
+    let logged: Vec<&str> = err.lines().filter(|l| l.starts_with("GET ")).collect();
+    assert_eq!(logged.len(), 2, "{err}");
+    assert!(
+        logged[0].starts_with(&format!(
+            "GET {}/apis/batch/v1/namespaces/tracing/jobs?",
+            api.url
+        )),
+        "{err}"
+    );
+    assert!(logged[0].contains(" 200 OK in "), "{err}");
+    assert!(logged[0].ends_with(" milliseconds"), "{err}");
+    assert!(
+        err.contains("No traces found in namespace tracing."),
+        "{err}"
+    );
+    // Without -v nothing is logged.
+    let out = plugin(&["get", "-s", &api.url, "-n", "tracing"], None);
+    assert!(!text(&out.stderr).contains("GET "), "{}", text(&out.stderr));
+}
+
+/// A credential plugin (kubeconfig `user.exec`) that is missing or fails: one line naming
+/// the command (and its installHint, or its first line of stderr), no debug dump.
+#[test]
+fn failing_credential_plugin_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, exec: &str| {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters:\n- name: t\n  cluster:\n    server: http://127.0.0.1:9\nusers:\n- name: t\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      interactiveMode: Never\n{exec}contexts:\n- name: t\n  context:\n    cluster: t\n    user: t\n"
+        );
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let missing = write(
+        "missing",
+        "      command: no-such-credential-helper\n      installHint: \"brew install no-such-credential-helper\"\n",
+    );
+    let out = plugin(&["get"], Some(&missing));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: the kubeconfig's credential plugin \"no-such-credential-helper\" cannot be run: No such file or directory (os error 2); brew install no-such-credential-helper\n"
+    );
+    let failing = write(
+        "failing",
+        "      command: sh\n      args: [\"-c\", \"echo token expired >&2; exit 3\"]\n",
+    );
+    let out = plugin(&["get"], Some(&failing));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: the kubeconfig's credential plugin \"sh\" failed (exit status: 3): token expired\n"
+    );
+}
+
+/// Completion through kubectl 1.26+: kubectl runs `kubectl_complete-trace WORDS...` and
+/// reads Cobra's answer (candidates, then `:DIRECTIVE`).
+#[test]
+fn kubectl_complete_trace_offers_scripts_and_trace_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("kubectl_complete-trace");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    let complete = |words: &[&str], kc: Option<&Path>| {
+        let mut c = Command::new(&link);
+        c.args(words).stdin(Stdio::null()).env_remove("KUBECONFIG");
+        if let Some(k) = kc {
+            c.env("KUBECONFIG", k);
+        }
+        c.env("HOME", "/nonexistent-home");
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(
+        complete(&["run", "node/a", "--script", "open"], None),
+        "opensnoop\nopens-by-prefix\n:4\n"
+    );
+    assert!(complete(&["at"], None).starts_with("attach\n"));
+    let api = FakeApi::start(Box::new(|_, path, _| {
+        if path.contains("/cronjobs") {
+            return (
+                200,
+                r#"{"apiVersion":"v1","kind":"CronJobList","metadata":{},"items":[]}"#.into(),
+            );
+        }
+        (
+            200,
+            r#"{"apiVersion":"v1","kind":"JobList","metadata":{},"items":[
+            {"metadata":{"name":"kubectl-trace-abc","labels":{"kubectl-trace/id":"abc"}}},
+            {"metadata":{"name":"kubectl-trace-abd","labels":{"kubectl-trace/id":"abd"}}},
+            {"metadata":{"name":"kubectl-trace-xyz","labels":{"kubectl-trace/id":"xyz"}}}]}"#
+                .into(),
+        )
+    }));
+    let kc = kubeconfig(dir.path(), "config", &api.url, Some("tracing"));
+    assert_eq!(complete(&["logs", "ab"], Some(&kc)), "abc\nabd\n:4\n");
+    assert!(api.seen()[0]
+        .1
+        .starts_with("/apis/batch/v1/namespaces/tracing/jobs?"));
+    // No cluster: no candidates, still a valid answer.
+    assert_eq!(complete(&["attach", ""], None), ":4\n");
 }

@@ -6,8 +6,9 @@
 //! guest, and [`matrix`] ties them together for one kernel.
 //!
 //! `cargo test -p kernel-matrix` runs them all (`tests/kernels.rs`, both kernels in
-//! parallel, about six minutes on two busy cores, most of it the eight
-//! Debian bpftrace tools of the `bpftrace_tools` case). Kernel packages are cached in
+//! parallel; the longest case is `all_tools`, every tool of Debian's bpftrace package and
+//! every bundled script attached by one `trace-runner check --attach`, 90 to 120 s per
+//! kernel on two busy cores). Kernel packages are cached in
 //! `target/vm-kernels` (`$KERNEL_MATRIX_CACHE`); `KERNEL_MATRIX_TIMEOUT=SECS` bounds a
 //! boot (default 600); `KERNEL_MATRIX_KEEP=1` keeps each run's share (console log, case
 //! outputs) under `target/kernel-matrix/`; `KERNEL_MATRIX_CASES=a,b` runs only the cases

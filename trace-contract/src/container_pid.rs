@@ -1,7 +1,7 @@
 //! `$container_pid`: scripts written for iovisor/kubectl-trace name the target
-//! container's main process with it. It is not bpftrace language: it is replaced by a
-//! number before the front end sees the script, by the runner with the pid it found, and
-//! by the plugin's local check (and `trace-runner check`) with [`PLACEHOLDER`].
+//! container's main process with it. The front end gives it its value
+//! (`trace_lang::Predefined::container_pid`): the runner the pid it found, the plugin's
+//! local check (and `trace-runner check`) [`PLACEHOLDER`].
 
 /// The variable's spelling.
 pub const VAR: &str = "$container_pid";
@@ -14,32 +14,12 @@ pub fn uses(src: &str) -> bool {
     src.contains(VAR)
 }
 
-/// `src` with every `$container_pid` replaced by `pid`, padded with spaces to the
-/// variable's width: every other line and column stays where it was, so diagnostics
-/// point at the text the user wrote.
-pub fn substitute(src: &str, pid: u32) -> String {
-    if !uses(src) {
-        return src.to_string();
-    }
-    src.replace(VAR, &format!("{:<w$}", pid, w = VAR.len()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn substitution_keeps_columns() {
-        let src = "BEGIN { @[$container_pid] = count(); }";
-        let out = substitute(src, 4_294_967_295);
-        assert_eq!(out, "BEGIN { @[4294967295    ] = count(); }");
-        assert_eq!(out.len(), src.len());
-        assert_eq!(out.find("] ="), src.find("] ="));
-        assert_eq!(
-            substitute("$container_pid+$container_pid", 7),
-            "7             +7             "
-        );
-        assert_eq!(substitute("BEGIN {}", 7), "BEGIN {}");
+    fn uses_finds_the_variable() {
         assert!(uses("/pid == $container_pid/"));
         assert!(!uses("$container"));
     }

@@ -20,7 +20,7 @@ pub mod tracepoint_format;
 pub mod types;
 pub mod usdt;
 
-pub use diag::Diagnostic;
+pub use diag::{Diagnostic, Diagnostics};
 pub use sema::{Analysis, MapInfo, NoEnv, ProbeEnv};
 
 /// The stack the recursive passes run on. Nesting is bounded ([`parser::MAX_DEPTH`]);
@@ -54,15 +54,48 @@ pub fn parse(src: &str) -> Result<ast::Program, Diagnostic> {
     with_stack(|| parser::parse(src))
 }
 
+/// The values a script may use without defining them, given by whoever runs it: the
+/// positional parameters (`$1` is `params[0]`) and `$container_pid`, the target
+/// container's main process (scripts written for iovisor/kubectl-trace use it; `None`
+/// when there is no target, so a use is an error). The plugin's local check and the
+/// runner give the same values to [`check_with`], so a script means the same to both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Predefined {
+    pub params: Vec<String>,
+    pub container_pid: Option<u32>,
+}
+
 /// Parse and analyse a script: the AST comes back with every expression typed (on a
-/// thread with [`STACK_SIZE`] of stack).
+/// thread with [`STACK_SIZE`] of stack). `$container_pid` and positional parameters in
+/// attach points are not known: see [`check_with`].
 pub fn check(
     src: &str,
     env: &(dyn ProbeEnv + Sync),
-) -> Result<(ast::Program, Analysis), Diagnostic> {
-    with_stack(|| {
-        let mut program = parser::parse(src)?;
-        let analysis = sema::analyse(&mut program, env)?;
-        Ok((program, analysis))
-    })
+) -> Result<(ast::Program, Analysis), Diagnostics> {
+    with_stack(|| check_on_this_thread(src, env, None))
+}
+
+/// [`check`] with the predefined values: the parser puts them in place
+/// ([`parser::parse_predefined`]), then the analysis reports every error it finds.
+pub fn check_with(
+    src: &str,
+    env: &(dyn ProbeEnv + Sync),
+    predefined: &Predefined,
+) -> Result<(ast::Program, Analysis), Diagnostics> {
+    with_stack(|| check_on_this_thread(src, env, Some(predefined)))
+}
+
+/// [`check_with`] on the calling thread, for callers already on a thread of
+/// [`STACK_SIZE`] (see [`with_stack`]), e.g. to generate code right after.
+pub fn check_on_this_thread(
+    src: &str,
+    env: &dyn ProbeEnv,
+    predefined: Option<&Predefined>,
+) -> Result<(ast::Program, Analysis), Diagnostics> {
+    let mut program = match predefined {
+        Some(p) => parser::parse_predefined(src, p)?,
+        None => parser::parse(src)?,
+    };
+    let analysis = sema::analyse(&mut program, env)?;
+    Ok((program, analysis))
 }

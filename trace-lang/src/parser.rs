@@ -46,6 +46,22 @@ pub fn parse_with_params(src: &str, params: &[String]) -> Result<ast::Program, D
     p.program()
 }
 
+/// Parse a whole script given its predefined values: the positional parameters as
+/// [`parse_with_params`] takes them, and `$container_pid` (see [`crate::Predefined`]),
+/// which becomes an integer literal where it is read and the pid's digits in attach
+/// points (`uprobe:/proc/$container_pid/exe:main`). Spans stay those of the text as
+/// written. Without a pid, a use of `$container_pid` is an error at the use.
+pub fn parse_predefined(
+    src: &str,
+    predefined: &crate::Predefined,
+) -> Result<ast::Program, Diagnostic> {
+    let masked = crate::preproc::mask_inactive(src);
+    let mut p = Parser::new(masked.as_deref().unwrap_or(src));
+    p.params = Some(predefined.params.clone());
+    p.container_pid = ContainerPid::Given(predefined.container_pid);
+    p.program()
+}
+
 /// Object-like `#define NAME BODY` lines of a script: each name with the byte range of
 /// its body in `src` (function-like macros, `#define F(x) ...`, are not recorded).
 pub fn scan_defines(src: &str) -> HashMap<String, (usize, usize)> {
@@ -120,6 +136,10 @@ fn substitute_positionals(text: &str, params: &[String]) -> String {
     }
     out.push_str(rest);
     out
+}
+
+fn container_pid_missing(span: Span) -> Diagnostic {
+    Diagnostic::new(span, "$container_pid needs a pod target")
 }
 
 /// Parse a single expression (used by tests and tools).
@@ -328,7 +348,21 @@ struct Parser<'a> {
     defines: HashMap<String, (usize, usize)>,
     /// The positional parameters, when known (see [`parse_with_params`]).
     params: Option<Vec<String>>,
+    /// What `$container_pid` is (see [`parse_predefined`]).
+    container_pid: ContainerPid,
 }
+
+/// `$container_pid` as the parser sees it.
+#[derive(Clone, Copy)]
+enum ContainerPid {
+    /// Not predefined ([`parse`]): a scratch variable like any other.
+    Variable,
+    /// Predefined: this pid, or none (no target, so using it is an error).
+    Given(Option<u32>),
+}
+
+/// The spelling of the predefined variable, without `$`.
+const CONTAINER_PID: &str = "container_pid";
 
 #[derive(Clone)]
 struct Snapshot {
@@ -346,6 +380,7 @@ impl<'a> Parser<'a> {
             depth: 0,
             defines: scan_defines(src),
             params: None,
+            container_pid: ContainerPid::Variable,
         }
     }
 
@@ -502,23 +537,43 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// An attach point's text, with positional parameters substituted when known.
-    fn attach_text(&self, text: String) -> String {
-        match &self.params {
+    /// An attach point's text, with `$container_pid` and the positional parameters
+    /// substituted when known.
+    fn attach_text(&self, text: String, span: Span) -> Result<String, Diagnostic> {
+        let var = format!("${CONTAINER_PID}");
+        let text = match self.container_pid {
+            ContainerPid::Given(pid) if text.contains(&var) => {
+                let pid = pid.ok_or_else(|| container_pid_missing(span))?;
+                text.replace(&var, &pid.to_string())
+            }
+            _ => text,
+        };
+        Ok(match &self.params {
             Some(params) if text.contains('$') => substitute_positionals(&text, params),
             _ => text,
+        })
+    }
+
+    /// A read of `$NAME`: `$container_pid`'s value when it is predefined.
+    fn var_expr(&self, name: String, span: Span) -> Result<Expr, Diagnostic> {
+        match self.container_pid {
+            ContainerPid::Given(pid) if name == CONTAINER_PID => {
+                let pid = pid.ok_or_else(|| container_pid_missing(span))?;
+                Ok(Expr::new(ExprKind::Int(pid.into()), span))
+            }
+            _ => Ok(Expr::new(ExprKind::Var(name), span)),
         }
     }
 
     fn probe(&mut self, first: String, first_span: Span) -> Result<Probe, Diagnostic> {
-        let first = self.attach_text(first);
+        let first = self.attach_text(first, first_span)?;
         let mut attach = vec![parse_attach_point(&first, first_span)?];
         loop {
             if self.eat_sym(",")? {
                 debug_assert!(self.peeked.is_none());
                 match self.lx.attach_point()? {
                     Some((text, span)) => {
-                        let text = self.attach_text(text);
+                        let text = self.attach_text(text, span)?;
                         attach.push(parse_attach_point(&text, span)?)
                     }
                     None => {
@@ -707,7 +762,15 @@ impl<'a> Parser<'a> {
             TokenKind::Var(name) => {
                 let snap = self.snapshot();
                 self.next()?;
-                if let Some(kind) = self.assignment_tail(AssignTarget::Var(name.clone(), t.span))? {
+                let target = AssignTarget::Var(name.clone(), t.span);
+                if matches!(self.container_pid, ContainerPid::Given(_)) && name == CONTAINER_PID {
+                    if self.assignment_tail(target)?.is_some() {
+                        return Err(Diagnostic::new(
+                            t.span,
+                            "$container_pid is predefined (the target container's main process) and cannot be assigned",
+                        ));
+                    }
+                } else if let Some(kind) = self.assignment_tail(target)? {
                     return Ok((
                         Stmt {
                             kind,
@@ -1022,7 +1085,7 @@ impl<'a> Parser<'a> {
             TokenKind::Str(s) => e(ExprKind::Str(s)),
             TokenKind::Positional(n) => e(ExprKind::Positional(n)),
             TokenKind::ParamCount => e(ExprKind::Builtin("$#".into())),
-            TokenKind::Var(v) => e(ExprKind::Var(v)),
+            TokenKind::Var(v) => self.var_expr(v, span),
             TokenKind::Map(name) => {
                 let m = self.map_ref(name, span)?;
                 let span = m.span;
@@ -1111,6 +1174,7 @@ impl<'a> Parser<'a> {
         sub.defines = self.defines.clone();
         sub.defines.remove(name);
         sub.params = self.params.clone();
+        sub.container_pid = self.container_pid;
         sub.depth = self.depth;
         let e = sub.expr()?;
         let t = sub.next()?;

@@ -4,7 +4,10 @@
 //! Like bpftrace, the analysis runs several passes over the program: maps may be
 //! read in one probe before the probe that assigns them, so early passes only
 //! collect map shapes (errors suppressed, unknown types are `Type::None`), until the
-//! map table stops changing; a final pass reports the first error.
+//! map table stops changing; a final pass reports every error (each message once per
+//! probe, so an unknown variable is one error, not one per use; at most
+//! [`crate::diag::MAX_ERRORS`]). Warnings are values: the environment's (a probe that
+//! matches nothing and is skipped) come back in [`Analysis::warnings`], or with the errors.
 //!
 //! Rewrites done in place besides filling `ty`: `sizeof(T)` becomes `ExprKind::Int`.
 
@@ -12,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::ast::{self, BinOp, Expr, ExprKind, MapRef, ProbeKind, Stmt, StmtKind, UnOp};
 use crate::cdecl::CTypes;
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::span::Span;
 use crate::tracepoint_format::TpField;
 use crate::types::{MapValue, StackMode, Type};
@@ -112,6 +115,12 @@ pub trait ProbeEnv {
     fn user_symbol(&self, _file: &str, _symbol: &str) -> Option<(u64, u64)> {
         None
     }
+    /// The warnings the answers above gave since the last call (e.g. a uprobe target
+    /// that does not exist, so its probes are skipped), as the lines to print, in order.
+    /// The analysis takes them into [`Analysis::warnings`].
+    fn take_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A member of a kernel struct or union.
@@ -181,6 +190,8 @@ pub struct Analysis {
     pub vars: Vec<BTreeMap<String, Type>>,
     /// The C types the script defines (empty for most scripts).
     pub types: CTypes,
+    /// Warnings, as the lines to print (before running), in the order found.
+    pub warnings: Vec<String>,
 }
 
 /// The environment as the script sees it: its own C definitions first, then the
@@ -236,28 +247,74 @@ impl ProbeEnv for Layered<'_> {
     fn kfunc_signature(&self, module: &str, func: &str) -> Option<FuncSignature> {
         self.env.kfunc_signature(module, func)
     }
+    fn kfuncs(&self, ret: bool, module: Option<&str>, func: &str) -> Option<Vec<(String, String)>> {
+        self.env.kfuncs(ret, module, func)
+    }
+    fn usdt_probes(
+        &self,
+        target: &str,
+        provider: &str,
+        name: &str,
+    ) -> Option<Result<Vec<crate::usdt::UsdtProbe>, String>> {
+        self.env.usdt_probes(target, provider, name)
+    }
+    fn user_symbol(&self, file: &str, symbol: &str) -> Option<(u64, u64)> {
+        self.env.user_symbol(file, symbol)
+    }
+    fn take_warnings(&self) -> Vec<String> {
+        self.env.take_warnings()
+    }
 }
 
-/// Type the program in place and build the tables.
-pub fn analyse(program: &mut ast::Program, env: &dyn ProbeEnv) -> Result<Analysis, Diagnostic> {
+/// Type the program in place and build the tables. On error, every error found (see
+/// the module doc), with the warnings found before.
+pub fn analyse(program: &mut ast::Program, env: &dyn ProbeEnv) -> Result<Analysis, Diagnostics> {
+    let mut warnings = Vec::new();
+    let result = analyse_collecting(program, env, &mut warnings);
+    warnings.extend(env.take_warnings());
+    match result {
+        Ok(mut analysis) => {
+            analysis.warnings = warnings;
+            Ok(analysis)
+        }
+        Err(errors) => Err(errors.with_warnings(warnings)),
+    }
+}
+
+fn analyse_collecting(
+    program: &mut ast::Program,
+    env: &dyn ProbeEnv,
+    warnings: &mut Vec<String>,
+) -> Result<Analysis, Diagnostics> {
     // The passes below recurse over the tree: refuse one too deep for the stack (the
     // parser already stops at its limit; this covers trees built otherwise).
     if let Some(span) = program.node_deeper_than(ast::MAX_TREE_DEPTH) {
         return Err(Diagnostic::new(
             span,
             format!("nested too deeply (limit {} levels)", ast::MAX_TREE_DEPTH),
-        ));
+        )
+        .into());
     }
+    // Attach points first, all of them: the bodies are typed against what they resolve
+    // to, so errors here stop the analysis (reported together).
     let mut attach = Vec::with_capacity(program.probes.len());
+    let mut attach_errors = Vec::new();
     for probe in &program.probes {
-        attach.push(resolve_probe(probe, env)?);
+        match resolve_probe(probe, env) {
+            Ok(resolved) => attach.push(resolved),
+            Err(e) => attach_errors.push(e),
+        }
+    }
+    warnings.extend(env.take_warnings());
+    if let Some(errors) = Diagnostics::from_errors(attach_errors) {
+        return Err(errors);
     }
     let types = match CTypes::build(&program.c_defs, &|name| env.type_size(name)) {
         Ok(t) => t,
         // Without the kernel's types (the plugin on a laptop) a definition that uses
         // one by value cannot be laid out here; the node checks it again.
         Err(_) if !env.has_kernel_types() => CTypes::default(),
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let layered = Layered {
         script: &types,
@@ -269,6 +326,8 @@ pub fn analyse(program: &mut ast::Program, env: &dyn ProbeEnv) -> Result<Analysi
         maps: BTreeMap::new(),
         final_pass: false,
         errors: Vec::new(),
+        probe: 0,
+        reported: HashSet::new(),
         tp_cache: HashMap::new(),
         unknown_fields: HashSet::new(),
     };
@@ -281,14 +340,15 @@ pub fn analyse(program: &mut ast::Program, env: &dyn ProbeEnv) -> Result<Analysi
     }
     a.final_pass = true;
     let vars = a.run(program, &attach);
-    if let Some(e) = a.errors.into_iter().next() {
-        return Err(e);
+    if let Some(errors) = Diagnostics::from_errors(a.errors) {
+        return Err(errors);
     }
     Ok(Analysis {
         maps: a.maps,
         attach,
         vars,
         types,
+        warnings: Vec::new(),
     })
 }
 
@@ -998,6 +1058,10 @@ struct Analyser<'e> {
     maps: BTreeMap<String, MapInfo>,
     final_pass: bool,
     errors: Vec<Diagnostic>,
+    /// The index of the probe being analysed.
+    probe: usize,
+    /// `(probe, message)` of the errors reported: a message is given once per probe.
+    reported: HashSet<(usize, String)>,
     tp_cache: HashMap<(String, String), Option<Vec<TpField>>>,
     /// Spans of `args->field` expressions whose type the environment could not tell
     /// (typed I64; indexing them is allowed and gives I64).
@@ -1034,7 +1098,10 @@ impl Analyser<'_> {
 
     fn error(&mut self, span: Span, msg: impl Into<String>) {
         if self.final_pass {
-            self.errors.push(Diagnostic::new(span, msg));
+            let msg = msg.into();
+            if self.reported.insert((self.probe, msg.clone())) {
+                self.errors.push(Diagnostic::new(span, msg));
+            }
         }
     }
 
@@ -1044,7 +1111,8 @@ impl Analyser<'_> {
         attach: &[Vec<ResolvedAttach>],
     ) -> Vec<BTreeMap<String, Type>> {
         let mut all_vars = Vec::new();
-        for (probe, resolved) in program.probes.iter_mut().zip(attach) {
+        for (i, (probe, resolved)) in program.probes.iter_mut().zip(attach).enumerate() {
+            self.probe = i;
             let mut cx = Cx {
                 kinds: probe.attach.iter().map(|a| a.kind).collect(),
                 attach: resolved,
@@ -1883,7 +1951,9 @@ impl Analyser<'_> {
         let before = self.errors.len();
         let was_final = self.final_pass;
         self.final_pass = true;
+        let reported = std::mem::take(&mut self.reported);
         let t = self.expr(&mut sub, cx);
+        self.reported = reported;
         self.final_pass = was_final;
         if self.errors.len() > before {
             self.errors.truncate(before);

@@ -60,8 +60,8 @@ impl ProbeEnv for Prog {
 }
 
 fn analyse(src: &str) -> Result<trace_lang::Analysis, String> {
-    let mut prog = trace_lang::parser::parse(src).map_err(|d| d.message)?;
-    trace_lang::sema::analyse(&mut prog, &Prog).map_err(|d| d.message)
+    let mut prog = trace_lang::parser::parse(src).map_err(|d| d.message.clone())?;
+    trace_lang::sema::analyse(&mut prog, &Prog).map_err(|d| d.message.clone())
 }
 
 #[test]

@@ -39,6 +39,12 @@ pub(crate) enum Command {
         /// Also generate code and load every program through the kernel verifier (no attach).
         #[arg(long)]
         load: bool,
+        /// Load, then attach every probe and detach it at once (BEGIN and END do not run).
+        /// Every FILE is a script of its own, checked in this one process (the kernel's
+        /// BTF and the other node facts are read once), with one line per file on stdout:
+        /// `FILE: ok (N probes)` or its error; exit status non-zero if any failed.
+        #[arg(long)]
+        attach: bool,
         /// Allow actions that change the system: signal().
         #[arg(long = "unsafe")]
         unsafe_actions: bool,
@@ -56,6 +62,14 @@ pub(crate) enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Stop the trace running in this container gracefully (SIGINT: END runs and the maps
+    /// are printed), as `kubectl trace` does through `pods/exec` on Ctrl-C. Only runners in
+    /// this process's own mount namespace and cgroup are signalled.
+    Stop {
+        /// Where /proc is (the pod's own, which shows the host's pids under hostPID).
+        #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
+        proc_dir: PathBuf,
+    },
     /// Compile a script and write the BPF ELF object the runner would load.
     #[command(override_usage = BUILD_USAGE)]
     Build {
@@ -68,7 +82,8 @@ pub(crate) enum Command {
 }
 
 const RUN_USAGE: &str = "trace-runner run [OPTIONS] (-e PROGRAM | FILE) [[--] ARGS...]";
-const CHECK_USAGE: &str = "trace-runner check [OPTIONS] (-e PROGRAM | FILE) [[--] ARGS...]";
+const CHECK_USAGE: &str = "trace-runner check [OPTIONS] (-e PROGRAM | FILE) [[--] ARGS...]
+       trace-runner check --attach [--unsafe] FILE...";
 const BUILD_USAGE: &str =
     "trace-runner build [OPTIONS] --output <OUTPUT> (-e PROGRAM | FILE) [[--] ARGS...]";
 

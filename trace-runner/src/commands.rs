@@ -1,6 +1,9 @@
 //! The `check`, `build` and `list` subcommands, and the compile step they share with
-//! `run`: front end (`trace_lang::check`) then code generation, with errors rendered
-//! as `FILE:LINE:COL`, the line and a caret.
+//! `run`: front end (`trace_lang::check_on_this_thread`, with the predefined values)
+//! then code generation, with every error rendered as `FILE:LINE:COL`, the line and a
+//! caret, and the warnings of both printed first. Also `stop`: SIGINT to the runner of
+//! the container it is executed in (how the plugin ends a trace and keeps its pod and
+//! output).
 
 use std::path::{Path, PathBuf};
 
@@ -16,23 +19,28 @@ use trace_contract::exit;
 pub(crate) fn compile_source(
     name: &str,
     src: &str,
-    params: &[String],
+    predefined: &trace_lang::Predefined,
     env: &(dyn NodeFacts + Sync),
     opts: CodegenOptions,
 ) -> Result<codegen::Compiled, Failure> {
-    let render = |d: trace_lang::Diagnostic| {
+    let render = |d: trace_lang::Diagnostics| {
+        for warning in &d.warnings {
+            eprintln!("{warning}");
+        }
         Failure(d.render(name, src).trim_end().to_string(), exit::SCRIPT)
     };
     let opts = CodegenOptions {
-        params: params.to_vec(),
+        params: predefined.params.clone(),
         ..opts
     };
     // Front end and code generation on one thread with the compiler's stack: both recurse
     // over the tree as deeply as it nests.
     let compiled = trace_lang::with_stack(|| {
-        let mut program = trace_lang::parser::parse_with_params(src, params)?;
-        let analysis = trace_lang::sema::analyse(&mut program, env)?;
-        codegen::generate(&program, &analysis, env, &opts)
+        let (program, analysis) = trace_lang::check_on_this_thread(src, env, Some(predefined))?;
+        for warning in &analysis.warnings {
+            eprintln!("{warning}");
+        }
+        codegen::generate(&program, &analysis, env, &opts).map_err(trace_lang::Diagnostics::from)
     })
     .map(|mut compiled| {
         for check in &mut compiled.helper_errors {
@@ -60,9 +68,16 @@ pub(crate) fn compile_script(
     opts: CodegenOptions,
 ) -> Result<codegen::Compiled, Failure> {
     let (name, src) = script.source()?;
-    // Checked without a target: `$container_pid` stands for some pid.
-    let src = substitute_container_pid(&src, Some(trace_contract::container_pid::PLACEHOLDER))?;
-    compile_source(&name, &src, script.params(), env, opts)
+    compile_source(&name, &src, &checked_without_target(script), env, opts)
+}
+
+/// The predefined values of a script compiled without a target (`check`, `build`):
+/// `$container_pid` stands for some pid.
+fn checked_without_target(script: &ScriptArgs) -> trace_lang::Predefined {
+    trace_lang::Predefined {
+        params: script.params().to_vec(),
+        container_pid: Some(trace_contract::container_pid::PLACEHOLDER),
+    }
 }
 
 pub(crate) fn monotonic_ns() -> u64 {
@@ -94,8 +109,7 @@ pub(crate) fn check(script: ScriptArgs, load: bool, unsafe_actions: bool) -> Res
         ..base_options()
     };
     let (name, src) = script.source()?;
-    let src = substitute_container_pid(&src, Some(trace_contract::container_pid::PLACEHOLDER))?;
-    let compiled = compile_source(&name, &src, script.params(), &env, opts)?;
+    let compiled = compile_source(&name, &src, &checked_without_target(&script), &env, opts)?;
     if load {
         runtime::raise_memlock();
         let n = compiled.programs.len();
@@ -107,6 +121,122 @@ pub(crate) fn check(script: ScriptArgs, load: bool, unsafe_actions: bool) -> Res
         );
     }
     Ok(())
+}
+
+/// `check --attach`: every script (the `-e` program, or each FILE) compiled, loaded
+/// through the verifier, attached and detached at once, one after the other in this
+/// process, so that the kernel's BTF, the function list and kallsyms are read once
+/// (they are cached in [`crate::btf`], [`crate::runtime::kfuncs`] and
+/// [`crate::symbols`]; one [`Tracefs`] keeps the tracepoint formats). One line per
+/// script on stdout ([`attach_line`]); warnings, and the full text of each error of
+/// several lines (the script's line and caret, a verifier log), on stderr.
+pub(crate) fn check_attach(script: ScriptArgs, unsafe_actions: bool) -> Result<(), Failure> {
+    let scripts: Vec<ScriptArgs> = match &script.program {
+        Some(_) => vec![script.clone()],
+        None => script
+            .positionals
+            .iter()
+            .map(|file| ScriptArgs {
+                program: None,
+                positionals: vec![file.clone()],
+            })
+            .collect(),
+    };
+    if scripts.is_empty() {
+        return Err(Failure(
+            "error: give a program with -e or script files".into(),
+            exit::SCRIPT,
+        ));
+    }
+    let env = Tracefs::open();
+    runtime::raise_memlock();
+    let mut outcomes = Vec::new();
+    for one in &scripts {
+        let name = one
+            .file()
+            .map_or_else(|| "stdin".to_string(), |f| f.display().to_string());
+        let outcome = attach_one(one, &env, unsafe_actions);
+        // A longer error (the script's line and caret, a verifier log) in full on stderr;
+        // its first line is the script's line on stdout.
+        if let Err(Failure(msg, _)) = &outcome {
+            if msg.contains('\n') {
+                eprintln!("{msg}");
+            }
+        }
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", attach_line(&name, &outcome));
+            let _ = out.flush();
+        }
+        outcomes.push(outcome.map_err(|Failure(_, code)| code));
+    }
+    match attach_status(&outcomes) {
+        None => Ok(()),
+        Some(code) => {
+            let failed = outcomes.iter().filter(|o| o.is_err()).count();
+            Err(Failure(
+                format!("error: {failed} of {} scripts failed", outcomes.len()),
+                code,
+            ))
+        }
+    }
+}
+
+/// Compile, load, attach and detach one script; the number of probes it attached, as
+/// "Attaching N probes..." counts them.
+fn attach_one(script: &ScriptArgs, env: &Tracefs, unsafe_actions: bool) -> Result<usize, Failure> {
+    let (name, src) = script.source()?;
+    let opts = CodegenOptions {
+        unsafe_actions,
+        ..base_options()
+    };
+    let compiled = compile_source(&name, &src, &checked_without_target(script), env, opts)?;
+    if compiled.programs.is_empty() {
+        return Err(Failure(
+            "error: nothing to trace: every attach point was skipped (see the warnings above)"
+                .into(),
+            exit::FAILURE,
+        ));
+    }
+    let facts = ProgramFacts::of(&compiled.programs);
+    let mut session =
+        Session::load(compiled).map_err(|e| load_failure(&e.to_string(), &facts, &name, &src))?;
+    let probes = session.probe_count();
+    let attached = session.attach(None);
+    session.detach_all();
+    attached.map_err(|e| Failure(format!("error: {e}"), exit::FAILURE))?;
+    Ok(probes)
+}
+
+/// The line `check --attach` prints for one script: `FILE: ok (N probes)`, or the first
+/// line of its error, which starts with `FILE:` (a located error's `FILE:LINE:COL:`) or
+/// gets it as a prefix.
+pub(crate) fn attach_line(name: &str, outcome: &Result<usize, Failure>) -> String {
+    match outcome {
+        Ok(n) => format!("{name}: ok ({n} probe{})", if *n == 1 { "" } else { "s" }),
+        Err(Failure(msg, _)) => {
+            let first = msg.lines().next().unwrap_or("error");
+            if first.starts_with(&format!("{name}:")) {
+                first.to_string()
+            } else {
+                format!("{name}: {first}")
+            }
+        }
+    }
+}
+
+/// The exit status of `check --attach`: none when every script passed; else 2 when
+/// every failure was the script's own (as a single `check` exits), 1 otherwise.
+pub(crate) fn attach_status(outcomes: &[Result<usize, u8>]) -> Option<u8> {
+    let codes: Vec<u8> = outcomes.iter().filter_map(|o| o.err()).collect();
+    if codes.is_empty() {
+        None
+    } else if codes.iter().all(|c| *c == exit::SCRIPT) {
+        Some(exit::SCRIPT)
+    } else {
+        Some(exit::FAILURE)
+    }
 }
 
 /// A refused load: located in the script (exit 2) when it is one of the kernel's limits
@@ -388,18 +518,148 @@ fn process_probes(pid: u32, pattern: Option<String>) -> Result<Vec<String>, Fail
     Ok(names)
 }
 
-/// kubectl-trace (Go) scripts use `$container_pid`: the target container's main process
-/// (see [`trace_contract::container_pid`]).
-pub(crate) fn substitute_container_pid(src: &str, pid: Option<u32>) -> Result<String, Failure> {
-    use trace_contract::container_pid;
-    if !container_pid::uses(src) {
-        return Ok(src.to_string());
+/// What `stop` knows of one process under /proc.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ProcEntry {
+    pub(crate) pid: u32,
+    /// The target of `ns/mnt`, e.g. `mnt:[4026531841]`.
+    pub(crate) mnt_ns: Option<String>,
+    /// The text of `cgroup`.
+    pub(crate) cgroup: Option<String>,
+    /// `argv[0]` from `cmdline`.
+    pub(crate) argv0: String,
+}
+
+/// The runners to stop: trace-runner (or `bpftrace`) processes other than `me` in the
+/// same mount namespace and cgroup as `me`, i.e. in the same container. Unknown
+/// namespaces or cgroups never match, so nothing outside the container is signalled.
+pub(crate) fn runners_to_stop(me: &ProcEntry, procs: &[ProcEntry]) -> Vec<u32> {
+    let (Some(ns), Some(cg)) = (&me.mnt_ns, &me.cgroup) else {
+        return vec![];
+    };
+    procs
+        .iter()
+        .filter(|p| p.pid != me.pid)
+        .filter(|p| p.mnt_ns.as_ref() == Some(ns) && p.cgroup.as_ref() == Some(cg))
+        .filter(|p| {
+            let base = p.argv0.rsplit('/').next().unwrap_or("");
+            base == "trace-runner" || base == "bpftrace"
+        })
+        .map(|p| p.pid)
+        .collect()
+}
+
+fn proc_entry(dir: &std::path::Path, pid: u32) -> ProcEntry {
+    let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    ProcEntry {
+        pid,
+        mnt_ns: std::fs::read_link(dir.join("ns/mnt"))
+            .ok()
+            .map(|p| p.display().to_string()),
+        cgroup: std::fs::read_to_string(dir.join("cgroup")).ok(),
+        argv0: String::from_utf8_lossy(argv0).into_owned(),
     }
-    let pid = pid.ok_or_else(|| {
-        Failure(
-            "error: $container_pid needs a pod target (--pod-uid)".into(),
+}
+
+/// `trace-runner stop`: SIGINT to the runners of this container (see [`runners_to_stop`]).
+pub(crate) fn stop(proc_dir: &std::path::Path) -> Result<(), Failure> {
+    let me = proc_entry(&proc_dir.join("self"), std::process::id());
+    let entries = std::fs::read_dir(proc_dir)
+        .map_err(|e| Failure(format!("error: cannot read {}: {e}", proc_dir.display()), 1))?;
+    let procs: Vec<ProcEntry> = entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            Some(proc_entry(&e.path(), pid))
+        })
+        .collect();
+    let pids = runners_to_stop(&me, &procs);
+    if pids.is_empty() {
+        return Err(Failure(
+            "error: no trace-runner is running in this container (the trace has ended)".into(),
+            1,
+        ));
+    }
+    for pid in pids {
+        if let Err(e) = crate::sys::signal::send(pid as libc::pid_t, libc::SIGINT) {
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(Failure(format!("error: cannot signal pid {pid}: {e}"), 1));
+            }
+        }
+        println!("stopping trace-runner (pid {pid}): END runs and the maps are printed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_selects_runners_of_this_container_only() {
+        let p = |pid, ns: &str, cg: &str, argv0: &str| ProcEntry {
+            pid,
+            mnt_ns: (!ns.is_empty()).then(|| ns.to_string()),
+            cgroup: (!cg.is_empty()).then(|| cg.to_string()),
+            argv0: argv0.to_string(),
+        };
+        let me = p(9, "mnt:[1]", "0::/pod/c1\n", "trace-runner");
+        let procs = vec![
+            p(1, "mnt:[0]", "0::/\n", "/sbin/init"),
+            p(5, "mnt:[1]", "0::/pod/c1\n", "/usr/local/bin/trace-runner"),
+            p(6, "mnt:[2]", "0::/pod/c2\n", "/usr/local/bin/trace-runner"),
+            p(7, "mnt:[1]", "0::/other\n", "/usr/local/bin/trace-runner"),
+            p(8, "mnt:[1]", "0::/pod/c1\n", "sleep"),
+            p(9, "mnt:[1]", "0::/pod/c1\n", "trace-runner"),
+            p(10, "", "", "trace-runner"),
+            p(11, "mnt:[1]", "0::/pod/c1\n", "bpftrace"),
+        ];
+        assert_eq!(runners_to_stop(&me, &procs), vec![5, 11]);
+        // Without its own namespace, nothing matches.
+        let lost = p(9, "", "0::/pod/c1\n", "trace-runner");
+        assert!(runners_to_stop(&lost, &procs).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod attach_tests {
+    use super::*;
+
+    #[test]
+    fn check_attach_prints_one_line_per_script_named_by_its_file() {
+        assert_eq!(attach_line("a.bt", &Ok(3)), "a.bt: ok (3 probes)");
+        assert_eq!(attach_line("a.bt", &Ok(1)), "a.bt: ok (1 probe)");
+        // A located error already starts with the file.
+        let located = Failure(
+            "b.bt:2:3: error: unknown function 'nope'\n  nope();\n  ^~~~".into(),
             exit::SCRIPT,
-        )
-    })?;
-    Ok(container_pid::substitute(src, pid))
+        );
+        assert_eq!(
+            attach_line("b.bt", &Err(located)),
+            "b.bt:2:3: error: unknown function 'nope'"
+        );
+        let loader = Failure(
+            "error: the kernel's verifier rejected kprobe:f: EACCES\nverifier log (end):\n..."
+                .into(),
+            exit::FAILURE,
+        );
+        assert_eq!(
+            attach_line("c.bt", &Err(loader)),
+            "c.bt: error: the kernel's verifier rejected kprobe:f: EACCES"
+        );
+    }
+
+    #[test]
+    fn check_attach_fails_if_any_script_failed() {
+        assert_eq!(attach_status(&[Ok(1), Ok(2)]), None);
+        assert_eq!(
+            attach_status(&[Ok(1), Err(exit::SCRIPT)]),
+            Some(exit::SCRIPT)
+        );
+        assert_eq!(
+            attach_status(&[Err(exit::SCRIPT), Err(exit::FAILURE), Ok(1)]),
+            Some(exit::FAILURE)
+        );
+    }
 }

@@ -97,11 +97,11 @@ fn params(file: &str) -> Vec<String> {
 /// What a script compiles to against the fixed facts: [`render`], or the error.
 fn generate(name: &str, src: &str) -> String {
     let opts = CodegenOptions::default();
-    let src = match crate::run::substitute_container_pid(src, Some(1)) {
-        Ok(s) => s,
-        Err(e) => return format!("## error\n{}\n", e.0),
+    let predefined = trace_lang::Predefined {
+        params: params(name),
+        container_pid: Some(1),
     };
-    match crate::commands::compile_source(name, &src, &params(name), facts(), opts) {
+    match crate::commands::compile_source(name, src, &predefined, facts(), opts) {
         Ok(c) => render(&c),
         Err(e) => format!("## error (exit {})\n{}\n", e.1, e.0),
     }

@@ -87,11 +87,19 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Check {
             script,
+            attach: true,
+            unsafe_actions,
+            ..
+        } => commands::check_attach(script, unsafe_actions),
+        Command::Check {
+            script,
             load,
             unsafe_actions,
+            attach: false,
         } => commands::check(script, load, unsafe_actions),
         Command::List { pattern } => commands::list(pattern),
         Command::Build { script, output } => commands::build(script, output),
+        Command::Stop { proc_dir } => commands::stop(&proc_dir),
         // Handled before clap (see above); kept for `--help`.
         Command::Bpftrace { args } => return bpftrace_cli::main("bpftrace", &args),
     };

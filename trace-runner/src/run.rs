@@ -5,9 +5,6 @@
 pub(crate) use crate::uprobes::resolve_program;
 
 use crate::cli::{Failure, RunArgs};
-// `substitute_container_pid` lives in commands (the compile step); the old path stays.
-#[allow(unused_imports)]
-pub(crate) use crate::commands::substitute_container_pid;
 use crate::commands::{base_options, compile_source, load_failure};
 use crate::compile::codegen;
 use crate::compile::verifier::ProgramFacts;
@@ -225,8 +222,11 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     opts.helper_checks = args.helper_checks;
     opts.cpid = child.as_ref().map(|c| c.pid);
     let (name, src) = args.script.source()?;
-    let src = substitute_container_pid(&src, scope.container_pid)?;
-    let compiled = compile_source(&name, &src, args.script.params(), &env, opts)?;
+    let predefined = trace_lang::Predefined {
+        params: args.script.params().to_vec(),
+        container_pid: scope.container_pid,
+    };
+    let compiled = compile_source(&name, &src, &predefined, &env, opts)?;
     if compiled.programs.is_empty() {
         return Err(Failure(
             "error: nothing to trace: every attach point was skipped (see the warnings above)"

@@ -26,6 +26,9 @@ pub struct Tracefs {
     formats: Mutex<FormatCache>,
     /// The process `usdt:` attach points without a file search (`-p` / `-c`).
     usdt_scope: Mutex<crate::usdt::UsdtScope>,
+    /// Warnings of the answers given, until the analysis takes them
+    /// ([`ProbeEnv::take_warnings`]).
+    warnings: Mutex<Vec<String>>,
 }
 
 impl Tracefs {
@@ -55,6 +58,7 @@ impl Tracefs {
             root,
             formats: Mutex::new(HashMap::new()),
             usdt_scope: Mutex::default(),
+            warnings: Mutex::default(),
         }
     }
 
@@ -129,7 +133,20 @@ impl Tracefs {
     }
 }
 
+impl Tracefs {
+    fn warn(&self, line: String) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(line);
+    }
+}
+
 impl ProbeEnv for Tracefs {
+    fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     fn tracepoints(&self, category: &str, name: &str) -> Option<Vec<(String, String)>> {
         self.root.as_ref()?;
         if !category.contains('*') && !name.contains('*') {
@@ -182,7 +199,13 @@ impl ProbeEnv for Tracefs {
     }
 
     fn uprobe_exists(&self, path: &str, symbol: &str) -> Option<bool> {
-        crate::uprobes::exists(path, symbol)
+        match crate::uprobes::exists(path, symbol)? {
+            Ok(()) => Some(true),
+            Err(warning) => {
+                self.warn(warning);
+                Some(false)
+            }
+        }
     }
 
     fn usdt_probes(
@@ -199,9 +222,9 @@ impl ProbeEnv for Tracefs {
         let found = crate::usdt::find(target, provider, name, &scope);
         if found.as_ref().is_ok_and(Vec::is_empty) {
             let provider = if provider.is_empty() { "*" } else { provider };
-            eprintln!(
+            self.warn(format!(
                 "warning: no USDT probe matches usdt:{target}:{provider}:{name}; it is skipped"
-            );
+            ));
         }
         Some(found)
     }
@@ -216,12 +239,12 @@ impl ProbeEnv for Tracefs {
         match list.expand(ret, module, func) {
             Expansion::Banned(why) => Some(Err(why)),
             Expansion::Unlisted(name) => {
-                eprintln!("WARNING: {name} is not traceable (either non-existing, inlined, or marked as \"notrace\"); attaching to it will likely fail");
+                self.warn(format!("WARNING: {name} is not traceable (either non-existing, inlined, or marked as \"notrace\"); attaching to it will likely fail"));
                 Some(Ok(1))
             }
             Expansion::Funcs(found) => {
                 if found.is_empty() {
-                    eprintln!("{}", skip_warning(ret, module, func));
+                    self.warn(skip_warning(ret, module, func));
                 }
                 Some(Ok(found.len()))
             }
@@ -295,7 +318,7 @@ impl ProbeEnv for Tracefs {
         });
         if found.is_empty() {
             let kind = if ret { "kretfunc" } else { "kfunc" };
-            eprintln!("{}", skip_warning_for(kind, module, func));
+            self.warn(skip_warning_for(kind, module, func));
         }
         Some(found)
     }

@@ -107,20 +107,21 @@ pub fn functions(file: &Path) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// `Some(false)` (with a warning on stderr) when the target or the symbol is missing.
-pub fn exists(target: &str, symbol: &str) -> Option<bool> {
+/// `Some(Err(warning))` when the target or the symbol is missing (the probe is
+/// skipped), `None` when the target cannot be read.
+pub fn exists(target: &str, symbol: &str) -> Option<Result<(), String>> {
     let Some(file) = resolve_target(target) else {
-        eprintln!("warning: uprobe target '{target}' not found; its probes are skipped");
-        return Some(false);
+        return Some(Err(format!(
+            "warning: uprobe target '{target}' not found; its probes are skipped"
+        )));
     };
-    let found = symbol_defined(&file, symbol)?;
-    if !found {
-        eprintln!(
+    if !symbol_defined(&file, symbol)? {
+        return Some(Err(format!(
             "warning: symbol '{symbol}' not found in {} (no debug symbols?); uprobe:{target}:{symbol} is skipped",
             file.display()
-        );
+        )));
     }
-    Some(found)
+    Some(Ok(()))
 }
 
 /// The program `-c` names: a path (with a `/`) as is, else searched in `$PATH`.

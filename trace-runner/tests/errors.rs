@@ -54,8 +54,8 @@ fn malformed_scripts_give_located_errors() {
     }
 }
 
-/// `$container_pid` is replaced by a number before the front end reads the script; the
-/// errors after it on its line still point at the column the user wrote.
+/// `$container_pid` becomes a number in the front end; the errors after it on its line
+/// still point at the column the user wrote.
 #[test]
 fn errors_after_container_pid_keep_their_column() {
     let src = "BEGIN { @x = $container_pid; nosuchfunc(1); }";
@@ -68,6 +68,72 @@ fn errors_after_container_pid_keep_their_column() {
     );
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines[2].find('^'), lines[1].find("nosuchfunc"), "{err}");
+}
+
+/// Every independent error is printed, each located with its line and caret; an
+/// unknown variable once however often it is used.
+#[test]
+fn every_error_is_printed() {
+    let src = "BEGIN { foo(1); @x = 1; @x = \"s\"; print($y); print($y); }";
+    let (code, err) = check(src);
+    assert_eq!(code, 2, "{err}");
+    let located: Vec<&str> = err.lines().filter(|l| l.starts_with("stdin:1:")).collect();
+    assert_eq!(located.len(), 3, "{err}");
+    assert_eq!(located[0], "stdin:1:9: error: Unknown function: foo");
+    assert!(located[1].contains("Type mismatch for @x"), "{err}");
+    assert_eq!(
+        located[2],
+        "stdin:1:41: error: Undefined or undeclared variable: $y"
+    );
+    assert_eq!(err.lines().count(), 9, "{err}");
+    for pair in err.lines().collect::<Vec<_>>().chunks(3) {
+        assert_eq!(pair[1], src, "{err}");
+        assert!(pair[2].trim_start().starts_with('^'), "{err}");
+    }
+}
+
+/// The analysis' warnings are printed as before, ahead of the errors.
+#[test]
+fn warnings_come_before_the_errors() {
+    let (code, err) = check("uprobe:/nonexistent/kt:f { } BEGIN { foo(); }");
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        err.lines().take(2).collect::<Vec<_>>(),
+        [
+            "warning: uprobe target '/nonexistent/kt' not found; its probes are skipped",
+            "stdin:1:38: error: Unknown function: foo",
+        ],
+        "{err}"
+    );
+}
+
+/// Without a target, `$container_pid` is an error at the use, not a failure of the
+/// whole script without a location.
+#[test]
+fn container_pid_without_a_target_is_located() {
+    let out = Command::new(runner())
+        .args([
+            "run",
+            "-e",
+            "BEGIN { printf(\"%d\\n\", $container_pid); exit(); }",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("stdin:1:24: error: $container_pid needs a pod target\n"),
+        "{err}"
+    );
+}
+
+/// `$container_pid` in an attach point is the pid's digits (it was padded with spaces
+/// to its width, which broke the attach point's syntax).
+#[test]
+fn container_pid_in_an_attach_point() {
+    let (code, err) = check("uprobe:/proc/$container_pid/exe:main { @[tid] = count(); }");
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("error"), "{err}");
 }
 
 #[test]

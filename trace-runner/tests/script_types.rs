@@ -126,6 +126,9 @@ fn trace(mut cmd: Command) -> String {
                     && (line.starts_with("Attaching") || line.contains("\"attached_probes\""))
                 {
                     attached = true;
+                    // bpftrace prints its attach line before it attaches: give it a
+                    // moment, or on a loaded machine the program runs unseen.
+                    std::thread::sleep(Duration::from_secs(1));
                     let status = Command::new(prog_bin()).status().expect("run the program");
                     assert!(status.success(), "the traced program failed: {status}");
                     continue;

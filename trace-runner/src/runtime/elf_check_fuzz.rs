@@ -365,8 +365,9 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for (i, src) in scripts.iter().enumerate() {
         let opts = crate::commands::base_options();
-        let compiled = crate::commands::compile_source("seed.bt", src, &[], &env, opts)
-            .unwrap_or_else(|e| panic!("seed script {i} does not compile: {}", e.0));
+        let compiled =
+            crate::commands::compile_source("seed.bt", src, &Default::default(), &env, opts)
+                .unwrap_or_else(|e| panic!("seed script {i} does not compile: {}", e.0));
         let programs: Vec<_> = compiled.programs.iter().map(|p| p.code.clone()).collect();
         let elf = object_file::emit(&programs, &compiled.maps).unwrap();
         out.push((format!("runner#{i}"), elf));
@@ -654,9 +655,14 @@ fn rejected(bytes: &[u8], needles: &[&str]) {
 fn runner_seed() -> Vec<u8> {
     let env = crate::tracefs::Tracefs::open();
     let src = "BEGIN { @a = count(); @b[1] = sum(2); }";
-    let compiled =
-        crate::commands::compile_source("seed.bt", src, &[], &env, crate::commands::base_options())
-            .unwrap_or_else(|e| panic!("{}", e.0));
+    let compiled = crate::commands::compile_source(
+        "seed.bt",
+        src,
+        &Default::default(),
+        &env,
+        crate::commands::base_options(),
+    )
+    .unwrap_or_else(|e| panic!("{}", e.0));
     let programs: Vec<_> = compiled.programs.iter().map(|p| p.code.clone()).collect();
     crate::compile::object_file::emit(&programs, &compiled.maps).unwrap()
 }

@@ -44,3 +44,13 @@ pub(crate) fn kill(pid: libc::pid_t, sig: libc::c_int) {
     // SAFETY: kill(2) has no memory arguments.
     unsafe { libc::kill(pid, sig) };
 }
+
+/// Send `sig` to process `pid`, reporting failure (no such process: `ESRCH`).
+pub(crate) fn send(pid: libc::pid_t, sig: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: kill(2) has no memory arguments.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
