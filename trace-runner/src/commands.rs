@@ -207,6 +207,14 @@ fn list_names(pattern: Option<String>) -> Result<Vec<String>, Failure> {
         "cgroup_skb:ingress".into(),
         "cgroup_skb:egress".into(),
     ];
+    // As bpftrace lists them: `hardware:EVENT:` and `software:EVENT:` (the count is
+    // optional).
+    for (kind, events) in [
+        ("hardware", crate::abi::HARDWARE_EVENTS),
+        ("software", crate::abi::SOFTWARE_EVENTS),
+    ] {
+        names.extend(events.iter().map(|(e, ..)| format!("{kind}:{e}:")));
+    }
     let tracepoints = env.all_tracepoints();
     // Raw tracepoints: the kernel tracepoints behind the events (the syscalls:* events
     // all sit on sys_enter and sys_exit).

@@ -132,3 +132,50 @@ fn blocks_on_one_uprobe_run_in_script_order() {
         );
     }
 }
+
+#[test]
+fn software_probes_fire_and_run_in_script_order() {
+    if !require_bpf() {
+        return;
+    }
+    // Before: "Software probes are not supported yet".
+    let out = run_with_bash_echo(r#"software:page-faults:1 { printf("%s\n", probe); exit(); }"#);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("Attaching 1 probe...\nsoftware:page-faults:1\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run_with_bash_echo(
+        r#"software:faults:1 { @r1 = 1; if (@go == 1) { printf("first"); } }
+           software:faults:1 { @r2 = 1; if (@go == 1) { printf(" second\n"); exit(); } }
+           software:faults:1 { if (@r1 == 1 && @r2 == 1) { @go = 1; } }"#,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("first second\n"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn software_and_hardware_events_are_listed() {
+    let list = |pattern: &str| {
+        let out = Command::new(runner())
+            .args(["bpftrace", "-l", pattern])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{pattern}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let sw = list("software:*");
+    assert!(sw.lines().any(|l| l == "software:page-faults:"), "{sw}");
+    assert!(sw.lines().all(|l| l.starts_with("software:")), "{sw}");
+    let both = list("*ware:*");
+    assert!(
+        both.lines().any(|l| l == "hardware:cache-misses:"),
+        "{both}"
+    );
+    assert!(both.lines().any(|l| l == "software:cpu-clock:"), "{both}");
+}

@@ -131,7 +131,7 @@ fn unload(attach: &Attach, prog: &mut aya::programs::Program) {
         Attach::Uprobe { .. } | Attach::Usdt { .. } => {
             <&mut UProbe>::try_from(prog).and_then(|x| x.unload())
         }
-        Attach::Profile { .. } | Attach::Interval { .. } => {
+        Attach::Profile { .. } | Attach::Interval { .. } | Attach::PerfCounter { .. } => {
             <&mut PerfEvent>::try_from(prog).and_then(|x| x.unload())
         }
         Attach::CgroupSkb { .. } => <&mut CgroupSkb>::try_from(prog).and_then(|x| x.unload()),
@@ -301,12 +301,20 @@ fn kprobe_targets(probe_name: &str, func: &str, ret: bool) -> Result<Vec<String>
 
 /// The running kernel's release (`uname -r`).
 /// Whether the kernel runs the programs on one attach point of this kind newest first
-/// (kprobes, uprobes, fentry): those are attached in reverse script order so that, as
-/// in bpftrace, the blocks of one event run in the order the script gives them.
+/// (kprobes, uprobes, fentry, software perf events): those are attached in reverse
+/// script order so that, as in bpftrace, the blocks of one event run in the order the
+/// script gives them.
 fn runs_newest_first(a: &Attach) -> bool {
     matches!(
         a,
-        Attach::Kprobe { .. } | Attach::Fentry { .. } | Attach::Uprobe { .. } | Attach::Usdt { .. }
+        Attach::Kprobe { .. }
+            | Attach::Fentry { .. }
+            | Attach::Uprobe { .. }
+            | Attach::Usdt { .. }
+            | Attach::PerfCounter {
+                hardware: false,
+                ..
+            }
     )
 }
 
@@ -487,7 +495,7 @@ impl Session {
                     let up: &mut UProbe = prog.try_into().map_err(|e| verifier_error(name, e))?;
                     up.load()
                 }
-                Attach::Profile { .. } | Attach::Interval { .. } => {
+                Attach::Profile { .. } | Attach::Interval { .. } | Attach::PerfCounter { .. } => {
                     let pe: &mut PerfEvent =
                         prog.try_into().map_err(|e| verifier_error(name, e))?;
                     pe.load()
@@ -673,6 +681,27 @@ impl Session {
                             PerfEventConfig::Software(SoftwareEvent::CpuClock),
                             PerfEventScope::AllProcessesOneCpu { cpu: *cpu },
                             SamplePolicy::Frequency(*hz),
+                            false,
+                        )
+                        .map_err(fail)?;
+                    }
+                }
+                Attach::PerfCounter {
+                    hardware,
+                    config,
+                    period,
+                } => {
+                    let pe: &mut PerfEvent = prog.try_into().map_err(fail)?;
+                    // PERF_TYPE_HARDWARE is 0, PERF_TYPE_SOFTWARE 1.
+                    let pmu_type = if *hardware { 0 } else { 1 };
+                    for cpu in &cpus {
+                        pe.attach(
+                            PerfEventConfig::Pmu {
+                                pmu_type,
+                                config: *config,
+                            },
+                            PerfEventScope::AllProcessesOneCpu { cpu: *cpu },
+                            SamplePolicy::Period(*period),
                             false,
                         )
                         .map_err(fail)?;
