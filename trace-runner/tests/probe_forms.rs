@@ -179,3 +179,31 @@ fn software_and_hardware_events_are_listed() {
     );
     assert!(both.lines().any(|l| l == "software:cpu-clock:"), "{both}");
 }
+
+#[test]
+fn banned_kretprobes_and_non_module_kprobe_parts_are_refused_before_kprobe_checks() {
+    // Before, on a kernel without kprobes: "this kernel has no kprobes" or "nothing to
+    // trace", not bpftrace's refusal.
+    for (script, want) in [
+        (
+            "kretprobe:queued_spin_lock_slowpath { exit(); }",
+            "stdin:1:1: error: kretprobe:queued_spin_lock_slowpath can't be used as it might lock up your system.",
+        ),
+        (
+            "kretprobe:_raw_spin_lock { exit(); }",
+            "stdin:1:1: error: kretprobe:_raw_spin_lock can't be used as it might lock up your system.",
+        ),
+        (
+            "kprobe:syscalls:sys_exit_nanosleep { exit(); }",
+            "stdin:1:1: error: kprobe probe type requires 1 argument ('syscalls' is not a loaded kernel module)",
+        ),
+    ] {
+        let out = Command::new(runner())
+            .args(["bpftrace", "-e", script])
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{script}: {err}");
+        assert_eq!(err.lines().next(), Some(want), "{script}: {err}");
+    }
+}

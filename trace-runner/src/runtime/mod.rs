@@ -299,7 +299,6 @@ fn kprobe_targets(probe_name: &str, func: &str, ret: bool) -> Result<Vec<String>
     }
 }
 
-/// The running kernel's release (`uname -r`).
 /// Whether the kernel runs the programs on one attach point of this kind newest first
 /// (kprobes, uprobes, fentry, software perf events): those are attached in reverse
 /// script order so that, as in bpftrace, the blocks of one event run in the order the
@@ -328,6 +327,7 @@ fn attach_order(attaches: &[&Attach]) -> Vec<usize> {
     forward.chain(reverse).collect()
 }
 
+/// The running kernel's release (`uname -r`).
 fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
