@@ -37,6 +37,12 @@ pub trait ProbeEnv {
         None
     }
 
+    /// The functions of the binary or library `path` of a uprobe whose names match
+    /// `pattern` (`*` and `?` wildcards): `None` when this environment cannot tell.
+    fn uprobe_functions(&self, _path: &str, _pattern: &str) -> Option<Vec<String>> {
+        None
+    }
+
     /// How many kernel functions a k(ret)probe on `[module:]func` (`*` wildcards) attaches
     /// to: `None` when this environment cannot tell, `Err` (the message) for a function
     /// that may not be traced. Points matching nothing are skipped, as bpftrace does.
@@ -203,6 +209,9 @@ impl ProbeEnv for Layered<'_> {
     fn uprobe_exists(&self, path: &str, symbol: &str) -> Option<bool> {
         self.env.uprobe_exists(path, symbol)
     }
+    fn uprobe_functions(&self, path: &str, pattern: &str) -> Option<Vec<String>> {
+        self.env.uprobe_functions(path, pattern)
+    }
     fn kprobe_matches(
         &self,
         ret: bool,
@@ -347,6 +356,20 @@ fn resolve_probe(
                         kind: ap.kind,
                         name: kfunc_probe_name(ap.kind, &m, &f),
                         parts: vec![m, f],
+                        usdt: None,
+                    });
+                }
+                continue;
+            }
+        }
+        if matches!(ap.kind, ProbeKind::Uprobe | ProbeKind::Uretprobe) && has_wildcard(&ap.parts[1])
+        {
+            if let Some(funcs) = env.uprobe_functions(&ap.parts[0], &ap.parts[1]) {
+                for f in funcs {
+                    out.push(ResolvedAttach {
+                        kind: ap.kind,
+                        name: format!("{}:{}:{f}", ap.kind.provider(), ap.parts[0]),
+                        parts: vec![ap.parts[0].clone(), f],
                         usdt: None,
                     });
                 }

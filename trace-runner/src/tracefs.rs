@@ -185,6 +185,17 @@ impl ProbeEnv for Tracefs {
         crate::uprobes::exists(path, symbol)
     }
 
+    fn uprobe_functions(&self, path: &str, pattern: &str) -> Option<Vec<String>> {
+        let file = crate::uprobes::resolve_target(path)?;
+        let functions = crate::uprobes::functions(&file).ok()?;
+        Some(
+            functions
+                .into_iter()
+                .filter(|f| glob_match(pattern, f))
+                .collect(),
+        )
+    }
+
     fn usdt_probes(
         &self,
         target: &str,

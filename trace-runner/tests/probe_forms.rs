@@ -207,3 +207,19 @@ fn banned_kretprobes_and_non_module_kprobe_parts_are_refused_before_kprobe_check
         assert_eq!(err.lines().next(), Some(want), "{script}: {err}");
     }
 }
+
+#[test]
+fn uprobe_function_wildcards_expand_to_each_function() {
+    if !require_bpf() {
+        return;
+    }
+    // Before: "cannot attach uprobe:/bin/bash:echo_bui*ltin: ... unknown symbol".
+    let out =
+        run_with_bash_echo(r#"uprobe:/bin/bash:echo_bui*ltin { printf("%s\n", probe); exit(); }"#);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("Attaching 1 probe...\nuprobe:/bin/bash:echo_builtin\n"),
+        "{}",
+        text(&out.stdout)
+    );
+}
