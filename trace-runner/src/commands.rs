@@ -147,23 +147,29 @@ fn list_names(pattern: Option<String>) -> Result<Vec<String>, Failure> {
     });
     if let Some((kind, rest)) = uprobe {
         let (target, symbols) = rest.split_once(':').unwrap_or((rest, "*"));
-        let file = crate::uprobes::resolve_target(target).ok_or_else(|| {
-            Failure(
+        let files = crate::uprobes::resolve_targets(target);
+        if files.is_empty() {
+            return Err(Failure(
                 format!("error: uprobe target '{target}' not found"),
                 exit::FAILURE,
-            )
-        })?;
-        let functions = crate::uprobes::functions(&file).map_err(|e| {
-            Failure(
-                format!("error: cannot read {}: {e}", file.display()),
-                exit::FAILURE,
-            )
-        })?;
-        return Ok(functions
-            .iter()
-            .filter(|f| tracefs::glob_match(symbols, f))
-            .map(|f| format!("{kind}:{target}:{f}"))
-            .collect());
+            ));
+        }
+        let mut names = Vec::new();
+        for (shown, file) in files {
+            let functions = crate::uprobes::functions(&file).map_err(|e| {
+                Failure(
+                    format!("error: cannot read {}: {e}", file.display()),
+                    exit::FAILURE,
+                )
+            })?;
+            names.extend(
+                functions
+                    .iter()
+                    .filter(|f| tracefs::glob_match(symbols, f))
+                    .map(|f| format!("{kind}:{shown}:{f}")),
+            );
+        }
+        return Ok(names);
     }
     // `usdt:PATH:...` (or `*:PATH:...`): the USDT probes of that file.
     if let Some(p) = pattern.as_deref().filter(|p| {

@@ -48,6 +48,31 @@ pub fn resolve_target(target: &str) -> Option<PathBuf> {
     None
 }
 
+/// The files a uprobe target names, each with the name it is shown under: a file name
+/// with `*` wildcards (`./testprogs/uprobe*`) matches the ELF files of its directory,
+/// sorted; any other target is [`resolve_target`].
+pub fn resolve_targets(target: &str) -> Vec<(String, PathBuf)> {
+    let (dir, name) = target.rsplit_once('/').unwrap_or((".", target));
+    if !name.contains('*') || dir.contains('*') {
+        return resolve_target(target)
+            .map(|f| vec![(target.to_string(), f)])
+            .unwrap_or_default();
+    }
+    let Ok(rd) = std::fs::read_dir(if dir.is_empty() { "/" } else { dir }) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            crate::tracefs::glob_match(name, &n).then(|| (format!("{dir}/{n}"), e.path()))
+        })
+        .filter(|(_, p)| p.is_file() && is_elf(p))
+        .collect();
+    found.sort();
+    found
+}
+
 fn is_elf(path: &Path) -> bool {
     use std::io::Read;
     let mut magic = [0u8; 4];

@@ -223,3 +223,23 @@ fn uprobe_function_wildcards_expand_to_each_function() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn uprobe_listing_with_a_wildcarded_file() {
+    // Before: "error: uprobe target '/bin/ba*' not found".
+    let out = Command::new(runner())
+        .args(["bpftrace", "-l", "uprobe:/bin/ba*:echo_builtin"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .lines()
+            .any(|l| l == "uprobe:/bin/bash:echo_builtin"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stdout)
+        .lines()
+        .all(|l| l.starts_with("uprobe:/bin/ba")));
+}
