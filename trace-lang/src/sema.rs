@@ -37,6 +37,12 @@ pub trait ProbeEnv {
         None
     }
 
+    /// The file a uprobe target names as this mount namespace reaches it, when that is
+    /// another path (a binary inside the traced process's root): `None` to keep it.
+    fn uprobe_path(&self, _path: &str) -> Option<String> {
+        None
+    }
+
     /// The functions of the binary or library `path` of a uprobe whose names match
     /// `pattern` (`*` and `?` wildcards): `None` when this environment cannot tell.
     fn uprobe_functions(&self, _path: &str, _pattern: &str) -> Option<Vec<String>> {
@@ -212,6 +218,9 @@ impl ProbeEnv for Layered<'_> {
     fn uprobe_functions(&self, path: &str, pattern: &str) -> Option<Vec<String>> {
         self.env.uprobe_functions(path, pattern)
     }
+    fn uprobe_path(&self, path: &str) -> Option<String> {
+        self.env.uprobe_path(path)
+    }
     fn kprobe_matches(
         &self,
         ret: bool,
@@ -314,6 +323,18 @@ fn resolve_probe(
     let mut out = Vec::new();
     for ap in &probe.attach {
         check_attach(ap)?;
+        // A binary inside the traced process's root: attached there, named as written.
+        let target = ap.parts.first().cloned().unwrap_or_default();
+        let inside;
+        let ap = match env.uprobe_path(&target) {
+            Some(path) if matches!(ap.kind, ProbeKind::Uprobe | ProbeKind::Uretprobe) => {
+                let mut moved = ap.clone();
+                moved.parts[0] = path;
+                inside = moved;
+                &inside
+            }
+            _ => ap,
+        };
         if ap.kind == ProbeKind::Tracepoint {
             let (cat, name) = (&ap.parts[0], &ap.parts[1]);
             if let Some(found) = env.tracepoints(cat, name) {
@@ -368,7 +389,7 @@ fn resolve_probe(
                 for f in funcs {
                     out.push(ResolvedAttach {
                         kind: ap.kind,
-                        name: format!("{}:{}:{f}", ap.kind.provider(), ap.parts[0]),
+                        name: format!("{}:{target}:{f}", ap.kind.provider()),
                         parts: vec![ap.parts[0].clone(), f],
                         usdt: None,
                     });

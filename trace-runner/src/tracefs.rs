@@ -185,6 +185,19 @@ impl ProbeEnv for Tracefs {
         crate::uprobes::exists(path, symbol)
     }
 
+    fn uprobe_path(&self, path: &str) -> Option<String> {
+        if !path.starts_with('/') || Path::new(path).exists() {
+            return None;
+        }
+        let pid = self
+            .usdt_scope
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pid?;
+        let inside = format!("/proc/{pid}/root{path}");
+        Path::new(&inside).exists().then_some(inside)
+    }
+
     fn uprobe_functions(&self, path: &str, pattern: &str) -> Option<Vec<String>> {
         let file = crate::uprobes::resolve_target(path)?;
         let functions = crate::uprobes::functions(&file).ok()?;

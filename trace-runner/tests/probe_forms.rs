@@ -243,3 +243,46 @@ fn uprobe_listing_with_a_wildcarded_file() {
         .lines()
         .all(|l| l.starts_with("uprobe:/bin/ba")));
 }
+
+#[test]
+fn uprobe_on_a_binary_in_another_mount_namespace() {
+    if !require_bpf() {
+        return;
+    }
+    // A bash that exists only in a private mount namespace (a tmpfs over an empty dir),
+    // running its `echo` builtin in a loop. Before: "uprobe target ... not found".
+    let dir = format!("/tmp/trace-runner-mntns-{}", std::process::id());
+    std::fs::create_dir_all(&dir).unwrap();
+    let inner = format!(
+        "mount -t tmpfs none {dir} && cp /bin/bash {dir}/bash && exec {dir}/bash -c 'while :; do echo lala >/dev/null; sleep 0.1; done'"
+    );
+    let mut ns = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &inner])
+        .spawn()
+        .expect("unshare (util-linux)");
+    let pid = ns.id();
+    let inside = format!("/proc/{pid}/root{dir}/bash");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::path::Path::new(&inside).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the namespace's bash did not appear"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!std::path::Path::new(&format!("{dir}/bash")).exists());
+    let script = format!(r#"uprobe:{dir}/bash:echo_builtin {{ printf("%s\n", probe); exit(); }}"#);
+    let out = Command::new(runner())
+        .args(["bpftrace", "-p", &pid.to_string(), "-e", &script])
+        .output()
+        .unwrap();
+    let _ = ns.kill();
+    let _ = ns.wait();
+    let _ = std::fs::remove_dir(&dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("uprobe:{dir}/bash:echo_builtin\n")),
+        "{}",
+        text(&out.stdout)
+    );
+}
