@@ -2,6 +2,7 @@
 //! `run`: front end (`trace_lang::check`) then code generation, with errors rendered
 //! as `FILE:LINE:COL`, the line and a caret.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::cli::{Failure, ScriptArgs};
@@ -324,11 +325,27 @@ pub(crate) fn list_bpftrace(
     };
     let env = Tracefs::open();
     let mut out = String::new();
+    // Each uprobe target's DWARF, read once: its functions' parameters.
+    let mut dwarf: HashMap<String, HashMap<String, Vec<String>>> = HashMap::new();
     for name in names {
         out.push_str(&name);
         out.push('\n');
         if !verbose {
             continue;
+        }
+        if let Some((target, func)) = name
+            .strip_prefix("uprobe:")
+            .or_else(|| name.strip_prefix("uretprobe:"))
+            .and_then(|r| r.rsplit_once(':'))
+        {
+            let params = dwarf.entry(target.to_string()).or_insert_with(|| {
+                crate::uprobes::resolve_target(target)
+                    .and_then(|f| crate::dwarf::function_params(&f).ok())
+                    .unwrap_or_default()
+            });
+            for param in params.get(func).into_iter().flatten() {
+                out.push_str(&format!("    {param}\n"));
+            }
         }
         if name.starts_with("kfunc:") || name.starts_with("kretfunc:") {
             for param in kfunc_params(&name) {

@@ -286,3 +286,48 @@ fn uprobe_on_a_binary_in_another_mount_namespace() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn verbose_uprobe_listing_shows_dwarf_parameters() {
+    // A small C program built with debug info. Before: the names only, no parameters.
+    let dir = std::env::temp_dir().join(format!("trace-runner-dwarf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("prog.c");
+    std::fs::write(
+        &src,
+        "struct Pair { int a; long b; };\n\
+         union U { int i; char c; };\n\
+         int __attribute__((noinline)) take(const char *name, struct Pair *p, union U u, unsigned long n[]) { return name[0] + p->a + u.i + (int)n[0]; }\n\
+         int main(int argc, char **argv) { struct Pair p = {1, 2}; union U u = {3}; unsigned long n[1] = {4}; return take(argv[0], &p, u, n) + argc; }\n",
+    )
+    .unwrap();
+    let exe = dir.join("prog");
+    let cc = Command::new("cc")
+        .args(["-g", "-O0", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(cc.success());
+    let pattern = format!("uprobe:{}:*", exe.display());
+    let out = Command::new(runner())
+        .args(["bpftrace", "-lv", &pattern])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    let exe = exe.display();
+    assert!(
+        listing.contains(&format!(
+            "uprobe:{exe}:main\n    int argc\n    char** argv\n"
+        )),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(&format!(
+            "uprobe:{exe}:take\n    const char* name\n    struct Pair* p\n    union U u\n    long unsigned int* n\n"
+        )),
+        "{listing}"
+    );
+}
