@@ -66,7 +66,7 @@ fn collect_unit(
                 );
                 current = match name {
                     Some(n) if !declaration => {
-                        out.entry(n.clone()).or_insert_with(Vec::new);
+                        out.entry(n.clone()).or_default();
                         Some((n, depth))
                     }
                     _ => None,
