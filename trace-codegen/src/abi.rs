@@ -154,6 +154,15 @@ pub enum Attach {
     Interval {
         period_ns: u64,
     },
+    /// `watchpoint:ADDR:LEN:MODE`: a hardware breakpoint (`PERF_TYPE_BREAKPOINT`) on
+    /// `len` bytes at `address`, `mode` a combination of `r`, `w` (or `x` alone); in the
+    /// traced process when there is one, else kernel-wide on every CPU.
+    Watchpoint {
+        address: u64,
+        len: u64,
+        mode: String,
+        pid: Option<u32>,
+    },
     /// `software:EVENT:COUNT` / `hardware:EVENT:COUNT`: a perf counter on every CPU
     /// (`PERF_TYPE_SOFTWARE` or `PERF_TYPE_HARDWARE`, event `config`) that runs the
     /// program every `period` events.

@@ -466,6 +466,16 @@ fn attach_target(
                 }
             }
         }
+        ProbeKind::Watchpoint => Attach::Watchpoint {
+            address: part(0)
+                .strip_prefix("0x")
+                .map_or_else(|| part(0).parse().ok(), |h| u64::from_str_radix(h, 16).ok())
+                .ok_or_else(|| err(span, format!("{}: expected an address", a.name)))?,
+            len: parse_number(&part(1))
+                .ok_or_else(|| err(span, format!("{}: expected a length", a.name)))?,
+            mode: part(2),
+            pid: opts.pid.or(opts.cpid),
+        },
         ProbeKind::Software | ProbeKind::Hardware => {
             let hardware = a.kind == ProbeKind::Hardware;
             let (config, default) =
@@ -519,7 +529,10 @@ fn section_name(a: &Attach, name: &str) -> String {
         Attach::Uprobe { ret: false, .. } => format!("uprobe/{name}"),
         Attach::Uprobe { ret: true, .. } => format!("uretprobe/{name}"),
         Attach::Usdt { .. } => format!("uprobe/{name}"),
-        Attach::Profile { .. } | Attach::Interval { .. } | Attach::PerfCounter { .. } => {
+        Attach::Profile { .. }
+        | Attach::Interval { .. }
+        | Attach::PerfCounter { .. }
+        | Attach::Watchpoint { .. } => {
             format!("perf_event/{name}")
         }
         Attach::CgroupSkb { egress: true } => "cgroup_skb/egress".into(),

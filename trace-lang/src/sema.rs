@@ -572,6 +572,34 @@ fn check_attach(ap: &ast::AttachPoint) -> Result<(), Diagnostic> {
                 }
             }
         }
+        ProbeKind::Watchpoint => {
+            if n != 3 {
+                return count_err("3");
+            }
+            if parse_u64(&ap.parts[0]).is_none() {
+                return err(format!(
+                    "{provider}: only an absolute address is supported here, not '{}'",
+                    ap.parts[0]
+                ));
+            }
+            if !matches!(ap.parts[1].as_str(), "1" | "2" | "4" | "8") {
+                return err("watchpoint length must be one of (1,2,4,8)".into());
+            }
+            let mode = ap.parts[2].as_str();
+            if mode.is_empty() || !mode.chars().all(|c| "rwx".contains(c)) {
+                return err("watchpoint mode must be combination of (r,w,x)".into());
+            }
+            let mut seen = String::new();
+            for c in mode.chars() {
+                if seen.contains(c) {
+                    return err("watchpoint modes may not be duplicated".into());
+                }
+                seen.push(c);
+            }
+            if mode.contains('x') && mode.len() > 1 {
+                return err(format!("invalid watchpoint mode: {mode}"));
+            }
+        }
         ProbeKind::Software | ProbeKind::Hardware => {
             if !(1..=2).contains(&n) {
                 return count_err("1 or 2");

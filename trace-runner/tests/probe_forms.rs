@@ -331,3 +331,82 @@ fn verbose_uprobe_listing_shows_dwarf_parameters() {
         "{listing}"
     );
 }
+
+#[test]
+fn watchpoint_on_an_absolute_address_of_the_command() {
+    if !require_bpf() {
+        return;
+    }
+    // A program that writes to a fixed address in a loop. Before: "probe type
+    // 'watchpoint' is not supported".
+    let dir = std::env::temp_dir().join(format!("trace-runner-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("w.c");
+    std::fs::write(
+        &src,
+        "#include <sys/mman.h>\n\
+         int main(void) { volatile unsigned char *p = mmap((void *)0x10000000, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);\n\
+         if (p == MAP_FAILED) return 1; for (unsigned i = 0; i < 2000000000u; i++) p[0] = i; return 0; }\n",
+    )
+    .unwrap();
+    let exe = dir.join("w");
+    let cc = Command::new("cc")
+        .args(["-O0", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(cc.success());
+    let out = Command::new(runner())
+        .args([
+            "bpftrace",
+            "-e",
+            r#"watchpoint:0x10000000:8:w { printf("hit %s\n", probe); exit() }"#,
+            "-c",
+        ])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("Attaching 1 probe...\nhit watchpoint:0x10000000:8:w\n"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn watchpoint_attach_points_are_checked_as_bpftrace_checks_them() {
+    for (point, want) in [
+        (
+            "watchpoint:0x1000:3:w",
+            "watchpoint length must be one of (1,2,4,8)",
+        ),
+        (
+            "watchpoint:0x1000:4:q",
+            "watchpoint mode must be combination of (r,w,x)",
+        ),
+        (
+            "watchpoint:0x1000:4",
+            "watchpoint probe type requires 3 arguments",
+        ),
+        (
+            "watchpoint:0x1000:4:rr",
+            "watchpoint modes may not be duplicated",
+        ),
+        ("watchpoint:0x1000:4:rx", "invalid watchpoint mode: rx"),
+    ] {
+        let out = Command::new(runner())
+            .args(["bpftrace", "-e", &format!("{point} {{ }}")])
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{point}: {err}");
+        assert_eq!(
+            err.lines().next(),
+            Some(format!("stdin:1:1: error: {want}").as_str()),
+            "{point}: {err}"
+        );
+    }
+}

@@ -131,9 +131,10 @@ fn unload(attach: &Attach, prog: &mut aya::programs::Program) {
         Attach::Uprobe { .. } | Attach::Usdt { .. } => {
             <&mut UProbe>::try_from(prog).and_then(|x| x.unload())
         }
-        Attach::Profile { .. } | Attach::Interval { .. } | Attach::PerfCounter { .. } => {
-            <&mut PerfEvent>::try_from(prog).and_then(|x| x.unload())
-        }
+        Attach::Profile { .. }
+        | Attach::Interval { .. }
+        | Attach::PerfCounter { .. }
+        | Attach::Watchpoint { .. } => <&mut PerfEvent>::try_from(prog).and_then(|x| x.unload()),
         Attach::CgroupSkb { .. } => <&mut CgroupSkb>::try_from(prog).and_then(|x| x.unload()),
     };
 }
@@ -297,6 +298,37 @@ fn kprobe_targets(probe_name: &str, func: &str, ret: bool) -> Result<Vec<String>
         kfuncs::Expansion::Unlisted(name) => Ok(kfuncs::qualify(module, vec![name])),
         kfuncs::Expansion::Banned(why) => Err(LoadError(why)),
     }
+}
+
+/// The perf breakpoint of `watchpoint:ADDR:LEN:MODE` (`None` for a length or mode
+/// the analysis refuses).
+fn watchpoint_config(
+    address: u64,
+    len: u64,
+    mode: &str,
+) -> Option<aya::programs::perf_event::BreakpointConfig> {
+    use aya::programs::perf_event::{BreakpointConfig, PerfBreakpointLength, PerfBreakpointType};
+    if mode == "x" {
+        return Some(BreakpointConfig::Instruction { address });
+    }
+    let r#type = match (mode.contains('r'), mode.contains('w')) {
+        (true, true) => PerfBreakpointType::ReadWrite,
+        (true, false) => PerfBreakpointType::Read,
+        (false, true) => PerfBreakpointType::Write,
+        (false, false) => return None,
+    };
+    let length = match len {
+        1 => PerfBreakpointLength::Len1,
+        2 => PerfBreakpointLength::Len2,
+        4 => PerfBreakpointLength::Len4,
+        8 => PerfBreakpointLength::Len8,
+        _ => return None,
+    };
+    Some(BreakpointConfig::Data {
+        r#type,
+        address,
+        length,
+    })
 }
 
 /// Whether the kernel runs the programs on one attach point of this kind newest first
@@ -495,7 +527,10 @@ impl Session {
                     let up: &mut UProbe = prog.try_into().map_err(|e| verifier_error(name, e))?;
                     up.load()
                 }
-                Attach::Profile { .. } | Attach::Interval { .. } | Attach::PerfCounter { .. } => {
+                Attach::Profile { .. }
+                | Attach::Interval { .. }
+                | Attach::PerfCounter { .. }
+                | Attach::Watchpoint { .. } => {
                     let pe: &mut PerfEvent =
                         prog.try_into().map_err(|e| verifier_error(name, e))?;
                     pe.load()
@@ -702,6 +737,36 @@ impl Session {
                             },
                             PerfEventScope::AllProcessesOneCpu { cpu: *cpu },
                             SamplePolicy::Period(*period),
+                            false,
+                        )
+                        .map_err(fail)?;
+                    }
+                }
+                Attach::Watchpoint {
+                    address,
+                    len,
+                    mode,
+                    pid,
+                } => {
+                    let pe: &mut PerfEvent = prog.try_into().map_err(fail)?;
+                    let config = watchpoint_config(*address, *len, mode).ok_or_else(|| {
+                        LoadError(format!("{}: invalid watchpoint", p.probe_name))
+                    })?;
+                    let scopes: Vec<PerfEventScope> = match pid {
+                        Some(pid) => vec![PerfEventScope::OneProcess {
+                            pid: *pid,
+                            cpu: None,
+                        }],
+                        None => cpus
+                            .iter()
+                            .map(|&cpu| PerfEventScope::AllProcessesOneCpu { cpu })
+                            .collect(),
+                    };
+                    for scope in scopes {
+                        pe.attach(
+                            PerfEventConfig::Breakpoint(config),
+                            scope,
+                            SamplePolicy::Period(1),
                             false,
                         )
                         .map_err(fail)?;
