@@ -349,14 +349,24 @@ fn runs_newest_first(a: &Attach) -> bool {
     )
 }
 
-/// The order to attach programs in: those the kernel runs oldest first in script
-/// order, then the others in reverse script order.
+/// The order to attach programs in: script order, except that the programs on one
+/// attach point the kernel runs newest first are attached in reverse among themselves
+/// (each group keeps the slots it has, so different points still attach in script
+/// order).
 fn attach_order(attaches: &[&Attach]) -> Vec<usize> {
-    let forward = (0..attaches.len()).filter(|&i| !runs_newest_first(attaches[i]));
-    let reverse = (0..attaches.len())
-        .rev()
-        .filter(|&i| runs_newest_first(attaches[i]));
-    forward.chain(reverse).collect()
+    let mut order: Vec<usize> = (0..attaches.len()).collect();
+    let mut groups: std::collections::HashMap<String, Vec<usize>> = Default::default();
+    for (i, a) in attaches.iter().enumerate() {
+        if runs_newest_first(a) {
+            groups.entry(format!("{a:?}")).or_default().push(i);
+        }
+    }
+    for slots in groups.values() {
+        for (slot, i) in slots.iter().zip(slots.iter().rev()) {
+            order[*slot] = *i;
+        }
+    }
+    order
 }
 
 /// The running kernel's release (`uname -r`).
@@ -1137,7 +1147,7 @@ mod attach_order_tests {
     use super::{attach_order, Attach};
 
     #[test]
-    fn uprobes_and_kprobes_attach_in_reverse_after_the_others() {
+    fn programs_on_one_uprobe_attach_in_reverse_among_themselves() {
         let up = |s: &str| Attach::Uprobe {
             path: "/bin/bash".into(),
             symbol: s.into(),
@@ -1152,8 +1162,9 @@ mod attach_order_tests {
             ret: true,
         };
         let iv = Attach::Interval { period_ns: 1 };
-        let (u0, u1) = (up("a"), up("b"));
-        let all = [&u0, &tp, &u1, &kp, &iv];
-        assert_eq!(attach_order(&all), vec![1, 4, 3, 2, 0]);
+        let (a0, a1, b) = (up("a"), up("a"), up("b"));
+        // The two programs on uprobe a swap places; everything else keeps script order.
+        let all = [&a0, &tp, &b, &a1, &kp, &iv];
+        assert_eq!(attach_order(&all), vec![3, 1, 2, 0, 4, 5]);
     }
 }
