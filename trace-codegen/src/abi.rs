@@ -154,6 +154,23 @@ pub enum Attach {
     Interval {
         period_ns: u64,
     },
+    /// `watchpoint:ADDR:LEN:MODE`: a hardware breakpoint (`PERF_TYPE_BREAKPOINT`) on
+    /// `len` bytes at `address`, `mode` a combination of `r`, `w` (or `x` alone); in the
+    /// traced process when there is one, else kernel-wide on every CPU.
+    Watchpoint {
+        address: u64,
+        len: u64,
+        mode: String,
+        pid: Option<u32>,
+    },
+    /// `software:EVENT:COUNT` / `hardware:EVENT:COUNT`: a perf counter on every CPU
+    /// (`PERF_TYPE_SOFTWARE` or `PERF_TYPE_HARDWARE`, event `config`) that runs the
+    /// program every `period` events.
+    PerfCounter {
+        hardware: bool,
+        config: u64,
+        period: u64,
+    },
     CgroupSkb {
         egress: bool,
     },
@@ -336,4 +353,61 @@ pub fn finished_in_user_space(ty: &Type) -> bool {
             | Type::Usym
             | Type::Stack { .. }
     )
+}
+
+/// bpftrace 0.17's software events: name, alias, `PERF_COUNT_SW_*` and default count.
+pub const SOFTWARE_EVENTS: &[(&str, &str, u64, u64)] = &[
+    ("alignment-faults", "", 7, 1),
+    ("bpf-output", "", 10, 1),
+    ("context-switches", "cs", 3, 1000),
+    ("cpu-clock", "cpu", 0, 1_000_000),
+    ("cpu-migrations", "", 4, 1),
+    ("dummy", "", 9, 1),
+    ("emulation-faults", "", 8, 1),
+    ("major-faults", "", 6, 1),
+    ("minor-faults", "", 5, 100),
+    ("page-faults", "faults", 2, 100),
+    ("task-clock", "", 1, 1),
+];
+
+/// bpftrace 0.17's hardware events: name, alias, `PERF_COUNT_HW_*` and default count.
+pub const HARDWARE_EVENTS: &[(&str, &str, u64, u64)] = &[
+    ("backend-stalls", "", 8, 1_000_000),
+    ("branch-instructions", "branches", 4, 100_000),
+    ("branch-misses", "", 5, 100_000),
+    ("bus-cycles", "", 6, 100_000),
+    ("cache-misses", "", 3, 1_000_000),
+    ("cache-references", "", 2, 1_000_000),
+    ("cpu-cycles", "cycles", 0, 1_000_000),
+    ("frontend-stalls", "", 7, 1_000_000),
+    ("instructions", "", 1, 1_000_000),
+    ("ref-cycles", "", 9, 1_000_000),
+];
+
+/// The perf `config` and default count of a software or hardware event (or its alias).
+pub fn perf_counter_event(hardware: bool, name: &str) -> Option<(u64, u64)> {
+    let table = if hardware {
+        HARDWARE_EVENTS
+    } else {
+        SOFTWARE_EVENTS
+    };
+    table
+        .iter()
+        .find(|(n, alias, _, _)| *n == name || (!alias.is_empty() && *alias == name))
+        .map(|&(_, _, config, period)| (config, period))
+}
+
+#[cfg(test)]
+mod perf_counter_tests {
+    use super::perf_counter_event;
+
+    #[test]
+    fn events_and_aliases_map_to_perf_configs_and_default_counts() {
+        assert_eq!(perf_counter_event(false, "faults"), Some((2, 100)));
+        assert_eq!(perf_counter_event(false, "page-faults"), Some((2, 100)));
+        assert_eq!(perf_counter_event(false, "cs"), Some((3, 1000)));
+        assert_eq!(perf_counter_event(true, "cycles"), Some((0, 1_000_000)));
+        assert_eq!(perf_counter_event(true, "faults"), None);
+        assert_eq!(perf_counter_event(false, ""), None);
+    }
 }

@@ -466,6 +466,37 @@ fn attach_target(
                 }
             }
         }
+        ProbeKind::Watchpoint => Attach::Watchpoint {
+            address: part(0)
+                .strip_prefix("0x")
+                .map_or_else(|| part(0).parse().ok(), |h| u64::from_str_radix(h, 16).ok())
+                .ok_or_else(|| err(span, format!("{}: expected an address", a.name)))?,
+            len: parse_number(&part(1))
+                .ok_or_else(|| err(span, format!("{}: expected a length", a.name)))?,
+            mode: part(2),
+            pid: opts.pid.or(opts.cpid),
+        },
+        ProbeKind::Software | ProbeKind::Hardware => {
+            let hardware = a.kind == ProbeKind::Hardware;
+            let (config, default) =
+                crate::abi::perf_counter_event(hardware, &part(0)).ok_or_else(|| {
+                    err(
+                        span,
+                        format!("Invalid {} probe: {}", a.kind.provider(), part(0)),
+                    )
+                })?;
+            let period = match a.parts.get(1) {
+                Some(n) => parse_number(n)
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| err(span, format!("{}: expected a positive count", a.name)))?,
+                None => default,
+            };
+            Attach::PerfCounter {
+                hardware,
+                config,
+                period,
+            }
+        }
         ProbeKind::CgroupSkb => Attach::CgroupSkb {
             egress: part(0) == "egress",
         },
@@ -483,7 +514,6 @@ fn attach_target(
                 pid: opts.pid.or(opts.cpid),
             }
         }
-        other => return Err(err(span, format!("{other:?} probes are not supported yet"))),
     })
 }
 
@@ -499,7 +529,12 @@ fn section_name(a: &Attach, name: &str) -> String {
         Attach::Uprobe { ret: false, .. } => format!("uprobe/{name}"),
         Attach::Uprobe { ret: true, .. } => format!("uretprobe/{name}"),
         Attach::Usdt { .. } => format!("uprobe/{name}"),
-        Attach::Profile { .. } | Attach::Interval { .. } => format!("perf_event/{name}"),
+        Attach::Profile { .. }
+        | Attach::Interval { .. }
+        | Attach::PerfCounter { .. }
+        | Attach::Watchpoint { .. } => {
+            format!("perf_event/{name}")
+        }
         Attach::CgroupSkb { egress: true } => "cgroup_skb/egress".into(),
         Attach::CgroupSkb { egress: false } => "cgroup_skb/ingress".into(),
     }

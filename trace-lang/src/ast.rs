@@ -71,6 +71,8 @@ pub enum ProbeKind {
     Hardware,
     /// `cgroup_skb:ingress|egress`
     CgroupSkb,
+    /// `watchpoint:ADDR:LEN:MODE` / `w:`: a hardware breakpoint on a data address.
+    Watchpoint,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -363,6 +365,7 @@ impl ProbeKind {
             ProbeKind::Software => "software",
             ProbeKind::Hardware => "hardware",
             ProbeKind::CgroupSkb => "cgroup_skb",
+            ProbeKind::Watchpoint => "watchpoint",
         }
     }
 }

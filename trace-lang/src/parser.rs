@@ -208,6 +208,7 @@ pub fn probe_kind(provider: &str) -> Option<ProbeKind> {
         "software" | "s" => ProbeKind::Software,
         "hardware" | "h" => ProbeKind::Hardware,
         "cgroup_skb" => ProbeKind::CgroupSkb,
+        "watchpoint" | "w" => ProbeKind::Watchpoint,
         _ => return None,
     })
 }
@@ -235,7 +236,7 @@ pub fn parse_attach_point(text: &str, span: Span) -> Result<AttachPoint, Diagnos
         None => {
             let pspan = Span::new(span.start, span.start + provider.len());
             let msg = match provider {
-                "watchpoint" | "w" | "asyncwatchpoint" | "aw" | "iter" | "it" | "kprobe_multi" => {
+                "asyncwatchpoint" | "aw" | "iter" | "it" | "kprobe_multi" => {
                     format!("probe type '{provider}' is not supported")
                 }
                 _ => format!("unknown probe type '{provider}'"),

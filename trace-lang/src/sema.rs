@@ -40,6 +40,18 @@ pub trait ProbeEnv {
         None
     }
 
+    /// The file a uprobe target names as this mount namespace reaches it, when that is
+    /// another path (a binary inside the traced process's root): `None` to keep it.
+    fn uprobe_path(&self, _path: &str) -> Option<String> {
+        None
+    }
+
+    /// The functions of the binary or library `path` of a uprobe whose names match
+    /// `pattern` (`*` and `?` wildcards): `None` when this environment cannot tell.
+    fn uprobe_functions(&self, _path: &str, _pattern: &str) -> Option<Vec<String>> {
+        None
+    }
+
     /// How many kernel functions a k(ret)probe on `[module:]func` (`*` wildcards) attaches
     /// to: `None` when this environment cannot tell, `Err` (the message) for a function
     /// that may not be traced. Points matching nothing are skipped, as bpftrace does.
@@ -214,6 +226,12 @@ impl ProbeEnv for Layered<'_> {
     fn uprobe_exists(&self, path: &str, symbol: &str) -> Option<bool> {
         self.env.uprobe_exists(path, symbol)
     }
+    fn uprobe_functions(&self, path: &str, pattern: &str) -> Option<Vec<String>> {
+        self.env.uprobe_functions(path, pattern)
+    }
+    fn uprobe_path(&self, path: &str) -> Option<String> {
+        self.env.uprobe_path(path)
+    }
     fn kprobe_matches(
         &self,
         ret: bool,
@@ -365,6 +383,18 @@ fn resolve_probe(
     let mut out = Vec::new();
     for ap in &probe.attach {
         check_attach(ap)?;
+        // A binary inside the traced process's root: attached there, named as written.
+        let target = ap.parts.first().cloned().unwrap_or_default();
+        let inside;
+        let ap = match env.uprobe_path(&target) {
+            Some(path) if matches!(ap.kind, ProbeKind::Uprobe | ProbeKind::Uretprobe) => {
+                let mut moved = ap.clone();
+                moved.parts[0] = path;
+                inside = moved;
+                &inside
+            }
+            _ => ap,
+        };
         if ap.kind == ProbeKind::Tracepoint {
             let (cat, name) = (&ap.parts[0], &ap.parts[1]);
             if let Some(found) = env.tracepoints(cat, name) {
@@ -407,6 +437,20 @@ fn resolve_probe(
                         kind: ap.kind,
                         name: kfunc_probe_name(ap.kind, &m, &f),
                         parts: vec![m, f],
+                        usdt: None,
+                    });
+                }
+                continue;
+            }
+        }
+        if matches!(ap.kind, ProbeKind::Uprobe | ProbeKind::Uretprobe) && has_wildcard(&ap.parts[1])
+        {
+            if let Some(funcs) = env.uprobe_functions(&ap.parts[0], &ap.parts[1]) {
+                for f in funcs {
+                    out.push(ResolvedAttach {
+                        kind: ap.kind,
+                        name: format!("{}:{target}:{f}", ap.kind.provider()),
+                        parts: vec![ap.parts[0].clone(), f],
                         usdt: None,
                     });
                 }
@@ -586,6 +630,34 @@ fn check_attach(ap: &ast::AttachPoint) -> Result<(), Diagnostic> {
                         ap.parts[1]
                     ))
                 }
+            }
+        }
+        ProbeKind::Watchpoint => {
+            if n != 3 {
+                return count_err("3");
+            }
+            if parse_u64(&ap.parts[0]).is_none() {
+                return err(format!(
+                    "{provider}: only an absolute address is supported here, not '{}'",
+                    ap.parts[0]
+                ));
+            }
+            if !matches!(ap.parts[1].as_str(), "1" | "2" | "4" | "8") {
+                return err("watchpoint length must be one of (1,2,4,8)".into());
+            }
+            let mode = ap.parts[2].as_str();
+            if mode.is_empty() || !mode.chars().all(|c| "rwx".contains(c)) {
+                return err("watchpoint mode must be combination of (r,w,x)".into());
+            }
+            let mut seen = String::new();
+            for c in mode.chars() {
+                if seen.contains(c) {
+                    return err("watchpoint modes may not be duplicated".into());
+                }
+                seen.push(c);
+            }
+            if mode.contains('x') && mode.len() > 1 {
+                return err(format!("invalid watchpoint mode: {mode}"));
             }
         }
         ProbeKind::Software | ProbeKind::Hardware => {

@@ -5,6 +5,7 @@
 //! the container it is executed in (how the plugin ends a trace and keeps its pod and
 //! output).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::cli::{Failure, ScriptArgs};
@@ -277,23 +278,29 @@ fn list_names(pattern: Option<String>) -> Result<Vec<String>, Failure> {
     });
     if let Some((kind, rest)) = uprobe {
         let (target, symbols) = rest.split_once(':').unwrap_or((rest, "*"));
-        let file = crate::uprobes::resolve_target(target).ok_or_else(|| {
-            Failure(
+        let files = crate::uprobes::resolve_targets(target);
+        if files.is_empty() {
+            return Err(Failure(
                 format!("error: uprobe target '{target}' not found"),
                 exit::FAILURE,
-            )
-        })?;
-        let functions = crate::uprobes::functions(&file).map_err(|e| {
-            Failure(
-                format!("error: cannot read {}: {e}", file.display()),
-                exit::FAILURE,
-            )
-        })?;
-        return Ok(functions
-            .iter()
-            .filter(|f| tracefs::glob_match(symbols, f))
-            .map(|f| format!("{kind}:{target}:{f}"))
-            .collect());
+            ));
+        }
+        let mut names = Vec::new();
+        for (shown, file) in files {
+            let functions = crate::uprobes::functions(&file).map_err(|e| {
+                Failure(
+                    format!("error: cannot read {}: {e}", file.display()),
+                    exit::FAILURE,
+                )
+            })?;
+            names.extend(
+                functions
+                    .iter()
+                    .filter(|f| tracefs::glob_match(symbols, f))
+                    .map(|f| format!("{kind}:{shown}:{f}")),
+            );
+        }
+        return Ok(names);
     }
     // `usdt:PATH:...` (or `*:PATH:...`): the USDT probes of that file.
     if let Some(p) = pattern.as_deref().filter(|p| {
@@ -337,6 +344,14 @@ fn list_names(pattern: Option<String>) -> Result<Vec<String>, Failure> {
         "cgroup_skb:ingress".into(),
         "cgroup_skb:egress".into(),
     ];
+    // As bpftrace lists them: `hardware:EVENT:` and `software:EVENT:` (the count is
+    // optional).
+    for (kind, events) in [
+        ("hardware", crate::abi::HARDWARE_EVENTS),
+        ("software", crate::abi::SOFTWARE_EVENTS),
+    ] {
+        names.extend(events.iter().map(|(e, ..)| format!("{kind}:{e}:")));
+    }
     let tracepoints = env.all_tracepoints();
     // Raw tracepoints: the kernel tracepoints behind the events (the syscalls:* events
     // all sit on sys_enter and sys_exit).
@@ -440,11 +455,27 @@ pub(crate) fn list_bpftrace(
     };
     let env = Tracefs::open();
     let mut out = String::new();
+    // Each uprobe target's DWARF, read once: its functions' parameters.
+    let mut dwarf: HashMap<String, HashMap<String, Vec<String>>> = HashMap::new();
     for name in names {
         out.push_str(&name);
         out.push('\n');
         if !verbose {
             continue;
+        }
+        if let Some((target, func)) = name
+            .strip_prefix("uprobe:")
+            .or_else(|| name.strip_prefix("uretprobe:"))
+            .and_then(|r| r.rsplit_once(':'))
+        {
+            let params = dwarf.entry(target.to_string()).or_insert_with(|| {
+                crate::uprobes::resolve_target(target)
+                    .and_then(|f| crate::dwarf::function_params(&f).ok())
+                    .unwrap_or_default()
+            });
+            for param in params.get(func).into_iter().flatten() {
+                out.push_str(&format!("    {param}\n"));
+            }
         }
         if name.starts_with("kfunc:") || name.starts_with("kretfunc:") {
             for param in kfunc_params(&name) {

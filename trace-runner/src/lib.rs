@@ -12,6 +12,7 @@ mod bpftrace_cli;
 mod btf;
 mod cli;
 mod commands;
+mod dwarf;
 mod facts;
 mod flame;
 #[cfg(test)]

@@ -208,6 +208,30 @@ impl ProbeEnv for Tracefs {
         }
     }
 
+    fn uprobe_path(&self, path: &str) -> Option<String> {
+        if !path.starts_with('/') || Path::new(path).exists() {
+            return None;
+        }
+        let pid = self
+            .usdt_scope
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pid?;
+        let inside = format!("/proc/{pid}/root{path}");
+        Path::new(&inside).exists().then_some(inside)
+    }
+
+    fn uprobe_functions(&self, path: &str, pattern: &str) -> Option<Vec<String>> {
+        let file = crate::uprobes::resolve_target(path)?;
+        let functions = crate::uprobes::functions(&file).ok()?;
+        Some(
+            functions
+                .into_iter()
+                .filter(|f| glob_match(pattern, f))
+                .collect(),
+        )
+    }
+
     fn usdt_probes(
         &self,
         target: &str,
@@ -235,6 +259,11 @@ impl ProbeEnv for Tracefs {
         module: Option<&str>,
         func: &str,
     ) -> Option<Result<usize, String>> {
+        if let Some(why) = kprobe_refusal(ret, module, func, |m| {
+            Path::new("/sys/module").join(m).is_dir()
+        }) {
+            return Some(Err(why));
+        }
         let list = crate::runtime::kfuncs::FuncList::system()?;
         match list.expand(ret, module, func) {
             Expansion::Banned(why) => Some(Err(why)),
@@ -355,9 +384,53 @@ pub(crate) fn format_field_decls(format: &str) -> Vec<String> {
         .collect()
 }
 
+/// What bpftrace refuses in a k(ret)probe before looking at the kernel's functions: a
+/// kretprobe that can lock up the machine, and a `MODULE:` part that names no loaded
+/// module (bpftrace 0.17 takes no module at all, so `kprobe:syscalls:sys_exit_read`
+/// gets its count error).
+fn kprobe_refusal(
+    ret: bool,
+    module: Option<&str>,
+    func: &str,
+    module_loaded: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let kind = if ret { "kretprobe" } else { "kprobe" };
+    if let Some(m) = module {
+        if m != "vmlinux" && !m.contains(['*', '?']) && !module_loaded(m) {
+            return Some(format!(
+                "{kind} probe type requires 1 argument ('{m}' is not a loaded kernel module)"
+            ));
+        }
+    }
+    (ret && crate::runtime::kfuncs::BANNED_KRETPROBES.contains(&func))
+        .then(|| format!("kretprobe:{func} can't be used as it might lock up your system."))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn banned_kretprobes_and_unknown_modules_are_refused_first() {
+        let loaded = |m: &str| m == "xfs";
+        assert_eq!(
+            kprobe_refusal(true, None, "_raw_spin_lock", loaded).as_deref(),
+            Some("kretprobe:_raw_spin_lock can't be used as it might lock up your system.")
+        );
+        assert_eq!(kprobe_refusal(false, None, "_raw_spin_lock", loaded), None);
+        assert_eq!(
+            kprobe_refusal(false, Some("syscalls"), "sys_exit_nanosleep", loaded).as_deref(),
+            Some(
+                "kprobe probe type requires 1 argument ('syscalls' is not a loaded kernel module)"
+            )
+        );
+        assert_eq!(kprobe_refusal(true, Some("xfs"), "xfs_read", loaded), None);
+        assert_eq!(
+            kprobe_refusal(true, Some("vmlinux"), "vfs_read", loaded),
+            None
+        );
+        assert_eq!(kprobe_refusal(true, Some("x*"), "vfs_read", loaded), None);
+    }
 
     #[test]
     fn globs() {

@@ -1,7 +1,9 @@
 //! Uprobe targets: finds the file behind a library name (`libssl` →
 //! `/usr/lib/x86_64-linux-gnu/libssl.so.3`) and whether a symbol is defined in it
 //! (`.symtab` or `.dynsym`), so that attach points of missing functions are skipped
-//! with a warning, as bpftrace does, instead of failing the whole script.
+//! with a warning, as bpftrace does, instead of failing the whole script. It also
+//! resolves the forms of a uprobe's location bpftrace accepts (`func`, `func+OFFSET`,
+//! an address) to a function and an offset in it.
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +46,31 @@ pub fn resolve_target(target: &str) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// The files a uprobe target names, each with the name it is shown under: a file name
+/// with `*` wildcards (`./testprogs/uprobe*`) matches the ELF files of its directory,
+/// sorted; any other target is [`resolve_target`].
+pub fn resolve_targets(target: &str) -> Vec<(String, PathBuf)> {
+    let (dir, name) = target.rsplit_once('/').unwrap_or((".", target));
+    if !name.contains('*') || dir.contains('*') {
+        return resolve_target(target)
+            .map(|f| vec![(target.to_string(), f)])
+            .unwrap_or_default();
+    }
+    let Ok(rd) = std::fs::read_dir(if dir.is_empty() { "/" } else { dir }) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            crate::tracefs::glob_match(name, &n).then(|| (format!("{dir}/{n}"), e.path()))
+        })
+        .filter(|(_, p)| p.is_file() && is_elf(p))
+        .collect();
+    found.sort();
+    found
 }
 
 fn is_elf(path: &Path) -> bool {
@@ -107,6 +134,107 @@ pub fn functions(file: &Path) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
+/// Where a uprobe attach point's last part puts the probe, as bpftrace reads it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Location<'a> {
+    /// `func`: the function's entry.
+    Symbol(&'a str),
+    /// `func+N` (or `"func"+N`): N bytes into the function.
+    Offset(&'a str, u64),
+    /// `N` or `0xN`: a virtual address in the file.
+    Address(u64),
+}
+
+fn parse_number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        None => None,
+    }
+}
+
+/// Reads `func`, `func+N` and an address (decimal or `0x` hex).
+pub fn parse_location(s: &str) -> Location<'_> {
+    if let Some(a) = parse_number(s) {
+        return Location::Address(a);
+    }
+    match s.rsplit_once('+') {
+        Some((func, off)) if !func.is_empty() => match parse_number(off) {
+            Some(off) => Location::Offset(func, off),
+            None => Location::Symbol(s),
+        },
+        _ => Location::Symbol(s),
+    }
+}
+
+/// A function symbol: name, address and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FuncSym {
+    pub name: String,
+    pub address: u64,
+    pub size: u64,
+}
+
+/// The function symbols (`.symtab` and `.dynsym`) an ELF file defines.
+pub fn function_symbols(file: &Path) -> Result<Vec<FuncSym>, String> {
+    let data = std::fs::read(file).map_err(|e| e.to_string())?;
+    let elf = object::File::parse(&*data).map_err(|e| e.to_string())?;
+    Ok(elf
+        .symbols()
+        .chain(elf.dynamic_symbols())
+        .filter(|s| s.is_definition() && s.kind() == object::SymbolKind::Text)
+        .filter_map(|s| {
+            let name = s.name().ok()?;
+            Some(FuncSym {
+                name: name.split('@').next().unwrap_or(name).to_string(),
+                address: s.address(),
+                size: s.size(),
+            })
+        })
+        .collect())
+}
+
+/// The function and the offset in it where a uprobe goes, given the file's function
+/// symbols; `shown` is the target as the script names it (for bpftrace's messages).
+pub fn resolve_location(
+    symbols: &[FuncSym],
+    shown: &str,
+    loc: &Location,
+) -> Result<(String, u64), String> {
+    match *loc {
+        Location::Symbol(name) => Ok((name.to_string(), 0)),
+        Location::Offset(name, off) => {
+            match symbols.iter().find(|s| s.name == name) {
+                Some(s) if s.size > 0 && off >= s.size => Err(format!(
+                    "Offset outside the function bounds ('{name}' size is {})",
+                    s.size
+                )),
+                // A symbol missing here is reported by the attach as before.
+                _ => Ok((name.to_string(), off)),
+            }
+        }
+        Location::Address(a) => symbols
+            .iter()
+            .filter(|s| s.address <= a && a < s.address.saturating_add(s.size.max(1)))
+            .min_by_key(|s| a - s.address)
+            .map(|s| (s.name.clone(), a - s.address))
+            .ok_or_else(|| format!("Could not resolve address: {shown}:{a:#x}")),
+    }
+}
+
+/// [`resolve_location`] for the file behind `target`.
+pub fn attach_location(target: &str, symbol: &str) -> Result<(String, u64), String> {
+    let loc = parse_location(symbol);
+    if let Location::Symbol(name) = loc {
+        return Ok((name.to_string(), 0));
+    }
+    let file =
+        resolve_target(target).ok_or_else(|| format!("uprobe target '{target}' not found"))?;
+    let symbols =
+        function_symbols(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    resolve_location(&symbols, target, &loc)
+}
+
 /// `Some(Err(warning))` when the target or the symbol is missing (the probe is
 /// skipped), `None` when the target cannot be read.
 pub fn exists(target: &str, symbol: &str) -> Option<Result<(), String>> {
@@ -114,6 +242,11 @@ pub fn exists(target: &str, symbol: &str) -> Option<Result<(), String>> {
         return Some(Err(format!(
             "warning: uprobe target '{target}' not found; its probes are skipped"
         )));
+    };
+    let symbol = match parse_location(symbol) {
+        Location::Symbol(name) | Location::Offset(name, _) => name,
+        // An address is resolved (or refused) when the probe attaches.
+        Location::Address(_) => return Some(Ok(())),
     };
     if !symbol_defined(&file, symbol)? {
         return Some(Err(format!(
@@ -145,4 +278,48 @@ pub fn resolve_program(name: &str, path_var: Option<&str>) -> Result<PathBuf, St
         .map(|d| Path::new(d).join(name))
         .find(|p| executable(p))
         .ok_or_else(not_found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sym(name: &str, address: u64, size: u64) -> FuncSym {
+        FuncSym {
+            name: name.into(),
+            address,
+            size,
+        }
+    }
+
+    #[test]
+    fn locations_parse_as_bpftrace_reads_them() {
+        assert_eq!(parse_location("main"), Location::Symbol("main"));
+        assert_eq!(
+            parse_location("echo_builtin+0"),
+            Location::Offset("echo_builtin", 0)
+        );
+        assert_eq!(parse_location("f+0x10"), Location::Offset("f", 16));
+        assert_eq!(parse_location("10"), Location::Address(10));
+        assert_eq!(
+            parse_location("0x0000000000401126"),
+            Location::Address(0x401126)
+        );
+        assert_eq!(parse_location("operator+"), Location::Symbol("operator+"));
+        assert_eq!(parse_location("a+b"), Location::Symbol("a+b"));
+    }
+
+    #[test]
+    fn offsets_and_addresses_resolve_to_a_function() {
+        let syms = [sym("f", 0x1000, 0x20), sym("g", 0x1020, 0x10)];
+        let r = |s: &str| resolve_location(&syms, "/bin/x", &parse_location(s));
+        assert_eq!(r("f+4"), Ok(("f".into(), 4)));
+        assert_eq!(
+            r("f+32"),
+            Err("Offset outside the function bounds ('f' size is 32)".into())
+        );
+        assert_eq!(r("0x1024"), Ok(("g".into(), 4)));
+        assert_eq!(r("4128"), Ok(("g".into(), 0)));
+        assert_eq!(r("10"), Err("Could not resolve address: /bin/x:0xa".into()));
+    }
 }

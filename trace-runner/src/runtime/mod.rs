@@ -131,9 +131,10 @@ fn unload(attach: &Attach, prog: &mut aya::programs::Program) {
         Attach::Uprobe { .. } | Attach::Usdt { .. } => {
             <&mut UProbe>::try_from(prog).and_then(|x| x.unload())
         }
-        Attach::Profile { .. } | Attach::Interval { .. } => {
-            <&mut PerfEvent>::try_from(prog).and_then(|x| x.unload())
-        }
+        Attach::Profile { .. }
+        | Attach::Interval { .. }
+        | Attach::PerfCounter { .. }
+        | Attach::Watchpoint { .. } => <&mut PerfEvent>::try_from(prog).and_then(|x| x.unload()),
         Attach::CgroupSkb { .. } => <&mut CgroupSkb>::try_from(prog).and_then(|x| x.unload()),
     };
 }
@@ -297,6 +298,75 @@ fn kprobe_targets(probe_name: &str, func: &str, ret: bool) -> Result<Vec<String>
         kfuncs::Expansion::Unlisted(name) => Ok(kfuncs::qualify(module, vec![name])),
         kfuncs::Expansion::Banned(why) => Err(LoadError(why)),
     }
+}
+
+/// The perf breakpoint of `watchpoint:ADDR:LEN:MODE` (`None` for a length or mode
+/// the analysis refuses).
+fn watchpoint_config(
+    address: u64,
+    len: u64,
+    mode: &str,
+) -> Option<aya::programs::perf_event::BreakpointConfig> {
+    use aya::programs::perf_event::{BreakpointConfig, PerfBreakpointLength, PerfBreakpointType};
+    if mode == "x" {
+        return Some(BreakpointConfig::Instruction { address });
+    }
+    let r#type = match (mode.contains('r'), mode.contains('w')) {
+        (true, true) => PerfBreakpointType::ReadWrite,
+        (true, false) => PerfBreakpointType::Read,
+        (false, true) => PerfBreakpointType::Write,
+        (false, false) => return None,
+    };
+    let length = match len {
+        1 => PerfBreakpointLength::Len1,
+        2 => PerfBreakpointLength::Len2,
+        4 => PerfBreakpointLength::Len4,
+        8 => PerfBreakpointLength::Len8,
+        _ => return None,
+    };
+    Some(BreakpointConfig::Data {
+        r#type,
+        address,
+        length,
+    })
+}
+
+/// Whether the kernel runs the programs on one attach point of this kind newest first
+/// (kprobes, uprobes, fentry, software perf events): those are attached in reverse
+/// script order so that, as in bpftrace, the blocks of one event run in the order the
+/// script gives them.
+fn runs_newest_first(a: &Attach) -> bool {
+    matches!(
+        a,
+        Attach::Kprobe { .. }
+            | Attach::Fentry { .. }
+            | Attach::Uprobe { .. }
+            | Attach::Usdt { .. }
+            | Attach::PerfCounter {
+                hardware: false,
+                ..
+            }
+    )
+}
+
+/// The order to attach programs in: script order, except that the programs on one
+/// attach point the kernel runs newest first are attached in reverse among themselves
+/// (each group keeps the slots it has, so different points still attach in script
+/// order).
+fn attach_order(attaches: &[&Attach]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..attaches.len()).collect();
+    let mut groups: std::collections::HashMap<String, Vec<usize>> = Default::default();
+    for (i, a) in attaches.iter().enumerate() {
+        if runs_newest_first(a) {
+            groups.entry(format!("{a:?}")).or_default().push(i);
+        }
+    }
+    for slots in groups.values() {
+        for (slot, i) in slots.iter().zip(slots.iter().rev()) {
+            order[*slot] = *i;
+        }
+    }
+    order
 }
 
 /// The running kernel's release (`uname -r`).
@@ -467,7 +537,10 @@ impl Session {
                     let up: &mut UProbe = prog.try_into().map_err(|e| verifier_error(name, e))?;
                     up.load()
                 }
-                Attach::Profile { .. } | Attach::Interval { .. } => {
+                Attach::Profile { .. }
+                | Attach::Interval { .. }
+                | Attach::PerfCounter { .. }
+                | Attach::Watchpoint { .. } => {
                     let pe: &mut PerfEvent =
                         prog.try_into().map_err(|e| verifier_error(name, e))?;
                     pe.load()
@@ -511,7 +584,9 @@ impl Session {
     pub fn attach(&mut self, cgroup_dir: Option<&std::path::Path>) -> Result<(), LoadError> {
         let cpus =
             aya::util::online_cpus().map_err(|(what, e)| LoadError(format!("{what}: {e}")))?;
-        for p in &self.compiled.programs {
+        let attaches: Vec<&Attach> = self.compiled.programs.iter().map(|p| &p.attach).collect();
+        for i in attach_order(&attaches) {
+            let p = &self.compiled.programs[i];
             if stop_requested() {
                 return Err(LoadError("stopped by a signal while attaching".into()));
             }
@@ -611,9 +686,11 @@ impl Session {
                     }
                 }
                 Attach::Uprobe { path, symbol, .. } => {
+                    let (func, offset) =
+                        crate::uprobes::attach_location(path, symbol).map_err(LoadError)?;
                     let up: &mut UProbe = prog.try_into().map_err(fail)?;
                     up.attach(
-                        symbol.as_str(),
+                        aya::programs::uprobe::UProbeAttachLocation::SymbolOffset(&func, offset),
                         path,
                         aya::programs::uprobe::UProbeScope::AllProcesses,
                     )
@@ -649,6 +726,57 @@ impl Session {
                             PerfEventConfig::Software(SoftwareEvent::CpuClock),
                             PerfEventScope::AllProcessesOneCpu { cpu: *cpu },
                             SamplePolicy::Frequency(*hz),
+                            false,
+                        )
+                        .map_err(fail)?;
+                    }
+                }
+                Attach::PerfCounter {
+                    hardware,
+                    config,
+                    period,
+                } => {
+                    let pe: &mut PerfEvent = prog.try_into().map_err(fail)?;
+                    // PERF_TYPE_HARDWARE is 0, PERF_TYPE_SOFTWARE 1.
+                    let pmu_type = if *hardware { 0 } else { 1 };
+                    for cpu in &cpus {
+                        pe.attach(
+                            PerfEventConfig::Pmu {
+                                pmu_type,
+                                config: *config,
+                            },
+                            PerfEventScope::AllProcessesOneCpu { cpu: *cpu },
+                            SamplePolicy::Period(*period),
+                            false,
+                        )
+                        .map_err(fail)?;
+                    }
+                }
+                Attach::Watchpoint {
+                    address,
+                    len,
+                    mode,
+                    pid,
+                } => {
+                    let pe: &mut PerfEvent = prog.try_into().map_err(fail)?;
+                    let config = watchpoint_config(*address, *len, mode).ok_or_else(|| {
+                        LoadError(format!("{}: invalid watchpoint", p.probe_name))
+                    })?;
+                    let scopes: Vec<PerfEventScope> = match pid {
+                        Some(pid) => vec![PerfEventScope::OneProcess {
+                            pid: *pid,
+                            cpu: None,
+                        }],
+                        None => cpus
+                            .iter()
+                            .map(|&cpu| PerfEventScope::AllProcessesOneCpu { cpu })
+                            .collect(),
+                    };
+                    for scope in scopes {
+                        pe.attach(
+                            PerfEventConfig::Breakpoint(config),
+                            scope,
+                            SamplePolicy::Period(1),
                             false,
                         )
                         .map_err(fail)?;
@@ -1011,5 +1139,32 @@ mod ringbuf_tests {
             return;
         }
         assert!(crate::sys::bpf::ringbuf_ok());
+    }
+}
+
+#[cfg(test)]
+mod attach_order_tests {
+    use super::{attach_order, Attach};
+
+    #[test]
+    fn programs_on_one_uprobe_attach_in_reverse_among_themselves() {
+        let up = |s: &str| Attach::Uprobe {
+            path: "/bin/bash".into(),
+            symbol: s.into(),
+            ret: false,
+        };
+        let tp = Attach::Tracepoint {
+            category: "syscalls".into(),
+            name: "sys_enter_read".into(),
+        };
+        let kp = Attach::Kprobe {
+            func: "vfs_read".into(),
+            ret: true,
+        };
+        let iv = Attach::Interval { period_ns: 1 };
+        let (a0, a1, b) = (up("a"), up("a"), up("b"));
+        // The two programs on uprobe a swap places; everything else keeps script order.
+        let all = [&a0, &tp, &b, &a1, &kp, &iv];
+        assert_eq!(attach_order(&all), vec![3, 1, 2, 0, 4, 5]);
     }
 }
