@@ -10,6 +10,7 @@ pub mod ast;
 pub mod cdecl;
 pub mod constants;
 pub mod diag;
+pub mod glob;
 pub mod lexer;
 pub mod parser;
 pub mod preproc;

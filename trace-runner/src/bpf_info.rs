@@ -261,7 +261,7 @@ pub fn kfunc_ok() -> bool {
     let insns = [[0xb7, 0, 0, 0, 0, 0, 0, 0], [0x95, 0, 0, 0, 0, 0, 0, 0]];
     crate::btf::kernel()
         .and_then(|k| k.func_id("vfs_read"))
-        .is_some_and(|id| crate::runtime::fentry::load(&insns, false, id, None).is_ok())
+        .is_some_and(|id| crate::sys::fentry::load(&insns, false, id, None).is_ok())
 }
 
 #[cfg(test)]

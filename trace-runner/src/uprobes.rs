@@ -65,7 +65,7 @@ pub fn resolve_targets(target: &str) -> Vec<(String, PathBuf)> {
         .flatten()
         .filter_map(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
-            crate::tracefs::glob_match(name, &n).then(|| (format!("{dir}/{n}"), e.path()))
+            trace_lang::glob::glob_match(name, &n).then(|| (format!("{dir}/{n}"), e.path()))
         })
         .filter(|(_, p)| p.is_file() && is_elf(p))
         .collect();

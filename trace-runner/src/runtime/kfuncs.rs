@@ -222,29 +222,9 @@ pub fn skip_warning_for(kind: &str, module: Option<&str>, func: &str) -> String 
     }
 }
 
-/// Shell-style match with `*` only.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let mut rest = text;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else {
-                return false;
-            };
-            rest = r;
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else if let Some(pos) = rest.find(part) {
-            rest = &rest[pos + part.len()..];
-        } else {
-            return false;
-        }
-    }
-    true
-}
+/// Shell-style match with `*` only (in trace-lang: the front end and every node-fact
+/// module use it).
+pub use trace_lang::glob::glob_match;
 
 #[cfg(test)]
 mod tests {

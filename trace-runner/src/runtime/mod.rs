@@ -8,13 +8,13 @@ pub(crate) use crate::sys::bpf as bpf_sys;
 pub mod elf_check;
 #[cfg(test)]
 mod elf_check_fuzz;
-pub mod fentry;
+pub use crate::sys::fentry;
 pub mod kattach;
 pub mod kfuncs;
 pub mod maps;
 pub mod object;
 pub mod object_btf;
-pub mod uattach;
+pub use crate::sys::uprobe as uattach;
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};

@@ -1,14 +1,18 @@
 //! Every raw system call the runner makes for BPF, perf events, polling and signals, each
 //! behind a typed, safe wrapper: [`bpf`] (the `bpf(2)` commands aya 0.14 does not expose
-//! for byte-level use), [`perf`] (kprobe perf events and their ioctls), [`signal`]
+//! for byte-level use), [`fentry`] (fentry/fexit programs on a BTF id, and module BTF),
+//! [`perf`] (kprobe perf events and their ioctls), [`uprobe`] (uprobe perf events with a
+//! USDT semaphore's `ref_ctr_offset`), [`signal`]
 //! (handlers, default actions, `kill`), [`process`] (the held child of `-c`) and
 //! [`poll_readable`]. The `unsafe` blocks and the
 //! kernel's attr layouts live here and nowhere else; callers pass slices and get fds.
 
 pub(crate) mod bpf;
+pub mod fentry;
 pub(crate) mod perf;
 pub(crate) mod process;
 pub(crate) mod signal;
+pub mod uprobe;
 
 use std::os::fd::RawFd;
 use std::time::Duration;
