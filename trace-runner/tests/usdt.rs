@@ -140,7 +140,19 @@ fn finish((child, mut err): (Child, BufReader<std::process::ChildStderr>)) -> St
         std::io::Read::read_to_string(&mut err, &mut stderr).unwrap();
         stderr
     });
+    // A watchdog: a trace whose exit() never comes is stopped (SIGINT: END and maps),
+    // so a wrong count fails the test's assertions instead of hanging the suite.
+    let pid = child.id();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if done_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status();
+        }
+    });
     let out = child.wait_with_output().unwrap();
+    let _ = done_tx.send(());
     let stderr = reader.join().unwrap();
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}: {stdout}{stderr}", out.status);
@@ -220,7 +232,7 @@ fn semaphore_of_a_file_in_every_process() {
     let app = app_path.to_str().unwrap();
     let script = format!(
         "usdt:{app}:app:gated {{ @[pid] = count(); }}
-         usdt:{app}:app:done {{ @done = count(); if (@done == 2) {{ exit(); }} }}"
+         usdt:{app}:app:done {{ @done++; if (@done == 2) {{ exit(); }} }}"
     );
     let trace = start_trace(&["-e", &script]);
     for a in &mut apps {
