@@ -76,6 +76,8 @@ fn prog_load(prog_type: u32, insns: &[u64]) -> Result<String, (i32, String)> {
         expected_attach_type: 0,
         insns: &code,
         log: Some(&mut log),
+        attach_btf_id: 0,
+        attach_btf_obj_fd: 0,
     });
     let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
     let text = String::from_utf8_lossy(&log[..end]).into_owned();

@@ -126,6 +126,8 @@ pub fn attach_multi(insns: &[[u8; 8]], funcs: &[String], ret: bool) -> io::Resul
         expected_attach_type: bpf::BPF_TRACE_KPROBE_MULTI,
         insns,
         log: None,
+        attach_btf_id: 0,
+        attach_btf_obj_fd: 0,
     })?;
     let names: Vec<CString> = funcs
         .iter()

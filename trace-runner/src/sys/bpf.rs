@@ -55,7 +55,8 @@ struct TestRunAttr {
     _pad: u32,
 }
 
-/// `BPF_PROG_LOAD`, up to `expected_attach_type`.
+/// `BPF_PROG_LOAD`, up to `attach_btf_obj_fd` (the fields after `expected_attach_type`
+/// stay zero except for fentry/fexit programs).
 #[repr(C)]
 #[derive(Default)]
 struct ProgLoadAttr {
@@ -71,6 +72,16 @@ struct ProgLoadAttr {
     prog_name: [u8; 16],
     prog_ifindex: u32,
     expected_attach_type: u32,
+    prog_btf_fd: u32,
+    func_info_rec_size: u32,
+    func_info: u64,
+    func_info_cnt: u32,
+    line_info_rec_size: u32,
+    line_info: u64,
+    line_info_cnt: u32,
+    attach_btf_id: u32,
+    attach_btf_obj_fd: u32,
+    _pad: u32,
 }
 
 /// `BPF_MAP_CREATE`, up to `max_entries`.
@@ -118,7 +129,7 @@ struct KprobeMultiLinkAttr {
 /// `attr` must be laid out as the prefix of `union bpf_attr` that `cmd` reads, and every
 /// pointer inside it must point at a live buffer of the size the kernel expects for as
 /// long as the call runs (the kernel writes through the output ones).
-unsafe fn bpf<T>(cmd: u32, attr: &mut T) -> io::Result<i64> {
+pub(crate) unsafe fn bpf<T>(cmd: u32, attr: &mut T) -> io::Result<i64> {
     // SAFETY: as the caller promised.
     let r = unsafe {
         libc::syscall(
@@ -139,7 +150,7 @@ unsafe fn bpf<T>(cmd: u32, attr: &mut T) -> io::Result<i64> {
 ///
 /// # Safety
 /// As for [`bpf`].
-unsafe fn bpf_fd<T>(cmd: u32, attr: &mut T) -> io::Result<OwnedFd> {
+pub(crate) unsafe fn bpf_fd<T>(cmd: u32, attr: &mut T) -> io::Result<OwnedFd> {
     // SAFETY: as the caller promised.
     let fd = unsafe { bpf(cmd, attr)? };
     // SAFETY: a fresh fd owned by nobody else.
@@ -239,6 +250,10 @@ pub(crate) struct ProgLoad<'a> {
     pub(crate) insns: &'a [[u8; 8]],
     /// A buffer for the verifier's log (level 1), NUL-terminated by the kernel.
     pub(crate) log: Option<&'a mut [u8]>,
+    /// fentry/fexit: the BTF FUNC id of the traced function, and the fd of the module
+    /// BTF object it is in (0: the kernel's own BTF). 0 for other programs.
+    pub(crate) attach_btf_id: u32,
+    pub(crate) attach_btf_obj_fd: u32,
 }
 
 /// Load a GPL-licensed program.
@@ -257,6 +272,8 @@ pub(crate) fn prog_load(p: ProgLoad<'_>) -> io::Result<OwnedFd> {
         log_size,
         log_buf,
         expected_attach_type: p.expected_attach_type,
+        attach_btf_id: p.attach_btf_id,
+        attach_btf_obj_fd: p.attach_btf_obj_fd,
         ..Default::default()
     };
     // SAFETY: the attr of this command; instructions, license and log buffer are live
@@ -334,7 +351,14 @@ mod tests {
     fn attr_layouts_match_the_kernel() {
         assert_eq!(std::mem::size_of::<MapElemAttr>(), 32);
         assert_eq!(std::mem::size_of::<TestRunAttr>(), 80);
-        assert_eq!(std::mem::size_of::<ProgLoadAttr>(), 72);
+        // offsetof(union bpf_attr, expected_attach_type) is 68, attach_btf_id 108,
+        // attach_btf_obj_fd 112.
+        assert_eq!(std::mem::size_of::<ProgLoadAttr>(), 120);
+        let a = ProgLoadAttr::default();
+        let base = &a as *const _ as usize;
+        assert_eq!(&a.expected_attach_type as *const _ as usize - base, 68);
+        assert_eq!(&a.attach_btf_id as *const _ as usize - base, 108);
+        assert_eq!(&a.attach_btf_obj_fd as *const _ as usize - base, 112);
         assert_eq!(std::mem::size_of::<MapCreateAttr>(), 16);
         assert_eq!(std::mem::size_of::<BatchAttr>(), 56);
         assert_eq!(std::mem::size_of::<KprobeMultiLinkAttr>(), 48);

@@ -6,9 +6,10 @@
 //! attached with `BPF_RAW_TRACEPOINT_OPEN` (5.5+); closing the link detaches.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-const BPF_PROG_LOAD: u32 = 5;
+use super::bpf::{bpf, bpf_fd, prog_load, ProgLoad};
+
 const BPF_OBJ_GET_INFO_BY_FD: u32 = 15;
 const BPF_RAW_TRACEPOINT_OPEN: u32 = 17;
 const BPF_BTF_GET_FD_BY_ID: u32 = 19;
@@ -16,34 +17,6 @@ const BPF_BTF_GET_NEXT_ID: u32 = 23;
 const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_TRACE_FENTRY: u32 = 24;
 const BPF_TRACE_FEXIT: u32 = 25;
-
-/// `union bpf_attr` for `BPF_PROG_LOAD`, up to `attach_btf_obj_fd`.
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-    prog_btf_fd: u32,
-    func_info_rec_size: u32,
-    func_info: u64,
-    func_info_cnt: u32,
-    line_info_rec_size: u32,
-    line_info: u64,
-    line_info_cnt: u32,
-    attach_btf_id: u32,
-    attach_btf_obj_fd: u32,
-    _pad: u32,
-}
 
 /// `union bpf_attr` for the BTF id walk (`start_id`/`btf_id`, `next_id`, `open_flags`).
 #[repr(C)]
@@ -84,30 +57,6 @@ struct RawTpAttr {
     _pad: u32,
 }
 
-fn bpf<T>(cmd: u32, attr: &mut T) -> io::Result<i64> {
-    // SAFETY: `attr` is a bpf_attr prefix laid out for `cmd`, and every pointer in it
-    // points at a buffer that lives until the call returns.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd as libc::c_long,
-            attr as *mut T as *mut libc::c_void,
-            std::mem::size_of::<T>(),
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-fn bpf_fd<T>(cmd: u32, attr: &mut T) -> io::Result<OwnedFd> {
-    let fd = bpf(cmd, attr)?;
-    // SAFETY: a fresh fd owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
 /// The fd of the kernel BTF object of module `name` (`/sys/kernel/btf/NAME`).
 pub fn module_btf_fd(name: &str) -> io::Result<OwnedFd> {
     let mut id = 0;
@@ -116,14 +65,16 @@ pub fn module_btf_fd(name: &str) -> io::Result<OwnedFd> {
             id,
             ..Default::default()
         };
-        bpf(BPF_BTF_GET_NEXT_ID, &mut next)?;
+        // SAFETY: the id-walk attr, without pointers.
+        unsafe { bpf(BPF_BTF_GET_NEXT_ID, &mut next)? };
         id = next.next_id;
         let mut open = IdAttr {
             id,
             ..Default::default()
         };
         // An object may go away between the two calls (a module unloaded): go on.
-        let Ok(fd) = bpf_fd(BPF_BTF_GET_FD_BY_ID, &mut open) else {
+        // SAFETY: the id attr, without pointers.
+        let Ok(fd) = (unsafe { bpf_fd(BPF_BTF_GET_FD_BY_ID, &mut open) }) else {
             continue;
         };
         let mut buf = [0u8; 64];
@@ -137,7 +88,8 @@ pub fn module_btf_fd(name: &str) -> io::Result<OwnedFd> {
             info_len: std::mem::size_of::<BtfInfo>() as u32,
             info: &mut info as *mut BtfInfo as u64,
         };
-        if bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).is_err() || info.kernel_btf == 0 {
+        // SAFETY: `info` and its name buffer live through the call, sizes as given.
+        if unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }.is_err() || info.kernel_btf == 0 {
             continue;
         }
         let len = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
@@ -156,37 +108,27 @@ pub fn load(
     btf_id: u32,
     btf_obj: Option<RawFd>,
 ) -> Result<OwnedFd, (io::Error, String)> {
-    let license = c"GPL";
-    let attr = |log: &mut Vec<u8>, level: u32| ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_TRACING,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: level,
-        log_size: log.len() as u32,
-        log_buf: if log.is_empty() {
-            0
-        } else {
-            log.as_mut_ptr() as u64
-        },
-        expected_attach_type: if ret {
-            BPF_TRACE_FEXIT
-        } else {
-            BPF_TRACE_FENTRY
-        },
-        attach_btf_id: btf_id,
-        attach_btf_obj_fd: btf_obj.map_or(0, |fd| fd as u32),
-        ..Default::default()
+    let load = |log: Option<&mut [u8]>| {
+        prog_load(ProgLoad {
+            prog_type: BPF_PROG_TYPE_TRACING,
+            expected_attach_type: if ret {
+                BPF_TRACE_FEXIT
+            } else {
+                BPF_TRACE_FENTRY
+            },
+            insns,
+            log,
+            attach_btf_id: btf_id,
+            attach_btf_obj_fd: btf_obj.map_or(0, |fd| fd as u32),
+        })
     };
-    let mut none = Vec::new();
-    let first = bpf_fd(BPF_PROG_LOAD, &mut attr(&mut none, 0));
-    let Err(e) = first else {
-        return first.map_err(|e| (e, String::new()));
+    let e = match load(None) {
+        Ok(fd) => return Ok(fd),
+        Err(e) => e,
     };
     // Again with a log, to say why.
     let mut log = vec![0u8; 1 << 20];
-    let again = bpf_fd(BPF_PROG_LOAD, &mut attr(&mut log, 1));
-    if let Ok(fd) = again {
+    if let Ok(fd) = load(Some(&mut log)) {
         return Ok(fd);
     }
     let len = log.iter().position(|b| *b == 0).unwrap_or(log.len());
@@ -200,7 +142,8 @@ pub fn attach(prog: RawFd) -> io::Result<OwnedFd> {
         prog_fd: prog as u32,
         _pad: 0,
     };
-    bpf_fd(BPF_RAW_TRACEPOINT_OPEN, &mut attr)
+    // SAFETY: the attr of this command; no name (0), the program's fd.
+    unsafe { bpf_fd(BPF_RAW_TRACEPOINT_OPEN, &mut attr) }
 }
 
 #[cfg(test)]
@@ -209,13 +152,6 @@ mod tests {
 
     #[test]
     fn attr_layouts_match_the_kernel() {
-        // offsetof(union bpf_attr, attach_btf_id) is 108, attach_btf_obj_fd 112.
-        assert_eq!(std::mem::size_of::<ProgLoadAttr>(), 120);
-        let a = ProgLoadAttr::default();
-        let base = &a as *const _ as usize;
-        assert_eq!(&a.attach_btf_id as *const _ as usize - base, 108);
-        assert_eq!(&a.attach_btf_obj_fd as *const _ as usize - base, 112);
-        assert_eq!(&a.expected_attach_type as *const _ as usize - base, 68);
         assert_eq!(std::mem::size_of::<BtfInfo>(), 32);
         assert_eq!(std::mem::size_of::<RawTpAttr>(), 16);
     }
