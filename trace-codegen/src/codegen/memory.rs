@@ -243,12 +243,7 @@ impl ProgGen<'_> {
         };
         let (ln, rn) = (lhs.ty.size(), rhs.ty.size());
         let mark = self.stack;
-        let l = self.alloc(ln, lhs.span)?;
-        self.zero(l, ln);
-        self.gen_into(lhs, l)?;
-        let r = self.alloc(rn, rhs.span)?;
-        self.zero(r, rn);
-        self.gen_into(rhs, r)?;
+        let (l, r) = self.zeroed_copies(lhs, rhs)?;
         let a = &mut self.asm;
         let differ = a.new_label();
         let done = a.new_label();

@@ -62,17 +62,29 @@ impl ProgGen<'_> {
         Ok(())
     }
 
-    /// r0 = 0 when the two strings are equal over their first `n` characters, 1 otherwise.
-    fn compare_strings(&mut self, lhs: &Expr, rhs: &Expr, n: usize) -> Result<(), Diagnostic> {
+    /// Both operands copied to fresh stack slots of their own sizes, zero-padded (so they
+    /// compare in 8-byte words): the slots' offsets. The caller gives the stack back.
+    pub(super) fn zeroed_copies(
+        &mut self,
+        lhs: &Expr,
+        rhs: &Expr,
+    ) -> Result<(i16, i16), Diagnostic> {
         let (ln, rn) = (lhs.ty.size(), rhs.ty.size());
-        // The two copies are dead once compared: their stack is given back at the end.
-        let mark = self.stack;
         let l = self.alloc(ln, lhs.span)?;
         self.zero(l, ln);
         self.gen_into(lhs, l)?;
         let r = self.alloc(rn, rhs.span)?;
         self.zero(r, rn);
         self.gen_into(rhs, r)?;
+        Ok((l, r))
+    }
+
+    /// r0 = 0 when the two strings are equal over their first `n` characters, 1 otherwise.
+    fn compare_strings(&mut self, lhs: &Expr, rhs: &Expr, n: usize) -> Result<(), Diagnostic> {
+        let (ln, rn) = (lhs.ty.size(), rhs.ty.size());
+        // The two copies are dead once compared: their stack is given back at the end.
+        let mark = self.stack;
+        let (l, r) = self.zeroed_copies(lhs, rhs)?;
         let a = &mut self.asm;
         let differ = a.new_label();
         let same = a.new_label();
