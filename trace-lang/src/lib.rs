@@ -12,6 +12,7 @@ pub mod constants;
 pub mod diag;
 pub mod glob;
 pub mod lexer;
+pub mod names;
 pub mod parser;
 pub mod preproc;
 pub mod sema;
