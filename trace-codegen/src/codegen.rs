@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use trace_lang::ast::{BinOp, Expr, ExprKind, MapRef, ProbeKind, Program, Stmt, StmtKind, UnOp};
+use trace_lang::names::{Builtin, Func};
 use trace_lang::sema::{Analysis, FuncSignature, ResolvedAttach};
 use trace_lang::span::Span;
 use trace_lang::tracepoint_format::TpField;
@@ -61,6 +62,17 @@ fn syscall_tracepoint(a: &ResolvedAttach) -> Option<(bool, u32)> {
         _ => return None,
     };
     super::syscalls::syscall_nr(call).map(|nr| (exit, nr))
+}
+
+/// The function a call resolved to in semantic analysis (an internal error when it
+/// has not been analysed).
+fn resolved(func: Option<Func>, span: Span) -> Result<Func, Diagnostic> {
+    func.ok_or_else(|| {
+        err(
+            span,
+            "internal error: a call that semantic analysis has not resolved",
+        )
+    })
 }
 
 /// Options that shape the generated code.
@@ -1390,30 +1402,31 @@ impl ProgGen<'_> {
                 return Ok(());
             }
         }
-        let ExprKind::Call { name, args } = &e.kind else {
+        let ExprKind::Call { func, args, .. } = &e.kind else {
             return if e.ty.is_int() {
                 self.gen_int(e)
             } else {
                 Ok(())
             };
         };
-        match name.as_str() {
-            "printf" => self.printf(e, args, PrintfAction::Print),
-            "cat" => self.printf(e, args, PrintfAction::Cat),
-            "system" if !self.opts.unsafe_actions => Err(err(
+        let func = resolved(*func, e.span)?;
+        match func {
+            Func::Printf => self.printf(e, args, PrintfAction::Print),
+            Func::Cat => self.printf(e, args, PrintfAction::Cat),
+            Func::System if !self.opts.unsafe_actions => Err(err(
                 e.span,
                 "system() runs commands on the node: it is only allowed with --unsafe",
             )),
-            "system" => self.printf(e, args, PrintfAction::System),
-            "join" => self.gen_join(e, args),
-            "debugf" => self.gen_debugf(e, args),
-            "signal" => self.gen_signal(e, args),
-            "exit" => {
+            Func::System => self.printf(e, args, PrintfAction::System),
+            Func::Join => self.gen_join(e, args),
+            Func::Debugf => self.gen_debugf(e, args),
+            Func::Signal => self.gen_signal(e, args),
+            Func::Exit => {
                 self.simple_event(EventKind::Exit, 0, e.span)?;
                 self.leave();
                 Ok(())
             }
-            "print" if !matches!(args.first().map(|a| &a.kind), Some(ExprKind::Map(m)) if m.keys.is_empty()) =>
+            Func::Print if !matches!(args.first().map(|a| &a.kind), Some(ExprKind::Map(m)) if m.keys.is_empty()) =>
             {
                 let value = args
                     .first()
@@ -1434,10 +1447,10 @@ impl ProgGen<'_> {
                 self.output(off, 8 + ty.size());
                 Ok(())
             }
-            "print" | "clear" | "zero" => {
+            Func::Print | Func::Clear | Func::Zero => {
                 let map = args
                     .first()
-                    .ok_or_else(|| err(e.span, format!("{name}() needs a map")))?;
+                    .ok_or_else(|| err(e.span, format!("{func}() needs a map")))?;
                 let info = self.map_arg(map)?;
                 let index = self
                     .t
@@ -1445,9 +1458,9 @@ impl ProgGen<'_> {
                     .iter()
                     .position(|m| m.name == info.name)
                     .unwrap_or(0);
-                let kind = match name.as_str() {
-                    "print" => EventKind::Print,
-                    "clear" => EventKind::Clear,
+                let kind = match func {
+                    Func::Print => EventKind::Print,
+                    Func::Clear => EventKind::Clear,
                     _ => EventKind::Zero,
                 };
                 let index = if kind == EventKind::Print {
@@ -1471,7 +1484,7 @@ impl ProgGen<'_> {
                 };
                 self.simple_event(kind, index, e.span)
             }
-            "time" => {
+            Func::Time => {
                 let fmt = match args.first().map(|a| &a.kind) {
                     Some(ExprKind::Str(s)) => s.clone(),
                     None => "%H:%M:%S\n".to_string(),
@@ -1481,7 +1494,7 @@ impl ProgGen<'_> {
                 self.t.time_formats.push(fmt);
                 self.simple_event(EventKind::Time, index, e.span)
             }
-            "delete" => {
+            Func::Delete => {
                 let Some(Expr {
                     kind: ExprKind::Map(m),
                     ..
@@ -1534,9 +1547,9 @@ impl ProgGen<'_> {
         }) = args.first()
         else {
             let name = match action {
-                PrintfAction::Print => "printf",
-                PrintfAction::Cat => "cat",
-                PrintfAction::System => "system",
+                PrintfAction::Print => Func::Printf,
+                PrintfAction::Cat => Func::Cat,
+                PrintfAction::System => Func::System,
             };
             return Err(err(
                 e.span,
@@ -1680,13 +1693,20 @@ impl ProgGen<'_> {
                 }
                 Ok(())
             }
-            (Type::Str(n), ExprKind::Builtin(b)) if b == "comm" => {
+            (Type::Str(n), ExprKind::Builtin(Builtin::Comm)) => {
                 self.stack_ptr(R1, off);
                 self.asm.mov_imm(R2, *n as i32);
                 self.asm.call(helper::GET_CURRENT_COMM);
                 Ok(())
             }
-            (Type::Str(n), ExprKind::Call { name, args }) if name == "str" => {
+            (
+                Type::Str(n),
+                ExprKind::Call {
+                    func: Some(Func::Str),
+                    args,
+                    ..
+                },
+            ) => {
                 let p = args
                     .first()
                     .ok_or_else(|| err(e.span, "str() needs an argument"))?;
@@ -1805,7 +1825,14 @@ impl ProgGen<'_> {
                 self.gen_memory_into(e, off)
             }
             // The value kinds user space decodes in `values` (stacks, addresses, ...).
-            (Type::Array { .. }, ExprKind::Call { name, args }) if name == "pton" => {
+            (
+                Type::Array { .. },
+                ExprKind::Call {
+                    func: Some(Func::Pton),
+                    args,
+                    ..
+                },
+            ) => {
                 let text = match args.first().map(|a| &a.kind) {
                     Some(ExprKind::Str(s)) => s.as_str(),
                     _ => "",
@@ -1872,41 +1899,41 @@ impl ProgGen<'_> {
             })
     }
 
-    fn builtin(&mut self, name: &str, span: Span) -> Result<(), Diagnostic> {
+    fn builtin(&mut self, b: Builtin, span: Span) -> Result<(), Diagnostic> {
         let a = &mut self.asm;
-        match name {
-            "pid" => {
+        match b {
+            Builtin::Pid => {
                 a.call(helper::GET_CURRENT_PID_TGID);
                 a.alu_imm(Alu::Rsh, R0, 32);
             }
-            "tid" => {
+            Builtin::Tid => {
                 a.call(helper::GET_CURRENT_PID_TGID);
                 a.extend(R0, 4, false);
             }
-            "uid" => {
+            Builtin::Uid => {
                 a.call(helper::GET_CURRENT_UID_GID);
                 a.extend(R0, 4, false);
             }
-            "gid" => {
+            Builtin::Gid => {
                 a.call(helper::GET_CURRENT_UID_GID);
                 a.alu_imm(Alu::Rsh, R0, 32);
             }
-            "nsecs" => a.call(helper::KTIME_GET_NS),
-            "elapsed" => {
+            Builtin::Nsecs => a.call(helper::KTIME_GET_NS),
+            Builtin::Elapsed => {
                 a.call(helper::KTIME_GET_NS);
                 a.load_const(R1, self.opts.start_ns as i64);
                 a.alu_reg(Alu::Sub, R0, R1);
             }
-            "cpid" => match self.opts.cpid {
+            Builtin::Cpid => match self.opts.cpid {
                 Some(p) => a.load_const(R0, i64::from(p)),
                 None => return Err(err(span, "cpid cannot be used without child command (-c)")),
             },
-            "cpu" => a.call(helper::GET_SMP_PROCESSOR_ID),
-            "rand" => a.call(helper::GET_PRANDOM_U32),
-            "numaid" => a.call(helper::GET_NUMA_NODE_ID),
-            "cgroup" => a.call(helper::GET_CURRENT_CGROUP_ID),
-            "curtask" => a.call(helper::GET_CURRENT_TASK),
-            "probe" => match &self.syscall {
+            Builtin::Cpu => a.call(helper::GET_SMP_PROCESSOR_ID),
+            Builtin::Rand => a.call(helper::GET_PRANDOM_U32),
+            Builtin::Numaid => a.call(helper::GET_NUMA_NODE_ID),
+            Builtin::Cgroup => a.call(helper::GET_CURRENT_CGROUP_ID),
+            Builtin::Curtask => a.call(helper::GET_CURRENT_TASK),
+            Builtin::Probe => match &self.syscall {
                 Some(group) if group.members.len() > 1 => {
                     let done = a.new_label();
                     a.load_const(R0, self.probe_id as i64);
@@ -1932,8 +1959,8 @@ impl ProgGen<'_> {
                 }
                 _ => a.load_const(R0, self.probe_id as i64),
             },
-            "$#" => a.load_const(R0, self.opts.params.len() as i64),
-            "retval" => match self.kind {
+            Builtin::ParamCount => a.load_const(R0, self.opts.params.len() as i64),
+            Builtin::Retval => match self.kind {
                 ProbeKind::Kretprobe | ProbeKind::Uretprobe => {
                     a.load(Size::DW, R0, R6, PT_REGS_RAX)
                 }
@@ -1954,7 +1981,7 @@ impl ProgGen<'_> {
                     ))
                 }
             },
-            "func" => match self.kind {
+            Builtin::Func => match self.kind {
                 ProbeKind::Kprobe
                 | ProbeKind::Kretprobe
                 | ProbeKind::Kfunc
@@ -1965,48 +1992,39 @@ impl ProgGen<'_> {
                 ProbeKind::Uprobe => a.load(Size::DW, R0, R6, PT_REGS_IP),
                 _ => return Err(err(span, "func is only available in kprobes and uprobes")),
             },
-            _ if name.starts_with("sarg") => {
+            Builtin::Sarg(n) => {
                 // Arguments passed on the stack (x86-64): sargN is the 8 bytes at
                 // sp + 8 * (N + 1), above the return address.
-                let n: i32 = name[4..]
-                    .parse()
-                    .map_err(|_| err(span, format!("unknown builtin {name}")))?;
+                let n = i32::from(n);
                 let user = match self.kind {
                     ProbeKind::Uprobe | ProbeKind::Uretprobe => true,
                     ProbeKind::Kprobe | ProbeKind::Kretprobe => false,
-                    _ => return Err(err(span, format!("{name} is not available in this probe"))),
+                    _ => return Err(err(span, format!("{b} is not available in this probe"))),
                 };
                 a.load(Size::DW, R0, R6, PT_REGS_SP);
                 a.alu_imm(Alu::Add, R0, 8 * (n + 1));
                 self.probe_read_int(8, false, user, span)?;
             }
             // The program's context pointer (what `(struct x *)ctx` reads through).
-            "ctx" => a.mov(R0, R6),
-            _ if name.starts_with("arg") => {
-                let n: usize = name[3..]
-                    .parse()
-                    .map_err(|_| err(span, format!("unknown builtin {name}")))?;
+            Builtin::Ctx => a.mov(R0, R6),
+            Builtin::Arg(n) => {
+                let n = usize::from(n);
                 match self.kind {
                     ProbeKind::Kprobe
                     | ProbeKind::Uprobe
                     | ProbeKind::Kretprobe
                     | ProbeKind::Uretprobe => {
                         let off = *PT_REGS_ARGS.get(n).ok_or_else(|| {
-                            err(span, format!("{name}: only arg0..arg5 are in registers"))
+                            err(span, format!("{b}: only arg0..arg5 are in registers"))
                         })?;
                         a.load(Size::DW, R0, R6, off);
                     }
                     ProbeKind::RawTracepoint => a.load(Size::DW, R0, R6, 8 * n as i16),
                     ProbeKind::Usdt => self.usdt_arg(n, span)?,
-                    _ => return Err(err(span, format!("{name} is not available in this probe"))),
+                    _ => return Err(err(span, format!("{b} is not available in this probe"))),
                 }
             }
-            _ => {
-                return Err(err(
-                    span,
-                    format!("the builtin '{name}' is not supported yet"),
-                ))
-            }
+            _ => return Err(err(span, format!("the builtin '{b}' is not supported yet"))),
         }
         Ok(())
     }
@@ -2030,7 +2048,7 @@ impl ProgGen<'_> {
                 })?;
                 self.asm.load_const(R0, v);
             }
-            ExprKind::Builtin(b) => self.builtin(b, e.span)?,
+            ExprKind::Builtin(b) => self.builtin(*b, e.span)?,
             ExprKind::Var(name) => {
                 let (off, ty) = self.vars.get(name).cloned().ok_or_else(|| {
                     err(e.span, format!("Undefined or undeclared variable: ${name}"))
@@ -2047,7 +2065,9 @@ impl ProgGen<'_> {
                 let key = self.build_key(m, None)?;
                 self.map_read_int(info.kernel_map, key, Some(m.span))?;
             }
-            ExprKind::Call { name, args } => self.int_call(e, name, args)?,
+            ExprKind::Call { func, args, .. } => {
+                self.int_call(e, resolved(*func, e.span)?, args)?
+            }
             ExprKind::Unary { op, expr } => {
                 self.gen_int(expr)?;
                 match op {
@@ -2134,7 +2154,8 @@ impl ProgGen<'_> {
                     .load(Size::from_bytes(usize::from(bytes)), R0, FP, at);
                 self.asm.extend(R0, bytes, signed);
             }
-            ExprKind::Field { expr, field, .. } if matches!(&expr.kind, ExprKind::Builtin(b) if b == "skb") =>
+            ExprKind::Field { expr, field, .. }
+                if matches!(&expr.kind, ExprKind::Builtin(Builtin::Skb)) =>
             {
                 self.skb_field(field, e.span)?;
             }
@@ -2282,9 +2303,9 @@ impl ProgGen<'_> {
         Ok(())
     }
 
-    fn int_call(&mut self, e: &Expr, name: &str, args: &[Expr]) -> Result<(), Diagnostic> {
-        match name {
-            "cgroupid" => {
+    fn int_call(&mut self, e: &Expr, func: Func, args: &[Expr]) -> Result<(), Diagnostic> {
+        match func {
+            Func::Cgroupid => {
                 let Some(Expr {
                     kind: ExprKind::Str(path),
                     ..
@@ -2299,9 +2320,9 @@ impl ProgGen<'_> {
                     .ok_or_else(|| err(e.span, format!("cgroupid: cannot find cgroup '{path}'")))?;
                 self.asm.load_const(R0, id as i64);
             }
-            "kaddr" => self.gen_kaddr(e, args)?,
-            "strncmp" => self.gen_strncmp(e, args)?,
-            "bswap" => {
+            Func::Kaddr => self.gen_kaddr(e, args)?,
+            Func::Strncmp => self.gen_strncmp(e, args)?,
+            Func::Bswap => {
                 let arg = args
                     .first()
                     .ok_or_else(|| err(e.span, "bswap() needs an argument"))?;
@@ -2314,7 +2335,7 @@ impl ProgGen<'_> {
                     self.asm.bswap(R0, i32::from(bytes) * 8);
                 }
             }
-            "reg" => {
+            Func::Reg => {
                 let Some(Expr {
                     kind: ExprKind::Str(reg),
                     ..
@@ -2326,23 +2347,23 @@ impl ProgGen<'_> {
                     .ok_or_else(|| err(e.span, format!("'{reg}' is not a register on x86-64")))?;
                 self.asm.load(Size::DW, R0, R6, off);
             }
-            "uaddr" => {
+            Func::Uaddr => {
                 // Resolved by the front end when the symbol is found (see sema).
                 return Err(err(
                     e.span,
                     "uaddr(): no such symbol in the probed executable, or it is position-independent (a PIE or library, whose addresses are only known at run time)",
                 ));
             }
-            "ksym" | "usym" | "uptr" | "kptr" => {
+            Func::Ksym | Func::Usym | Func::Uptr | Func::Kptr => {
                 let arg = args
                     .first()
-                    .ok_or_else(|| err(e.span, format!("{name}() needs an argument")))?;
+                    .ok_or_else(|| err(e.span, format!("{func}() needs an argument")))?;
                 self.gen_int(arg)?;
             }
             _ => {
                 return Err(err(
                     e.span,
-                    format!("{name}() cannot be used as a value here"),
+                    format!("{func}() cannot be used as a value here"),
                 ))
             }
         }

@@ -4,6 +4,7 @@
 //! `ty` of every expression and the tables in [`crate::sema::Analysis`]; code
 //! generation (in trace-runner) walks it.
 
+use crate::names::{Builtin, Func};
 use crate::span::Span;
 use crate::types::Type;
 
@@ -150,10 +151,10 @@ pub struct Expr {
 pub enum ExprKind {
     Int(i64),
     Str(String),
-    /// `$1`, `$2`, ... (the number); `$#` is `Builtin("$#")`.
+    /// `$1`, `$2`, ... (the number); `$#` is `Builtin(Builtin::ParamCount)`.
     Positional(u32),
     /// `pid`, `comm`, `nsecs`, `arg0`, `retval`, `args`, `probe`, ...
-    Builtin(String),
+    Builtin(Builtin),
     /// Any other bare identifier, e.g. an enum constant such as `TCP_CLOSE` or
     /// `AF_INET` (only resolvable with C definitions/BTF; sema rejects it for now).
     Ident(String),
@@ -162,7 +163,11 @@ pub enum ExprKind {
     Map(MapRef),
     /// `f(args)`: printf, str, count, hist, exit, ...; also `kstack`/`ustack` with args.
     Call {
+        /// The name as written.
         name: String,
+        /// What the name resolves to: `None` until semantic analysis, which sets it
+        /// (or reports the name unknown).
+        func: Option<Func>,
         args: Vec<Expr>,
     },
     Unary {

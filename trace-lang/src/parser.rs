@@ -13,6 +13,7 @@ use crate::ast::{
 };
 use crate::diag::Diagnostic;
 use crate::lexer::{Lexer, Token, TokenKind};
+use crate::names::Builtin;
 use crate::span::Span;
 use std::collections::HashMap;
 
@@ -156,39 +157,7 @@ pub fn parse_expr(src: &str) -> Result<Expr, Diagnostic> {
 /// Words that bpftrace's lexer reserves as builtins (everything else that is a bare
 /// identifier becomes [`ExprKind::Ident`]).
 pub fn is_builtin(name: &str) -> bool {
-    matches!(
-        name,
-        "pid"
-            | "tid"
-            | "uid"
-            | "gid"
-            | "cpu"
-            | "nsecs"
-            | "elapsed"
-            | "numaid"
-            | "cgroup"
-            | "comm"
-            | "kstack"
-            | "ustack"
-            | "retval"
-            | "func"
-            | "probe"
-            | "args"
-            | "ctx"
-            | "curtask"
-            | "rand"
-            | "username"
-            | "cpid"
-            | "jiffies"
-            | "usermode"
-            | "skb"
-    ) || is_numbered(name, "arg")
-        || is_numbered(name, "sarg")
-}
-
-fn is_numbered(name: &str, prefix: &str) -> bool {
-    name.strip_prefix(prefix)
-        .is_some_and(|d| d.len() == 1 && d.as_bytes()[0].is_ascii_digit())
+    Builtin::from_name(name).is_some()
 }
 
 /// Map a provider as written (long or short alias) to its kind.
@@ -1085,7 +1054,7 @@ impl<'a> Parser<'a> {
             TokenKind::Int(v) => e(ExprKind::Int(v)),
             TokenKind::Str(s) => e(ExprKind::Str(s)),
             TokenKind::Positional(n) => e(ExprKind::Positional(n)),
-            TokenKind::ParamCount => e(ExprKind::Builtin("$#".into())),
+            TokenKind::ParamCount => e(ExprKind::Builtin(Builtin::ParamCount)),
             TokenKind::Var(v) => self.var_expr(v, span),
             TokenKind::Map(name) => {
                 let m = self.map_ref(name, span)?;
@@ -1116,17 +1085,20 @@ impl<'a> Parser<'a> {
                         self.expect_sym(")")?;
                     }
                     return Ok(Expr::new(
-                        ExprKind::Call { name: w, args },
+                        ExprKind::Call {
+                            name: w,
+                            func: None,
+                            args,
+                        },
                         Span::new(span.start, self.prev_end),
                     ));
                 }
                 if let Some(&(start, end)) = self.defines.get(&w) {
                     return self.expand_define(&w, start, end, span);
                 }
-                if is_builtin(&w) {
-                    e(ExprKind::Builtin(w))
-                } else {
-                    e(ExprKind::Ident(w))
+                match Builtin::from_name(&w) {
+                    Some(b) => e(ExprKind::Builtin(b)),
+                    None => e(ExprKind::Ident(w)),
                 }
             }
             TokenKind::Sym("(") => {
@@ -1208,6 +1180,7 @@ impl<'a> Parser<'a> {
         Ok(Expr::new(
             ExprKind::Call {
                 name: "offsetof".into(),
+                func: None,
                 args,
             },
             span,
@@ -1320,14 +1293,15 @@ mod tests {
             ExprKind::Int(v) => v.to_string(),
             ExprKind::Str(s) => format!("{s:?}"),
             ExprKind::Positional(n) => format!("${n}"),
-            ExprKind::Builtin(b) | ExprKind::Ident(b) => b.clone(),
+            ExprKind::Builtin(b) => b.to_string(),
+            ExprKind::Ident(b) => b.clone(),
             ExprKind::Var(v) => format!("${v}"),
             ExprKind::Map(m) => format!(
                 "@{}[{}]",
                 m.name,
                 m.keys.iter().map(show).collect::<Vec<_>>().join(",")
             ),
-            ExprKind::Call { name, args } => format!(
+            ExprKind::Call { name, args, .. } => format!(
                 "{name}({})",
                 args.iter().map(show).collect::<Vec<_>>().join(",")
             ),

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::ast::{self, BinOp, Expr, ExprKind, MapRef, ProbeKind, Stmt, StmtKind, UnOp};
 use crate::cdecl::CTypes;
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::names::{Builtin, Func};
 use crate::span::Span;
 use crate::tracepoint_format::TpField;
 use crate::types::{MapValue, StackMode, Type};
@@ -920,16 +921,16 @@ fn merge(old: &Type, new: &Type) -> Option<Type> {
     }
 }
 
-fn agg_value(name: &str) -> Option<MapValue> {
-    Some(match name {
-        "count" => MapValue::Count,
-        "sum" => MapValue::Sum,
-        "avg" => MapValue::Avg,
-        "min" => MapValue::Min,
-        "max" => MapValue::Max,
-        "stats" => MapValue::Stats,
-        "hist" => MapValue::Hist,
-        "lhist" => MapValue::Lhist {
+fn agg_value(func: Func) -> Option<MapValue> {
+    Some(match func {
+        Func::Count => MapValue::Count,
+        Func::Sum => MapValue::Sum,
+        Func::Avg => MapValue::Avg,
+        Func::Min => MapValue::Min,
+        Func::Max => MapValue::Max,
+        Func::Stats => MapValue::Stats,
+        Func::Hist => MapValue::Hist,
+        Func::Lhist => MapValue::Lhist {
             min: 0,
             max: 0,
             step: 0,
@@ -976,26 +977,7 @@ pub fn signal_number(name: &str) -> Option<i64> {
 /// Is this an aggregation function (`count`, `sum`, `avg`, `min`, `max`, `stats`,
 /// `hist`, `lhist`), only valid as the value of a map assignment?
 pub fn is_aggregation(name: &str) -> bool {
-    agg_value(name).is_some()
-}
-
-/// Functions that return no value.
-fn is_void_fn(name: &str) -> bool {
-    matches!(
-        name,
-        "printf"
-            | "print"
-            | "time"
-            | "exit"
-            | "clear"
-            | "zero"
-            | "delete"
-            | "system"
-            | "cat"
-            | "signal"
-            | "join"
-            | "debugf"
-    )
+    Func::from_name(name).is_some_and(Func::is_aggregation)
 }
 
 /// Real bpftrace functions this implementation does not support yet.
@@ -1351,11 +1333,11 @@ impl Analyser<'_> {
     /// Returns whether the expression is usable as a value.
     fn check_value(&mut self, e: &Expr) -> bool {
         match (&e.ty, &e.kind) {
-            (Type::None, ExprKind::Call { name, .. }) if is_void_fn(name) => {
-                self.error(e.span, format!("{name}() does not return a value"));
+            (Type::None, ExprKind::Call { func: Some(f), .. }) if f.is_void() => {
+                self.error(e.span, format!("{f}() does not return a value"));
                 false
             }
-            (Type::Ctx, ExprKind::Builtin(b)) if b == "skb" => {
+            (Type::Ctx, ExprKind::Builtin(Builtin::Skb)) => {
                 self.error(
                     e.span,
                     "The skb builtin can only be used to access fields, e.g. skb->len",
@@ -1483,21 +1465,19 @@ impl Analyser<'_> {
     /// `@m = count()` etc.: check the arguments and give the value kind.
     fn aggregation(&mut self, call: &mut Expr, cx: &mut Cx) -> Option<MapValue> {
         let span = call.span;
-        let ExprKind::Call { name, args } = &mut call.kind else {
+        let ExprKind::Call { name, func, args } = &mut call.kind else {
             return None;
         };
-        let name = name.clone();
+        let f = Func::from_name(name).filter(|f| f.is_aggregation())?;
+        *func = Some(f);
+        let name = f.name();
         let mut types = Vec::new();
         for a in args.iter_mut() {
             let t = self.expr(a, cx);
             self.check_value(a);
             types.push(t);
         }
-        let want = match name.as_str() {
-            "count" => 0,
-            "lhist" => 4,
-            _ => 1,
-        };
+        let (want, _) = f.arity();
         if args.len() != want {
             let need = match want {
                 0 => "no arguments".to_string(),
@@ -1519,8 +1499,8 @@ impl Analyser<'_> {
                 ),
             );
         }
-        let mut value = agg_value(&name)?;
-        if name == "lhist" {
+        let mut value = agg_value(f)?;
+        if f == Func::Lhist {
             let mut lits = [0i64; 3];
             for (i, what) in ["min", "max", "step"].iter().enumerate() {
                 match literal_int(&args[i + 1]) {
@@ -1580,9 +1560,9 @@ impl Analyser<'_> {
             ExprKind::Int(_) => Type::I64,
             ExprKind::Str(s) => Type::Str((s.len() + 1).max(64)),
             ExprKind::Positional(_) => Type::I64,
-            ExprKind::Builtin(name) => {
-                let name = name.clone();
-                self.builtin(&name, span, cx)
+            ExprKind::Builtin(b) => {
+                let b = *b;
+                self.builtin(b, span, cx)
             }
             ExprKind::Ident(name) => {
                 let name = name.clone();
@@ -1638,8 +1618,8 @@ impl Analyser<'_> {
                     }
                 }
             }
-            ExprKind::Call { name, args }
-                if name == "strcontains"
+            ExprKind::Call { name, args, .. }
+                if Func::from_name(name) == Some(Func::Strcontains)
                     && args.len() == 2
                     && args.iter().all(|a| literal_str(a).is_some()) =>
             {
@@ -1648,8 +1628,10 @@ impl Analyser<'_> {
                 e.kind = ExprKind::Int(i64::from(found));
                 Type::I64
             }
-            ExprKind::Call { name, args }
-                if name == "uaddr" && args.len() == 1 && literal_str(&args[0]).is_some() =>
+            ExprKind::Call { name, args, .. }
+                if Func::from_name(name) == Some(Func::Uaddr)
+                    && args.len() == 1
+                    && literal_str(&args[0]).is_some() =>
             {
                 // The symbol's address in the probed binary, as a pointer to an integer
                 // as wide as the symbol (bpftrace's typing): `(uint32 *)0x404018`.
@@ -1787,8 +1769,8 @@ impl Analyser<'_> {
             ExprKind::Field { expr, field, arrow } => {
                 let field = field.clone();
                 let arrow = *arrow;
-                let base_is_args = matches!(&expr.kind, ExprKind::Builtin(b) if b == "args");
-                let base_is_skb = matches!(&expr.kind, ExprKind::Builtin(b) if b == "skb");
+                let base_is_args = matches!(&expr.kind, ExprKind::Builtin(Builtin::Args));
+                let base_is_skb = matches!(&expr.kind, ExprKind::Builtin(Builtin::Skb));
                 let t = self.expr(expr, cx);
                 match &t {
                     Type::None => Type::None,
@@ -2088,39 +2070,51 @@ impl Analyser<'_> {
         Type::None
     }
 
-    fn builtin(&mut self, name: &str, span: Span, cx: &mut Cx) -> Type {
+    fn builtin(&mut self, b: Builtin, span: Span, cx: &mut Cx) -> Type {
         use ProbeKind::*;
-        match name {
-            "pid" | "tid" | "uid" | "gid" | "cpu" | "nsecs" | "elapsed" | "cgroup" | "numaid"
-            | "jiffies" | "cpid" | "rand" | "ctx" => Type::U64,
-            "curtask" if self.env.has_kernel_types() => Type::Ptr {
+        let name = b.to_string();
+        match b {
+            Builtin::Pid
+            | Builtin::Tid
+            | Builtin::Uid
+            | Builtin::Gid
+            | Builtin::Cpu
+            | Builtin::Nsecs
+            | Builtin::Elapsed
+            | Builtin::Cgroup
+            | Builtin::Numaid
+            | Builtin::Jiffies
+            | Builtin::Cpid
+            | Builtin::Rand
+            | Builtin::Ctx => Type::U64,
+            Builtin::Curtask if self.env.has_kernel_types() => Type::Ptr {
                 to: Box::new(Type::Record("struct task_struct".into())),
                 user: false,
             },
-            "curtask" => {
+            Builtin::Curtask => {
                 // Without kernel types (a local check), `curtask->...` cannot be typed:
                 // accept it as an integer, as other fields of unknown records.
                 self.unknown_fields.insert(span);
                 Type::U64
             }
-            "$#" => Type::I64,
-            "comm" => Type::Str(16),
-            "probe" => Type::Probe,
-            "kstack" | "ustack" if cx.kinds.contains(&CgroupSkb) => {
-                self.cgroup_skb_unavailable(name, "bpf_get_stackid", span);
+            Builtin::ParamCount => Type::I64,
+            Builtin::Comm => Type::Str(16),
+            Builtin::Probe => Type::Probe,
+            Builtin::Kstack | Builtin::Ustack if cx.kinds.contains(&CgroupSkb) => {
+                self.cgroup_skb_unavailable(&name, "bpf_get_stackid", span);
                 Type::None
             }
-            "kstack" => Type::Stack {
+            Builtin::Kstack => Type::Stack {
                 user: false,
                 limit: 127,
                 mode: StackMode::Bpftrace,
             },
-            "ustack" => Type::Stack {
+            Builtin::Ustack => Type::Stack {
                 user: true,
                 limit: 127,
                 mode: StackMode::Bpftrace,
             },
-            "skb" => {
+            Builtin::Skb => {
                 if let Some(k) = cx.first_not_in(&[CgroupSkb]) {
                     let msg = format!(
                         "The skb builtin can only be used with 'cgroup_skb' probes ({} used here)",
@@ -2131,7 +2125,7 @@ impl Analyser<'_> {
                 }
                 Type::Ctx
             }
-            "func" => {
+            Builtin::Func => {
                 let kernel = [Kprobe, Kretprobe, Kfunc, Kretfunc];
                 let user = [Uprobe, Uretprobe];
                 if cx.first_not_in(&kernel).is_none() {
@@ -2150,7 +2144,7 @@ impl Analyser<'_> {
                     Type::None
                 }
             }
-            "retval" => {
+            Builtin::Retval => {
                 if let Some(k) = cx.first_not_in(&[Kretprobe, Uretprobe, Kretfunc]) {
                     let msg = format!(
                         "The retval builtin can only be used with 'kretprobe', 'uretprobe' and 'kretfunc' probes ({} used here)",
@@ -2161,7 +2155,7 @@ impl Analyser<'_> {
                 }
                 self.kretfunc_retval(cx)
             }
-            "args" => {
+            Builtin::Args => {
                 if let Some(k) = cx.first_not_in(&[Tracepoint, Kfunc, Kretfunc]) {
                     let msg = format!(
                         "The args builtin can only be used with 'tracepoint' and 'kfunc' probes ({} used here)",
@@ -2172,13 +2166,13 @@ impl Analyser<'_> {
                 }
                 Type::Ctx
             }
-            "username" => Type::Username,
-            "usermode" => Type::U64,
-            _ if name.starts_with("arg") && cx.first_not_in(&[Usdt]).is_none() => {
+            Builtin::Username => Type::Username,
+            Builtin::Usermode => Type::U64,
+            Builtin::Arg(_) if cx.first_not_in(&[Usdt]).is_none() => {
                 // USDT arguments are sign- or zero-extended to 64 bits from their size.
                 Type::I64
             }
-            _ if name.starts_with("sarg") => {
+            Builtin::Sarg(_) => {
                 // Stack arguments: not of usdt probes (their arguments have specs).
                 if let Some(k) = cx.first_not_in(&[Kprobe, Kretprobe, Uprobe, Uretprobe]) {
                     let msg = format!(
@@ -2190,7 +2184,7 @@ impl Analyser<'_> {
                 }
                 Type::U64
             }
-            _ if name.starts_with("arg") => {
+            Builtin::Arg(_) => {
                 if let Some(k) = cx.first_not_in(&[Kprobe, Kretprobe, Uprobe, Uretprobe, Usdt]) {
                     let msg = format!(
                         "The {name} builtin can only be used with 'kprobes', 'uprobes' and 'usdt' probes ({} used here)",
@@ -2200,10 +2194,6 @@ impl Analyser<'_> {
                     return Type::None;
                 }
                 Type::U64
-            }
-            _ => {
-                self.error(span, format!("Unknown builtin: '{name}'"));
-                Type::None
             }
         }
     }
@@ -2427,7 +2417,9 @@ impl Analyser<'_> {
         }
     }
 
-    fn nargs(&mut self, name: &str, n: usize, min: usize, max: usize, span: Span) -> bool {
+    /// Whether a call of `func` has as many arguments as it takes (an error if not).
+    fn nargs(&mut self, func: Func, n: usize, span: Span) -> bool {
+        let (name, (min, max)) = (func.name(), func.arity());
         if n >= min && n <= max {
             return true;
         }
@@ -2485,15 +2477,30 @@ impl Analyser<'_> {
 
     fn call(&mut self, e: &mut Expr, cx: &mut Cx) -> Type {
         let span = e.span;
-        let ExprKind::Call { name, args } = &mut e.kind else {
+        let ExprKind::Call { name, func, args } = &mut e.kind else {
             return Type::None;
         };
-        let name = name.clone();
+        let Some(f) = Func::from_name(name) else {
+            let name = name.clone();
+            // The arguments' own errors first.
+            for a in args.iter_mut() {
+                self.expr(a, cx);
+            }
+            if is_unsupported_fn(&name) {
+                self.error(span, format!("{name}() is not supported yet"));
+            } else {
+                let name_span = Span::new(span.start, span.start + name.len());
+                self.error(name_span, format!("Unknown function: {name}"));
+            }
+            return Type::None;
+        };
+        *func = Some(f);
+        let name = f.name();
         let n = args.len();
 
         // Functions whose arguments are not plain values.
-        match name.as_str() {
-            "offsetof" => {
+        match f {
+            Func::Offsetof => {
                 let texts: Vec<String> = args
                     .iter()
                     .filter_map(|a| match &a.kind {
@@ -2545,27 +2552,27 @@ impl Analyser<'_> {
                 e.kind = ExprKind::Int(offset as i64);
                 return Type::I64;
             }
-            "clear" | "zero" => {
-                if self.nargs(&name, n, 1, 1, span) {
-                    self.map_arg(&name, &mut args[0], cx, true);
+            Func::Clear | Func::Zero => {
+                if self.nargs(f, n, span) {
+                    self.map_arg(name, &mut args[0], cx, true);
                 }
                 return Type::None;
             }
-            "delete" => {
-                if self.nargs(&name, n, 1, 1, span) {
-                    self.map_arg(&name, &mut args[0], cx, false);
+            Func::Delete => {
+                if self.nargs(f, n, span) {
+                    self.map_arg(name, &mut args[0], cx, false);
                 }
                 return Type::None;
             }
-            "print" => {
-                if !self.nargs(&name, n, 1, 3, span) {
+            Func::Print => {
+                if !self.nargs(f, n, span) {
                     return Type::None;
                 }
                 // `print(@m)` prints the whole map; `print(@m[k])` and
                 // `print(expr)` print a value.
                 let whole_map = matches!(&args[0].kind, ExprKind::Map(m) if m.keys.is_empty());
                 if whole_map || (n > 1 && matches!(args[0].kind, ExprKind::Map(_))) {
-                    self.map_arg(&name, &mut args[0], cx, true);
+                    self.map_arg(name, &mut args[0], cx, true);
                 } else {
                     if n > 1 {
                         self.error(
@@ -2587,15 +2594,15 @@ impl Analyser<'_> {
                 }
                 return Type::None;
             }
-            "kstack" | "ustack" if cx.kinds.contains(&ProbeKind::CgroupSkb) => {
-                self.cgroup_skb_unavailable(&name, "bpf_get_stackid", span);
+            Func::Kstack | Func::Ustack if cx.kinds.contains(&ProbeKind::CgroupSkb) => {
+                self.cgroup_skb_unavailable(name, "bpf_get_stackid", span);
                 return Type::None;
             }
-            "kstack" | "ustack" => {
+            Func::Kstack | Func::Ustack => {
                 let user = name == "ustack";
                 let mut mode = StackMode::Bpftrace;
                 let mut limit = 127u32;
-                if !self.nargs(&name, n, 0, 2, span) {
+                if !self.nargs(f, n, span) {
                     return Type::None;
                 }
                 for (i, a) in args.iter_mut().enumerate() {
@@ -2657,36 +2664,36 @@ impl Analyser<'_> {
             true
         };
 
-        if is_aggregation(&name) {
+        if f.is_aggregation() {
             self.error(
                 span,
                 format!("{name}() should be directly assigned to a map"),
             );
             return Type::None;
         }
-        match name.as_str() {
-            "printf" | "system" | "cat" | "debugf" => {
+        match f {
+            Func::Printf | Func::System | Func::Cat | Func::Debugf => {
                 if value_args_ok(self) {
-                    self.check_format(&name, args, &types, span);
+                    self.check_format(name, args, &types, span);
                 }
                 Type::None
             }
-            "time" => {
-                if self.nargs(&name, n, 0, 1, span) && n == 1 {
+            Func::Time => {
+                if self.nargs(f, n, span) && n == 1 {
                     str_literal_arg(self, 0);
                 }
                 Type::None
             }
-            "exit" => {
-                self.nargs(&name, n, 0, 0, span);
+            Func::Exit => {
+                self.nargs(f, n, span);
                 Type::None
             }
-            "signal" if cx.kinds.contains(&ProbeKind::CgroupSkb) => {
+            Func::Signal if cx.kinds.contains(&ProbeKind::CgroupSkb) => {
                 self.cgroup_skb_unavailable("signal()", "bpf_send_signal", span);
                 Type::None
             }
-            "signal" => {
-                if self.nargs(&name, n, 1, 1, span) {
+            Func::Signal => {
+                if self.nargs(f, n, span) {
                     match (&args[0].kind, &types[0]) {
                         (ExprKind::Str(s), _) => {
                             let s = s.strip_prefix("SIG").unwrap_or(s);
@@ -2700,8 +2707,8 @@ impl Analyser<'_> {
                 }
                 Type::None
             }
-            "str" => {
-                if !self.nargs(&name, n, 1, 2, span) || !value_args_ok(self) {
+            Func::Str => {
+                if !self.nargs(f, n, span) || !value_args_ok(self) {
                     return Type::None;
                 }
                 let t0 = &types[0];
@@ -2727,24 +2734,24 @@ impl Analyser<'_> {
                     _ => Type::Str(64),
                 }
             }
-            "cgroupid" => {
-                if self.nargs(&name, n, 1, 1, span) {
+            Func::Cgroupid => {
+                if self.nargs(f, n, span) {
                     str_literal_arg(self, 0);
                 }
                 Type::U64
             }
-            "kaddr" => {
+            Func::Kaddr => {
                 // A literal, or `str($N)`: a positional parameter's text.
                 let positional = matches!(&args.first().map(|a| &a.kind),
-                    Some(ExprKind::Call { name, args: inner })
-                        if name == "str" && matches!(inner.first().map(|a| &a.kind), Some(ExprKind::Positional(_))));
-                if self.nargs(&name, n, 1, 1, span) && !positional {
+                    Some(ExprKind::Call { func: Some(Func::Str), args: inner, .. })
+                        if matches!(inner.first().map(|a| &a.kind), Some(ExprKind::Positional(_))));
+                if self.nargs(f, n, span) && !positional {
                     str_literal_arg(self, 0);
                 }
                 Type::U64
             }
-            "reg" => {
-                if self.nargs(&name, n, 1, 1, span) && str_literal_arg(self, 0) {
+            Func::Reg => {
+                if self.nargs(f, n, span) && str_literal_arg(self, 0) {
                     if let Some(k) = cx.first_not_in(&[
                         ProbeKind::Kprobe,
                         ProbeKind::Kretprobe,
@@ -2760,10 +2767,10 @@ impl Analyser<'_> {
                 }
                 Type::U64
             }
-            "strcontains" => {
+            Func::Strcontains => {
                 // Two literals were folded to a constant before; other strings need a
                 // search loop in the kernel, which is not written yet.
-                if self.nargs(&name, n, 2, 2, span) {
+                if self.nargs(f, n, span) {
                     self.error(
                         span,
                         "strcontains() is supported on string literals only for now",
@@ -2771,8 +2778,8 @@ impl Analyser<'_> {
                 }
                 Type::I64
             }
-            "uaddr" => {
-                if self.nargs(&name, n, 1, 1, span) && str_literal_arg(self, 0) {
+            Func::Uaddr => {
+                if self.nargs(f, n, span) && str_literal_arg(self, 0) {
                     if let Some(k) = cx.first_not_in(&[ProbeKind::Uprobe, ProbeKind::Uretprobe]) {
                         self.error(
                             span,
@@ -2785,8 +2792,8 @@ impl Analyser<'_> {
                 }
                 Type::U64
             }
-            "ksym" | "usym" => {
-                if self.nargs(&name, n, 1, 1, span) && value_args_ok(self) {
+            Func::Ksym | Func::Usym => {
+                if self.nargs(f, n, span) && value_args_ok(self) {
                     int_arg(self, 0);
                 }
                 if name == "ksym" {
@@ -2795,8 +2802,8 @@ impl Analyser<'_> {
                     Type::Usym
                 }
             }
-            "bswap" => {
-                if !self.nargs(&name, n, 1, 1, span) || !value_args_ok(self) {
+            Func::Bswap => {
+                if !self.nargs(f, n, span) || !value_args_ok(self) {
                     return Type::None;
                 }
                 int_arg(self, 0);
@@ -2805,8 +2812,8 @@ impl Analyser<'_> {
                     _ => Type::None,
                 }
             }
-            "kptr" | "uptr" => {
-                if !self.nargs(&name, n, 1, 1, span) || !value_args_ok(self) {
+            Func::Kptr | Func::Uptr => {
+                if !self.nargs(f, n, span) || !value_args_ok(self) {
                     return Type::None;
                 }
                 int_arg(self, 0);
@@ -2818,8 +2825,8 @@ impl Analyser<'_> {
                     t => t.clone(),
                 }
             }
-            "strncmp" => {
-                if !self.nargs(&name, n, 3, 3, span) || !value_args_ok(self) {
+            Func::Strncmp => {
+                if !self.nargs(f, n, span) || !value_args_ok(self) {
                     return Type::I64;
                 }
                 for i in 0..2 {
@@ -2840,8 +2847,8 @@ impl Analyser<'_> {
                 }
                 Type::I64
             }
-            "ntop" => {
-                if !self.nargs(&name, n, 1, 2, span) || !value_args_ok(self) {
+            Func::Ntop => {
+                if !self.nargs(f, n, span) || !value_args_ok(self) {
                     return Type::None;
                 }
                 if n == 2 {
@@ -2861,8 +2868,8 @@ impl Analyser<'_> {
                 }
                 Type::Inet
             }
-            "macaddr" => {
-                if !self.nargs(&name, n, 1, 1, span) || !value_args_ok(self) {
+            Func::Macaddr => {
+                if !self.nargs(f, n, span) || !value_args_ok(self) {
                     return Type::None;
                 }
                 let t = &types[0];
@@ -2880,8 +2887,8 @@ impl Analyser<'_> {
                 }
                 Type::MacAddr
             }
-            "buf" => {
-                if !self.nargs(&name, n, 1, 2, span) || !value_args_ok(self) {
+            Func::Buf => {
+                if !self.nargs(f, n, span) || !value_args_ok(self) {
                     return Type::None;
                 }
                 let t = &types[0];
@@ -2910,21 +2917,21 @@ impl Analyser<'_> {
                 };
                 Type::Buf(len.min(256))
             }
-            "strftime" => {
-                if self.nargs(&name, n, 2, 2, span) && value_args_ok(self) {
+            Func::Strftime => {
+                if self.nargs(f, n, span) && value_args_ok(self) {
                     str_literal_arg(self, 0);
                     int_arg(self, 1);
                 }
                 Type::Timestamp
             }
-            "cgroup_path" => {
-                if self.nargs(&name, n, 1, 2, span) && value_args_ok(self) {
+            Func::CgroupPath => {
+                if self.nargs(f, n, span) && value_args_ok(self) {
                     int_arg(self, 0);
                 }
                 Type::CgroupPath
             }
-            "pton" => {
-                if !self.nargs(&name, n, 1, 1, span) || !str_literal_arg(self, 0) {
+            Func::Pton => {
+                if !self.nargs(f, n, span) || !str_literal_arg(self, 0) {
                     return Type::None;
                 }
                 match pton_bytes(literal_str(&args[0]).unwrap_or_default()) {
@@ -2944,14 +2951,14 @@ impl Analyser<'_> {
                     }
                 }
             }
-            "strerror" => {
-                if self.nargs(&name, n, 1, 1, span) && value_args_ok(self) {
+            Func::Strerror => {
+                if self.nargs(f, n, span) && value_args_ok(self) {
                     int_arg(self, 0);
                 }
                 Type::Strerror
             }
-            "join" => {
-                if self.nargs(&name, n, 1, 2, span) && value_args_ok(self) {
+            Func::Join => {
+                if self.nargs(f, n, span) && value_args_ok(self) {
                     int_arg(self, 0);
                     if n == 2 {
                         str_literal_arg(self, 1);
@@ -2959,15 +2966,23 @@ impl Analyser<'_> {
                 }
                 Type::None
             }
-            _ if is_unsupported_fn(&name) => {
-                self.error(span, format!("{name}() is not supported yet"));
-                Type::None
-            }
-            _ => {
-                let name_span = Span::new(span.start, span.start + name.len());
-                self.error(name_span, format!("Unknown function: {name}"));
-                Type::None
-            }
+            // Checked before their arguments were typed (above).
+            Func::Offsetof
+            | Func::Clear
+            | Func::Zero
+            | Func::Delete
+            | Func::Print
+            | Func::Kstack
+            | Func::Ustack => Type::None,
+            // Aggregations: reported above.
+            Func::Count
+            | Func::Sum
+            | Func::Avg
+            | Func::Min
+            | Func::Max
+            | Func::Stats
+            | Func::Hist
+            | Func::Lhist => Type::None,
         }
     }
 }

@@ -238,3 +238,42 @@ fn sizeof_of_expressions() {
     // Without BTF the size of a kernel struct cannot be told: accepted, left to the runner.
     assert!(trace_lang::check("BEGIN { $n = sizeof(struct sock); }", &NoEnv).is_ok());
 }
+
+#[test]
+fn calls_and_builtins_are_resolved_to_enums() {
+    use trace_lang::ast::Expr;
+    use trace_lang::names::{Builtin, Func};
+    let src = "kprobe:f { @[pid, arg1] = count(); printf(\"%s %d\\n\", str(arg0), $#); \
+               @s = sum(sarg2); }";
+    let (prog, _) = trace_lang::check(src, &NoEnv).unwrap();
+    let call = |e: &Expr| match &e.kind {
+        ExprKind::Call { func, args, .. } => (*func, args.clone()),
+        k => panic!("{k:?}"),
+    };
+    let builtin = |e: &Expr| match &e.kind {
+        ExprKind::Builtin(b) => *b,
+        k => panic!("{k:?}"),
+    };
+    let body = &prog.probes[0].body;
+    let StmtKind::MapAssign { map, value } = &body[0].kind else {
+        panic!()
+    };
+    assert_eq!(builtin(&map.keys[0]), Builtin::Pid);
+    assert_eq!(builtin(&map.keys[1]), Builtin::Arg(1));
+    assert_eq!(call(value).0, Some(Func::Count));
+    let StmtKind::Expr(printf) = &body[1].kind else {
+        panic!()
+    };
+    let (func, args) = call(printf);
+    assert_eq!(func, Some(Func::Printf));
+    let (str_func, str_args) = call(&args[1]);
+    assert_eq!(str_func, Some(Func::Str));
+    assert_eq!(builtin(&str_args[0]), Builtin::Arg(0));
+    assert_eq!(builtin(&args[2]), Builtin::ParamCount);
+    let StmtKind::MapAssign { value, .. } = &body[2].kind else {
+        panic!()
+    };
+    let (func, args) = call(value);
+    assert_eq!(func, Some(Func::Sum));
+    assert_eq!(builtin(&args[0]), Builtin::Sarg(2));
+}

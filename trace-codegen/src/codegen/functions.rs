@@ -8,6 +8,7 @@
 //! - usym `{u64 addr; u64 pid}`, stack `{i64 stack id; u64 pid}` (pid 0 for kernel stacks).
 
 use trace_lang::ast::{Expr, ExprKind};
+use trace_lang::names::Func;
 use trace_lang::types::Type;
 use trace_lang::Diagnostic;
 
@@ -301,17 +302,19 @@ impl ProgGen<'_> {
         let name = match args.first().map(|a| &a.kind) {
             Some(ExprKind::Str(name)) => name.clone(),
             // `kaddr(str($1))`: the positional parameter's text.
-            Some(ExprKind::Call { name, args: inner }) if name == "str" => {
-                match inner.first().map(|a| &a.kind) {
-                    Some(ExprKind::Positional(i)) => self
-                        .opts
-                        .params
-                        .get((*i as usize).wrapping_sub(1))
-                        .cloned()
-                        .unwrap_or_default(),
-                    _ => return Err(err(e.span, "kaddr() takes a symbol name")),
-                }
-            }
+            Some(ExprKind::Call {
+                func: Some(Func::Str),
+                args: inner,
+                ..
+            }) => match inner.first().map(|a| &a.kind) {
+                Some(ExprKind::Positional(i)) => self
+                    .opts
+                    .params
+                    .get((*i as usize).wrapping_sub(1))
+                    .cloned()
+                    .unwrap_or_default(),
+                _ => return Err(err(e.span, "kaddr() takes a symbol name")),
+            },
             _ => return Err(err(e.span, "kaddr() takes a symbol name")),
         };
         let name = &name;
