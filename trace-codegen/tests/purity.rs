@@ -2,7 +2,10 @@
 //! process, environment, printing or global state, and it depends on nothing but the
 //! front end and the ELF writer (no aya, no libc). Text checks; no privileges needed.
 
-use std::path::{Path, PathBuf};
+mod source_scan;
+
+use source_scan::{code_lines, rust_files};
+use std::path::Path;
 
 /// What pure code must not name.
 const FORBIDDEN: &[&str] = &[
@@ -23,32 +26,6 @@ const FORBIDDEN: &[&str] = &[
     "OnceLock",
     "unsafe ",
 ];
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
-/// The lines of a file's non-test code, comments removed (a file's `#[cfg(test)] mod`
-/// block comes last, by this crate's convention).
-fn code_lines(src: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let lines: Vec<&str> = src.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
-        let next = lines.get(i + 1).map_or("", |l| l.trim());
-        if line.trim() == "#[cfg(test)]" && next.starts_with("mod ") && next.ends_with('{') {
-            break;
-        }
-        out.push((i + 1, line.split("//").next().unwrap_or("").to_string()));
-    }
-    out
-}
 
 /// Whether `line` contains `word` other than as part of a lifetime (`&'static str`).
 fn names(line: &str, word: &str) -> bool {
