@@ -1,6 +1,7 @@
 //! Code generation: turns the typed AST into eBPF instructions, one program per
-//! concrete attach point, plus the tables user space needs to read what the programs
-//! produce (map layouts, printf formats, probe names).
+//! concrete attach point. The tables user space needs to read what the programs produce
+//! (map layouts, printf formats, probe names) are laid out before, by
+//! [`crate::layout`]; the emitter reads them and numbers only the `-k` helper checks.
 //!
 //! The conventions shared with user space (event records, key and value layouts, map
 //! definitions, limits) are defined and documented in [`crate::abi`].
@@ -17,8 +18,9 @@ use trace_lang::usdt::{ArgLocation, Reg as UsdtReg, UsdtArg};
 use trace_lang::Diagnostic;
 
 use super::insn::{helper, Alu, Asm, Cond, Label, Reg, Size, FP, R0, R1, R2, R3, R4, R6, R7, R8};
+use super::layout::{self, Layout, LayoutOptions, ProgramPlan, Site, SiteIds};
 use super::node_facts::NodeFacts;
-use super::object_file::{MapDef, ProgramCode};
+use super::object_file::ProgramCode;
 
 mod functions;
 mod memory;
@@ -45,23 +47,6 @@ struct SyscallGroup {
     exit: bool,
     /// `(syscall number, probe id, record fields)` of each member.
     members: Vec<(u32, usize, Vec<TpField>)>,
-}
-
-/// `sys_enter_NAME` / `sys_exit_NAME` of the syscalls category → (exit?, number).
-fn syscall_tracepoint(a: &ResolvedAttach) -> Option<(bool, u32)> {
-    if a.kind != ProbeKind::Tracepoint || a.parts.len() != 2 || a.parts[0] != "syscalls" {
-        return None;
-    }
-    let name = &a.parts[1];
-    let (exit, call) = match (
-        name.strip_prefix("sys_enter_"),
-        name.strip_prefix("sys_exit_"),
-    ) {
-        (Some(call), _) => (false, call),
-        (_, Some(call)) => (true, call),
-        _ => return None,
-    };
-    super::syscalls::syscall_nr(call).map(|nr| (exit, nr))
 }
 
 /// The function a call resolved to in semantic analysis (an internal error when it
@@ -107,27 +92,11 @@ fn err(span: Span, msg: impl Into<String>) -> Diagnostic {
     Diagnostic::new(span, msg)
 }
 
-/// Tables shared by all programs of one script.
+/// What the programs of one script add to as they are generated (the resources are
+/// laid out before, in [`Layout`]).
 struct Tables {
     /// `-k`/`-kk` call sites.
     helper_errors: Vec<HelperCheck>,
-    maps: Vec<MapDef>,
-    user_maps: Vec<UserMap>,
-    by_name: HashMap<String, usize>,
-    printfs: Vec<PrintfSpec>,
-    time_formats: Vec<String>,
-    prints: Vec<PrintSpec>,
-    print_values: Vec<Type>,
-    probe_names: Vec<String>,
-    events_map: usize,
-    lost_map: usize,
-    pid_set_map: Option<usize>,
-    /// The `BPF_MAP_TYPE_STACK_TRACE` map of `kstack`/`ustack`, made on first use.
-    stack_map: Option<usize>,
-    /// A one-entry per-CPU array used as scratch space larger than the BPF stack.
-    scratch_map: Option<usize>,
-    /// Delimiters of `join()` call sites.
-    joins: Vec<String>,
     /// Warnings for the caller to print.
     warnings: Vec<String>,
     /// The C types the script defines (consulted before the kernel's BTF).
@@ -152,191 +121,123 @@ pub fn generate(
             ),
         ));
     }
+    let layout = layout::layout(
+        program,
+        analysis,
+        LayoutOptions {
+            pid_set: opts.pid_set,
+            map_entries: opts.map_entries,
+        },
+    );
     let mut t = Tables {
-        maps: Vec::new(),
-        user_maps: Vec::new(),
-        by_name: HashMap::new(),
-        printfs: Vec::new(),
-        time_formats: Vec::new(),
-        prints: Vec::new(),
-        print_values: Vec::new(),
-        probe_names: Vec::new(),
-        events_map: 0,
-        lost_map: 0,
-        pid_set_map: None,
-        stack_map: None,
-        scratch_map: None,
-        joins: Vec::new(),
         warnings: Vec::new(),
         helper_errors: Vec::new(),
         types: analysis.types.clone(),
     };
-    t.events_map = t.maps.len();
-    t.maps.push(MapDef {
-        name: "events".into(),
-        map_type: MAP_RINGBUF,
-        key_size: 0,
-        value_size: 0,
-        max_entries: RINGBUF_BYTES,
-        flags: 0,
-    });
-    t.lost_map = t.maps.len();
-    t.maps.push(MapDef {
-        name: "lost".into(),
-        map_type: MAP_PERCPU_ARRAY,
-        key_size: 4,
-        value_size: 8,
-        max_entries: 1,
-        flags: 0,
-    });
-    if opts.pid_set {
-        t.pid_set_map = Some(t.maps.len());
-        t.maps.push(MapDef {
-            name: SCOPE_PIDS_MAP.into(),
-            map_type: MAP_HASH,
-            key_size: 4,
-            value_size: 1,
-            max_entries: 65536,
-            flags: 0,
-        });
-    }
-    for (i, info) in analysis.maps.values().enumerate() {
-        let key_size: usize = info.keys.iter().map(Type::size).sum();
-        let aggregate = !matches!(info.value, MapValue::Value(_));
-        let bucketed = matches!(info.value, MapValue::Hist | MapValue::Lhist { .. });
-        let array = aggregate && !bucketed && info.keys.is_empty();
-        let value_size = match &info.value {
-            MapValue::Count | MapValue::Sum | MapValue::Hist | MapValue::Lhist { .. } => 8,
-            MapValue::Min | MapValue::Max | MapValue::Avg | MapValue::Stats => 16,
-            MapValue::Value(ty) => ty.size().max(1),
-        };
-        let (map_type, key_size) = if array {
-            (MAP_PERCPU_ARRAY, 4)
-        } else if aggregate {
-            (MAP_PERCPU_HASH, key_size + if bucketed { 8 } else { 0 })
-        } else {
-            (MAP_HASH, key_size.max(8))
-        };
-        t.by_name.insert(info.name.clone(), t.user_maps.len());
-        t.user_maps.push(UserMap {
-            name: info.name.clone(),
-            kernel_map: t.maps.len(),
-            keys: info.keys.clone(),
-            value: info.value.clone(),
-            per_cpu: aggregate,
-            array,
-        });
-        t.maps.push(MapDef {
-            name: format!("m{i}"),
-            map_type,
-            key_size: key_size.max(1) as u32,
-            value_size: value_size as u32,
-            max_entries: if array {
-                1
-            } else {
-                opts.map_entries.unwrap_or(MAX_MAP_ENTRIES)
-            },
-            flags: 0,
-        });
-    }
-
     let mut programs = Vec::new();
-    for (probe_index, probe) in program.probes.iter().enumerate() {
+    for plan in &layout.programs {
+        let probe = &program.probes[plan.block];
         let attaches = analysis
             .attach
-            .get(probe_index)
-            .cloned()
-            .unwrap_or_default();
-        let mut groups: Vec<SyscallGroup> = Vec::new();
-        let mut rest: Vec<&ResolvedAttach> = Vec::new();
-        for attach in &attaches {
-            let Some((exit, nr)) = syscall_tracepoint(attach) else {
-                rest.push(attach);
-                continue;
-            };
-            let probe_id = t.probe_names.len();
-            t.probe_names.push(attach.name.clone());
-            let fields = env
-                .tracepoint_fields(&attach.parts[0], &attach.parts[1])
-                .unwrap_or_default();
-            match groups.iter_mut().find(|g| g.exit == exit) {
-                Some(g) => g.members.push((nr, probe_id, fields)),
-                None => groups.push(SyscallGroup {
-                    exit,
-                    members: vec![(nr, probe_id, fields)],
-                }),
-            }
-        }
-        for group in groups {
-            let direction = if group.exit { "sys_exit" } else { "sys_enter" };
-            let target = Attach::RawTracepoint {
-                name: direction.to_string(),
-            };
-            let first = t.probe_names[group.members[0].1].clone();
-            let points = group.members.len();
-            let probe_name = if points == 1 {
-                first
-            } else {
-                format!("{first} (and {} more)", points - 1)
-            };
-            let probe_id = group.members[0].1;
-            let spec = ProgramSpec {
-                kind: ProbeKind::Tracepoint,
-                fields: Vec::new(),
-                probe_id,
-                syscall: Some(group),
-                target,
-                probe_name,
-                points,
-                usdt_args: Vec::new(),
-            };
-            let program = build_program(&mut t, env, opts, probe, spec, programs.len())?;
-            programs.push(program);
-        }
-        for attach in rest {
-            let probe_id = t.probe_names.len();
-            t.probe_names.push(attach.name.clone());
-            let target = attach_target(attach, probe.span, opts)?;
-            let fields = match (&target, attach.kind) {
-                (_, ProbeKind::Tracepoint) if attach.parts.len() == 2 => {
-                    env.tracepoint_fields(&attach.parts[0], &attach.parts[1])
+            .get(plan.block)
+            .map_or(&[][..], Vec::as_slice);
+        let attach = attaches.get(plan.attach).ok_or_else(|| {
+            err(
+                probe.span,
+                "internal error: a program without its attach point",
+            )
+        })?;
+        let spec = match &plan.syscall {
+            Some(group) => {
+                let exit = &group.exit;
+                let members: Vec<(u32, usize, Vec<TpField>)> = group
+                    .members
+                    .iter()
+                    .map(|&(nr, probe_id, i)| {
+                        let a = &attaches[i];
+                        let fields = env
+                            .tracepoint_fields(&a.parts[0], &a.parts[1])
+                            .unwrap_or_default();
+                        (nr, probe_id, fields)
+                    })
+                    .collect();
+                let direction = if *exit { "sys_exit" } else { "sys_enter" };
+                let target = Attach::RawTracepoint {
+                    name: direction.to_string(),
+                };
+                let first = layout.probe_names[plan.probe_id].clone();
+                let points = members.len();
+                let probe_name = if points == 1 {
+                    first
+                } else {
+                    format!("{first} (and {} more)", points - 1)
+                };
+                ProgramSpec {
+                    kind: ProbeKind::Tracepoint,
+                    fields: Vec::new(),
+                    probe_id: plan.probe_id,
+                    syscall: Some(SyscallGroup {
+                        exit: *exit,
+                        members,
+                    }),
+                    target,
+                    probe_name,
+                    points,
+                    usdt_args: Vec::new(),
                 }
-                (Attach::Fentry { module, func, ret }, _) => env
-                    .kfunc_signature(module, func)
-                    .map(|sig| kfunc_fields(&sig, *ret)),
-                _ => None,
-            };
-            let spec = ProgramSpec {
-                kind: attach.kind,
-                fields: fields.unwrap_or_default(),
-                probe_id,
-                syscall: None,
-                target,
-                probe_name: attach.name.clone(),
-                points: 1,
-                usdt_args: attach
-                    .usdt
-                    .as_ref()
-                    .map(|u| u.args.clone())
-                    .unwrap_or_default(),
-            };
-            let program = build_program(&mut t, env, opts, probe, spec, programs.len())?;
-            programs.push(program);
-        }
+            }
+            None => {
+                let target = attach_target(attach, probe.span, opts)?;
+                let fields = match (&target, attach.kind) {
+                    (_, ProbeKind::Tracepoint) if attach.parts.len() == 2 => {
+                        env.tracepoint_fields(&attach.parts[0], &attach.parts[1])
+                    }
+                    (Attach::Fentry { module, func, ret }, _) => env
+                        .kfunc_signature(module, func)
+                        .map(|sig| kfunc_fields(&sig, *ret)),
+                    _ => None,
+                };
+                ProgramSpec {
+                    kind: attach.kind,
+                    fields: fields.unwrap_or_default(),
+                    probe_id: plan.probe_id,
+                    syscall: None,
+                    target,
+                    probe_name: attach.name.clone(),
+                    points: 1,
+                    usdt_args: attach
+                        .usdt
+                        .as_ref()
+                        .map(|u| u.args.clone())
+                        .unwrap_or_default(),
+                }
+            }
+        };
+        let program = build_program(
+            &mut t,
+            &layout,
+            plan,
+            env,
+            opts,
+            probe,
+            spec,
+            programs.len(),
+        )?;
+        programs.push(program);
     }
 
     Ok(Compiled {
         programs,
-        maps: t.maps,
-        user_maps: t.user_maps,
-        printfs: t.printfs,
-        time_formats: t.time_formats,
-        prints: t.prints,
-        print_values: t.print_values,
-        probe_names: t.probe_names,
-        lost_map: t.lost_map,
-        stack_map: t.stack_map,
-        joins: t.joins,
+        maps: layout.maps,
+        user_maps: layout.user_maps,
+        printfs: layout.printfs,
+        time_formats: layout.time_formats,
+        prints: layout.prints,
+        print_values: layout.print_values,
+        probe_names: layout.probe_names,
+        lost_map: layout.lost_map,
+        stack_map: layout.stack_map,
+        joins: layout.joins,
         warnings: t.warnings,
         helper_errors: t.helper_errors,
     })
@@ -359,8 +260,11 @@ struct ProgramSpec {
 
 /// Generate one program: prologue (scope filters, syscall number filter), predicate,
 /// body and exit.
+#[allow(clippy::too_many_arguments)]
 fn build_program(
     t: &mut Tables,
+    layout: &Layout,
+    plan: &ProgramPlan,
     env: &dyn NodeFacts,
     opts: &CodegenOptions,
     probe: &trace_lang::ast::Probe,
@@ -382,6 +286,9 @@ fn build_program(
     let mut g = ProgGen {
         asm,
         t,
+        layout,
+        sites: &plan.sites,
+        visits: HashMap::new(),
         env,
         opts,
         kind,
@@ -597,6 +504,12 @@ fn pt_regs_offset(name: &str) -> Option<i16> {
 struct ProgGen<'a> {
     asm: Asm,
     t: &'a mut Tables,
+    /// The script's resources, laid out before generation.
+    layout: &'a Layout,
+    /// This program's call sites' ids in `layout`.
+    sites: &'a SiteIds,
+    /// How often each call site has been generated so far (an `unroll` body repeats).
+    visits: HashMap<(Site, Span), usize>,
     /// What is known of the node.
     env: &'a dyn NodeFacts,
     opts: &'a CodegenOptions,
@@ -631,6 +544,19 @@ fn round8(n: usize) -> usize {
 }
 
 impl ProgGen<'_> {
+    /// The id [`Layout`] gave this visit of a call site.
+    fn site(&mut self, site: Site, span: Span) -> Result<usize, Diagnostic> {
+        let visit = self.visits.entry((site, span)).or_insert(0);
+        let id = self.sites.get(site, span, *visit);
+        *visit += 1;
+        id.ok_or_else(|| {
+            err(
+                span,
+                format!("internal error: no {site:?} record laid out here"),
+            )
+        })
+    }
+
     /// Reserve `size` bytes of stack; returns the (negative) offset from the frame pointer.
     fn alloc(&mut self, size: usize, span: Span) -> Result<i16, Diagnostic> {
         let size = round8(size.max(1)) as i32;
@@ -871,7 +797,7 @@ impl ProgGen<'_> {
             self.asm.jump(exit);
             self.asm.bind(in_scope);
         }
-        if let Some(map) = self.t.pid_set_map {
+        if let Some(map) = self.layout.pid_set_map {
             let key = -8;
             self.stack = self.stack.max(8);
             self.asm.call(helper::GET_CURRENT_PID_TGID);
@@ -1039,10 +965,10 @@ impl ProgGen<'_> {
     }
 
     fn user_map(&self, map: &MapRef) -> Result<UserMap, Diagnostic> {
-        self.t
+        self.layout
             .by_name
             .get(&map.name)
-            .map(|i| self.t.user_maps[*i].clone())
+            .map(|i| self.layout.user_maps[*i].clone())
             .ok_or_else(|| err(map.span, format!("Undefined map: @{}", map.name)))
     }
 
@@ -1075,7 +1001,7 @@ impl ProgGen<'_> {
         check: Option<Span>,
     ) -> Result<(), Diagnostic> {
         let info = self
-            .t
+            .layout
             .user_maps
             .iter()
             .find(|m| m.kernel_map == map)
@@ -1302,8 +1228,8 @@ impl ProgGen<'_> {
     /// Emit an event record laid out at `off` (`size` bytes) into the ring buffer,
     /// counting a failure as a lost event.
     fn output(&mut self, off: i16, size: usize) {
-        let events = self.t.events_map;
-        let lost = self.t.lost_map;
+        let events = self.layout.events_map;
+        let lost = self.layout.lost_map;
         let a = &mut self.asm;
         let ok = a.new_label();
         a.load_map(R1, events);
@@ -1439,8 +1365,7 @@ impl ProgGen<'_> {
                 let off = self.alloc(8 + ty.size(), e.span)?;
                 self.zero(off, 8 + ty.size());
                 self.gen_into_sized(value, off + 8, &ty)?;
-                let index = self.t.print_values.len();
-                self.t.print_values.push(ty.clone());
+                let index = self.site(Site::PrintValue, e.span)?;
                 self.asm
                     .load_const(R1, ((EventKind::PrintValue as i64) << 32) | index as i64);
                 self.asm.store(Size::DW, FP, off, R1);
@@ -1453,7 +1378,7 @@ impl ProgGen<'_> {
                     .ok_or_else(|| err(e.span, format!("{func}() needs a map")))?;
                 let info = self.map_arg(map)?;
                 let index = self
-                    .t
+                    .layout
                     .user_maps
                     .iter()
                     .position(|m| m.name == info.name)
@@ -1464,34 +1389,26 @@ impl ProgGen<'_> {
                     _ => EventKind::Zero,
                 };
                 let index = if kind == EventKind::Print {
-                    let literal = |i: usize| match args.get(i).map(|a| &a.kind) {
-                        Some(ExprKind::Int(v)) => Ok(*v as u32),
-                        None => Ok(0),
-                        Some(_) => Err(err(
+                    let literal = |i: usize| {
+                        matches!(args.get(i).map(|a| &a.kind), None | Some(ExprKind::Int(_)))
+                    };
+                    if !literal(1) || !literal(2) {
+                        return Err(err(
                             e.span,
                             "print(@m, top, div): top and div must be integer literals",
-                        )),
-                    };
-                    let spec = PrintSpec {
-                        map: index,
-                        top: literal(1)?,
-                        div: literal(2)?,
-                    };
-                    self.t.prints.push(spec);
-                    self.t.prints.len() - 1
+                        ));
+                    }
+                    self.site(Site::Print, e.span)?
                 } else {
                     index
                 };
                 self.simple_event(kind, index, e.span)
             }
             Func::Time => {
-                let fmt = match args.first().map(|a| &a.kind) {
-                    Some(ExprKind::Str(s)) => s.clone(),
-                    None => "%H:%M:%S\n".to_string(),
-                    _ => return Err(err(e.span, "time() takes a string literal")),
-                };
-                let index = self.t.time_formats.len();
-                self.t.time_formats.push(fmt);
+                if !matches!(args.first().map(|a| &a.kind), None | Some(ExprKind::Str(_))) {
+                    return Err(err(e.span, "time() takes a string literal"));
+                }
+                let index = self.site(Site::Time, e.span)?;
                 self.simple_event(EventKind::Time, index, e.span)
             }
             Func::Delete => {
@@ -1511,7 +1428,7 @@ impl ProgGen<'_> {
                     // cannot be deleted, nor zeroed for every CPU from here: user space
                     // clears it, as for clear().
                     let index = self
-                        .t
+                        .layout
                         .user_maps
                         .iter()
                         .position(|u| u.name == info.name)
@@ -1541,11 +1458,7 @@ impl ProgGen<'_> {
     /// `printf()`, `cat()` and `system()`: a record of the format's id and its arguments,
     /// formatted (and acted on) in user space.
     fn printf(&mut self, e: &Expr, args: &[Expr], action: PrintfAction) -> Result<(), Diagnostic> {
-        let Some(Expr {
-            kind: ExprKind::Str(format),
-            ..
-        }) = args.first()
-        else {
+        if !matches!(args.first().map(|a| &a.kind), Some(ExprKind::Str(_))) {
             let name = match action {
                 PrintfAction::Print => Func::Printf,
                 PrintfAction::Cat => Func::Cat,
@@ -1555,18 +1468,10 @@ impl ProgGen<'_> {
                 e.span,
                 format!("{name}: the first argument must be a string literal"),
             ));
-        };
-        let mut layout = Vec::new();
-        let mut size = 8usize;
-        for a in &args[1..] {
-            let ty = if a.ty == Type::None {
-                Type::I64
-            } else {
-                a.ty.clone()
-            };
-            layout.push((ty.clone(), size));
-            size += round8(ty.size());
         }
+        let index = self.site(Site::Printf, e.span)?;
+        let layout = self.layout.printfs[index].args.clone();
+        let size = layout.last().map_or(8, |(ty, at)| at + round8(ty.size()));
         let off = self.alloc(size, e.span)?;
         for ((ty, at), a) in layout.iter().zip(&args[1..]) {
             if ty.is_str() {
@@ -1574,22 +1479,6 @@ impl ProgGen<'_> {
             }
             self.gen_into_sized(a, off + *at as i16, ty)?;
         }
-        let index = self.t.printfs.len();
-        self.t.printfs.push(PrintfSpec {
-            action,
-            // `%r` (a buf() value) arrives already escaped: print it as a string;
-            // `%rx` and `%rh` stay, for the output to print the bytes in hex.
-            format: format
-                .split("%r")
-                .enumerate()
-                .map(|(i, piece)| match i {
-                    0 => piece.to_string(),
-                    _ if piece.starts_with(['x', 'h']) => format!("%r{piece}"),
-                    _ => format!("%s{piece}"),
-                })
-                .collect(),
-            args: layout,
-        });
         self.asm.load_const(R1, index as i64);
         self.asm.store(Size::DW, FP, off, R1);
         self.output(off, size);
@@ -1948,7 +1837,7 @@ impl ProgGen<'_> {
                 }
                 // A k(ret)probe wildcard: the function hit (see runtime::maps::probe_name).
                 _ if matches!(self.kind, ProbeKind::Kprobe | ProbeKind::Kretprobe)
-                    && self.t.probe_names[self.probe_id].contains('*') =>
+                    && self.layout.probe_names[self.probe_id].contains('*') =>
                 {
                     a.mov(R1, R6);
                     a.call(helper::GET_FUNC_IP);

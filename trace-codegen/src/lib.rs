@@ -1,4 +1,5 @@
-//! `trace-codegen`, the compiler back end: code generation ([`codegen`]) over the
+//! `trace-codegen`, the compiler back end: resource layout (`layout`: maps, programs,
+//! call-site records), then code generation ([`codegen`]) over the
 //! instruction set ([`insn`]), then object emission ([`object_file`]), and [`abi`], the
 //! contract between the generated programs and the user space that loads them and reads
 //! their output. The front end (lexer, parser, semantic analysis) lives in `trace-lang`.
@@ -12,6 +13,7 @@ pub mod abi;
 pub mod codegen;
 pub mod disasm;
 pub mod insn;
+mod layout;
 pub mod node_facts;
 pub mod object_file;
 pub mod syscalls;

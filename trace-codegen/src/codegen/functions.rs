@@ -9,15 +9,15 @@
 
 use trace_lang::ast::{Expr, ExprKind};
 use trace_lang::names::Func;
+use trace_lang::span::Span;
 use trace_lang::types::Type;
 use trace_lang::Diagnostic;
 
-use super::{err, EventKind, MapDef, ProgGen, MAP_PERCPU_ARRAY};
-use crate::abi::{JOIN_ARG_LEN, JOIN_MAX_ARGS, MAP_STACK_TRACE, STACK_MAX_FRAMES};
+use super::{err, EventKind, ProgGen};
+use crate::abi::{JOIN_ARG_LEN, JOIN_MAX_ARGS};
 use crate::insn::{helper, Alu, Cond, Size, FP, R0, R1, R2, R3, R4, R5, R6, R9};
+use crate::layout::Site;
 
-/// Distinct stacks kept.
-const STACK_ENTRIES: u32 = 16384;
 /// `BPF_F_USER_STACK`.
 const F_USER_STACK: i32 = 1 << 8;
 /// `bpf_get_stackid`.
@@ -29,38 +29,16 @@ const AF_INET: i32 = 2;
 const AF_INET6: i32 = 10;
 
 impl ProgGen<'_> {
-    fn stack_map(&mut self) -> usize {
-        if let Some(i) = self.t.stack_map {
-            return i;
-        }
-        let i = self.t.maps.len();
-        self.t.maps.push(MapDef {
-            name: "stacks".into(),
-            map_type: MAP_STACK_TRACE,
-            key_size: 4,
-            value_size: (8 * STACK_MAX_FRAMES) as u32,
-            max_entries: STACK_ENTRIES,
-            flags: 0,
-        });
-        self.t.stack_map = Some(i);
-        i
+    fn stack_map(&self, span: Span) -> Result<usize, Diagnostic> {
+        self.layout
+            .stack_map
+            .ok_or_else(|| err(span, "internal error: no stack map laid out"))
     }
 
-    fn scratch_map(&mut self) -> usize {
-        if let Some(i) = self.t.scratch_map {
-            return i;
-        }
-        let i = self.t.maps.len();
-        self.t.maps.push(MapDef {
-            name: "scratch".into(),
-            map_type: MAP_PERCPU_ARRAY,
-            key_size: 4,
-            value_size: (8 + JOIN_MAX_ARGS * JOIN_ARG_LEN) as u32,
-            max_entries: 1,
-            flags: 0,
-        });
-        self.t.scratch_map = Some(i);
-        i
+    fn scratch_map(&self, span: Span) -> Result<usize, Diagnostic> {
+        self.layout
+            .scratch_map
+            .ok_or_else(|| err(span, "internal error: no scratch map laid out"))
     }
 
     /// Store the current process id at `FP + off`, as the runner's own `/proc` numbers
@@ -132,7 +110,7 @@ impl ProgGen<'_> {
                 self.store_pid(off + 8);
                 Ok(())
             }
-            Type::Stack { user, .. } => self.gen_stack(*user, off),
+            Type::Stack { user, .. } => self.gen_stack(*user, off, e.span),
             Type::Username => {
                 self.asm.call(helper::GET_CURRENT_UID_GID);
                 self.asm.extend(R0, 4, false);
@@ -147,11 +125,10 @@ impl ProgGen<'_> {
             }
             Type::Timestamp => {
                 let (fmt, ns) = (call_arg(e, 0)?, call_arg(e, 1)?);
-                let ExprKind::Str(fmt) = &fmt.kind else {
+                let ExprKind::Str(_) = &fmt.kind else {
                     return Err(err(fmt.span, "strftime() takes a string literal format"));
                 };
-                let index = self.t.time_formats.len();
-                self.t.time_formats.push(fmt.clone());
+                let index = self.site(Site::Time, e.span)?;
                 self.gen_int(ns)?;
                 self.asm.store(Size::DW, FP, off + 8, R0);
                 self.asm.load_const(R0, index as i64);
@@ -282,8 +259,8 @@ impl ProgGen<'_> {
     }
 
     /// `{stack id; pid}` at `FP + off`.
-    fn gen_stack(&mut self, user: bool, off: i16) -> Result<(), Diagnostic> {
-        let map = self.stack_map();
+    fn gen_stack(&mut self, user: bool, off: i16, span: Span) -> Result<(), Diagnostic> {
+        let map = self.stack_map(span)?;
         self.asm.mov(R1, R6);
         self.asm.load_map(R2, map);
         self.asm.mov_imm(R3, if user { F_USER_STACK } else { 0 });
@@ -422,20 +399,15 @@ impl ProgGen<'_> {
         let argv = args
             .first()
             .ok_or_else(|| err(e.span, "join() needs an array of strings"))?;
-        let delim = match args.get(1).map(|a| &a.kind) {
-            Some(ExprKind::Str(d)) => d.clone(),
-            None => " ".to_string(),
-            Some(_) => {
-                return Err(err(
-                    e.span,
-                    "join(): the delimiter must be a string literal",
-                ))
-            }
-        };
+        if !matches!(args.get(1).map(|a| &a.kind), None | Some(ExprKind::Str(_))) {
+            return Err(err(
+                e.span,
+                "join(): the delimiter must be a string literal",
+            ));
+        }
         let user = !matches!(argv.ty, Type::Ptr { user: false, .. });
-        let index = self.t.joins.len();
-        self.t.joins.push(delim);
-        let scratch = self.scratch_map();
+        let index = self.site(Site::Join, e.span)?;
+        let scratch = self.scratch_map(e.span)?;
         let slot = self.alloc(8, e.span)?;
         let argv_slot = self.alloc(8, e.span)?;
         self.gen_int(argv)?;
@@ -480,7 +452,7 @@ impl ProgGen<'_> {
             });
         }
         self.asm.bind(done);
-        let events = self.t.events_map;
+        let events = self.layout.events_map;
         self.asm.load_map(R1, events);
         self.asm.mov(R2, R9);
         self.asm
