@@ -39,18 +39,8 @@ impl Tracefs {
         let mut root = CANDIDATES.iter().find(|p| found(p)).map(PathBuf::from);
         if root.is_none() && Path::new(CANDIDATES[0]).is_dir() {
             let target = std::ffi::CString::new(CANDIDATES[0]).expect("static path");
-            let fs = std::ffi::CString::new("tracefs").expect("static string");
-            // SAFETY: valid NUL-terminated strings; a failed mount is reported by errno only.
-            let r = unsafe {
-                libc::mount(
-                    fs.as_ptr(),
-                    target.as_ptr(),
-                    fs.as_ptr(),
-                    0,
-                    std::ptr::null(),
-                )
-            };
-            if r == 0 && found(CANDIDATES[0]) {
+            let r = crate::sys::mount::mount_fs(c"tracefs", &target, c"tracefs");
+            if r.is_ok() && found(CANDIDATES[0]) {
                 root = Some(PathBuf::from(CANDIDATES[0]));
             }
         }
