@@ -177,9 +177,14 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     };
     let env = Tracefs::open();
     let scope = resolve_run_scope(&args)?;
-    // USDT files are found in the traced process's filesystem: `-p`, or a pod's container.
+    // USDT files are found in the traced process's filesystem: `-p`, or a pod's container,
+    // whose files absolute uprobe and usdt paths name.
     env.set_usdt_scope(crate::usdt::UsdtScope {
         pid: args.pid.or(scope.container_pid),
+        container_root: scope
+            .container_pid
+            .filter(|_| args.pid.is_none())
+            .map(|pid| args.host_proc.join(pid.to_string()).join("root")),
         command: match (&child, &args.command) {
             (Some(_), Some(cmd)) => crate::uprobes::resolve_program(
                 &split_command(cmd)[0],

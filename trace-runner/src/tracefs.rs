@@ -52,7 +52,8 @@ impl Tracefs {
         }
     }
 
-    /// The process `usdt:` attach points search when they name no file.
+    /// The process `usdt:` attach points search when they name no file, and the
+    /// filesystem absolute uprobe and usdt paths are looked up in first.
     pub fn set_usdt_scope(&self, scope: crate::usdt::UsdtScope) {
         *self.usdt_scope.lock().unwrap_or_else(|e| e.into_inner()) = scope;
     }
@@ -198,17 +199,26 @@ impl ProbeEnv for Tracefs {
         }
     }
 
-    fn uprobe_path(&self, path: &str) -> Option<String> {
-        if !path.starts_with('/') || Path::new(path).exists() {
-            return None;
-        }
-        let pid = self
+    fn uprobe_path(&self, path: &str) -> Result<Option<String>, String> {
+        let scope = self
             .usdt_scope
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pid?;
+            .clone();
+        // A pod target: the container's file first, then this node's, else an error.
+        if let Some(root) = &scope.container_root {
+            let inside = crate::uprobes::in_container(path, root)?;
+            return Ok(inside.map(|p| p.display().to_string()));
+        }
+        // `-p`: this mount namespace's file first, then the process's.
+        if !path.starts_with('/') || Path::new(path).exists() {
+            return Ok(None);
+        }
+        let Some(pid) = scope.pid else {
+            return Ok(None);
+        };
         let inside = format!("/proc/{pid}/root{path}");
-        Path::new(&inside).exists().then_some(inside)
+        Ok(Path::new(&inside).exists().then_some(inside))
     }
 
     fn uprobe_functions(&self, path: &str, pattern: &str) -> Option<Vec<String>> {
