@@ -178,7 +178,10 @@ fn exists(p: &str) -> bool {
 
 fn uname() -> (String, String) {
     let u = crate::sys::uname::uname();
-    (format!("{} {} {}", u.sysname, u.release, u.version), u.machine)
+    (
+        format!("{} {} {}", u.sysname, u.release, u.version),
+        u.machine,
+    )
 }
 
 /// Measure this kernel.

@@ -363,10 +363,8 @@ mod tests {
         }
     }
     fn fake_root(tag: &str) -> Root {
-        let root = std::env::temp_dir().join(format!(
-            "trace-runner-root-{tag}-{}",
-            std::process::id()
-        ));
+        let root =
+            std::env::temp_dir().join(format!("trace-runner-root-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join("usr/bin")).unwrap();
         std::fs::create_dir_all(root.join("opt/app/bin")).unwrap();
@@ -422,8 +420,16 @@ mod tests {
         assert_eq!(in_container("libc", root), Ok(None));
         // Nowhere: one line naming both places.
         let e = in_container("/usr/bin/nowhere-at-all", root).unwrap_err();
-        assert!(e.starts_with("uprobe target '/usr/bin/nowhere-at-all' does not exist in the target container"), "{e}");
-        assert!(e.contains(&root.display().to_string()) && !e.contains('\n'), "{e}");
+        assert!(
+            e.starts_with(
+                "uprobe target '/usr/bin/nowhere-at-all' does not exist in the target container"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains(&root.display().to_string()) && !e.contains('\n'),
+            "{e}"
+        );
     }
 
     fn sym(name: &str, address: u64, size: u64) -> FuncSym {

@@ -326,9 +326,25 @@ pub fn list(pattern: &str, pid: Option<u32>) -> Result<Vec<String>, String> {
     }
     let whole_process = pid.is_some() && (target.is_empty() || target == "*");
     let probes = if whole_process {
-        find("", "", "*", &UsdtScope { pid, ..Default::default() })?
+        find(
+            "",
+            "",
+            "*",
+            &UsdtScope {
+                pid,
+                ..Default::default()
+            },
+        )?
     } else {
-        find(target, "", "*", &UsdtScope { pid, ..Default::default() })?
+        find(
+            target,
+            "",
+            "*",
+            &UsdtScope {
+                pid,
+                ..Default::default()
+            },
+        )?
     };
     let rest = parts.get(2).copied().unwrap_or("*");
     let filter = if whole_process {

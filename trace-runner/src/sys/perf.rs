@@ -143,6 +143,10 @@ mod tests {
         assert_eq!((config, period, wakeup), (0x40 << 32, 1, 1));
         assert_eq!((config1, config2), (file.as_ptr() as u64, 0x1234));
         // Everything past the fields set is zero (no flags, no sample type).
-        assert!(a[24..48].iter().chain(&a[52..56]).chain(&a[72..]).all(|b| *b == 0));
+        assert!(a[24..48]
+            .iter()
+            .chain(&a[52..56])
+            .chain(&a[72..])
+            .all(|b| *b == 0));
     }
 }

@@ -70,7 +70,10 @@ mod tests {
 
     #[test]
     fn strftime_formats_fits_and_refuses() {
-        assert_eq!(strftime_local("%Y", 86_400 * 400, 64).as_deref(), Some("1971"));
+        assert_eq!(
+            strftime_local("%Y", 86_400 * 400, 64).as_deref(),
+            Some("1971")
+        );
         assert_eq!(strftime_local("%%", 0, 64).as_deref(), Some("%"));
         assert_eq!(strftime_local("", 0, 64), None);
         assert_eq!(strftime_local("%Y%Y", 0, 4), None);
