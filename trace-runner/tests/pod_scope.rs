@@ -224,6 +224,15 @@ impl Drop for MountNsContainer {
     }
 }
 
+/// A directory removed when the test ends, also when it fails.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn uprobe_paths_of_a_pod_target_are_its_containers_files() {
     if !require_bpf() {
@@ -235,6 +244,7 @@ fn uprobe_paths_of_a_pod_target_are_its_containers_files() {
     // went there, and the container's 50 calls were not seen.
     let dir = std::env::temp_dir().join(format!("trace-runner-podfs-{}", l.tag));
     std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveOnDrop(dir.clone());
     std::fs::copy("/bin/bash", dir.join("app")).unwrap();
     let mut container = MountNsContainer::start(&cg, &dir, 50);
 
@@ -266,7 +276,6 @@ fn uprobe_paths_of_a_pod_target_are_its_containers_files() {
     container.go();
     let (out, _) = trace.stop(libc::SIGINT);
     drop(container);
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         out.contains("@: 50\n"),
         "the container's own binary, exactly:\n{out}"
