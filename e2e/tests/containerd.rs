@@ -428,9 +428,9 @@ fn fake_cluster_runs_job_pods_under_containerd() {
 
 /// Uprobes of a pod trace name the target container's files: a binary that exists only
 /// in the container's rootfs (`/usr/bin/e2e-app`), the container's main process's
-/// executable (`/proc/$container_pid/exe`), and libc at the path where the runner's own
-/// image has another copy of it (before: the runner's copy was probed, and the
-/// workload's calls were not seen). A runner container scoped with `--pod-uid` counts
+/// executable (`/proc/$container_pid/exe`), and libc, by its path and by its name, where
+/// the runner's own image has another copy of it (before: the runner's copy was probed,
+/// and the workload's calls were not seen). A runner container scoped with `--pod-uid` counts
 /// exactly its pod's calls; a second pod running the same file is not counted.
 #[test]
 fn pod_uprobes_name_the_containers_files_under_containerd() {
@@ -504,6 +504,7 @@ fn pod_uprobes_name_the_containers_files_under_containerd() {
             "uprobe:{app}:e2e_workload_mark {{ @app = count(); }}\n\
              uprobe:/proc/$container_pid/exe:e2e_workload_mark {{ @exe = count(); }}\n\
              uprobe:{libc}:syscall {{ @libc = count(); }}\n\
+             uprobe:libc:syscall {{ @libname = count(); }}\n\
              tracepoint:syscalls:sys_enter_getpgid {{ exit(); }}\n"
         ),
     )
@@ -536,7 +537,12 @@ fn pod_uprobes_name_the_containers_files_under_containerd() {
     drop((x, y));
     let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
-    for want in ["@app: 300\n", "@exe: 300\n", "@libc: 41\n"] {
+    for want in [
+        "@app: 300\n",
+        "@exe: 300\n",
+        "@libc: 41\n",
+        "@libname: 41\n",
+    ] {
         assert!(
             out.contains(want),
             "want {want:?}\nstdout:\n{out}\nstderr:\n{err}"

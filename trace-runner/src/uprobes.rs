@@ -26,28 +26,44 @@ pub fn resolve_target(target: &str) -> Option<PathBuf> {
     if target.contains('/') {
         return Path::new(target).exists().then(|| PathBuf::from(target));
     }
-    let prefix = if target.contains(".so") {
-        target.to_string()
+    find_library(target, |p| Some(PathBuf::from(p)))
+}
+
+/// The library `name` names (`libc` → `libc.so.6`) in the first of [`LIB_DIRS`] that
+/// holds one: its lowest file name `NAME.so` or `NAME.so.*` that is an ELF file. `reach`
+/// turns a path of the filesystem searched into one this process reads (`None`: absent).
+fn find_library(name: &str, reach: impl Fn(&str) -> Option<PathBuf>) -> Option<PathBuf> {
+    let prefix = if name.contains(".so") {
+        name.to_string()
     } else {
-        format!("{target}.so")
+        format!("{name}.so")
     };
     for dir in LIB_DIRS {
-        let Ok(rd) = std::fs::read_dir(dir) else {
+        let Some(Ok(rd)) = reach(dir).map(std::fs::read_dir) else {
             continue;
         };
         let mut names: Vec<String> = rd
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n == &prefix || n.starts_with(&format!("{prefix}.")))
-            // `libc.so` is often a linker script: only ELF files are libraries.
-            .filter(|n| is_elf(&Path::new(dir).join(n)))
             .collect();
         names.sort();
-        if let Some(n) = names.first() {
-            return Some(Path::new(dir).join(n));
+        // `libc.so` is often a linker script: only ELF files are libraries.
+        if let Some(file) = names
+            .iter()
+            .filter_map(|n| reach(&format!("{dir}/{n}")))
+            .find(|f| is_elf(f))
+        {
+            return Some(file);
         }
     }
     None
+}
+
+/// [`find_library`] in the filesystem whose root this process reaches as `root`, links
+/// followed inside it ([`resolve_in_root`]).
+fn library_in_root(name: &str, root: &Path) -> Option<PathBuf> {
+    find_library(name, |p| resolve_in_root(root, p))
 }
 
 /// `path` (absolute) inside the filesystem whose root this process reaches as `root`
@@ -100,10 +116,15 @@ pub fn resolve_in_root(root: &Path, path: &str) -> Option<PathBuf> {
 
 /// Where an attach point's file is read and attached in a trace of a pod's container
 /// whose root this process reaches as `root` (`HOST_PROC/PID/root`): an absolute path
-/// is the container's file when the container has it, else this node's; a path under
-/// `/proc/` (`/proc/$container_pid/exe`) and a library name are left as they are
-/// (`Ok(None)`: keep the path). A path in neither place is an error.
+/// is the container's file when the container has it, else this node's; so is a
+/// library name (`libssl`), searched in the container's library directories first. A
+/// path under `/proc/` (`/proc/$container_pid/exe`) and a relative path are left as
+/// they are (`Ok(None)`: keep the path). An absolute path in neither place is an error
+/// (a library in neither is skipped with a warning later, as without a pod).
 pub fn in_container(path: &str, root: &Path) -> Result<Option<PathBuf>, String> {
+    if !path.contains('/') {
+        return Ok(library_in_root(path, root));
+    }
     if !path.starts_with('/') || path.starts_with("/proc/") {
         return Ok(None);
     }
@@ -417,7 +438,7 @@ mod tests {
         assert_eq!(in_container(exe, root), Ok(None));
         // /proc paths and library names are not the container's files.
         assert_eq!(in_container("/proc/1/exe", root), Ok(None));
-        assert_eq!(in_container("libc", root), Ok(None));
+        assert_eq!(in_container("./app", root), Ok(None));
         // Nowhere: one line naming both places.
         let e = in_container("/usr/bin/nowhere-at-all", root).unwrap_err();
         assert!(
@@ -430,6 +451,30 @@ mod tests {
             e.contains(&root.display().to_string()) && !e.contains('\n'),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_pod_targets_library_names_are_its_libraries_first() {
+        use std::os::unix::fs::symlink;
+        let r = fake_root("libs");
+        let root = &r.0;
+        // /lib is a link to usr/lib, as on merged-/usr systems.
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        symlink("usr/lib", root.join("lib")).unwrap();
+        std::fs::write(root.join("usr/lib/libfoo.so"), b"GROUP ( libfoo.so.1 )").unwrap();
+        std::fs::write(root.join("usr/lib/libfoo.so.1"), b"\x7fELF...").unwrap();
+        std::fs::write(root.join("opt/libbar.so.2.0"), b"\x7fELF...").unwrap();
+        symlink("/opt/libbar.so.2.0", root.join("usr/lib/libbar.so.2")).unwrap();
+        assert_eq!(
+            in_container("libfoo", root),
+            Ok(Some(root.join("usr/lib/libfoo.so.1")))
+        );
+        assert_eq!(
+            in_container("libbar.so.2", root),
+            Ok(Some(root.join("opt/libbar.so.2.0")))
+        );
+        // Not the container's: the node's search, as without a pod.
+        assert_eq!(in_container("libnothere", root), Ok(None));
     }
 
     fn sym(name: &str, address: u64, size: u64) -> FuncSym {
