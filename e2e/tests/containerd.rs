@@ -52,7 +52,6 @@ impl Drop for Workload {
 
 impl Workload {
     fn start(ctd: &Containerd, rootfs: &Path, bin: &Path, cgroup: String) -> Workload {
-        let id = util::new_container_id();
         // The host's /usr (for the binary's shared libraries) and its top-level links.
         let mut mounts = vec![(bin.to_path_buf(), "/e2e-workload".to_string(), true)];
         for d in ["/usr", "/lib", "/lib64"] {
@@ -63,11 +62,30 @@ impl Workload {
                 mounts.push((p.to_path_buf(), d.to_string(), true));
             }
         }
+        Workload::run(
+            ctd,
+            rootfs,
+            vec!["/e2e-workload".into(), "app".into()],
+            mounts,
+            cgroup,
+        )
+    }
+
+    /// Run `argv` in a container of `rootfs` with `mounts` (host path, container path,
+    /// read-only) in cgroup `cgroup`; ready once it says so.
+    fn run(
+        ctd: &Containerd,
+        rootfs: &Path,
+        argv: Vec<String>,
+        mounts: Vec<(PathBuf, String, bool)>,
+        cgroup: String,
+    ) -> Workload {
+        let id = util::new_container_id();
         let mut ctr = ctd
             .run(&RunSpec {
                 id: id.clone(),
                 root: Root::Dir(rootfs.to_path_buf()),
-                argv: vec!["/e2e-workload".into(), "app".into()],
+                argv,
                 env: vec![],
                 mounts,
                 cgroup,
@@ -127,17 +145,20 @@ fn collect(mut r: impl Read + Send + 'static) -> Arc<Mutex<String>> {
 }
 
 fn start_runner(ctd: &Containerd, image: &str, programs: &Path, pod_cgroup: &Path) -> Runner {
+    let cgroup = pod_cgroup.display().to_string();
+    start_runner_with(ctd, image, programs, &["--cgroup", &cgroup])
+}
+
+/// A runner container running `/programs/program.bt` with `scope` (its target options).
+fn start_runner_with(ctd: &Containerd, image: &str, programs: &Path, scope: &[&str]) -> Runner {
+    let mut argv = vec![xtask::oci::BINARY_PATH.to_string(), "run".into()];
+    argv.extend(scope.iter().map(|s| s.to_string()));
+    argv.push("/programs/program.bt".into());
     let mut ctr = ctd
         .run(&RunSpec {
             id: util::new_container_id(),
             root: Root::Image(image.to_string()),
-            argv: vec![
-                xtask::oci::BINARY_PATH.into(),
-                "run".into(),
-                "--cgroup".into(),
-                pod_cgroup.display().to_string(),
-                "/programs/program.bt".into(),
-            ],
+            argv,
             env: vec![],
             mounts: vec![
                 (programs.to_path_buf(), "/programs".into(), true),
@@ -403,4 +424,128 @@ fn fake_cluster_runs_job_pods_under_containerd() {
         "from-containerd\n"
     );
     drop(c);
+}
+
+/// Uprobes of a pod trace name the target container's files: a binary that exists only
+/// in the container's rootfs (`/usr/bin/e2e-app`), the container's main process's
+/// executable (`/proc/$container_pid/exe`), and libc, by its path and by its name, where
+/// the runner's own image has another copy of it (before: the runner's copy was probed,
+/// and the workload's calls were not seen). A runner container scoped with `--pod-uid` counts
+/// exactly its pod's calls; a second pod running the same file is not counted.
+#[test]
+fn pod_uprobes_name_the_containers_files_under_containerd() {
+    let test = "pod_uprobes_name_the_containers_files_under_containerd";
+    if !host::require_privileges(test) {
+        return;
+    }
+    for tool in ["containerd", "ctr", "runc"] {
+        if host::require_tool(test, tool).is_none() {
+            return;
+        }
+    }
+    let bins = host::binaries().expect("binaries");
+    let libc = xtask::binary::shared_libs(&bins.trace_runner)
+        .expect("ldd of trace-runner")
+        .into_iter()
+        .find(|l| {
+            l.image_path
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .starts_with("libc.so")
+        })
+        .expect("a dynamically linked trace-runner (its image carries its own libc)")
+        .image_path;
+    let dir = std::env::temp_dir().join(format!("e2e-ctd-uprobe-{}", util::name_suffix()));
+    let ctd = Containerd::start(&dir.join("containerd")).unwrap();
+    let archive = dir.join("runner.tar");
+    let image = runner_archive(&bins.trace_runner, &archive);
+    ctd.import(&archive).unwrap();
+    std::fs::remove_file(&archive).unwrap();
+
+    // One rootfs for both pods: the workload binary at a path this node does not have,
+    // the node's libraries under it.
+    let app = "/usr/bin/e2e-app";
+    assert!(!Path::new(app).exists(), "{app} exists on this node");
+    let rootfs = dir.join("app-rootfs");
+    std::fs::create_dir_all(rootfs.join("usr/bin")).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_e2e-workload"), rootfs.join(&app[1..])).unwrap();
+    let mut mounts = Vec::new();
+    for d in ["/usr/lib", "/usr/lib64", "/lib", "/lib64"] {
+        let p = Path::new(d);
+        if let Ok(to) = std::fs::read_link(p) {
+            std::os::unix::fs::symlink(to, rootfs.join(&d[1..])).unwrap();
+        } else if p.is_dir() {
+            mounts.push((p.to_path_buf(), d.to_string(), true));
+        }
+    }
+    let argv = vec![app.to_string(), "app".to_string()];
+    let (ux, uy) = (util::new_uid(), util::new_uid());
+    let x_path = cgroup_path(
+        CgroupLayout::Cgroupfs,
+        "Burstable",
+        &ux,
+        &util::new_container_id(),
+    );
+    let y_path = cgroup_path(
+        CgroupLayout::Cgroupfs,
+        "Burstable",
+        &uy,
+        &util::new_container_id(),
+    );
+    let mut x = Workload::run(&ctd, &rootfs, argv.clone(), mounts.clone(), x_path);
+    let mut y = Workload::run(&ctd, &rootfs, argv, mounts, y_path);
+
+    let programs = dir.join("programs");
+    std::fs::create_dir_all(&programs).unwrap();
+    std::fs::write(
+        programs.join("program.bt"),
+        format!(
+            "uprobe:{app}:e2e_workload_mark {{ @app = count(); }}\n\
+             uprobe:/proc/$container_pid/exe:e2e_workload_mark {{ @exe = count(); }}\n\
+             uprobe:{libc}:syscall {{ @libc = count(); }}\n\
+             uprobe:libc:syscall {{ @libname = count(); }}\n\
+             tracepoint:syscalls:sys_enter_getpgid {{ exit(); }}\n"
+        ),
+    )
+    .unwrap();
+    let mut r = start_runner_with(&ctd, &image, &programs, &["--pod-uid", &ux]);
+    let start = Instant::now();
+    while !r.err.lock().unwrap().contains("Attaching")
+        && !r.out.lock().unwrap().contains("Attaching")
+    {
+        let exited = r.ctr.try_wait().unwrap();
+        assert!(
+            exited.is_none() && start.elapsed() < Duration::from_secs(60),
+            "runner not attached ({exited:?}):\nstdout:\n{}\nstderr:\n{}",
+            r.out.lock().unwrap(),
+            r.err.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    y.command("mark 70");
+    y.command("getppid 9");
+    x.command("mark 300");
+    // Each getppid is one call of libc's syscall(); so is the getpgid that ends the run.
+    x.command("getppid 40");
+    x.command("getpgid");
+    let status = r.ctr.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (out, err) = (r.out.lock().unwrap().clone(), r.err.lock().unwrap().clone());
+    drop(ctd);
+    drop((x, y));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
+    for want in [
+        "@app: 300\n",
+        "@exe: 300\n",
+        "@libc: 41\n",
+        "@libname: 41\n",
+    ] {
+        assert!(
+            out.contains(want),
+            "want {want:?}\nstdout:\n{out}\nstderr:\n{err}"
+        );
+    }
 }

@@ -42,9 +42,11 @@ pub trait ProbeEnv {
     }
 
     /// The file a uprobe target names as this mount namespace reaches it, when that is
-    /// another path (a binary inside the traced process's root): `None` to keep it.
-    fn uprobe_path(&self, _path: &str) -> Option<String> {
-        None
+    /// another path (a binary inside the traced process's root, or the target
+    /// container's): `Ok(None)` to keep it, `Err` (the message) when the target names a
+    /// file that is nowhere.
+    fn uprobe_path(&self, _path: &str) -> Result<Option<String>, String> {
+        Ok(None)
     }
 
     /// The functions of the binary or library `path` of a uprobe whose names match
@@ -230,7 +232,7 @@ impl ProbeEnv for Layered<'_> {
     fn uprobe_functions(&self, path: &str, pattern: &str) -> Option<Vec<String>> {
         self.env.uprobe_functions(path, pattern)
     }
-    fn uprobe_path(&self, path: &str) -> Option<String> {
+    fn uprobe_path(&self, path: &str) -> Result<Option<String>, String> {
         self.env.uprobe_path(path)
     }
     fn kprobe_matches(
@@ -387,14 +389,20 @@ fn resolve_probe(
         // A binary inside the traced process's root: attached there, named as written.
         let target = ap.parts.first().cloned().unwrap_or_default();
         let inside;
-        let ap = match env.uprobe_path(&target) {
-            Some(path) if matches!(ap.kind, ProbeKind::Uprobe | ProbeKind::Uretprobe) => {
+        let moved = match ap.kind {
+            ProbeKind::Uprobe | ProbeKind::Uretprobe => env
+                .uprobe_path(&target)
+                .map_err(|why| Diagnostic::new(ap.span, why))?,
+            _ => None,
+        };
+        let ap = match moved {
+            Some(path) => {
                 let mut moved = ap.clone();
                 moved.parts[0] = path;
                 inside = moved;
                 &inside
             }
-            _ => ap,
+            None => ap,
         };
         if ap.kind == ProbeKind::Tracepoint {
             let (cat, name) = (&ap.parts[0], &ap.parts[1]);

@@ -146,7 +146,7 @@ fn map_batch_ok() -> bool {
     let mut values = [0u8; 16];
     match bpf::lookup_batch(map.as_raw_fd(), &mut keys, &mut values, 4) {
         Ok(_) => true,
-        Err(e) => e.raw_os_error() == Some(libc::ENOENT),
+        Err(e) => e.raw_os_error() == Some(crate::sys::errno::ENOENT),
     }
 }
 
@@ -177,25 +177,10 @@ fn exists(p: &str) -> bool {
 }
 
 fn uname() -> (String, String) {
-    // SAFETY: uname fills a zeroed struct.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    unsafe { libc::uname(&mut u) };
-    let field = |f: &[libc::c_char]| {
-        let bytes: Vec<u8> = f
-            .iter()
-            .take_while(|c| **c != 0)
-            .map(|c| *c as u8)
-            .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
+    let u = crate::sys::uname::uname();
     (
-        format!(
-            "{} {} {}",
-            field(&u.sysname),
-            field(&u.release),
-            field(&u.version)
-        ),
-        field(&u.machine),
+        format!("{} {} {}", u.sysname, u.release, u.version),
+        u.machine,
     )
 }
 

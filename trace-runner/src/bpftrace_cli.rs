@@ -524,10 +524,7 @@ fn check_file(o: &Options) -> Result<(), Failure> {
         Ok(_) => Ok(()),
         Err(e) => {
             let why = match e.raw_os_error() {
-                // SAFETY: strerror returns a valid NUL-terminated string for any errno.
-                Some(n) => unsafe { std::ffi::CStr::from_ptr(libc::strerror(n)) }
-                    .to_string_lossy()
-                    .into_owned(),
+                Some(n) => crate::sys::errno::strerror(n),
                 None => e.to_string(),
             };
             Err(Failure(

@@ -82,13 +82,7 @@ fn checked_without_target(script: &ScriptArgs) -> trace_lang::Predefined {
 }
 
 pub(crate) fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    crate::sys::time::monotonic_ns()
 }
 
 pub(crate) fn base_options() -> CodegenOptions {
@@ -613,8 +607,8 @@ pub(crate) fn stop(proc_dir: &std::path::Path) -> Result<(), Failure> {
         ));
     }
     for pid in pids {
-        if let Err(e) = crate::sys::signal::send(pid as libc::pid_t, libc::SIGINT) {
-            if e.raw_os_error() != Some(libc::ESRCH) {
+        if let Err(e) = crate::sys::signal::send(pid as i32, crate::sys::signal::SIGINT) {
+            if e.raw_os_error() != Some(crate::sys::errno::ESRCH) {
                 return Err(Failure(format!("error: cannot signal pid {pid}: {e}"), 1));
             }
         }

@@ -916,21 +916,9 @@ pub fn write_value_json(w: &mut dyn Write, v: &Val) -> io::Result<()> {
 /// strftime returns 0 (result empty or 64 bytes or longer), where bpftrace logs
 /// `ERROR: strftime returned 0` to stderr and prints nothing.
 pub fn try_format_time(fmt: &str) -> Option<String> {
-    let cfmt = std::ffi::CString::new(fmt.replace('\0', "")).ok()?;
-    let mut buf = [0u8; 64];
-    // SAFETY: plain libc calls on valid, owned buffers; `tm` is fully written by localtime_r.
-    let n = unsafe {
-        let t = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            return None;
-        }
-        libc::strftime(buf.as_mut_ptr().cast(), buf.len(), cfmt.as_ptr(), &tm)
-    };
-    if n == 0 {
-        return None;
-    }
-    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    use crate::sys::time::{now_ns, strftime_local, Clock};
+    let now = now_ns(Clock::Realtime).div_euclid(1_000_000_000) as i64;
+    strftime_local(&fmt.replace('\0', ""), now, 64)
 }
 
 /// [`try_format_time`], with "" on failure.

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
+
+use crate::sys::errno;
 pub use trace_contract::rundir::{
     rfc3339, run_dir_candidate, run_dir_name, trace_id_problem, META_FILE, OUTPUT_FILE,
 };
@@ -27,7 +29,7 @@ const MAX_ERROR_LEN: usize = 2048;
 
 /// Whether an I/O error means the volume is full (or the quota is exhausted).
 pub fn is_disk_full(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+    matches!(e.raw_os_error(), Some(errno::ENOSPC) | Some(errno::EDQUOT))
         || matches!(
             e.kind(),
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
@@ -351,7 +353,7 @@ mod tests {
     #[test]
     fn persist_a_cut_short_copy_fails_the_run() {
         let dir = Path::new("/out/t/2026-11-25T15-04-05Z");
-        let full = io::Error::from_raw_os_error(libc::ENOSPC);
+        let full = io::Error::from_raw_os_error(errno::ENOSPC);
         let (msg, code) = run_outcome(Ok(3), Some(&full), dir).unwrap_err();
         assert_eq!(code, 1);
         assert!(
@@ -359,7 +361,7 @@ mod tests {
                 && msg.contains("/out/t/2026-11-25T15-04-05Z"),
             "{msg}"
         );
-        let eio = io::Error::from_raw_os_error(libc::EIO);
+        let eio = io::Error::from_raw_os_error(errno::EIO);
         assert!(run_outcome(Ok(0), Some(&eio), dir)
             .unwrap_err()
             .0
@@ -382,9 +384,9 @@ mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert!(is_disk_full(&io::Error::from_raw_os_error(libc::ENOSPC)));
-        assert!(is_disk_full(&io::Error::from_raw_os_error(libc::EDQUOT)));
-        assert!(!is_disk_full(&io::Error::from_raw_os_error(libc::EIO)));
+        assert!(is_disk_full(&io::Error::from_raw_os_error(errno::ENOSPC)));
+        assert!(is_disk_full(&io::Error::from_raw_os_error(errno::EDQUOT)));
+        assert!(!is_disk_full(&io::Error::from_raw_os_error(errno::EIO)));
         assert!(!is_disk_full(&io::Error::other("x")));
     }
 
@@ -532,7 +534,7 @@ mod tests {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(
             status.signal(),
-            Some(libc::SIGKILL),
+            Some(crate::sys::signal::SIGKILL),
             "the writer was not killed: {status:?}"
         );
         let last = last.expect("the writer acknowledged no line");

@@ -980,8 +980,7 @@ mod tests {
     }
 
     fn is_root() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        unsafe { libc::geteuid() == 0 }
+        crate::sys::process::is_root()
     }
 
     /// A cgroup subtree for the test, emptied and removed on drop (children first).
@@ -1043,7 +1042,7 @@ mod tests {
     fn kill_pids(pids: impl IntoIterator<Item = u32>) {
         for p in pids {
             // Pids this test started.
-            crate::sys::signal::kill(p as i32, libc::SIGKILL);
+            crate::sys::signal::kill(p as i32, crate::sys::signal::SIGKILL);
         }
     }
 

@@ -177,9 +177,14 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     };
     let env = Tracefs::open();
     let scope = resolve_run_scope(&args)?;
-    // USDT files are found in the traced process's filesystem: `-p`, or a pod's container.
+    // USDT files are found in the traced process's filesystem: `-p`, or a pod's container,
+    // whose files absolute uprobe and usdt paths name.
     env.set_usdt_scope(crate::usdt::UsdtScope {
         pid: args.pid.or(scope.container_pid),
+        container_root: scope
+            .container_pid
+            .filter(|_| args.pid.is_none())
+            .map(|pid| args.host_proc.join(pid.to_string()).join("root")),
         command: match (&child, &args.command) {
             (Some(_), Some(cmd)) => crate::uprobes::resolve_program(
                 &split_command(cmd)[0],
@@ -389,28 +394,18 @@ struct Attached {
 
 /// Point stdout at `path` (created or truncated); returns a copy of the original stdout.
 fn redirect_stdout(path: &std::path::Path) -> Result<i32, Failure> {
-    use std::os::fd::AsRawFd;
     let file = std::fs::File::create(path).map_err(|e| {
         Failure(
             format!("error: cannot open {}: {e}", path.display()),
             exit::FAILURE,
         )
     })?;
-    // SAFETY: dup/dup2 on descriptors this process owns; `file` stays open until dup2 is done.
-    unsafe {
-        let saved = libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 3);
-        if libc::dup2(file.as_raw_fd(), libc::STDOUT_FILENO) < 0 {
-            return Err(Failure(
-                format!(
-                    "error: cannot write to {}: {}",
-                    path.display(),
-                    std::io::Error::last_os_error()
-                ),
-                exit::FAILURE,
-            ));
-        }
-        Ok(saved)
-    }
+    crate::sys::stdio::redirect_stdout(&file).map_err(|e| {
+        Failure(
+            format!("error: cannot write to {}: {e}", path.display()),
+            exit::FAILURE,
+        )
+    })
 }
 
 /// The command of `-c`, forked at once and held before `execv` until [`HeldChild::release`]
@@ -482,7 +477,7 @@ impl Drop for HeldChild {
         let exited = &self.exited;
         if !exited.load(std::sync::atomic::Ordering::SeqCst) {
             // Our own child (the waiter thread reaps it).
-            signal::kill(pid, libc::SIGTERM);
+            signal::kill(pid, signal::SIGTERM);
             for _ in 0..200 {
                 if exited.load(std::sync::atomic::Ordering::SeqCst) {
                     break;

@@ -153,8 +153,7 @@ impl Sink {
         };
         if let (Some(fd), Some(rest)) = (self.exit_separator_fd, buf.strip_prefix(b"\n\n")) {
             self.flush();
-            // SAFETY: writing a valid buffer to a descriptor this process owns.
-            unsafe { libc::write(fd, b"\n\n".as_ptr().cast(), 2) };
+            crate::sys::stdio::write_raw(fd, b"\n\n");
             self.emit(rest);
             return;
         }

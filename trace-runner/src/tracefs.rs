@@ -39,18 +39,8 @@ impl Tracefs {
         let mut root = CANDIDATES.iter().find(|p| found(p)).map(PathBuf::from);
         if root.is_none() && Path::new(CANDIDATES[0]).is_dir() {
             let target = std::ffi::CString::new(CANDIDATES[0]).expect("static path");
-            let fs = std::ffi::CString::new("tracefs").expect("static string");
-            // SAFETY: valid NUL-terminated strings; a failed mount is reported by errno only.
-            let r = unsafe {
-                libc::mount(
-                    fs.as_ptr(),
-                    target.as_ptr(),
-                    fs.as_ptr(),
-                    0,
-                    std::ptr::null(),
-                )
-            };
-            if r == 0 && found(CANDIDATES[0]) {
+            let r = crate::sys::mount::mount_fs(c"tracefs", &target, c"tracefs");
+            if r.is_ok() && found(CANDIDATES[0]) {
                 root = Some(PathBuf::from(CANDIDATES[0]));
             }
         }
@@ -62,7 +52,8 @@ impl Tracefs {
         }
     }
 
-    /// The process `usdt:` attach points search when they name no file.
+    /// The process `usdt:` attach points search when they name no file, and the
+    /// filesystem absolute uprobe and usdt paths are looked up in first.
     pub fn set_usdt_scope(&self, scope: crate::usdt::UsdtScope) {
         *self.usdt_scope.lock().unwrap_or_else(|e| e.into_inner()) = scope;
     }
@@ -208,17 +199,26 @@ impl ProbeEnv for Tracefs {
         }
     }
 
-    fn uprobe_path(&self, path: &str) -> Option<String> {
-        if !path.starts_with('/') || Path::new(path).exists() {
-            return None;
-        }
-        let pid = self
+    fn uprobe_path(&self, path: &str) -> Result<Option<String>, String> {
+        let scope = self
             .usdt_scope
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pid?;
+            .clone();
+        // A pod target: the container's file first, then this node's, else an error.
+        if let Some(root) = &scope.container_root {
+            let inside = crate::uprobes::in_container(path, root)?;
+            return Ok(inside.map(|p| p.display().to_string()));
+        }
+        // `-p`: this mount namespace's file first, then the process's.
+        if !path.starts_with('/') || Path::new(path).exists() {
+            return Ok(None);
+        }
+        let Some(pid) = scope.pid else {
+            return Ok(None);
+        };
         let inside = format!("/proc/{pid}/root{path}");
-        Path::new(&inside).exists().then_some(inside)
+        Ok(Path::new(&inside).exists().then_some(inside))
     }
 
     fn uprobe_functions(&self, path: &str, pattern: &str) -> Option<Vec<String>> {

@@ -3,7 +3,9 @@
 //! (`.symtab` or `.dynsym`), so that attach points of missing functions are skipped
 //! with a warning, as bpftrace does, instead of failing the whole script. It also
 //! resolves the forms of a uprobe's location bpftrace accepts (`func`, `func+OFFSET`,
-//! an address) to a function and an offset in it.
+//! an address) to a function and an offset in it. With a pod target, an absolute path
+//! names a file of the target container ([`in_container`]): it is resolved inside the
+//! container's root, its symbolic links included ([`resolve_in_root`]).
 
 use std::path::{Path, PathBuf};
 
@@ -24,28 +26,118 @@ pub fn resolve_target(target: &str) -> Option<PathBuf> {
     if target.contains('/') {
         return Path::new(target).exists().then(|| PathBuf::from(target));
     }
-    let prefix = if target.contains(".so") {
-        target.to_string()
+    find_library(target, |p| Some(PathBuf::from(p)))
+}
+
+/// The library `name` names (`libc` → `libc.so.6`) in the first of [`LIB_DIRS`] that
+/// holds one: its lowest file name `NAME.so` or `NAME.so.*` that is an ELF file. `reach`
+/// turns a path of the filesystem searched into one this process reads (`None`: absent).
+fn find_library(name: &str, reach: impl Fn(&str) -> Option<PathBuf>) -> Option<PathBuf> {
+    let prefix = if name.contains(".so") {
+        name.to_string()
     } else {
-        format!("{target}.so")
+        format!("{name}.so")
     };
     for dir in LIB_DIRS {
-        let Ok(rd) = std::fs::read_dir(dir) else {
+        let Some(Ok(rd)) = reach(dir).map(std::fs::read_dir) else {
             continue;
         };
         let mut names: Vec<String> = rd
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n == &prefix || n.starts_with(&format!("{prefix}.")))
-            // `libc.so` is often a linker script: only ELF files are libraries.
-            .filter(|n| is_elf(&Path::new(dir).join(n)))
             .collect();
         names.sort();
-        if let Some(n) = names.first() {
-            return Some(Path::new(dir).join(n));
+        // `libc.so` is often a linker script: only ELF files are libraries.
+        if let Some(file) = names
+            .iter()
+            .filter_map(|n| reach(&format!("{dir}/{n}")))
+            .find(|f| is_elf(f))
+        {
+            return Some(file);
         }
     }
     None
+}
+
+/// [`find_library`] in the filesystem whose root this process reaches as `root`, links
+/// followed inside it ([`resolve_in_root`]).
+fn library_in_root(name: &str, root: &Path) -> Option<PathBuf> {
+    find_library(name, |p| resolve_in_root(root, p))
+}
+
+/// `path` (absolute) inside the filesystem whose root this process reaches as `root`
+/// (`/proc/PID/root` of a container's process), as that filesystem's processes see it:
+/// symbolic links are followed within it (an absolute link restarts at `root`, `..`
+/// stops at it) instead of escaping to this process's files, as the kernel's path walk
+/// through `root` would make them. `None` when the file does not exist there.
+pub fn resolve_in_root(root: &Path, path: &str) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut todo: Vec<std::ffi::OsString> = Vec::new();
+    let push_all = |todo: &mut Vec<std::ffi::OsString>, p: &Path| {
+        let parts: Vec<_> = p
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect();
+        todo.extend(parts.into_iter().rev());
+    };
+    push_all(&mut todo, Path::new(path));
+    let mut done: Vec<std::ffi::OsString> = Vec::new();
+    let mut links = 0;
+    while let Some(part) = todo.pop() {
+        if part == ".." {
+            done.pop();
+            continue;
+        }
+        let here = done.iter().fold(root.to_path_buf(), |p, c| p.join(c));
+        let next = here.join(&part);
+        let meta = std::fs::symlink_metadata(&next).ok()?;
+        if !meta.file_type().is_symlink() {
+            done.push(part);
+            continue;
+        }
+        links += 1;
+        if links > 40 {
+            return None; // ELOOP
+        }
+        let target = std::fs::read_link(&next).ok()?;
+        if target.is_absolute() {
+            done.clear();
+        }
+        push_all(&mut todo, &target);
+    }
+    let found = done.iter().fold(root.to_path_buf(), |p, c| p.join(c));
+    found.exists().then_some(found)
+}
+
+/// Where an attach point's file is read and attached in a trace of a pod's container
+/// whose root this process reaches as `root` (`HOST_PROC/PID/root`): an absolute path
+/// is the container's file when the container has it, else this node's; so is a
+/// library name (`libssl`), searched in the container's library directories first. A
+/// path under `/proc/` (`/proc/$container_pid/exe`) and a relative path are left as
+/// they are (`Ok(None)`: keep the path). An absolute path in neither place is an error
+/// (a library in neither is skipped with a warning later, as without a pod).
+pub fn in_container(path: &str, root: &Path) -> Result<Option<PathBuf>, String> {
+    if !path.contains('/') {
+        return Ok(library_in_root(path, root));
+    }
+    if !path.starts_with('/') || path.starts_with("/proc/") {
+        return Ok(None);
+    }
+    if let Some(inside) = resolve_in_root(root, path) {
+        return Ok(Some(inside));
+    }
+    if Path::new(path).exists() {
+        return Ok(None);
+    }
+    Err(format!(
+        "uprobe target '{path}' does not exist in the target container (looked in {}) nor on this node",
+        root.display()
+    ))
 }
 
 /// The files a uprobe target names, each with the name it is shown under: a file name
@@ -283,6 +375,107 @@ pub fn resolve_program(name: &str, path_var: Option<&str>) -> Result<PathBuf, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fake container root under a temp dir, removed on drop.
+    struct Root(PathBuf);
+    impl Drop for Root {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    fn fake_root(tag: &str) -> Root {
+        let root =
+            std::env::temp_dir().join(format!("trace-runner-root-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(root.join("opt/app/bin")).unwrap();
+        std::fs::write(root.join("opt/app/bin/app"), b"app").unwrap();
+        std::fs::write(root.join("usr/bin/plain"), b"plain").unwrap();
+        Root(root)
+    }
+
+    #[test]
+    fn links_in_a_container_root_stay_in_it() {
+        use std::os::unix::fs::symlink;
+        let r = fake_root("links");
+        let root = &r.0;
+        // Absolute links restart at the container's root, not at this process's.
+        symlink("/opt/app/bin/app", root.join("usr/bin/app")).unwrap();
+        symlink("../../opt/app/bin/app", root.join("usr/bin/rel")).unwrap();
+        symlink("/usr/bin", root.join("bin")).unwrap();
+        symlink("../../../../../../opt/app/bin/app", root.join("usr/bin/up")).unwrap();
+        symlink("loop", root.join("usr/bin/loop")).unwrap();
+        let app = root.join("opt/app/bin/app");
+        assert_eq!(resolve_in_root(root, "/usr/bin/app"), Some(app.clone()));
+        assert_eq!(resolve_in_root(root, "/usr/bin/rel"), Some(app.clone()));
+        assert_eq!(resolve_in_root(root, "/bin/app"), Some(app.clone()));
+        assert_eq!(resolve_in_root(root, "/usr/bin/up"), Some(app.clone()));
+        assert_eq!(
+            resolve_in_root(root, "/usr/bin/plain"),
+            Some(root.join("usr/bin/plain"))
+        );
+        assert_eq!(resolve_in_root(root, "/usr/bin/none"), None);
+        assert_eq!(resolve_in_root(root, "/usr/bin/loop"), None);
+    }
+
+    #[test]
+    fn a_pod_targets_paths_are_the_containers_first() {
+        let r = fake_root("pod");
+        let root = &r.0;
+        // The container's file wins even where this node has one of the same name.
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::write(root.join("bin/sh"), b"inside").unwrap();
+        assert_eq!(in_container("/bin/sh", root), Ok(Some(root.join("bin/sh"))));
+        assert_eq!(
+            in_container("/usr/bin/plain", root),
+            Ok(Some(root.join("usr/bin/plain")))
+        );
+        // Only on this node: the node's file.
+        assert!(Path::new("/proc/self/exe").exists());
+        let exe = std::env::current_exe().unwrap();
+        let exe = exe.to_str().unwrap();
+        assert!(!root.join(exe.trim_start_matches('/')).exists());
+        assert_eq!(in_container(exe, root), Ok(None));
+        // /proc paths and library names are not the container's files.
+        assert_eq!(in_container("/proc/1/exe", root), Ok(None));
+        assert_eq!(in_container("./app", root), Ok(None));
+        // Nowhere: one line naming both places.
+        let e = in_container("/usr/bin/nowhere-at-all", root).unwrap_err();
+        assert!(
+            e.starts_with(
+                "uprobe target '/usr/bin/nowhere-at-all' does not exist in the target container"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains(&root.display().to_string()) && !e.contains('\n'),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_pod_targets_library_names_are_its_libraries_first() {
+        use std::os::unix::fs::symlink;
+        let r = fake_root("libs");
+        let root = &r.0;
+        // /lib is a link to usr/lib, as on merged-/usr systems.
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        symlink("usr/lib", root.join("lib")).unwrap();
+        std::fs::write(root.join("usr/lib/libfoo.so"), b"GROUP ( libfoo.so.1 )").unwrap();
+        std::fs::write(root.join("usr/lib/libfoo.so.1"), b"\x7fELF...").unwrap();
+        std::fs::write(root.join("opt/libbar.so.2.0"), b"\x7fELF...").unwrap();
+        symlink("/opt/libbar.so.2.0", root.join("usr/lib/libbar.so.2")).unwrap();
+        assert_eq!(
+            in_container("libfoo", root),
+            Ok(Some(root.join("usr/lib/libfoo.so.1")))
+        );
+        assert_eq!(
+            in_container("libbar.so.2", root),
+            Ok(Some(root.join("opt/libbar.so.2.0")))
+        );
+        // Not the container's: the node's search, as without a pod.
+        assert_eq!(in_container("libnothere", root), Ok(None));
+    }
 
     fn sym(name: &str, address: u64, size: u64) -> FuncSym {
         FuncSym {

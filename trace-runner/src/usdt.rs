@@ -184,6 +184,10 @@ pub fn maps_files(maps: &str) -> Vec<String> {
 pub struct UsdtScope {
     pub pid: Option<u32>,
     pub command: Option<PathBuf>,
+    /// A pod target's container: its root as this process reaches it
+    /// (`HOST_PROC/PID/root`). Its files come first for absolute uprobe and usdt paths
+    /// (see [`crate::uprobes::in_container`]).
+    pub container_root: Option<PathBuf>,
 }
 
 /// `(display, file)` of every file the process maps, reached through its root.
@@ -267,11 +271,15 @@ fn target_files(target: &str, scope: &UsdtScope) -> Result<Vec<(String, PathBuf)
     };
     // With a traced process, an absolute path is first the process's file (through its
     // root: inside a container it may differ from the one here).
-    let inside = scope
-        .pid
-        .filter(|_| target.starts_with('/'))
-        .map(|pid| PathBuf::from(format!("/proc/{pid}/root{target}")))
-        .filter(|p| p.exists());
+    let inside = match &scope.container_root {
+        Some(root) => crate::uprobes::in_container(target, root)
+            .map_err(|_| format!("usdt target file '{target}' does not exist in the target container (looked in {}) nor on this node", root.display()))?,
+        None => scope
+            .pid
+            .filter(|_| target.starts_with('/'))
+            .map(|pid| PathBuf::from(format!("/proc/{pid}/root{target}")))
+            .filter(|p| p.exists()),
+    };
     let file = inside
         .or(local)
         .ok_or_else(|| format!("usdt target file '{target}' does not exist"))?;
@@ -318,9 +326,25 @@ pub fn list(pattern: &str, pid: Option<u32>) -> Result<Vec<String>, String> {
     }
     let whole_process = pid.is_some() && (target.is_empty() || target == "*");
     let probes = if whole_process {
-        find("", "", "*", &UsdtScope { pid, command: None })?
+        find(
+            "",
+            "",
+            "*",
+            &UsdtScope {
+                pid,
+                ..Default::default()
+            },
+        )?
     } else {
-        find(target, "", "*", &UsdtScope { pid, command: None })?
+        find(
+            target,
+            "",
+            "*",
+            &UsdtScope {
+                pid,
+                ..Default::default()
+            },
+        )?
     };
     let rest = parts.get(2).copied().unwrap_or("*");
     let filter = if whole_process {

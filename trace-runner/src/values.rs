@@ -62,26 +62,12 @@ pub fn decode(ty: &Type, b: &[u8], compiled: &Compiled, key: bool) -> Val {
 /// `username`: the name of a uid in this system's user database, or the number when it
 /// has none (as bpftrace prints it).
 fn username(uid: u32) -> String {
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; `buf` outlives the use of `pw`.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if rc != 0 || result.is_null() || pw.pw_name.is_null() {
-        return uid.to_string();
-    }
-    // SAFETY: getpwuid_r succeeded, so pw_name is a NUL-terminated string in `buf`.
-    unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
-        .to_string_lossy()
-        .into_owned()
+    crate::sys::user::user_name(uid).unwrap_or_else(|| uid.to_string())
 }
 
 /// `strerror(n)`: the C library's message for an errno value.
 pub fn strerror(n: i32) -> String {
-    // SAFETY: strerror returns a valid NUL-terminated string for any value.
-    unsafe { std::ffi::CStr::from_ptr(libc::strerror(n)) }
-        .to_string_lossy()
-        .into_owned()
+    crate::sys::errno::strerror(n)
 }
 
 /// `ntop()`: dotted quad for AF_INET, RFC 5952 text for AF_INET6.
@@ -109,39 +95,15 @@ fn escape_bytes(data: &[u8]) -> String {
     s
 }
 
-fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
-}
-
 /// `strftime(fmt, nsecs)`: `nsecs` counts from boot (CLOCK_MONOTONIC, as the `nsecs`
 /// builtin); shown as local wall-clock time. `%f` gives microseconds, as in bpftrace.
 fn strftime_boot_ns(fmt: &str, ns: u64) -> String {
-    let wall = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC) + ns as i128;
-    let secs = (wall.div_euclid(1_000_000_000)) as libc::time_t;
+    use crate::sys::time::{now_ns, strftime_local, Clock};
+    let wall = now_ns(Clock::Realtime) - now_ns(Clock::Monotonic) + ns as i128;
+    let secs = wall.div_euclid(1_000_000_000) as i64;
     let micros = wall.rem_euclid(1_000_000_000) / 1000;
     let fmt = fmt.replace("%f", &format!("{micros:06}"));
-    // SAFETY: localtime_r/strftime with valid buffers and a NUL-terminated format.
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&secs, &mut tm);
-        let Ok(cfmt) = std::ffi::CString::new(fmt) else {
-            return String::new();
-        };
-        let mut buf = vec![0u8; 256];
-        let n = libc::strftime(
-            buf.as_mut_ptr() as *mut libc::c_char,
-            buf.len(),
-            cfmt.as_ptr(),
-            &tm,
-        );
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
+    strftime_local(&fmt, secs, 256).unwrap_or_default()
 }
 
 /// The path of the cgroup v2 directory with this id (its inode number), relative to

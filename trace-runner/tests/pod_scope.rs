@@ -179,3 +179,105 @@ fn container_pid_is_the_containers_main_process() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A pod's container with its own mount namespace, in which a tmpfs over `dir` holds
+/// its own copy of bash at `dir/app`; it waits for a line on stdin, then runs `n` `echo`
+/// builtins in that bash.
+struct MountNsContainer {
+    child: std::process::Child,
+}
+
+impl MountNsContainer {
+    fn start(cgroup: &std::path::Path, dir: &std::path::Path, n: usize) -> MountNsContainer {
+        use std::io::BufRead;
+        let (cg, dir) = (cgroup.display(), dir.display());
+        let script = format!(
+            "echo $$ > {cg}/cgroup.procs && mount -t tmpfs none {dir} && cp /bin/bash {dir}/app && echo ready && read go && exec {dir}/app -c 'for i in $(seq 1 {n}); do echo x >/dev/null; done'"
+        );
+        let mut child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "ready\n", "the container did not start");
+        MountNsContainer { child }
+    }
+
+    fn go(&mut self) {
+        use std::io::Write;
+        let mut stdin = self.child.stdin.take().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        drop(stdin);
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for MountNsContainer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory removed when the test ends, also when it fails.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn uprobe_paths_of_a_pod_target_are_its_containers_files() {
+    if !require_bpf() {
+        return;
+    }
+    let mut l = Layout::new();
+    let cg = l.container_dir(&l.uid.clone(), "aaaa1111");
+    // This node has its own file at the same path (another inode): before, the probe
+    // went there, and the container's 50 calls were not seen.
+    let dir = std::env::temp_dir().join(format!("trace-runner-podfs-{}", l.tag));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveOnDrop(dir.clone());
+    std::fs::copy("/bin/bash", dir.join("app")).unwrap();
+    let mut container = MountNsContainer::start(&cg, &dir, 50);
+
+    // A path that is neither the container's nor this node's: one line, exit 2.
+    let missing = dir.join("missing");
+    let out = Command::new(runner())
+        .args(["run", "--pod-uid", &l.uid, "-e"])
+        .arg(format!(
+            "uprobe:{}:echo_builtin {{ @ = count(); }}",
+            missing.display()
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.lines().next().is_some_and(|l| l.contains(&format!(
+            "error: uprobe target '{}' does not exist in the target container",
+            missing.display()
+        ))),
+        "{err}"
+    );
+
+    let script = format!(
+        "BEGIN {{ printf(\"ready\\n\"); }} uprobe:{}/app:echo_builtin {{ @ = count(); }}",
+        dir.display()
+    );
+    let trace = Trace::start(&["--pod-uid", &l.uid, "-e", &script]);
+    container.go();
+    let (out, _) = trace.stop(libc::SIGINT);
+    drop(container);
+    assert!(
+        out.contains("@: 50\n"),
+        "the container's own binary, exactly:\n{out}"
+    );
+}

@@ -51,11 +51,11 @@ static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// Set by SIGUSR1: print every map now, as bpftrace does, and keep running.
 static PRINT_MAPS: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_usr1(_: libc::c_int) {
+extern "C" fn on_usr1(_: std::ffi::c_int) {
     PRINT_MAPS.store(true, Ordering::SeqCst);
 }
 
-extern "C" fn on_signal(sig: libc::c_int) {
+extern "C" fn on_signal(sig: std::ffi::c_int) {
     STOP_SIGNAL.store(sig, Ordering::SeqCst);
     STOP.store(true, Ordering::SeqCst);
 }
@@ -85,16 +85,16 @@ pub fn stop_requested() -> bool {
 /// event loop is not (it returns early, and the loop sees the flag).
 pub fn install_signal_handlers() {
     // The handlers only store to atomics, which is async-signal-safe.
-    signal::install(on_signal, &[libc::SIGINT, libc::SIGTERM]);
-    signal::install(on_usr1, &[libc::SIGUSR1]);
+    signal::install(on_signal, &[signal::SIGINT, signal::SIGTERM]);
+    signal::install(on_usr1, &[signal::SIGUSR1]);
 }
 
 /// For the subcommands that load nothing (check, build, list): give SIGINT and SIGTERM
 /// their default action back, and if one already came, act on it now.
 pub fn release_signal_handlers() {
-    signal::set_default(libc::SIGINT);
-    signal::set_default(libc::SIGTERM);
-    signal::set_default(libc::SIGUSR1);
+    signal::set_default(signal::SIGINT);
+    signal::set_default(signal::SIGTERM);
+    signal::set_default(signal::SIGUSR1);
     let sig = STOP_SIGNAL.load(Ordering::SeqCst);
     if sig != 0 {
         signal::raise(sig);
@@ -104,17 +104,10 @@ pub fn release_signal_handlers() {
 /// Failure to raise RLIMIT_MEMLOCK is only a warning: kernels >= 5.11 account BPF
 /// memory to the memory cgroup instead.
 pub fn raise_memlock() {
-    let rlim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: plain syscall with a valid pointer.
-    let r = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
-    if r != 0 && std::env::var_os("TRACE_RUNNER_DEBUG").is_some() {
-        eprintln!(
-            "warning: cannot raise RLIMIT_MEMLOCK ({}); continuing",
-            std::io::Error::last_os_error()
-        );
+    if let Err(e) = crate::sys::rlimit::raise_memlock() {
+        if std::env::var_os("TRACE_RUNNER_DEBUG").is_some() {
+            eprintln!("warning: cannot raise RLIMIT_MEMLOCK ({e}); continuing");
+        }
     }
 }
 
@@ -147,55 +140,7 @@ fn unload(attach: &Attach, prog: &mut aya::programs::Program) {
 /// namespace where that file is empty, and the process then returns to its own namespace.
 /// Any failure along the way (not privileged, multi-threaded) falls back to the plain path.
 fn loader_without_kernel_btf() -> EbpfLoader<'static> {
-    const VMLINUX: &std::ffi::CStr = c"/sys/kernel/btf/vmlinux";
-    // SAFETY: plain syscalls on valid NUL-terminated paths and owned fds; the namespace,
-    // root and working directory are restored before returning.
-    unsafe {
-        let flags = libc::O_RDONLY | libc::O_CLOEXEC;
-        let own = libc::open(c"/proc/self/ns/mnt".as_ptr(), flags);
-        // `setns` resets the root and working directory to the namespace's: keep ours
-        // (a chroot's, in a container without pivot_root) to go back to them.
-        let root = libc::open(c"/".as_ptr(), flags | libc::O_DIRECTORY);
-        let cwd = libc::open(c".".as_ptr(), flags | libc::O_DIRECTORY);
-        if own < 0 || root < 0 || cwd < 0 {
-            for fd in [own, root, cwd] {
-                if fd >= 0 {
-                    libc::close(fd);
-                }
-            }
-            return EbpfLoader::new();
-        }
-        let hidden = libc::unshare(libc::CLONE_NEWNS) == 0
-            && libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) == 0
-            && libc::mount(
-                c"/dev/null".as_ptr(),
-                VMLINUX.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND,
-                std::ptr::null(),
-            ) == 0;
-        let loader = EbpfLoader::new();
-        let back = libc::setns(own, libc::CLONE_NEWNS) == 0
-            && libc::fchdir(root) == 0
-            && libc::chroot(c".".as_ptr()) == 0
-            && libc::fchdir(cwd) == 0;
-        if !back && hidden {
-            eprintln!(
-                "warning: could not return to the original mount namespace: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        for fd in [own, root, cwd] {
-            libc::close(fd);
-        }
-        loader
-    }
+    crate::sys::mount::with_file_hidden(c"/sys/kernel/btf/vmlinux", EbpfLoader::new)
 }
 
 /// A loaded (not yet attached) script.
@@ -1129,7 +1074,7 @@ mod ringbuf_tests {
     fn this_kernel_has_the_ring_buffer() {
         // Every kernel the runner is tested on has it (5.8+); creating a map needs root.
         // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
+        if !crate::sys::process::is_root() {
             assert_ne!(
                 std::env::var("CI").as_deref(),
                 Ok("true"),

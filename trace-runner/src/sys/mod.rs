@@ -1,18 +1,28 @@
-//! Every raw system call the runner makes for BPF, perf events, polling and signals, each
-//! behind a typed, safe wrapper: [`bpf`] (the `bpf(2)` commands aya 0.14 does not expose
-//! for byte-level use), [`fentry`] (fentry/fexit programs on a BTF id, and module BTF),
-//! [`perf`] (kprobe perf events and their ioctls), [`uprobe`] (uprobe perf events with a
-//! USDT semaphore's `ref_ctr_offset`), [`signal`]
-//! (handlers, default actions, `kill`), [`process`] (the held child of `-c`) and
-//! [`poll_readable`]. The `unsafe` blocks and the
-//! kernel's attr layouts live here and nowhere else; callers pass slices and get fds.
+//! Every raw system call and C library call the runner makes, each behind a typed, safe
+//! wrapper: [`bpf`] (the `bpf(2)` commands aya 0.14 does not expose for byte-level use),
+//! [`fentry`] (fentry/fexit programs on a BTF id, and module BTF), [`perf`] (probe perf
+//! events, kprobe and uprobe, one attr builder, and their ioctls), [`uprobe`] (the uprobe
+//! PMU and a USDT semaphore's `ref_ctr_offset`), [`signal`] (handlers, default actions,
+//! `kill`), [`process`] (the held child of `-c`, the effective uid), [`mount`] (tracefs,
+//! a throw-away mount namespace), [`rlimit`] (RLIMIT_MEMLOCK), [`time`] (clocks,
+//! `strftime`), [`user`] (uid to name), [`errno`] (errno values, `strerror`), [`uname`],
+//! [`stdio`] (stdout redirection) and [`poll_readable`]. The `unsafe` blocks, the `libc`
+//! crate and the kernel's attr layouts live here and nowhere else (a test,
+//! `tests/syscalls_in_sys.rs`, checks it); callers pass slices and get fds.
 
 pub(crate) mod bpf;
+pub(crate) mod errno;
 pub mod fentry;
+pub(crate) mod mount;
 pub(crate) mod perf;
 pub(crate) mod process;
+pub(crate) mod rlimit;
 pub(crate) mod signal;
+pub(crate) mod stdio;
+pub(crate) mod time;
+pub(crate) mod uname;
 pub mod uprobe;
+pub(crate) mod user;
 
 use std::os::fd::RawFd;
 use std::time::Duration;

@@ -1,5 +1,6 @@
-//! Process system calls for `-c CMD`: a child forked at once and held before `execv` until
-//! the parent releases it, and waiting for it.
+//! Process system calls: for `-c CMD`, a child forked at once and held before `execv`
+//! until the parent releases it, and waiting for it; and whether this process runs as
+//! root.
 
 use std::ffi::CString;
 use std::io;
@@ -75,4 +76,11 @@ pub(crate) fn wait(pid: libc::pid_t) {
     while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
         && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
     {}
+}
+
+/// Whether this process's effective uid is root's (tests that need root check it).
+#[cfg(test)]
+pub(crate) fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }

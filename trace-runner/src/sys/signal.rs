@@ -1,5 +1,12 @@
 //! Signal system calls: installing a handler (with SA_RESTART, signals unblocked), giving a
-//! signal its default action back, raising and sending signals.
+//! signal its default action back, raising and sending signals, and the signal numbers
+//! the runner uses.
+
+pub(crate) const SIGINT: libc::c_int = libc::SIGINT;
+pub(crate) const SIGTERM: libc::c_int = libc::SIGTERM;
+pub(crate) const SIGUSR1: libc::c_int = libc::SIGUSR1;
+#[cfg(test)]
+pub(crate) const SIGKILL: libc::c_int = libc::SIGKILL;
 
 /// A signal handler: it may only do async-signal-safe things (store to atomics).
 pub(crate) type Handler = extern "C" fn(libc::c_int);
