@@ -181,3 +181,73 @@ fn add_buckets(x: &[u64], y: &[u64]) -> Vec<u64> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::record;
+    use trace_lang::types::Type;
+
+    fn dump(name: &str, value: MapValue, entries: Vec<(Vec<Val>, EntryValue)>) -> MapDump {
+        MapDump {
+            name: name.into(),
+            value,
+            entries: entries
+                .into_iter()
+                .map(|(key, value)| Entry { key, value })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn values_combine_by_their_aggregation() {
+        use EntryValue::*;
+        let u = |n| Scalar(Val::Uint(n));
+        let i = |n| Scalar(Val::Int(n));
+        assert_eq!(combine(&MapValue::Count, &u(2), &u(3)), u(5));
+        assert_eq!(combine(&MapValue::Sum, &i(-2), &i(3)), i(1));
+        assert_eq!(combine(&MapValue::Min, &i(-2), &i(3)), i(-2));
+        assert_eq!(combine(&MapValue::Min, &i(5), &i(-3)), i(-3));
+        assert_eq!(combine(&MapValue::Max, &i(-2), &i(3)), i(3));
+        assert_eq!(combine(&MapValue::Max, &i(5), &i(-3)), i(5));
+        // avg 7/2 = 3 and 2/2 = 1: merged 9/4 = 2 (not the average of the averages).
+        assert_eq!(
+            combine(
+                &MapValue::Avg,
+                &Avg { count: 2, total: 7 },
+                &Avg { count: 2, total: 2 }
+            ),
+            Avg { count: 4, total: 9 }
+        );
+        assert_eq!(
+            combine(&MapValue::Hist, &Hist(vec![1, 2]), &Hist(vec![0, 1, 0, 4])),
+            Hist(vec![1, 3, 0, 4])
+        );
+    }
+
+    #[test]
+    fn maps_of_assigned_values_are_left_out_with_a_note() {
+        let a = record(&[
+            dump("v", MapValue::Value(Type::Str(16)), vec![]),
+            dump(
+                "c",
+                MapValue::Count,
+                vec![(vec![Val::Int(1)], EntryValue::Scalar(Val::Uint(2)))],
+            ),
+        ]);
+        let b = record(&[dump(
+            "c",
+            MapValue::Sum,
+            vec![(vec![Val::Int(1)], EntryValue::Scalar(Val::Int(2)))],
+        )]);
+        let merged = merge(&[a, b]);
+        assert!(merged.maps.is_empty(), "{:?}", merged.maps);
+        assert_eq!(
+            merged.notes,
+            [
+                "@v: a map of assigned values (not an aggregation) is not merged",
+                "@c: the runs' maps aggregate differently; not merged"
+            ]
+        );
+    }
+}
