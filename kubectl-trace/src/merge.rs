@@ -17,9 +17,12 @@ use crate::manifest::{Program, LABEL_TARGET_KIND};
 use crate::progress::Out;
 use crate::target::TargetRef;
 
-/// The maps lines seen, with the output prefix of the stream they came in.
+/// One maps line: the stream it came in (`node/x`), and its record or why it is unreadable.
+pub type Received = (String, std::result::Result<MapsRecord, String>);
+
+/// The maps lines seen.
 #[derive(Clone, Default)]
-pub struct Collector(Arc<Mutex<Vec<(String, std::result::Result<MapsRecord, String>)>>>);
+pub struct Collector(Arc<Mutex<Vec<Received>>>);
 
 impl Collector {
     /// Keep the record of a maps line (see [`maps_payload`]) from the stream `prefix`.
@@ -36,7 +39,7 @@ impl Collector {
             .push((source_name(prefix), record));
     }
 
-    fn take(&self) -> Vec<(String, std::result::Result<MapsRecord, String>)> {
+    fn take(&self) -> Vec<Received> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -109,11 +112,7 @@ pub struct Report {
 
 /// Merge the records of `expected` streams (the prefixes the pods' output came under).
 /// An error when no stream sent its maps.
-pub fn report(
-    id: &str,
-    records: Vec<(String, std::result::Result<MapsRecord, String>)>,
-    expected: usize,
-) -> Result<Report> {
+pub fn report(id: &str, records: Vec<Received>, expected: usize) -> Result<Report> {
     let mut notes = Vec::new();
     let mut good = Vec::new();
     let mut sources = Vec::new();
