@@ -44,14 +44,15 @@ impl Collector {
     }
 }
 
-/// The maps line in an output line: the line itself, or what follows the timestamp that
-/// `logs --timestamps` puts first. `None` for every other line.
+/// The maps line in an output line: the line itself, or what follows the RFC 3339
+/// timestamp that `logs --timestamps` puts first. `None` for every other line.
 pub fn maps_payload(line: &str) -> Option<&str> {
     if line.starts_with(MAPS_LINE_PREFIX) {
         return Some(line);
     }
-    let (_, rest) = line.split_once(' ')?;
-    rest.starts_with(MAPS_LINE_PREFIX).then_some(rest)
+    let (stamp, rest) = line.split_once(' ')?;
+    let is_stamp = stamp.len() >= 20 && stamp.as_bytes()[0].is_ascii_digit() && stamp.contains('T');
+    (is_stamp && rest.starts_with(MAPS_LINE_PREFIX)).then_some(rest)
 }
 
 /// `node/x` for the stream prefix `[node/x] `; "the trace's pod" for the only stream.
@@ -281,6 +282,11 @@ mod tests {
     fn only_maps_lines_are_taken() {
         assert!(maps_payload("@: 1").is_none());
         assert!(maps_payload("a b c").is_none());
+        // A printf of the marker after other words is the program's output, not a record.
+        let shown = format!("x {MAPS_LINE_PREFIX}{{}}");
+        assert!(maps_payload(&shown).is_none());
+        let stamped = format!("2026-11-30T10:00:00.123456789Z {MAPS_LINE_PREFIX}{{}}");
+        assert!(maps_payload(&stamped).is_some());
         let line = counts(&[]).to_line();
         assert_eq!(maps_payload(&line), Some(line.as_str()));
     }
