@@ -279,6 +279,21 @@ mod tests {
     }
 
     #[test]
+    fn attach_and_logs_refuse_a_trace_of_one_pod_or_node() {
+        let job = |kind: &str| {
+            let mut j = Job::default();
+            j.metadata.labels = Some([(LABEL_TARGET_KIND.to_string(), kind.to_string())].into());
+            j
+        };
+        for kind in ["pod", "node"] {
+            let e = check_trace("abc", &[job(kind)]).unwrap_err().to_string();
+            assert!(e.contains(&format!("trace abc traces one {kind}")), "{e}");
+        }
+        assert!(check_trace("abc", &[job("deployment")]).is_ok());
+        assert!(check_trace("abc", &[job("node"), job("node")]).is_ok());
+    }
+
+    #[test]
     fn only_maps_lines_are_taken() {
         assert!(maps_payload("@: 1").is_none());
         assert!(maps_payload("a b c").is_none());
