@@ -45,6 +45,10 @@ pub struct AttachArgs {
     /// How long to wait for the trace pod to start
     #[arg(long, value_name = "DUR", default_value = "5m")]
     pub pod_running_timeout: String,
+    /// After the output of the trace's pods, print their maps merged into one answer (a
+    /// trace started with `run --merge`)
+    #[arg(long)]
+    pub merge: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +84,12 @@ pub async fn execute(args: AttachArgs, global: &GlobalArgs) -> Result<()> {
         grace,
         script_name: UNKNOWN_SCRIPT.to_string(),
     };
+    if args.merge {
+        crate::merge::check_trace(&id, &jobs)?;
+        let (maps, out) = (crate::merge::Collector::default(), Out::stdout());
+        let followed = attach_trace(&ctx, &id, &opts, &out.with_maps(&maps)).await;
+        return crate::merge::finish_after(followed, &id, &maps, jobs.len(), &out);
+    }
     attach_trace(&ctx, &id, &opts, &Out::stdout()).await
 }
 

@@ -84,6 +84,10 @@ pub struct LogsArgs {
     /// How long to wait for the reader pod to start
     #[arg(long, value_name = "DUR", default_value = "2m")]
     pub pod_running_timeout: String,
+    /// After the output of the trace's pods, print their maps merged into one answer (a
+    /// trace started with `run --merge`)
+    #[arg(long, conflicts_with_all = ["all_runs", "run", "download"])]
+    pub merge: bool,
 }
 
 impl LogsArgs {
@@ -100,6 +104,7 @@ impl LogsArgs {
             from: None,
             reader_image: READER_IMAGE.to_string(),
             pod_running_timeout: "2m".to_string(),
+            merge: false,
         }
     }
 
@@ -123,6 +128,14 @@ pub fn pod_exec(ctx: &Ctx, ns: &str, pod: &str) -> Box<dyn Remote + Send> {
 
 pub async fn execute(args: LogsArgs, global: &GlobalArgs) -> Result<()> {
     let ctx = Ctx::connect(global).await?;
+    if args.merge {
+        let id = crate::names::trace_id(&args.trace)?;
+        let jobs = crate::attach::trace_jobs(&ctx, &ctx.namespace, &id).await?;
+        crate::merge::check_trace(&id, &jobs)?;
+        let (maps, out) = (crate::merge::Collector::default(), Out::stdout());
+        let shown = logs_with(&ctx, &args, &out.with_maps(&maps)).await;
+        return crate::merge::finish_after(shown, &id, &maps, jobs.len(), &out);
+    }
     logs_with(&ctx, &args, &Out::stdout()).await
 }
 

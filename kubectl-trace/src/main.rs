@@ -13,6 +13,7 @@ mod kubeconfig;
 mod kubectl_complete;
 mod logs;
 mod manifest;
+mod merge;
 mod names;
 mod persisted;
 mod progress;

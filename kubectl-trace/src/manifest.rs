@@ -224,6 +224,8 @@ pub struct TraceSpec {
     pub target: TargetDesc,
     pub schedule: Option<Schedule>,
     pub output: Option<PvcOutput>,
+    /// `--merge`: the runner writes its maps in machine-readable form at exit.
+    pub merge: bool,
 }
 
 /// The objects of one node's share of a trace.
@@ -431,6 +433,7 @@ pub fn runner_args(spec: &TraceSpec, plan: &NodePlan) -> Vec<String> {
         deadline: Some(std::time::Duration::from_secs(spec.deadline)),
         host_proc: HOST_PROC.to_string(),
         target: Some(spec.target.display()),
+        emit_maps: spec.merge,
         ..RunnerArgs::default()
     };
     if scheduled_pods(spec, plan) {
@@ -880,7 +883,19 @@ pub mod tests {
             },
             schedule: None,
             output: None,
+            merge: false,
         }
+    }
+
+    #[test]
+    fn merge_asks_the_runner_for_its_maps_line() {
+        let mut spec = sample_spec();
+        let flag = format!("--{}", trace_contract::args::flag::EMIT_MAPS);
+        assert!(!runner_args(&spec, &node_plan()).contains(&flag));
+        spec.merge = true;
+        let args = runner_args(&spec, &node_plan());
+        let dashdash = args.iter().position(|a| a == "--").unwrap();
+        assert!(args[..dashdash].contains(&flag), "{args:?}");
     }
 
     pub fn node_plan() -> NodePlan {

@@ -77,11 +77,14 @@ impl Drop for Progress {
 }
 
 /// Where trace output goes: stdout, or a buffer in tests. Writes are whole lines, and
-/// a spinner on stderr is hidden while they are written.
+/// a spinner on stderr is hidden while they are written. A runner's machine-readable
+/// maps line (`--merge`, see [`crate::merge`]) is never shown: it goes to the collector,
+/// if there is one.
 #[derive(Clone)]
 pub struct Out {
     sink: Arc<Mutex<Box<dyn Write + Send>>>,
     bar: Arc<Mutex<Option<ProgressBar>>>,
+    maps: Option<crate::merge::Collector>,
 }
 
 impl Out {
@@ -89,6 +92,7 @@ impl Out {
         Out {
             sink: Arc::new(Mutex::new(Box::new(std::io::stdout()))),
             bar: Arc::default(),
+            maps: None,
         }
     }
 
@@ -105,13 +109,36 @@ impl Out {
             Out {
                 sink: Arc::new(Mutex::new(Box::new(buf.clone()))),
                 bar: Arc::default(),
+                maps: None,
             },
             buf,
         )
     }
 
+    /// The same output, with the maps lines handed to `collector`.
+    pub fn with_maps(&self, collector: &crate::merge::Collector) -> Self {
+        Out {
+            maps: Some(collector.clone()),
+            ..self.clone()
+        }
+    }
+
+    /// Whether `line` is a maps line (then taken, not shown).
+    fn took_maps(&self, prefix: &str, line: &str) -> bool {
+        if crate::merge::maps_payload(line).is_none() {
+            return false;
+        }
+        if let Some(c) = &self.maps {
+            c.add(prefix, line.trim_end_matches(['\n', '\r']));
+        }
+        true
+    }
+
     /// Write text as is (it should end with a newline).
     pub fn write(&self, text: &str) {
+        if self.took_maps("", text) {
+            return;
+        }
         let write = || {
             let mut s = self.sink.lock().unwrap_or_else(|p| p.into_inner());
             let _ = s.write_all(text.as_bytes());
@@ -126,6 +153,9 @@ impl Out {
 
     /// Write one line, with an optional prefix.
     pub fn line(&self, prefix: &str, line: &str) {
+        if self.took_maps(prefix, line) {
+            return;
+        }
         self.write(&format!("{prefix}{line}\n"));
     }
 }

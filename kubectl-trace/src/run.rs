@@ -149,6 +149,13 @@ pub struct RunArgs {
     #[arg(short = 'a', long)]
     pub attach: bool,
 
+    /// For several pods or nodes: after their output, print their maps merged into one
+    /// answer (counts, sums and histogram buckets added; min, max, avg and stats
+    /// combined), as bpftrace prints maps. Without -a, `attach --merge` or `logs --merge`
+    /// merges them later
+    #[arg(long)]
+    pub merge: bool,
+
     /// How long -a waits for the trace pod to start
     #[arg(long, value_name = "DUR", default_value = "5m")]
     pub pod_running_timeout: String,
@@ -221,6 +228,9 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
         need_single = script::uses_container_pid(source);
     }
     let target = target::parse_target(args.target.as_deref(), args.selector.as_deref())?;
+    if args.merge {
+        crate::merge::check_run(&target, &loaded.program, args.schedule.is_some())?;
+    }
     let container = match (&args.container, &args.container_arg) {
         (Some(a), Some(b)) if a != b => {
             return Err(fail(format!(
@@ -354,6 +364,7 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
         target: target.describe(&target_namespace),
         schedule,
         output,
+        merge: args.merge,
     };
     Ok(Prepared {
         spec,
@@ -526,7 +537,14 @@ pub async fn run_with(ctx: &Ctx, p: &Prepared, out: &Out) -> Result<Created> {
             grace: p.spec.grace,
             script_name: p.script_name.clone(),
         };
-        attach::attach_trace(ctx, &created.id, &opts, out).await?;
+        if p.spec.merge {
+            let maps = crate::merge::Collector::default();
+            let attached =
+                attach::attach_trace(ctx, &created.id, &opts, &out.with_maps(&maps)).await;
+            crate::merge::finish_after(attached, &created.id, &maps, created.workloads.len(), out)?;
+        } else {
+            attach::attach_trace(ctx, &created.id, &opts, out).await?;
+        }
     } else if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let what = if p.spec.schedule.is_some() {
             format!("see its runs with: kubectl trace get {}", created.id)

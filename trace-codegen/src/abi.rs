@@ -307,36 +307,9 @@ impl Insn {
     }
 }
 
-/// The largest index [`hist_index`] returns.
-pub const HIST_MAX_INDEX: usize = 33;
-
-/// The `hist()` bucket index of `v` (the table in trace-runner's `output` module doc).
-pub fn hist_index(v: i64) -> usize {
-    if v < 0 {
-        0
-    } else if v == 0 {
-        1
-    } else {
-        2 + (63 - v.leading_zeros() as usize).min(31)
-    }
-}
-
-/// The `lhist()` bucket index of `v` (see trace-runner's `output` module doc). `step` must be
-/// positive.
-pub fn lhist_index(v: i64, min: i64, max: i64, step: i64) -> usize {
-    if v < min {
-        0
-    } else if v > max {
-        (1 + max.wrapping_sub(min) / step) as usize
-    } else {
-        (1 + v.wrapping_sub(min) / step) as usize
-    }
-}
-
-/// How many indexes an `lhist(_, min, max, step)` uses: `(max - min) / step + 2`.
-pub fn lhist_buckets(min: i64, max: i64, step: i64) -> usize {
-    (max.wrapping_sub(min) / step) as usize + 2
-}
+// The hist/lhist bucket indexes the BPF code computes are defined once, with the labels that
+// print them, in trace-output.
+pub use trace_output::buckets::{hist_index, lhist_buckets, lhist_index, HIST_MAX_INDEX};
 
 /// Whether values of this type leave the kernel unfinished, in one of the layouts above,
 /// for user space to decode (`values::decode`).

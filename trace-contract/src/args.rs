@@ -30,6 +30,9 @@ pub mod flag {
     pub const COMMAND: &str = "command";
     pub const QUIET: &str = "quiet";
     pub const OUTPUT: &str = "output";
+    /// After the maps printed at exit, one line with them in machine-readable form
+    /// ([`crate::maps`]), for the plugin's `--merge`.
+    pub const EMIT_MAPS: &str = "emit-maps";
     /// The program text (a short option only: `-e PROGRAM`).
     pub const PROGRAM: char = 'e';
 }
@@ -95,6 +98,8 @@ pub struct RunnerArgs {
     pub command: Option<String>,
     pub quiet: bool,
     pub output: Option<String>,
+    /// `--emit-maps`: write the [`crate::maps`] line at exit.
+    pub emit_maps: bool,
 }
 
 impl Default for RunnerArgs {
@@ -122,6 +127,7 @@ impl Default for RunnerArgs {
             command: None,
             quiet: false,
             output: None,
+            emit_maps: false,
         }
     }
 }
@@ -175,6 +181,7 @@ impl RunnerArgs {
         a.opt(flag::COMMAND, self.command.as_deref());
         a.switch(flag::QUIET, self.quiet);
         a.opt(flag::OUTPUT, self.output.as_deref());
+        a.switch(flag::EMIT_MAPS, self.emit_maps);
         let mut argv = a.0;
         match &self.program {
             Program::Inline(text) => {
@@ -282,6 +289,7 @@ mod tests {
             target: Some("-t".into()),
             deadline: Some(Duration::from_millis(1500)),
             quiet: true,
+            emit_maps: true,
             ..RunnerArgs::default()
         };
         let argv = args.to_argv();
@@ -293,6 +301,7 @@ mod tests {
                 "1500ms",
                 "--target=-t",
                 "--quiet",
+                "--emit-maps",
                 "-e-x",
                 "--"
             ]

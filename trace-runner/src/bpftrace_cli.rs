@@ -449,6 +449,7 @@ pub(crate) fn run_args(o: Options) -> RunArgs {
         command: o.command,
         quiet: o.quiet,
         output: o.output,
+        emit_maps: false,
         notify_attached: std::env::var_os("__BPFTRACE_NOTIFY_PROBES_ATTACHED").is_some(),
     }
 }

@@ -171,6 +171,10 @@ pub(crate) struct RunArgs {
     /// Write the output to FILE instead of stdout.
     #[arg(short = 'o', long = flag::OUTPUT, value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
+    /// After the maps printed at exit, one line with them as JSON for `kubectl trace
+    /// --merge` (`trace_contract::maps`).
+    #[arg(long = flag::EMIT_MAPS)]
+    pub(crate) emit_maps: bool,
     /// Print `__BPFTRACE_NOTIFY_PROBES_ATTACHED` on stderr once attached (bpftrace mode).
     #[arg(skip)]
     pub(crate) notify_attached: bool,
@@ -355,6 +359,7 @@ mod contract_round_trip {
             command: a.command.clone(),
             quiet: a.quiet,
             output: a.output.as_deref().map(path_text),
+            emit_maps: a.emit_maps,
         })
     }
 
@@ -404,7 +409,7 @@ mod contract_round_trip {
             proptest::option::of(word()),
             proptest::option::of(any::<u64>()),
             proptest::option::of(path()),
-            (any::<bool>(), any::<bool>()),
+            (any::<bool>(), any::<bool>(), any::<bool>()),
             proptest::option::of(word()),
             proptest::option::of(path()),
         );
@@ -445,6 +450,7 @@ mod contract_round_trip {
                     command: cmd,
                     quiet: switches.1,
                     output: out,
+                    emit_maps: switches.2,
                 }
             })
     }

@@ -199,6 +199,15 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
         if let Some(bytes) =
             runtime::object::read_object(path).map_err(|e| Failure(e, exit::SCRIPT))?
         {
+            if args.emit_maps {
+                return Err(Failure(
+                    format!(
+                        "error: --{} applies to scripts; a compiled object's maps have no script types to write",
+                        trace_contract::args::flag::EMIT_MAPS
+                    ),
+                    exit::FAILURE,
+                ));
+            }
             return runtime::object::run_object(runtime::object::ObjectRun {
                 path,
                 bytes,
@@ -355,6 +364,9 @@ fn trace(
     session.run_end().map_err(fail)?;
     runtime::drain_remaining(&mut session, sink);
     runtime::print_all_maps(&session, sink);
+    if args.emit_maps {
+        runtime::emit_maps_line(&session, sink);
+    }
     if let Some(path) = &args.flamegraph {
         let what = match args.script.file() {
             Some(f) => f.display().to_string(),

@@ -347,6 +347,68 @@ fn deployment_on_two_nodes_merges_prefixed_outputs() {
     assert_eq!(nodes, ["node-a", "node-b"]);
 }
 
+#[test]
+fn deployment_merge_adds_the_pods_exact_counts() {
+    let Some(env) = setup("deployment_merge_adds_the_pods_exact_counts") else {
+        return;
+    };
+    let mut pods = env
+        .cluster
+        .add_deployment("default", "web", &["node-a", "node-b"])
+        .unwrap();
+    // One pod is no merge: refused in one line, before anything is created.
+    let pod = format!("pod/{}", pods[0].name);
+    let (status, out, err) = env.run(&["run", &pod, "--merge", "-a", "-e", COUNT_UNTIL_MARK]);
+    assert_eq!(status.code(), Some(1), "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--merge combines the maps of several"),
+        "{err}"
+    );
+    assert!(env.creates().is_empty(), "{:?}", env.creates());
+
+    let mut run = env.spawn(&["run", "deploy/web", "--merge", "-a", "-e", COUNT_UNTIL_MARK]);
+    run.wait_for("Attaching", 2, Duration::from_secs(60));
+    settle();
+    pods[0].container("app").getppid(300);
+    pods[1].container("app").getppid(500);
+    pods[0].container("app").getpgid();
+    pods[1].container("app").getpgid();
+    let (status, out, err) = run.finish(Duration::from_secs(30));
+    assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
+    let check = |out: &str, err: &str| {
+        let lines: Vec<&str> = out.lines().collect();
+        let mut last_prefixed = 0;
+        for (pod, n) in [(&pods[0].name, 300), (&pods[1].name, 500)] {
+            let want = format!("[pod/{pod}] @calls: {n}");
+            let at = lines.iter().position(|l| l.trim() == want);
+            let at = at.unwrap_or_else(|| panic!("no {want:?} in stdout:\n{out}\nstderr:\n{err}"));
+            last_prefixed = last_prefixed.max(at);
+        }
+        // The merged map, as bpftrace prints it, after every pod's lines.
+        let merged = lines.iter().position(|l| *l == "@calls: 800");
+        assert!(
+            merged.is_some_and(|m| m > last_prefixed),
+            "no merged `@calls: 800` after the pods' lines:\n{out}\nstderr:\n{err}"
+        );
+        assert!(
+            !out.contains("__KUBECTL_TRACE_MAPS__") && !err.contains("__KUBECTL_TRACE_MAPS__"),
+            "the maps line showed:\n{out}\n{err}"
+        );
+        assert!(err.contains("merged maps of 2 runners"), "{err}");
+    };
+    check(&out, &err);
+    for job in env.jobs("app.kubernetes.io/name=kubectl-trace") {
+        let args = job["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+        assert!(args.contains("--emit-maps"), "{args}");
+    }
+    // Later, from the finished pods' logs.
+    let id = trace_id(&out);
+    let (status, out, err) = env.run(&["logs", &id, "--merge"]);
+    assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
+    check(&out, &err);
+}
+
 /// A scheduled node trace writing to claim `traces`, run twice: its id and the run
 /// directories on the claim (sorted: oldest first), each with output.txt and meta.json.
 fn scheduled_pvc_trace_run_twice(env: &Env) -> (String, Vec<PathBuf>) {

@@ -1061,6 +1061,13 @@ pub fn print_all_maps(session: &Session, sink: &mut Sink) {
     sink.exit_maps(&dumps);
 }
 
+/// `--emit-maps`: every map once more, as the contract's one machine-readable line
+/// (`trace_contract::maps`), for `kubectl trace --merge`.
+pub fn emit_maps_line(session: &Session, sink: &mut Sink) {
+    let dumps: Vec<_> = read_all_maps(session).into_iter().map(|(_, d)| d).collect();
+    sink.raw(output::wire::record(&dumps).to_line().as_bytes());
+}
+
 #[cfg(test)]
 mod ringbuf_tests {
     #[test]
