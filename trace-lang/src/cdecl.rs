@@ -704,6 +704,16 @@ impl CTypes {
         Ok(name)
     }
 
+    /// Add a record laid out elsewhere (a uprobe binary's, from its debug info).
+    pub fn add_record(&mut self, record: RecordDef) {
+        self.records.insert(record.name.clone(), record);
+    }
+
+    /// Add a typedef defined elsewhere (a uprobe binary's, from its debug info).
+    pub fn add_typedef(&mut self, name: &str, ty: Type) {
+        self.typedefs.insert(name.to_string(), ty);
+    }
+
     /// A record the script defines (`struct Foo`).
     pub fn record_def(&self, name: &str) -> Option<&RecordDef> {
         self.records.get(name)
