@@ -571,7 +571,8 @@ pub fn kfunc_fields(sig: &FuncSignature, ret: bool) -> Vec<TpField> {
 }
 
 /// A uprobe program's parameters (from the binary's debug info) as fields of its
-/// context, `struct pt_regs`: each at the offset of its argument register. Parameters
+/// context, `struct pt_regs`: each at the offset of its argument register, as wide as
+/// its type (the ABI leaves the bits above a narrower argument undefined). Parameters
 /// not in a register are left out (sema has reported them).
 pub fn uprobe_fields(params: &[Param]) -> Vec<TpField> {
     params
@@ -581,7 +582,10 @@ pub fn uprobe_fields(params: &[Param]) -> Vec<TpField> {
             Some(TpField {
                 name: p.name.clone(),
                 offset: *PT_REGS_ARGS.get(usize::from(reg))? as u32,
-                size: 8,
+                size: match p.ty {
+                    Type::Int { bytes, .. } => u32::from(bytes),
+                    _ => 8,
+                },
                 ty: p.ty.clone(),
                 data_loc: false,
                 array_len: None,
