@@ -634,6 +634,158 @@ impl<'d> Reader<'_, 'd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
+    use trace_lang::cdecl::CTypes;
+
+    /// A program whose `struct Outer` has members of every kind the reader converts;
+    /// it prints each member's `offsetof` and the struct's size.
+    const OUTER: &str = r#"
+#include <stddef.h>
+#include <stdio.h>
+enum Color { RED, GREEN = 5 };
+struct Inner { short s; unsigned char bytes[3]; };
+struct Outer {
+  int a;
+  char name[8];
+  long grid[2][3];
+  struct Inner in;
+  union { int i; char c; };
+  unsigned flag : 3;
+  unsigned more : 5;
+  enum Color color;
+  void *opaque;
+  char **argv;
+  int (*fn)(int);
+};
+typedef struct Outer outer_t;
+int take(outer_t *o, float f, long n, struct Inner by_value, int after)
+{ return o->a + (int)f + (int)n + by_value.s + after; }
+int main(void)
+{
+  outer_t o = { 0 };
+  struct Inner in = { 0 };
+  printf("a %zu\nname %zu\ngrid %zu\nin %zu\ni %zu\nc %zu\ncolor %zu\nopaque %zu\nargv %zu\nfn %zu\n",
+    offsetof(struct Outer, a), offsetof(struct Outer, name), offsetof(struct Outer, grid),
+    offsetof(struct Outer, in), offsetof(struct Outer, i), offsetof(struct Outer, c),
+    offsetof(struct Outer, color), offsetof(struct Outer, opaque), offsetof(struct Outer, argv),
+    offsetof(struct Outer, fn));
+  printf("sizeof %zu\n", sizeof(struct Outer));
+  return take(&o, 1.0f, 2, in, 3) == 1000;
+}
+"#;
+
+    /// Build and run [`OUTER`] with gcc: the executable and what it printed; `None`
+    /// (skipped with a message) without gcc, except under `CI=true`.
+    fn build_outer(dir: &Path) -> Option<(std::path::PathBuf, String)> {
+        let src = dir.join("outer.c");
+        std::fs::write(&src, OUTER).unwrap();
+        let exe = dir.join("outer");
+        let built = Command::new("gcc")
+            .args(["-g", "-O0", "-o"])
+            .arg(&exe)
+            .arg(&src)
+            .status();
+        match built {
+            Ok(status) => assert!(status.success(), "gcc failed"),
+            Err(e) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "gcc is missing ({e}) and CI=true"
+                );
+                eprintln!("skipping: gcc is not installed ({e})");
+                return None;
+            }
+        }
+        let out = Command::new(&exe).output().unwrap();
+        Some((exe, String::from_utf8(out.stdout).unwrap()))
+    }
+
+    #[test]
+    fn a_gcc_built_programs_types_and_parameters() {
+        let dir =
+            std::env::temp_dir().join(format!("trace-runner-dwarf-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let built = build_outer(&dir);
+        let info = built.as_ref().map(|(exe, _)| debug_info(exe).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+        let (Some((_, printed)), Some(info)) = (built, info) else {
+            return;
+        };
+        let mut types = CTypes::default();
+        trace_lang::debuginfo::import(&mut types, &info);
+        let field = |name: &str| {
+            types
+                .record_field("struct Outer", name)
+                .unwrap_or_else(|| panic!("no field {name}"))
+        };
+        // Offsets and size as the compiler laid them out.
+        for line in printed.lines() {
+            let (name, n) = line.split_once(' ').unwrap();
+            let n: u64 = n.parse().unwrap();
+            if name == "sizeof" {
+                assert_eq!(types.type_size("struct Outer"), Some(n));
+            } else {
+                assert_eq!(u64::from(field(name).offset), n, "{name}");
+            }
+        }
+        let int = |bytes, signed| Type::Int { bytes, signed };
+        let ptr = |to: Type| Type::Ptr {
+            to: Box::new(to),
+            user: false,
+        };
+        assert_eq!(field("a").ty, int(4, true));
+        assert_eq!(field("name").ty, Type::Str(8));
+        assert_eq!(
+            field("grid").ty,
+            Type::Array {
+                elem: Box::new(Type::Array {
+                    elem: Box::new(int(8, true)),
+                    len: 3
+                }),
+                len: 2
+            }
+        );
+        assert_eq!(field("in").ty, Type::Record("struct Inner".into()));
+        assert_eq!(
+            types.record_field("struct Inner", "bytes").unwrap().ty,
+            Type::Array {
+                elem: Box::new(int(1, false)),
+                len: 3
+            }
+        );
+        assert_eq!(field("c").ty, int(1, true));
+        assert_eq!(field("color").ty, int(4, false));
+        assert_eq!(field("opaque").ty, ptr(int(1, false)));
+        assert_eq!(field("argv").ty, ptr(ptr(int(1, true))));
+        assert_eq!(field("fn").ty, Type::U64);
+        // Bitfields: the unit after the union (at 76), bits 0-2 and 3-7.
+        let (flag, more) = (field("flag"), field("more"));
+        assert_eq!((flag.offset, flag.bitfield), (76, Some((0, 3))));
+        assert_eq!((more.offset, more.bitfield), (76, Some((3, 5))));
+        assert_eq!(
+            types.typedef("outer_t"),
+            Some(Type::Record("struct Outer".into()))
+        );
+        // Parameters: o in rdi, the float in xmm0, n in rsi, then a struct by value.
+        let take = &info.functions["take"];
+        let names: Vec<&str> = take.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["o", "f", "n", "by_value", "after"]);
+        assert_eq!(take[0].ty, ptr(Type::Record("struct Outer".into())));
+        assert_eq!(take[0].reg, Ok(0));
+        assert!(take[1].reg.is_err());
+        assert_eq!((&take[2].ty, &take[2].reg), (&int(8, true), &Ok(1)));
+        assert!(take[3]
+            .reg
+            .as_ref()
+            .unwrap_err()
+            .contains("passed by value"));
+        assert!(take[4]
+            .reg
+            .as_ref()
+            .unwrap_err()
+            .contains("register is unknown"));
+        assert!(info.functions["main"].is_empty());
+    }
 
     fn classes(list: &[Class]) -> Vec<Result<u8, String>> {
         let named: Vec<(String, Class)> = list
