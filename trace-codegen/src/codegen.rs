@@ -293,7 +293,7 @@ pub fn generate(
                 (Attach::Fentry { module, func, ret }, _) => env
                     .kfunc_signature(module, func)
                     .map(|sig| kfunc_fields(&sig, *ret)),
-                (Attach::Uprobe { path, symbol, ret }, _) if !ret => env
+                (Attach::Uprobe { path, symbol, ret }, _) if !ret && uses_args(probe) => env
                     .debug_info(path)
                     .and_then(|info| info.functions.get(symbol).map(|p| uprobe_fields(p))),
                 _ => None,
@@ -568,6 +568,14 @@ pub fn kfunc_fields(sig: &FuncSignature, ret: bool) -> Vec<TpField> {
         fields.push(slot(sig.params.len(), KFUNC_RETVAL, &sig.ret));
     }
     fields
+}
+
+/// Whether a block reads `args` (typed [`Type::Ctx`] by sema): only then is a uprobe
+/// target's debug info wanted.
+fn uses_args(probe: &trace_lang::ast::Probe) -> bool {
+    let mut found = false;
+    probe.each_expr(&mut |e| found |= e.ty == Type::Ctx);
+    found
 }
 
 /// A uprobe program's parameters (from the binary's debug info) as fields of its

@@ -280,6 +280,16 @@ impl<'d> Reader<'_, 'd> {
     fn unit(&mut self) -> gimli::Result<()> {
         let mut entries = self.unit.entries();
         while let Some(entry) = entries.next_dfs()? {
+            if !matches!(
+                entry.tag(),
+                gimli::DW_TAG_subprogram
+                    | gimli::DW_TAG_structure_type
+                    | gimli::DW_TAG_class_type
+                    | gimli::DW_TAG_union_type
+                    | gimli::DW_TAG_typedef
+            ) {
+                continue;
+            }
             let entry = entry.clone();
             let declaration = matches!(
                 entry.attr_value(gimli::DW_AT_declaration),
