@@ -2287,7 +2287,10 @@ impl Analyser<'_> {
                 }
             }
             None => {
-                let msg = if self.env.type_size(record).is_none() {
+                let msg = if self.env.type_size(record).is_none() && user {
+                    // Read through a uprobe's pointer: the program's own type, most likely.
+                    format!("Unknown struct/union '{record}' (not defined by the script, nor in the uprobe binary's debug info or this kernel's BTF)")
+                } else if self.env.type_size(record).is_none() {
                     format!("Unknown kernel type '{record}' (not in this kernel's BTF)")
                 } else {
                     format!("'{record}' has no field named '{field}'")

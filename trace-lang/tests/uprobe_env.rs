@@ -207,6 +207,11 @@ fn missing_debug_info_and_unreadable_parameters_are_errors() {
         error("uretprobe:/bin/prog:take { print(args->x); }"),
         "t.bt:1:34: error: The args builtin can only be used with 'tracepoint', 'kfunc' and 'uprobe' probes (uretprobe used here)"
     );
+    // A struct that neither the script, the binary nor BTF defines.
+    assert_eq!(
+        error("uprobe:/bin/stripped:take { print(((struct Nope *)arg0)->a); }"),
+        "t.bt:1:35: error: Unknown struct/union 'struct Nope' (not defined by the script, nor in the uprobe binary's debug info or this kernel's BTF)"
+    );
     // Every attach point of the block must have it.
     assert_eq!(
         error("uprobe:/bin/prog:take, uprobe:/bin/stripped:take { print(args->x); }"),
