@@ -2,7 +2,8 @@
 //! function, named and typed in C as bpftrace's `-lv` prints them (`int argc`,
 //! `struct Foo* foo1`), and, for scripts, the file's [`DebugInfo`]: each function's
 //! parameters as script types with the argument register that holds them at entry
-//! (x86-64 System V), and its structs, unions and typedefs laid out.
+//! (x86-64 System V), and its structs, unions and typedefs laid out. A stripped file's
+//! separate debug file is found by build id or `.gnu_debuglink`, as gdb finds it.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -16,11 +17,26 @@ use trace_lang::types::Type;
 
 type R<'a> = EndianSlice<'a, RunTimeEndian>;
 
-/// Run `f` over the DWARF of an ELF file (empty sections without debug info); `Err`
-/// when the file is unreadable or not ELF.
+/// Where distributions install separate debug info (`/usr/lib/debug/.build-id/...`).
+const DEBUG_DIR: &str = "/usr/lib/debug";
+
+/// Run `f` over the DWARF of an ELF file (empty sections without debug info), or of its
+/// separate debug file when it has none of its own; `Err` when the file is unreadable
+/// or not ELF.
 fn with_dwarf<T>(file: &Path, f: impl FnOnce(&gimli::Dwarf<R>) -> T) -> Result<T, String> {
     let data = std::fs::read(file).map_err(|e| e.to_string())?;
     let elf = object::File::parse(&*data).map_err(|e| e.to_string())?;
+    if elf.section_by_name(".debug_info").is_none() {
+        if let Some(separate) = separate_debug_file(file, &elf) {
+            if let Ok(debug) = object::File::parse(&*separate) {
+                return dwarf_of(&debug, f);
+            }
+        }
+    }
+    dwarf_of(&elf, f)
+}
+
+fn dwarf_of<T>(elf: &object::File, f: impl FnOnce(&gimli::Dwarf<R>) -> T) -> Result<T, String> {
     let endian = if elf.is_little_endian() {
         RunTimeEndian::Little
     } else {
@@ -35,6 +51,41 @@ fn with_dwarf<T>(file: &Path, f: impl FnOnce(&gimli::Dwarf<R>) -> T) -> Result<T
     .map_err(|e| e.to_string())?;
     let dwarf = sections.borrow(|s| EndianSlice::new(s, endian));
     Ok(f(&dwarf))
+}
+
+/// The bytes of a stripped file's separate debug info, found as gdb finds it: by build
+/// id under [`DEBUG_DIR`], else by its `.gnu_debuglink` name (beside the file, in its
+/// `.debug/` directory, or under [`DEBUG_DIR`]) with a matching CRC.
+fn separate_debug_file(file: &Path, elf: &object::File) -> Option<Vec<u8>> {
+    if let Ok(Some(id)) = elf.build_id() {
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        if hex.len() > 2 {
+            let path = format!("{DEBUG_DIR}/.build-id/{}/{}.debug", &hex[..2], &hex[2..]);
+            if let Ok(data) = std::fs::read(path) {
+                return Some(data);
+            }
+        }
+    }
+    let (name, crc) = elf.gnu_debuglink().ok()??;
+    let name = std::str::from_utf8(name).ok()?;
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    let dir = file.parent()?;
+    let under_debug_dir = Path::new(DEBUG_DIR).join(dir.strip_prefix("/").unwrap_or(dir));
+    [
+        dir.join(name),
+        dir.join(".debug").join(name),
+        under_debug_dir.join(name),
+    ]
+    .into_iter()
+    .filter(|candidate| candidate != file)
+    .filter_map(|candidate| std::fs::read(candidate).ok())
+    .find(|data| {
+        let mut sum = flate2::Crc::new();
+        sum.update(data);
+        sum.sum() == crc
+    })
 }
 
 /// `{function: ["TYPE NAME", ...]}` for every function the file's DWARF describes
@@ -708,6 +759,46 @@ int main(void)
         }
         let out = Command::new(&exe).output().unwrap();
         Some((exe, String::from_utf8(out.stdout).unwrap()))
+    }
+
+    #[test]
+    fn a_stripped_programs_debug_info_is_found_through_its_debuglink() {
+        let dir =
+            std::env::temp_dir().join(format!("trace-runner-debuglink-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let Some((exe, _)) = build_outer(&dir) else {
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        };
+        let run = |cmd: &str, args: &[&str]| {
+            let out = Command::new(cmd)
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .unwrap_or_else(|e| panic!("{cmd} (binutils): {e}"));
+            assert!(
+                out.status.success(),
+                "{cmd}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        // As distributions ship it: the debug info in outer.debug, the program stripped
+        // of it and pointing at it (name and CRC).
+        run("objcopy", &["--only-keep-debug", "outer", "outer.debug"]);
+        run("strip", &["--strip-debug", "outer"]);
+        run("objcopy", &["--add-gnu-debuglink=outer.debug", "outer"]);
+        let found = debug_info(&exe).unwrap();
+        // A debug file whose CRC does not match (another build) is not used.
+        std::fs::write(dir.join("outer.debug"), b"not this build").unwrap();
+        let stale = debug_info(&exe).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            found.records.contains_key("struct Outer"),
+            "{:?}",
+            found.records.keys()
+        );
+        assert_eq!(found.functions["take"][2].reg, Ok(1));
+        assert!(stale.is_empty());
     }
 
     #[test]
