@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use trace_lang::ast::{BinOp, Expr, ExprKind, MapRef, ProbeKind, Program, Stmt, StmtKind, UnOp};
+use trace_lang::debuginfo::Param;
 use trace_lang::names::{Builtin, Func};
 use trace_lang::sema::{Analysis, FuncSignature, ResolvedAttach};
 use trace_lang::span::Span;
@@ -195,6 +196,9 @@ pub fn generate(
                     (Attach::Fentry { module, func, ret }, _) => env
                         .kfunc_signature(module, func)
                         .map(|sig| kfunc_fields(&sig, *ret)),
+                    (Attach::Uprobe { path, symbol, ret }, _) if !ret && uses_args(probe) => env
+                        .debug_info(path)
+                        .and_then(|info| info.functions.get(symbol).map(|p| uprobe_fields(p))),
                     _ => None,
                 };
                 ProgramSpec {
@@ -483,6 +487,38 @@ pub fn kfunc_fields(sig: &FuncSignature, ret: bool) -> Vec<TpField> {
         fields.push(slot(sig.params.len(), KFUNC_RETVAL, &sig.ret));
     }
     fields
+}
+
+/// Whether a block reads `args` (typed [`Type::Ctx`] by sema): only then is a uprobe
+/// target's debug info wanted.
+fn uses_args(probe: &trace_lang::ast::Probe) -> bool {
+    let mut found = false;
+    probe.each_expr(&mut |e| found |= e.ty == Type::Ctx);
+    found
+}
+
+/// A uprobe program's parameters (from the binary's debug info) as fields of its
+/// context, `struct pt_regs`: each at the offset of its argument register, as wide as
+/// its type (the ABI leaves the bits above a narrower argument undefined). Parameters
+/// not in a register are left out (sema has reported them).
+pub fn uprobe_fields(params: &[Param]) -> Vec<TpField> {
+    params
+        .iter()
+        .filter_map(|p| {
+            let reg = *p.reg.as_ref().ok()?;
+            Some(TpField {
+                name: p.name.clone(),
+                offset: *PT_REGS_ARGS.get(usize::from(reg))? as u32,
+                size: match p.ty {
+                    Type::Int { bytes, .. } => u32::from(bytes),
+                    _ => 8,
+                },
+                ty: p.ty.clone(),
+                data_loc: false,
+                array_len: None,
+            })
+        })
+        .collect()
 }
 
 /// x86-64 `struct pt_regs` offsets of the argument registers, and of the return value.
@@ -1780,6 +1816,10 @@ impl ProgGen<'_> {
                 let msg = match self.kind {
                     ProbeKind::Kfunc | ProbeKind::Kretfunc => format!(
                         "{} has no parameter '{name}' (or its BTF is unknown)",
+                        self.probe_name
+                    ),
+                    ProbeKind::Uprobe => format!(
+                        "{} has no parameter '{name}' in a register (or its debug info is unknown)",
                         self.probe_name
                     ),
                     _ => format!("this tracepoint has no field '{name}'"),

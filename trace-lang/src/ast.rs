@@ -281,6 +281,25 @@ impl Program {
     }
 }
 
+impl Probe {
+    /// Every expression of the block (predicate and body, nested ones too), found
+    /// without recursion.
+    pub fn each_expr(&self, f: &mut dyn FnMut(&Expr)) {
+        let mut stack: Vec<Node> = Vec::new();
+        stack.extend(self.predicate.iter().map(Node::Expr));
+        stack.extend(self.body.iter().map(Node::Stmt));
+        while let Some(node) = stack.pop() {
+            match node {
+                Node::Stmt(s) => stack.extend(stmt_children(s)),
+                Node::Expr(e) => {
+                    f(e);
+                    stack.extend(expr_children(e));
+                }
+            }
+        }
+    }
+}
+
 /// A node of the tree, for walks with an explicit stack.
 enum Node<'a> {
     Stmt(&'a Stmt),

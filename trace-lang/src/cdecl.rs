@@ -603,13 +603,21 @@ impl CTypes {
             }
         };
         // As in bpftrace, a script's redefinition of a kernel type (`struct task_struct
-        // { ... }`) does not bring in the kernel types it would use by value.
-        let no_kernel = |_: &str| None;
-        let kernel: KernelSize = if r.name.is_some() && kernel(&name).is_some() {
-            &no_kernel
-        } else {
-            kernel
+        // { ... }`) does not bring in the kernel types it would use by value. Asked only
+        // when a member needs a kernel type, so that other definitions do not wait for
+        // the kernel's types to be read.
+        let redefines_kernel = std::cell::OnceCell::new();
+        let outer = kernel;
+        let guarded = |n: &str| {
+            let redefines =
+                *redefines_kernel.get_or_init(|| r.name.is_some() && outer(&name).is_some());
+            if redefines {
+                None
+            } else {
+                outer(n)
+            }
         };
+        let kernel: KernelSize = &guarded;
         let mut members = Vec::new();
         // Offsets in bits; a union restarts every member at 0.
         let mut bit = 0u64;
@@ -702,6 +710,16 @@ impl CTypes {
             },
         );
         Ok(name)
+    }
+
+    /// Add a record laid out elsewhere (a uprobe binary's, from its debug info).
+    pub fn add_record(&mut self, record: RecordDef) {
+        self.records.insert(record.name.clone(), record);
+    }
+
+    /// Add a typedef defined elsewhere (a uprobe binary's, from its debug info).
+    pub fn add_typedef(&mut self, name: &str, ty: Type) {
+        self.typedefs.insert(name.to_string(), ty);
     }
 
     /// A record the script defines (`struct Foo`).
@@ -872,6 +890,35 @@ mod tests {
             "struct thread_info" => Some(24),
             _ => None,
         })
+    }
+
+    #[test]
+    fn kernel_types_are_asked_for_only_by_members_that_need_them() {
+        // Reading the kernel's BTF takes a second or more in a debug build: a script
+        // that only redefines `struct Foo` (bpftrace's "struct override" test, whose
+        // program calls the function a second after it starts) must not wait for it.
+        let asked = std::cell::Cell::new(0);
+        let kernel = |n: &str| {
+            asked.set(asked.get() + 1);
+            (n == "struct thread_info").then_some(24)
+        };
+        let defs = |src: &str| {
+            let toks: Vec<Token> = tokens(src)
+                .into_iter()
+                .filter(|t| t.kind != TokenKind::Eof)
+                .collect();
+            vec![parse_definition(&toks).unwrap()]
+        };
+        let t = CTypes::build(
+            &defs("struct Foo { int b; char c[4]; struct Foo *next; };"),
+            &kernel,
+        )
+        .unwrap();
+        assert_eq!(t.type_size("struct Foo"), Some(16));
+        assert_eq!(asked.get(), 0);
+        let t = CTypes::build(&defs("struct Bar { struct thread_info x; };"), &kernel).unwrap();
+        assert_eq!(t.type_size("struct Bar"), Some(24));
+        assert!(asked.get() > 0);
     }
 
     /// `(name, offset, bitfield)` of a member.

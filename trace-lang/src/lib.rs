@@ -9,6 +9,7 @@
 pub mod ast;
 pub mod cdecl;
 pub mod constants;
+pub mod debuginfo;
 pub mod diag;
 pub mod glob;
 pub mod lexer;

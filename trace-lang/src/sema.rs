@@ -12,9 +12,11 @@
 //! Rewrites done in place besides filling `ty`: `sizeof(T)` becomes `ExprKind::Int`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::ast::{self, BinOp, Expr, ExprKind, MapRef, ProbeKind, Stmt, StmtKind, UnOp};
 use crate::cdecl::CTypes;
+use crate::debuginfo::DebugInfo;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::names::{Builtin, Func};
 use crate::span::Span;
@@ -123,6 +125,12 @@ pub trait ProbeEnv {
         _module: Option<&str>,
         _func: &str,
     ) -> Option<Vec<(String, String)>> {
+        None
+    }
+    /// The debug info (DWARF) of the binary or library `path` of a uprobe: its
+    /// functions' parameters and its C types. `None` when this environment cannot tell;
+    /// an empty [`DebugInfo`] when the file has none.
+    fn debug_info(&self, _path: &str) -> Option<Arc<DebugInfo>> {
         None
     }
     /// The address and size of a symbol of a uprobe's binary (`uaddr("GLOBAL")`);
@@ -282,6 +290,9 @@ impl ProbeEnv for Layered<'_> {
     fn user_symbol(&self, file: &str, symbol: &str) -> Option<(u64, u64)> {
         self.env.user_symbol(file, symbol)
     }
+    fn debug_info(&self, path: &str) -> Option<Arc<DebugInfo>> {
+        self.env.debug_info(path)
+    }
     fn take_warnings(&self) -> Vec<String> {
         self.env.take_warnings()
     }
@@ -330,13 +341,14 @@ fn analyse_collecting(
     if let Some(errors) = Diagnostics::from_errors(attach_errors) {
         return Err(errors);
     }
-    let types = match CTypes::build(&program.c_defs, &|name| env.type_size(name)) {
+    let mut types = match CTypes::build(&program.c_defs, &|name| env.type_size(name)) {
         Ok(t) => t,
         // Without the kernel's types (the plugin on a laptop) a definition that uses
         // one by value cannot be laid out here; the node checks it again.
         Err(_) if !env.has_kernel_types() => CTypes::default(),
         Err(e) => return Err(e.into()),
     };
+    import_debug_types(program, &attach, env, &mut types);
     let layered = Layered {
         script: &types,
         env,
@@ -371,6 +383,57 @@ fn analyse_collecting(
         types,
         warnings: Vec::new(),
     })
+}
+
+/// The C types of the binaries of uprobe blocks that may use them (through `args`, a
+/// cast or `sizeof` of a name that is no scalar), added after the script's own, before
+/// the kernel's (see [`crate::debuginfo::import`]).
+fn import_debug_types(
+    program: &ast::Program,
+    attach: &[Vec<ResolvedAttach>],
+    env: &dyn ProbeEnv,
+    types: &mut CTypes,
+) {
+    let mut paths: Vec<&str> = Vec::new();
+    for (probe, points) in program.probes.iter().zip(attach) {
+        let binaries = points
+            .iter()
+            .filter(|ra| matches!(ra.kind, ProbeKind::Uprobe | ProbeKind::Uretprobe))
+            .filter_map(|ra| ra.parts.first());
+        let binaries: Vec<&str> = binaries.map(String::as_str).collect();
+        if binaries.is_empty() {
+            continue;
+        }
+        let mut wants = false;
+        probe.each_expr(&mut |e| {
+            wants |= match &e.kind {
+                ExprKind::Builtin(b) => *b == Builtin::Args,
+                ExprKind::Cast { ty, .. } | ExprKind::Sizeof(ty) => {
+                    !matches!(parse_type_name(ty), Some(t) if scalar_cast(&t))
+                }
+                _ => false,
+            }
+        });
+        if wants {
+            paths.extend(binaries);
+        }
+    }
+    paths.sort_unstable();
+    paths.dedup();
+    for path in paths {
+        if let Some(info) = env.debug_info(path) {
+            crate::debuginfo::import(types, &info);
+        }
+    }
+}
+
+/// Whether a cast's type involves no named type (an integer, or pointers to one).
+fn scalar_cast(t: &Type) -> bool {
+    match t {
+        Type::Ptr { to, .. } => scalar_cast(to),
+        Type::Record(_) => false,
+        _ => true,
+    }
 }
 
 // ---- attach points ------------------------------------------------------------
@@ -2164,9 +2227,9 @@ impl Analyser<'_> {
                 self.kretfunc_retval(cx)
             }
             Builtin::Args => {
-                if let Some(k) = cx.first_not_in(&[Tracepoint, Kfunc, Kretfunc]) {
+                if let Some(k) = cx.first_not_in(&[Tracepoint, Kfunc, Kretfunc, Uprobe]) {
                     let msg = format!(
-                        "The args builtin can only be used with 'tracepoint' and 'kfunc' probes ({} used here)",
+                        "The args builtin can only be used with 'tracepoint', 'kfunc' and 'uprobe' probes ({} used here)",
                         kind_name(k)
                     );
                     self.error(span, msg);
@@ -2222,7 +2285,10 @@ impl Analyser<'_> {
                 }
             }
             None => {
-                let msg = if self.env.type_size(record).is_none() {
+                let msg = if self.env.type_size(record).is_none() && user {
+                    // Read through a uprobe's pointer: the program's own type, most likely.
+                    format!("Unknown struct/union '{record}' (not defined by the script, nor in the uprobe binary's debug info or this kernel's BTF)")
+                } else if self.env.type_size(record).is_none() {
                     format!("Unknown kernel type '{record}' (not in this kernel's BTF)")
                 } else {
                     format!("'{record}' has no field named '{field}'")
@@ -2264,6 +2330,31 @@ impl Analyser<'_> {
             Some(Type::Int { .. } | Type::Ptr { .. }) => found.unwrap_or(Type::I64),
             _ => Type::I64,
         }
+    }
+
+    /// The type of parameter `field` of `func` in the uprobe binary `path`, from its
+    /// debug info: `None` when the environment cannot tell, `Err` the error to print.
+    fn uprobe_param(&self, path: &str, func: &str, field: &str) -> Result<Option<Type>, String> {
+        let Some(info) = self.env.debug_info(path) else {
+            return Ok(None);
+        };
+        if info.is_empty() {
+            return Err(format!("No debuginfo found for {path}"));
+        }
+        let Some(params) = info.functions.get(func) else {
+            return Err(
+                if func.contains('+') || func.starts_with(|c: char| c.is_ascii_digit()) {
+                    format!("The args builtin needs a uprobe at a function's entry (uprobe:{path}:{func})")
+                } else {
+                    format!("No debuginfo found for function {func} in {path}")
+                },
+            );
+        };
+        let Some(param) = params.iter().find(|p| p.name == field) else {
+            return Err(format!("Can't find function parameter {field}"));
+        };
+        param.reg.as_ref().map_err(Clone::clone)?;
+        Ok(Some(in_user_memory(param.ty.clone())))
     }
 
     /// `args->field`: the field's type in every attach point of the block.
@@ -2313,6 +2404,19 @@ impl Analyser<'_> {
                                 return Type::None;
                             }
                         },
+                    }
+                }
+                ProbeKind::Uprobe if ra.parts.len() == 2 => {
+                    match self.uprobe_param(&ra.parts[0], &ra.parts[1], field) {
+                        Ok(Some(t)) => t,
+                        Ok(None) => {
+                            self.unknown_fields.insert(span);
+                            Type::I64
+                        }
+                        Err(msg) => {
+                            self.error(span, msg);
+                            return Type::None;
+                        }
                     }
                 }
                 _ => {

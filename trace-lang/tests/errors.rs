@@ -199,7 +199,7 @@ fn semantic_errors() {
         "kprobe:f { @x = args->foo; }",
         1,
         17,
-        "The args builtin can only be used with 'tracepoint' and 'kfunc' probes (kprobe used here)",
+        "The args builtin can only be used with 'tracepoint', 'kfunc' and 'uprobe' probes (kprobe used here)",
     );
     assert_err(
         "kprobe:f { @x = count(); }\nkprobe:g { @x = 1; }",

@@ -34,12 +34,17 @@ impl NodeFacts for Tracefs {
 /// (`vmlinux.btf.gz`), tracepoint format files (`tracepoints.txt.gz`: each one after a
 /// `=== category:name` line), kernel symbols (`kallsyms.txt`, `/proc/kallsyms` lines) and
 /// the initial pid namespace, so code generated against them depends on nothing of the
-/// machine running the test.
+/// machine running the test. One uprobe target has debug info, [`fixed::UPROBE_TEST`]
+/// (bpftrace's `testprogs/uprobe_test`); every other has none.
 #[cfg(test)]
 pub mod fixed {
     use std::collections::{BTreeMap, HashMap};
     use std::io::Read;
     use std::path::Path;
+    use std::sync::Arc;
+
+    use trace_lang::cdecl::{Member, RecordDef};
+    use trace_lang::debuginfo::{DebugInfo, Param};
 
     use trace_lang::sema::{FieldInfo, FuncSignature};
     use trace_lang::tracepoint_format::{parse_format, TpField};
@@ -89,6 +94,74 @@ pub mod fixed {
                 Some((parts.next()?.to_string(), addr))
             })
             .collect()
+    }
+
+    /// The uprobe target with debug info: `int function1(int *n, char c)`,
+    /// `struct Foo *function2(struct Foo *foo1, struct Foo *foo2)` and `struct Foo {
+    /// int a; char b[10]; int c[3]; }`, as gcc describes bpftrace's `uprobe_test`.
+    pub const UPROBE_TEST: &str = "/fixtures/uprobe_test";
+
+    fn uprobe_test() -> DebugInfo {
+        let int = Type::Int {
+            bytes: 4,
+            signed: true,
+        };
+        let foo = Type::Ptr {
+            to: Box::new(Type::Record("struct Foo".into())),
+            user: false,
+        };
+        let param = |name: &str, ty: &Type, reg| Param {
+            name: name.into(),
+            ty: ty.clone(),
+            reg: Ok(reg),
+        };
+        let member = |name: &str, offset, ty| Member {
+            name: Some(name.into()),
+            offset,
+            ty,
+            bitfield: None,
+        };
+        let int_ptr = Type::Ptr {
+            to: Box::new(int.clone()),
+            user: false,
+        };
+        let char_ty = Type::Int {
+            bytes: 1,
+            signed: true,
+        };
+        DebugInfo {
+            functions: HashMap::from([
+                (
+                    "function1".into(),
+                    vec![param("n", &int_ptr, 0), param("c", &char_ty, 1)],
+                ),
+                (
+                    "function2".into(),
+                    vec![param("foo1", &foo, 0), param("foo2", &foo, 1)],
+                ),
+            ]),
+            records: HashMap::from([(
+                "struct Foo".into(),
+                RecordDef {
+                    name: "struct Foo".into(),
+                    size: 28,
+                    align: 4,
+                    members: vec![
+                        member("a", 0, int.clone()),
+                        member("b", 4, Type::Str(10)),
+                        member(
+                            "c",
+                            16,
+                            Type::Array {
+                                elem: Box::new(int.clone()),
+                                len: 3,
+                            },
+                        ),
+                    ],
+                },
+            )]),
+            typedefs: HashMap::new(),
+        }
     }
 
     impl FixedFacts {
@@ -143,6 +216,14 @@ pub mod fixed {
 
         fn enum_value(&self, name: &str) -> Option<i64> {
             self.btf.enum_value(name)
+        }
+
+        fn debug_info(&self, path: &str) -> Option<Arc<DebugInfo>> {
+            Some(Arc::new(if path == UPROBE_TEST {
+                uprobe_test()
+            } else {
+                DebugInfo::default()
+            }))
         }
 
         fn kfunc_signature(&self, module: &str, func: &str) -> Option<FuncSignature> {

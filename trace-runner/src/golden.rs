@@ -1,5 +1,6 @@
 //! Golden tests of code generation: every bundled script (`bpf-scripts/`), every output
-//! fixture script (`tests/fixtures/output/`) and every tool of Debian's bpftrace package
+//! fixture script (`tests/fixtures/output/`), the uprobe scripts typed from debug info
+//! (`tests/fixtures/uprobe/`) and every tool of Debian's bpftrace package
 //! (`/usr/sbin/*.bt`) is compiled against fixed node facts ([`FixedFacts`], test data in
 //! `tests/golden/facts/`) and its resources and instruction listing compared with
 //! `tests/golden/GROUP/NAME.txt` (for a script that does not compile: its error).
@@ -187,6 +188,17 @@ fn golden_output_fixture_scripts() {
         &scripts(&manifest_dir().join("tests/fixtures/output")),
     );
     assert!(n >= 30, "only {n} fixture scripts");
+}
+
+#[test]
+fn golden_uprobe_scripts_typed_from_debug_info() {
+    // Scripts on the fixed facts' uprobe target with debug info (`args->NAME`, the
+    // binary's `struct Foo`), and on one without (the error).
+    let n = check_group(
+        "uprobe",
+        &scripts(&manifest_dir().join("tests/fixtures/uprobe")),
+    );
+    assert!(n >= 2, "only {n} uprobe scripts");
 }
 
 #[test]

@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use trace_lang::debuginfo::DebugInfo;
 use trace_lang::sema::{FieldInfo, FuncSignature};
 use trace_lang::tracepoint_format::{parse_format, TpField};
 use trace_lang::types::Type;
@@ -29,6 +30,8 @@ pub struct Tracefs {
     /// Warnings of the answers given, until the analysis takes them
     /// ([`ProbeEnv::take_warnings`]).
     warnings: Mutex<Vec<String>>,
+    /// The debug info of uprobe targets, by path as the script names them.
+    debug_info: Mutex<HashMap<String, Arc<DebugInfo>>>,
 }
 
 impl Tracefs {
@@ -49,6 +52,7 @@ impl Tracefs {
             formats: Mutex::new(HashMap::new()),
             usdt_scope: Mutex::default(),
             warnings: Mutex::default(),
+            debug_info: Mutex::default(),
         }
     }
 
@@ -307,6 +311,18 @@ impl ProbeEnv for Tracefs {
         } else {
             crate::btf::module(module)?.func_signature(func)
         }
+    }
+
+    /// Read once per target; a file that cannot be found or read has none.
+    fn debug_info(&self, path: &str) -> Option<Arc<DebugInfo>> {
+        let mut cache = self.debug_info.lock().unwrap_or_else(|e| e.into_inner());
+        let info = cache.entry(path.to_string()).or_insert_with(|| {
+            let info = crate::uprobes::resolve_target(path)
+                .and_then(|file| crate::dwarf::debug_info(&file).ok())
+                .unwrap_or_default();
+            Arc::new(info)
+        });
+        Some(Arc::clone(info))
     }
 
     fn user_symbol(&self, file: &str, symbol: &str) -> Option<(u64, u64)> {
