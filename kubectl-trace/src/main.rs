@@ -3,25 +3,19 @@
 //! `kubectl trace ...` works. This file holds the command line, the dispatch and the
 //! error printing: one clear line on stderr, exit 2 for script errors, 1 otherwise.
 
-mod attach;
 mod client;
-mod completion;
-mod delete;
+mod cmd;
 mod errors;
-mod get;
 mod kubeconfig;
 mod kubectl_complete;
-mod logs;
 mod manifest;
 mod names;
 mod persisted;
 mod progress;
 mod reply;
-mod run;
 mod script;
 mod target;
 mod util;
-mod version;
 
 #[cfg(test)]
 mod exec_tests;
@@ -35,6 +29,8 @@ mod rbac_tests;
 mod schema_tests;
 
 use std::process::ExitCode;
+
+use cmd::{attach, completion, delete, get, logs, run, version};
 
 use clap::{Parser, Subcommand};
 
