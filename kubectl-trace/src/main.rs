@@ -15,6 +15,7 @@ mod progress;
 mod reply;
 mod script;
 mod target;
+mod tracejob;
 mod util;
 
 #[cfg(test)]

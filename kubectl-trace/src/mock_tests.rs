@@ -618,6 +618,13 @@ async fn get_all_namespaces_one_trace_as_json() {
 async fn delete_uses_background_propagation() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
+        // The trace's Jobs and CronJobs are listed first (tracejob::workloads).
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list(
+                "JobList",
+                vec![job_obj("kubectl-trace-abc", "abc", json!({}))],
+            ));
         let s = next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs").await;
         assert!(
             s.query.contains("labelSelector=kubectl-trace/id=abc"),
@@ -625,12 +632,6 @@ async fn delete_uses_background_propagation() {
             s.query
         );
         s.ok(list("CronJobList", vec![]));
-        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
-            .await
-            .ok(list(
-                "JobList",
-                vec![job_obj("kubectl-trace-abc", "abc", json!({}))],
-            ));
         let s = next(
             &mut h,
             "DELETE",
@@ -695,12 +696,12 @@ async fn delete_uses_background_propagation() {
 async fn delete_unknown_trace_fails() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
-        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
-            .await
-            .ok(list("CronJobList", vec![]));
         next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
             .await
             .ok(list("JobList", vec![]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
+            .await
+            .ok(list("CronJobList", vec![]));
         next(&mut h, "GET", "/api/v1/namespaces/default/configmaps")
             .await
             .ok(list("ConfigMapList", vec![]));

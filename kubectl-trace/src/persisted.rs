@@ -995,7 +995,7 @@ pub fn reader_state(pod: &Pod, image: &str) -> ReaderState {
         let why = status.reason.or(status.message).unwrap_or(phase);
         return ReaderState::Fatal(format!("the reader pod ended: {why}"));
     }
-    if let Some(why) = crate::attach::unschedulable(status.conditions.as_deref()) {
+    if let Some(why) = crate::tracejob::unschedulable(status.conditions.as_deref()) {
         return ReaderState::Fatal(format!("the reader pod cannot be scheduled: {why}"));
     }
     if let Some(w) = state.waiting {

@@ -17,7 +17,6 @@ use futures::future::BoxFuture;
 use futures::{AsyncBufReadExt, FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, AttachParams, DeleteParams, ListParams, LogParams};
 use tokio::io::AsyncReadExt;
 use trace_contract::exit;
@@ -25,8 +24,11 @@ use trace_contract::exit;
 use crate::client::{is_not_found, Ctx};
 use crate::errors::{fail, pod_security_message, Error, Op, Result};
 use crate::kubeconfig::GlobalArgs;
-use crate::manifest::{id_selector, ANN_NODE, ANN_PODS, CONTAINER_NAME, LABEL_NODE, PROGRAMS_DIR};
+use crate::manifest::{id_selector, CONTAINER_NAME, PROGRAMS_DIR};
 use crate::progress::{Out, Progress};
+use crate::tracejob::{
+    classify, job_node, job_pod, job_prefix, runner_running, trace_jobs, PodState,
+};
 use crate::util::{format_age, parse_duration};
 
 pub const EXAMPLES: &str = "\
@@ -81,66 +83,6 @@ pub async fn execute(args: AttachArgs, global: &GlobalArgs) -> Result<()> {
         script_name: UNKNOWN_SCRIPT.to_string(),
     };
     attach_trace(&ctx, &id, &opts, &Out::stdout()).await
-}
-
-/// The Jobs of a trace, newest first per node (a scheduled trace has one per run).
-pub async fn trace_jobs(ctx: &Ctx, ns: &str, id: &str) -> Result<Vec<Job>> {
-    let lp = ListParams::default().labels(&id_selector(id));
-    let list: Vec<Job> = ctx
-        .list(Some(ns), &lp, Op::new("list", "jobs.batch", Some(ns)))
-        .await?;
-    let mut newest: BTreeMap<String, Job> = BTreeMap::new();
-    for job in list {
-        let node = job_node(&job);
-        let newer = match newest.get(&node) {
-            Some(old) => job.metadata.creation_timestamp > old.metadata.creation_timestamp,
-            None => true,
-        };
-        if newer {
-            newest.insert(node, job);
-        }
-    }
-    if newest.is_empty() {
-        return Err(fail(format!(
-            "trace {id} has no job in namespace {ns} (see kubectl trace get)"
-        )));
-    }
-    Ok(newest.into_values().collect())
-}
-
-/// The node a Job runs on, from its annotation (or label).
-pub fn job_node(job: &Job) -> String {
-    job.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ANN_NODE).cloned())
-        .or_else(|| {
-            job.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_NODE).cloned())
-        })
-        .unwrap_or_default()
-}
-
-/// The prefix of a Job's output lines when several are streamed: the pod when the Job
-/// traces exactly one, the node otherwise.
-pub fn job_prefix(job: &Job) -> String {
-    prefix_for(&job.metadata, &job_node(job))
-}
-
-/// The output prefix from an object's annotations (Jobs and trace pods carry them).
-pub fn prefix_for(meta: &ObjectMeta, node: &str) -> String {
-    let ann = meta.annotations.clone().unwrap_or_default();
-    let pods = ann.get(ANN_PODS).cloned().unwrap_or_default();
-    let pods: Vec<&str> = pods.split(',').filter(|s| !s.is_empty()).collect();
-    if pods.len() == 1 {
-        let name = pods[0].rsplit('/').next().unwrap_or(pods[0]);
-        format!("[pod/{name}] ")
-    } else {
-        let node = ann.get(ANN_NODE).map(String::as_str).unwrap_or(node);
-        format!("[node/{node}] ")
-    }
 }
 
 /// Shared start-up state of all the trace's pods, shown in one spinner.
@@ -204,70 +146,6 @@ impl Starting {
     }
 }
 
-/// How a pod stands, for the waiting loop.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PodState {
-    /// Still coming up: what to show.
-    Waiting(String),
-    /// The runner container runs or has run: stream its logs.
-    Started,
-    /// It will never start: why.
-    Fatal(String),
-}
-
-/// Classify a trace pod.
-pub fn classify(pod: &Pod, node: &str) -> PodState {
-    let status = pod.status.clone().unwrap_or_default();
-    let phase = status.phase.clone().unwrap_or_else(|| "Pending".into());
-    let cs = status
-        .container_statuses
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| c.name == CONTAINER_NAME);
-    let state = cs
-        .as_ref()
-        .and_then(|c| c.state.clone())
-        .unwrap_or_default();
-    if state.running.is_some() || state.terminated.is_some() {
-        return PodState::Started;
-    }
-    if phase == "Failed" || phase == "Succeeded" {
-        let reason = status.reason.unwrap_or_else(|| phase.clone());
-        let msg = status.message.unwrap_or_default();
-        return PodState::Fatal(format!(
-            "the trace pod on node/{node} did not start: {reason}{}",
-            if msg.is_empty() {
-                String::new()
-            } else {
-                format!(": {msg}")
-            }
-        ));
-    }
-    if let Some(why) = unschedulable(status.conditions.as_deref()) {
-        return PodState::Fatal(format!(
-            "the trace pod cannot be scheduled on node/{node}: {why}"
-        ));
-    }
-    if let Some(w) = state.waiting {
-        let reason = w.reason.unwrap_or_default();
-        let msg = w.message.unwrap_or_default();
-        let image = cs.as_ref().map(|c| c.image.clone()).unwrap_or_default();
-        return match reason.as_str() {
-            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
-                PodState::Fatal(format!(
-                    "node/{node} cannot pull the runner image {image} ({reason}): {msg} (choose another with --image)"
-                ))
-            }
-            "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
-                PodState::Fatal(format!("the trace container cannot start on node/{node} ({reason}): {msg}"))
-            }
-            "" => PodState::Waiting(phase),
-            r => PodState::Waiting(r.to_string()),
-        };
-    }
-    PodState::Waiting(phase)
-}
-
 /// Why a Job cannot make its pod, from its status and events; `None` while all is well.
 async fn job_trouble(
     ctx: &Ctx,
@@ -316,19 +194,6 @@ async fn job_trouble(
         }
     }
     Ok(None)
-}
-
-/// The newest pod of a Job (by the controller's `job-name` label).
-async fn job_pod(ctx: &Ctx, ns: &str, job: &str) -> Result<Option<Pod>> {
-    let lp = ListParams::default().labels(&format!("job-name={job}"));
-    let list: Vec<Pod> = ctx
-        .list(Some(ns), &lp, Op::new("list", "pods", Some(ns)))
-        .await?;
-    Ok(list.into_iter().max_by(|a, b| {
-        a.metadata
-            .creation_timestamp
-            .cmp(&b.metadata.creation_timestamp)
-    }))
 }
 
 /// Latest warning event of a pod, to show while waiting (e.g. FailedMount).
@@ -612,16 +477,6 @@ pub struct StopReport {
     pub left: Vec<(String, String, String)>,
 }
 
-/// Whether a pod's runner container is running now.
-fn runner_running(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.name == CONTAINER_NAME))
-        .and_then(|c| c.state.as_ref())
-        .is_some_and(|s| s.running.is_some())
-}
-
 /// Stop a trace gracefully and keep its output: every running runner is told to stop
 /// (`stop`; on failure its pod is deleted with the grace period, as a fallback), and
 /// every Job whose pod has not started yet is deleted (nothing ran there).
@@ -884,88 +739,5 @@ pub fn combine(errors: Vec<Error>) -> Result<()> {
             .map(|t| t.strip_prefix("error: ").map(str::to_string).unwrap_or(t))
             .collect();
         Err(fail(texts.join("\nerror: ")))
-    }
-}
-
-/// The scheduler's message when a pod's `PodScheduled` condition says `Unschedulable`.
-pub(crate) fn unschedulable(
-    conditions: Option<&[k8s_openapi::api::core::v1::PodCondition]>,
-) -> Option<String> {
-    conditions?
-        .iter()
-        .find(|c| {
-            c.type_ == "PodScheduled"
-                && c.status == "False"
-                && c.reason.as_deref() == Some("Unschedulable")
-        })
-        .map(|c| c.message.clone().unwrap_or_default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn pod(status: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({
-            "metadata": {"name": "p"},
-            "spec": {"containers": [{"name": "trace-runner"}]},
-            "status": status
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn classify_states() {
-        let p = pod(json!({"phase": "Pending"}));
-        assert_eq!(classify(&p, "n1"), PodState::Waiting("Pending".into()));
-        let p = pod(json!({"phase": "Pending", "containerStatuses": [{
-            "name": "trace-runner", "image": "img:1", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": "ContainerCreating"}}}]}));
-        assert_eq!(
-            classify(&p, "n1"),
-            PodState::Waiting("ContainerCreating".into())
-        );
-        let p = pod(json!({"phase": "Pending", "containerStatuses": [{
-            "name": "trace-runner", "image": "img:1", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}));
-        match classify(&p, "n1") {
-            PodState::Fatal(m) => assert!(
-                m.contains("cannot pull the runner image img:1 (ImagePullBackOff)"),
-                "{m}"
-            ),
-            s => panic!("{s:?}"),
-        }
-        let p = pod(
-            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
-            "reason": "Unschedulable", "message": "0/3 nodes are available"}]}),
-        );
-        assert!(
-            matches!(classify(&p, "n1"), PodState::Fatal(m) if m.contains("cannot be scheduled"))
-        );
-        let p = pod(
-            json!({"phase": "Failed", "reason": "OutOfcpu", "message": "Node didn't have enough resource"}),
-        );
-        assert!(matches!(classify(&p, "n1"), PodState::Fatal(m) if m.contains("OutOfcpu")));
-        let p = pod(json!({"phase": "Running", "containerStatuses": [{
-            "name": "trace-runner", "image": "img:1", "imageID": "", "ready": true, "restartCount": 0,
-            "state": {"running": {}}}]}));
-        assert_eq!(classify(&p, "n1"), PodState::Started);
-    }
-
-    #[test]
-    fn prefixes() {
-        let job: Job = serde_json::from_value(json!({
-            "metadata": {"name": "kubectl-trace-x-1", "annotations": {
-                "kubectl-trace/node": "n1", "kubectl-trace/pods": "prod/web-0"}}
-        }))
-        .unwrap();
-        assert_eq!(job_prefix(&job), "[pod/web-0] ");
-        let job: Job = serde_json::from_value(json!({
-            "metadata": {"name": "kubectl-trace-x-1", "annotations": {
-                "kubectl-trace/node": "n1", "kubectl-trace/pods": "prod/web-0,prod/web-1"}}
-        }))
-        .unwrap();
-        assert_eq!(job_prefix(&job), "[node/n1] ");
     }
 }

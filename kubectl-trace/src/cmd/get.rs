@@ -5,14 +5,14 @@
 use clap::Args;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::ListParams;
 use serde_json::Value;
 
 use crate::client::Ctx;
-use crate::errors::{fail, Op, Result};
+use crate::errors::{fail, Result};
 use crate::kubeconfig::GlobalArgs;
-use crate::manifest::{self, app_selector, id_selector, ANN_NODE, ANN_PODS, ANN_TARGET, LABEL_ID};
+use crate::manifest::{self, ANN_NODE, ANN_PODS, ANN_TARGET, LABEL_ID};
 use crate::progress::Out;
+use crate::tracejob::{self, annotation, is_scheduled_run, job_status, label, owned_by};
 use crate::util::format_age;
 
 pub const EXAMPLES: &str = "\
@@ -63,60 +63,11 @@ pub struct Row {
     pub image: String,
 }
 
-/// A Job's status as the table shows it.
-pub fn job_status(job: &Job) -> String {
-    let st = job.status.clone().unwrap_or_default();
-    for c in st.conditions.iter().flatten() {
-        if c.status != "True" {
-            continue;
-        }
-        match c.type_.as_str() {
-            "Complete" => return "Completed".into(),
-            "Failed" => {
-                return match &c.reason {
-                    Some(r) if !r.is_empty() => format!("Failed ({r})"),
-                    _ => "Failed".into(),
-                }
-            }
-            "Suspended" => return "Suspended".into(),
-            _ => {}
-        }
-    }
-    if st.active.unwrap_or(0) > 0 {
-        return if st.ready == Some(0) {
-            "Pending".into()
-        } else {
-            "Running".into()
-        };
-    }
-    if st.failed.unwrap_or(0) > 0 {
-        return "Failed".into();
-    }
-    if st.succeeded.unwrap_or(0) > 0 {
-        return "Completed".into();
-    }
-    "Pending".into()
-}
-
 fn age(t: Option<&Time>, now: jiff::Timestamp) -> String {
     match t {
         Some(t) => format_age(now.duration_since(t.0).as_secs()),
         None => "<unknown>".into(),
     }
-}
-
-fn ann(meta: &ObjectMeta, key: &str) -> String {
-    meta.annotations
-        .as_ref()
-        .and_then(|a| a.get(key).cloned())
-        .unwrap_or_default()
-}
-
-fn label(meta: &ObjectMeta, key: &str) -> String {
-    meta.labels
-        .as_ref()
-        .and_then(|a| a.get(key).cloned())
-        .unwrap_or_default()
 }
 
 fn image_of(spec: Option<&k8s_openapi::api::core::v1::PodSpec>) -> String {
@@ -126,20 +77,12 @@ fn image_of(spec: Option<&k8s_openapi::api::core::v1::PodSpec>) -> String {
 }
 
 fn pods_column(meta: &ObjectMeta) -> String {
-    let p = ann(meta, ANN_PODS);
+    let p = annotation(meta, ANN_PODS);
     if p.is_empty() {
         "<all>".into()
     } else {
         p
     }
-}
-
-fn owned_by(job: &Job, uid: &str) -> bool {
-    job.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.uid == uid)
 }
 
 /// Build the rows from the listed objects (pure, for tests).
@@ -168,8 +111,8 @@ pub fn rows(jobs: &[Job], cronjobs: &[CronJob], now: jiff::Timestamp) -> Vec<Row
             namespace: m.namespace.clone().unwrap_or_default(),
             name: m.name.clone().unwrap_or_default(),
             id: label(m, LABEL_ID),
-            target: ann(m, ANN_TARGET),
-            node: ann(m, ANN_NODE),
+            target: annotation(m, ANN_TARGET),
+            node: annotation(m, ANN_NODE),
             status,
             age: age(m.creation_timestamp.as_ref(), now),
             schedule: Some(spec.schedule.clone()),
@@ -191,13 +134,7 @@ pub fn rows(jobs: &[Job], cronjobs: &[CronJob], now: jiff::Timestamp) -> Vec<Row
         .filter_map(|c| c.metadata.uid.clone())
         .collect();
     for j in jobs {
-        if cron_uids.iter().any(|u| owned_by(j, u))
-            || j.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.kind == "CronJob")
-        {
+        if cron_uids.iter().any(|u| owned_by(j, u)) || is_scheduled_run(j) {
             continue;
         }
         let m = &j.metadata;
@@ -205,8 +142,8 @@ pub fn rows(jobs: &[Job], cronjobs: &[CronJob], now: jiff::Timestamp) -> Vec<Row
             namespace: m.namespace.clone().unwrap_or_default(),
             name: m.name.clone().unwrap_or_default(),
             id: label(m, LABEL_ID),
-            target: ann(m, ANN_TARGET),
-            node: ann(m, ANN_NODE),
+            target: annotation(m, ANN_TARGET),
+            node: annotation(m, ANN_NODE),
             status: job_status(j),
             age: age(m.creation_timestamp.as_ref(), now),
             schedule: None,
@@ -288,18 +225,9 @@ pub async fn get_with(ctx: &Ctx, args: &GetArgs, out: &Out) -> Result<()> {
         .as_deref()
         .map(crate::names::trace_id)
         .transpose()?;
-    let selector = match &id {
-        Some(id) => id_selector(id),
-        None => app_selector(),
-    };
-    let lp = ListParams::default().labels(&selector);
     let scope = (!args.all_namespaces).then_some(ns);
-    let jobs: Vec<Job> = ctx
-        .list(scope, &lp, Op::new("list", "jobs.batch", scope))
-        .await?;
-    let cronjobs: Vec<CronJob> = ctx
-        .list(scope, &lp, Op::new("list", "cronjobs.batch", scope))
-        .await?;
+    let tracejob::Workloads { jobs, cronjobs } =
+        tracejob::workloads(ctx, scope, &tracejob::selector(id.as_deref())).await?;
     if let Some(id) = &id {
         if jobs.is_empty() && cronjobs.is_empty() {
             return Err(fail(format!(
@@ -386,35 +314,6 @@ mod tests {
                 json!([{"apiVersion": "batch/v1", "kind": "CronJob", "name": "c", "uid": o}]);
         }
         serde_json::from_value(json!({"metadata": meta, "status": status})).unwrap()
-    }
-
-    #[test]
-    fn statuses() {
-        assert_eq!(job_status(&job("a", json!({}), None)), "Pending");
-        assert_eq!(
-            job_status(&job("a", json!({"active": 1, "ready": 0}), None)),
-            "Pending"
-        );
-        assert_eq!(
-            job_status(&job("a", json!({"active": 1, "ready": 1}), None)),
-            "Running"
-        );
-        assert_eq!(
-            job_status(&job(
-                "a",
-                json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
-                None
-            )),
-            "Completed"
-        );
-        assert_eq!(
-            job_status(&job(
-                "a",
-                json!({"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}),
-                None
-            )),
-            "Failed (DeadlineExceeded)"
-        );
     }
 
     #[test]
