@@ -6,6 +6,7 @@
 mod client;
 mod cmd;
 mod errors;
+mod jsonpath;
 mod kubeconfig;
 mod kubectl_complete;
 mod manifest;

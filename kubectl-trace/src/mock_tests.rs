@@ -515,6 +515,7 @@ async fn get_lists_jobs_and_cronjobs_by_label() {
         all_namespaces: false,
         output: None,
         no_headers: false,
+        watch: false,
     };
     get_with(&ctx, &args, &out).await.unwrap();
     drop(ctx);
@@ -562,12 +563,14 @@ async fn get_no_headers_and_output_name() {
         all_namespaces: false,
         output: None,
         no_headers: true,
+        watch: false,
     };
     let (out, buf) = Out::buffer();
     get_with(&ctx, &args, &out).await.unwrap();
     let text = buf.text();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2, "{text}");
+    // Two Jobs of one trace: one row, named after the trace.
+    assert_eq!(lines.len(), 1, "{text}");
     assert!(lines[0].starts_with("kubectl-trace-abc "), "{text}");
     args.no_headers = false;
     args.output = Some("name".into());
@@ -605,6 +608,7 @@ async fn get_all_namespaces_one_trace_as_json() {
         all_namespaces: true,
         output: Some("json".into()),
         no_headers: false,
+        watch: false,
     };
     get_with(&ctx, &args, &out).await.unwrap();
     drop(ctx);
@@ -612,6 +616,275 @@ async fn get_all_namespaces_one_trace_as_json() {
     let v: Value = serde_json::from_str(&buf.text()).unwrap();
     assert_eq!(v["kind"], "List");
     assert_eq!(v["items"][0]["metadata"]["name"], "kubectl-trace-abc");
+}
+
+fn job_on(name: &str, id: &str, node: &str, status: Value) -> Value {
+    let mut j = job_obj(name, id, status);
+    j["metadata"]["annotations"]["kubectl-trace/node"] = json!(node);
+    j["metadata"]["annotations"]["kubectl-trace/pods"] = json!(format!("default/web-{node}"));
+    j
+}
+
+fn two_node_trace() -> Vec<Value> {
+    vec![
+        job_on(
+            "kubectl-trace-abc-1",
+            "abc",
+            "n1",
+            json!({"active": 1, "ready": 1}),
+        ),
+        job_on(
+            "kubectl-trace-abc-2",
+            "abc",
+            "n2",
+            json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+        ),
+    ]
+}
+
+fn get_args(output: Option<&str>) -> GetArgs {
+    GetArgs {
+        trace: None,
+        all_namespaces: false,
+        output: output.map(str::to_string),
+        no_headers: false,
+        watch: false,
+    }
+}
+
+#[tokio::test]
+async fn get_shows_a_multi_node_trace_as_one_row_and_a_row_per_node_when_wide() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        for _ in 0..2 {
+            next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+                .await
+                .ok(list("JobList", two_node_trace()));
+            next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
+                .await
+                .ok(list("CronJobList", vec![]));
+        }
+    });
+    let (out, buf) = Out::buffer();
+    get_with(&ctx, &get_args(None), &out).await.unwrap();
+    let text = buf.text();
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| {
+            l.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(
+        lines[1][..4],
+        [
+            "kubectl-trace-abc",
+            "node/n1",
+            "2 nodes",
+            "1 Running, 1 Completed"
+        ],
+        "{text}"
+    );
+    let (out, buf) = Out::buffer();
+    get_with(&ctx, &get_args(Some("wide")), &out).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    let text = buf.text();
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(
+        lines[0],
+        ["NAME", "TARGET", "NODE", "STATUS", "AGE", "ID", "PODS", "IMAGE"]
+    );
+    // A row per node, each with the one trace id.
+    assert_eq!(
+        lines[1][..4],
+        ["kubectl-trace-abc-1", "node/n1", "n1", "Running"]
+    );
+    assert_eq!(
+        lines[2][..4],
+        ["kubectl-trace-abc-2", "node/n1", "n2", "Completed"]
+    );
+    assert_eq!((lines[1][5], lines[2][5]), ("abc", "abc"), "{text}");
+    assert_eq!(
+        (lines[1][6], lines[2][6]),
+        ("default/web-n1", "default/web-n2")
+    );
+}
+
+#[tokio::test]
+async fn get_jsonpath_renders_over_the_listed_objects() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", two_node_trace()));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
+            .await
+            .ok(list("CronJobList", vec![]));
+    });
+    let (out, buf) = Out::buffer();
+    let t = r#"jsonpath={range .items[*]}{.metadata.name}{"\t"}{.metadata.annotations.kubectl-trace/node}{"\n"}{end}"#;
+    get_with(&ctx, &get_args(Some(t)), &out).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(
+        buf.text(),
+        "kubectl-trace-abc-1\tn1\nkubectl-trace-abc-2\tn2\n"
+    );
+}
+
+#[tokio::test]
+async fn get_rejects_a_bad_output_before_any_request() {
+    let (ctx, _h) = mock();
+    let (out, _) = Out::buffer();
+    let e = get_with(&ctx, &get_args(Some("jsonpath={.items[0")), &out)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid -o jsonpath template: unclosed action at column 1"
+    );
+    let e = get_with(&ctx, &get_args(Some("table")), &out)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid -o \"table\": use wide, json, yaml, name or jsonpath=TEMPLATE"
+    );
+}
+
+/// A watch event line as the API server streams it.
+fn watch_event(kind: &str, object: Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+#[tokio::test]
+async fn get_watch_prints_the_table_then_a_row_per_change_until_ctrl_c() {
+    let (ctx, mut h) = mock();
+    let (ctrl_c, mut interrupts) = futures::channel::mpsc::unbounded::<()>();
+    let (out, buf) = Out::buffer();
+    let watched = buf.clone();
+    let server = tokio::spawn(async move {
+        let running = || {
+            let mut j = job_obj("kubectl-trace-abc", "abc", json!({"active": 1, "ready": 1}));
+            j["metadata"]["resourceVersion"] = json!("5");
+            j
+        };
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![running()]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
+            .await
+            .ok(list("CronJobList", vec![]));
+        // The two watchers list, then watch, in whatever order they come.
+        let mut streams = Vec::new();
+        for _ in 0..4 {
+            let (req, send) = tokio::time::timeout(Duration::from_secs(10), h.next_request())
+                .await
+                .expect("the watchers' requests")
+                .expect("client alive");
+            let (path, query) = (
+                req.uri().path().to_string(),
+                req.uri().query().unwrap_or("").to_string(),
+            );
+            crate::rbac_tests::check_seen("GET", &path, &query);
+            assert_eq!(req.method(), "GET");
+            assert!(
+                unescape(&query).contains("labelSelector=app.kubernetes.io/name=kubectl-trace"),
+                "{query}"
+            );
+            let watching = query.contains("watch=true");
+            let jobs = path == "/apis/batch/v1/namespaces/default/jobs";
+            assert!(
+                jobs || path == "/apis/batch/v1/namespaces/default/cronjobs",
+                "{path}"
+            );
+            let seen = Seen {
+                method: "GET".into(),
+                path: path.clone(),
+                query: query.clone(),
+                body: Value::Null,
+                send,
+            };
+            match (jobs, watching) {
+                (true, false) => {
+                    let mut l = list("JobList", vec![running()]);
+                    l["metadata"]["resourceVersion"] = json!("5");
+                    seen.ok(l);
+                }
+                (false, false) => {
+                    let mut l = list("CronJobList", vec![]);
+                    l["metadata"]["resourceVersion"] = json!("5");
+                    seen.ok(l);
+                }
+                (_, true) => {
+                    let (tx, body) = body_channel();
+                    if jobs {
+                        let mut done = job_obj(
+                            "kubectl-trace-abc",
+                            "abc",
+                            json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+                        );
+                        done["metadata"]["resourceVersion"] = json!("6");
+                        tx.unbounded_send(Ok(Frame::data(watch_event("MODIFIED", done))))
+                            .unwrap();
+                    }
+                    seen.text(body);
+                    streams.push(tx);
+                }
+            }
+        }
+        // Ctrl-C once the change is printed; the watches stay open until then.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !watched.text().contains("Completed") {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the change is printed");
+        ctrl_c.unbounded_send(()).unwrap();
+        streams
+    });
+    let args = GetArgs {
+        watch: true,
+        ..get_args(None)
+    };
+    crate::get::get_with_interrupts(&ctx, &args, &out, &mut interrupts)
+        .await
+        .unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    let text = buf.text();
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // The table (SCHEDULE columns kept for rows to come), then one row: the change.
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(
+        lines[0][..5],
+        ["NAME", "TARGET", "NODE", "STATUS", "AGE"],
+        "{text}"
+    );
+    assert_eq!(
+        lines[1][..4],
+        ["kubectl-trace-abc", "node/n1", "n1", "Running"],
+        "{text}"
+    );
+    assert_eq!(
+        lines[2][..4],
+        ["kubectl-trace-abc", "node/n1", "n1", "Completed"],
+        "{text}"
+    );
 }
 
 #[tokio::test]

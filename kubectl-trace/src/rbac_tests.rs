@@ -68,6 +68,8 @@ pub const REQUESTS: &[Request] = &[
     req("get", "batch", "jobs", Trace, "attach (the Job's status)"),
     req("list", "batch", "jobs", Trace, "get, logs, attach, delete"),
     req("list", "batch", "cronjobs", Trace, "get, logs, delete"),
+    req("watch", "batch", "jobs", Trace, "get -w"),
+    req("watch", "batch", "cronjobs", Trace, "get -w"),
     req(
         "delete",
         "batch",
@@ -163,6 +165,8 @@ pub const REQUESTS: &[Request] = &[
         AllNamespaces,
         "delete --all -A: reader pods",
     ),
+    req("watch", "batch", "jobs", AllNamespaces, "get -A -w"),
+    req("watch", "batch", "cronjobs", AllNamespaces, "get -A -w"),
     Request {
         beyond: Some(
             "delete --all -A also lists ConfigMaps in every namespace (their content): \
