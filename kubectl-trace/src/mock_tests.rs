@@ -154,6 +154,7 @@ fn run_args(target: &str) -> RunArgs {
         pod_running_timeout: "5m".into(),
         starting_deadline: "2m".into(),
         history: 3,
+        concurrency: 8,
         ..Default::default()
     }
 }
@@ -315,9 +316,10 @@ async fn run_deployment_makes_one_job_per_node() {
             ]}),
         );
         namespace_ok(&mut h, "default").await;
+        // Both Jobs are created at once, then each one's ConfigMap.
         let j1 = create_job(&mut h, "default", "u1").await;
-        let c1 = create_cm(&mut h, "default").await;
         let j2 = create_job(&mut h, "default", "u2").await;
+        let c1 = create_cm(&mut h, "default").await;
         let c2 = create_cm(&mut h, "default").await;
         (j1, c1, j2, c2)
     });
@@ -339,6 +341,120 @@ async fn run_deployment_makes_one_job_per_node() {
         text.contains(&format!("kubectl-trace-{id}-2 on node/n2 (pods: web-b)")),
         "{text}"
     );
+}
+
+fn node_obj(name: &str, ready: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+           "status": {"conditions": [{"type": "Ready", "status": ready}]}})
+}
+
+#[tokio::test]
+async fn run_nodes_by_label_creates_a_job_per_ready_node_a_few_at_once() {
+    let (ctx, mut h) = mock();
+    let mut args = run_args("nodes");
+    args.selector = Some("pool=gpu".into());
+    args.concurrency = 3;
+    let p = prepare(&args, "default").unwrap();
+    assert_eq!(
+        p.target,
+        crate::target::TargetRef::Nodes(Some("pool=gpu".into()))
+    );
+    let id = p.spec.id.clone();
+    let server = tokio::spawn(async move {
+        let s = next(&mut h, "GET", "/api/v1/nodes").await;
+        assert!(s.query.contains("labelSelector=pool=gpu"), "{}", s.query);
+        let mut nodes: Vec<Value> = (1..=10)
+            .map(|i| node_obj(&format!("gpu-{i:02}"), "True"))
+            .collect();
+        nodes.push(node_obj("gpu-99", "False"));
+        s.ok(list("NodeList", nodes));
+        namespace_ok(&mut h, "default").await;
+        // Hold every answer while requests keep coming: the most in flight at once is
+        // the bound. Requests stop coming when every slot waits for an answer.
+        let (mut jobs, mut done, mut most) = (Vec::new(), 0, 0);
+        let mut pending: Vec<Seen> = Vec::new();
+        while done < 20 {
+            match tokio::time::timeout(Duration::from_millis(150), h.next_request()).await {
+                Ok(Some((req, send))) => {
+                    let (parts, body) = req.into_parts();
+                    let bytes = body.collect().await.unwrap().to_bytes();
+                    crate::rbac_tests::check_seen(parts.method.as_str(), parts.uri.path(), "");
+                    pending.push(Seen {
+                        method: parts.method.to_string(),
+                        path: parts.uri.path().to_string(),
+                        query: String::new(),
+                        body: serde_json::from_slice(&bytes).unwrap(),
+                        send,
+                    });
+                    most = most.max(pending.len());
+                }
+                Ok(None) => panic!("client gone"),
+                Err(_) => {
+                    assert!(!pending.is_empty(), "no request in flight after {done}");
+                    for s in pending.drain(..) {
+                        assert_eq!(s.method, "POST");
+                        let body = s.body.clone();
+                        if s.path.ends_with("/jobs") {
+                            jobs.push(body.clone());
+                        }
+                        s.json(201, with_uid(body, "u"));
+                        done += 1;
+                    }
+                }
+            }
+        }
+        (jobs, most)
+    });
+    let (out, buf) = Out::buffer();
+    let created = run_with(&ctx, &p, &out).await.unwrap();
+    drop(ctx);
+    let (jobs, most) = server.await.unwrap();
+    assert_eq!(most, 3, "at most --concurrency requests in flight");
+    assert_eq!(jobs.len(), 10);
+    let mut nodes: Vec<String> = jobs
+        .iter()
+        .map(|j| {
+            j["spec"]["template"]["spec"]["nodeName"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    nodes.sort();
+    let want: Vec<String> = (1..=10).map(|i| format!("gpu-{i:02}")).collect();
+    assert_eq!(nodes, want, "one Job per Ready node, gpu-99 skipped");
+    assert!(jobs.iter().all(
+        |j| j["metadata"]["labels"]["kubectl-trace/id"] == id.as_str()
+            && j["metadata"]["annotations"]["kubectl-trace/target"] == "nodes/pool=gpu"
+    ));
+    // Reported in node order, one trace id.
+    assert_eq!(created.workloads.len(), 10);
+    assert_eq!(
+        created.workloads[0],
+        (format!("kubectl-trace-{id}-1"), "gpu-01".to_string())
+    );
+    assert_eq!(created.workloads[9].1, "gpu-10");
+    assert!(
+        buf.text().starts_with(&format!("trace {id} created\n")),
+        "{}",
+        buf.text()
+    );
+}
+
+#[tokio::test]
+async fn run_every_node_asks_for_all_nodes() {
+    let (ctx, mut h) = mock();
+    let p = prepare(&run_args("nodes"), "default").unwrap();
+    let server = tokio::spawn(async move {
+        let s = next(&mut h, "GET", "/api/v1/nodes").await;
+        assert!(!s.query.contains("labelSelector"), "{}", s.query);
+        s.ok(list("NodeList", vec![node_obj("n1", "Unknown")]));
+    });
+    let (out, _) = Out::buffer();
+    let e = run_with(&ctx, &p, &out).await.unwrap_err();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(e.to_string(), "none of the nodes of the cluster is Ready");
 }
 
 #[tokio::test]
@@ -1174,6 +1290,7 @@ fn opts() -> AttachOptions {
         pod_running_timeout: Duration::from_secs(30),
         grace: 30,
         script_name: "opens.bt".to_string(),
+        concurrency: 8,
     }
 }
 

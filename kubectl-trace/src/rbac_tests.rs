@@ -176,6 +176,7 @@ pub const REQUESTS: &[Request] = &[
     },
     // Cluster-scoped.
     req("get", "", "nodes", Cluster, "run node/NAME"),
+    req("list", "", "nodes", Cluster, "run nodes [-l SELECTOR]"),
     Request {
         beyond: Some(
             "the PodSecurity pre-check of run reads the namespace's labels when allowed, \

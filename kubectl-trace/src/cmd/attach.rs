@@ -47,7 +47,15 @@ pub struct AttachArgs {
     /// How long to wait for the trace pod to start
     #[arg(long, value_name = "DUR", default_value = "5m")]
     pub pod_running_timeout: String,
+    /// At most this many nodes' pods are waited for and streamed at once (the others
+    /// follow as they end; their output is kept meanwhile)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
 }
+
+/// How many nodes are created, waited for or streamed at once by default.
+pub const DEFAULT_CONCURRENCY: u16 = 8;
 
 #[derive(Debug, Clone)]
 pub struct AttachOptions {
@@ -56,6 +64,8 @@ pub struct AttachOptions {
     pub grace: u64,
     /// The program's name in messages from the node (the user's file, `<expression>`).
     pub script_name: String,
+    /// At most this many Jobs are waited for and streamed at once.
+    pub concurrency: usize,
 }
 
 /// The program's name in node messages when the user's file name is not known.
@@ -81,6 +91,7 @@ pub async fn execute(args: AttachArgs, global: &GlobalArgs) -> Result<()> {
         pod_running_timeout: Duration::from_secs(timeout),
         grace,
         script_name: UNKNOWN_SCRIPT.to_string(),
+        concurrency: usize::from(args.concurrency),
     };
     attach_trace(&ctx, &id, &opts, &Out::stdout()).await
 }
@@ -646,7 +657,13 @@ pub async fn attach_trace_with(
         let (starting, ns) = (starting.clone(), ns.clone());
         async move { follow_job(ctx, &ns, job, &prefix, opts, &starting, out).await }
     });
-    let mut all = Box::pin(futures::future::join_all(follows));
+    // Bounded: a trace over many nodes follows `concurrency` of them at once; the
+    // others are followed as those end (their logs are read from the start).
+    let mut all = Box::pin(
+        futures::stream::iter(follows)
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect::<Vec<_>>(),
+    );
     let mut report: Option<StopReport> = None;
     let leave = |starting: &Starting, report: Option<&StopReport>| {
         let mut p = starting.progress.lock().unwrap_or_else(|e| e.into_inner());
