@@ -91,11 +91,30 @@ fn unescape(q: &str) -> String {
         .replace('+', " ")
 }
 
+/// A watch that stays open and quiet (the API server has nothing to report yet).
+fn quiet_watch() -> MockBody {
+    StreamBody::new(futures::stream::pending().boxed())
+}
+
+/// The next request, which must be `method path`. Watches (`?watch=true`) the waits
+/// open on the side (kube-runtime's watcher, after its list) are answered as quiet and
+/// skipped: their timing against the other requests is the scheduler's.
 async fn next(h: &mut Handle, method: &str, path: &str) -> Seen {
-    let (req, send) = tokio::time::timeout(Duration::from_secs(10), h.next_request())
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {method} {path}"))
-        .unwrap_or_else(|| panic!("client gone before {method} {path}"));
+    let (req, send) = loop {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(10), h.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {method} {path}"))
+            .unwrap_or_else(|| panic!("client gone before {method} {path}"));
+        let watch = req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true"));
+        if !watch {
+            break (req, send);
+        }
+        crate::rbac_tests::check_seen("GET", req.uri().path(), req.uri().query().unwrap_or(""));
+        send.send_response(Response::builder().status(200).body(quiet_watch()).unwrap());
+    };
     let (parts, body) = req.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
     let body = if bytes.is_empty() {
@@ -594,7 +613,8 @@ fn job_obj(name: &str, id: &str, status: Value) -> Value {
 }
 
 fn list(kind: &str, items: Vec<Value>) -> Value {
-    json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items})
+    // A resourceVersion, as every real list has: a watch starts from it.
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items})
 }
 
 #[tokio::test]
@@ -1357,6 +1377,64 @@ async fn attach_waits_then_streams_the_runner_output() {
 }
 
 #[tokio::test]
+async fn attach_waits_for_the_pod_through_a_watch_not_polls() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list(
+                "JobList",
+                vec![job_obj("kubectl-trace-abc", "abc", json!({"active": 1}))],
+            ));
+        let mut p = trace_pod("kubectl-trace-abc-x1", "abc", "n1", None);
+        p["status"]["phase"] = json!("Pending");
+        p["status"]["containerStatuses"][0]["state"] =
+            json!({"waiting": {"reason": "ContainerCreating"}});
+        let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods").await;
+        assert!(
+            s.query.contains("labelSelector=job-name=kubectl-trace-abc"),
+            "{}",
+            s.query
+        );
+        s.ok(list("PodList", vec![p]));
+        // One watch from the list's resourceVersion; the pod starts on it.
+        let s = next_watch(&mut h, "/api/v1/namespaces/default/pods").await;
+        assert!(s.query.contains("resourceVersion=1"), "{}", s.query);
+        assert!(
+            s.query.contains("labelSelector=job-name=kubectl-trace-abc"),
+            "{}",
+            s.query
+        );
+        let (tx, body) = body_channel();
+        s.text(body);
+        let mut started = trace_pod("kubectl-trace-abc-x1", "abc", "n1", None);
+        started["metadata"]["resourceVersion"] = json!("2");
+        tx.unbounded_send(Ok(Frame::data(watch_event("MODIFIED", started))))
+            .unwrap();
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log",
+        )
+        .await
+        .text(body_chunks(vec!["@[bash]: 7\n"]));
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1",
+        )
+        .await
+        .ok(terminated_pod(0));
+        tx
+    });
+    let (out, buf) = Out::buffer();
+    attach_trace(&ctx, "abc", &opts(), &out).await.unwrap();
+    drop(ctx);
+    let _tx = server.await.unwrap();
+    assert_eq!(buf.text(), "@[bash]: 7\n");
+}
+
+#[tokio::test]
 async fn attach_reports_a_failed_runner() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
@@ -1407,7 +1485,8 @@ async fn attach_explains_pod_security_rejection() {
                 "JobList",
                 vec![job_obj("kubectl-trace-abc", "abc", json!({}))],
             ));
-        // First poll: no pod yet, the Job has no failure condition.
+        // The watch of the Job's pods lists none (and stays quiet); the first check
+        // finds no failure condition on the Job.
         next(&mut h, "GET", "/api/v1/namespaces/default/pods")
             .await
             .ok(list("PodList", vec![]));
@@ -1418,10 +1497,7 @@ async fn attach_explains_pod_security_rejection() {
         )
         .await
         .ok(job_obj("kubectl-trace-abc", "abc", json!({})));
-        // Second poll: the events say why.
-        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
-            .await
-            .ok(list("PodList", vec![]));
+        // The second check: the events say why.
         next(
             &mut h,
             "GET",
@@ -1670,7 +1746,12 @@ async fn ctrl_c_while_pending_deletes_the_job_and_fails() {
         next(&mut h, "GET", "/api/v1/namespaces/default/pods")
             .await
             .ok(list("PodList", vec![p.clone()]));
+        // The wait has seen the pod (ContainerCreating) when it starts watching.
+        next_watch(&mut h, "/api/v1/namespaces/default/pods")
+            .await
+            .text(quiet_watch());
         ctrl_c.unbounded_send(()).unwrap();
+        // Ctrl-C: the stop lists the pods (the pending one is left to the Job's deletion).
         next(&mut h, "GET", "/api/v1/namespaces/default/pods")
             .await
             .ok(list("PodList", vec![p]));
@@ -1892,15 +1973,46 @@ async fn reader_starts(h: &mut Handle) -> (Value, String) {
     let pod = s.body.clone();
     let name = pod["metadata"]["name"].as_str().unwrap().to_string();
     s.json(201, pod.clone());
-    let path = format!("/api/v1/namespaces/default/pods/{name}");
-    next(h, "GET", &path).await.ok(reader_status(
+    // The wait watches that one pod: a list (still creating), then the watch (running).
+    let s = next(h, "GET", "/api/v1/namespaces/default/pods").await;
+    assert!(
+        s.query
+            .contains(&format!("fieldSelector=metadata.name={name}")),
+        "{}",
+        s.query
+    );
+    let mut pending = reader_status(
         "Pending",
         json!({"waiting": {"reason": "ContainerCreating"}}),
-    ));
-    next(h, "GET", &path)
-        .await
-        .ok(reader_status("Running", json!({"running": {}})));
+    );
+    pending["metadata"]["resourceVersion"] = json!("7");
+    let mut l = list("PodList", vec![pending]);
+    l["metadata"]["resourceVersion"] = json!("7");
+    s.ok(l);
+    let s = next_watch(h, "/api/v1/namespaces/default/pods").await;
+    let mut running = reader_status("Running", json!({"running": {}}));
+    running["metadata"]["resourceVersion"] = json!("8");
+    s.text(body_once(watch_event("MODIFIED", running).to_vec()));
     (pod, name)
+}
+
+/// The next request, which must be a watch of `path`.
+async fn next_watch(h: &mut Handle, path: &str) -> Seen {
+    let (req, send) = tokio::time::timeout(Duration::from_secs(10), h.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for a watch of {path}"))
+        .unwrap_or_else(|| panic!("client gone before a watch of {path}"));
+    let query = req.uri().query().unwrap_or("").to_string();
+    crate::rbac_tests::check_seen(req.method().as_str(), req.uri().path(), &query);
+    assert_eq!((req.method().as_str(), req.uri().path()), ("GET", path));
+    assert!(query.contains("watch=true"), "{query}");
+    Seen {
+        method: "GET".into(),
+        path: path.to_string(),
+        query: unescape(&query),
+        body: Value::Null,
+        send,
+    }
 }
 
 async fn reader_deleted(h: &mut Handle, name: &str) -> Value {
@@ -2139,16 +2251,15 @@ async fn logs_download_explains_a_reader_image_pull_failure() {
         let pod = s.body.clone();
         let name = pod["metadata"]["name"].as_str().unwrap().to_string();
         s.json(201, pod);
-        next(
-            &mut h,
-            "GET",
-            &format!("/api/v1/namespaces/default/pods/{name}"),
-        )
-        .await
-        .ok(reader_status(
-            "Pending",
-            json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}),
-        ));
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list(
+                "PodList",
+                vec![reader_status(
+                    "Pending",
+                    json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}),
+                )],
+            ));
         reader_deleted(&mut h, &name).await;
     });
     let dest = tempfile::tempdir().unwrap();

@@ -109,6 +109,13 @@ pub const REQUESTS: &[Request] = &[
         "logs on a volume: the reader pod",
     ),
     req(
+        "watch",
+        "",
+        "pods",
+        Trace,
+        "attach: wait for trace pods; logs on a volume: wait for the reader pod",
+    ),
+    req(
         "delete",
         "",
         "pods",

@@ -286,17 +286,56 @@ pub fn classify(pod: &Pod, node: &str) -> PodState {
     PodState::Waiting(phase)
 }
 
-/// The newest pod of a Job (by the controller's `job-name` label).
-pub async fn job_pod(ctx: &Ctx, ns: &str, job: &str) -> Result<Option<Pod>> {
-    let lp = ListParams::default().labels(&format!("job-name={job}"));
-    let list: Vec<Pod> = ctx
-        .list(Some(ns), &lp, Op::new("list", "pods", Some(ns)))
-        .await?;
-    Ok(list.into_iter().max_by(|a, b| {
-        a.metadata
-            .creation_timestamp
-            .cmp(&b.metadata.creation_timestamp)
-    }))
+/// The pods of one Job as a watch reports them (kube-runtime's `watcher` events), so
+/// that waiting for a trace pod follows the API's changes instead of polling.
+#[derive(Debug, Default)]
+pub struct JobPods {
+    pods: BTreeMap<String, Pod>,
+    /// A relist in progress: the pods seen so far (they replace all at its end).
+    relist: Option<BTreeMap<String, Pod>>,
+}
+
+impl JobPods {
+    /// Take one watch event; true when the pods as known may have changed.
+    pub fn apply(&mut self, event: kube::runtime::watcher::Event<Pod>) -> bool {
+        use kube::runtime::watcher::Event;
+        let name = |p: &Pod| p.metadata.name.clone().unwrap_or_default();
+        match event {
+            Event::Init => {
+                self.relist = Some(BTreeMap::new());
+                false
+            }
+            Event::InitApply(p) => {
+                self.relist
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(name(&p), p);
+                false
+            }
+            Event::InitDone => {
+                self.pods = self.relist.take().unwrap_or_default();
+                true
+            }
+            Event::Apply(p) => {
+                self.pods.insert(name(&p), p);
+                true
+            }
+            Event::Delete(p) => {
+                self.pods.remove(&name(&p));
+                true
+            }
+        }
+    }
+
+    /// The newest pod (a Job makes a new one when its pod is deleted).
+    pub fn newest(&self) -> Option<&Pod> {
+        self.pods
+            .values()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .max_by(|a, b| {
+                (&a.metadata.creation_timestamp, &a.metadata.name)
+                    .cmp(&(&b.metadata.creation_timestamp, &b.metadata.name))
+            })
+    }
 }
 
 /// Whether a pod's runner container is running now.
@@ -422,5 +461,36 @@ mod tests {
             )),
             "Failed (DeadlineExceeded)"
         );
+    }
+
+    #[test]
+    fn job_pods_follow_the_watch() {
+        use kube::runtime::watcher::Event;
+        let pod = |name: &str, created: &str, deleting: bool| -> Pod {
+            let mut m = json!({"name": name, "creationTimestamp": created});
+            if deleting {
+                m["deletionTimestamp"] = json!("2025-01-01T00:09:00Z");
+            }
+            serde_json::from_value(json!({"metadata": m})).unwrap()
+        };
+        let newest = |w: &JobPods| w.newest().and_then(|p| p.metadata.name.clone());
+        let mut w = JobPods::default();
+        assert!(!w.apply(Event::Init));
+        assert!(!w.apply(Event::InitApply(pod("a", "2025-01-01T00:00:00Z", false))));
+        assert_eq!(newest(&w), None, "nothing known before the list ends");
+        assert!(w.apply(Event::InitDone));
+        assert_eq!(newest(&w).as_deref(), Some("a"));
+        // The pod is being replaced: the terminating one no longer counts.
+        w.apply(Event::Apply(pod("a", "2025-01-01T00:00:00Z", true)));
+        assert_eq!(newest(&w), None);
+        w.apply(Event::Apply(pod("b", "2025-01-01T00:10:00Z", false)));
+        assert_eq!(newest(&w).as_deref(), Some("b"));
+        w.apply(Event::Delete(pod("b", "2025-01-01T00:10:00Z", false)));
+        assert_eq!(newest(&w), None);
+        // A relist replaces everything known.
+        w.apply(Event::Init);
+        w.apply(Event::InitApply(pod("c", "2025-01-01T00:20:00Z", false)));
+        w.apply(Event::InitDone);
+        assert_eq!(newest(&w).as_deref(), Some("c"));
     }
 }

@@ -18,6 +18,7 @@ use futures::{AsyncBufReadExt, FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, AttachParams, DeleteParams, ListParams, LogParams};
+use kube::runtime::{watcher, WatchStreamExt};
 use tokio::io::AsyncReadExt;
 use trace_contract::exit;
 
@@ -27,7 +28,7 @@ use crate::kubeconfig::GlobalArgs;
 use crate::manifest::{id_selector, CONTAINER_NAME, PROGRAMS_DIR};
 use crate::progress::{Out, Progress};
 use crate::tracejob::{
-    classify, job_node, job_pod, job_prefix, runner_running, trace_jobs, PodState,
+    classify, job_node, job_prefix, runner_running, trace_jobs, JobPods, PodState,
 };
 use crate::util::{format_age, parse_duration};
 
@@ -71,7 +72,7 @@ pub struct AttachOptions {
 /// The program's name in node messages when the user's file name is not known.
 pub const UNKNOWN_SCRIPT: &str = "program.bt";
 
-/// Poll interval while waiting for pods.
+/// Wait between attempts to open the log stream of a container still being created.
 const POLL: Duration = Duration::from_millis(1000);
 
 /// `kubectl trace attach`.
@@ -226,7 +227,20 @@ async fn pod_warning(ctx: &Ctx, ns: &str, pod: &str) -> Option<String> {
         })
 }
 
-/// Wait until the Job's pod has started its runner; `None` when stopped meanwhile.
+/// How often, while a pod is awaited, the Job's own troubles (its conditions and
+/// FailedCreate events) and the pod's warnings are looked up, and the timeout checked.
+#[cfg(not(test))]
+const CHECK: Duration = Duration::from_secs(2);
+#[cfg(test)]
+const CHECK: Duration = Duration::from_millis(20);
+
+/// Consecutive watch errors tolerated (the watcher relists, with a backoff) before the
+/// wait fails.
+const WATCH_ERRORS: u32 = 5;
+
+/// Wait until the Job's pod has started its runner; `None` when stopped meanwhile. The
+/// pod's states come from a watch of the Job's pods (kube-runtime's `watcher`); the
+/// Job's conditions and events are checked every [`CHECK`] while it has no pod.
 async fn wait_started(
     ctx: &Ctx,
     ns: &str,
@@ -236,45 +250,86 @@ async fn wait_started(
     starting: &Starting,
 ) -> Result<Option<Pod>> {
     let begin = Instant::now();
+    // A watch stays quiet for long: the client without a read timeout.
+    let api: Api<Pod> = Api::namespaced(ctx.stream_client.clone(), ns);
+    let config = watcher::Config::default().labels(&format!("job-name={job}"));
+    let mut events = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+    let mut pods = JobPods::default();
+    let mut listed = false;
+    let mut errors = 0;
+    let mut warning: Option<String> = None;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + CHECK, CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut i: u64 = 0;
     loop {
-        i += 1;
         if starting.is_cancelled(job) {
             return Ok(None);
         }
-        match job_pod(ctx, ns, job).await? {
-            Some(pod) => match classify(&pod, node) {
-                PodState::Started => return Ok(Some(pod)),
-                PodState::Fatal(m) => return Err(fail(m)),
-                PodState::Waiting(s) => {
-                    let mut shown = s;
-                    if begin.elapsed() > Duration::from_secs(5) && i.is_multiple_of(5) {
-                        if let Some(w) =
-                            pod_warning(ctx, ns, pod.metadata.name.as_deref().unwrap_or("")).await
-                        {
-                            shown = format!("{shown} ({w})");
+        tokio::select! {
+            biased;
+            event = events.next() => {
+                match event {
+                    Some(Ok(e)) => {
+                        errors = 0;
+                        if !pods.apply(e) {
+                            continue;
+                        }
+                        listed = true;
+                    }
+                    Some(Err(e)) => {
+                        errors += 1;
+                        if errors >= WATCH_ERRORS {
+                            return Err(fail(format!(
+                                "cannot follow the pod of job {job} in namespace {ns}: {e}"
+                            )));
+                        }
+                        continue;
+                    }
+                    None => return Err(fail(format!("the watch of job {job}'s pods ended"))),
+                }
+            }
+            _ = tick.tick() => {
+                i += 1;
+                if begin.elapsed() > opts.pod_running_timeout {
+                    return Err(fail(format!(
+                        "the trace pod on node/{node} has not started after {}; see kubectl describe job {job} -n {ns}",
+                        format_age(opts.pod_running_timeout.as_secs() as i64)
+                    )));
+                }
+                if !listed {
+                    continue;
+                }
+                match pods.newest() {
+                    None => {
+                        if starting.stopped.load(Ordering::SeqCst) {
+                            return Ok(None);
+                        }
+                        if let Some(why) = job_trouble(ctx, ns, job, i.is_multiple_of(2)).await? {
+                            return Err(fail(why));
                         }
                     }
+                    Some(pod) if begin.elapsed() > Duration::from_secs(5) && i.is_multiple_of(3) => {
+                        let name = pod.metadata.name.clone().unwrap_or_default();
+                        warning = pod_warning(ctx, ns, &name).await;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        match pods.newest() {
+            Some(pod) => match classify(pod, node) {
+                PodState::Started => return Ok(Some(pod.clone())),
+                PodState::Fatal(m) => return Err(fail(m)),
+                PodState::Waiting(s) => {
+                    let shown = match &warning {
+                        Some(w) => format!("{s} ({w})"),
+                        None => s,
+                    };
                     starting.set(node, &shown);
                 }
             },
-            None => {
-                if starting.stopped.load(Ordering::SeqCst) {
-                    return Ok(None);
-                }
-                if let Some(why) = job_trouble(ctx, ns, job, i.is_multiple_of(2)).await? {
-                    return Err(fail(why));
-                }
-                starting.set(node, "waiting for the Job to create the pod");
-            }
+            None => starting.set(node, "waiting for the Job to create the pod"),
         }
-        if begin.elapsed() > opts.pod_running_timeout {
-            return Err(fail(format!(
-                "the trace pod on node/{node} has not started after {}; see kubectl describe job {job} -n {ns}",
-                format_age(opts.pod_running_timeout.as_secs() as i64)
-            )));
-        }
-        tokio::time::sleep(POLL).await;
     }
 }
 

@@ -237,11 +237,8 @@ pub fn trace_rows(rows: &[Row]) -> Vec<Row> {
         .into_iter()
         .map(|g| {
             if g.len() == 1 {
-                let mut r = g[0].clone();
-                if !r.id.is_empty() {
-                    r.name = format!("{}{}", manifest::NAME_PREFIX, r.id);
-                }
-                return r;
+                // One Job or CronJob: its name is the trace's (`kubectl-trace-ID`).
+                return g[0].clone();
             }
             let oldest = g.iter().min_by_key(|r| r.created).copied().unwrap_or(g[0]);
             let mut statuses: Vec<(String, usize)> = Vec::new();
@@ -478,8 +475,8 @@ fn keyed<K: kube::Resource>(k: K) -> Option<(String, K)> {
 
 /// A change seen by the watches of `-w`.
 enum Change {
-    Job(watcher::Event<Job>),
-    CronJob(watcher::Event<CronJob>),
+    Job(Box<watcher::Event<Job>>),
+    CronJob(Box<watcher::Event<CronJob>>),
 }
 
 impl Watch {
@@ -561,7 +558,7 @@ impl Watch {
         use watcher::Event;
         let table = matches!(self.format, Format::Table | Format::Wide);
         match change {
-            Change::Job(e) => match e {
+            Change::Job(e) => match *e {
                 Event::Apply(j) | Event::InitApply(j) => {
                     let show = self.jobs.get(j.metadata.uid.as_deref().unwrap_or("")) != Some(&j);
                     if show && !table {
@@ -578,7 +575,7 @@ impl Watch {
                 }
                 Event::Init | Event::InitDone => {}
             },
-            Change::CronJob(e) => match e {
+            Change::CronJob(e) => match *e {
                 Event::Apply(c) | Event::InitApply(c) => {
                     let show =
                         self.cronjobs.get(c.metadata.uid.as_deref().unwrap_or("")) != Some(&c);
@@ -625,9 +622,10 @@ async fn watch(
         None => (Api::all(client.clone()), Api::all(client)),
     };
     let config = watcher::Config::default().labels(selector);
-    let jobs = watcher::watcher(jobs, config.clone()).map(|e| (e.map(Change::Job), "jobs.batch"));
-    let cronjobs =
-        watcher::watcher(cronjobs, config).map(|e| (e.map(Change::CronJob), "cronjobs.batch"));
+    let jobs = watcher::watcher(jobs, config.clone())
+        .map(|e| (e.map(|e| Change::Job(Box::new(e))), "jobs.batch"));
+    let cronjobs = watcher::watcher(cronjobs, config)
+        .map(|e| (e.map(|e| Change::CronJob(Box::new(e))), "cronjobs.batch"));
     let mut changes = std::pin::pin!(futures::stream::select(jobs, cronjobs));
     loop {
         tokio::select! {
