@@ -30,7 +30,7 @@ Examples:
   # Traces in the current namespace
   kubectl trace get
 
-  # All namespaces, with ids, traced pods and images
+  # All namespaces, a row per node, with ids, traced pods and images
   kubectl trace get -A -o wide
 
   # One trace as YAML
@@ -98,6 +98,8 @@ impl Format {
 }
 
 pub async fn execute(args: GetArgs, global: &GlobalArgs) -> Result<()> {
+    // A bad -o is the user's to fix before any connection.
+    Format::parse(args.output.as_deref())?;
     let ctx = Ctx::connect(global).await?;
     get_with(&ctx, &args, &Out::stdout()).await
 }
