@@ -170,19 +170,23 @@ async fn http(stream: TcpStream, seen: Seen, jobs: Value) {
     let query = target.split_once('?').map_or("", |(_, q)| q);
     crate::rbac_tests::check_seen(&method, &path, query);
     seen.lock().unwrap().push(format!("{method} {path}"));
-    let list = |kind: &str, items: Value| json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items});
+    let list = |kind: &str, items: Value| json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items});
+    let reader = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "r", "namespace": "default"},
+            "spec": {"containers": [{"name": "reader"}]},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "reader", "image": "busybox",
+                "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]}});
     let resp = match (method.as_str(), path.as_str()) {
         ("POST", "/api/v1/namespaces/default/pods") => {
             reply(201, &serde_json::from_slice::<Value>(&body).unwrap())
         }
+        // The wait for the reader pod lists it by name (then would watch it).
+        ("GET", "/api/v1/namespaces/default/pods")
+            if query.contains("fieldSelector=metadata.name") =>
+        {
+            reply(200, &list("PodList", json!([reader.clone()])))
+        }
         ("GET", "/api/v1/namespaces/default/pods") => reply(200, &list("PodList", json!([]))),
-        ("GET", p) if p.starts_with("/api/v1/namespaces/default/pods/") => reply(
-            200,
-            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "r", "namespace": "default"},
-                    "spec": {"containers": [{"name": "reader"}]},
-                    "status": {"phase": "Running", "containerStatuses": [{"name": "reader", "image": "busybox",
-                        "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]}}),
-        ),
+        ("GET", p) if p.starts_with("/api/v1/namespaces/default/pods/") => reply(200, &reader),
         ("DELETE", _) => reply(
             200,
             &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),

@@ -350,8 +350,8 @@ fn feed(body: &[u8]) {
         let rows = crate::get::rows(j, c, now);
         let _ = crate::get::table(&rows, true, true);
         for job in j {
-            let _ = crate::get::job_status(job);
-            let _ = crate::attach::job_prefix(job);
+            let _ = crate::tracejob::job_status(job);
+            let _ = crate::tracejob::job_prefix(job);
             let t = job.spec.as_ref().map(|s| &s.template);
             let _ = crate::logs::output_of(Some(&job.metadata), None);
             let _ = crate::logs::output_of(
@@ -363,7 +363,7 @@ fn feed(body: &[u8]) {
     match decode_page::<Pod>(text, 100) {
         Ok(p) => {
             for pod in &p.items {
-                let _ = crate::attach::classify(pod, "n1");
+                let _ = crate::tracejob::classify(pod, "n1");
                 let _ = crate::logs::pod_header(pod);
                 if let Err(e) = crate::target::scope_pod(pod, Some("trace-runner"), true) {
                     one_line(&e.to_string());
@@ -379,12 +379,12 @@ fn feed(body: &[u8]) {
         decode_page::<ConfigMap>(text, 100).map(|_| ()),
         decode_page::<Event>(text, 100).map(|_| ()),
         decode_object::<Job>(text).map(|j| {
-            crate::get::job_status(&j);
+            crate::tracejob::job_status(&j);
         }),
         decode_object::<CronJob>(text).map(|_| ()),
         decode_object::<Node>(text).map(|_| ()),
         decode_object::<Pod>(text).map(|p| {
-            crate::attach::classify(&p, "n1");
+            crate::tracejob::classify(&p, "n1");
         }),
         jobs.map(|_| ()),
         crons.map(|_| ()),

@@ -3,26 +3,22 @@
 //! `kubectl trace ...` works. This file holds the command line, the dispatch and the
 //! error printing: one clear line on stderr, exit 2 for script errors, 1 otherwise.
 
-mod attach;
 mod client;
-mod completion;
-mod delete;
+mod cmd;
 mod errors;
-mod get;
+mod jsonpath;
 mod kubeconfig;
 mod kubectl_complete;
-mod logs;
 mod manifest;
 mod merge;
 mod names;
 mod persisted;
 mod progress;
 mod reply;
-mod run;
 mod script;
 mod target;
+mod tracejob;
 mod util;
-mod version;
 
 #[cfg(test)]
 mod exec_tests;
@@ -36,6 +32,8 @@ mod rbac_tests;
 mod schema_tests;
 
 use std::process::ExitCode;
+
+use cmd::{attach, completion, delete, get, logs, run, version};
 
 use clap::{Parser, Subcommand};
 

@@ -91,11 +91,30 @@ fn unescape(q: &str) -> String {
         .replace('+', " ")
 }
 
+/// A watch that stays open and quiet (the API server has nothing to report yet).
+fn quiet_watch() -> MockBody {
+    StreamBody::new(futures::stream::pending().boxed())
+}
+
+/// The next request, which must be `method path`. Watches (`?watch=true`) the waits
+/// open on the side (kube-runtime's watcher, after its list) are answered as quiet and
+/// skipped: their timing against the other requests is the scheduler's.
 async fn next(h: &mut Handle, method: &str, path: &str) -> Seen {
-    let (req, send) = tokio::time::timeout(Duration::from_secs(10), h.next_request())
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {method} {path}"))
-        .unwrap_or_else(|| panic!("client gone before {method} {path}"));
+    let (req, send) = loop {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(10), h.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {method} {path}"))
+            .unwrap_or_else(|| panic!("client gone before {method} {path}"));
+        let watch = req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true"));
+        if !watch {
+            break (req, send);
+        }
+        crate::rbac_tests::check_seen("GET", req.uri().path(), req.uri().query().unwrap_or(""));
+        send.send_response(Response::builder().status(200).body(quiet_watch()).unwrap());
+    };
     let (parts, body) = req.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
     let body = if bytes.is_empty() {
@@ -154,6 +173,7 @@ fn run_args(target: &str) -> RunArgs {
         pod_running_timeout: "5m".into(),
         starting_deadline: "2m".into(),
         history: 3,
+        concurrency: 8,
         ..Default::default()
     }
 }
@@ -315,9 +335,10 @@ async fn run_deployment_makes_one_job_per_node() {
             ]}),
         );
         namespace_ok(&mut h, "default").await;
+        // Both Jobs are created at once, then each one's ConfigMap.
         let j1 = create_job(&mut h, "default", "u1").await;
-        let c1 = create_cm(&mut h, "default").await;
         let j2 = create_job(&mut h, "default", "u2").await;
+        let c1 = create_cm(&mut h, "default").await;
         let c2 = create_cm(&mut h, "default").await;
         (j1, c1, j2, c2)
     });
@@ -339,6 +360,120 @@ async fn run_deployment_makes_one_job_per_node() {
         text.contains(&format!("kubectl-trace-{id}-2 on node/n2 (pods: web-b)")),
         "{text}"
     );
+}
+
+fn node_obj(name: &str, ready: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+           "status": {"conditions": [{"type": "Ready", "status": ready}]}})
+}
+
+#[tokio::test]
+async fn run_nodes_by_label_creates_a_job_per_ready_node_a_few_at_once() {
+    let (ctx, mut h) = mock();
+    let mut args = run_args("nodes");
+    args.selector = Some("pool=gpu".into());
+    args.concurrency = 3;
+    let p = prepare(&args, "default").unwrap();
+    assert_eq!(
+        p.target,
+        crate::target::TargetRef::Nodes(Some("pool=gpu".into()))
+    );
+    let id = p.spec.id.clone();
+    let server = tokio::spawn(async move {
+        let s = next(&mut h, "GET", "/api/v1/nodes").await;
+        assert!(s.query.contains("labelSelector=pool=gpu"), "{}", s.query);
+        let mut nodes: Vec<Value> = (1..=10)
+            .map(|i| node_obj(&format!("gpu-{i:02}"), "True"))
+            .collect();
+        nodes.push(node_obj("gpu-99", "False"));
+        s.ok(list("NodeList", nodes));
+        namespace_ok(&mut h, "default").await;
+        // Hold every answer while requests keep coming: the most in flight at once is
+        // the bound. Requests stop coming when every slot waits for an answer.
+        let (mut jobs, mut done, mut most) = (Vec::new(), 0, 0);
+        let mut pending: Vec<Seen> = Vec::new();
+        while done < 20 {
+            match tokio::time::timeout(Duration::from_millis(150), h.next_request()).await {
+                Ok(Some((req, send))) => {
+                    let (parts, body) = req.into_parts();
+                    let bytes = body.collect().await.unwrap().to_bytes();
+                    crate::rbac_tests::check_seen(parts.method.as_str(), parts.uri.path(), "");
+                    pending.push(Seen {
+                        method: parts.method.to_string(),
+                        path: parts.uri.path().to_string(),
+                        query: String::new(),
+                        body: serde_json::from_slice(&bytes).unwrap(),
+                        send,
+                    });
+                    most = most.max(pending.len());
+                }
+                Ok(None) => panic!("client gone"),
+                Err(_) => {
+                    assert!(!pending.is_empty(), "no request in flight after {done}");
+                    for s in pending.drain(..) {
+                        assert_eq!(s.method, "POST");
+                        let body = s.body.clone();
+                        if s.path.ends_with("/jobs") {
+                            jobs.push(body.clone());
+                        }
+                        s.json(201, with_uid(body, "u"));
+                        done += 1;
+                    }
+                }
+            }
+        }
+        (jobs, most)
+    });
+    let (out, buf) = Out::buffer();
+    let created = run_with(&ctx, &p, &out).await.unwrap();
+    drop(ctx);
+    let (jobs, most) = server.await.unwrap();
+    assert_eq!(most, 3, "at most --concurrency requests in flight");
+    assert_eq!(jobs.len(), 10);
+    let mut nodes: Vec<String> = jobs
+        .iter()
+        .map(|j| {
+            j["spec"]["template"]["spec"]["nodeName"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    nodes.sort();
+    let want: Vec<String> = (1..=10).map(|i| format!("gpu-{i:02}")).collect();
+    assert_eq!(nodes, want, "one Job per Ready node, gpu-99 skipped");
+    assert!(jobs.iter().all(
+        |j| j["metadata"]["labels"]["kubectl-trace/id"] == id.as_str()
+            && j["metadata"]["annotations"]["kubectl-trace/target"] == "nodes/pool=gpu"
+    ));
+    // Reported in node order, one trace id.
+    assert_eq!(created.workloads.len(), 10);
+    assert_eq!(
+        created.workloads[0],
+        (format!("kubectl-trace-{id}-1"), "gpu-01".to_string())
+    );
+    assert_eq!(created.workloads[9].1, "gpu-10");
+    assert!(
+        buf.text().starts_with(&format!("trace {id} created\n")),
+        "{}",
+        buf.text()
+    );
+}
+
+#[tokio::test]
+async fn run_every_node_asks_for_all_nodes() {
+    let (ctx, mut h) = mock();
+    let p = prepare(&run_args("nodes"), "default").unwrap();
+    let server = tokio::spawn(async move {
+        let s = next(&mut h, "GET", "/api/v1/nodes").await;
+        assert!(!s.query.contains("labelSelector"), "{}", s.query);
+        s.ok(list("NodeList", vec![node_obj("n1", "Unknown")]));
+    });
+    let (out, _) = Out::buffer();
+    let e = run_with(&ctx, &p, &out).await.unwrap_err();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(e.to_string(), "none of the nodes of the cluster is Ready");
 }
 
 #[tokio::test]
@@ -478,7 +613,8 @@ fn job_obj(name: &str, id: &str, status: Value) -> Value {
 }
 
 fn list(kind: &str, items: Vec<Value>) -> Value {
-    json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items})
+    // A resourceVersion, as every real list has: a watch starts from it.
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items})
 }
 
 #[tokio::test]
@@ -515,6 +651,7 @@ async fn get_lists_jobs_and_cronjobs_by_label() {
         all_namespaces: false,
         output: None,
         no_headers: false,
+        watch: false,
     };
     get_with(&ctx, &args, &out).await.unwrap();
     drop(ctx);
@@ -562,12 +699,14 @@ async fn get_no_headers_and_output_name() {
         all_namespaces: false,
         output: None,
         no_headers: true,
+        watch: false,
     };
     let (out, buf) = Out::buffer();
     get_with(&ctx, &args, &out).await.unwrap();
     let text = buf.text();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2, "{text}");
+    // Two Jobs of one trace: one row, named after the trace.
+    assert_eq!(lines.len(), 1, "{text}");
     assert!(lines[0].starts_with("kubectl-trace-abc "), "{text}");
     args.no_headers = false;
     args.output = Some("name".into());
@@ -605,6 +744,7 @@ async fn get_all_namespaces_one_trace_as_json() {
         all_namespaces: true,
         output: Some("json".into()),
         no_headers: false,
+        watch: false,
     };
     get_with(&ctx, &args, &out).await.unwrap();
     drop(ctx);
@@ -614,10 +754,286 @@ async fn get_all_namespaces_one_trace_as_json() {
     assert_eq!(v["items"][0]["metadata"]["name"], "kubectl-trace-abc");
 }
 
+fn job_on(name: &str, id: &str, node: &str, status: Value) -> Value {
+    let mut j = job_obj(name, id, status);
+    j["metadata"]["annotations"]["kubectl-trace/node"] = json!(node);
+    j["metadata"]["annotations"]["kubectl-trace/pods"] = json!(format!("default/web-{node}"));
+    j
+}
+
+fn two_node_trace() -> Vec<Value> {
+    vec![
+        job_on(
+            "kubectl-trace-abc-1",
+            "abc",
+            "n1",
+            json!({"active": 1, "ready": 1}),
+        ),
+        job_on(
+            "kubectl-trace-abc-2",
+            "abc",
+            "n2",
+            json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+        ),
+    ]
+}
+
+fn get_args(output: Option<&str>) -> GetArgs {
+    GetArgs {
+        trace: None,
+        all_namespaces: false,
+        output: output.map(str::to_string),
+        no_headers: false,
+        watch: false,
+    }
+}
+
+#[tokio::test]
+async fn get_shows_a_multi_node_trace_as_one_row_and_a_row_per_node_when_wide() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        for _ in 0..2 {
+            next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+                .await
+                .ok(list("JobList", two_node_trace()));
+            next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
+                .await
+                .ok(list("CronJobList", vec![]));
+        }
+    });
+    let (out, buf) = Out::buffer();
+    get_with(&ctx, &get_args(None), &out).await.unwrap();
+    let text = buf.text();
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| {
+            l.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(
+        lines[1][..4],
+        [
+            "kubectl-trace-abc",
+            "node/n1",
+            "2 nodes",
+            "1 Running, 1 Completed"
+        ],
+        "{text}"
+    );
+    let (out, buf) = Out::buffer();
+    get_with(&ctx, &get_args(Some("wide")), &out).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    let text = buf.text();
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(
+        lines[0],
+        ["NAME", "TARGET", "NODE", "STATUS", "AGE", "ID", "PODS", "IMAGE"]
+    );
+    // A row per node, each with the one trace id.
+    assert_eq!(
+        lines[1][..4],
+        ["kubectl-trace-abc-1", "node/n1", "n1", "Running"]
+    );
+    assert_eq!(
+        lines[2][..4],
+        ["kubectl-trace-abc-2", "node/n1", "n2", "Completed"]
+    );
+    assert_eq!((lines[1][5], lines[2][5]), ("abc", "abc"), "{text}");
+    assert_eq!(
+        (lines[1][6], lines[2][6]),
+        ("default/web-n1", "default/web-n2")
+    );
+}
+
+#[tokio::test]
+async fn get_jsonpath_renders_over_the_listed_objects() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", two_node_trace()));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
+            .await
+            .ok(list("CronJobList", vec![]));
+    });
+    let (out, buf) = Out::buffer();
+    let t = r#"jsonpath={range .items[*]}{.metadata.name}{"\t"}{.metadata.annotations.kubectl-trace/node}{"\n"}{end}"#;
+    get_with(&ctx, &get_args(Some(t)), &out).await.unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(
+        buf.text(),
+        "kubectl-trace-abc-1\tn1\nkubectl-trace-abc-2\tn2\n"
+    );
+}
+
+#[tokio::test]
+async fn get_rejects_a_bad_output_before_any_request() {
+    let (ctx, _h) = mock();
+    let (out, _) = Out::buffer();
+    let e = get_with(&ctx, &get_args(Some("jsonpath={.items[0")), &out)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid -o jsonpath template: unclosed action at column 1"
+    );
+    let e = get_with(&ctx, &get_args(Some("table")), &out)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid -o \"table\": use wide, json, yaml, name or jsonpath=TEMPLATE"
+    );
+}
+
+/// A watch event line as the API server streams it.
+fn watch_event(kind: &str, object: Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+#[tokio::test]
+async fn get_watch_prints_the_table_then_a_row_per_change_until_ctrl_c() {
+    let (ctx, mut h) = mock();
+    let (ctrl_c, mut interrupts) = futures::channel::mpsc::unbounded::<()>();
+    let (out, buf) = Out::buffer();
+    let watched = buf.clone();
+    let server = tokio::spawn(async move {
+        let running = || {
+            let mut j = job_obj("kubectl-trace-abc", "abc", json!({"active": 1, "ready": 1}));
+            j["metadata"]["resourceVersion"] = json!("5");
+            j
+        };
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list("JobList", vec![running()]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
+            .await
+            .ok(list("CronJobList", vec![]));
+        // The two watchers list, then watch, in whatever order they come.
+        let mut streams = Vec::new();
+        for _ in 0..4 {
+            let (req, send) = tokio::time::timeout(Duration::from_secs(10), h.next_request())
+                .await
+                .expect("the watchers' requests")
+                .expect("client alive");
+            let (path, query) = (
+                req.uri().path().to_string(),
+                req.uri().query().unwrap_or("").to_string(),
+            );
+            crate::rbac_tests::check_seen("GET", &path, &query);
+            assert_eq!(req.method(), "GET");
+            assert!(
+                unescape(&query).contains("labelSelector=app.kubernetes.io/name=kubectl-trace"),
+                "{query}"
+            );
+            let watching = query.contains("watch=true");
+            let jobs = path == "/apis/batch/v1/namespaces/default/jobs";
+            assert!(
+                jobs || path == "/apis/batch/v1/namespaces/default/cronjobs",
+                "{path}"
+            );
+            let seen = Seen {
+                method: "GET".into(),
+                path: path.clone(),
+                query: query.clone(),
+                body: Value::Null,
+                send,
+            };
+            match (jobs, watching) {
+                (true, false) => {
+                    let mut l = list("JobList", vec![running()]);
+                    l["metadata"]["resourceVersion"] = json!("5");
+                    seen.ok(l);
+                }
+                (false, false) => {
+                    let mut l = list("CronJobList", vec![]);
+                    l["metadata"]["resourceVersion"] = json!("5");
+                    seen.ok(l);
+                }
+                (_, true) => {
+                    let (tx, body) = body_channel();
+                    if jobs {
+                        let mut done = job_obj(
+                            "kubectl-trace-abc",
+                            "abc",
+                            json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+                        );
+                        done["metadata"]["resourceVersion"] = json!("6");
+                        tx.unbounded_send(Ok(Frame::data(watch_event("MODIFIED", done))))
+                            .unwrap();
+                    }
+                    seen.text(body);
+                    streams.push(tx);
+                }
+            }
+        }
+        // Ctrl-C once the change is printed; the watches stay open until then.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !watched.text().contains("Completed") {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the change is printed");
+        ctrl_c.unbounded_send(()).unwrap();
+        streams
+    });
+    let args = GetArgs {
+        watch: true,
+        ..get_args(None)
+    };
+    crate::get::get_with_interrupts(&ctx, &args, &out, &mut interrupts)
+        .await
+        .unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    let text = buf.text();
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // The table (SCHEDULE columns kept for rows to come), then one row: the change.
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(
+        lines[0][..5],
+        ["NAME", "TARGET", "NODE", "STATUS", "AGE"],
+        "{text}"
+    );
+    assert_eq!(
+        lines[1][..4],
+        ["kubectl-trace-abc", "node/n1", "n1", "Running"],
+        "{text}"
+    );
+    assert_eq!(
+        lines[2][..4],
+        ["kubectl-trace-abc", "node/n1", "n1", "Completed"],
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn delete_uses_background_propagation() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
+        // The trace's Jobs and CronJobs are listed first (tracejob::workloads).
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list(
+                "JobList",
+                vec![job_obj("kubectl-trace-abc", "abc", json!({}))],
+            ));
         let s = next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs").await;
         assert!(
             s.query.contains("labelSelector=kubectl-trace/id=abc"),
@@ -625,12 +1041,6 @@ async fn delete_uses_background_propagation() {
             s.query
         );
         s.ok(list("CronJobList", vec![]));
-        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
-            .await
-            .ok(list(
-                "JobList",
-                vec![job_obj("kubectl-trace-abc", "abc", json!({}))],
-            ));
         let s = next(
             &mut h,
             "DELETE",
@@ -695,12 +1105,12 @@ async fn delete_uses_background_propagation() {
 async fn delete_unknown_trace_fails() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
-        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
-            .await
-            .ok(list("CronJobList", vec![]));
         next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
             .await
             .ok(list("JobList", vec![]));
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/cronjobs")
+            .await
+            .ok(list("CronJobList", vec![]));
         next(&mut h, "GET", "/api/v1/namespaces/default/configmaps")
             .await
             .ok(list("ConfigMapList", vec![]));
@@ -900,6 +1310,7 @@ fn opts() -> AttachOptions {
         pod_running_timeout: Duration::from_secs(30),
         grace: 30,
         script_name: "opens.bt".to_string(),
+        concurrency: 8,
     }
 }
 
@@ -966,6 +1377,64 @@ async fn attach_waits_then_streams_the_runner_output() {
 }
 
 #[tokio::test]
+async fn attach_waits_for_the_pod_through_a_watch_not_polls() {
+    let (ctx, mut h) = mock();
+    let server = tokio::spawn(async move {
+        next(&mut h, "GET", "/apis/batch/v1/namespaces/default/jobs")
+            .await
+            .ok(list(
+                "JobList",
+                vec![job_obj("kubectl-trace-abc", "abc", json!({"active": 1}))],
+            ));
+        let mut p = trace_pod("kubectl-trace-abc-x1", "abc", "n1", None);
+        p["status"]["phase"] = json!("Pending");
+        p["status"]["containerStatuses"][0]["state"] =
+            json!({"waiting": {"reason": "ContainerCreating"}});
+        let s = next(&mut h, "GET", "/api/v1/namespaces/default/pods").await;
+        assert!(
+            s.query.contains("labelSelector=job-name=kubectl-trace-abc"),
+            "{}",
+            s.query
+        );
+        s.ok(list("PodList", vec![p]));
+        // One watch from the list's resourceVersion; the pod starts on it.
+        let s = next_watch(&mut h, "/api/v1/namespaces/default/pods").await;
+        assert!(s.query.contains("resourceVersion=1"), "{}", s.query);
+        assert!(
+            s.query.contains("labelSelector=job-name=kubectl-trace-abc"),
+            "{}",
+            s.query
+        );
+        let (tx, body) = body_channel();
+        s.text(body);
+        let mut started = trace_pod("kubectl-trace-abc-x1", "abc", "n1", None);
+        started["metadata"]["resourceVersion"] = json!("2");
+        tx.unbounded_send(Ok(Frame::data(watch_event("MODIFIED", started))))
+            .unwrap();
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1/log",
+        )
+        .await
+        .text(body_chunks(vec!["@[bash]: 7\n"]));
+        next(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/default/pods/kubectl-trace-abc-x1",
+        )
+        .await
+        .ok(terminated_pod(0));
+        tx
+    });
+    let (out, buf) = Out::buffer();
+    attach_trace(&ctx, "abc", &opts(), &out).await.unwrap();
+    drop(ctx);
+    let _tx = server.await.unwrap();
+    assert_eq!(buf.text(), "@[bash]: 7\n");
+}
+
+#[tokio::test]
 async fn attach_reports_a_failed_runner() {
     let (ctx, mut h) = mock();
     let server = tokio::spawn(async move {
@@ -1016,7 +1485,8 @@ async fn attach_explains_pod_security_rejection() {
                 "JobList",
                 vec![job_obj("kubectl-trace-abc", "abc", json!({}))],
             ));
-        // First poll: no pod yet, the Job has no failure condition.
+        // The watch of the Job's pods lists none (and stays quiet); the first check
+        // finds no failure condition on the Job.
         next(&mut h, "GET", "/api/v1/namespaces/default/pods")
             .await
             .ok(list("PodList", vec![]));
@@ -1027,10 +1497,7 @@ async fn attach_explains_pod_security_rejection() {
         )
         .await
         .ok(job_obj("kubectl-trace-abc", "abc", json!({})));
-        // Second poll: the events say why.
-        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
-            .await
-            .ok(list("PodList", vec![]));
+        // The second check: the events say why.
         next(
             &mut h,
             "GET",
@@ -1279,7 +1746,12 @@ async fn ctrl_c_while_pending_deletes_the_job_and_fails() {
         next(&mut h, "GET", "/api/v1/namespaces/default/pods")
             .await
             .ok(list("PodList", vec![p.clone()]));
+        // The wait has seen the pod (ContainerCreating) when it starts watching.
+        next_watch(&mut h, "/api/v1/namespaces/default/pods")
+            .await
+            .text(quiet_watch());
         ctrl_c.unbounded_send(()).unwrap();
+        // Ctrl-C: the stop lists the pods (the pending one is left to the Job's deletion).
         next(&mut h, "GET", "/api/v1/namespaces/default/pods")
             .await
             .ok(list("PodList", vec![p]));
@@ -1501,15 +1973,46 @@ async fn reader_starts(h: &mut Handle) -> (Value, String) {
     let pod = s.body.clone();
     let name = pod["metadata"]["name"].as_str().unwrap().to_string();
     s.json(201, pod.clone());
-    let path = format!("/api/v1/namespaces/default/pods/{name}");
-    next(h, "GET", &path).await.ok(reader_status(
+    // The wait watches that one pod: a list (still creating), then the watch (running).
+    let s = next(h, "GET", "/api/v1/namespaces/default/pods").await;
+    assert!(
+        s.query
+            .contains(&format!("fieldSelector=metadata.name={name}")),
+        "{}",
+        s.query
+    );
+    let mut pending = reader_status(
         "Pending",
         json!({"waiting": {"reason": "ContainerCreating"}}),
-    ));
-    next(h, "GET", &path)
-        .await
-        .ok(reader_status("Running", json!({"running": {}})));
+    );
+    pending["metadata"]["resourceVersion"] = json!("7");
+    let mut l = list("PodList", vec![pending]);
+    l["metadata"]["resourceVersion"] = json!("7");
+    s.ok(l);
+    let s = next_watch(h, "/api/v1/namespaces/default/pods").await;
+    let mut running = reader_status("Running", json!({"running": {}}));
+    running["metadata"]["resourceVersion"] = json!("8");
+    s.text(body_once(watch_event("MODIFIED", running).to_vec()));
     (pod, name)
+}
+
+/// The next request, which must be a watch of `path`.
+async fn next_watch(h: &mut Handle, path: &str) -> Seen {
+    let (req, send) = tokio::time::timeout(Duration::from_secs(10), h.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for a watch of {path}"))
+        .unwrap_or_else(|| panic!("client gone before a watch of {path}"));
+    let query = req.uri().query().unwrap_or("").to_string();
+    crate::rbac_tests::check_seen(req.method().as_str(), req.uri().path(), &query);
+    assert_eq!((req.method().as_str(), req.uri().path()), ("GET", path));
+    assert!(query.contains("watch=true"), "{query}");
+    Seen {
+        method: "GET".into(),
+        path: path.to_string(),
+        query: unescape(&query),
+        body: Value::Null,
+        send,
+    }
 }
 
 async fn reader_deleted(h: &mut Handle, name: &str) -> Value {
@@ -1748,16 +2251,15 @@ async fn logs_download_explains_a_reader_image_pull_failure() {
         let pod = s.body.clone();
         let name = pod["metadata"]["name"].as_str().unwrap().to_string();
         s.json(201, pod);
-        next(
-            &mut h,
-            "GET",
-            &format!("/api/v1/namespaces/default/pods/{name}"),
-        )
-        .await
-        .ok(reader_status(
-            "Pending",
-            json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}),
-        ));
+        next(&mut h, "GET", "/api/v1/namespaces/default/pods")
+            .await
+            .ok(list(
+                "PodList",
+                vec![reader_status(
+                    "Pending",
+                    json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}),
+                )],
+            ));
         reader_deleted(&mut h, &name).await;
     });
     let dest = tempfile::tempdir().unwrap();

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -995,7 +995,7 @@ pub fn reader_state(pod: &Pod, image: &str) -> ReaderState {
         let why = status.reason.or(status.message).unwrap_or(phase);
         return ReaderState::Fatal(format!("the reader pod ended: {why}"));
     }
-    if let Some(why) = crate::attach::unschedulable(status.conditions.as_deref()) {
+    if let Some(why) = crate::tracejob::unschedulable(status.conditions.as_deref()) {
         return ReaderState::Fatal(format!("the reader pod cannot be scheduled: {why}"));
     }
     if let Some(w) = state.waiting {
@@ -1033,41 +1033,57 @@ pub async fn create_reader(ctx: &Ctx, pod: &Pod) -> Result<String> {
     Ok(created.metadata.name.unwrap_or(name))
 }
 
-/// Wait until the reader pod runs.
+/// Wait until the reader pod runs: its states come from a watch of that one pod
+/// (kube-runtime's `watcher`), and the wait gives up after `timeout`.
 pub async fn wait_reader(
     ctx: &Ctx,
     ns: &str,
     name: &str,
     image: &str,
     timeout: Duration,
-    poll: Duration,
 ) -> Result<()> {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let begin = Instant::now();
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    // A watch stays quiet for long: the client without a read timeout.
+    let api: Api<Pod> = Api::namespaced(ctx.stream_client.clone(), ns);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = std::pin::pin!(watcher::watcher(api, config));
     let mut progress = Progress::new();
-    loop {
-        let pod = api
-            .get(name)
-            .await
-            .map_err(|e| unavailable(ctx.err(Op::new("get", "pods", Some(ns)).named(name))(e)))?;
-        match reader_state(&pod, image) {
-            ReaderState::Ready => {
-                progress.finish();
-                return Ok(());
-            }
-            ReaderState::Fatal(m) => return Err(unavailable(fail(m))),
-            ReaderState::Waiting(s) => {
-                progress.set(&format!("starting the reader pod {name} ({s})"));
-                if begin.elapsed() >= timeout {
-                    return Err(unavailable(fail(format!(
-                        "the reader pod {name} has not started after {} ({s}); see kubectl describe pod {name} -n {ns}",
-                        format_age(timeout.as_secs() as i64)
-                    ))));
+    let mut shown = "Pending".to_string();
+    let wait = async {
+        while let Some(event) = events.next().await {
+            let pod = match event {
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => p,
+                Ok(watcher::Event::Delete(_)) => {
+                    return Err(fail(format!("the reader pod {name} was deleted")))
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    return Err(fail(format!(
+                        "cannot follow the reader pod {name} in namespace {ns}: {e}"
+                    )))
+                }
+            };
+            match reader_state(&pod, image) {
+                ReaderState::Ready => return Ok(()),
+                ReaderState::Fatal(m) => return Err(fail(m)),
+                ReaderState::Waiting(s) => {
+                    progress.set(&format!("starting the reader pod {name} ({s})"));
+                    shown = s;
                 }
             }
         }
-        tokio::time::sleep(poll).await;
-    }
+        Err(fail(format!("the watch of the reader pod {name} ended")))
+    };
+    let r = match tokio::time::timeout(timeout, wait).await {
+        Ok(r) => r,
+        Err(_) => Err(fail(format!(
+            "the reader pod {name} has not started after {} ({shown}); see kubectl describe pod {name} -n {ns}",
+            format_age(timeout.as_secs() as i64)
+        ))),
+    };
+    progress.finish();
+    r.map_err(unavailable)
 }
 
 /// Delete the reader pod (quietly when it is already gone).
@@ -1228,12 +1244,6 @@ pub async fn read_runs(
     Ok(())
 }
 
-/// Poll interval while the reader pod starts (shorter in tests).
-#[cfg(not(test))]
-const READER_POLL: Duration = Duration::from_secs(1);
-#[cfg(test)]
-const READER_POLL: Duration = Duration::from_millis(10);
-
 /// Start a reader pod for the claim, read the runs through the [`Remote`] made for it,
 /// and delete the pod (also on errors and on Ctrl-C).
 #[allow(clippy::too_many_arguments)]
@@ -1251,7 +1261,7 @@ pub async fn read_with_reader(
     let pod = reader_pod(&ns, id, &output.claim, image, &reader_suffix());
     let name = create_reader(ctx, &pod).await?;
     let work = async {
-        wait_reader(ctx, &ns, &name, image, timeout, READER_POLL).await?;
+        wait_reader(ctx, &ns, &name, image, timeout).await?;
         let remote = remote(ctx, &ns, &name);
         read_runs(remote.as_ref(), id, output, sel, mode).await
     };

@@ -68,6 +68,8 @@ pub const REQUESTS: &[Request] = &[
     req("get", "batch", "jobs", Trace, "attach (the Job's status)"),
     req("list", "batch", "jobs", Trace, "get, logs, attach, delete"),
     req("list", "batch", "cronjobs", Trace, "get, logs, delete"),
+    req("watch", "batch", "jobs", Trace, "get -w"),
+    req("watch", "batch", "cronjobs", Trace, "get -w"),
     req(
         "delete",
         "batch",
@@ -105,6 +107,13 @@ pub const REQUESTS: &[Request] = &[
         "pods",
         Trace,
         "logs on a volume: the reader pod",
+    ),
+    req(
+        "watch",
+        "",
+        "pods",
+        Trace,
+        "attach: wait for trace pods; logs on a volume: wait for the reader pod",
     ),
     req(
         "delete",
@@ -163,6 +172,8 @@ pub const REQUESTS: &[Request] = &[
         AllNamespaces,
         "delete --all -A: reader pods",
     ),
+    req("watch", "batch", "jobs", AllNamespaces, "get -A -w"),
+    req("watch", "batch", "cronjobs", AllNamespaces, "get -A -w"),
     Request {
         beyond: Some(
             "delete --all -A also lists ConfigMaps in every namespace (their content): \
@@ -172,6 +183,7 @@ pub const REQUESTS: &[Request] = &[
     },
     // Cluster-scoped.
     req("get", "", "nodes", Cluster, "run node/NAME"),
+    req("list", "", "nodes", Cluster, "run nodes [-l SELECTOR]"),
     Request {
         beyond: Some(
             "the PodSecurity pre-check of run reads the namespace's labels when allowed, \

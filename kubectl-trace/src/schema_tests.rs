@@ -82,6 +82,7 @@ fn prepared(spec: TraceSpec, patch: Option<(&str, PatchType)>) -> Prepared {
         attach: false,
         pod_running_timeout: std::time::Duration::from_secs(60),
         script_name: "<expression>".into(),
+        concurrency: 8,
     }
 }
 

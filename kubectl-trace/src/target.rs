@@ -1,7 +1,8 @@
 //! Targets: `node/NAME`, `pod/NAME` (with `-c`), `deployment|deploy/NAME`,
-//! `statefulset|sts/NAME`, `daemonset|ds/NAME`, or `-l SELECTOR` for pods. Resolving a
+//! `statefulset|sts/NAME`, `daemonset|ds/NAME`, `-l SELECTOR` for pods, or `nodes`
+//! (every node) and `nodes -l SELECTOR` (the nodes with those labels). Resolving a
 //! target finds its pods, checks they are running, collects their container IDs and
-//! groups them per node: the trace gets one Job per node.
+//! groups them per node (or finds the Ready nodes): the trace gets one Job per node.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +24,12 @@ pub enum TargetRef {
     DaemonSet(String),
     /// `-l SELECTOR`: every matching pod.
     Selector(String),
+    /// `nodes [-l SELECTOR]`: every node, or the nodes matching the selector.
+    Nodes(Option<String>),
 }
+
+/// [`TargetRef::name`] of `nodes` without a selector.
+pub const ALL_NODES: &str = "*";
 
 impl TargetRef {
     pub fn kind(&self) -> &'static str {
@@ -34,6 +40,7 @@ impl TargetRef {
             TargetRef::StatefulSet(_) => "statefulset",
             TargetRef::DaemonSet(_) => "daemonset",
             TargetRef::Selector(_) => "selector",
+            TargetRef::Nodes(_) => "nodes",
         }
     }
 
@@ -44,12 +51,20 @@ impl TargetRef {
             | TargetRef::Deployment(n)
             | TargetRef::StatefulSet(n)
             | TargetRef::DaemonSet(n)
-            | TargetRef::Selector(n) => n,
+            | TargetRef::Selector(n)
+            | TargetRef::Nodes(Some(n)) => n,
+            TargetRef::Nodes(None) => ALL_NODES,
         }
     }
 
+    /// `node/NAME`: one node, known without asking the API.
     pub fn is_node(&self) -> bool {
         matches!(self, TargetRef::Node(_))
+    }
+
+    /// Whole nodes (`node/NAME` or `nodes`), not pods.
+    pub fn is_nodes(&self) -> bool {
+        matches!(self, TargetRef::Node(_) | TargetRef::Nodes(_))
     }
 
     /// What labels and annotations record.
@@ -57,19 +72,30 @@ impl TargetRef {
         TargetDesc {
             kind: self.kind().to_string(),
             name: self.name().to_string(),
-            namespace: (!self.is_node()).then(|| target_namespace.to_string()),
+            namespace: (!self.is_nodes()).then(|| target_namespace.to_string()),
         }
     }
 }
 
 /// Parse `TYPE/NAME` (or `-l SELECTOR`).
 pub fn parse_target(target: Option<&str>, selector: Option<&str>) -> Result<TargetRef> {
+    // `nodes`: every node, or with `-l` the nodes it selects (a node named `nodes` is
+    // still `node/nodes`).
+    if target.is_some_and(|t| t.eq_ignore_ascii_case("nodes")) {
+        return match selector.map(str::trim) {
+            None => Ok(TargetRef::Nodes(None)),
+            Some("") => Err(fail("-l needs a label selector")),
+            Some(sel) => Ok(TargetRef::Nodes(Some(sel.to_string()))),
+        };
+    }
     match (target, selector) {
-        (Some(_), Some(_)) => Err(fail("give either a TARGET or -l SELECTOR, not both")),
+        (Some(_), Some(_)) => Err(fail(
+            "give either a TARGET or -l SELECTOR, not both (nodes -l SELECTOR selects nodes)",
+        )),
         (None, Some(sel)) if sel.trim().is_empty() => Err(fail("-l needs a label selector")),
         (None, Some(sel)) => Ok(TargetRef::Selector(sel.trim().to_string())),
         (None, None) => Err(fail(
-            "missing TARGET: node/NAME, pod/NAME, deployment/NAME, statefulset/NAME, daemonset/NAME or -l SELECTOR",
+            "missing TARGET: node/NAME, nodes [-l SELECTOR], pod/NAME, deployment/NAME, statefulset/NAME, daemonset/NAME or -l SELECTOR",
         )),
         (Some(t), None) => {
             let Some((kind, name)) = t.split_once('/') else {
@@ -263,6 +289,47 @@ pub fn group_pods(
         .collect())
 }
 
+/// Whether a node's `Ready` condition is `True`.
+pub fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// One plan per Ready node (sorted by name), skipping the others with a note.
+pub fn plan_nodes(nodes: &[Node], what: &str) -> Result<Vec<NodePlan>> {
+    let mut ready = Vec::new();
+    let mut skipped = Vec::new();
+    for n in nodes {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        if node_ready(n) && n.metadata.deletion_timestamp.is_none() {
+            ready.push(name);
+        } else {
+            skipped.push(name);
+        }
+    }
+    if ready.is_empty() {
+        return Err(fail(if nodes.is_empty() {
+            format!("no nodes match {what}")
+        } else {
+            format!("none of the nodes of {what} is Ready")
+        }));
+    }
+    if !skipped.is_empty() {
+        skipped.sort();
+        eprintln!(
+            "note: skipping nodes that are not Ready: {}",
+            skipped.join(", ")
+        );
+    }
+    ready.sort();
+    Ok(ready
+        .into_iter()
+        .map(|node| NodePlan { node, pods: vec![] })
+        .collect())
+}
+
 /// Resolve a target to its per-node plans through the API.
 pub async fn resolve(
     ctx: &Ctx,
@@ -348,6 +415,18 @@ pub async fn resolve(
             list_pods(sel, format!("daemonset/{name}")).await
         }
         TargetRef::Selector(sel) => list_pods(sel.clone(), format!("-l {sel}")).await,
+        TargetRef::Nodes(sel) => {
+            let mut lp = ListParams::default();
+            if let Some(sel) = sel {
+                lp = lp.labels(sel);
+            }
+            let nodes: Vec<Node> = ctx.list(None, &lp, Op::new("list", "nodes", None)).await?;
+            let what = match sel {
+                Some(sel) => format!("nodes -l {sel}"),
+                None => "the cluster".to_string(),
+            };
+            plan_nodes(&nodes, &what)
+        }
     }
 }
 
@@ -424,6 +503,24 @@ pub mod tests {
             .contains("write TYPE/NAME"));
         assert!(parse_target(Some("svc/x"), None).is_err());
         assert!(parse_target(Some("node/x"), Some("a=b")).is_err());
+        // `nodes`: every node, or the nodes a selector picks.
+        assert_eq!(
+            parse_target(Some("nodes"), None).unwrap(),
+            TargetRef::Nodes(None)
+        );
+        assert_eq!(
+            parse_target(Some("nodes"), Some(" pool=gpu ")).unwrap(),
+            TargetRef::Nodes(Some("pool=gpu".into()))
+        );
+        assert_eq!(
+            parse_target(Some("node/nodes"), None).unwrap(),
+            TargetRef::Node("nodes".into())
+        );
+        assert!(parse_target(Some("nodes"), Some(" ")).is_err());
+        let t = TargetRef::Nodes(None).describe("apps");
+        assert_eq!(t.display(), "nodes/*");
+        let t = TargetRef::Nodes(Some("pool=gpu".into())).describe("apps");
+        assert_eq!(t.display(), "nodes/pool=gpu");
         assert!(parse_target(None, None).is_err());
     }
 
@@ -500,6 +597,33 @@ pub mod tests {
                 .unwrap_err()
                 .to_string(),
             "no pods match deployment/x"
+        );
+    }
+
+    #[test]
+    fn only_ready_nodes_are_planned() {
+        let node = |name: &str, ready: &str| -> Node {
+            serde_json::from_value(json!({"metadata": {"name": name},
+                "status": {"conditions": [{"type": "Ready", "status": ready}]}}))
+            .unwrap()
+        };
+        let plans = plan_nodes(
+            &[node("b", "True"), node("c", "Unknown"), node("a", "True")],
+            "the cluster",
+        )
+        .unwrap();
+        let names: Vec<&str> = plans.iter().map(|p| p.node.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(plans.iter().all(|p| p.pods.is_empty()));
+        assert_eq!(
+            plan_nodes(&[node("c", "False")], "nodes -l x=y")
+                .unwrap_err()
+                .to_string(),
+            "none of the nodes of nodes -l x=y is Ready"
+        );
+        assert_eq!(
+            plan_nodes(&[], "nodes -l x=y").unwrap_err().to_string(),
+            "no nodes match nodes -l x=y"
         );
     }
 }

@@ -640,3 +640,20 @@ fn kubectl_complete_trace_offers_scripts_and_trace_ids() {
     // No cluster: no candidates, still a valid answer.
     assert_eq!(complete(&["attach", ""], None), ":4\n");
 }
+
+#[test]
+fn a_bad_get_output_is_one_line_before_any_connection() {
+    // No kubeconfig at all: the template is refused first, as one line.
+    let out = plugin(&["get", "-o", "jsonpath={.items[0"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: invalid -o jsonpath template: unclosed action at column 1\n"
+    );
+    let out = plugin(&["get", "-o", "tabel"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: invalid -o \"tabel\": use wide, json, yaml, name or jsonpath=TEMPLATE\n"
+    );
+}

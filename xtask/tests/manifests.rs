@@ -192,8 +192,13 @@ fn manifests_hold_what_they_promise() {
         &["deployments", "statefulsets", "daemonsets"],
         &["get"],
     );
-    add(&mut expected, "", &["nodes"], &["get"]);
-    add(&mut expected, "batch", &["jobs", "cronjobs"], &["list"]);
+    add(&mut expected, "", &["nodes"], &["get", "list"]);
+    add(
+        &mut expected,
+        "batch",
+        &["jobs", "cronjobs"],
+        &["list", "watch"],
+    );
     assert_eq!(cluster, expected);
     // ... and every write (pods, pods/exec included) only in the trace namespace.
     let role = object(&objects, "Role", "kubectl-trace-user");
@@ -203,13 +208,13 @@ fn manifests_hold_what_they_promise() {
         &mut expected,
         "batch",
         &["jobs"],
-        &["create", "get", "list", "delete"],
+        &["create", "get", "list", "watch", "delete"],
     );
     add(
         &mut expected,
         "batch",
         &["cronjobs"],
-        &["create", "list", "delete"],
+        &["create", "list", "watch", "delete"],
     );
     add(
         &mut expected,
@@ -221,7 +226,7 @@ fn manifests_hold_what_they_promise() {
         &mut expected,
         "",
         &["pods"],
-        &["get", "list", "create", "delete"],
+        &["get", "list", "watch", "create", "delete"],
     );
     add(&mut expected, "", &["pods/exec"], &["create"]);
     add(&mut expected, "", &["pods/log"], &["get"]);

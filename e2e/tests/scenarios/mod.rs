@@ -407,6 +407,85 @@ fn deployment_merge_adds_the_pods_exact_counts() {
     let (status, out, err) = env.run(&["logs", &id, "--merge"]);
     assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
     check(&out, &err);
+fn nodes_targets_make_one_trace_with_a_row_per_node() {
+    let Some(env) = setup("nodes_targets_make_one_trace_with_a_row_per_node") else {
+        return;
+    };
+    const HELLO: &str = r#"BEGIN { printf("hello\n"); exit(); }"#;
+    // `get -w` meanwhile: the (empty) table, then a row each time a trace changes.
+    let mut watch = env.spawn(&["get", "-w"]);
+    watch.wait_for("NAME", 1, Duration::from_secs(30));
+
+    // Every node: one trace id, a Job per node, the output prefixed per node.
+    let (status, out, err) = env.run(&["run", "nodes", "-a", "-e", HELLO]);
+    assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
+    let id = trace_id(&out);
+    for n in e2e::cluster::NODES {
+        let want = format!("[node/{n}] hello");
+        assert!(
+            out.lines().any(|l| l.trim() == want),
+            "no {want:?} in stdout:\n{out}\nstderr:\n{err}"
+        );
+    }
+    let (status, out, err) = env.run(&["get"]);
+    assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains(&id)).collect();
+    assert_eq!(rows.len(), 1, "one row per trace:\n{out}");
+    assert!(
+        rows[0].starts_with(&format!("kubectl-trace-{id} ")) && rows[0].contains(" 2 nodes "),
+        "{out}"
+    );
+    let (status, out, err) = env.run(&["get", "-o", "wide"]);
+    assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
+    let mut nodes: Vec<&str> = out
+        .lines()
+        .filter(|l| l.split_whitespace().any(|c| c == id))
+        .map(|l| l.split_whitespace().nth(2).unwrap_or(""))
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, e2e::cluster::NODES, "a row per node:\n{out}");
+    let (status, out, err) = env.run(&[
+        "get",
+        &id,
+        "-o",
+        r#"jsonpath={range .items[*]}{.spec.template.spec.nodeName}{"\n"}{end}"#,
+    ]);
+    assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
+    let mut nodes: Vec<&str> = out.lines().collect();
+    nodes.sort();
+    assert_eq!(nodes, e2e::cluster::NODES, "{out}");
+
+    // By label: only node-b.
+    let (status, out, err) = env.run(&[
+        "run",
+        "nodes",
+        "-l",
+        "kubernetes.io/hostname=node-b",
+        "-a",
+        "-e",
+        HELLO,
+    ]);
+    assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
+    let id2 = trace_id(&out);
+    assert!(out.lines().any(|l| l.trim() == "hello"), "{out}");
+    let nodes: Vec<String> = env
+        .jobs(&format!("kubectl-trace/id={id2}"))
+        .iter()
+        .map(|j| {
+            j["spec"]["template"]["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(nodes, ["node-b"]);
+
+    // The watch saw both traces; Ctrl-C ends it cleanly.
+    watch.wait_for(&format!("kubectl-trace-{id2} "), 1, Duration::from_secs(30));
+    watch.signal(libc::SIGINT);
+    let (status, out, err) = watch.finish(Duration::from_secs(10));
+    assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains(&format!("kubectl-trace-{id} ")), "{out}");
 }
 
 /// A scheduled node trace writing to claim `traces`, run twice: its id and the run

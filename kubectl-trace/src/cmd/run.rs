@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use clap::Args;
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim};
 use kube::api::{Api, DeleteParams, PostParams};
@@ -53,7 +54,8 @@ Exit status: 0 on success, 2 when the script has an error (nothing is created), 
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
-    /// node/NAME, pod/NAME, deployment/NAME, statefulset/NAME or daemonset/NAME
+    /// node/NAME, nodes (every node, or with -l the nodes it selects), pod/NAME,
+    /// deployment/NAME, statefulset/NAME or daemonset/NAME
     #[arg(value_name = "TARGET")]
     pub target: Option<String>,
 
@@ -81,7 +83,7 @@ pub struct RunArgs {
     #[arg(short = 'c', long, value_name = "CONTAINER")]
     pub container: Option<String>,
 
-    /// Trace the pods matching this label selector
+    /// Trace the pods matching this label selector (after `nodes`: the nodes)
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,
 
@@ -160,6 +162,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "DUR", default_value = "5m")]
     pub pod_running_timeout: String,
 
+    /// At most this many Jobs are created, and with -a followed, at once
+    #[arg(long, value_name = "N", default_value_t = attach::DEFAULT_CONCURRENCY,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
     /// Run on a cron schedule (a CronJob; needs --deadline)
     #[arg(long, value_name = "CRON")]
     pub schedule: Option<String>,
@@ -204,6 +211,8 @@ pub struct Prepared {
     pub pod_running_timeout: Duration,
     /// The program's name for messages (the user's file, `<expression>`, `NAME.bt`).
     pub script_name: String,
+    /// At most this many Jobs are created, or followed, at once.
+    pub concurrency: usize,
 }
 
 fn dur(flag: &str, text: &str) -> Result<u64> {
@@ -250,12 +259,12 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
     if let Some(ns) = &args.target_namespace {
         crate::names::namespace("--target-namespace", ns)?;
     }
-    if container.is_some() && target.is_node() {
+    if container.is_some() && target.is_nodes() {
         return Err(fail(
             "-c/--container needs a pod, workload or -l target, not a node",
         ));
     }
-    if need_single && target.is_node() {
+    if need_single && target.is_nodes() {
         return Err(fail(
             "the script uses $container_pid, which needs a pod target",
         ));
@@ -378,6 +387,7 @@ pub fn prepare(args: &RunArgs, namespace: &str) -> Result<Prepared> {
         attach: args.attach,
         pod_running_timeout,
         script_name,
+        concurrency: usize::from(args.concurrency.max(1)),
     })
 }
 
@@ -499,16 +509,53 @@ pub async fn run_with(ctx: &Ctx, p: &Prepared, out: &Out) -> Result<Created> {
         id: p.spec.id.clone(),
         workloads: vec![],
     };
-    for (objs, plan) in objs.into_iter().zip(&plans) {
-        let name = objs.workload.name();
-        if let Err(e) = create_one(ctx, ns, objs).await {
-            // Leave nothing half-made behind.
-            for (n, _) in &created.workloads {
-                let _ = delete_workload(ctx, ns, n, p.spec.schedule.is_some()).await;
+    // At most `concurrency` creations at once; after a failure no new one starts, and
+    // whatever was made is deleted (leave nothing half-made behind).
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let creations = objs
+        .into_iter()
+        .zip(&plans)
+        .enumerate()
+        .map(|(i, (objs, plan))| {
+            let failed = &failed;
+            async move {
+                let name = objs.workload.name();
+                if failed.load(std::sync::atomic::Ordering::SeqCst) {
+                    return (i, name, plan.node.clone(), None);
+                }
+                let r = create_one(ctx, ns, objs).await;
+                if r.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                (i, name, plan.node.clone(), Some(r))
             }
-            return Err(e);
+        });
+    let mut results: Vec<_> = futures::stream::iter(creations)
+        .buffer_unordered(p.concurrency.max(1))
+        .collect()
+        .await;
+    results.sort_by_key(|r| r.0);
+    let mut first_error = None;
+    for (_, name, node, r) in results {
+        match r {
+            Some(Ok(())) => created.workloads.push((name, node)),
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            None => {}
         }
-        created.workloads.push((name, plan.node.clone()));
+    }
+    if let Some(e) = first_error {
+        let cron = p.spec.schedule.is_some();
+        let deletions = created
+            .workloads
+            .iter()
+            .map(|(n, _)| delete_workload(ctx, ns, n, cron));
+        let _: Vec<_> = futures::stream::iter(deletions)
+            .buffer_unordered(p.concurrency.max(1))
+            .collect()
+            .await;
+        return Err(e);
     }
     let kind = if p.spec.schedule.is_some() {
         "cronjob"
@@ -536,6 +583,7 @@ pub async fn run_with(ctx: &Ctx, p: &Prepared, out: &Out) -> Result<Created> {
             pod_running_timeout: p.pod_running_timeout,
             grace: p.spec.grace,
             script_name: p.script_name.clone(),
+            concurrency: p.concurrency,
         };
         if p.spec.merge {
             let maps = crate::merge::Collector::default();

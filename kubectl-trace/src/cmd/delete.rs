@@ -12,9 +12,9 @@ use kube::api::{Api, DeleteParams, ListParams};
 use crate::client::{is_not_found, Ctx};
 use crate::errors::{fail, Op, Result};
 use crate::kubeconfig::GlobalArgs;
-use crate::manifest::{app_selector, id_selector, LABEL_ID};
 use crate::persisted::{COMPONENT_READER, LABEL_COMPONENT};
 use crate::progress::Out;
+use crate::tracejob::{self, trace_key};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -52,19 +52,9 @@ async fn delete_matching(
     let lp = ListParams::default().labels(selector);
     let dp = DeleteParams::background();
     let mut seen = BTreeSet::new();
-    let key = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-        (
-            m.namespace.clone().unwrap_or_default(),
-            m.labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_ID).cloned())
-                .unwrap_or_default(),
-        )
-    };
+    let key = trace_key;
 
-    let cronjobs: Vec<CronJob> = ctx
-        .list(ns, &lp, Op::new("list", "cronjobs.batch", ns))
-        .await?;
+    let tracejob::Workloads { jobs, cronjobs } = tracejob::workloads(ctx, ns, selector).await?;
     for c in &cronjobs {
         let (cns, _) = key(&c.metadata);
         let name = c.metadata.name.clone().unwrap_or_default();
@@ -82,7 +72,6 @@ async fn delete_matching(
         seen.insert(key(&c.metadata));
     }
 
-    let jobs: Vec<Job> = ctx.list(ns, &lp, Op::new("list", "jobs.batch", ns)).await?;
     for j in &jobs {
         let (jns, _) = key(&j.metadata);
         let name = j.metadata.name.clone().unwrap_or_default();
@@ -150,7 +139,7 @@ pub async fn delete_with(ctx: &Ctx, args: &DeleteArgs, out: &Out) -> Result<()> 
     let ns = ctx.namespace.as_str();
     if args.all {
         let scope = (!args.all_namespaces).then_some(ns);
-        let done = delete_matching(ctx, scope, &app_selector()).await?;
+        let done = delete_matching(ctx, scope, &tracejob::selector(None)).await?;
         if done.is_empty() {
             eprintln!("No traces found.");
         }
@@ -171,7 +160,7 @@ pub async fn delete_with(ctx: &Ctx, args: &DeleteArgs, out: &Out) -> Result<()> 
         .collect::<Result<Vec<_>>>()?;
     let mut missing = Vec::new();
     for id in ids {
-        let done = delete_matching(ctx, Some(ns), &id_selector(&id)).await?;
+        let done = delete_matching(ctx, Some(ns), &tracejob::selector(Some(&id))).await?;
         if done.is_empty() {
             missing.push(id);
         } else {

@@ -17,16 +17,19 @@ use futures::future::BoxFuture;
 use futures::{AsyncBufReadExt, FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, AttachParams, DeleteParams, ListParams, LogParams};
+use kube::runtime::{watcher, WatchStreamExt};
 use tokio::io::AsyncReadExt;
 use trace_contract::exit;
 
 use crate::client::{is_not_found, Ctx};
 use crate::errors::{fail, pod_security_message, Error, Op, Result};
 use crate::kubeconfig::GlobalArgs;
-use crate::manifest::{id_selector, ANN_NODE, ANN_PODS, CONTAINER_NAME, LABEL_NODE, PROGRAMS_DIR};
+use crate::manifest::{id_selector, CONTAINER_NAME, PROGRAMS_DIR};
 use crate::progress::{Out, Progress};
+use crate::tracejob::{
+    classify, job_node, job_prefix, runner_running, trace_jobs, JobPods, PodState,
+};
 use crate::util::{format_age, parse_duration};
 
 pub const EXAMPLES: &str = "\
@@ -49,7 +52,15 @@ pub struct AttachArgs {
     /// trace started with `run --merge`)
     #[arg(long)]
     pub merge: bool,
+    /// At most this many nodes' pods are waited for and streamed at once (the others
+    /// follow as they end; their output is kept meanwhile)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
 }
+
+/// How many nodes are created, waited for or streamed at once by default.
+pub const DEFAULT_CONCURRENCY: u16 = 8;
 
 #[derive(Debug, Clone)]
 pub struct AttachOptions {
@@ -58,12 +69,14 @@ pub struct AttachOptions {
     pub grace: u64,
     /// The program's name in messages from the node (the user's file, `<expression>`).
     pub script_name: String,
+    /// At most this many Jobs are waited for and streamed at once.
+    pub concurrency: usize,
 }
 
 /// The program's name in node messages when the user's file name is not known.
 pub const UNKNOWN_SCRIPT: &str = "program.bt";
 
-/// Poll interval while waiting for pods.
+/// Wait between attempts to open the log stream of a container still being created.
 const POLL: Duration = Duration::from_millis(1000);
 
 /// `kubectl trace attach`.
@@ -83,6 +96,7 @@ pub async fn execute(args: AttachArgs, global: &GlobalArgs) -> Result<()> {
         pod_running_timeout: Duration::from_secs(timeout),
         grace,
         script_name: UNKNOWN_SCRIPT.to_string(),
+        concurrency: usize::from(args.concurrency),
     };
     if args.merge {
         crate::merge::check_trace(&id, &jobs)?;
@@ -91,66 +105,6 @@ pub async fn execute(args: AttachArgs, global: &GlobalArgs) -> Result<()> {
         return crate::merge::finish_after(followed, &id, &maps, jobs.len(), &out);
     }
     attach_trace(&ctx, &id, &opts, &Out::stdout()).await
-}
-
-/// The Jobs of a trace, newest first per node (a scheduled trace has one per run).
-pub async fn trace_jobs(ctx: &Ctx, ns: &str, id: &str) -> Result<Vec<Job>> {
-    let lp = ListParams::default().labels(&id_selector(id));
-    let list: Vec<Job> = ctx
-        .list(Some(ns), &lp, Op::new("list", "jobs.batch", Some(ns)))
-        .await?;
-    let mut newest: BTreeMap<String, Job> = BTreeMap::new();
-    for job in list {
-        let node = job_node(&job);
-        let newer = match newest.get(&node) {
-            Some(old) => job.metadata.creation_timestamp > old.metadata.creation_timestamp,
-            None => true,
-        };
-        if newer {
-            newest.insert(node, job);
-        }
-    }
-    if newest.is_empty() {
-        return Err(fail(format!(
-            "trace {id} has no job in namespace {ns} (see kubectl trace get)"
-        )));
-    }
-    Ok(newest.into_values().collect())
-}
-
-/// The node a Job runs on, from its annotation (or label).
-pub fn job_node(job: &Job) -> String {
-    job.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ANN_NODE).cloned())
-        .or_else(|| {
-            job.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_NODE).cloned())
-        })
-        .unwrap_or_default()
-}
-
-/// The prefix of a Job's output lines when several are streamed: the pod when the Job
-/// traces exactly one, the node otherwise.
-pub fn job_prefix(job: &Job) -> String {
-    prefix_for(&job.metadata, &job_node(job))
-}
-
-/// The output prefix from an object's annotations (Jobs and trace pods carry them).
-pub fn prefix_for(meta: &ObjectMeta, node: &str) -> String {
-    let ann = meta.annotations.clone().unwrap_or_default();
-    let pods = ann.get(ANN_PODS).cloned().unwrap_or_default();
-    let pods: Vec<&str> = pods.split(',').filter(|s| !s.is_empty()).collect();
-    if pods.len() == 1 {
-        let name = pods[0].rsplit('/').next().unwrap_or(pods[0]);
-        format!("[pod/{name}] ")
-    } else {
-        let node = ann.get(ANN_NODE).map(String::as_str).unwrap_or(node);
-        format!("[node/{node}] ")
-    }
 }
 
 /// Shared start-up state of all the trace's pods, shown in one spinner.
@@ -214,70 +168,6 @@ impl Starting {
     }
 }
 
-/// How a pod stands, for the waiting loop.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PodState {
-    /// Still coming up: what to show.
-    Waiting(String),
-    /// The runner container runs or has run: stream its logs.
-    Started,
-    /// It will never start: why.
-    Fatal(String),
-}
-
-/// Classify a trace pod.
-pub fn classify(pod: &Pod, node: &str) -> PodState {
-    let status = pod.status.clone().unwrap_or_default();
-    let phase = status.phase.clone().unwrap_or_else(|| "Pending".into());
-    let cs = status
-        .container_statuses
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| c.name == CONTAINER_NAME);
-    let state = cs
-        .as_ref()
-        .and_then(|c| c.state.clone())
-        .unwrap_or_default();
-    if state.running.is_some() || state.terminated.is_some() {
-        return PodState::Started;
-    }
-    if phase == "Failed" || phase == "Succeeded" {
-        let reason = status.reason.unwrap_or_else(|| phase.clone());
-        let msg = status.message.unwrap_or_default();
-        return PodState::Fatal(format!(
-            "the trace pod on node/{node} did not start: {reason}{}",
-            if msg.is_empty() {
-                String::new()
-            } else {
-                format!(": {msg}")
-            }
-        ));
-    }
-    if let Some(why) = unschedulable(status.conditions.as_deref()) {
-        return PodState::Fatal(format!(
-            "the trace pod cannot be scheduled on node/{node}: {why}"
-        ));
-    }
-    if let Some(w) = state.waiting {
-        let reason = w.reason.unwrap_or_default();
-        let msg = w.message.unwrap_or_default();
-        let image = cs.as_ref().map(|c| c.image.clone()).unwrap_or_default();
-        return match reason.as_str() {
-            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
-                PodState::Fatal(format!(
-                    "node/{node} cannot pull the runner image {image} ({reason}): {msg} (choose another with --image)"
-                ))
-            }
-            "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
-                PodState::Fatal(format!("the trace container cannot start on node/{node} ({reason}): {msg}"))
-            }
-            "" => PodState::Waiting(phase),
-            r => PodState::Waiting(r.to_string()),
-        };
-    }
-    PodState::Waiting(phase)
-}
-
 /// Why a Job cannot make its pod, from its status and events; `None` while all is well.
 async fn job_trouble(
     ctx: &Ctx,
@@ -328,19 +218,6 @@ async fn job_trouble(
     Ok(None)
 }
 
-/// The newest pod of a Job (by the controller's `job-name` label).
-async fn job_pod(ctx: &Ctx, ns: &str, job: &str) -> Result<Option<Pod>> {
-    let lp = ListParams::default().labels(&format!("job-name={job}"));
-    let list: Vec<Pod> = ctx
-        .list(Some(ns), &lp, Op::new("list", "pods", Some(ns)))
-        .await?;
-    Ok(list.into_iter().max_by(|a, b| {
-        a.metadata
-            .creation_timestamp
-            .cmp(&b.metadata.creation_timestamp)
-    }))
-}
-
 /// Latest warning event of a pod, to show while waiting (e.g. FailedMount).
 async fn pod_warning(ctx: &Ctx, ns: &str, pod: &str) -> Option<String> {
     let lp = ListParams::default().fields(&format!(
@@ -360,7 +237,20 @@ async fn pod_warning(ctx: &Ctx, ns: &str, pod: &str) -> Option<String> {
         })
 }
 
-/// Wait until the Job's pod has started its runner; `None` when stopped meanwhile.
+/// How often, while a pod is awaited, the Job's own troubles (its conditions and
+/// FailedCreate events) and the pod's warnings are looked up, and the timeout checked.
+#[cfg(not(test))]
+const CHECK: Duration = Duration::from_secs(2);
+#[cfg(test)]
+const CHECK: Duration = Duration::from_millis(20);
+
+/// Consecutive watch errors tolerated (the watcher relists, with a backoff) before the
+/// wait fails.
+const WATCH_ERRORS: u32 = 5;
+
+/// Wait until the Job's pod has started its runner; `None` when stopped meanwhile. The
+/// pod's states come from a watch of the Job's pods (kube-runtime's `watcher`); the
+/// Job's conditions and events are checked every [`CHECK`] while it has no pod.
 async fn wait_started(
     ctx: &Ctx,
     ns: &str,
@@ -370,45 +260,86 @@ async fn wait_started(
     starting: &Starting,
 ) -> Result<Option<Pod>> {
     let begin = Instant::now();
+    // A watch stays quiet for long: the client without a read timeout.
+    let api: Api<Pod> = Api::namespaced(ctx.stream_client.clone(), ns);
+    let config = watcher::Config::default().labels(&format!("job-name={job}"));
+    let mut events = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+    let mut pods = JobPods::default();
+    let mut listed = false;
+    let mut errors = 0;
+    let mut warning: Option<String> = None;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + CHECK, CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut i: u64 = 0;
     loop {
-        i += 1;
         if starting.is_cancelled(job) {
             return Ok(None);
         }
-        match job_pod(ctx, ns, job).await? {
-            Some(pod) => match classify(&pod, node) {
-                PodState::Started => return Ok(Some(pod)),
-                PodState::Fatal(m) => return Err(fail(m)),
-                PodState::Waiting(s) => {
-                    let mut shown = s;
-                    if begin.elapsed() > Duration::from_secs(5) && i.is_multiple_of(5) {
-                        if let Some(w) =
-                            pod_warning(ctx, ns, pod.metadata.name.as_deref().unwrap_or("")).await
-                        {
-                            shown = format!("{shown} ({w})");
+        tokio::select! {
+            biased;
+            event = events.next() => {
+                match event {
+                    Some(Ok(e)) => {
+                        errors = 0;
+                        if !pods.apply(e) {
+                            continue;
+                        }
+                        listed = true;
+                    }
+                    Some(Err(e)) => {
+                        errors += 1;
+                        if errors >= WATCH_ERRORS {
+                            return Err(fail(format!(
+                                "cannot follow the pod of job {job} in namespace {ns}: {e}"
+                            )));
+                        }
+                        continue;
+                    }
+                    None => return Err(fail(format!("the watch of job {job}'s pods ended"))),
+                }
+            }
+            _ = tick.tick() => {
+                i += 1;
+                if begin.elapsed() > opts.pod_running_timeout {
+                    return Err(fail(format!(
+                        "the trace pod on node/{node} has not started after {}; see kubectl describe job {job} -n {ns}",
+                        format_age(opts.pod_running_timeout.as_secs() as i64)
+                    )));
+                }
+                if !listed {
+                    continue;
+                }
+                match pods.newest() {
+                    None => {
+                        if starting.stopped.load(Ordering::SeqCst) {
+                            return Ok(None);
+                        }
+                        if let Some(why) = job_trouble(ctx, ns, job, i.is_multiple_of(2)).await? {
+                            return Err(fail(why));
                         }
                     }
+                    Some(pod) if begin.elapsed() > Duration::from_secs(5) && i.is_multiple_of(3) => {
+                        let name = pod.metadata.name.clone().unwrap_or_default();
+                        warning = pod_warning(ctx, ns, &name).await;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        match pods.newest() {
+            Some(pod) => match classify(pod, node) {
+                PodState::Started => return Ok(Some(pod.clone())),
+                PodState::Fatal(m) => return Err(fail(m)),
+                PodState::Waiting(s) => {
+                    let shown = match &warning {
+                        Some(w) => format!("{s} ({w})"),
+                        None => s,
+                    };
                     starting.set(node, &shown);
                 }
             },
-            None => {
-                if starting.stopped.load(Ordering::SeqCst) {
-                    return Ok(None);
-                }
-                if let Some(why) = job_trouble(ctx, ns, job, i.is_multiple_of(2)).await? {
-                    return Err(fail(why));
-                }
-                starting.set(node, "waiting for the Job to create the pod");
-            }
+            None => starting.set(node, "waiting for the Job to create the pod"),
         }
-        if begin.elapsed() > opts.pod_running_timeout {
-            return Err(fail(format!(
-                "the trace pod on node/{node} has not started after {}; see kubectl describe job {job} -n {ns}",
-                format_age(opts.pod_running_timeout.as_secs() as i64)
-            )));
-        }
-        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -622,16 +553,6 @@ pub struct StopReport {
     pub left: Vec<(String, String, String)>,
 }
 
-/// Whether a pod's runner container is running now.
-fn runner_running(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.name == CONTAINER_NAME))
-        .and_then(|c| c.state.as_ref())
-        .is_some_and(|s| s.running.is_some())
-}
-
 /// Stop a trace gracefully and keep its output: every running runner is told to stop
 /// (`stop`; on failure its pod is deleted with the grace period, as a fallback), and
 /// every Job whose pod has not started yet is deleted (nothing ran there).
@@ -801,7 +722,13 @@ pub async fn attach_trace_with(
         let (starting, ns) = (starting.clone(), ns.clone());
         async move { follow_job(ctx, &ns, job, &prefix, opts, &starting, out).await }
     });
-    let mut all = Box::pin(futures::future::join_all(follows));
+    // Bounded: a trace over many nodes follows `concurrency` of them at once; the
+    // others are followed as those end (their logs are read from the start).
+    let mut all = Box::pin(
+        futures::stream::iter(follows)
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect::<Vec<_>>(),
+    );
     let mut report: Option<StopReport> = None;
     let leave = |starting: &Starting, report: Option<&StopReport>| {
         let mut p = starting.progress.lock().unwrap_or_else(|e| e.into_inner());
@@ -894,88 +821,5 @@ pub fn combine(errors: Vec<Error>) -> Result<()> {
             .map(|t| t.strip_prefix("error: ").map(str::to_string).unwrap_or(t))
             .collect();
         Err(fail(texts.join("\nerror: ")))
-    }
-}
-
-/// The scheduler's message when a pod's `PodScheduled` condition says `Unschedulable`.
-pub(crate) fn unschedulable(
-    conditions: Option<&[k8s_openapi::api::core::v1::PodCondition]>,
-) -> Option<String> {
-    conditions?
-        .iter()
-        .find(|c| {
-            c.type_ == "PodScheduled"
-                && c.status == "False"
-                && c.reason.as_deref() == Some("Unschedulable")
-        })
-        .map(|c| c.message.clone().unwrap_or_default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn pod(status: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({
-            "metadata": {"name": "p"},
-            "spec": {"containers": [{"name": "trace-runner"}]},
-            "status": status
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn classify_states() {
-        let p = pod(json!({"phase": "Pending"}));
-        assert_eq!(classify(&p, "n1"), PodState::Waiting("Pending".into()));
-        let p = pod(json!({"phase": "Pending", "containerStatuses": [{
-            "name": "trace-runner", "image": "img:1", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": "ContainerCreating"}}}]}));
-        assert_eq!(
-            classify(&p, "n1"),
-            PodState::Waiting("ContainerCreating".into())
-        );
-        let p = pod(json!({"phase": "Pending", "containerStatuses": [{
-            "name": "trace-runner", "image": "img:1", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}));
-        match classify(&p, "n1") {
-            PodState::Fatal(m) => assert!(
-                m.contains("cannot pull the runner image img:1 (ImagePullBackOff)"),
-                "{m}"
-            ),
-            s => panic!("{s:?}"),
-        }
-        let p = pod(
-            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
-            "reason": "Unschedulable", "message": "0/3 nodes are available"}]}),
-        );
-        assert!(
-            matches!(classify(&p, "n1"), PodState::Fatal(m) if m.contains("cannot be scheduled"))
-        );
-        let p = pod(
-            json!({"phase": "Failed", "reason": "OutOfcpu", "message": "Node didn't have enough resource"}),
-        );
-        assert!(matches!(classify(&p, "n1"), PodState::Fatal(m) if m.contains("OutOfcpu")));
-        let p = pod(json!({"phase": "Running", "containerStatuses": [{
-            "name": "trace-runner", "image": "img:1", "imageID": "", "ready": true, "restartCount": 0,
-            "state": {"running": {}}}]}));
-        assert_eq!(classify(&p, "n1"), PodState::Started);
-    }
-
-    #[test]
-    fn prefixes() {
-        let job: Job = serde_json::from_value(json!({
-            "metadata": {"name": "kubectl-trace-x-1", "annotations": {
-                "kubectl-trace/node": "n1", "kubectl-trace/pods": "prod/web-0"}}
-        }))
-        .unwrap();
-        assert_eq!(job_prefix(&job), "[pod/web-0] ");
-        let job: Job = serde_json::from_value(json!({
-            "metadata": {"name": "kubectl-trace-x-1", "annotations": {
-                "kubectl-trace/node": "n1", "kubectl-trace/pods": "prod/web-0,prod/web-1"}}
-        }))
-        .unwrap();
-        assert_eq!(job_prefix(&job), "[node/n1] ");
     }
 }

@@ -5,20 +5,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ListParams, LogParams};
+use kube::api::{Api, LogParams};
 
-use crate::attach::{prefix_for, stream_logs};
+use crate::attach::stream_logs;
 use crate::client::Ctx;
 use crate::errors::{fail, Op, Result};
 use crate::kubeconfig::GlobalArgs;
-use crate::manifest::{id_selector, PvcOutput, ANN_OUTPUT, CONTAINER_NAME, OUTPUT_DIR};
-use crate::persisted::{
-    self, is_unavailable, Mode, Remote, Selection, COMPONENT_READER, LABEL_COMPONENT, READER_IMAGE,
-};
+use crate::manifest::{PvcOutput, ANN_OUTPUT, CONTAINER_NAME, OUTPUT_DIR};
+use crate::persisted::{self, is_unavailable, Mode, Remote, Selection, READER_IMAGE};
 use crate::progress::Out;
+use crate::tracejob::{self, pod_prefix, trace_pods};
 use crate::util::parse_duration;
 
 pub const EXAMPLES: &str = "\
@@ -130,42 +128,13 @@ pub async fn execute(args: LogsArgs, global: &GlobalArgs) -> Result<()> {
     let ctx = Ctx::connect(global).await?;
     if args.merge {
         let id = crate::names::trace_id(&args.trace)?;
-        let jobs = crate::attach::trace_jobs(&ctx, &ctx.namespace, &id).await?;
+        let jobs = crate::tracejob::trace_jobs(&ctx, &ctx.namespace, &id).await?;
         crate::merge::check_trace(&id, &jobs)?;
         let (maps, out) = (crate::merge::Collector::default(), Out::stdout());
         let shown = logs_with(&ctx, &args, &out.with_maps(&maps)).await;
         return crate::merge::finish_after(shown, &id, &maps, jobs.len(), &out);
     }
     logs_with(&ctx, &args, &Out::stdout()).await
-}
-
-/// The pods of a trace (its runner pods, not its reader pods), oldest first.
-pub async fn trace_pods(ctx: &Ctx, ns: &str, id: &str) -> Result<Vec<Pod>> {
-    let lp = ListParams::default().labels(&id_selector(id));
-    let mut pods: Vec<Pod> = ctx
-        .list::<Pod>(Some(ns), &lp, Op::new("list", "pods", Some(ns)))
-        .await?
-        .into_iter()
-        .filter(|p| {
-            p.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_COMPONENT))
-                .map(String::as_str)
-                != Some(COMPONENT_READER)
-        })
-        .collect();
-    pods.sort_by(|a, b| {
-        (
-            a.metadata.creation_timestamp.clone(),
-            a.metadata.name.clone(),
-        )
-            .cmp(&(
-                b.metadata.creation_timestamp.clone(),
-                b.metadata.name.clone(),
-            ))
-    });
-    Ok(pods)
 }
 
 /// The volume output of a pod template (annotation, else the `output` volume and the
@@ -205,14 +174,9 @@ pub fn output_of(meta: Option<&ObjectMeta>, spec: Option<&PodSpec>) -> Option<Pv
 
 /// Whether the trace's Jobs or CronJobs exist, and the volume its output is kept on.
 pub async fn trace_output(ctx: &Ctx, ns: &str, id: &str) -> Result<(bool, Option<PvcOutput>)> {
-    let lp = ListParams::default().labels(&id_selector(id));
-    let jobs: Vec<Job> = ctx
-        .list(Some(ns), &lp, Op::new("list", "jobs.batch", Some(ns)))
-        .await?;
-    let cronjobs: Vec<CronJob> = ctx
-        .list(Some(ns), &lp, Op::new("list", "cronjobs.batch", Some(ns)))
-        .await?;
-    let found = !jobs.is_empty() || !cronjobs.is_empty();
+    let w = tracejob::workloads(ctx, Some(ns), &tracejob::selector(Some(id))).await?;
+    let found = !w.is_empty();
+    let (jobs, cronjobs) = (w.jobs, w.cronjobs);
     let from_jobs = jobs.iter().find_map(|j| {
         let t = j.spec.as_ref().map(|s| &s.template);
         output_of(Some(&j.metadata), None).or_else(|| {
@@ -320,15 +284,6 @@ pub async fn logs_with_remote(
 pub fn several_runs(pods: &[Pod]) -> bool {
     let mut seen = std::collections::BTreeSet::new();
     pods.iter().any(|p| !seen.insert(pod_prefix(p)))
-}
-
-fn pod_prefix(p: &Pod) -> String {
-    let node = p
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.clone())
-        .unwrap_or_default();
-    prefix_for(&p.metadata, &node)
 }
 
 /// `==> RUN <pod> (phase, start → end) <==` for the runs still kept as pods.
