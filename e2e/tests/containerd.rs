@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, ChildStdout};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::containerd::{cgroup_path, CgroupLayout, Containerd, Root, RunSpec};
+use e2e::node::containerd::{cgroup_path, CgroupLayout, Containerd, Root, RunSpec};
 use e2e::{host, util};
 
 /// The runner image archive, as `cargo xtask image --bin target/debug/trace-runner --fast`.

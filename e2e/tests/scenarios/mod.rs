@@ -614,7 +614,7 @@ fn scheduled_pod_trace_follows_a_recreated_pod() {
     );
 
     // One run: `calls` events of the pods in `busy` (each after the probes are attached).
-    let run = |n: usize, busy: &mut [(&mut e2e::workload::WorkloadPod, u64)]| -> String {
+    let run = |n: usize, busy: &mut [(&mut e2e::node::workload::WorkloadPod, u64)]| -> String {
         let job = env.cluster.trigger_cronjob("default", &cj).unwrap();
         let pod = env.job_pod(&job);
         env.eventually(

@@ -33,10 +33,10 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::containerd::{cgroup_path, ContainerRuntime, Root, RunSpec};
-use crate::resources;
-use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::{meta_str, ApiError, Creds, DeleteOpts, ExecTarget, Kill, PodLog, State, Store};
+use crate::node::containerd::{cgroup_path, ContainerRuntime, Root, RunSpec};
+use crate::api::resources;
+use crate::api::selectors::{FieldSelector, LabelSelector};
+use crate::api::store::{meta_str, ApiError, Creds, DeleteOpts, ExecTarget, Kill, PodLog, State, Store};
 use crate::util;
 
 /// Annotation marking a pod whose processes the test runs itself (a workload stand-in).

@@ -12,8 +12,8 @@ use tokio::sync::{broadcast, mpsc, watch, Notify};
 
 use k8s_openapi::api::batch::v1::Job;
 
-use crate::resources::{self, Resource};
-use crate::selectors::{FieldSelector, LabelSelector};
+use crate::api::resources::{self, Resource};
+use crate::api::selectors::{FieldSelector, LabelSelector};
 use crate::util;
 
 /// The Job strategy's defaults at creation: unless `spec.manualSelector`, a
