@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::node::containerd::{CgroupLayout, ContainerRuntime};
-use crate::node::{self, AgentConfig, WORKLOAD_ANNOTATION};
 use crate::api::resources;
 use crate::api::selectors::{FieldSelector, LabelSelector};
 use crate::api::store::{meta_str, ApiError, RequestRecord, Store};
-use crate::util;
+use crate::node::containerd::{CgroupLayout, ContainerRuntime};
 use crate::node::workload::{self, WorkloadPod};
+use crate::node::{self, AgentConfig, WORKLOAD_ANNOTATION};
+use crate::util;
 
 /// The fake nodes.
 pub const NODES: [&str; 2] = ["node-a", "node-b"];

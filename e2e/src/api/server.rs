@@ -21,10 +21,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::api::listing::{self, Include};
-use crate::node;
 use crate::api::resources::{self, Resource, RESOURCES};
 use crate::api::selectors::{FieldSelector, LabelSelector};
 use crate::api::store::{meta_str, ApiError, DeleteOpts, RequestRecord, Store, WatchEvent};
+use crate::node;
 use crate::util::parse_query;
 
 pub type Body = BoxBody<Bytes, Infallible>;
