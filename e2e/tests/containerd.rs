@@ -74,6 +74,7 @@ impl Workload {
                 privileged: false,
                 host_pid_ns: None,
                 workdir: None,
+                user: None,
             })
             .unwrap();
         let stdin = ctr.stdin.take().unwrap();
@@ -152,6 +153,7 @@ fn start_runner(ctd: &Containerd, image: &str, programs: &Path, pod_cgroup: &Pat
             privileged: true,
             host_pid_ns: Some("/proc/self/ns/pid".into()),
             workdir: None,
+            user: None,
         })
         .unwrap();
     drop(ctr.stdin.take());

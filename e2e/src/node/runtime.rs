@@ -402,7 +402,9 @@ pub(super) fn spawn(l: Launch) -> std::io::Result<tokio::process::Child> {
 /// containerd mode: the container of `launch` as `ctr run` runs it. The runner image's
 /// trace-runner runs from the imported image; other images run on this host's `/usr`.
 /// Volumes are bind mounts at their mount paths; `privileged`, `hostPID` and the pod's
-/// QoS class (its cgroup, in the runtime's layout) come from the pod spec.
+/// QoS class (its cgroup, in the runtime's layout) come from the pod spec, and so does
+/// the user (`runAsUser`, `runAsGroup`, `fsGroup`, `supplementalGroups`), as for a
+/// local process.
 pub(super) fn containerd_spec(
     rt: &ContainerRuntime,
     pod: &Value,
@@ -418,6 +420,13 @@ pub(super) fn containerd_spec(
         .collect();
     let mut mounts = Vec::new();
     let root = if argv.first().is_some_and(|a| a == "/.e2e-bin/trace-runner") {
+        if l.creds.is_some() {
+            // The runner image has no setpriv to become the user with.
+            return Err(
+                "runAsUser for the runner image is not supported by the fake kubelet's containerd mode"
+                    .to_string(),
+            );
+        }
         argv[0] = xtask::oci::BINARY_PATH.to_string();
         Root::Image(rt.runner_image.clone())
     } else {
@@ -456,5 +465,6 @@ pub(super) fn containerd_spec(
         host_pid_ns: (pod.pointer("/spec/hostPID") == Some(&json!(true)))
             .then(|| PathBuf::from("/proc/self/ns/pid")),
         workdir: container["workingDir"].as_str().map(str::to_string),
+        user: l.creds.clone(),
     })
 }
