@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, mpsc, watch, Notify};
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::api::resources::{self, Resource};
 use crate::api::selectors::{FieldSelector, LabelSelector};
@@ -197,33 +198,30 @@ pub struct Creds {
 impl Creds {
     /// The user of `container` in `pod` (the container's settings win over the pod's);
     /// `None` when neither sets `runAsUser` (the image's user: root here).
-    pub fn of(pod: &Value, container: &Value) -> Option<Creds> {
-        let field = |f: &str| {
-            container
-                .pointer(&format!("/securityContext/{f}"))
-                .or_else(|| pod.pointer(&format!("/spec/securityContext/{f}")))
-                .and_then(Value::as_u64)
-                .and_then(|v| u32::try_from(v).ok())
-        };
-        let uid = field("runAsUser")?;
-        let psc = pod.pointer("/spec/securityContext");
+    pub fn of(pod: &Pod, container: &Container) -> Option<Creds> {
+        let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+        let csc = container.security_context.as_ref();
+        let uid = csc
+            .and_then(|c| c.run_as_user)
+            .or_else(|| psc.and_then(|p| p.run_as_user))?;
+        let gid = csc
+            .and_then(|c| c.run_as_group)
+            .or_else(|| psc.and_then(|p| p.run_as_group))
+            .unwrap_or(0);
         let mut groups: Vec<u32> = psc
-            .and_then(|p| p.get("fsGroup"))
-            .and_then(Value::as_u64)
+            .and_then(|p| p.fs_group)
             .into_iter()
             .chain(
-                psc.and_then(|p| p.get("supplementalGroups"))
-                    .and_then(Value::as_array)
+                psc.and_then(|p| p.supplemental_groups.clone())
                     .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_u64),
+                    .flatten(),
             )
             .filter_map(|g| u32::try_from(g).ok())
             .collect();
         groups.dedup();
         Some(Creds {
-            uid,
-            gid: field("runAsGroup").unwrap_or(0),
+            uid: u32::try_from(uid).ok()?,
+            gid: u32::try_from(gid).unwrap_or(0),
             groups,
         })
     }

@@ -3,113 +3,107 @@
 //! becomes a `FailedCreate` event on the Job, as the real controller reports it; the Job
 //! completes or fails with its pod; activeDeadlineSeconds; ttlSecondsAfterFinished
 //! removes finished Jobs), CronJob runs on demand with their history limits, and a tiny
-//! scheduler that hands pods to the kubelet.
+//! scheduler that hands pods to the kubelet. They work on k8s-openapi types
+//! ([`super::objects`]).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job, JobCondition, JobStatus};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use serde_json::json;
 
 use super::kubelet::kubelet;
 use super::logs::gc_pod_logs;
+use super::objects::{self, controller_of, ids, owner_ref, Object as _};
 use super::{Agent, WORKLOAD_ANNOTATION};
 use crate::api::resources;
-use crate::api::selectors::{FieldSelector, LabelSelector};
-use crate::api::store::{meta_str, ApiError, DeleteOpts, State, Store};
+use crate::api::selectors::LabelSelector;
+use crate::api::store::{ApiError, DeleteOpts, State, Store};
 use crate::util;
 
-fn job_finished(job: &Value) -> Option<&'static str> {
-    let conds = job
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)?;
-    for c in conds {
-        if c.get("status").and_then(Value::as_str) == Some("True") {
-            match c.get("type").and_then(Value::as_str) {
-                Some("Complete") => return Some("Complete"),
-                Some("Failed") => return Some("Failed"),
-                _ => {}
-            }
-        }
-    }
-    None
-}
-
-fn owner_ref(obj: &Value) -> Value {
-    json!({"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta_str(obj, "name"),
-           "uid": meta_str(obj, "uid"), "controller": true, "blockOwnerDeletion": true})
-}
-
-pub(super) fn controller_of<'a>(obj: &'a Value, kind: &str) -> Option<&'a Value> {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)?
+/// `Complete` or `Failed` once the Job has finished.
+fn job_finished(job: &Job) -> Option<&'static str> {
+    let conds = job.status.as_ref()?.conditions.as_ref()?;
+    conds
         .iter()
-        .find(|r| r.get("kind").and_then(Value::as_str) == Some(kind))
+        .filter(|c| c.status == "True")
+        .find_map(|c| match c.type_.as_str() {
+            "Complete" => Some("Complete"),
+            "Failed" => Some("Failed"),
+            _ => None,
+        })
+}
+
+/// A Job condition as the controller sets it, now.
+fn condition(type_: &str, reason: &str, message: &str) -> JobCondition {
+    let now = Time(Timestamp::now());
+    JobCondition {
+        type_: type_.into(),
+        status: "True".into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_probe_time: Some(now.clone()),
+        last_transition_time: Some(now),
+    }
+}
+
+fn epoch(t: &Time) -> i64 {
+    t.0.as_second()
+}
+
+fn background() -> DeleteOpts {
+    DeleteOpts {
+        propagation: Some("Background".into()),
+        grace: None,
+    }
 }
 
 pub(super) fn reconcile(agent: &Arc<Agent>) {
     gc_pod_logs(&agent.store, &agent.cfg.log_dir);
-    let jobs_res = resources::get("batch", "jobs");
-    let pods_res = resources::get("", "pods");
     let all = LabelSelector::default();
-    let none = FieldSelector::default();
     let mut to_start = Vec::new();
     {
         // Not `Store::with`: that would wake this loop again at once.
         let mut guard = agent.store.lock();
         let st = &mut *guard;
         let now = util::epoch_now();
-        for job in st.list(jobs_res, None, &all, &none) {
-            let ns = meta_str(&job, "namespace").to_string();
-            let name = meta_str(&job, "name").to_string();
-            let uid = meta_str(&job, "uid").to_string();
+        for job in objects::list::<Job>(st, None, &all) {
+            let (name, ns, uid) = ids(&job.metadata);
+            let spec = job.spec.clone().unwrap_or_default();
+            let status = job.status.clone().unwrap_or_default();
             if let Some(kind) = job_finished(&job) {
-                let ttl = job
-                    .pointer("/spec/ttlSecondsAfterFinished")
-                    .and_then(Value::as_i64);
-                let done_at = job
-                    .pointer("/status/completionTime")
-                    .or_else(|| {
-                        job.pointer("/status/conditions")
-                            .and_then(Value::as_array)
-                            .and_then(|c| c.iter().find(|c| c["type"] == kind))
-                            .and_then(|c| c.get("lastTransitionTime"))
-                    })
-                    .and_then(Value::as_str)
-                    .map(util::epoch_of);
-                if let (Some(ttl), Some(t)) = (ttl, done_at) {
-                    if now >= t + ttl {
-                        let _ = st.delete(
-                            jobs_res,
-                            &ns,
-                            &name,
-                            &DeleteOpts {
-                                propagation: Some("Background".into()),
-                                grace: None,
-                            },
-                        );
+                let done_at = status.completion_time.as_ref().or_else(|| {
+                    status
+                        .conditions
+                        .iter()
+                        .flatten()
+                        .find(|c| c.type_ == kind)
+                        .and_then(|c| c.last_transition_time.as_ref())
+                });
+                if let (Some(ttl), Some(t)) = (spec.ttl_seconds_after_finished, done_at) {
+                    if now >= epoch(t) + i64::from(ttl) {
+                        let _ = st.delete(Job::resource(), &ns, &name, &background());
                     }
                 }
                 continue;
             }
-            if job.pointer("/status/startTime").is_none() {
-                st.update(jobs_res, &ns, &name, |j| {
-                    j["status"]["startTime"] = json!(util::now())
+            if status.start_time.is_none() {
+                objects::update_status::<Job, JobStatus>(st, &ns, &name, |s| {
+                    s.start_time = Some(Time(Timestamp::now()))
                 });
             }
-            let start = job
-                .pointer("/status/startTime")
-                .and_then(Value::as_str)
-                .map_or(now, util::epoch_of);
-            if let Some(ads) = job
-                .pointer("/spec/activeDeadlineSeconds")
-                .and_then(Value::as_i64)
-            {
+            let start = status.start_time.as_ref().map_or(now, epoch);
+            if let Some(ads) = spec.active_deadline_seconds {
                 if now >= start + ads {
                     deadline_exceeded(st, &job);
                     continue;
                 }
             }
-            if job.pointer("/spec/suspend") == Some(&json!(true)) {
+            if spec.suspend == Some(true) {
                 continue;
             }
             if agent.created.lock().unwrap().contains(&uid) {
@@ -120,17 +114,26 @@ pub(super) fn reconcile(agent: &Arc<Agent>) {
                     continue;
                 }
             }
-            let pod = pod_for_job(&job);
-            match st.create(pods_res, &ns, pod) {
+            match objects::create(st, &ns, &pod_for_job(&job)) {
                 Ok(p) => {
                     agent.created.lock().unwrap().insert(uid.clone());
-                    st.update(jobs_res, &ns, &name, |j| {
-                        j["status"]["active"] = json!(1);
-                        j["status"]["ready"] = json!(0);
-                        j["status"]["terminating"] = json!(0);
+                    objects::update_status::<Job, JobStatus>(st, &ns, &name, |s| {
+                        s.active = Some(1);
+                        s.ready = Some(0);
+                        s.terminating = Some(0);
                     });
-                    let msg = format!("Created pod: {}", meta_str(&p, "name"));
-                    st.event(&job, "Normal", "SuccessfulCreate", &msg, "job-controller");
+                    let msg = format!(
+                        "Created pod: {}",
+                        p.metadata.name.as_deref().unwrap_or_default()
+                    );
+                    objects::event(
+                        st,
+                        &job,
+                        "Normal",
+                        "SuccessfulCreate",
+                        &msg,
+                        "job-controller",
+                    );
                 }
                 Err(e) => {
                     agent
@@ -139,49 +142,41 @@ pub(super) fn reconcile(agent: &Arc<Agent>) {
                         .unwrap()
                         .insert(uid.clone(), Instant::now());
                     let msg = format!("Error creating: {}", e.message);
-                    st.event(&job, "Warning", "FailedCreate", &msg, "job-controller");
+                    objects::event(st, &job, "Warning", "FailedCreate", &msg, "job-controller");
                 }
             }
         }
         // The scheduler and the kubelet.
         let started = agent.started.lock().unwrap().clone();
-        for pod in st.list(pods_res, None, &all, &none) {
-            let uid = meta_str(&pod, "uid").to_string();
-            if is_workload(&pod) && pod.pointer("/metadata/deletionTimestamp").is_some() {
+        for pod in objects::list::<Pod>(st, None, &all) {
+            let (name, ns, uid) = ids(&pod.metadata);
+            if is_workload(&pod) && pod.metadata.deletion_timestamp.is_some() {
                 // Seen Terminating by the watchers; its processes are the test's.
-                st.remove(
-                    pods_res,
-                    meta_str(&pod, "namespace"),
-                    meta_str(&pod, "name"),
-                );
+                st.remove(Pod::resource(), &ns, &name);
                 continue;
             }
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
             if started.contains(&uid)
                 || is_workload(&pod)
-                || matches!(
-                    pod.pointer("/status/phase").and_then(Value::as_str),
-                    Some("Succeeded" | "Failed")
-                )
+                || matches!(phase, Some("Succeeded" | "Failed"))
             {
                 continue;
             }
-            let ns = meta_str(&pod, "namespace").to_string();
-            let name = meta_str(&pod, "name").to_string();
-            let node = pod
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let spec = pod.spec.clone().unwrap_or_default();
+            let node = spec.node_name.clone().unwrap_or_default();
             if node.is_empty() {
-                let wanted = pod
-                    .pointer("/spec/nodeSelector/kubernetes.io~1hostname")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
+                let wanted = spec
+                    .node_selector
+                    .as_ref()
+                    .and_then(|s| s.get("kubernetes.io/hostname"))
+                    .cloned();
                 let chosen = wanted
                     .filter(|w| agent.cfg.nodes.contains(w))
                     .or_else(|| agent.cfg.nodes.first().cloned());
                 if let Some(n) = chosen {
-                    st.update(pods_res, &ns, &name, |p| p["spec"]["nodeName"] = json!(n));
+                    st.update(Pod::resource(), &ns, &name, |p| {
+                        p["spec"]["nodeName"] = json!(n)
+                    });
                 }
                 continue;
             }
@@ -199,84 +194,79 @@ pub(super) fn reconcile(agent: &Arc<Agent>) {
 }
 
 /// Whether a pod is a workload stand-in (its processes are the test's).
-fn is_workload(pod: &Value) -> bool {
-    pod.pointer(&format!(
-        "/metadata/annotations/{}",
-        WORKLOAD_ANNOTATION.replace('/', "~1")
-    ))
-    .is_some()
+fn is_workload(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(WORKLOAD_ANNOTATION))
 }
 
-fn pod_for_job(job: &Value) -> Value {
-    let name = meta_str(job, "name");
-    let uid = meta_str(job, "uid");
-    let template = job.pointer("/spec/template").cloned().unwrap_or(json!({}));
-    let mut labels = template
-        .pointer("/metadata/labels")
-        .cloned()
-        .unwrap_or(json!({}));
+/// The Job controller's pod for `job`: the template, with the controller's labels,
+/// annotation, owner reference and finalizer.
+fn pod_for_job(job: &Job) -> Pod {
+    let (name, _, uid) = ids(&job.metadata);
+    let template = job
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
+    let tmeta = template.metadata.unwrap_or_default();
+    let mut labels = tmeta.labels.unwrap_or_default();
     for (k, v) in [
-        ("job-name", name),
-        ("controller-uid", uid),
-        ("batch.kubernetes.io/job-name", name),
-        ("batch.kubernetes.io/controller-uid", uid),
+        ("job-name", &name),
+        ("controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("batch.kubernetes.io/controller-uid", &uid),
     ] {
-        labels[k] = json!(v);
+        labels.insert(k.to_string(), v.clone());
     }
-    let mut annotations = template
-        .pointer("/metadata/annotations")
-        .cloned()
-        .unwrap_or(json!({}));
-    annotations["batch.kubernetes.io/job-tracking"] = json!("");
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {
-            "generateName": format!("{name}-"),
-            "labels": labels,
-            "annotations": annotations,
-            "ownerReferences": [owner_ref(job)],
-            "finalizers": ["batch.kubernetes.io/job-tracking"],
+    let mut annotations = tmeta.annotations.unwrap_or_default();
+    annotations.insert("batch.kubernetes.io/job-tracking".into(), String::new());
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{name}-")),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: Some(vec![owner_ref(job)]),
+            finalizers: Some(vec!["batch.kubernetes.io/job-tracking".into()]),
+            ..Default::default()
         },
-        "spec": template.get("spec").cloned().unwrap_or(json!({})),
-        "status": {"phase": "Pending", "qosClass": "Burstable"},
-    })
+        spec: Some(template.spec.unwrap_or_default()),
+        status: Some(PodStatus {
+            phase: Some("Pending".into()),
+            qos_class: Some("Burstable".into()),
+            ..Default::default()
+        }),
+    }
 }
 
-fn deadline_exceeded(st: &mut State, job: &Value) {
-    let jobs_res = resources::get("batch", "jobs");
-    let pods_res = resources::get("", "pods");
-    let ns = meta_str(job, "namespace").to_string();
-    let name = meta_str(job, "name").to_string();
-    let sel = LabelSelector::parse(&format!("controller-uid={}", meta_str(job, "uid")))
-        .expect("selector");
-    let pods = st.list(pods_res, Some(&ns), &sel, &FieldSelector::default());
+fn deadline_exceeded(st: &mut State, job: &Job) {
+    let (name, ns, uid) = ids(&job.metadata);
+    let sel = LabelSelector::parse(&format!("controller-uid={uid}")).expect("selector");
     let mut failed = 0;
-    for p in &pods {
-        if !matches!(
-            p.pointer("/status/phase").and_then(Value::as_str),
-            Some("Succeeded" | "Failed")
-        ) {
+    for p in objects::list::<Pod>(st, Some(&ns), &sel) {
+        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+        if !matches!(phase, Some("Succeeded" | "Failed")) {
             failed += 1;
-            let _ = st.delete(pods_res, &ns, meta_str(p, "name"), &DeleteOpts::default());
+            let pod_name = p.metadata.name.unwrap_or_default();
+            let _ = st.delete(Pod::resource(), &ns, &pod_name, &DeleteOpts::default());
         }
     }
-    let now = util::now();
-    st.update(jobs_res, &ns, &name, |j| {
-        let s = &mut j["status"];
-        s["active"] = json!(0);
-        s["failed"] = json!(s["failed"].as_i64().unwrap_or(0) + failed);
-        s["conditions"] = json!([
-            {"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded",
-             "message": "Job was active longer than specified deadline", "lastProbeTime": now, "lastTransitionTime": now},
-            {"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
-             "message": "Job was active longer than specified deadline", "lastProbeTime": now, "lastTransitionTime": now}
+    let message = "Job was active longer than specified deadline";
+    objects::update_status::<Job, JobStatus>(st, &ns, &name, |s| {
+        s.active = Some(0);
+        s.failed = Some(s.failed.unwrap_or(0) + failed);
+        s.conditions = Some(vec![
+            condition("FailureTarget", "DeadlineExceeded", message),
+            condition("Failed", "DeadlineExceeded", message),
         ]);
     });
-    st.event(
+    objects::event(
+        st,
         job,
         "Warning",
         "DeadlineExceeded",
-        "Job was active longer than specified deadline",
+        message,
         "job-controller",
     );
     cronjob_run_ended(st, job, false);
@@ -284,39 +274,35 @@ fn deadline_exceeded(st: &mut State, job: &Value) {
 
 /// A Job's pod ended: the Job completes or fails (backoffLimit 0 is all a trace uses).
 pub(super) fn job_pod_finished(st: &mut State, ns: &str, job_name: &str, succeeded: bool) {
-    let jobs_res = resources::get("batch", "jobs");
-    let Some(job) = st.get(jobs_res, ns, job_name).cloned() else {
+    let Some(job) = objects::get::<Job>(st, ns, job_name) else {
         return;
     };
     if job_finished(&job).is_some() {
         return;
     }
-    let now = util::now();
-    st.update(jobs_res, ns, job_name, |j| {
-        let s = &mut j["status"];
-        s["active"] = json!(0);
-        s["ready"] = json!(0);
+    objects::update_status::<Job, JobStatus>(st, ns, job_name, |s| {
+        s.active = Some(0);
+        s.ready = Some(0);
         if succeeded {
-            s["succeeded"] = json!(1);
-            s["completionTime"] = json!(now);
-            s["conditions"] = json!([
-                {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached",
-                 "message": "Reached expected number of succeeded pods", "lastProbeTime": now, "lastTransitionTime": now},
-                {"type": "Complete", "status": "True", "reason": "CompletionsReached",
-                 "message": "Reached expected number of succeeded pods", "lastProbeTime": now, "lastTransitionTime": now}
+            let m = "Reached expected number of succeeded pods";
+            s.succeeded = Some(1);
+            s.completion_time = Some(Time(Timestamp::now()));
+            s.conditions = Some(vec![
+                condition("SuccessCriteriaMet", "CompletionsReached", m),
+                condition("Complete", "CompletionsReached", m),
             ]);
         } else {
-            s["failed"] = json!(s["failed"].as_i64().unwrap_or(0) + 1);
-            s["conditions"] = json!([
-                {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded",
-                 "message": "Job has reached the specified backoff limit", "lastProbeTime": now, "lastTransitionTime": now},
-                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                 "message": "Job has reached the specified backoff limit", "lastProbeTime": now, "lastTransitionTime": now}
+            let m = "Job has reached the specified backoff limit";
+            s.failed = Some(s.failed.unwrap_or(0) + 1);
+            s.conditions = Some(vec![
+                condition("FailureTarget", "BackoffLimitExceeded", m),
+                condition("Failed", "BackoffLimitExceeded", m),
             ]);
         }
     });
     if succeeded {
-        st.event(
+        objects::event(
+            st,
             &job,
             "Normal",
             "Completed",
@@ -324,7 +310,8 @@ pub(super) fn job_pod_finished(st: &mut State, ns: &str, job_name: &str, succeed
             "job-controller",
         );
     } else {
-        st.event(
+        objects::event(
+            st,
             &job,
             "Warning",
             "BackoffLimitExceeded",
@@ -336,62 +323,43 @@ pub(super) fn job_pod_finished(st: &mut State, ns: &str, job_name: &str, succeed
 }
 
 /// Update the owning CronJob's status and apply its history limits.
-fn cronjob_run_ended(st: &mut State, job: &Value, succeeded: bool) {
-    let Some(owner) = controller_of(job, "CronJob").cloned() else {
+fn cronjob_run_ended(st: &mut State, job: &Job, succeeded: bool) {
+    let Some(owner) = controller_of(&job.metadata, "CronJob").cloned() else {
         return;
     };
-    let cj_res = resources::get("batch", "cronjobs");
-    let jobs_res = resources::get("batch", "jobs");
-    let ns = meta_str(job, "namespace").to_string();
-    let cj_name = owner["name"].as_str().unwrap_or("").to_string();
-    let job_uid = meta_str(job, "uid").to_string();
-    let Some(cj) = st.update(cj_res, &ns, &cj_name, |c| {
-        if let Some(a) = c["status"]["active"].as_array_mut() {
-            a.retain(|r| r["uid"] != json!(job_uid));
+    let (_, ns, job_uid) = ids(&job.metadata);
+    let Some(cj) = objects::update_status::<CronJob, CronJobStatus>(st, &ns, &owner.name, |s| {
+        if let Some(a) = s.active.as_mut() {
+            a.retain(|r| r.uid.as_deref() != Some(job_uid.as_str()));
         }
         if succeeded {
-            c["status"]["lastSuccessfulTime"] = json!(util::now());
+            s.last_successful_time = Some(Time(Timestamp::now()));
         }
     }) else {
         return;
     };
-    let cj_uid = meta_str(&cj, "uid").to_string();
-    for (ok, field, default) in [
-        (true, "successfulJobsHistoryLimit", 3),
-        (false, "failedJobsHistoryLimit", 1),
+    let cj_uid = cj.metadata.uid.clone().unwrap_or_default();
+    let spec = cj.spec.clone();
+    for (ok, limit) in [
+        (true, spec.successful_jobs_history_limit.unwrap_or(3)),
+        (false, spec.failed_jobs_history_limit.unwrap_or(1)),
     ] {
-        let limit = cj
-            .pointer(&format!("/spec/{field}"))
-            .and_then(Value::as_i64)
-            .unwrap_or(default) as usize;
-        let mut runs: Vec<Value> = st
-            .list(
-                jobs_res,
-                Some(&ns),
-                &LabelSelector::default(),
-                &FieldSelector::default(),
-            )
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let mut runs: Vec<Job> = objects::list::<Job>(st, Some(&ns), &LabelSelector::default())
             .into_iter()
-            .filter(|j| controller_of(j, "CronJob").is_some_and(|o| o["uid"] == json!(cj_uid)))
+            .filter(|j| controller_of(&j.metadata, "CronJob").is_some_and(|o| o.uid == cj_uid))
             .filter(|j| job_finished(j) == Some(if ok { "Complete" } else { "Failed" }))
             .collect();
         runs.sort_by_key(|j| {
             (
-                meta_str(j, "creationTimestamp").to_string(),
-                meta_str(j, "name").to_string(),
+                j.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                j.metadata.name.clone(),
             )
         });
         while runs.len() > limit {
             let old = runs.remove(0);
-            let _ = st.delete(
-                jobs_res,
-                &ns,
-                meta_str(&old, "name"),
-                &DeleteOpts {
-                    propagation: Some("Background".into()),
-                    grace: None,
-                },
-            );
+            let old_name = old.metadata.name.unwrap_or_default();
+            let _ = st.delete(Job::resource(), &ns, &old_name, &background());
         }
     }
 }
@@ -400,62 +368,62 @@ fn cronjob_run_ended(st: &mut State, job: &Value, succeeded: bool) {
 /// schedules are minutes apart). Returns the Job's name.
 pub fn trigger_cronjob(store: &Store, ns: &str, name: &str) -> Result<String, ApiError> {
     let cj_res = resources::get("batch", "cronjobs");
-    let jobs_res = resources::get("batch", "jobs");
     store.with(|st| {
-        let cj = st
-            .get(cj_res, ns, name)
-            .cloned()
+        let cj = objects::get::<CronJob>(st, ns, name)
             .ok_or_else(|| ApiError::not_found(cj_res, name))?;
-        let forbid = cj
-            .pointer("/spec/concurrencyPolicy")
-            .and_then(Value::as_str)
-            == Some("Forbid");
+        let spec = cj.spec.clone();
+        let forbid = spec.concurrency_policy.as_deref() == Some("Forbid");
         let active = cj
-            .pointer("/status/active")
-            .and_then(Value::as_array)
+            .status
+            .as_ref()
+            .and_then(|s| s.active.as_ref())
             .is_some_and(|a| !a.is_empty());
         if forbid && active {
             return Err(ApiError {
                 code: 409,
                 reason: "Conflict",
                 message: format!("cronjob {name} has an active run and concurrencyPolicy Forbid"),
-                details: Value::Null,
+                details: serde_json::Value::Null,
             });
         }
-        let template = cj
-            .pointer("/spec/jobTemplate")
-            .cloned()
-            .unwrap_or(json!({}));
+        let template = spec.job_template;
         let mut minutes = util::epoch_now() / 60;
-        while st.get(jobs_res, ns, &format!("{name}-{minutes}")).is_some() {
+        while objects::get::<Job>(st, ns, &format!("{name}-{minutes}")).is_some() {
             minutes += 1;
         }
         let job_name = format!("{name}-{minutes}");
-        let mut annotations = template
-            .pointer("/metadata/annotations")
-            .cloned()
-            .unwrap_or(json!({}));
-        annotations["batch.kubernetes.io/cronjob-scheduled-timestamp"] = json!(util::now());
-        let job = json!({
-            "metadata": {
-                "name": job_name,
-                "labels": template.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
-                "annotations": annotations,
-                "ownerReferences": [owner_ref(&cj)],
+        let tmeta = template.metadata.unwrap_or_default();
+        let mut annotations: BTreeMap<String, String> = tmeta.annotations.unwrap_or_default();
+        annotations.insert(
+            "batch.kubernetes.io/cronjob-scheduled-timestamp".into(),
+            util::now(),
+        );
+        let job = Job {
+            metadata: ObjectMeta {
+                name: Some(job_name.clone()),
+                labels: Some(tmeta.labels.unwrap_or_default()),
+                annotations: Some(annotations),
+                owner_references: Some(vec![owner_ref(&cj)]),
+                ..Default::default()
             },
-            "spec": template.get("spec").cloned().unwrap_or(json!({})),
+            spec: Some(template.spec.unwrap_or_default()),
+            status: None,
+        };
+        let created = objects::create(st, ns, &job)?;
+        let r = ObjectReference {
+            api_version: Some("batch/v1".into()),
+            kind: Some("Job".into()),
+            name: Some(job_name.clone()),
+            namespace: Some(ns.into()),
+            uid: created.metadata.uid.clone(),
+            ..Default::default()
+        };
+        objects::update_status::<CronJob, CronJobStatus>(st, ns, name, |s| {
+            s.active.get_or_insert_with(Vec::new).push(r);
+            s.last_schedule_time = Some(Time(Timestamp::now()));
         });
-        let created = st.create(jobs_res, ns, job)?;
-        let r = json!({"apiVersion": "batch/v1", "kind": "Job", "name": job_name,
-                       "namespace": ns, "uid": meta_str(&created, "uid")});
-        st.update(cj_res, ns, name, |c| {
-            let s = &mut c["status"];
-            let mut active = s["active"].as_array().cloned().unwrap_or_default();
-            active.push(r);
-            s["active"] = json!(active);
-            s["lastScheduleTime"] = json!(util::now());
-        });
-        st.event(
+        objects::event(
+            st,
             &cj,
             "Normal",
             "SuccessfulCreate",

@@ -5,10 +5,10 @@ use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Pod;
 
-use crate::api::resources;
-use crate::api::store::{meta_str, ApiError, ExecTarget, State};
+use super::objects::{self, Object as _};
+use crate::api::store::{ApiError, ExecTarget, State};
 
 /// Where to run `pods/exec` for container `container` (empty: the only one) of pod
 /// `ns/name`, with the errors the API gives for a missing pod, a wrong container name and
@@ -19,16 +19,13 @@ pub fn exec_target(
     name: &str,
     container: &str,
 ) -> Result<ExecTarget, ApiError> {
-    let pods = resources::get("", "pods");
-    let pod = st
-        .get(pods, ns, name)
-        .ok_or_else(|| ApiError::not_found(pods, name))?;
+    let pod = objects::get::<Pod>(st, ns, name)
+        .ok_or_else(|| ApiError::not_found(Pod::resource(), name))?;
     let containers: Vec<&str> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .map(|c| c.name.as_str())
         .collect();
     let container = match container {
         "" if containers.len() == 1 => containers[0],
@@ -45,7 +42,7 @@ pub fn exec_target(
             )))
         }
     };
-    match st.exec.get(meta_str(pod, "uid")) {
+    match st.exec.get(pod.metadata.uid.as_deref().unwrap_or_default()) {
         Some(t) if t.container == container => Ok(t.clone()),
         _ => Err(ApiError::bad_request(format!(
             "unable to upgrade connection: container not found (\"{container}\")"

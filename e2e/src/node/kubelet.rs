@@ -13,17 +13,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use serde_json::{json, Value};
+use k8s_openapi::api::batch::v1::{Job, JobStatus};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, PersistentVolumeClaim, Pod, PodCondition, PodIP,
+    PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::controllers::{controller_of, job_pod_finished};
+use super::controllers::job_pod_finished;
 use super::logs::write_pod_logs;
+use super::objects::{self, controller_of};
 use super::runtime::{containerd_spec, plan_launch, spawn};
 use super::Agent;
 use crate::api::resources;
-use crate::api::store::{meta_str, ExecTarget, Kill, PodLog, State};
+use crate::api::store::{ExecTarget, Kill, PodLog, State};
 use crate::util;
 
 /// A volume ready to bind: a host directory (or file).
@@ -32,25 +39,20 @@ pub(super) type Volumes = HashMap<String, PathBuf>;
 fn prepare_volumes(
     agent: &Agent,
     st: &State,
-    pod: &Value,
+    pod: &Pod,
     poddir: &Path,
 ) -> Result<Volumes, (String, String)> {
-    let ns = meta_str(pod, "namespace");
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let failed = |e: std::io::Error| ("FailedMount".to_string(), e.to_string());
     let mut vols = Volumes::new();
-    for v in pod
-        .pointer("/spec/volumes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let vname = v["name"].as_str().unwrap_or("").to_string();
+    for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        let vname = v.name.clone();
         let dir = poddir.join("volumes").join(&vname);
-        if let Some(src) = v.get("configMap") {
-            let cm_name = src["name"].as_str().unwrap_or("");
-            let optional = src["optional"].as_bool().unwrap_or(false);
-            let obj = st.get(resources::get("", "configmaps"), ns, cm_name);
-            std::fs::create_dir_all(&dir).map_err(|e| ("FailedMount".into(), e.to_string()))?;
-            match obj {
+        if let Some(src) = &v.config_map {
+            let cm_name = src.name.as_str();
+            let optional = src.optional.unwrap_or(false);
+            std::fs::create_dir_all(&dir).map_err(failed)?;
+            match objects::get::<ConfigMap>(st, ns, cm_name) {
                 None if optional => {}
                 None => {
                     return Err((
@@ -58,8 +60,7 @@ fn prepare_volumes(
                         format!("MountVolume.SetUp failed for volume {vname:?} : configmap {cm_name:?} not found"),
                     ))
                 }
-                Some(obj) => {
-                    let cm: ConfigMap = serde_json::from_value(obj.clone()).map_err(|e| ("FailedMount".into(), e.to_string()))?;
+                Some(cm) => {
                     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
                     for (k, d) in cm.data.unwrap_or_default() {
                         files.push((k, d.into_bytes()));
@@ -67,13 +68,10 @@ fn prepare_volumes(
                     for (k, d) in cm.binary_data.unwrap_or_default() {
                         files.push((k, d.0));
                     }
-                    let items: Option<Vec<(String, String)>> = src["items"]
-                        .as_array()
-                        .map(|a| a.iter().map(|i| (i["key"].as_str().unwrap_or("").into(), i["path"].as_str().unwrap_or("").into())).collect());
                     for (k, bytes) in files {
-                        let rel = match &items {
-                            Some(items) => match items.iter().find(|(key, _)| *key == k) {
-                                Some((_, p)) => p.clone(),
+                        let rel = match &src.items {
+                            Some(items) => match items.iter().find(|i| i.key == k) {
+                                Some(i) => i.path.clone(),
                                 None => continue,
                             },
                             None => k,
@@ -82,15 +80,15 @@ fn prepare_volumes(
                         if let Some(parent) = path.parent() {
                             let _ = std::fs::create_dir_all(parent);
                         }
-                        std::fs::write(&path, bytes).map_err(|e| ("FailedMount".into(), e.to_string()))?;
+                        std::fs::write(&path, bytes).map_err(failed)?;
                         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644));
                     }
                 }
             }
             vols.insert(vname, dir);
-        } else if let Some(hp) = v.get("hostPath") {
-            let path = agent.cfg.host_path(hp["path"].as_str().unwrap_or("/"));
-            match hp["type"].as_str().unwrap_or("") {
+        } else if let Some(hp) = &v.host_path {
+            let path = agent.cfg.host_path(&hp.path);
+            match hp.type_.as_deref().unwrap_or("") {
                 "Directory" if !path.is_dir() => {
                     return Err((
                         "FailedMount".into(),
@@ -103,22 +101,19 @@ fn prepare_volumes(
                 _ => {}
             }
             vols.insert(vname, path);
-        } else if let Some(pvc) = v.get("persistentVolumeClaim") {
-            let claim = pvc["claimName"].as_str().unwrap_or("");
-            if st
-                .get(resources::get("", "persistentvolumeclaims"), ns, claim)
-                .is_none()
-            {
+        } else if let Some(pvc) = &v.persistent_volume_claim {
+            let claim = pvc.claim_name.as_str();
+            if objects::get::<PersistentVolumeClaim>(st, ns, claim).is_none() {
                 return Err((
                     "FailedMount".into(),
                     format!("Unable to attach or mount volumes: unmounted volumes=[{vname}]: persistentvolumeclaim {claim:?} not found"),
                 ));
             }
             let dir = claim_dir(&agent.cfg.workdir, ns, claim);
-            std::fs::create_dir_all(&dir).map_err(|e| ("FailedMount".into(), e.to_string()))?;
+            std::fs::create_dir_all(&dir).map_err(failed)?;
             vols.insert(vname, dir);
         } else {
-            std::fs::create_dir_all(&dir).map_err(|e| ("FailedMount".into(), e.to_string()))?;
+            std::fs::create_dir_all(&dir).map_err(failed)?;
             vols.insert(vname, dir);
         }
     }
@@ -137,14 +132,41 @@ fn signal_group(pid: i32, sig: i32) {
     }
 }
 
-fn container_status(name: &str, image: &str, state: Value, id: Option<&str>, ready: bool) -> Value {
-    let mut s = json!({"name": name, "image": image, "imageID": "", "ready": ready,
-                       "restartCount": 0, "started": ready, "state": state});
-    if let Some(id) = id {
-        s["containerID"] = json!(format!("containerd://{id}"));
-        s["imageID"] = json!(format!("{image}@sha256:{}", &id[..64.min(id.len())]));
+fn container_status(
+    name: &str,
+    image: &str,
+    state: ContainerState,
+    id: Option<&str>,
+    ready: bool,
+) -> ContainerStatus {
+    ContainerStatus {
+        name: name.into(),
+        image: image.into(),
+        image_id: id.map_or_else(String::new, |id| {
+            format!("{image}@sha256:{}", &id[..64.min(id.len())])
+        }),
+        container_id: id.map(|id| format!("containerd://{id}")),
+        ready,
+        started: Some(ready),
+        restart_count: 0,
+        state: Some(state),
+        ..Default::default()
     }
-    s
+}
+
+/// A pod condition set at `at`.
+fn condition(type_: &str, status: bool, reason: Option<&str>, at: &Time) -> PodCondition {
+    PodCondition {
+        type_: type_.into(),
+        status: if status { "True" } else { "False" }.into(),
+        reason: reason.map(str::to_string),
+        last_transition_time: Some(at.clone()),
+        ..Default::default()
+    }
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
 }
 
 /// The kubelet's work for one pod on a fake node.
@@ -152,35 +174,46 @@ pub(super) async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: St
     let pods_res = resources::get("", "pods");
     let store = agent.store.clone();
     let poddir = agent.cfg.workdir.join("pods").join(&uid);
-    let Some(pod) = store.lock().get(pods_res, &ns, &name).cloned() else {
+    let Some(pod) = objects::get::<Pod>(&store.lock(), &ns, &name) else {
         return;
     };
-    let container = pod
-        .pointer("/spec/containers/0")
-        .cloned()
-        .unwrap_or(json!({}));
-    let cname = container["name"].as_str().unwrap_or("").to_string();
-    let image = container["image"].as_str().unwrap_or("").to_string();
-    let node = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let container = spec.containers.first().cloned().unwrap_or_default();
+    let cname = container.name.clone();
+    let image = container.image.clone().unwrap_or_default();
+    let node = spec.node_name.clone().unwrap_or_default();
     let node_ix = agent.cfg.nodes.iter().position(|n| *n == node).unwrap_or(0);
-    let now = util::now();
+    let scheduled = now();
     store.with(|st| {
-        st.update(pods_res, &ns, &name, |p| {
-            p["status"] = json!({
-                "phase": "Pending", "hostIP": "127.0.0.1", "startTime": now, "qosClass": "Burstable",
-                "conditions": [
-                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                    {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                    {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now},
-                ],
-                "containerStatuses": [container_status(&cname, &image, json!({"waiting": {"reason": "ContainerCreating"}}), None, false)],
-            });
+        objects::update_status::<Pod, PodStatus>(st, &ns, &name, |s| {
+            *s = PodStatus {
+                phase: Some("Pending".into()),
+                host_ip: Some("127.0.0.1".into()),
+                start_time: Some(scheduled.clone()),
+                qos_class: Some("Burstable".into()),
+                conditions: Some(vec![
+                    condition("PodScheduled", true, None, &scheduled),
+                    condition("Initialized", true, None, &scheduled),
+                    condition("Ready", false, Some("ContainersNotReady"), &scheduled),
+                ]),
+                container_statuses: Some(vec![container_status(
+                    &cname,
+                    &image,
+                    ContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: Some("ContainerCreating".into()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    None,
+                    false,
+                )]),
+                ..Default::default()
+            };
         });
-        st.event(&pod, "Normal", "Scheduled", &format!("Successfully assigned {ns}/{name} to {node}"), "default-scheduler");
+        let msg = format!("Successfully assigned {ns}/{name} to {node}");
+        objects::event(st, &pod, "Normal", "Scheduled", &msg, "default-scheduler");
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
 
@@ -188,10 +221,10 @@ pub(super) async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: St
     let vols = loop {
         let r = {
             let st = store.lock();
-            match st.get(pods_res, &ns, &name) {
+            match objects::get::<Pod>(&st, &ns, &name) {
                 None => return,
-                Some(p) if p["metadata"].get("deletionTimestamp").is_some() => Err(None),
-                Some(p) => prepare_volumes(&agent, &st, p, &poddir).map_err(Some),
+                Some(p) if p.metadata.deletion_timestamp.is_some() => Err(None),
+                Some(p) => prepare_volumes(&agent, &st, &p, &poddir).map_err(Some),
             }
         };
         match r {
@@ -201,14 +234,14 @@ pub(super) async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: St
                 return;
             }
             Err(Some((reason, msg))) => {
-                store.with(|st| st.event(&pod, "Warning", &reason, &msg, "kubelet"));
+                store.with(|st| objects::event(st, &pod, "Warning", &reason, &msg, "kubelet"));
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     };
     let (kill_tx, mut kill_rx) = mpsc::unbounded_channel::<Kill>();
     let log = Arc::new(PodLog::default());
-    let started_at = util::now();
+    let started_at = now();
     let cid = util::new_container_id();
     let launch = plan_launch(&agent, &pod, &container, &vols, &poddir);
     let exec_env = launch.as_ref().map(|l| l.env.clone()).unwrap_or_default();
@@ -225,12 +258,34 @@ pub(super) async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: St
         Ok(c) => c,
         Err(msg) => {
             store.with(|st| {
-                st.event(&pod, "Warning", "Failed", &format!("Error: {msg}"), "kubelet");
-                st.update(pods_res, &ns, &name, |p| {
-                    p["status"]["phase"] = json!("Failed");
-                    p["status"]["containerStatuses"] = json!([container_status(&cname, &image,
-                        json!({"terminated": {"exitCode": 128, "reason": "StartError", "message": msg,
-                               "startedAt": started_at, "finishedAt": util::now()}}), Some(&cid), false)]);
+                objects::event(
+                    st,
+                    &pod,
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {msg}"),
+                    "kubelet",
+                );
+                let state = ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: 128,
+                        reason: Some("StartError".into()),
+                        message: Some(msg.clone()),
+                        started_at: Some(started_at.clone()),
+                        finished_at: Some(now()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                objects::update_status::<Pod, PodStatus>(st, &ns, &name, |s| {
+                    s.phase = Some("Failed".into());
+                    s.container_statuses = Some(vec![container_status(
+                        &cname,
+                        &image,
+                        state,
+                        Some(&cid),
+                        false,
+                    )]);
                 });
                 if let Some(job) = pod_job(&pod) {
                     job_pod_finished(st, &ns, &job, false);
@@ -283,52 +338,59 @@ pub(super) async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: St
             ExecTarget {
                 container: cname.clone(),
                 pid,
-                workdir: container["workingDir"].as_str().unwrap_or("/").to_string(),
+                workdir: container.working_dir.clone().unwrap_or_else(|| "/".into()),
                 env: exec_env,
                 creds: exec_creds,
             },
         );
         st.kills.insert(uid.clone(), kill_tx);
         st.logs.insert(format!("{uid}/{cname}"), log.clone());
-        st.update(pods_res, &ns, &name, |p| {
-            let s = &mut p["status"];
-            s["phase"] = json!("Running");
-            s["podIP"] = json!(format!("10.244.{node_ix}.{}", 2 + (pid % 250)));
-            s["podIPs"] = json!([{"ip": s["podIP"]}]);
-            s["conditions"] = json!([
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": started_at},
-                {"type": "Initialized", "status": "True", "lastTransitionTime": started_at},
-                {"type": "ContainersReady", "status": "True", "lastTransitionTime": started_at},
-                {"type": "Ready", "status": "True", "lastTransitionTime": started_at},
+        let ip = format!("10.244.{node_ix}.{}", 2 + (pid % 250));
+        let running = ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(started_at.clone()),
+            }),
+            ..Default::default()
+        };
+        objects::update_status::<Pod, PodStatus>(st, &ns, &name, |s| {
+            s.phase = Some("Running".into());
+            s.pod_ip = Some(ip.clone());
+            s.pod_ips = Some(vec![PodIP { ip }]);
+            s.conditions = Some(vec![
+                condition("PodScheduled", true, None, &started_at),
+                condition("Initialized", true, None, &started_at),
+                condition("ContainersReady", true, None, &started_at),
+                condition("Ready", true, None, &started_at),
             ]);
-            s["containerStatuses"] = json!([container_status(
+            s.container_statuses = Some(vec![container_status(
                 &cname,
                 &image,
-                json!({"running": {"startedAt": started_at}}),
+                running,
                 Some(&cid),
-                true
+                true,
             )]);
         });
         if let Some(job) = pod_job(&pod) {
-            st.update(resources::get("batch", "jobs"), &ns, &job, |j| {
-                j["status"]["ready"] = json!(1)
-            });
+            objects::update_status::<Job, JobStatus>(st, &ns, &job, |s| s.ready = Some(1));
         }
-        st.event(
+        objects::event(
+            st,
             &pod,
             "Normal",
             "Pulled",
             &format!("Container image {image:?} already present on machine"),
             "kubelet",
         );
-        st.event(
+        objects::event(
+            st,
             &pod,
             "Normal",
             "Created",
             &format!("Created container {cname}"),
             "kubelet",
         );
-        st.event(
+        objects::event(
+            st,
             &pod,
             "Normal",
             "Started",
@@ -405,35 +467,50 @@ pub(super) async fn kubelet(agent: Arc<Agent>, ns: String, name: String, uid: St
         }
         Err(_) => 137,
     };
-    let finished = util::now();
+    let finished = now();
     store.with(|st| {
         st.kills.remove(&uid);
         st.pids.remove(&uid);
         st.exec.remove(&uid);
         let reason = if code == 0 { "Completed" } else { "Error" };
         let phase = if code == 0 { "Succeeded" } else { "Failed" };
-        let updated = st.update(pods_res, &ns, &name, |p| {
-            let s = &mut p["status"];
-            s["phase"] = json!(phase);
-            s["conditions"] = json!([
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": started_at},
-                {"type": "Initialized", "status": "True", "lastTransitionTime": started_at},
-                {"type": "ContainersReady", "status": "False", "reason": "PodCompleted", "lastTransitionTime": finished},
-                {"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": finished},
+        let message = (code != 0).then(|| {
+            let text = log.text();
+            let tail: Vec<&str> = text.lines().rev().take(80).collect();
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        });
+        let terminated = ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: code,
+                reason: Some(reason.into()),
+                message,
+                started_at: Some(started_at.clone()),
+                finished_at: Some(finished.clone()),
+                container_id: Some(format!("containerd://{cid}")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let updated = objects::update_status::<Pod, PodStatus>(st, &ns, &name, |s| {
+            s.phase = Some(phase.into());
+            s.conditions = Some(vec![
+                condition("PodScheduled", true, None, &started_at),
+                condition("Initialized", true, None, &started_at),
+                condition("ContainersReady", false, Some("PodCompleted"), &finished),
+                condition("Ready", false, Some("PodCompleted"), &finished),
             ]);
-            let mut term = json!({"exitCode": code, "reason": reason, "startedAt": started_at,
-                                  "finishedAt": finished, "containerID": format!("containerd://{cid}")});
-            if code != 0 {
-                let text = log.text();
-                let tail: Vec<&str> = text.lines().rev().take(80).collect();
-                term["message"] = json!(tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-            }
-            s["containerStatuses"] = json!([container_status(&cname, &image, json!({"terminated": term}), Some(&cid), false)]);
+            s.container_statuses = Some(vec![container_status(
+                &cname,
+                &image,
+                terminated,
+                Some(&cid),
+                false,
+            )]);
         });
         if let Some(job) = pod_job(&pod) {
             job_pod_finished(st, &ns, &job, code == 0);
         }
-        if updated.is_some_and(|p| p["metadata"].get("deletionTimestamp").is_some()) {
+        if updated.is_some_and(|p| p.metadata.deletion_timestamp.is_some()) {
             st.remove(pods_res, &ns, &name);
         }
     });
@@ -455,8 +532,6 @@ pub fn remove_unmounted(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn pod_job(pod: &Value) -> Option<String> {
-    controller_of(pod, "Job")
-        .and_then(|r| r["name"].as_str())
-        .map(str::to_string)
+fn pod_job(pod: &Pod) -> Option<String> {
+    controller_of(&pod.metadata, "Job").map(|r| r.name.clone())
 }

@@ -5,7 +5,8 @@
 //! container of a private containerd ([`containerd`]). [`exec`] serves `pods/exec` in a
 //! running container; [`logs`] keeps the kubelet's `/var/log/pods` and
 //! `/var/log/containers`, in [`AgentConfig::log_dir`]. [`workload`] has the processes
-//! that stand in for application pods.
+//! that stand in for application pods. The controllers and the kubelet read and write
+//! the store's objects as k8s-openapi types ([`objects`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ mod controllers;
 pub mod exec;
 mod kubelet;
 pub mod logs;
+mod objects;
 mod runtime;
 pub mod workload;
 

@@ -13,11 +13,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
+use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::kubelet::Volumes;
+use super::objects;
 use super::Agent;
-use crate::api::store::{meta_str, Creds};
+use crate::api::store::Creds;
 use crate::node::containerd::{cgroup_path, ContainerRuntime, Root, RunSpec};
 
 /// One step of building a container's root, in its own mount namespace.
@@ -54,8 +55,8 @@ fn cstr(p: &Path) -> CString {
 /// mount paths, and the runner binary.
 pub(super) fn plan_launch(
     agent: &Agent,
-    pod: &Value,
-    container: &Value,
+    pod: &Pod,
+    container: &Container,
     vols: &Volumes,
     poddir: &Path,
 ) -> Result<Launch, String> {
@@ -87,25 +88,19 @@ pub(super) fn plan_launch(
         }
     }
     let mut mounts: Vec<(String, PathBuf, bool)> = Vec::new();
-    for m in container
-        .get("volumeMounts")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let vname = m["name"].as_str().unwrap_or("");
-        let mpath = m["mountPath"].as_str().unwrap_or("").to_string();
+    for m in container.volume_mounts.iter().flatten() {
+        let vname = m.name.as_str();
         let mut src = vols
             .get(vname)
             .cloned()
             .ok_or_else(|| format!("volume {vname:?} not found in the pod"))?;
-        if let Some(sub) = m["subPath"].as_str().filter(|s| !s.is_empty()) {
+        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             src = src.join(sub);
             if !src.exists() {
                 let _ = std::fs::create_dir_all(&src);
             }
         }
-        mounts.push((mpath, src, m["readOnly"].as_bool().unwrap_or(false)));
+        mounts.push((m.mount_path.clone(), src, m.read_only.unwrap_or(false)));
     }
     mounts.sort_by_key(|(p, _, _)| Path::new(p).components().count());
     let under_host_top = |mpath: &str| {
@@ -186,21 +181,10 @@ pub(super) fn plan_launch(
         true,
     ));
 
-    let image = container["image"].as_str().unwrap_or("");
-    let args: Vec<String> = container["args"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut argv: Vec<String> = match container["command"].as_array() {
-        Some(c) => c
-            .iter()
-            .filter_map(|s| s.as_str().map(str::to_string))
-            .chain(args)
-            .collect(),
+    let image = container.image.as_deref().unwrap_or("");
+    let args: Vec<String> = container.args.clone().unwrap_or_default();
+    let mut argv: Vec<String> = match &container.command {
+        Some(c) => c.iter().cloned().chain(args).collect(),
         None if image.contains("trace-runner") => std::iter::once("trace-runner".to_string())
             .chain(args)
             .collect(),
@@ -234,35 +218,34 @@ pub(super) fn plan_launch(
             "PATH".to_string(),
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/.e2e-bin".to_string(),
         ),
-        ("HOSTNAME".to_string(), meta_str(pod, "name").to_string()),
+        (
+            "HOSTNAME".to_string(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        ),
     ];
     for var in ["TRACE_RUNNER_DEBUG", "RUST_BACKTRACE"] {
         if let Ok(v) = std::env::var(var) {
             env.push((var.to_string(), v));
         }
     }
-    for e in container
-        .get("env")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let name = e["name"].as_str().unwrap_or("").to_string();
-        let value = if let Some(v) = e["value"].as_str() {
-            v.to_string()
-        } else if let Some(fp) = e
-            .pointer("/valueFrom/fieldRef/fieldPath")
-            .and_then(Value::as_str)
-        {
-            let ptr = format!("/{}", fp.replace('.', "/"));
-            pod.pointer(&ptr)
-                .and_then(Value::as_str)
+    // fieldRef paths (`metadata.name`, `spec.nodeName`...) are looked up in the pod's JSON.
+    let pod_json = objects::json(pod);
+    for e in container.env.iter().flatten() {
+        let field = e
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .map(|f| f.field_path.as_str());
+        let value = match (&e.value, field) {
+            (Some(v), _) => v.clone(),
+            (None, Some(fp)) => pod_json
+                .pointer(&format!("/{}", fp.replace('.', "/")))
+                .and_then(serde_json::Value::as_str)
                 .unwrap_or("")
-                .to_string()
-        } else {
-            String::new()
+                .to_string(),
+            (None, None) => String::new(),
         };
-        env.push((name, value));
+        env.push((e.name.clone(), value));
     }
     Ok(Launch {
         argv: argv
@@ -271,7 +254,7 @@ pub(super) fn plan_launch(
             .collect(),
         env,
         rootfs: cstr(&rootfs),
-        workdir: CString::new(container["workingDir"].as_str().unwrap_or("/")).unwrap_or_default(),
+        workdir: CString::new(container.working_dir.as_deref().unwrap_or("/")).unwrap_or_default(),
         ops,
         creds: Creds::of(pod, container),
     })
@@ -407,8 +390,8 @@ pub(super) fn spawn(l: Launch) -> std::io::Result<tokio::process::Child> {
 /// local process.
 pub(super) fn containerd_spec(
     rt: &ContainerRuntime,
-    pod: &Value,
-    container: &Value,
+    pod: &Pod,
+    container: &Container,
     vols: &Volumes,
     l: &Launch,
     cid: &str,
@@ -433,26 +416,21 @@ pub(super) fn containerd_spec(
         mounts.extend(rt.host_image_mounts());
         Root::Dir(rt.rootfs.clone())
     };
-    for m in container
-        .get("volumeMounts")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let vname = m["name"].as_str().unwrap_or("");
+    for m in container.volume_mounts.iter().flatten() {
+        let vname = m.name.as_str();
         let mut src = vols
             .get(vname)
             .cloned()
             .ok_or_else(|| format!("volume {vname:?} not found in the pod"))?;
-        if let Some(sub) = m["subPath"].as_str().filter(|s| !s.is_empty()) {
+        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             src = src.join(sub);
         }
-        let dst = m["mountPath"].as_str().unwrap_or("").to_string();
-        mounts.push((src, dst, m["readOnly"].as_bool().unwrap_or(false)));
+        mounts.push((src, m.mount_path.clone(), m.read_only.unwrap_or(false)));
     }
     let qos = pod
-        .pointer("/status/qosClass")
-        .and_then(Value::as_str)
+        .status
+        .as_ref()
+        .and_then(|s| s.qos_class.as_deref())
         .unwrap_or("Burstable");
     Ok(RunSpec {
         id: cid.to_string(),
@@ -460,11 +438,20 @@ pub(super) fn containerd_spec(
         argv,
         env: l.env.clone(),
         mounts,
-        cgroup: cgroup_path(rt.layout, qos, meta_str(pod, "uid"), cid),
-        privileged: container.pointer("/securityContext/privileged") == Some(&json!(true)),
-        host_pid_ns: (pod.pointer("/spec/hostPID") == Some(&json!(true)))
+        cgroup: cgroup_path(
+            rt.layout,
+            qos,
+            pod.metadata.uid.as_deref().unwrap_or_default(),
+            cid,
+        ),
+        privileged: container
+            .security_context
+            .as_ref()
+            .and_then(|s| s.privileged)
+            == Some(true),
+        host_pid_ns: (pod.spec.as_ref().and_then(|s| s.host_pid) == Some(true))
             .then(|| PathBuf::from("/proc/self/ns/pid")),
-        workdir: container["workingDir"].as_str().map(str::to_string),
+        workdir: container.working_dir.clone(),
         user: l.creds.clone(),
     })
 }
