@@ -82,7 +82,7 @@ fn real_kubectl_gets_describes_logs_and_execs_under_containerd() {
 }
 
 fn real_kubectl(test: &str, runtime: Option<CgroupLayout>) {
-    if !host::require_privileges(test) {
+    if !host::require_privileges(test) || !host::require_runtime(test, runtime) {
         return;
     }
     let Some(bin) = host::require_tool(test, "kubectl") else {

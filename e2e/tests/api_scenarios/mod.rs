@@ -20,6 +20,11 @@ use kube::{Client, Config};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 
+/// Whether this host can run a scenario: root, BPF, and the binary's `RUNTIME`.
+fn ready(test: &str) -> bool {
+    host::require_privileges(test) && host::require_runtime(test, crate::RUNTIME)
+}
+
 /// A fake cluster whose kubelet runs pods with the test binary's `RUNTIME`.
 pub fn cluster() -> FakeCluster {
     let dir = host::profile_dir();
@@ -63,7 +68,7 @@ pub async fn job_pod(pods: &Api<Pod>, job: &str) -> Pod {
 
 #[tokio::test]
 async fn job_runs_a_container_and_logs_stream() {
-    if !host::require_privileges("job_runs_a_container_and_logs_stream") {
+    if !ready("job_runs_a_container_and_logs_stream") {
         return;
     }
     let c = cluster();
@@ -155,7 +160,7 @@ async fn job_runs_a_container_and_logs_stream() {
 
 #[tokio::test]
 async fn deletion_and_deadline_stop_containers() {
-    if !host::require_privileges("deletion_and_deadline_stop_containers") {
+    if !ready("deletion_and_deadline_stop_containers") {
         return;
     }
     let c = cluster();
@@ -258,7 +263,7 @@ async fn deletion_and_deadline_stop_containers() {
 /// workload pod's cgroup: counts exactly that pod's calls.
 #[tokio::test]
 async fn runner_counts_one_workload_pod() {
-    if !host::require_privileges("runner_counts_one_workload_pod") {
+    if !ready("runner_counts_one_workload_pod") {
         return;
     }
     let bins = host::binaries().expect("binaries");
@@ -361,7 +366,7 @@ async fn exec(pods: &Api<Pod>, pod: &str, argv: &[&str]) -> (String, String, Opt
 /// reader pod runs as nobody); without one, as root.
 #[tokio::test]
 async fn containers_and_execs_run_as_the_security_context_user() {
-    if !host::require_privileges("containers_and_execs_run_as_the_security_context_user") {
+    if !ready("containers_and_execs_run_as_the_security_context_user") {
         return;
     }
     let c = cluster();
@@ -409,7 +414,7 @@ async fn containers_and_execs_run_as_the_security_context_user() {
 
 #[tokio::test]
 async fn exec_runs_in_the_pods_view_over_a_websocket() {
-    if !host::require_privileges("exec_runs_in_the_pods_view_over_a_websocket") {
+    if !ready("exec_runs_in_the_pods_view_over_a_websocket") {
         return;
     }
     let host_has_pod_logs = std::path::Path::new("/var/log/pods").exists();

@@ -41,7 +41,7 @@ impl Drop for Env {
 
 fn setup(test: &str) -> Option<Env> {
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !host::require_privileges(test) {
+    if !host::require_privileges(test) || !host::require_runtime(test, crate::RUNTIME) {
         return None;
     }
     let bins = host::binaries().unwrap_or_else(|e| panic!("{test}: {e}"));
