@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::containerd::{CgroupLayout, ContainerRuntime};
+use crate::api::resources;
+use crate::api::selectors::{FieldSelector, LabelSelector};
+use crate::api::store::{meta_str, ApiError, RequestRecord, Store};
+use crate::node::containerd::{CgroupLayout, ContainerRuntime};
+use crate::node::workload::{self, WorkloadPod};
 use crate::node::{self, AgentConfig, WORKLOAD_ANNOTATION};
-use crate::resources;
-use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::{meta_str, ApiError, RequestRecord, Store};
 use crate::util;
-use crate::workload::{self, WorkloadPod};
 
 /// The fake nodes.
 pub const NODES: [&str; 2] = ["node-a", "node-b"];
@@ -111,7 +111,7 @@ impl FakeCluster {
             let _guard = runtime.enter();
             tokio::net::TcpListener::from_std(std_listener)?
         };
-        runtime.spawn(crate::server::serve(store.clone(), listener));
+        runtime.spawn(crate::api::server::serve(store.clone(), listener));
         let cfg = AgentConfig {
             runner: runner.to_path_buf(),
             workdir: workdir.clone(),
@@ -251,7 +251,7 @@ impl FakeCluster {
     /// Delete an object as `kubectl delete` does (dependents in the background).
     pub fn delete(&self, group: &str, plural: &str, ns: &str, name: &str) -> Result<(), String> {
         let res = resources::get(group, plural);
-        let opts = crate::store::DeleteOpts {
+        let opts = crate::api::store::DeleteOpts {
             propagation: Some("Background".into()),
             grace: None,
         };
@@ -265,7 +265,7 @@ impl FakeCluster {
     /// once (its processes are the test's), and the kubelet removes its log directories.
     pub fn delete_pod(&self, ns: &str, name: &str) -> Result<(), String> {
         let res = resources::get("", "pods");
-        let opts = crate::store::DeleteOpts {
+        let opts = crate::api::store::DeleteOpts {
             propagation: None,
             grace: Some(0),
         };

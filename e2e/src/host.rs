@@ -220,3 +220,13 @@ pub fn require_tool(test: &str, name: &str) -> Option<PathBuf> {
         }
     }
 }
+
+/// Whether the kubelet's runtime can run here: nothing for local processes; `containerd`,
+/// `ctr` and `runc` for containerd mode (a missing one skips the test with a message,
+/// and fails it under `CI=true`).
+pub fn require_runtime(test: &str, runtime: Option<crate::node::containerd::CgroupLayout>) -> bool {
+    runtime.is_none()
+        || ["containerd", "ctr", "runc"]
+            .iter()
+            .all(|tool| require_tool(test, tool).is_some())
+}

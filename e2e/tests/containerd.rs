@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, ChildStdout};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::containerd::{cgroup_path, CgroupLayout, Containerd, Root, RunSpec};
+use e2e::node::containerd::{cgroup_path, CgroupLayout, Containerd, Root, RunSpec};
 use e2e::{host, util};
 
 /// The runner image archive, as `cargo xtask image --bin target/debug/trace-runner --fast`.
@@ -92,6 +92,7 @@ impl Workload {
                 privileged: false,
                 host_pid_ns: None,
                 workdir: None,
+                user: None,
             })
             .unwrap();
         let stdin = ctr.stdin.take().unwrap();
@@ -173,6 +174,7 @@ fn start_runner_with(ctd: &Containerd, image: &str, programs: &Path, scope: &[&s
             privileged: true,
             host_pid_ns: Some("/proc/self/ns/pid".into()),
             workdir: None,
+            user: None,
         })
         .unwrap();
     drop(ctr.stdin.take());

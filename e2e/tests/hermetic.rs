@@ -1,7 +1,7 @@
 //! The hermetic end-to-end scenarios ([`scenarios`]) with the fake kubelet running pods as
 //! local processes in kubelet-style cgroups.
 
-use e2e::containerd::CgroupLayout;
+use e2e::node::containerd::CgroupLayout;
 
 /// Pods as local processes.
 const RUNTIME: Option<CgroupLayout> = None;

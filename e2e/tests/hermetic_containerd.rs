@@ -3,7 +3,7 @@
 //! archive), placed in the kubelet's cgroupfs layout. containerd comes from `.ci/run`;
 //! without it the scenarios fail under `CI=true`.
 
-use e2e::containerd::CgroupLayout;
+use e2e::node::containerd::CgroupLayout;
 
 /// Pods as containerd containers.
 const RUNTIME: Option<CgroupLayout> = Some(CgroupLayout::Cgroupfs);

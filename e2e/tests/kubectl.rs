@@ -1,13 +1,15 @@
 //! The real `kubectl` (v1.32) against the fake API server: `get` (Table output, short
 //! names, `-o wide`, pages with `--chunk-size`, `-w`), `describe`, `logs`, `exec` over
 //! the v5 websocket protocol, server-side dry runs of delete and patch, pod deletion
-//! through Terminating, Jobs' `spec.selector`, and `/healthz` and `/readyz`.
+//! through Terminating, Jobs' `spec.selector`, and `/healthz` and `/readyz`; with the
+//! kubelet running pods as local processes, then as containers of a private containerd.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::cluster::PodSpec;
+use e2e::node::containerd::CgroupLayout;
 use e2e::{host, FakeCluster};
 use serde_json::json;
 
@@ -67,17 +69,30 @@ fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
 
 #[test]
 fn real_kubectl_gets_describes_logs_and_execs() {
-    let test = "real_kubectl_gets_describes_logs_and_execs";
-    if !host::require_privileges(test) {
+    real_kubectl("real_kubectl_gets_describes_logs_and_execs", None);
+}
+
+/// The same with the kubelet running the Job's pod as a containerd container.
+#[test]
+fn real_kubectl_gets_describes_logs_and_execs_under_containerd() {
+    real_kubectl(
+        "real_kubectl_gets_describes_logs_and_execs_under_containerd",
+        Some(CgroupLayout::Cgroupfs),
+    );
+}
+
+fn real_kubectl(test: &str, runtime: Option<CgroupLayout>) {
+    if !host::require_privileges(test) || !host::require_runtime(test, runtime) {
         return;
     }
     let Some(bin) = host::require_tool(test, "kubectl") else {
         return;
     };
     let dir = host::profile_dir();
-    let cluster = FakeCluster::start(
+    let cluster = FakeCluster::start_with(
         &dir.join("trace-runner"),
         Path::new(env!("CARGO_BIN_EXE_e2e-workload")),
+        runtime,
     )
     .expect("fake cluster");
     let kubeconfig = cluster.workdir.join("kubeconfig");

@@ -6,9 +6,11 @@
 //!   a docker-archive (`docker load`, `podman load`, `kind load image-archive`,
 //!   `skopeo copy oci-archive:` / `docker-archive:` all accept it), and
 //!   re-checks an archive's digests.
+//! - [`release`]: the plugin's release archives and its krew manifest, validated.
 
 pub mod binary;
 pub mod oci;
+pub mod release;
 
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use e2e::cluster::PodSpec;
-use e2e::containerd::CgroupLayout;
+use e2e::node::containerd::CgroupLayout;
 use e2e::FakeCluster;
 
 const USAGE: &str = "usage: fake-cluster [--runner PATH] [--kubeconfig PATH] [--demo]

@@ -41,7 +41,7 @@ impl Drop for Env {
 
 fn setup(test: &str) -> Option<Env> {
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !host::require_privileges(test) {
+    if !host::require_privileges(test) || !host::require_runtime(test, crate::RUNTIME) {
         return None;
     }
     let bins = host::binaries().unwrap_or_else(|e| panic!("{test}: {e}"));
@@ -755,7 +755,7 @@ fn scheduled_pod_trace_follows_a_recreated_pod() {
     );
 
     // One run: `calls` events of the pods in `busy` (each after the probes are attached).
-    let run = |n: usize, busy: &mut [(&mut e2e::workload::WorkloadPod, u64)]| -> String {
+    let run = |n: usize, busy: &mut [(&mut e2e::node::workload::WorkloadPod, u64)]| -> String {
         let job = env.cluster.trigger_cronjob("default", &cj).unwrap();
         let pod = env.job_pod(&job);
         env.eventually(

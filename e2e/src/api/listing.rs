@@ -12,8 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use crate::resources::Resource;
-use crate::store::{meta_str, ApiError};
+use crate::api::resources::Resource;
+use crate::api::store::{meta_str, ApiError};
 
 /// One page of a list: its items, the token of the next page and how many items follow.
 #[derive(Debug, PartialEq)]
@@ -497,7 +497,7 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources;
+    use crate::api::resources;
 
     fn obj(ns: &str, name: &str) -> Value {
         json!({"metadata": {"namespace": ns, "name": name}})

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::api::store::Creds;
+
 /// The containerd namespace the kubelet's CRI uses.
 pub const NAMESPACE: &str = "k8s.io";
 
@@ -73,6 +75,35 @@ pub struct RunSpec {
     /// `hostPID`: join this pid namespace (a `/proc/PID/ns/pid` path).
     pub host_pid_ns: Option<PathBuf>,
     pub workdir: Option<String>,
+    /// The container's user (`securityContext.runAsUser`...; `None`: the image's, root).
+    /// ctr 1.6's `run` has no `--user`, so the command runs through the host's
+    /// `setpriv` (util-linux), which sets the groups, gid and uid and then execs it: the
+    /// root must have the host's `/usr` ([`ContainerRuntime::host_image_mounts`]).
+    pub user: Option<Creds>,
+}
+
+/// Where `setpriv` is in a container that has the host's `/usr`.
+pub const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// `argv` run as `user`: through [`SETPRIV`], which execs it (the container's main
+/// process stays the command's pid).
+pub fn as_user(user: &Creds, argv: &[String]) -> Vec<String> {
+    let groups = if user.groups.is_empty() {
+        "--clear-groups".to_string()
+    } else {
+        let g: Vec<String> = user.groups.iter().map(u32::to_string).collect();
+        format!("--groups={}", g.join(","))
+    };
+    [
+        SETPRIV.to_string(),
+        format!("--reuid={}", user.uid),
+        format!("--regid={}", user.gid),
+        groups,
+        "--".to_string(),
+    ]
+    .into_iter()
+    .chain(argv.iter().cloned())
+    .collect()
 }
 
 /// The `ctr run` arguments (after `ctr -a SOCK -n NS`) for `spec`.
@@ -111,7 +142,10 @@ pub fn run_args(spec: &RunSpec) -> Vec<String> {
         Root::Dir(d) => d.display().to_string(),
     });
     a.push(spec.id.clone());
-    a.extend(spec.argv.iter().cloned());
+    match &spec.user {
+        Some(u) => a.extend(as_user(u, &spec.argv)),
+        None => a.extend(spec.argv.iter().cloned()),
+    }
     a
 }
 
@@ -367,6 +401,7 @@ mod tests {
             privileged: true,
             host_pid_ns: Some("/proc/7/ns/pid".into()),
             workdir: None,
+            user: None,
         };
         assert_eq!(
             run_args(&spec),
@@ -406,6 +441,57 @@ mod tests {
                 "kubepods/burstable/podu/c0",
                 "docker.io/library/x:1",
                 "c0"
+            ]
+        );
+    }
+
+    #[test]
+    fn ctr_run_as_the_security_context_user() {
+        let spec = RunSpec {
+            id: "c0".into(),
+            root: Root::Dir("/r".into()),
+            argv: vec!["/bin/sh".into(), "-c".into(), "id".into()],
+            env: vec![],
+            mounts: vec![],
+            cgroup: "kubepods/burstable/podu/c0".into(),
+            privileged: false,
+            host_pid_ns: None,
+            workdir: None,
+            user: Some(Creds {
+                uid: 65534,
+                gid: 65533,
+                groups: vec![1234, 5],
+            }),
+        };
+        let args = run_args(&spec);
+        let at = args.iter().position(|a| a == "c0").unwrap();
+        assert_eq!(
+            args[at + 1..],
+            [
+                "/usr/bin/setpriv",
+                "--reuid=65534",
+                "--regid=65533",
+                "--groups=1234,5",
+                "--",
+                "/bin/sh",
+                "-c",
+                "id"
+            ]
+        );
+        let no_groups = Creds {
+            uid: 1,
+            gid: 0,
+            groups: vec![],
+        };
+        assert_eq!(
+            as_user(&no_groups, &["x".into()]),
+            [
+                "/usr/bin/setpriv",
+                "--reuid=1",
+                "--regid=0",
+                "--clear-groups",
+                "--",
+                "x"
             ]
         );
     }
@@ -468,6 +554,11 @@ impl ContainerRuntime {
         }
         let rootfs = dir.join("host-image");
         std::fs::create_dir_all(&rootfs).map_err(|e| e.to_string())?;
+        // A /tmp anyone can write, as images have (containers of any user write there).
+        let tmp = rootfs.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777))
+            .map_err(|e| e.to_string())?;
         for d in ["bin", "sbin", "lib", "lib64", "lib32", "libx32"] {
             if let Ok(to) = std::fs::read_link(Path::new("/").join(d)) {
                 let _ = std::os::unix::fs::symlink(to, rootfs.join(d));

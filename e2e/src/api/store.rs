@@ -11,40 +11,46 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, mpsc, watch, Notify};
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::resources::{self, Resource};
-use crate::selectors::{FieldSelector, LabelSelector};
+use crate::api::resources::{self, Resource};
+use crate::api::selectors::{FieldSelector, LabelSelector};
 use crate::util;
 
 /// The Job strategy's defaults at creation: unless `spec.manualSelector`, a
 /// `spec.selector` on the Job's new uid, and the labels the Job controller's pods carry
 /// (`controller-uid`, `job-name` and their `batch.kubernetes.io/` forms) in the template.
-fn job_selector(obj: Value) -> Value {
+fn job_selector(mut obj: Value) -> Value {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as Selector;
-    let Ok(mut job) = serde_json::from_value::<Job>(obj.clone()) else {
+    // A new object's status starts empty, as the API resets it on creation.
+    if let Some(o) = obj.as_object_mut() {
+        o.remove("status");
+    }
+    // Read typed, written into the request's JSON: the fields k8s-openapi does not know
+    // stay as they came.
+    let Ok(job) = serde_json::from_value::<Job>(obj.clone()) else {
         return obj;
     };
     let uid = job.metadata.uid.clone().unwrap_or_default();
     let name = job.metadata.name.clone().unwrap_or_default();
-    let Some(spec) = job.spec.as_mut() else {
+    let Some(spec) = job.spec else {
         return obj;
     };
     if spec.manual_selector == Some(true) {
         return obj;
     }
-    spec.selector = Some(Selector {
+    let selector = Selector {
         match_labels: Some(BTreeMap::from([(
             "batch.kubernetes.io/controller-uid".to_string(),
             uid.clone(),
         )])),
         match_expressions: None,
-    });
-    let labels = spec
+    };
+    let mut labels = spec
         .template
         .metadata
-        .get_or_insert_with(Default::default)
-        .labels
-        .get_or_insert_with(Default::default);
+        .and_then(|m| m.labels)
+        .unwrap_or_default();
     for (k, v) in [
         ("controller-uid", &uid),
         ("batch.kubernetes.io/controller-uid", &uid),
@@ -53,12 +59,12 @@ fn job_selector(obj: Value) -> Value {
     ] {
         labels.insert(k.to_string(), v.clone());
     }
-    let mut out = serde_json::to_value(job).unwrap_or(obj);
-    // A new object's status starts empty, as the API resets it on creation.
-    if let Some(o) = out.as_object_mut() {
-        o.remove("status");
+    obj["spec"]["selector"] = json!(selector);
+    if !obj["spec"]["template"]["metadata"].is_object() {
+        obj["spec"]["template"]["metadata"] = json!({});
     }
-    out
+    obj["spec"]["template"]["metadata"]["labels"] = json!(labels);
+    obj
 }
 
 /// An API error, rendered as a `Status` object.
@@ -197,33 +203,30 @@ pub struct Creds {
 impl Creds {
     /// The user of `container` in `pod` (the container's settings win over the pod's);
     /// `None` when neither sets `runAsUser` (the image's user: root here).
-    pub fn of(pod: &Value, container: &Value) -> Option<Creds> {
-        let field = |f: &str| {
-            container
-                .pointer(&format!("/securityContext/{f}"))
-                .or_else(|| pod.pointer(&format!("/spec/securityContext/{f}")))
-                .and_then(Value::as_u64)
-                .and_then(|v| u32::try_from(v).ok())
-        };
-        let uid = field("runAsUser")?;
-        let psc = pod.pointer("/spec/securityContext");
+    pub fn of(pod: &Pod, container: &Container) -> Option<Creds> {
+        let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+        let csc = container.security_context.as_ref();
+        let uid = csc
+            .and_then(|c| c.run_as_user)
+            .or_else(|| psc.and_then(|p| p.run_as_user))?;
+        let gid = csc
+            .and_then(|c| c.run_as_group)
+            .or_else(|| psc.and_then(|p| p.run_as_group))
+            .unwrap_or(0);
         let mut groups: Vec<u32> = psc
-            .and_then(|p| p.get("fsGroup"))
-            .and_then(Value::as_u64)
+            .and_then(|p| p.fs_group)
             .into_iter()
             .chain(
-                psc.and_then(|p| p.get("supplementalGroups"))
-                    .and_then(Value::as_array)
+                psc.and_then(|p| p.supplemental_groups.clone())
                     .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_u64),
+                    .flatten(),
             )
             .filter_map(|g| u32::try_from(g).ok())
             .collect();
         groups.dedup();
         Some(Creds {
-            uid,
-            gid: field("runAsGroup").unwrap_or(0),
+            uid: u32::try_from(uid).ok()?,
+            gid: u32::try_from(gid).unwrap_or(0),
             groups,
         })
     }
@@ -1078,6 +1081,44 @@ mod tests {
             .with(|st| st.create(cm, "nope", json!({"metadata": {"name": "x"}})))
             .unwrap_err();
         assert_eq!(e.message, "namespaces \"nope\" not found");
+    }
+
+    /// The Job defaults at creation add the selector and the template's labels, and keep
+    /// every field of the request, known to k8s-openapi or not.
+    #[test]
+    fn job_defaults_keep_unknown_fields() {
+        let s = store_with_ns();
+        let job = s
+            .with(|st| {
+                st.create(
+                    resources::get("batch", "jobs"),
+                    "default",
+                    json!({"metadata": {"name": "j", "labels": {"a": "b"}},
+                           "spec": {"futureField": {"x": 1}, "template": {
+                               "metadata": {"labels": {"app": "t"}, "futureMeta": true},
+                               "spec": {"restartPolicy": "Never", "futureSpec": "y",
+                                        "containers": [{"name": "c", "image": "i", "futureC": 2}]}}},
+                           "status": {"active": 3}}),
+                )
+            })
+            .unwrap();
+        let uid = job["metadata"]["uid"].as_str().unwrap();
+        assert_eq!(job["spec"]["futureField"], json!({"x": 1}), "{job}");
+        assert_eq!(job["spec"]["template"]["metadata"]["futureMeta"], true);
+        assert_eq!(job["spec"]["template"]["spec"]["futureSpec"], "y");
+        assert_eq!(
+            job["spec"]["template"]["spec"]["containers"][0]["futureC"],
+            2
+        );
+        assert_eq!(
+            job["spec"]["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}})
+        );
+        let labels = &job["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels["app"], "t");
+        assert_eq!(labels["job-name"], "j");
+        assert_eq!(labels["controller-uid"], uid);
+        assert!(job.get("status").is_none(), "{job}");
     }
 
     #[test]

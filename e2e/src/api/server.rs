@@ -5,7 +5,7 @@
 //! over a websocket (`v5.channel.k8s.io` or `v4.channel.k8s.io`, the command run in the container by the node
 //! agent); discovery
 //! (`/api`, `/apis`, `/version`, short names), `/healthz`, `/readyz` and `/livez`; list
-//! pages, Table output and server-side dry runs ([`crate::listing`]); errors as `Status` objects. Test knobs live under
+//! pages, Table output and server-side dry runs ([`crate::api::listing`]); errors as `Status` objects. Test knobs live under
 //! `/_e2e/` so that a shell can drive a `fake-cluster` too.
 
 use std::convert::Infallible;
@@ -20,11 +20,11 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::listing::{self, Include};
+use crate::api::listing::{self, Include};
+use crate::api::resources::{self, Resource, RESOURCES};
+use crate::api::selectors::{FieldSelector, LabelSelector};
+use crate::api::store::{meta_str, ApiError, DeleteOpts, RequestRecord, Store, WatchEvent};
 use crate::node;
-use crate::resources::{self, Resource, RESOURCES};
-use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::{meta_str, ApiError, DeleteOpts, RequestRecord, Store, WatchEvent};
 use crate::util::parse_query;
 
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -670,7 +670,7 @@ async fn logs(
             }
         }
     };
-    let render = move |l: &crate::store::LogLine| {
+    let render = move |l: &crate::api::store::LogLine| {
         let mut b = Vec::new();
         if timestamps {
             b.extend_from_slice(l.timestamp.as_bytes());
@@ -931,7 +931,7 @@ fn normal_close() -> tokio_tungstenite::tungstenite::Message {
 /// end as a `Status` on channel 3, then close. A client going away kills the command.
 async fn run_exec<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
-    target: crate::store::ExecTarget,
+    target: crate::api::store::ExecTarget,
     argv: Vec<String>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
