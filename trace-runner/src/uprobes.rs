@@ -35,11 +35,6 @@ pub fn resolve_target(target: &str) -> Option<PathBuf> {
 /// holds one: its lowest file name `NAME.so` or `NAME.so.*` that is an ELF file. `reach`
 /// turns a path of the filesystem searched into one this process reads (`None`: absent).
 fn find_library(name: &str, reach: impl Fn(&str) -> Option<PathBuf>) -> Option<PathBuf> {
-    let prefix = if name.contains(".so") {
-        name.to_string()
-    } else {
-        format!("{name}.so")
-    };
     for dir in LIB_DIRS {
         let Some(Ok(rd)) = reach(dir).map(std::fs::read_dir) else {
             continue;
@@ -47,7 +42,7 @@ fn find_library(name: &str, reach: impl Fn(&str) -> Option<PathBuf>) -> Option<P
         let mut names: Vec<String> = rd
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n == &prefix || n.starts_with(&format!("{prefix}.")))
+            .filter(|n| soname_matches(name, n))
             .collect();
         names.sort();
         // `libc.so` is often a linker script: only ELF files are libraries.
@@ -62,10 +57,31 @@ fn find_library(name: &str, reach: impl Fn(&str) -> Option<PathBuf>) -> Option<P
     None
 }
 
-/// [`find_library`] in the filesystem whose root this process reaches as `root`, links
-/// followed inside it ([`resolve_in_root`]).
+/// The library `name` names in the filesystem whose root this process reaches as
+/// `root`, links followed inside it ([`resolve_in_root`]): the first ELF file its
+/// `/etc/ld.so.cache` lists under a matching soname (`NAME.so`, `NAME.so.*`), as its
+/// dynamic loader finds it, else [`find_library`] in its library directories.
 fn library_in_root(name: &str, root: &Path) -> Option<PathBuf> {
-    find_library(name, |p| resolve_in_root(root, p))
+    let reach = |p: &str| resolve_in_root(root, p);
+    let cache = reach("/etc/ld.so.cache").and_then(|f| std::fs::read(f).ok());
+    let cached = cache
+        .map(|data| crate::ld_cache::entries(&data))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(soname, _)| soname_matches(name, soname))
+        .find_map(|(_, path)| reach(&path).filter(|f| is_elf(f)));
+    cached.or_else(|| find_library(name, reach))
+}
+
+/// Whether a library file name (or soname) is one the library name `name` names:
+/// `libc` names `libc.so` and `libc.so.*`, `libc.so.6` names itself and `libc.so.6.*`.
+fn soname_matches(name: &str, file: &str) -> bool {
+    let prefix = if name.contains(".so") {
+        name.to_string()
+    } else {
+        format!("{name}.so")
+    };
+    file == prefix || file.starts_with(&format!("{prefix}."))
 }
 
 /// `path` (absolute) inside the filesystem whose root this process reaches as `root`
@@ -702,6 +718,51 @@ mod tests {
         assert!(defines(&me, "0x1000"));
         let r = fake_root("defines");
         assert!(!defines(&r.0.join("usr/bin/plain"), "main"));
+    }
+
+    #[test]
+    fn library_names_follow_the_roots_ld_so_cache_first() {
+        use std::os::unix::fs::symlink;
+        let r = fake_root("ldcache");
+        let root = &r.0;
+        let elf = b"\x7fELF...";
+        // A vendor directory only the cache knows, and a library both have: the
+        // cache's copy wins, as the dynamic loader's would.
+        std::fs::create_dir_all(root.join("opt/vendor/lib")).unwrap();
+        std::fs::create_dir_all(root.join("usr/lib/x86_64-linux-gnu")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("opt/vendor/lib/libvend.so.1"), elf).unwrap();
+        std::fs::write(root.join("opt/vendor/lib/libboth.so.2"), elf).unwrap();
+        std::fs::write(root.join("usr/lib/x86_64-linux-gnu/libboth.so.2"), elf).unwrap();
+        std::fs::write(root.join("usr/lib/x86_64-linux-gnu/libdirs.so.3"), elf).unwrap();
+        // Absolute links inside the root: /lib, and the cache's path of libgone.
+        symlink("/usr/lib", root.join("lib")).unwrap();
+        let native = crate::ld_cache::tests::native();
+        let cache = crate::ld_cache::tests::cache(&[
+            (native, "libvend.so.1", "/opt/vendor/lib/libvend.so.1"),
+            (native, "libboth.so.2", "/opt/vendor/lib/libboth.so.2"),
+            (native, "libgone.so.1", "/opt/vendor/lib/libgone.so.1"),
+        ]);
+        std::fs::write(root.join("etc/ld.so.cache"), cache).unwrap();
+        assert_eq!(
+            library_in_root("libvend", root),
+            Some(root.join("opt/vendor/lib/libvend.so.1"))
+        );
+        assert_eq!(
+            library_in_root("libboth.so.2", root),
+            Some(root.join("opt/vendor/lib/libboth.so.2"))
+        );
+        // Listed but not there, or not listed: the library directories.
+        assert_eq!(library_in_root("libgone", root), None);
+        assert_eq!(
+            library_in_root("libdirs", root),
+            Some(root.join("usr/lib/x86_64-linux-gnu/libdirs.so.3"))
+        );
+        assert!(soname_matches("libc", "libc.so.6") && soname_matches("libc", "libc.so"));
+        assert!(!soname_matches("libc", "libcrypt.so.1"));
+        assert!(
+            soname_matches("libc.so.6", "libc.so.6") && !soname_matches("libc.so.6", "libc.so.7")
+        );
     }
 
     #[test]
