@@ -293,6 +293,7 @@ fn wildcard_file_names_of_a_pod_target_expand_in_its_container() {
     // own `dir/app`: the pattern matches the container's files, so one probe, on its app.
     let dir = std::env::temp_dir().join(format!("trace-runner-podglob-{}", l.tag));
     std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveOnDrop(dir.clone());
     std::fs::copy("/bin/bash", dir.join("app")).unwrap();
     std::fs::copy("/bin/bash", dir.join("apnode")).unwrap();
     let mut container = MountNsContainer::start(&cg, &dir, 40);
@@ -305,7 +306,6 @@ fn wildcard_file_names_of_a_pod_target_expand_in_its_container() {
     container.go();
     let (out, _) = trace.stop(libc::SIGINT);
     drop(container);
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(head.contains("Attaching 2 probes..."), "{head}");
     assert!(
         out.contains(&format!(
