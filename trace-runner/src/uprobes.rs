@@ -157,8 +157,8 @@ impl Roots {
 
     /// Where the file `path` names is read and attached: an absolute path is the
     /// container's file when the container has it, else the node's; so is a library
-    /// name (`libssl`), searched in the container's library directories, then the
-    /// node's. `Ok(None)` keeps the path as it is: a path under `/proc/`
+    /// name (`libssl`), searched in the container's `/etc/ld.so.cache` and library
+    /// directories, then the node's. `Ok(None)` keeps the path as it is: a path under `/proc/`
     /// (`/proc/$container_pid/exe`), a relative path, a library no root has (it is
     /// skipped with a warning later), and any path when there is no root to look in.
     /// An absolute path in no root is an error: `what` (`uprobe target`) names it.
