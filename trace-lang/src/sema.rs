@@ -51,6 +51,20 @@ pub trait ProbeEnv {
         Ok(None)
     }
 
+    /// The files a uprobe target with wildcards in its file name (`/usr/bin/ap*`)
+    /// matches and that define `function` (a name, maybe with wildcards, or a location
+    /// as a uprobe's last part takes it), each as `(name its probes show, path to read
+    /// and attach)`: `None` when this environment cannot tell, `Err` (the message) when
+    /// the pattern matches no file. Files without the function are left out silently,
+    /// as bpftrace does.
+    fn uprobe_files(
+        &self,
+        _pattern: &str,
+        _function: &str,
+    ) -> Option<Result<Vec<(String, String)>, String>> {
+        None
+    }
+
     /// The functions of the binary or library `path` of a uprobe whose names match
     /// `pattern` (`*` and `?` wildcards): `None` when this environment cannot tell.
     fn uprobe_functions(&self, _path: &str, _pattern: &str) -> Option<Vec<String>> {
@@ -242,6 +256,13 @@ impl ProbeEnv for Layered<'_> {
     }
     fn uprobe_path(&self, path: &str) -> Result<Option<String>, String> {
         self.env.uprobe_path(path)
+    }
+    fn uprobe_files(
+        &self,
+        pattern: &str,
+        function: &str,
+    ) -> Option<Result<Vec<(String, String)>, String>> {
+        self.env.uprobe_files(pattern, function)
     }
     fn kprobe_matches(
         &self,
@@ -447,26 +468,12 @@ fn resolve_probe(
     env: &dyn ProbeEnv,
 ) -> Result<Vec<ResolvedAttach>, Diagnostic> {
     let mut out = Vec::new();
-    for ap in &probe.attach {
-        check_attach(ap)?;
-        // A binary inside the traced process's root: attached there, named as written.
-        let target = ap.parts.first().cloned().unwrap_or_default();
-        let inside;
-        let moved = match ap.kind {
-            ProbeKind::Uprobe | ProbeKind::Uretprobe => env
-                .uprobe_path(&target)
-                .map_err(|why| Diagnostic::new(ap.span, why))?,
-            _ => None,
-        };
-        let ap = match moved {
-            Some(path) => {
-                let mut moved = ap.clone();
-                moved.parts[0] = path;
-                inside = moved;
-                &inside
-            }
-            None => ap,
-        };
+    let mut points = Vec::new();
+    for written in &probe.attach {
+        check_attach(written)?;
+        points.extend(uprobe_files(written, env)?);
+    }
+    for (ap, target) in &points {
         if ap.kind == ProbeKind::Tracepoint {
             let (cat, name) = (&ap.parts[0], &ap.parts[1]);
             if let Some(found) = env.tracepoints(cat, name) {
@@ -549,6 +556,49 @@ fn resolve_probe(
         });
     }
     Ok(out)
+}
+
+/// A uprobe's attach point with its file as this mount namespace reaches it, and the
+/// target its probes' names show: for a file name with wildcards (`/usr/bin/ap*`), one
+/// per file the environment finds ([`ProbeEnv::uprobe_files`]), named by that file;
+/// otherwise the point itself, its file moved by [`ProbeEnv::uprobe_path`] (a binary
+/// inside the traced process's root, the container's or the node's) and named as
+/// written. Any other attach point is itself.
+fn uprobe_files(
+    ap: &ast::AttachPoint,
+    env: &dyn ProbeEnv,
+) -> Result<Vec<(ast::AttachPoint, String)>, Diagnostic> {
+    let target = ap.parts.first().cloned().unwrap_or_default();
+    if !matches!(ap.kind, ProbeKind::Uprobe | ProbeKind::Uretprobe) {
+        return Ok(vec![(ap.clone(), target)]);
+    }
+    let (dir, name) = target.rsplit_once('/').unwrap_or(("", &target));
+    let found = if has_wildcard(name) && !has_wildcard(dir) {
+        env.uprobe_files(&target, ap.parts.last().map_or("", String::as_str))
+    } else {
+        None
+    };
+    if let Some(found) = found {
+        let found = found.map_err(|why| Diagnostic::new(ap.span, why))?;
+        return Ok(found
+            .into_iter()
+            .map(|(shown, path)| {
+                let mut one = ap.clone();
+                one.parts[0] = path;
+                let rest = &ap.parts[1..];
+                one.text = format!("{}:{shown}:{}", ap.kind.provider(), rest.join(":"));
+                (one, shown)
+            })
+            .collect());
+    }
+    let moved = env
+        .uprobe_path(&target)
+        .map_err(|why| Diagnostic::new(ap.span, why))?;
+    let mut one = ap.clone();
+    if let Some(path) = moved {
+        one.parts[0] = path;
+    }
+    Ok(vec![(one, target)])
 }
 
 /// The `probe` name of one kfunc/kretfunc function, as bpftrace 0.17 prints it.

@@ -17,6 +17,7 @@ mod facts;
 mod flame;
 #[cfg(test)]
 mod golden;
+mod ld_cache;
 mod output;
 mod persist;
 mod pod;

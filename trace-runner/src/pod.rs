@@ -375,13 +375,10 @@ pub fn target_main_pid(found: &PodCgroups, proc_root: &Path) -> Option<u32> {
         .find_map(|n| container_main_pid(&found.pod.join(n), proc_root))
 }
 
-/// A path inside the container's filesystem as the host reaches it (`/proc/PID/root/...`),
-/// for uprobe targets in pod traces.
-pub fn container_path(proc_root: &Path, pid: u32, path: &str) -> PathBuf {
-    proc_root
-        .join(pid.to_string())
-        .join("root")
-        .join(path.trim_start_matches('/'))
+/// The root of the container's filesystem as the host reaches it (`/proc/PID/root`), in
+/// which uprobe targets of pod traces are looked up ([`crate::uprobes::Roots`]).
+pub fn container_root(proc_root: &Path, pid: u32) -> PathBuf {
+    proc_root.join(pid.to_string()).join("root")
 }
 
 /// Matches `/proc/PID/cgroup` lines (any hierarchy, v1 or v2) of a pod target.
@@ -956,10 +953,7 @@ mod tests {
         let mut whole = PidSet::new(&pod);
         whole.refresh(&t.0);
         assert_eq!(whole.main_pid(&t.0), Some(20));
-        assert_eq!(
-            container_path(&t.0, 20, "/usr/bin/nginx"),
-            t.0.join("20/root/usr/bin/nginx")
-        );
+        assert_eq!(container_root(&t.0, 20), t.0.join("20/root"));
     }
 
     // ---- tests on the real kernel ----

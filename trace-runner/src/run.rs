@@ -177,14 +177,24 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     };
     let env = Tracefs::open();
     let scope = resolve_run_scope(&args)?;
-    // USDT files are found in the traced process's filesystem: `-p`, or a pod's container,
-    // whose files absolute uprobe and usdt paths name.
+    // USDT files are found in the traced process's filesystem: `-p`, or a pod's container.
+    // Without `-p`, absolute uprobe and usdt paths, wildcard file names and library names
+    // name the container's files, then the node's (not with `-c`, whose command runs here).
+    let roots = match args.pid {
+        Some(_) => crate::uprobes::Roots::default(),
+        None => crate::uprobes::Roots {
+            container: scope
+                .container_pid
+                .map(|pid| pod::container_root(&args.host_proc, pid)),
+            node: match args.command {
+                Some(_) => None,
+                None => crate::uprobes::node_root(&args.host_proc),
+            },
+        },
+    };
     env.set_usdt_scope(crate::usdt::UsdtScope {
         pid: args.pid.or(scope.container_pid),
-        container_root: scope
-            .container_pid
-            .filter(|_| args.pid.is_none())
-            .map(|pid| args.host_proc.join(pid.to_string()).join("root")),
+        roots,
         command: match (&child, &args.command) {
             (Some(_), Some(cmd)) => crate::uprobes::resolve_program(
                 &split_command(cmd)[0],

@@ -209,9 +209,10 @@ impl ProbeEnv for Tracefs {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        // A pod target: the container's file first, then this node's, else an error.
-        if let Some(root) = &scope.container_root {
-            let inside = crate::uprobes::in_container(path, root)?;
+        // A pod target or the node's root: the container's file first, then the node's,
+        // else an error.
+        if scope.roots != crate::uprobes::Roots::default() {
+            let inside = scope.roots.lookup(path, "uprobe target")?;
             return Ok(inside.map(|p| p.display().to_string()));
         }
         // `-p`: this mount namespace's file first, then the process's.
@@ -223,6 +224,43 @@ impl ProbeEnv for Tracefs {
         };
         let inside = format!("/proc/{pid}/root{path}");
         Ok(Path::new(&inside).exists().then_some(inside))
+    }
+
+    fn uprobe_files(
+        &self,
+        pattern: &str,
+        function: &str,
+    ) -> Option<Result<Vec<(String, String)>, String>> {
+        let scope = self
+            .usdt_scope
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let found = scope.roots.expand(pattern)?;
+        if found.is_empty() {
+            let places = match (&scope.roots.container, &scope.roots.node) {
+                (Some(c), _) => format!(
+                    " (looked in the target container, {}, and on this node)",
+                    c.display()
+                ),
+                (None, Some(n)) => format!(" (looked on this node, in {})", n.display()),
+                (None, None) => String::new(),
+            };
+            return Some(Err(format!(
+                "uprobe target '{pattern}' matches no file{places}"
+            )));
+        }
+        let defining: Vec<(String, String)> = found
+            .into_iter()
+            .filter(|(_, file)| crate::uprobes::defines(file, function))
+            .map(|(shown, file)| (shown, file.display().to_string()))
+            .collect();
+        if defining.is_empty() {
+            self.warn(format!(
+                "warning: no file matching uprobe target '{pattern}' defines '{function}'; its probes are skipped"
+            ));
+        }
+        Some(Ok(defining))
     }
 
     fn uprobe_functions(&self, path: &str, pattern: &str) -> Option<Vec<String>> {

@@ -3,9 +3,11 @@
 //! (`.symtab` or `.dynsym`), so that attach points of missing functions are skipped
 //! with a warning, as bpftrace does, instead of failing the whole script. It also
 //! resolves the forms of a uprobe's location bpftrace accepts (`func`, `func+OFFSET`,
-//! an address) to a function and an offset in it. With a pod target, an absolute path
-//! names a file of the target container ([`in_container`]): it is resolved inside the
-//! container's root, its symbolic links included ([`resolve_in_root`]).
+//! an address) to a function and an offset in it. A trace's absolute paths, wildcard
+//! file names and library names name the files of the target container, else of the
+//! node ([`Roots`]), whose roots the runner (in its own image) reaches through
+//! `HOST_PROC`: they are resolved inside a root, symbolic links included
+//! ([`resolve_in_root`]).
 
 use std::path::{Path, PathBuf};
 
@@ -33,11 +35,6 @@ pub fn resolve_target(target: &str) -> Option<PathBuf> {
 /// holds one: its lowest file name `NAME.so` or `NAME.so.*` that is an ELF file. `reach`
 /// turns a path of the filesystem searched into one this process reads (`None`: absent).
 fn find_library(name: &str, reach: impl Fn(&str) -> Option<PathBuf>) -> Option<PathBuf> {
-    let prefix = if name.contains(".so") {
-        name.to_string()
-    } else {
-        format!("{name}.so")
-    };
     for dir in LIB_DIRS {
         let Some(Ok(rd)) = reach(dir).map(std::fs::read_dir) else {
             continue;
@@ -45,7 +42,7 @@ fn find_library(name: &str, reach: impl Fn(&str) -> Option<PathBuf>) -> Option<P
         let mut names: Vec<String> = rd
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n == &prefix || n.starts_with(&format!("{prefix}.")))
+            .filter(|n| soname_matches(name, n))
             .collect();
         names.sort();
         // `libc.so` is often a linker script: only ELF files are libraries.
@@ -60,10 +57,31 @@ fn find_library(name: &str, reach: impl Fn(&str) -> Option<PathBuf>) -> Option<P
     None
 }
 
-/// [`find_library`] in the filesystem whose root this process reaches as `root`, links
-/// followed inside it ([`resolve_in_root`]).
+/// The library `name` names in the filesystem whose root this process reaches as
+/// `root`, links followed inside it ([`resolve_in_root`]): the first ELF file its
+/// `/etc/ld.so.cache` lists under a matching soname (`NAME.so`, `NAME.so.*`), as its
+/// dynamic loader finds it, else [`find_library`] in its library directories.
 fn library_in_root(name: &str, root: &Path) -> Option<PathBuf> {
-    find_library(name, |p| resolve_in_root(root, p))
+    let reach = |p: &str| resolve_in_root(root, p);
+    let cache = reach("/etc/ld.so.cache").and_then(|f| std::fs::read(f).ok());
+    let cached = cache
+        .map(|data| crate::ld_cache::entries(&data))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(soname, _)| soname_matches(name, soname))
+        .find_map(|(_, path)| reach(&path).filter(|f| is_elf(f)));
+    cached.or_else(|| find_library(name, reach))
+}
+
+/// Whether a library file name (or soname) is one the library name `name` names:
+/// `libc` names `libc.so` and `libc.so.*`, `libc.so.6` names itself and `libc.so.6.*`.
+fn soname_matches(name: &str, file: &str) -> bool {
+    let prefix = if name.contains(".so") {
+        name.to_string()
+    } else {
+        format!("{name}.so")
+    };
+    file == prefix || file.starts_with(&format!("{prefix}."))
 }
 
 /// `path` (absolute) inside the filesystem whose root this process reaches as `root`
@@ -114,55 +132,133 @@ pub fn resolve_in_root(root: &Path, path: &str) -> Option<PathBuf> {
     found.exists().then_some(found)
 }
 
-/// Where an attach point's file is read and attached in a trace of a pod's container
-/// whose root this process reaches as `root` (`HOST_PROC/PID/root`): an absolute path
-/// is the container's file when the container has it, else this node's; so is a
-/// library name (`libssl`), searched in the container's library directories first. A
-/// path under `/proc/` (`/proc/$container_pid/exe`) and a relative path are left as
-/// they are (`Ok(None)`: keep the path). An absolute path in neither place is an error
-/// (a library in neither is skipped with a warning later, as without a pod).
-pub fn in_container(path: &str, root: &Path) -> Result<Option<PathBuf>, String> {
-    if !path.contains('/') {
-        return Ok(library_in_root(path, root));
+/// The filesystems a trace's file names (uprobe and usdt targets, `--uprobe-target`)
+/// are looked up in, as this process reaches their roots: the target container's
+/// (`HOST_PROC/PID/root`, pod traces), then the node's (`HOST_PROC/1/root`; `None` when
+/// that is this process's own root, as when the runner runs on the machine itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roots {
+    pub container: Option<PathBuf>,
+    pub node: Option<PathBuf>,
+}
+
+impl Roots {
+    /// The roots a trace looks in, the node's through `host_proc` (see [`node_root`]).
+    pub fn new(container: Option<PathBuf>, host_proc: &Path) -> Roots {
+        Roots {
+            container,
+            node: node_root(host_proc),
+        }
     }
-    if !path.starts_with('/') || path.starts_with("/proc/") {
-        return Ok(None);
+
+    fn each(&self) -> impl Iterator<Item = &PathBuf> {
+        self.container.iter().chain(self.node.iter())
     }
-    if let Some(inside) = resolve_in_root(root, path) {
-        return Ok(Some(inside));
+
+    /// Where the file `path` names is read and attached: an absolute path is the
+    /// container's file when the container has it, else the node's; so is a library
+    /// name (`libssl`), searched in the container's `/etc/ld.so.cache` and library
+    /// directories, then the node's. `Ok(None)` keeps the path as it is: a path under `/proc/`
+    /// (`/proc/$container_pid/exe`), a relative path, a library no root has (it is
+    /// skipped with a warning later), and any path when there is no root to look in.
+    /// An absolute path in no root is an error: `what` (`uprobe target`) names it.
+    pub fn lookup(&self, path: &str, what: &str) -> Result<Option<PathBuf>, String> {
+        if !path.contains('/') {
+            return Ok(self.each().find_map(|root| library_in_root(path, root)));
+        }
+        if !path.starts_with('/') || path.starts_with("/proc/") {
+            return Ok(None);
+        }
+        if let Some(found) = self.each().find_map(|root| resolve_in_root(root, path)) {
+            return Ok(Some(found));
+        }
+        let here = self.node.is_none() && Path::new(path).exists();
+        match (&self.container, &self.node) {
+            (None, None) => Ok(None),
+            (Some(_), None) if here => Ok(None),
+            (Some(c), None) => Err(format!(
+                "{what} '{path}' does not exist in the target container (looked in {}) nor on this node",
+                c.display()
+            )),
+            (Some(c), Some(n)) => Err(format!(
+                "{what} '{path}' does not exist in the target container (looked in {}) nor on this node (looked in {})",
+                c.display(),
+                n.display()
+            )),
+            (None, Some(n)) => Err(format!(
+                "{what} '{path}' does not exist on this node (looked in {})",
+                n.display()
+            )),
+        }
     }
-    if Path::new(path).exists() {
-        return Ok(None);
+
+    /// The ELF files a target with `*` wildcards in its file name matches
+    /// (`/usr/bin/ap*`), sorted, each as `(name shown, file to read and attach)`: an
+    /// absolute directory is the container's when it has it, else the node's (links
+    /// followed inside that root, the matched files' too); a relative one, or any
+    /// without roots, is this process's. `None` when the target has no wildcard in
+    /// its file name (or has one in its directory).
+    pub fn expand(&self, target: &str) -> Option<Vec<(String, PathBuf)>> {
+        let wild = |s: &str| s.contains('*');
+        let (dir, name) = target.rsplit_once('/').unwrap_or((".", target));
+        if !wild(name) || wild(dir) {
+            return None;
+        }
+        let shown_dir = if dir.is_empty() { "/" } else { dir };
+        let in_roots = if target.starts_with('/') && !target.starts_with("/proc/") {
+            self.each()
+                .find_map(|root| Some((root, resolve_in_root(root, shown_dir)?)))
+        } else {
+            None
+        };
+        let listed = match &in_roots {
+            Some((_, d)) => d.clone(),
+            None => PathBuf::from(shown_dir),
+        };
+        let Ok(rd) = std::fs::read_dir(&listed) else {
+            return Some(Vec::new());
+        };
+        let mut found: Vec<(String, PathBuf)> = rd
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if !trace_lang::glob::glob_match(name, &n) {
+                    return None;
+                }
+                let shown = format!("{dir}/{n}");
+                let file = match &in_roots {
+                    Some((root, _)) => resolve_in_root(root, &shown)?,
+                    None => e.path(),
+                };
+                Some((shown, file))
+            })
+            .filter(|(_, p)| p.is_file() && is_elf(p))
+            .collect();
+        found.sort();
+        Some(found)
     }
-    Err(format!(
-        "uprobe target '{path}' does not exist in the target container (looked in {}) nor on this node",
-        root.display()
-    ))
+}
+
+/// The node's root as this process reaches it: `HOST_PROC/1/root`, or `None` when that
+/// is this process's own root (the same directory), or cannot be read.
+pub fn node_root(host_proc: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let root = host_proc.join("1").join("root");
+    let theirs = std::fs::metadata(&root).ok()?;
+    let ours = std::fs::metadata("/").ok()?;
+    let same = (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino());
+    (!same).then_some(root)
 }
 
 /// The files a uprobe target names, each with the name it is shown under: a file name
 /// with `*` wildcards (`./testprogs/uprobe*`) matches the ELF files of its directory,
 /// sorted; any other target is [`resolve_target`].
 pub fn resolve_targets(target: &str) -> Vec<(String, PathBuf)> {
-    let (dir, name) = target.rsplit_once('/').unwrap_or((".", target));
-    if !name.contains('*') || dir.contains('*') {
-        return resolve_target(target)
+    Roots::default().expand(target).unwrap_or_else(|| {
+        resolve_target(target)
             .map(|f| vec![(target.to_string(), f)])
-            .unwrap_or_default();
-    }
-    let Ok(rd) = std::fs::read_dir(if dir.is_empty() { "/" } else { dir }) else {
-        return Vec::new();
-    };
-    let mut found: Vec<(String, PathBuf)> = rd
-        .flatten()
-        .filter_map(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            trace_lang::glob::glob_match(name, &n).then(|| (format!("{dir}/{n}"), e.path()))
-        })
-        .filter(|(_, p)| p.is_file() && is_elf(p))
-        .collect();
-    found.sort();
-    found
+            .unwrap_or_default()
+    })
 }
 
 fn is_elf(path: &Path) -> bool {
@@ -172,6 +268,17 @@ fn is_elf(path: &Path) -> bool {
         .and_then(|mut f| f.read_exact(&mut magic))
         .is_ok()
         && magic == *b"\x7fELF"
+}
+
+/// Whether the ELF file defines a function a uprobe's last part names: `func` or
+/// `func+OFFSET` (`*` wildcards in `func`), or any address (checked when the
+/// probe attaches). An unreadable file defines nothing.
+pub fn defines(file: &Path, function: &str) -> bool {
+    match parse_location(function) {
+        Location::Address(_) => true,
+        Location::Symbol(name) | Location::Offset(name, _) => functions(file)
+            .is_ok_and(|all| all.iter().any(|f| trace_lang::glob::glob_match(name, f))),
+    }
 }
 
 /// Whether `symbol` is defined in the ELF file (`None` if the file cannot be read).
@@ -394,6 +501,15 @@ mod tests {
         Root(root)
     }
 
+    /// A pod trace's lookup on a node whose root is this process's.
+    fn in_container(path: &str, root: &Path) -> Result<Option<PathBuf>, String> {
+        let roots = Roots {
+            container: Some(root.to_path_buf()),
+            node: None,
+        };
+        roots.lookup(path, "uprobe target")
+    }
+
     #[test]
     fn links_in_a_container_root_stay_in_it() {
         use std::os::unix::fs::symlink;
@@ -475,6 +591,192 @@ mod tests {
         );
         // Not the container's: the node's search, as without a pod.
         assert_eq!(in_container("libnothere", root), Ok(None));
+    }
+
+    #[test]
+    fn a_node_traces_paths_are_the_nodes_files() {
+        use std::os::unix::fs::symlink;
+        let r = fake_root("node");
+        let node = Roots {
+            container: None,
+            node: Some(r.0.clone()),
+        };
+        let root = &r.0;
+        std::fs::create_dir_all(root.join("usr/lib/x86_64-linux-gnu")).unwrap();
+        symlink("/usr/lib", root.join("lib")).unwrap();
+        std::fs::write(root.join("usr/lib/x86_64-linux-gnu/libz.so.1"), b"\x7fELF").unwrap();
+        symlink("/opt/app/bin/app", root.join("usr/bin/app")).unwrap();
+        let lookup = |p: &str| node.lookup(p, "uprobe target");
+        assert_eq!(
+            lookup("/usr/bin/app"),
+            Ok(Some(root.join("opt/app/bin/app")))
+        );
+        assert_eq!(
+            lookup("libz"),
+            Ok(Some(root.join("usr/lib/x86_64-linux-gnu/libz.so.1")))
+        );
+        // This process's files are not the node's: its own executable is nowhere.
+        let exe = std::env::current_exe().unwrap();
+        let e = lookup(exe.to_str().unwrap()).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "uprobe target '{}' does not exist on this node (looked in {})",
+                exe.display(),
+                root.display()
+            )
+        );
+        assert_eq!(lookup("libnothere"), Ok(None));
+        assert_eq!(lookup("/proc/1/exe"), Ok(None));
+        assert_eq!(lookup("./app"), Ok(None));
+        // Without a root of another filesystem, nothing moves.
+        assert_eq!(
+            Roots::default().lookup("/usr/bin/nowhere-at-all", "uprobe target"),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn a_pod_trace_falls_back_to_the_nodes_files() {
+        let (c, n) = (fake_root("pod2"), fake_root("node2"));
+        std::fs::write(n.0.join("usr/bin/onnode"), b"node").unwrap();
+        std::fs::write(n.0.join("usr/bin/plain"), b"node's plain").unwrap();
+        let roots = Roots {
+            container: Some(c.0.clone()),
+            node: Some(n.0.clone()),
+        };
+        let lookup = |p: &str| roots.lookup(p, "usdt target file");
+        assert_eq!(
+            lookup("/usr/bin/plain"),
+            Ok(Some(c.0.join("usr/bin/plain")))
+        );
+        assert_eq!(
+            lookup("/usr/bin/onnode"),
+            Ok(Some(n.0.join("usr/bin/onnode")))
+        );
+        let e = lookup("/usr/bin/nowhere-at-all").unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "usdt target file '/usr/bin/nowhere-at-all' does not exist in the target container (looked in {}) nor on this node (looked in {})",
+                c.0.display(),
+                n.0.display()
+            )
+        );
+    }
+
+    #[test]
+    fn wildcard_file_names_expand_inside_a_root() {
+        use std::os::unix::fs::symlink;
+        let (c, n) = (fake_root("globc"), fake_root("globn"));
+        let elf = b"\x7fELF...";
+        std::fs::write(c.0.join("usr/bin/app1"), elf).unwrap();
+        std::fs::write(c.0.join("opt/app/bin/real"), elf).unwrap();
+        symlink("/opt/app/bin/real", c.0.join("usr/bin/app2")).unwrap();
+        std::fs::write(c.0.join("usr/bin/apscript"), b"#!/bin/sh").unwrap();
+        std::fs::create_dir_all(n.0.join("sbin")).unwrap();
+        std::fs::write(n.0.join("sbin/apnode"), elf).unwrap();
+        std::fs::write(n.0.join("usr/bin/apnode"), elf).unwrap();
+        let roots = Roots {
+            container: Some(c.0.clone()),
+            node: Some(n.0.clone()),
+        };
+        // The container has /usr/bin: its files only, links followed inside it.
+        assert_eq!(
+            roots.expand("/usr/bin/ap*"),
+            Some(vec![
+                ("/usr/bin/app1".into(), c.0.join("usr/bin/app1")),
+                ("/usr/bin/app2".into(), c.0.join("opt/app/bin/real")),
+            ])
+        );
+        // It has no /sbin: the node's.
+        assert_eq!(
+            roots.expand("/sbin/ap*de"),
+            Some(vec![("/sbin/apnode".into(), n.0.join("sbin/apnode"))])
+        );
+        assert_eq!(roots.expand("/nowhere/ap*"), Some(Vec::new()));
+        // No wildcard in the file name: not a pattern.
+        assert_eq!(roots.expand("/usr/bin/app1"), None);
+        assert_eq!(roots.expand("/usr/*/app1"), None);
+        // Without roots, this process's directory.
+        let here = std::env::current_exe().unwrap();
+        let dir = here.parent().unwrap();
+        let name = here.file_name().unwrap().to_str().unwrap();
+        let rel = format!("{}/{name}*", dir.display());
+        let found = Roots::default().expand(&rel).unwrap();
+        assert!(found.iter().any(|(_, f)| f == &here), "{found:?}");
+    }
+
+    #[test]
+    fn wildcard_matches_keep_the_files_that_define_the_function() {
+        let me = std::env::current_exe().unwrap();
+        assert!(defines(&me, "main"));
+        assert!(defines(&me, "ma*n+4"));
+        assert!(defines(&me, "mai*"));
+        assert!(!defines(&me, "no_such_function_here"));
+        // An address is checked at attach time; a file that is not ELF defines nothing.
+        assert!(defines(&me, "0x1000"));
+        let r = fake_root("defines");
+        assert!(!defines(&r.0.join("usr/bin/plain"), "main"));
+    }
+
+    #[test]
+    fn library_names_follow_the_roots_ld_so_cache_first() {
+        use std::os::unix::fs::symlink;
+        let r = fake_root("ldcache");
+        let root = &r.0;
+        let elf = b"\x7fELF...";
+        // A vendor directory only the cache knows, and a library both have: the
+        // cache's copy wins, as the dynamic loader's would.
+        std::fs::create_dir_all(root.join("opt/vendor/lib")).unwrap();
+        std::fs::create_dir_all(root.join("usr/lib/x86_64-linux-gnu")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("opt/vendor/lib/libvend.so.1"), elf).unwrap();
+        std::fs::write(root.join("opt/vendor/lib/libboth.so.2"), elf).unwrap();
+        std::fs::write(root.join("usr/lib/x86_64-linux-gnu/libboth.so.2"), elf).unwrap();
+        std::fs::write(root.join("usr/lib/x86_64-linux-gnu/libdirs.so.3"), elf).unwrap();
+        // Absolute links inside the root: /lib, and the cache's path of libgone.
+        symlink("/usr/lib", root.join("lib")).unwrap();
+        let native = crate::ld_cache::tests::native();
+        let cache = crate::ld_cache::tests::cache(&[
+            (native, "libvend.so.1", "/opt/vendor/lib/libvend.so.1"),
+            (native, "libboth.so.2", "/opt/vendor/lib/libboth.so.2"),
+            (native, "libgone.so.1", "/opt/vendor/lib/libgone.so.1"),
+        ]);
+        std::fs::write(root.join("etc/ld.so.cache"), cache).unwrap();
+        assert_eq!(
+            library_in_root("libvend", root),
+            Some(root.join("opt/vendor/lib/libvend.so.1"))
+        );
+        assert_eq!(
+            library_in_root("libboth.so.2", root),
+            Some(root.join("opt/vendor/lib/libboth.so.2"))
+        );
+        // Listed but not there, or not listed: the library directories.
+        assert_eq!(library_in_root("libgone", root), None);
+        assert_eq!(
+            library_in_root("libdirs", root),
+            Some(root.join("usr/lib/x86_64-linux-gnu/libdirs.so.3"))
+        );
+        assert!(soname_matches("libc", "libc.so.6") && soname_matches("libc", "libc.so"));
+        assert!(!soname_matches("libc", "libcrypt.so.1"));
+        assert!(
+            soname_matches("libc.so.6", "libc.so.6") && !soname_matches("libc.so.6", "libc.so.7")
+        );
+    }
+
+    #[test]
+    fn the_nodes_root_is_pid_1s_unless_it_is_this_processs() {
+        let r = fake_root("proc");
+        let proc = r.0.join("proc");
+        std::fs::create_dir_all(proc.join("1")).unwrap();
+        std::os::unix::fs::symlink(r.0.join("opt"), proc.join("1/root")).unwrap();
+        assert_eq!(node_root(&proc), Some(proc.join("1/root")));
+        std::fs::remove_file(proc.join("1/root")).unwrap();
+        std::os::unix::fs::symlink("/", proc.join("1/root")).unwrap();
+        assert_eq!(node_root(&proc), None);
+        // Unreadable: this process's root.
+        assert_eq!(node_root(&r.0.join("none")), None);
     }
 
     fn sym(name: &str, address: u64, size: u64) -> FuncSym {

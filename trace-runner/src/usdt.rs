@@ -184,10 +184,10 @@ pub fn maps_files(maps: &str) -> Vec<String> {
 pub struct UsdtScope {
     pub pid: Option<u32>,
     pub command: Option<PathBuf>,
-    /// A pod target's container: its root as this process reaches it
-    /// (`HOST_PROC/PID/root`). Its files come first for absolute uprobe and usdt paths
-    /// (see [`crate::uprobes::in_container`]).
-    pub container_root: Option<PathBuf>,
+    /// The filesystems absolute uprobe and usdt paths, wildcard file names and
+    /// library names name (without `-p`): the target container's, then the node's
+    /// (see [`crate::uprobes::Roots`]).
+    pub roots: crate::uprobes::Roots,
 }
 
 /// `(display, file)` of every file the process maps, reached through its root.
@@ -238,6 +238,14 @@ fn target_files(target: &str, scope: &UsdtScope) -> Result<Vec<(String, PathBuf)
                 "usdt target '{target}': wildcards are only supported in the file name"
             ));
         }
+        // An absolute directory of the container or the node: its files there.
+        if target.starts_with('/') && scope.roots != crate::uprobes::Roots::default() {
+            let found = scope.roots.expand(target).unwrap_or_default();
+            return Ok(found
+                .into_iter()
+                .filter(|(_, f)| is_executable(f))
+                .collect());
+        }
         let rd = std::fs::read_dir(if dir.is_empty() { "/" } else { dir })
             .map_err(|e| format!("usdt target '{target}': cannot read {dir}: {e}"))?;
         let mut names: Vec<String> = rd
@@ -269,16 +277,17 @@ fn target_files(target: &str, scope: &UsdtScope) -> Result<Vec<(String, PathBuf)
             crate::uprobes::resolve_program(target, std::env::var("PATH").ok().as_deref()).ok()
         })
     };
+    // A pod's container or the node (when its root is not this process's): their file.
     // With a traced process, an absolute path is first the process's file (through its
     // root: inside a container it may differ from the one here).
-    let inside = match &scope.container_root {
-        Some(root) => crate::uprobes::in_container(target, root)
-            .map_err(|_| format!("usdt target file '{target}' does not exist in the target container (looked in {}) nor on this node", root.display()))?,
-        None => scope
+    let inside = if scope.roots != crate::uprobes::Roots::default() {
+        scope.roots.lookup(target, "usdt target file")?
+    } else {
+        scope
             .pid
             .filter(|_| target.starts_with('/'))
             .map(|pid| PathBuf::from(format!("/proc/{pid}/root{target}")))
-            .filter(|p| p.exists()),
+            .filter(|p| p.exists())
     };
     let file = inside
         .or(local)

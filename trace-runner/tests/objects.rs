@@ -522,6 +522,42 @@ fn uprobe_with_uprobe_target() {
 }
 
 #[test]
+fn uprobe_target_of_a_node_trace_is_the_nodes_file() {
+    if !require_clang() || !require_bpf() {
+        return;
+    }
+    let obj = build_bpf("uprobe-node", UPROBE_COUNTER);
+    let node = FakeNode::new("obj");
+    // The node's libc (through its /lib link, followed inside its root), not this
+    // machine's: before, the probe went to this machine's libc and saw none of these.
+    let probe = "/lib/x86_64-linux-gnu/libc.so.6:getppid";
+    let trace = start(&[
+        "--host-proc",
+        s(&node.proc),
+        "--uprobe-target",
+        probe,
+        s(&obj),
+    ]);
+    node.getppid_loop(40);
+    let (out, code) = trace.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("@calls: 40\n"), "{out}");
+
+    // A file the node does not have (this machine does): one line, exit 2.
+    one_line_error(
+        &[
+            "--host-proc",
+            s(&node.proc),
+            "--uprobe-target",
+            "/usr/bin/env:main",
+            s(&obj),
+        ],
+        2,
+        &["uprobe target '/usr/bin/env' does not exist on this node (looked in"],
+    );
+}
+
+#[test]
 fn core_relocations_use_the_kernel_btf() {
     if !require_clang() || !require_bpf() {
         return;

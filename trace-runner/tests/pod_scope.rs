@@ -281,3 +281,37 @@ fn uprobe_paths_of_a_pod_target_are_its_containers_files() {
         "the container's own binary, exactly:\n{out}"
     );
 }
+
+#[test]
+fn wildcard_file_names_of_a_pod_target_expand_in_its_container() {
+    if !require_bpf() {
+        return;
+    }
+    let mut l = Layout::new();
+    let cg = l.container_dir(&l.uid.clone(), "aaaa1111");
+    // The node has `dir/app` and `dir/apnode`, the container (a tmpfs over `dir`) only its
+    // own `dir/app`: the pattern matches the container's files, so one probe, on its app.
+    let dir = std::env::temp_dir().join(format!("trace-runner-podglob-{}", l.tag));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveOnDrop(dir.clone());
+    std::fs::copy("/bin/bash", dir.join("app")).unwrap();
+    std::fs::copy("/bin/bash", dir.join("apnode")).unwrap();
+    let mut container = MountNsContainer::start(&cg, &dir, 40);
+    let script = format!(
+        "BEGIN {{ printf(\"ready\\n\"); }} uprobe:{}/ap*:echo_builtin {{ @[probe] = count(); }}",
+        dir.display()
+    );
+    let trace = Trace::start(&["--pod-uid", &l.uid, "-e", &script]);
+    let head = trace.head.clone();
+    container.go();
+    let (out, _) = trace.stop(libc::SIGINT);
+    drop(container);
+    assert!(head.contains("Attaching 2 probes..."), "{head}");
+    assert!(
+        out.contains(&format!(
+            "@[uprobe:{}/app:echo_builtin]: 40\n",
+            dir.display()
+        )),
+        "the container's own binary, exactly:\n{out}"
+    );
+}

@@ -406,3 +406,32 @@ fn a_path_with_p_is_the_processs_file() {
         assert!(stdout.contains(want), "{want:?} missing in:\n{stdout}");
     }
 }
+
+#[test]
+fn usdt_paths_of_a_node_trace_are_the_nodes_files() {
+    if !ready() {
+        return;
+    }
+    let dir = test_util::TempDir::new("usdt-node");
+    let built = build(&dir);
+    // The program is only the node's, at /usr/bin/app-usdt (reached through /bin).
+    let node = FakeNode::new("usdt");
+    let app = node.root.join("usr/bin/app-usdt");
+    std::fs::copy(&built, &app).unwrap();
+    let proc = node.proc.display().to_string();
+    let trace = Trace::start(&[
+        "--host-proc",
+        &proc,
+        "-e",
+        "BEGIN { printf(\"ready\\n\"); } usdt:/bin/app-usdt:app:line { @ = count(); }",
+    ]);
+    let mut child = start_app(&app);
+    child.stdin.take().unwrap().write_all(b"a\nb\nc\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let (out, code) = trace.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("@: 3\n"),
+        "the node's program, exactly:\n{out}"
+    );
+}

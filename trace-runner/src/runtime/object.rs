@@ -5,8 +5,9 @@
 //! Every program is attached by its section name: `tracepoint/CAT/NAME` (`tp/`),
 //! `raw_tp/NAME` (`raw_tracepoint/`), `tp_btf/NAME`, `fentry/FN`, `fexit/FN`, `kprobe/FN`,
 //! `kretprobe/FN`, `uprobe/PATH:SYMBOL[+OFF]`, `uretprobe/...` (or a bare `uprobe` with
-//! `--uprobe-target PATH:SYMBOL`; in a pod trace PATH is inside the container's filesystem,
-//! reached through `/proc/PID/root`), `perf_event` (`--sample-hz`, default 99, on every
+//! `--uprobe-target PATH:SYMBOL`; PATH is the target container's file, else the node's,
+//! reached through `HOST_PROC/PID/root` and `HOST_PROC/1/root`, links followed inside
+//! them), `perf_event` (`--sample-hz`, default 99, on every
 //! online CPU), and the cgroup programs `cgroup_skb/ingress|egress`, `cgroup/sock_create`,
 //! `cgroup/sock_release`, `cgroup/post_bind4|6`, `cgroup/bind4|6`, `cgroup/connect4|6`,
 //! `cgroup/sendmsg4|6`, `cgroup/recvmsg4|6`, `cgroup/getpeername4|6`,
@@ -483,6 +484,12 @@ fn trace_object(run: &ObjectRun, sink: &mut Sink) -> Result<u64, ObjectError> {
         )));
     }
     let mut uprobes: HashMap<String, (PathBuf, String, u64)> = HashMap::new();
+    // Paths name the target container's files, then the node's.
+    let roots = crate::uprobes::Roots::new(
+        run.container_pid
+            .map(|pid| crate::pod::container_root(run.host_proc, pid)),
+        run.host_proc,
+    );
     for p in &info.programs {
         let AttachKind::Uprobe { target } = &p.kind else {
             continue;
@@ -509,9 +516,9 @@ fn trace_object(run: &ObjectRun, sink: &mut Sink) -> Result<u64, ObjectError> {
                 p.name, p.section
             )));
         };
-        let path = match run.container_pid {
-            Some(pid) => crate::pod::container_path(run.host_proc, pid, &path),
-            None => PathBuf::from(path),
+        let path = match roots.lookup(&path, "uprobe target") {
+            Ok(found) => found.unwrap_or_else(|| PathBuf::from(&path)),
+            Err(why) => return Err(usage(format!("error: {name}: {why}"))),
         };
         uprobes.insert(p.name.clone(), (path, sym, off));
     }

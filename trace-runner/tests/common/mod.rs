@@ -208,3 +208,69 @@ pub fn require_bpftrace() -> bool {
     eprintln!("skipping: {BPFTRACE} is not installed");
     false
 }
+
+/// A node whose root is not this process's: `root` holds a copy of bash at
+/// `/usr/bin/app`, a shell script at `/usr/bin/apscript`, this machine's libc at
+/// `/usr/lib/x86_64-linux-gnu/libc.so.6`, and `/bin` and `/lib` as absolute links to
+/// their `/usr` directories (which lead nowhere useful if followed outside the root);
+/// `proc` is a `--host-proc` whose pid 1 has that root. Removed on drop.
+pub struct FakeNode {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    pub proc: PathBuf,
+}
+
+pub const NODE_LIBC: &str = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+
+impl FakeNode {
+    pub fn new(tag: &str) -> FakeNode {
+        use std::os::unix::fs::symlink;
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!(
+            "trace-runner-node-{tag}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (root, proc) = (dir.join("root"), dir.join("proc"));
+        let libs = root.join("usr/lib/x86_64-linux-gnu");
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(&libs).unwrap();
+        std::fs::create_dir_all(proc.join("1")).unwrap();
+        symlink(&root, proc.join("1/root")).unwrap();
+        symlink("/usr/bin", root.join("bin")).unwrap();
+        symlink("/usr/lib", root.join("lib")).unwrap();
+        std::fs::copy("/bin/bash", root.join("usr/bin/app")).unwrap();
+        std::fs::write(root.join("usr/bin/apscript"), "#!/bin/sh\n").unwrap();
+        std::fs::copy(NODE_LIBC, libs.join("libc.so.6")).unwrap();
+        FakeNode { dir, root, proc }
+    }
+
+    /// `n` `echo` builtins in the node's bash.
+    pub fn echo_loop(&self, n: usize) {
+        run_ok(Command::new(self.root.join("usr/bin/app")).args([
+            "-c",
+            &format!("for i in $(seq 1 {n}); do echo x >/dev/null; done"),
+        ]));
+    }
+
+    /// `n` `getppid` calls through the node's libc (its copy, not this machine's).
+    pub fn getppid_loop(&self, n: usize) {
+        run_ok(
+            Command::new("/usr/bin/python3")
+                .args([
+                    "-c",
+                    &format!("import os\nfor _ in range({n}): os.getppid()"),
+                ])
+                .env(
+                    "LD_LIBRARY_PATH",
+                    self.root.join("usr/lib/x86_64-linux-gnu"),
+                ),
+        );
+    }
+}
+
+impl Drop for FakeNode {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
