@@ -407,6 +407,9 @@ fn deployment_merge_adds_the_pods_exact_counts() {
     let (status, out, err) = env.run(&["logs", &id, "--merge"]);
     assert!(status.success(), "{status}\nstdout:\n{out}\nstderr:\n{err}");
     check(&out, &err);
+}
+
+#[test]
 fn nodes_targets_make_one_trace_with_a_row_per_node() {
     let Some(env) = setup("nodes_targets_make_one_trace_with_a_row_per_node") else {
         return;
