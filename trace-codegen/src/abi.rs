@@ -59,6 +59,11 @@ pub enum EventKind {
     /// A map helper failed (`-k`/`-kk`): its return value (i64) follows the id; the
     /// index is into [`Compiled::helper_errors`].
     HelperError = 8,
+    /// A function watchpoint's setup probe saw the address to watch (u64, after the id);
+    /// the index is the setup program's (`p{index}`, [`Attach::WatchpointSetup`]).
+    WatchpointAttach = 9,
+    /// `unwatch(addr)`: remove every watchpoint on the address (u64, after the id).
+    WatchpointDetach = 10,
 }
 
 /// A call site whose helper's failure is reported (`-k`/`-kk`).
@@ -157,10 +162,26 @@ pub enum Attach {
     /// `watchpoint:ADDR:LEN:MODE`: a hardware breakpoint (`PERF_TYPE_BREAKPOINT`) on
     /// `len` bytes at `address`, `mode` a combination of `r`, `w` (or `x` alone); in the
     /// traced process when there is one, else kernel-wide on every CPU.
+    ///
+    /// With `on_call`, a function watchpoint's body: not attached at start but each time
+    /// its [`Attach::WatchpointSetup`] probe reports a new address (`address` is 0).
     Watchpoint {
         address: u64,
         len: u64,
         mode: String,
+        pid: Option<u32>,
+        on_call: bool,
+    },
+    /// The uprobe behind `watchpoint:FUNC+argN:LEN:MODE`: on each call of `symbol` in
+    /// `path` it sends argument `arg` ([`EventKind::WatchpointAttach`]) for user space to
+    /// set the breakpoint of program `p{body}` on; with `stop`, it first stops the process
+    /// (SIGSTOP), and user space resumes it (SIGCONT) once the breakpoint is set.
+    WatchpointSetup {
+        path: String,
+        symbol: String,
+        arg: u8,
+        stop: bool,
+        body: usize,
         pid: Option<u32>,
     },
     /// `software:EVENT:COUNT` / `hardware:EVENT:COUNT`: a perf counter on every CPU

@@ -52,6 +52,14 @@ pub trait ProbeEnv {
         None
     }
 
+    /// The traced process's binary for function watchpoints
+    /// (`watchpoint:FUNC+argN:LEN:MODE`): `(name, file)`, the name as the `probe` builtin
+    /// shows it (the command of `-c` as written, or `/proc/PID/exe` of `-p`) and the file
+    /// to probe. `None` when there is no traced process (no `-p` or `-c`).
+    fn traced_binary(&self) -> Option<(String, String)> {
+        None
+    }
+
     /// How many kernel functions a k(ret)probe on `[module:]func` (`*` wildcards) attaches
     /// to: `None` when this environment cannot tell, `Err` (the message) for a function
     /// that may not be traced. Points matching nothing are skipped, as bpftrace does.
@@ -463,6 +471,12 @@ fn resolve_probe(
         {
             continue;
         }
+        if matches!(ap.kind, ProbeKind::Watchpoint | ProbeKind::AsyncWatchpoint) {
+            if let Some((func, arg)) = watchpoint_func_arg(&ap.parts[0]) {
+                out.extend(resolve_func_watchpoint(ap, func, arg, env)?);
+                continue;
+            }
+        }
         if ap.kind == ProbeKind::Usdt {
             if let Some(found) = resolve_usdt(ap, env)? {
                 out.extend(found);
@@ -477,6 +491,44 @@ fn resolve_probe(
         });
     }
     Ok(out)
+}
+
+/// `watchpoint:FUNC+argN:LEN:MODE` (or `asyncwatchpoint:`): one attach point per
+/// function of the traced binary matching FUNC, with parts `[file, function, N, LEN,
+/// MODE]` and bpftrace 0.17's name `watchpoint:BINARY:FUNC[:N]:LEN:MODE` (`:N` only when
+/// N is not 0).
+fn resolve_func_watchpoint(
+    ap: &ast::AttachPoint,
+    func: &str,
+    arg: u8,
+    env: &dyn ProbeEnv,
+) -> Result<Vec<ResolvedAttach>, Diagnostic> {
+    let Some((shown, file)) = env.traced_binary() else {
+        return Err(Diagnostic::new(
+            ap.span,
+            format!("-p PID or -c CMD required for {}", ap.kind.provider()),
+        ));
+    };
+    let funcs = if has_wildcard(func) {
+        env.uprobe_functions(&file, func).unwrap_or_default()
+    } else {
+        vec![func.to_string()]
+    };
+    let (len, mode) = (&ap.parts[1], &ap.parts[2]);
+    let n = if arg == 0 {
+        String::new()
+    } else {
+        format!(":{arg}")
+    };
+    Ok(funcs
+        .into_iter()
+        .map(|f| ResolvedAttach {
+            kind: ap.kind,
+            name: format!("{}:{shown}:{f}{n}:{len}:{mode}", ap.kind.provider()),
+            parts: vec![file.clone(), f, arg.to_string(), len.clone(), mode.clone()],
+            usdt: None,
+        })
+        .collect())
 }
 
 /// The `probe` name of one kfunc/kretfunc function, as bpftrace 0.17 prints it.
@@ -632,14 +684,20 @@ fn check_attach(ap: &ast::AttachPoint) -> Result<(), Diagnostic> {
                 }
             }
         }
-        ProbeKind::Watchpoint => {
+        ProbeKind::Watchpoint | ProbeKind::AsyncWatchpoint => {
             if n != 3 {
                 return count_err("3");
             }
-            if parse_u64(&ap.parts[0]).is_none() {
+            let func_arg = watchpoint_func_arg(&ap.parts[0]);
+            if parse_u64(&ap.parts[0]).is_none() && func_arg.is_none() {
                 return err(format!(
-                    "{provider}: only an absolute address is supported here, not '{}'",
+                    "{provider}: expected an address or FUNCTION+argN (N from 0 to 5), not '{}'",
                     ap.parts[0]
+                ));
+            }
+            if ap.kind == ProbeKind::AsyncWatchpoint && func_arg.is_none() {
+                return err(format!(
+                    "{provider} needs a function argument (FUNCTION+argN), not an address"
                 ));
             }
             if !matches!(ap.parts[1].as_str(), "1" | "2" | "4" | "8") {
@@ -692,6 +750,16 @@ fn check_attach(ap: &ast::AttachPoint) -> Result<(), Diagnostic> {
         }
     }
     Ok(())
+}
+
+/// `FUNC+argN` of a function watchpoint: the function (maybe with wildcards) and N.
+pub fn watchpoint_func_arg(s: &str) -> Option<(&str, u8)> {
+    let (func, arg) = s.rsplit_once('+')?;
+    let n = arg.strip_prefix("arg")?;
+    match n.as_bytes() {
+        [d @ b'0'..=b'5'] if !func.is_empty() => Some((func, d - b'0')),
+        _ => None,
+    }
 }
 
 fn parse_u64(s: &str) -> Option<u64> {
@@ -995,6 +1063,7 @@ fn is_void_fn(name: &str) -> bool {
             | "signal"
             | "join"
             | "debugf"
+            | "unwatch"
     )
 }
 
@@ -1005,7 +1074,6 @@ fn is_unsupported_fn(name: &str) -> bool {
         "path"
             | "override"
             | "skboutput"
-            | "unwatch"
             | "uptr_"
             | "printf_"
             | "offsetof"
@@ -2679,6 +2747,14 @@ impl Analyser<'_> {
             }
             "exit" => {
                 self.nargs(&name, n, 0, 0, span);
+                Type::None
+            }
+            "unwatch" => {
+                if self.nargs(&name, n, 1, 1, span)
+                    && !(types[0].is_int() || types[0] == Type::None)
+                {
+                    self.error(args[0].span, "unwatch() expects an integer address");
+                }
                 Type::None
             }
             "signal" if cx.kinds.contains(&ProbeKind::CgroupSkb) => {

@@ -189,6 +189,23 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
             _ => None,
         },
     });
+    // Function watchpoints probe the binary of `-c` (named as found) or of `-p`.
+    env.set_traced_binary(match (&child, args.pid) {
+        (Some(_), _) => args.command.as_deref().and_then(|cmd| {
+            let path = crate::uprobes::resolve_program(
+                &split_command(cmd)[0],
+                std::env::var("PATH").ok().as_deref(),
+            )
+            .ok()?;
+            let path = path.to_string_lossy().into_owned();
+            Some((path.clone(), path))
+        }),
+        (None, Some(pid)) => {
+            let exe = format!("/proc/{pid}/exe");
+            Some((exe.clone(), exe))
+        }
+        _ => None,
+    });
     // A compiled BPF object (ELF, e_machine 247, maybe gzip-compressed) instead of a script.
     if let Some(path) = args.script.file().as_deref() {
         if let Some(bytes) =

@@ -26,6 +26,9 @@ pub struct Tracefs {
     formats: Mutex<FormatCache>,
     /// The process `usdt:` attach points without a file search (`-p` / `-c`).
     usdt_scope: Mutex<crate::usdt::UsdtScope>,
+    /// The binary of the process of `-p`/`-c`, for function watchpoints
+    /// ([`ProbeEnv::traced_binary`]).
+    traced_binary: Mutex<Option<(String, String)>>,
     /// Warnings of the answers given, until the analysis takes them
     /// ([`ProbeEnv::take_warnings`]).
     warnings: Mutex<Vec<String>>,
@@ -58,6 +61,7 @@ impl Tracefs {
             root,
             formats: Mutex::new(HashMap::new()),
             usdt_scope: Mutex::default(),
+            traced_binary: Mutex::default(),
             warnings: Mutex::default(),
         }
     }
@@ -65,6 +69,11 @@ impl Tracefs {
     /// The process `usdt:` attach points search when they name no file.
     pub fn set_usdt_scope(&self, scope: crate::usdt::UsdtScope) {
         *self.usdt_scope.lock().unwrap_or_else(|e| e.into_inner()) = scope;
+    }
+
+    /// The traced process's binary (`(name shown, file)`), for function watchpoints.
+    pub fn set_traced_binary(&self, binary: Option<(String, String)>) {
+        *self.traced_binary.lock().unwrap_or_else(|e| e.into_inner()) = binary;
     }
 
     pub fn is_available(&self) -> bool {
@@ -219,6 +228,13 @@ impl ProbeEnv for Tracefs {
             .pid?;
         let inside = format!("/proc/{pid}/root{path}");
         Path::new(&inside).exists().then_some(inside)
+    }
+
+    fn traced_binary(&self) -> Option<(String, String)> {
+        self.traced_binary
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn uprobe_functions(&self, path: &str, pattern: &str) -> Option<Vec<String>> {

@@ -15,6 +15,7 @@ pub mod maps;
 pub mod object;
 pub mod object_btf;
 pub use crate::sys::uprobe as uattach;
+mod watch;
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -128,7 +129,7 @@ fn unload(attach: &Attach, prog: &mut aya::programs::Program) {
         }
         Attach::Tracepoint { .. } => <&mut TracePoint>::try_from(prog).and_then(|x| x.unload()),
         Attach::Kprobe { .. } => <&mut KProbe>::try_from(prog).and_then(|x| x.unload()),
-        Attach::Uprobe { .. } | Attach::Usdt { .. } => {
+        Attach::Uprobe { .. } | Attach::Usdt { .. } | Attach::WatchpointSetup { .. } => {
             <&mut UProbe>::try_from(prog).and_then(|x| x.unload())
         }
         Attach::Profile { .. }
@@ -216,6 +217,8 @@ pub struct Session {
     kprobe_links: Vec<std::os::fd::OwnedFd>,
     /// The kfunc programs (by program name), loaded outside aya (see [`fentry`]).
     fentry_progs: std::collections::HashMap<String, std::os::fd::OwnedFd>,
+    /// The breakpoints of function watchpoints set so far.
+    watches: watch::Watches,
 }
 
 /// What the loader says when something fails, already worded for the user.
@@ -533,7 +536,7 @@ impl Session {
                     let kp: &mut KProbe = prog.try_into().map_err(|e| verifier_error(name, e))?;
                     kp.load()
                 }
-                Attach::Uprobe { .. } | Attach::Usdt { .. } => {
+                Attach::Uprobe { .. } | Attach::Usdt { .. } | Attach::WatchpointSetup { .. } => {
                     let up: &mut UProbe = prog.try_into().map_err(|e| verifier_error(name, e))?;
                     up.load()
                 }
@@ -564,6 +567,7 @@ impl Session {
             kprobe_funcs,
             kprobe_links: Vec::new(),
             fentry_progs,
+            watches: Default::default(),
         })
     }
 
@@ -752,11 +756,31 @@ impl Session {
                         .map_err(fail)?;
                     }
                 }
+                // Set when its setup probe reports an address (see `watch`).
+                Attach::Watchpoint { on_call: true, .. } => {}
+                Attach::WatchpointSetup {
+                    path, symbol, pid, ..
+                } => {
+                    let (func, offset) =
+                        crate::uprobes::attach_location(path, symbol).map_err(LoadError)?;
+                    let up: &mut UProbe = prog.try_into().map_err(fail)?;
+                    let scope = match pid.and_then(std::num::NonZeroU32::new) {
+                        Some(pid) => aya::programs::uprobe::UProbeScope::OneProcess(pid),
+                        None => aya::programs::uprobe::UProbeScope::AllProcesses,
+                    };
+                    up.attach(
+                        aya::programs::uprobe::UProbeAttachLocation::SymbolOffset(&func, offset),
+                        path,
+                        scope,
+                    )
+                    .map_err(fail)?;
+                }
                 Attach::Watchpoint {
                     address,
                     len,
                     mode,
                     pid,
+                    on_call: false,
                 } => {
                     let pe: &mut PerfEvent = prog.try_into().map_err(fail)?;
                     let config = watchpoint_config(*address, *len, mode).ok_or_else(|| {
@@ -1078,6 +1102,14 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
                 eprint!("{}", check.warning(read_u64(record, 8) as i64));
             }
         }
+        k if k == EventKind::WatchpointAttach as u32 => {
+            if let Err(e) = session.watch(index, read_u64(record, 8), sink) {
+                sink.flush();
+                eprintln!("ERROR: {e}");
+                return Some(StopReason::Exit);
+            }
+        }
+        k if k == EventKind::WatchpointDetach as u32 => session.unwatch(read_u64(record, 8)),
         k if k == EventKind::Join as u32 => {
             if let Some(text) = crate::values::join_record(&session.compiled, index, record) {
                 if sink.format() == crate::sink::Format::Json {
