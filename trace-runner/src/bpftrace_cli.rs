@@ -577,10 +577,36 @@ pub(crate) fn main(program_name: &str, args: &[String]) -> ExitCode {
     match act(action) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(msg, code)) => {
-            eprintln!("{msg}");
+            eprintln!("{}", bpftrace_labels(&msg));
             ExitCode::from(code)
         }
     }
+}
+
+/// A script error as bpftrace labels it: `FILE:LINE:COL: ERROR: ...` (the line and the
+/// caret below stay), for tools that look for bpftrace's `ERROR:`; `trace-runner run`
+/// keeps the project's `error:`.
+fn bpftrace_labels(msg: &str) -> String {
+    let located = |line: &str| {
+        let Some((head, _)) = line.split_once(": error: ") else {
+            return false;
+        };
+        let mut parts = head.rsplitn(3, ':');
+        let col = parts.next().unwrap_or_default();
+        let line_no = parts.next().unwrap_or_default();
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        digits(col) && digits(line_no) && parts.next().is_some_and(|f| !f.is_empty())
+    };
+    msg.split('\n')
+        .map(|line| {
+            if located(line) {
+                line.replacen(": error: ", ": ERROR: ", 1)
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Whether argv[0] names `bpftrace` (the runner invoked through a symlink of that name).
@@ -593,6 +619,29 @@ pub(crate) fn invoked_as_bpftrace(argv0: &std::ffi::OsStr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn located_script_errors_take_bpftrace_s_label() {
+        let msg = "stdin:1:1: error: tracepoint not found: syscalls:nonsense\n\
+                   t:syscalls:nonsense { }\n\
+                   ^~~~~~~~~~~~~~~~~~~\n\
+                   a.bt:12:3: error: x: error: y";
+        assert_eq!(
+            bpftrace_labels(msg),
+            "stdin:1:1: ERROR: tracepoint not found: syscalls:nonsense\n\
+             t:syscalls:nonsense { }\n\
+             ^~~~~~~~~~~~~~~~~~~\n\
+             a.bt:12:3: ERROR: x: error: y"
+        );
+        // Not located: unchanged (bpftrace's own one-line errors are produced elsewhere).
+        for other in [
+            "error: cannot attach x",
+            "a.bt: error: too many errors",
+            ":1:2: error: x",
+        ] {
+            assert_eq!(bpftrace_labels(other), other);
+        }
+    }
 
     fn p(args: &[&str]) -> Result<Action, UsageError> {
         parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())

@@ -228,18 +228,18 @@ fn check_error(script: &str) -> String {
 fn errors_are_located() {
     let err = check_error("struct A { int x[4]; } BEGIN { $a = (struct A *)0; $x = $a->x[5]; }");
     assert!(
-        err.starts_with("stdin:1:63: error: the index 5 is out of bounds for array of size 4\n"),
+        err.starts_with("stdin:1:63: ERROR: the index 5 is out of bounds for array of size 4\n"),
         "{err}"
     );
     let err = check_error("struct A {\n  int x;\n  foo_t y;\n};\nBEGIN { }");
     assert_eq!(
         err,
-        "stdin:3:3: error: unknown type name 'foo_t'\n  foo_t y;\n  ^~~~~\n"
+        "stdin:3:3: ERROR: unknown type name 'foo_t'\n  foo_t y;\n  ^~~~~\n"
     );
     let err = check_error("struct A { int x[; } BEGIN { }");
     assert!(
         err.starts_with(
-            "stdin:1:18: error: syntax error in C definition, unexpected ;, expecting integer"
+            "stdin:1:18: ERROR: syntax error in C definition, unexpected ;, expecting integer"
         ),
         "{err}"
     );

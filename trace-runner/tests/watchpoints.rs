@@ -175,7 +175,7 @@ fn a_function_watchpoint_needs_a_process() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr),
-        "stdin:1:1: error: -p PID or -c CMD required for watchpoint\n\
+        "stdin:1:1: ERROR: -p PID or -c CMD required for watchpoint\n\
          watchpoint:arm+arg0:4:w { @ = count(); }\n\
          ^~~~~~~~~~~~~~~~~~~~~~~\n"
     );
