@@ -335,6 +335,31 @@ fn sigusr1_prints_every_map_and_the_run_goes_on() {
     out.read_to_string(&mut rest).unwrap();
     assert!(child.wait().unwrap().success());
     assert_eq!(rest, "@b[1]: 2\n@scalar: 5\n\n\n@b[1]: 2\n@scalar: 5\n");
+    // The same in JSON, as bpftrace 0.17 prints it (one record per map).
+    let mut child = Command::new(runner())
+        .args([
+            "bpftrace",
+            "-f",
+            "json",
+            "-e",
+            "BEGIN { @scalar = 5; @b[1] = 2; } interval:s:2 { exit(); }",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(
+        first,
+        "{\"type\": \"attached_probes\", \"data\": {\"probes\": 2}}\n"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    let maps = "{\"type\": \"map\", \"data\": {\"@b\": {\"1\": 2}}}\n{\"type\": \"map\", \"data\": {\"@scalar\": 5}}\n";
+    assert_eq!(rest, format!("{maps}\n\n{maps}"));
 }
 
 #[test]
