@@ -2018,7 +2018,13 @@ impl Analyser<'_> {
             ExprKind::Tuple(items) => {
                 let mut ts = Vec::new();
                 for it in items.iter_mut() {
-                    let t = self.expr(it, cx);
+                    let mut t = self.expr(it, cx);
+                    // As in bpftrace 0.17, a string literal in a tuple takes its own
+                    // length (and its NUL), not a whole string buffer.
+                    if let ExprKind::Str(s) = &it.kind {
+                        t = Type::Str(s.len() + 1);
+                        it.ty = t.clone();
+                    }
                     self.check_value(it);
                     ts.push(t);
                 }
