@@ -77,11 +77,24 @@ pub struct HelperCheck {
     /// and a marker) with [`HelperCheck::MESSAGE`] where the message goes; filled by the
     /// caller that has the source (see `commands::compile_source`), empty until then.
     pub location: String,
+    /// The 1-based line and column of `span`, for `-f json`'s `helper_error` records;
+    /// filled with `location` (0 until then).
+    pub line: usize,
+    pub col: usize,
 }
 
 impl HelperCheck {
     /// Where the message goes in [`HelperCheck::location`].
     pub const MESSAGE: char = '\u{1}';
+
+    /// The `-f json` record of a helper that returned `ret`, as bpftrace 0.17 prints it:
+    /// `{"type": "helper_error", "helper": "probe_read", "retcode": -14, "line": 1, "col": 37}`.
+    pub fn json(&self, ret: i64) -> String {
+        format!(
+            "{{\"type\": \"helper_error\", \"helper\": \"{}\", \"retcode\": {ret}, \"line\": {}, \"col\": {}}}\n",
+            self.helper, self.line, self.col
+        )
+    }
 
     /// The warning for a helper that returned `ret`, as bpftrace 0.17 words it:
     /// `Failed to map_delete_elem: No such file or directory (-2)`, or

@@ -1427,11 +1427,14 @@ impl ProgGen<'_> {
             helper: helper.to_string(),
             span,
             location: String::new(),
+            line: 0,
+            col: 0,
         });
         let off = self.alloc(16, span)?;
         let ok = self.asm.new_label();
         let failed = match failed {
             Cond::Ne => Cond::Eq,
+            Cond::Slt => Cond::Sge,
             _ => Cond::Ne,
         };
         self.asm.jump_imm(failed, R0, 0, ok);
@@ -1828,7 +1831,7 @@ impl ProgGen<'_> {
                 self.zero(off, *n);
                 self.gen_int(p)?;
                 let user = matches!(p.ty, Type::Ptr { user: true, .. });
-                self.read_str(off, *n, user);
+                self.read_str(off, *n, user, e.span)?;
                 Ok(())
             }
             (
@@ -1947,19 +1950,22 @@ impl ProgGen<'_> {
         }
     }
 
-    /// Read a NUL-terminated string from the address in r0 into `FP + off`.
-    fn read_str(&mut self, off: i16, n: usize, user: bool) {
+    /// Read a NUL-terminated string from the address in r0 into `FP + off` (a failure
+    /// reported under `-kk`, located at `span`).
+    fn read_str(&mut self, off: i16, n: usize, user: bool, span: Span) -> Result<(), Diagnostic> {
         self.asm.mov(R3, R0);
         self.stack_ptr(R1, off);
         self.asm.mov_imm(R2, n as i32);
-        self.asm.call(if user {
-            helper::PROBE_READ_USER_STR
+        let (read, name) = if user {
+            (helper::PROBE_READ_USER_STR, "probe_read_user_str")
         } else if self.kind == ProbeKind::CgroupSkb {
             // The legacy bpf_probe_read_str is only given to tracing programs.
-            helper::PROBE_READ_KERNEL_STR
+            (helper::PROBE_READ_KERNEL_STR, "probe_read_kernel_str")
         } else {
-            helper::PROBE_READ_STR
-        });
+            (helper::PROBE_READ_STR, "probe_read_str")
+        };
+        self.asm.call(read);
+        self.check_helper(2, name, Cond::Slt, span)
     }
 
     fn field(&self, name: &str, span: Span) -> Result<TpField, Diagnostic> {
@@ -2366,6 +2372,28 @@ impl ProgGen<'_> {
         Ok(())
     }
 
+    /// The probe-read helper of a read of user (`user`) or kernel memory, and its name as
+    /// bpftrace reports it under `-kk`. Probes in neither a kernel nor a user context
+    /// (BEGIN, END, interval, profile, software, hardware, watchpoint) use the legacy
+    /// `bpf_probe_read` (user memory below TASK_SIZE, kernel memory above), as bpftrace
+    /// 0.17 does for them ("Addrspace is not set").
+    pub(super) fn read_helper(&self, user: bool) -> (i32, &'static str) {
+        if user {
+            return (helper::PROBE_READ_USER, "probe_read_user");
+        }
+        match self.kind {
+            ProbeKind::Begin
+            | ProbeKind::End
+            | ProbeKind::Interval
+            | ProbeKind::Profile
+            | ProbeKind::Software
+            | ProbeKind::Hardware
+            | ProbeKind::Watchpoint
+            | ProbeKind::AsyncWatchpoint => (helper::PROBE_READ, "probe_read"),
+            _ => (helper::PROBE_READ_KERNEL, "probe_read_kernel"),
+        }
+    }
+
     /// r0 = *(intN *)r0, read with the probe-read helper.
     fn probe_read_int(
         &mut self,
@@ -2379,11 +2407,9 @@ impl ProgGen<'_> {
         self.asm.mov(R3, R0);
         self.stack_ptr(R1, tmp);
         self.asm.mov_imm(R2, i32::from(bytes));
-        self.asm.call(if user {
-            helper::PROBE_READ_USER
-        } else {
-            helper::PROBE_READ_KERNEL
-        });
+        let (read, name) = self.read_helper(user);
+        self.asm.call(read);
+        self.check_helper(2, name, Cond::Ne, span)?;
         self.asm.load(Size::from_bytes(bytes as usize), R0, FP, tmp);
         self.asm.extend(R0, bytes, signed);
         Ok(())

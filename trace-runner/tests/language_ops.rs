@@ -284,6 +284,55 @@ fn helper_errors_are_reported_with_k_and_kk() {
 }
 
 #[test]
+fn kk_reports_failed_probe_reads_in_text_and_json() {
+    if !require_bpf() {
+        return;
+    }
+    // Before, -kk reported map lookups only: failed probe reads were silent, and in
+    // -f json every helper error went to stderr as text instead of a helper_error record.
+    // (The struct cast comes last: bpftrace 0.17 counts the columns after a
+    // `(struct foo*)` cast one too far.)
+    let script = r#"struct foo {int a;}; BEGIN { @s = str(0); @[1] = 1; delete(@[2]); $t = ((struct foo*) 0)->a; exit(); }"#;
+    let run = |bin: &str, pre: &[&str], args: &[&str]| {
+        let out = Command::new(bin)
+            .args(pre)
+            .args(args)
+            .args(["-q", "-e", script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        out
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let kk = text(&run(runner(), &["bpftrace"], &["-kk"]).stderr);
+    let read_str = "stdin:1:35: WARNING: Failed to probe_read_str: Bad address (-14)\n";
+    let read = "stdin:1:72: WARNING: Failed to probe_read: Bad address (-14)\n\
+                struct foo {int a;}; BEGIN { @s = str(0); @[1] = 1; delete(@[2]); $t = ((struct foo*) 0)->a; exit(); }\n\
+                \x20                                                                      ^~~~~~~~~~~~~~~~~~~~\n";
+    assert!(kk.contains(read) && kk.contains(read_str), "{kk}");
+    let k = text(&run(runner(), &["bpftrace"], &["-k"]).stderr);
+    assert!(
+        !k.contains("probe_read") && k.contains("map_delete_elem"),
+        "{k}"
+    );
+    // JSON: records on stdout, as bpftrace 0.17 prints them.
+    let json = text(&run(runner(), &["bpftrace"], &["-kk", "-f", "json"]).stdout);
+    let expected = [
+        r#"{"type": "helper_error", "helper": "probe_read_str", "retcode": -14, "line": 1, "col": 35}"#,
+        r#"{"type": "helper_error", "helper": "map_delete_elem", "retcode": -2, "line": 1, "col": 53}"#,
+        r#"{"type": "helper_error", "helper": "probe_read", "retcode": -14, "line": 1, "col": 72}"#,
+    ];
+    assert!(json.starts_with(&(expected.join("\n") + "\n")), "{json}");
+    if require_bpftrace() {
+        let theirs = text(&run(BPFTRACE, &[], &["-kk", "-f", "json"]).stdout);
+        assert_eq!(
+            json, theirs,
+            "trace-runner (left) and bpftrace 0.17 (right) differ"
+        );
+    }
+}
+
+#[test]
 fn a_kprobe_on_a_missing_function_is_skipped() {
     if !require_bpf() {
         return;

@@ -1098,8 +1098,13 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
         }
         k if k == EventKind::HelperError as u32 => {
             if let Some(check) = session.compiled.helper_errors.get(index) {
-                sink.flush();
-                eprint!("{}", check.warning(read_u64(record, 8) as i64));
+                let ret = read_u64(record, 8) as i64;
+                if sink.format() == crate::sink::Format::Json {
+                    sink.raw(check.json(ret).as_bytes());
+                } else {
+                    sink.flush();
+                    eprint!("{}", check.warning(ret));
+                }
             }
         }
         k if k == EventKind::WatchpointAttach as u32 => {
