@@ -187,11 +187,11 @@ fn banned_kretprobes_and_non_module_kprobe_parts_are_refused_before_kprobe_check
     for (script, want) in [
         (
             "kretprobe:queued_spin_lock_slowpath { exit(); }",
-            "stdin:1:1: ERROR: kretprobe:queued_spin_lock_slowpath can't be used as it might lock up your system.",
+            "stdin:1:1: error: kretprobe:queued_spin_lock_slowpath can't be used as it might lock up your system.",
         ),
         (
             "kretprobe:_raw_spin_lock { exit(); }",
-            "stdin:1:1: ERROR: kretprobe:_raw_spin_lock can't be used as it might lock up your system.",
+            "stdin:1:1: error: kretprobe:_raw_spin_lock can't be used as it might lock up your system.",
         ),
         (
             "kprobe:syscalls:sys_exit_nanosleep { exit(); }",

@@ -236,12 +236,12 @@ fn errors_are_located() {
     let err = check_error("struct A {\n  int x;\n  foo_t y;\n};\nBEGIN { }");
     assert_eq!(
         err,
-        "stdin:3:3: ERROR: unknown type name 'foo_t'\n  foo_t y;\n  ^~~~~\n"
+        "stdin:3:3: error: unknown type name 'foo_t'\n  foo_t y;\n  ^~~~~\n"
     );
     let err = check_error("struct A { int x[; } BEGIN { }");
     assert!(
         err.starts_with(
-            "stdin:1:18: ERROR: syntax error in C definition, unexpected ;, expecting integer"
+            "stdin:1:18: error: syntax error in C definition, unexpected ;, expecting integer"
         ),
         "{err}"
     );
