@@ -2,9 +2,9 @@
 //! `unwatch`) end to end, through `trace-runner bpftrace -c CMD`, with exact hit counts
 //! and, where bpftrace 0.17 is installed, its output on the same program byte for byte.
 //!
-//! The program, built here with `cc`, takes BUFFERS and WRITES: for each of BUFFERS
+//! The program, built here with `cc`, takes BUFFERS, WRITES and GAP: for each of BUFFERS
 //! fresh buffers it passes the buffer's address to `arm()` (which does not touch it),
-//! waits 100 ms, then writes the buffer WRITES times, 1 ms apart. So a watchpoint on
+//! waits 300 ms, then writes the buffer WRITES times, GAP microseconds apart (1 ms). So a watchpoint on
 //! `arm+arg0` hits exactly WRITES times per buffer, whether or not the process is
 //! stopped while the breakpoint is set.
 
@@ -27,13 +27,14 @@ __attribute__((noinline)) void arm(int *p) { __asm__ volatile("" : : "r"(p) : "m
 int main(int argc, char **argv) {
   int buffers = argc > 1 ? atoi(argv[1]) : 1;
   int writes = argc > 2 ? atoi(argv[2]) : 3;
+  int gap = argc > 3 ? atoi(argv[3]) : 1000;
   for (int b = 0; b < buffers; b++) {
     volatile int *p = malloc(64);
     arm((int *)p);
-    usleep(100000);
+    usleep(300000);
     for (int i = 0; i < writes; i++) {
       *p = i;
-      usleep(1000);
+      usleep(gap);
     }
   }
   return 0;
@@ -160,10 +161,11 @@ fn unwatch_removes_the_watchpoint_after_its_first_hit() {
         "uprobe:{}:arm {{ @a = arg0 }} watchpoint:arm+arg0:4:w {{ @n = count(); unwatch(@a) }} END {{ clear(@a) }}",
         app.display()
     );
+    // unwatch takes effect once user space has read the event: 100 ms between writes.
     check(
         &app,
         &script,
-        "1 5",
+        "1 5 100000",
         &[],
         "Attaching 3 probes...\n\n\n\n@n: 1\n",
     );
