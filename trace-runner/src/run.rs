@@ -361,6 +361,10 @@ fn trace(
         // As bpftrace: what the probes sent after exit() is not printed (a 1 ms interval
         // that calls exit() prints once), END's output is.
         runtime::discard_pending(&mut session);
+    } else {
+        // A signal or the deadline: what is queued, as long as it takes at most a second
+        // (see `drain_queued`), then END.
+        runtime::drain_queued(&mut session, sink, std::time::Duration::from_secs(1));
     }
     // The run ended first (exit(), a signal, the deadline): the command is stopped.
     drop(attached.child.take());

@@ -1011,6 +1011,23 @@ pub fn discard_pending(session: &mut Session) {
     while session.ring.next().is_some() {}
 }
 
+/// Handle the events still queued when a signal or the deadline stopped the run, for at
+/// most `budget`, and drop the rest. bpftrace 0.17 drops them all; this keeps what a
+/// stop finds queued when that is quick, but a backlog of slow actions (a `system()`
+/// per event of a busy probe, seconds or minutes of them) cannot hold the stop: END
+/// runs after this and its output is then handled in full.
+pub fn drain_queued(session: &mut Session, sink: &mut Sink, budget: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < budget {
+        let Some(record) = session.ring.next().map(|item| item.to_vec()) else {
+            break;
+        };
+        handle_event(session, sink, &record);
+    }
+    discard_pending(session);
+    sink.flush();
+}
+
 /// Handle every event left once the probes are detached (END's output included).
 pub fn drain_remaining(session: &mut Session, sink: &mut Sink) {
     drain_events(session, sink, false);
