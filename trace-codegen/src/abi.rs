@@ -59,6 +59,11 @@ pub enum EventKind {
     /// A map helper failed (`-k`/`-kk`): its return value (i64) follows the id; the
     /// index is into [`Compiled::helper_errors`].
     HelperError = 8,
+    /// A function watchpoint's setup probe saw the address to watch (u64, after the id);
+    /// the index is the setup program's (`p{index}`, [`Attach::WatchpointSetup`]).
+    WatchpointAttach = 9,
+    /// `unwatch(addr)`: remove every watchpoint on the address (u64, after the id).
+    WatchpointDetach = 10,
 }
 
 /// A call site whose helper's failure is reported (`-k`/`-kk`).
@@ -72,11 +77,24 @@ pub struct HelperCheck {
     /// and a marker) with [`HelperCheck::MESSAGE`] where the message goes; filled by the
     /// caller that has the source (see `commands::compile_source`), empty until then.
     pub location: String,
+    /// The 1-based line and column of `span`, for `-f json`'s `helper_error` records;
+    /// filled with `location` (0 until then).
+    pub line: usize,
+    pub col: usize,
 }
 
 impl HelperCheck {
     /// Where the message goes in [`HelperCheck::location`].
     pub const MESSAGE: char = '\u{1}';
+
+    /// The `-f json` record of a helper that returned `ret`, as bpftrace 0.17 prints it:
+    /// `{"type": "helper_error", "helper": "probe_read", "retcode": -14, "line": 1, "col": 37}`.
+    pub fn json(&self, ret: i64) -> String {
+        format!(
+            "{{\"type\": \"helper_error\", \"helper\": \"{}\", \"retcode\": {ret}, \"line\": {}, \"col\": {}}}\n",
+            self.helper, self.line, self.col
+        )
+    }
 
     /// The warning for a helper that returned `ret`, as bpftrace 0.17 words it:
     /// `Failed to map_delete_elem: No such file or directory (-2)`, or
@@ -157,10 +175,26 @@ pub enum Attach {
     /// `watchpoint:ADDR:LEN:MODE`: a hardware breakpoint (`PERF_TYPE_BREAKPOINT`) on
     /// `len` bytes at `address`, `mode` a combination of `r`, `w` (or `x` alone); in the
     /// traced process when there is one, else kernel-wide on every CPU.
+    ///
+    /// With `on_call`, a function watchpoint's body: not attached at start but each time
+    /// its [`Attach::WatchpointSetup`] probe reports a new address (`address` is 0).
     Watchpoint {
         address: u64,
         len: u64,
         mode: String,
+        pid: Option<u32>,
+        on_call: bool,
+    },
+    /// The uprobe behind `watchpoint:FUNC+argN:LEN:MODE`: on each call of `symbol` in
+    /// `path` it sends argument `arg` ([`EventKind::WatchpointAttach`]) for user space to
+    /// set the breakpoint of program `p{body}` on; with `stop`, it first stops the process
+    /// (SIGSTOP), and user space resumes it (SIGCONT) once the breakpoint is set.
+    WatchpointSetup {
+        path: String,
+        symbol: String,
+        arg: u8,
+        stop: bool,
+        body: usize,
         pid: Option<u32>,
     },
     /// `software:EVENT:COUNT` / `hardware:EVENT:COUNT`: a perf counter on every CPU

@@ -38,6 +38,10 @@ pub use crate::abi::{
 
 /// `bpf_ringbuf_output` flag: do not wake the consumer up.
 const BPF_RB_NO_WAKEUP: i32 = 1;
+/// Wake user space up for this record: for the rare events a process waits on (a
+/// function watchpoint's setup stops it until user space answers) or that should take
+/// effect at once (`unwatch`).
+const BPF_RB_FORCE_WAKEUP: i32 = 2;
 
 /// Kernel BPF stack limit.
 const STACK_LIMIT: i32 = 512;
@@ -217,17 +221,17 @@ pub fn generate(
                 }
             }
         };
-        let program = build_program(
-            &mut t,
-            &layout,
-            plan,
-            env,
-            opts,
-            probe,
-            spec,
-            programs.len(),
-        )?;
+        let body = programs.len();
+        let program = build_program(&mut t, &layout, plan, env, opts, probe, spec, body)?;
         programs.push(program);
+        if let Attach::Watchpoint { on_call: true, .. } = &programs[body].attach {
+            // Attached later, by its setup probe, which is the one bpftrace counts.
+            programs[body].points = 0;
+            let spec = watchpoint_setup_spec(attach, plan.probe_id, body, opts);
+            let index = programs.len();
+            let program = build_program(&mut t, &layout, plan, env, opts, probe, spec, index)?;
+            programs.push(program);
+        }
     }
 
     Ok(Compiled {
@@ -308,7 +312,12 @@ fn build_program(
         usdt_args,
     };
     g.prologue();
-    g.body(probe)?;
+    match &target {
+        Attach::WatchpointSetup { arg, stop, .. } => {
+            g.watchpoint_setup(*arg, *stop, index, probe.span)?
+        }
+        _ => g.body(probe)?,
+    }
     let loops = std::mem::take(&mut g.loop_spans);
     let (insns, map_relocs) = g.asm.finish().map_err(|e| err(probe.span, e))?;
     let name = format!("p{index}");
@@ -325,6 +334,34 @@ fn build_program(
         span: probe.span,
         loops,
     })
+}
+
+/// The uprobe program that reports the address a function watchpoint (program
+/// `body`, resolved as `[file, function, N, LEN, MODE]`) watches.
+fn watchpoint_setup_spec(
+    a: &ResolvedAttach,
+    probe_id: usize,
+    body: usize,
+    opts: &CodegenOptions,
+) -> ProgramSpec {
+    let part = |i: usize| a.parts.get(i).cloned().unwrap_or_default();
+    ProgramSpec {
+        kind: ProbeKind::Uprobe,
+        fields: Vec::new(),
+        probe_id,
+        syscall: None,
+        target: Attach::WatchpointSetup {
+            path: part(0),
+            symbol: part(1),
+            arg: part(2).parse().unwrap_or(0),
+            stop: a.kind == ProbeKind::Watchpoint,
+            body,
+            pid: opts.pid.or(opts.cpid),
+        },
+        probe_name: a.name.clone(),
+        points: 1,
+        usdt_args: Vec::new(),
+    }
 }
 
 fn parse_number(s: &str) -> Option<u64> {
@@ -389,7 +426,17 @@ fn attach_target(
                 }
             }
         }
-        ProbeKind::Watchpoint => Attach::Watchpoint {
+        ProbeKind::Watchpoint | ProbeKind::AsyncWatchpoint if a.parts.len() == 5 => {
+            Attach::Watchpoint {
+                address: 0,
+                len: parse_number(&part(3))
+                    .ok_or_else(|| err(span, format!("{}: expected a length", a.name)))?,
+                mode: part(4),
+                pid: opts.pid.or(opts.cpid),
+                on_call: true,
+            }
+        }
+        ProbeKind::Watchpoint | ProbeKind::AsyncWatchpoint => Attach::Watchpoint {
             address: part(0)
                 .strip_prefix("0x")
                 .map_or_else(|| part(0).parse().ok(), |h| u64::from_str_radix(h, 16).ok())
@@ -398,6 +445,7 @@ fn attach_target(
                 .ok_or_else(|| err(span, format!("{}: expected a length", a.name)))?,
             mode: part(2),
             pid: opts.pid.or(opts.cpid),
+            on_call: false,
         },
         ProbeKind::Software | ProbeKind::Hardware => {
             let hardware = a.kind == ProbeKind::Hardware;
@@ -451,7 +499,7 @@ fn section_name(a: &Attach, name: &str) -> String {
         Attach::Fentry { ret: true, .. } => format!("fexit/{name}"),
         Attach::Uprobe { ret: false, .. } => format!("uprobe/{name}"),
         Attach::Uprobe { ret: true, .. } => format!("uretprobe/{name}"),
-        Attach::Usdt { .. } => format!("uprobe/{name}"),
+        Attach::Usdt { .. } | Attach::WatchpointSetup { .. } => format!("uprobe/{name}"),
         Attach::Profile { .. }
         | Attach::Interval { .. }
         | Attach::PerfCounter { .. }
@@ -643,6 +691,38 @@ impl ProgGen<'_> {
         let exit = self.exit;
         self.asm.mov_imm(R0, 0);
         self.asm.jump_imm(Cond::Eq, R0, 0, exit);
+    }
+
+    /// A function watchpoint's setup probe: stop the process unless the watchpoint is
+    /// async, then send argument `arg` (the address to watch) as an
+    /// [`EventKind::WatchpointAttach`] event of program `index`, and the common exit.
+    fn watchpoint_setup(
+        &mut self,
+        arg: u8,
+        stop: bool,
+        index: usize,
+        span: Span,
+    ) -> Result<(), Diagnostic> {
+        const SIGSTOP: i32 = 19;
+        if stop {
+            self.asm.mov_imm(R1, SIGSTOP);
+            self.asm.call(helper::SEND_SIGNAL);
+        }
+        let off = self.alloc(16, span)?;
+        self.asm.load_const(
+            R1,
+            ((EventKind::WatchpointAttach as i64) << 32) | index as i64,
+        );
+        self.asm.store(Size::DW, FP, off, R1);
+        self.asm
+            .load(Size::DW, R1, R6, PT_REGS_ARGS[usize::from(arg.min(5))]);
+        self.asm.store(Size::DW, FP, off + 8, R1);
+        self.output_flags(off, 16, BPF_RB_FORCE_WAKEUP);
+        let exit = self.exit;
+        self.asm.bind(exit);
+        self.asm.mov_imm(R0, 0);
+        self.asm.exit();
+        Ok(())
     }
 
     /// Predicate, statements and the common exit.
@@ -1264,6 +1344,11 @@ impl ProgGen<'_> {
     /// Emit an event record laid out at `off` (`size` bytes) into the ring buffer,
     /// counting a failure as a lost event.
     fn output(&mut self, off: i16, size: usize) {
+        self.output_flags(off, size, BPF_RB_NO_WAKEUP);
+    }
+
+    /// [`Self::output`] with the ring buffer flags given.
+    fn output_flags(&mut self, off: i16, size: usize, flags: i32) {
         let events = self.layout.events_map;
         let lost = self.layout.lost_map;
         let a = &mut self.asm;
@@ -1272,9 +1357,10 @@ impl ProgGen<'_> {
         a.mov(R2, FP);
         a.alu_imm(Alu::Add, R2, i32::from(off));
         a.mov_imm(R3, size as i32);
-        // No wake-up per record: user space polls the ring every few milliseconds
-        // (see runtime::event_loop), which costs far less than a wake-up per event.
-        a.mov_imm(R4, BPF_RB_NO_WAKEUP);
+        // No wake-up per record (but where asked): user space polls the ring every few
+        // milliseconds (see runtime::event_loop), which costs far less than a wake-up per
+        // event.
+        a.mov_imm(R4, flags);
         a.call(helper::RINGBUF_OUTPUT);
         a.jump_imm(Cond::Eq, R0, 0, ok);
         a.store_imm(Size::W, FP, off, 0);
@@ -1307,11 +1393,14 @@ impl ProgGen<'_> {
             helper: helper.to_string(),
             span,
             location: String::new(),
+            line: 0,
+            col: 0,
         });
         let off = self.alloc(16, span)?;
         let ok = self.asm.new_label();
         let failed = match failed {
             Cond::Ne => Cond::Eq,
+            Cond::Slt => Cond::Sge,
             _ => Cond::Ne,
         };
         self.asm.jump_imm(failed, R0, 0, ok);
@@ -1382,6 +1471,19 @@ impl ProgGen<'_> {
             Func::System => self.printf(e, args, PrintfAction::System),
             Func::Join => self.gen_join(e, args),
             Func::Debugf => self.gen_debugf(e, args),
+            Func::Unwatch => {
+                let addr = args
+                    .first()
+                    .ok_or_else(|| err(e.span, "unwatch() needs an address"))?;
+                self.gen_int(addr)?;
+                let off = self.alloc(16, e.span)?;
+                self.asm.store(Size::DW, FP, off + 8, R0);
+                self.asm
+                    .load_const(R1, (EventKind::WatchpointDetach as i64) << 32);
+                self.asm.store(Size::DW, FP, off, R1);
+                self.output_flags(off, 16, BPF_RB_FORCE_WAKEUP);
+                Ok(())
+            }
             Func::Signal => self.gen_signal(e, args),
             Func::Exit => {
                 self.simple_event(EventKind::Exit, 0, e.span)?;
@@ -1666,7 +1768,7 @@ impl ProgGen<'_> {
                 self.zero(off, *n);
                 self.gen_int(p)?;
                 let user = matches!(p.ty, Type::Ptr { user: true, .. });
-                self.read_str(off, *n, user);
+                self.read_str(off, *n, user, e.span)?;
                 Ok(())
             }
             (
@@ -1792,19 +1894,22 @@ impl ProgGen<'_> {
         }
     }
 
-    /// Read a NUL-terminated string from the address in r0 into `FP + off`.
-    fn read_str(&mut self, off: i16, n: usize, user: bool) {
+    /// Read a NUL-terminated string from the address in r0 into `FP + off` (a failure
+    /// reported under `-kk`, located at `span`).
+    fn read_str(&mut self, off: i16, n: usize, user: bool, span: Span) -> Result<(), Diagnostic> {
         self.asm.mov(R3, R0);
         self.stack_ptr(R1, off);
         self.asm.mov_imm(R2, n as i32);
-        self.asm.call(if user {
-            helper::PROBE_READ_USER_STR
+        let (read, name) = if user {
+            (helper::PROBE_READ_USER_STR, "probe_read_user_str")
         } else if self.kind == ProbeKind::CgroupSkb {
             // The legacy bpf_probe_read_str is only given to tracing programs.
-            helper::PROBE_READ_KERNEL_STR
+            (helper::PROBE_READ_KERNEL_STR, "probe_read_kernel_str")
         } else {
-            helper::PROBE_READ_STR
-        });
+            (helper::PROBE_READ_STR, "probe_read_str")
+        };
+        self.asm.call(read);
+        self.check_helper(2, name, Cond::Slt, span)
     }
 
     fn field(&self, name: &str, span: Span) -> Result<TpField, Diagnostic> {
@@ -2209,6 +2314,28 @@ impl ProgGen<'_> {
         Ok(())
     }
 
+    /// The probe-read helper of a read of user (`user`) or kernel memory, and its name as
+    /// bpftrace reports it under `-kk`. Probes in neither a kernel nor a user context
+    /// (BEGIN, END, interval, profile, software, hardware, watchpoint) use the legacy
+    /// `bpf_probe_read` (user memory below TASK_SIZE, kernel memory above), as bpftrace
+    /// 0.17 does for them ("Addrspace is not set").
+    pub(super) fn read_helper(&self, user: bool) -> (i32, &'static str) {
+        if user {
+            return (helper::PROBE_READ_USER, "probe_read_user");
+        }
+        match self.kind {
+            ProbeKind::Begin
+            | ProbeKind::End
+            | ProbeKind::Interval
+            | ProbeKind::Profile
+            | ProbeKind::Software
+            | ProbeKind::Hardware
+            | ProbeKind::Watchpoint
+            | ProbeKind::AsyncWatchpoint => (helper::PROBE_READ, "probe_read"),
+            _ => (helper::PROBE_READ_KERNEL, "probe_read_kernel"),
+        }
+    }
+
     /// r0 = *(intN *)r0, read with the probe-read helper.
     fn probe_read_int(
         &mut self,
@@ -2222,11 +2349,9 @@ impl ProgGen<'_> {
         self.asm.mov(R3, R0);
         self.stack_ptr(R1, tmp);
         self.asm.mov_imm(R2, i32::from(bytes));
-        self.asm.call(if user {
-            helper::PROBE_READ_USER
-        } else {
-            helper::PROBE_READ_KERNEL
-        });
+        let (read, name) = self.read_helper(user);
+        self.asm.call(read);
+        self.check_helper(2, name, Cond::Ne, span)?;
         self.asm.load(Size::from_bytes(bytes as usize), R0, FP, tmp);
         self.asm.extend(R0, bytes, signed);
         Ok(())

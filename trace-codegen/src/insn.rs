@@ -102,6 +102,7 @@ pub mod helper {
     pub const MAP_LOOKUP_ELEM: i32 = 1;
     pub const MAP_UPDATE_ELEM: i32 = 2;
     pub const MAP_DELETE_ELEM: i32 = 3;
+    pub const PROBE_READ: i32 = 4;
     pub const KTIME_GET_NS: i32 = 5;
     pub const TRACE_PRINTK: i32 = 6;
     pub const GET_PRANDOM_U32: i32 = 7;

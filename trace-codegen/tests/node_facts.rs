@@ -1,6 +1,6 @@
 //! Code generation learns about the node only through `NodeFacts`, and hands its
 //! warnings back instead of printing them: a node whose kallsyms lists no data symbols
-//! makes `kaddr()` a returned warning; a pid namespace makes stored pids that
+//! explains `kaddr()`'s error; a pid namespace makes stored pids that
 //! namespace's (`bpf_get_ns_current_pid_tgid` with its device and inode); a known
 //! symbol's address is loaded as given; a uprobe's `args->NAME` is read from the
 //! register its debug info names, which is asked for only by blocks that use `args`.
@@ -84,20 +84,19 @@ fn listing(c: &Compiled) -> String {
 }
 
 #[test]
-fn kaddr_without_data_symbols_is_a_returned_warning() {
+fn kaddr_of_a_missing_symbol_is_an_error_that_says_why_without_data_symbols() {
+    // As bpftrace: an error, also where the node's kallsyms lists no data symbols (then
+    // the message says so; before, a warning and the address 0).
     let facts = Facts {
         functions_only: true,
         ..Facts::default()
     };
-    let c = generate(r#"BEGIN { @a = kaddr("avenrun"); exit(); }"#, &facts).unwrap();
+    let err = generate(r#"BEGIN { @a = kaddr("avenrun"); exit(); }"#, &facts).unwrap_err();
     assert_eq!(
-        c.warnings,
-        [
-            "warning: kaddr(\"avenrun\"): this kernel's /proc/kallsyms lists no data symbols \
-          (CONFIG_KALLSYMS_ALL is off); reads through this address give 0"
-        ]
+        err,
+        "Failed to resolve kernel symbol: avenrun (this kernel's /proc/kallsyms lists no \
+         data symbols: CONFIG_KALLSYMS_ALL is off)"
     );
-    // Where the node lists data symbols, a missing one is an error instead.
     let err = generate(r#"BEGIN { @a = kaddr("avenrun"); }"#, &Facts::default()).unwrap_err();
     assert_eq!(err, "Failed to resolve kernel symbol: avenrun");
 }

@@ -72,8 +72,13 @@ pub enum ProbeKind {
     Hardware,
     /// `cgroup_skb:ingress|egress`
     CgroupSkb,
-    /// `watchpoint:ADDR:LEN:MODE` / `w:`: a hardware breakpoint on a data address.
+    /// `watchpoint:ADDR:LEN:MODE` / `w:`: a hardware breakpoint on a data address; or
+    /// `watchpoint:FUNC+argN:LEN:MODE`: on the address a function of the traced process
+    /// (`-p`/`-c`) receives as argument N, the process stopped until it is set.
     Watchpoint,
+    /// `asyncwatchpoint:FUNC+argN:LEN:MODE` / `aw:`: as a function watchpoint, without
+    /// stopping the process while the breakpoint is set.
+    AsyncWatchpoint,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -390,6 +395,7 @@ impl ProbeKind {
             ProbeKind::Hardware => "hardware",
             ProbeKind::CgroupSkb => "cgroup_skb",
             ProbeKind::Watchpoint => "watchpoint",
+            ProbeKind::AsyncWatchpoint => "asyncwatchpoint",
         }
     }
 }

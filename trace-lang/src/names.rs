@@ -136,6 +136,7 @@ pub enum Func {
     Delete,
     Signal,
     Join,
+    Unwatch,
     // Functions with a value.
     Offsetof,
     Kstack,
@@ -183,6 +184,7 @@ const FUNCS: &[(Func, &str, usize, usize)] = &[
     (Func::Delete, "delete", 1, 1),
     (Func::Signal, "signal", 1, 1),
     (Func::Join, "join", 1, 2),
+    (Func::Unwatch, "unwatch", 1, 1),
     (Func::Offsetof, "offsetof", 2, 2),
     (Func::Kstack, "kstack", 0, 2),
     (Func::Ustack, "ustack", 0, 2),
@@ -260,6 +262,7 @@ impl Func {
                 | Signal
                 | Join
                 | Debugf
+                | Unwatch
         )
     }
 }
@@ -301,7 +304,7 @@ mod tests {
             assert!(!FUNCS[..i].iter().any(|e| e.0 == f), "{f:?} twice");
         }
         // Distinct entries, as many as `Func` has variants: every variant is listed.
-        assert_eq!(FUNCS.len(), 42);
+        assert_eq!(FUNCS.len(), 43);
         assert_eq!(Func::from_name("printf_"), None);
         assert_eq!(Func::Lhist.arity(), (4, 4));
         assert!(Func::Hist.is_aggregation() && !Func::Str.is_aggregation());

@@ -178,6 +178,7 @@ pub fn probe_kind(provider: &str) -> Option<ProbeKind> {
         "hardware" | "h" => ProbeKind::Hardware,
         "cgroup_skb" => ProbeKind::CgroupSkb,
         "watchpoint" | "w" => ProbeKind::Watchpoint,
+        "asyncwatchpoint" | "aw" => ProbeKind::AsyncWatchpoint,
         _ => return None,
     })
 }
@@ -205,7 +206,7 @@ pub fn parse_attach_point(text: &str, span: Span) -> Result<AttachPoint, Diagnos
         None => {
             let pspan = Span::new(span.start, span.start + provider.len());
             let msg = match provider {
-                "asyncwatchpoint" | "aw" | "iter" | "it" | "kprobe_multi" => {
+                "iter" | "it" | "kprobe_multi" => {
                     format!("probe type '{provider}' is not supported")
                 }
                 _ => format!("unknown probe type '{provider}'"),

@@ -71,6 +71,14 @@ pub trait ProbeEnv {
         None
     }
 
+    /// The traced process's binary for function watchpoints
+    /// (`watchpoint:FUNC+argN:LEN:MODE`): `(name, file)`, the name as the `probe` builtin
+    /// shows it (the command of `-c` as written, or `/proc/PID/exe` of `-p`) and the file
+    /// to probe. `None` when there is no traced process (no `-p` or `-c`).
+    fn traced_binary(&self) -> Option<(String, String)> {
+        None
+    }
+
     /// How many kernel functions a k(ret)probe on `[module:]func` (`*` wildcards) attaches
     /// to: `None` when this environment cannot tell, `Err` (the message) for a function
     /// that may not be traced. Points matching nothing are skipped, as bpftrace does.
@@ -542,6 +550,12 @@ fn resolve_probe(
         {
             continue;
         }
+        if matches!(ap.kind, ProbeKind::Watchpoint | ProbeKind::AsyncWatchpoint) {
+            if let Some((func, arg)) = watchpoint_func_arg(&ap.parts[0]) {
+                out.extend(resolve_func_watchpoint(ap, func, arg, env)?);
+                continue;
+            }
+        }
         if ap.kind == ProbeKind::Usdt {
             if let Some(found) = resolve_usdt(ap, env)? {
                 out.extend(found);
@@ -599,6 +613,44 @@ fn uprobe_files(
         one.parts[0] = path;
     }
     Ok(vec![(one, target)])
+}
+
+/// `watchpoint:FUNC+argN:LEN:MODE` (or `asyncwatchpoint:`): one attach point per
+/// function of the traced binary matching FUNC, with parts `[file, function, N, LEN,
+/// MODE]` and bpftrace 0.17's name `watchpoint:BINARY:FUNC[:N]:LEN:MODE` (`:N` only when
+/// N is not 0).
+fn resolve_func_watchpoint(
+    ap: &ast::AttachPoint,
+    func: &str,
+    arg: u8,
+    env: &dyn ProbeEnv,
+) -> Result<Vec<ResolvedAttach>, Diagnostic> {
+    let Some((shown, file)) = env.traced_binary() else {
+        return Err(Diagnostic::new(
+            ap.span,
+            format!("-p PID or -c CMD required for {}", ap.kind.provider()),
+        ));
+    };
+    let funcs = if has_wildcard(func) {
+        env.uprobe_functions(&file, func).unwrap_or_default()
+    } else {
+        vec![func.to_string()]
+    };
+    let (len, mode) = (&ap.parts[1], &ap.parts[2]);
+    let n = if arg == 0 {
+        String::new()
+    } else {
+        format!(":{arg}")
+    };
+    Ok(funcs
+        .into_iter()
+        .map(|f| ResolvedAttach {
+            kind: ap.kind,
+            name: format!("{}:{shown}:{f}{n}:{len}:{mode}", ap.kind.provider()),
+            parts: vec![file.clone(), f, arg.to_string(), len.clone(), mode.clone()],
+            usdt: None,
+        })
+        .collect())
 }
 
 /// The `probe` name of one kfunc/kretfunc function, as bpftrace 0.17 prints it.
@@ -754,14 +806,20 @@ fn check_attach(ap: &ast::AttachPoint) -> Result<(), Diagnostic> {
                 }
             }
         }
-        ProbeKind::Watchpoint => {
+        ProbeKind::Watchpoint | ProbeKind::AsyncWatchpoint => {
             if n != 3 {
                 return count_err("3");
             }
-            if parse_u64(&ap.parts[0]).is_none() {
+            let func_arg = watchpoint_func_arg(&ap.parts[0]);
+            if parse_u64(&ap.parts[0]).is_none() && func_arg.is_none() {
                 return err(format!(
-                    "{provider}: only an absolute address is supported here, not '{}'",
+                    "{provider}: expected an address or FUNCTION+argN (N from 0 to 5), not '{}'",
                     ap.parts[0]
+                ));
+            }
+            if ap.kind == ProbeKind::AsyncWatchpoint && func_arg.is_none() {
+                return err(format!(
+                    "{provider} needs a function argument (FUNCTION+argN), not an address"
                 ));
             }
             if !matches!(ap.parts[1].as_str(), "1" | "2" | "4" | "8") {
@@ -814,6 +872,16 @@ fn check_attach(ap: &ast::AttachPoint) -> Result<(), Diagnostic> {
         }
     }
     Ok(())
+}
+
+/// `FUNC+argN` of a function watchpoint: the function (maybe with wildcards) and N.
+pub fn watchpoint_func_arg(s: &str) -> Option<(&str, u8)> {
+    let (func, arg) = s.rsplit_once('+')?;
+    let n = arg.strip_prefix("arg")?;
+    match n.as_bytes() {
+        [d @ b'0'..=b'5'] if !func.is_empty() => Some((func, d - b'0')),
+        _ => None,
+    }
 }
 
 fn parse_u64(s: &str) -> Option<u64> {
@@ -1108,7 +1176,6 @@ fn is_unsupported_fn(name: &str) -> bool {
         "path"
             | "override"
             | "skboutput"
-            | "unwatch"
             | "uptr_"
             | "printf_"
             | "offsetof"
@@ -2053,7 +2120,13 @@ impl Analyser<'_> {
             ExprKind::Tuple(items) => {
                 let mut ts = Vec::new();
                 for it in items.iter_mut() {
-                    let t = self.expr(it, cx);
+                    let mut t = self.expr(it, cx);
+                    // As in bpftrace 0.17, a string literal in a tuple takes its own
+                    // length (and its NUL), not a whole string buffer.
+                    if let ExprKind::Str(s) = &it.kind {
+                        t = Type::Str(s.len() + 1);
+                        it.ty = t.clone();
+                    }
                     self.check_value(it);
                     ts.push(t);
                 }
@@ -2848,6 +2921,12 @@ impl Analyser<'_> {
             }
             Func::Exit => {
                 self.nargs(f, n, span);
+                Type::None
+            }
+            Func::Unwatch => {
+                if self.nargs(f, n, span) && !(types[0].is_int() || types[0] == Type::None) {
+                    self.error(args[0].span, "unwatch() expects an integer address");
+                }
                 Type::None
             }
             Func::Signal if cx.kinds.contains(&ProbeKind::CgroupSkb) => {

@@ -575,10 +575,59 @@ pub(crate) fn main(program_name: &str, args: &[String]) -> ExitCode {
     match act(action) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(msg, code)) => {
-            eprintln!("{msg}");
+            eprintln!("{}", bpftrace_labels(&msg));
             ExitCode::from(code)
         }
     }
+}
+
+/// Errors bpftrace 0.17 prints with a lowercase `error:`: those of C definitions in the
+/// script (clang's, e.g. `definitions.h:2:41: error: field has incomplete type ...`) and
+/// banned kretprobes (`ERROR: error: kretprobe:... can't be used ...`).
+fn lowercase_in_bpftrace(message: &str) -> bool {
+    const C_DEFINITIONS: [&str; 9] = [
+        "syntax error in C definition",
+        "unknown type name",
+        "field has incomplete type",
+        "invalid type '",
+        "invalid array size",
+        "invalid bitfield width",
+        "a member cannot have type",
+        "function pointers are not supported in script type definitions",
+        "a definition at the top of a script must define",
+    ];
+    message.contains("can't be used as it might lock up your system")
+        || C_DEFINITIONS.iter().any(|p| message.starts_with(p))
+}
+
+/// A script error as bpftrace labels it: `FILE:LINE:COL: ERROR: ...` (the line and the
+/// caret below stay), for tools that look for bpftrace's `ERROR:`, except where bpftrace
+/// says `error:` itself ([`lowercase_in_bpftrace`]); `trace-runner run` keeps the
+/// project's `error:`.
+fn bpftrace_labels(msg: &str) -> String {
+    let located = |line: &str| {
+        let Some((head, message)) = line.split_once(": error: ") else {
+            return false;
+        };
+        if lowercase_in_bpftrace(message) {
+            return false;
+        }
+        let mut parts = head.rsplitn(3, ':');
+        let col = parts.next().unwrap_or_default();
+        let line_no = parts.next().unwrap_or_default();
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        digits(col) && digits(line_no) && parts.next().is_some_and(|f| !f.is_empty())
+    };
+    msg.split('\n')
+        .map(|line| {
+            if located(line) {
+                line.replacen(": error: ", ": ERROR: ", 1)
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Whether argv[0] names `bpftrace` (the runner invoked through a symlink of that name).
@@ -591,6 +640,33 @@ pub(crate) fn invoked_as_bpftrace(argv0: &std::ffi::OsStr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn located_script_errors_take_bpftrace_s_label() {
+        let msg = "stdin:1:1: error: tracepoint not found: syscalls:nonsense\n\
+                   t:syscalls:nonsense { }\n\
+                   ^~~~~~~~~~~~~~~~~~~\n\
+                   a.bt:12:3: error: x: error: y";
+        assert_eq!(
+            bpftrace_labels(msg),
+            "stdin:1:1: ERROR: tracepoint not found: syscalls:nonsense\n\
+             t:syscalls:nonsense { }\n\
+             ^~~~~~~~~~~~~~~~~~~\n\
+             a.bt:12:3: ERROR: x: error: y"
+        );
+        // Not located, or where bpftrace says `error:` too: unchanged (bpftrace's own
+        // one-line errors are produced elsewhere).
+        for other in [
+            "error: cannot attach x",
+            "a.bt: error: too many errors",
+            ":1:2: error: x",
+            "stdin:1:1: error: kretprobe:_raw_spin_lock can't be used as it might lock up your system.",
+            "stdin:1:41: error: field has incomplete type 'struct thread_info'",
+            "stdin:3:3: error: unknown type name 'foo_t'",
+        ] {
+            assert_eq!(bpftrace_labels(other), other);
+        }
+    }
 
     fn p(args: &[&str]) -> Result<Action, UsageError> {
         parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())

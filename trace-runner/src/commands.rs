@@ -45,6 +45,7 @@ pub(crate) fn compile_source(
     })
     .map(|mut compiled| {
         for check in &mut compiled.helper_errors {
+            (check.line, check.col) = trace_lang::diag::line_col(src, check.span.start);
             let marker = codegen::HelperCheck::MESSAGE.to_string();
             check.location = trace_lang::Diagnostic::new(check.span, &marker)
                 .render(name, src)

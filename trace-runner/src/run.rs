@@ -204,6 +204,23 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
             _ => None,
         },
     });
+    // Function watchpoints probe the binary of `-c` (named as found) or of `-p`.
+    env.set_traced_binary(match (&child, args.pid) {
+        (Some(_), _) => args.command.as_deref().and_then(|cmd| {
+            let path = crate::uprobes::resolve_program(
+                &split_command(cmd)[0],
+                std::env::var("PATH").ok().as_deref(),
+            )
+            .ok()?;
+            let path = path.to_string_lossy().into_owned();
+            Some((path.clone(), path))
+        }),
+        (None, Some(pid)) => {
+            let exe = format!("/proc/{pid}/exe");
+            Some((exe.clone(), exe))
+        }
+        _ => None,
+    });
     // A compiled BPF object (ELF, e_machine 247, maybe gzip-compressed) instead of a script.
     if let Some(path) = args.script.file().as_deref() {
         if let Some(bytes) =
@@ -368,6 +385,10 @@ fn trace(
         // As bpftrace: what the probes sent after exit() is not printed (a 1 ms interval
         // that calls exit() prints once), END's output is.
         runtime::discard_pending(&mut session);
+    } else {
+        // A signal or the deadline: what is queued, as long as it takes at most a second
+        // (see `drain_queued`), then END.
+        runtime::drain_queued(&mut session, sink, std::time::Duration::from_secs(1));
     }
     // The run ended first (exit(), a signal, the deadline): the command is stopped.
     drop(attached.child.take());

@@ -27,6 +27,9 @@ pub struct Tracefs {
     formats: Mutex<FormatCache>,
     /// The process `usdt:` attach points without a file search (`-p` / `-c`).
     usdt_scope: Mutex<crate::usdt::UsdtScope>,
+    /// The binary of the process of `-p`/`-c`, for function watchpoints
+    /// ([`ProbeEnv::traced_binary`]).
+    traced_binary: Mutex<Option<(String, String)>>,
     /// Warnings of the answers given, until the analysis takes them
     /// ([`ProbeEnv::take_warnings`]).
     warnings: Mutex<Vec<String>>,
@@ -51,6 +54,7 @@ impl Tracefs {
             root,
             formats: Mutex::new(HashMap::new()),
             usdt_scope: Mutex::default(),
+            traced_binary: Mutex::default(),
             warnings: Mutex::default(),
             debug_info: Mutex::default(),
         }
@@ -60,6 +64,11 @@ impl Tracefs {
     /// filesystem absolute uprobe and usdt paths are looked up in first.
     pub fn set_usdt_scope(&self, scope: crate::usdt::UsdtScope) {
         *self.usdt_scope.lock().unwrap_or_else(|e| e.into_inner()) = scope;
+    }
+
+    /// The traced process's binary (`(name shown, file)`), for function watchpoints.
+    pub fn set_traced_binary(&self, binary: Option<(String, String)>) {
+        *self.traced_binary.lock().unwrap_or_else(|e| e.into_inner()) = binary;
     }
 
     pub fn is_available(&self) -> bool {
@@ -261,6 +270,13 @@ impl ProbeEnv for Tracefs {
             ));
         }
         Some(Ok(defining))
+    }
+
+    fn traced_binary(&self) -> Option<(String, String)> {
+        self.traced_binary
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn uprobe_functions(&self, path: &str, pattern: &str) -> Option<Vec<String>> {

@@ -173,6 +173,38 @@ fn c_runs_the_command_once_attached_with_cpid_and_ends_with_it() {
     assert_eq!(l[0].strip_prefix("cpid "), Some(l[1]), "{s}");
 }
 
+/// A script error keeps its location, line and caret, labelled `ERROR:` as bpftrace
+/// labels it when invoked as bpftrace; `trace-runner run` keeps `error:`.
+#[test]
+fn script_errors_are_labelled_as_bpftrace_labels_them() {
+    let script = "t:syscalls:nonsense { printf(\"hit\"); exit(); }";
+    let caret = "^~~~~~~~~~~~~~~~~~~";
+    let first = |out: &Output| {
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = text(&out.stderr);
+        let lines: Vec<String> = err.lines().map(str::to_string).collect();
+        assert_eq!(lines.len(), 3, "{err}");
+        assert_eq!(lines[1], script);
+        assert_eq!(lines[2], caret);
+        lines[0].clone()
+    };
+    for out in [
+        bt(&["-e", script]),
+        run_with(runner(), &["bpftrace", "-e", script], &[]),
+    ] {
+        let line = first(&out);
+        assert!(
+            line.starts_with("stdin:1:1: ERROR: tracepoint not found: syscalls:nonsense"),
+            "{line}"
+        );
+    }
+    let line = first(&run_with(runner(), &["run", "-e", script], &[]));
+    assert!(
+        line.starts_with("stdin:1:1: error: tracepoint not found: syscalls:nonsense"),
+        "{line}"
+    );
+}
+
 #[test]
 fn c_errors() {
     let out = bt(&["-e", "BEGIN { exit(); }", "-c", "./no/such/program"]);
@@ -183,7 +215,7 @@ fn c_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr)
-            .starts_with("stdin:1:24: error: cpid cannot be used without child command"),
+            .starts_with("stdin:1:24: ERROR: cpid cannot be used without child command"),
         "{}",
         text(&out.stderr)
     );

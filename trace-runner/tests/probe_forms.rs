@@ -195,7 +195,7 @@ fn banned_kretprobes_and_non_module_kprobe_parts_are_refused_before_kprobe_check
         ),
         (
             "kprobe:syscalls:sys_exit_nanosleep { exit(); }",
-            "stdin:1:1: error: kprobe probe type requires 1 argument ('syscalls' is not a loaded kernel module)",
+            "stdin:1:1: ERROR: kprobe probe type requires 1 argument ('syscalls' is not a loaded kernel module)",
         ),
     ] {
         let out = Command::new(runner())
@@ -405,7 +405,7 @@ fn watchpoint_attach_points_are_checked_as_bpftrace_checks_them() {
         assert_eq!(out.status.code(), Some(2), "{point}: {err}");
         assert_eq!(
             err.lines().next(),
-            Some(format!("stdin:1:1: error: {want}").as_str()),
+            Some(format!("stdin:1:1: ERROR: {want}").as_str()),
             "{point}: {err}"
         );
     }

@@ -89,3 +89,41 @@ fn system_needs_unsafe_and_then_prints_the_output() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("\nhi 5\n"), "{stdout}");
 }
+
+/// A stop is not held by a backlog of `system()` calls: with one per context switch,
+/// each command's context switches queue more of them faster than they run, and the
+/// stop used to run every queued one first (tens of seconds to minutes). Now what is
+/// queued runs for at most a second, then END (bpftrace 0.17 drops them all).
+#[test]
+fn a_backlog_of_system_calls_does_not_hold_a_stop() {
+    if !common::require_bpf() {
+        return;
+    }
+    let src = "tracepoint:sched:sched_switch { system(\"true\"); } END { printf(\"end\\n\"); }";
+    let mut child = Command::new(common::runner())
+        .args(["run", "--unsafe", "-e", src])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let stopped = Instant::now();
+    let deadline = stopped + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = stopped.elapsed();
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert!(took < Duration::from_secs(5), "the stop took {took:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).ends_with("end\n\n\n"),
+        "no END output"
+    );
+}

@@ -295,15 +295,15 @@ fn bad_usdt_attach_points_are_located_errors() {
         ),
         (
             "usdt:/nonexistent/app:a:b { }".to_string(),
-            "stdin:1:1: error: usdt target file '/nonexistent/app' does not exist",
+            "stdin:1:1: ERROR: usdt target file '/nonexistent/app' does not exist",
         ),
         (
             "usdt::app:line { }".to_string(),
-            "stdin:1:1: error: usdt probes with no file need -p PID or -c CMD",
+            "stdin:1:1: ERROR: usdt probes with no file need -p PID or -c CMD",
         ),
         (
             format!("usdt:{app}:app:line {{ print(arg5); }}"),
-            "error: arg5: usdt:",
+            "ERROR: arg5: usdt:",
         ),
     ];
     for (script, want) in cases {

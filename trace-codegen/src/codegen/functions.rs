@@ -295,26 +295,20 @@ impl ProgGen<'_> {
             _ => return Err(err(e.span, "kaddr() takes a symbol name")),
         };
         let name = &name;
-        let addr = match self.env.kernel_symbol(name) {
-            Some(a) => a,
-            None if self.env.kallsyms_lists_functions_only() => {
-                // /proc/kallsyms of a kernel built without CONFIG_KALLSYMS_ALL lists no
-                // data symbols, so a variable cannot be told from a typo: say so once,
-                // and read through a null pointer (zeros), so that tools such as
-                // loads.bt still run.
-                self.t.warnings.push(format!(
-                    "warning: kaddr(\"{name}\"): this kernel's /proc/kallsyms lists no data symbols \
-                     (CONFIG_KALLSYMS_ALL is off); reads through this address give 0"
-                ));
-                0
-            }
-            None => {
-                return Err(err(
-                    e.span,
-                    format!("Failed to resolve kernel symbol: {name}"),
-                ))
-            }
-        };
+        let addr = self.env.kernel_symbol(name).ok_or_else(|| {
+            // As bpftrace. A kernel built without CONFIG_KALLSYMS_ALL lists no data
+            // symbols in /proc/kallsyms, so there a variable cannot be found either (and
+            // bpftrace refuses it too): say why.
+            let why = if self.env.kallsyms_lists_functions_only() {
+                " (this kernel's /proc/kallsyms lists no data symbols: CONFIG_KALLSYMS_ALL is off)"
+            } else {
+                ""
+            };
+            err(
+                e.span,
+                format!("Failed to resolve kernel symbol: {name}{why}"),
+            )
+        })?;
         self.asm.load_const(R0, addr as i64);
         Ok(())
     }

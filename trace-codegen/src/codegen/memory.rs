@@ -367,11 +367,8 @@ impl ProgGen<'_> {
         self.asm.mov(R3, R0);
         self.stack_ptr(R1, off);
         self.asm.mov_imm(R2, size as i32);
-        self.asm.call(if user {
-            helper::PROBE_READ_USER
-        } else {
-            helper::PROBE_READ_KERNEL
-        });
-        Ok(())
+        let (read, name) = self.read_helper(user);
+        self.asm.call(read);
+        self.check_helper(2, name, Cond::Ne, e.span)
     }
 }

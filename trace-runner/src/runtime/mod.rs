@@ -15,6 +15,7 @@ pub mod maps;
 pub mod object;
 pub mod object_btf;
 pub use crate::sys::uprobe as uattach;
+mod watch;
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -121,7 +122,7 @@ fn unload(attach: &Attach, prog: &mut aya::programs::Program) {
         }
         Attach::Tracepoint { .. } => <&mut TracePoint>::try_from(prog).and_then(|x| x.unload()),
         Attach::Kprobe { .. } => <&mut KProbe>::try_from(prog).and_then(|x| x.unload()),
-        Attach::Uprobe { .. } | Attach::Usdt { .. } => {
+        Attach::Uprobe { .. } | Attach::Usdt { .. } | Attach::WatchpointSetup { .. } => {
             <&mut UProbe>::try_from(prog).and_then(|x| x.unload())
         }
         Attach::Profile { .. }
@@ -161,6 +162,8 @@ pub struct Session {
     kprobe_links: Vec<std::os::fd::OwnedFd>,
     /// The kfunc programs (by program name), loaded outside aya (see [`fentry`]).
     fentry_progs: std::collections::HashMap<String, std::os::fd::OwnedFd>,
+    /// The breakpoints of function watchpoints set so far.
+    watches: watch::Watches,
 }
 
 /// What the loader says when something fails, already worded for the user.
@@ -478,7 +481,7 @@ impl Session {
                     let kp: &mut KProbe = prog.try_into().map_err(|e| verifier_error(name, e))?;
                     kp.load()
                 }
-                Attach::Uprobe { .. } | Attach::Usdt { .. } => {
+                Attach::Uprobe { .. } | Attach::Usdt { .. } | Attach::WatchpointSetup { .. } => {
                     let up: &mut UProbe = prog.try_into().map_err(|e| verifier_error(name, e))?;
                     up.load()
                 }
@@ -509,6 +512,7 @@ impl Session {
             kprobe_funcs,
             kprobe_links: Vec::new(),
             fentry_progs,
+            watches: Default::default(),
         })
     }
 
@@ -697,11 +701,31 @@ impl Session {
                         .map_err(fail)?;
                     }
                 }
+                // Set when its setup probe reports an address (see `watch`).
+                Attach::Watchpoint { on_call: true, .. } => {}
+                Attach::WatchpointSetup {
+                    path, symbol, pid, ..
+                } => {
+                    let (func, offset) =
+                        crate::uprobes::attach_location(path, symbol).map_err(LoadError)?;
+                    let up: &mut UProbe = prog.try_into().map_err(fail)?;
+                    let scope = match pid.and_then(std::num::NonZeroU32::new) {
+                        Some(pid) => aya::programs::uprobe::UProbeScope::OneProcess(pid),
+                        None => aya::programs::uprobe::UProbeScope::AllProcesses,
+                    };
+                    up.attach(
+                        aya::programs::uprobe::UProbeAttachLocation::SymbolOffset(&func, offset),
+                        path,
+                        scope,
+                    )
+                    .map_err(fail)?;
+                }
                 Attach::Watchpoint {
                     address,
                     len,
                     mode,
                     pid,
+                    on_call: false,
                 } => {
                     let pe: &mut PerfEvent = prog.try_into().map_err(fail)?;
                     let config = watchpoint_config(*address, *len, mode).ok_or_else(|| {
@@ -932,6 +956,23 @@ pub fn discard_pending(session: &mut Session) {
     while session.ring.next().is_some() {}
 }
 
+/// Handle the events still queued when a signal or the deadline stopped the run, for at
+/// most `budget`, and drop the rest. bpftrace 0.17 drops them all; this keeps what a
+/// stop finds queued when that is quick, but a backlog of slow actions (a `system()`
+/// per event of a busy probe, seconds or minutes of them) cannot hold the stop: END
+/// runs after this and its output is then handled in full.
+pub fn drain_queued(session: &mut Session, sink: &mut Sink, budget: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < budget {
+        let Some(record) = session.ring.next().map(|item| item.to_vec()) else {
+            break;
+        };
+        handle_event(session, sink, &record);
+    }
+    discard_pending(session);
+    sink.flush();
+}
+
 /// Handle every event left once the probes are detached (END's output included).
 pub fn drain_remaining(session: &mut Session, sink: &mut Sink) {
     drain_events(session, sink, false);
@@ -1019,10 +1060,23 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
         }
         k if k == EventKind::HelperError as u32 => {
             if let Some(check) = session.compiled.helper_errors.get(index) {
-                sink.flush();
-                eprint!("{}", check.warning(read_u64(record, 8) as i64));
+                let ret = read_u64(record, 8) as i64;
+                if sink.format() == crate::sink::Format::Json {
+                    sink.raw(check.json(ret).as_bytes());
+                } else {
+                    sink.flush();
+                    eprint!("{}", check.warning(ret));
+                }
             }
         }
+        k if k == EventKind::WatchpointAttach as u32 => {
+            if let Err(e) = session.watch(index, read_u64(record, 8), sink) {
+                sink.flush();
+                eprintln!("ERROR: {e}");
+                return Some(StopReason::Exit);
+            }
+        }
+        k if k == EventKind::WatchpointDetach as u32 => session.unwatch(read_u64(record, 8)),
         k if k == EventKind::Join as u32 => {
             if let Some(text) = crate::values::join_record(&session.compiled, index, record) {
                 if sink.format() == crate::sink::Format::Json {
