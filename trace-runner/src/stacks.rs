@@ -1,9 +1,7 @@
-//! Stacks: reading `kstack`/`ustack` ids back from the stack-trace map, symbolizing
+//! Stacks: reading `kstack`/`ustack` ids back from the stack-trace map and symbolizing
 //! their frames (kernel ones from `/proc/kallsyms`, user ones with `blazesym` through
-//! `/proc/PID/...`, so containerised processes resolve too) and rendering them the way
-//! bpftrace 0.17 does: a newline, then one line per frame, innermost first, indented by
-//! 8 spaces in printf and 4 in map keys (`perf` mode: `\t<hex addr> <sym>`; `raw`:
-//! the hex address). [`crate::flame`] turns rendered keys into folded-stack frames.
+//! `/proc/PID/...`, so containerised processes resolve too) into typed
+//! [`Stack`](crate::output::Stack)s. How a stack prints (and folds) is `trace-output`'s.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,6 +11,7 @@ use std::sync::OnceLock;
 use trace_lang::types::StackMode;
 
 use crate::abi::STACK_MAX_FRAMES;
+use crate::output::{Frame, Stack, Symbol};
 
 /// Looks a key up in a map: `(fd, key, value buffer) -> found?` (the loader's syscall).
 pub type MapLookup = fn(i32, &[u8], &mut [u8]) -> std::io::Result<bool>;
@@ -85,17 +84,6 @@ pub fn user_function(pid: u32, addr: u64) -> String {
     }
 }
 
-/// One frame as bpftrace names it.
-fn frame_name(addr: u64, user: bool, pid: u32) -> String {
-    if user {
-        return match user_symbol(pid, addr) {
-            Some((name, off)) => format!("{name}+{off}"),
-            None => format!("0x{addr:x}"),
-        };
-    }
-    crate::symbols::kernel_symbol_offset(addr)
-}
-
 /// A kernel frame of the BPF machinery that ran the probe.
 fn is_tracer_frame(symbol: &str) -> bool {
     ["bpf_prog_", "bpf_trace_run", "__bpf_trace_"]
@@ -103,9 +91,9 @@ fn is_tracer_frame(symbol: &str) -> bool {
         .any(|p| symbol.starts_with(p))
 }
 
-/// Render stack `id` (of process `pid` for user stacks), at most `limit` frames.
-pub fn render(id: i64, pid: u32, user: bool, limit: u32, mode: StackMode, indent: usize) -> String {
-    let mut out = String::from("\n");
+/// Stack `id` (of process `pid` for user stacks), at most `limit` frames, with its frames
+/// symbolized (except in `raw` mode, which prints addresses only).
+pub fn resolve(id: i64, pid: u32, user: bool, limit: u32, mode: StackMode) -> Stack {
     let mut addrs = addresses(id);
     if !user {
         // Our own frames on top of a kernel stack (the program and the raw tracepoint
@@ -116,18 +104,21 @@ pub fn render(id: i64, pid: u32, user: bool, limit: u32, mode: StackMode, indent
             .count();
         addrs.drain(..ours);
     }
-    for addr in addrs.into_iter().take(limit as usize) {
-        match mode {
-            StackMode::Bpftrace => {
-                out.push_str(&" ".repeat(indent));
-                out.push_str(&frame_name(addr, user, pid));
+    let frames = addrs
+        .into_iter()
+        .take(limit as usize)
+        .map(|addr| {
+            let symbol = match (mode, user) {
+                (StackMode::Raw, _) => None,
+                (_, true) => user_symbol(pid, addr),
+                (_, false) => crate::symbols::kernel_function(addr),
+            };
+            Frame {
+                addr,
+                symbol: symbol.map(|(name, offset)| Symbol { name, offset }),
+                kernel: !user,
             }
-            StackMode::Perf => {
-                out.push_str(&format!("\t{addr:x} {}", frame_name(addr, user, pid)));
-            }
-            StackMode::Raw => out.push_str(&format!("{addr:x}")),
-        }
-        out.push('\n');
-    }
-    out
+        })
+        .collect();
+    Stack { mode, frames }
 }

@@ -1,0 +1,220 @@
+//! Stacks as typed values: a [`Stack`] is its [`Frame`]s (innermost first), each an
+//! address with the symbol it resolved to, if any. This module owns how bpftrace 0.17
+//! prints one ([`Stack::render`], for each [`StackMode`] and the indentation of map keys,
+//! values and printf) and the folded form flame graphs read ([`Stack::folded`]).
+//! Resolving ids into stacks (the stack map, kallsyms, symbolizers) is the runner's job.
+
+use trace_lang::types::StackMode;
+
+/// Indentation of a stack printed as a map key part (`@[kstack]`).
+pub const KEY_INDENT: usize = 4;
+/// Indentation of a stack printed anywhere else (a map value, printf's `%s`, a tuple).
+pub const VALUE_INDENT: usize = 8;
+
+/// The function a frame's address falls in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Symbol {
+    pub name: String,
+    /// Bytes from the function's start.
+    pub offset: u64,
+}
+
+/// One return address of a stack.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Frame {
+    pub addr: u64,
+    /// `None` when the address did not resolve (or was not resolved: `raw` mode).
+    pub symbol: Option<Symbol>,
+    /// A kernel frame (`kstack`), else a user one (`ustack`).
+    pub kernel: bool,
+}
+
+impl Frame {
+    /// A frame whose address did not resolve.
+    pub fn unknown(addr: u64, kernel: bool) -> Frame {
+        Frame {
+            addr,
+            symbol: None,
+            kernel,
+        }
+    }
+
+    /// A frame inside function `name`, `offset` bytes from its start.
+    pub fn in_function(addr: u64, name: &str, offset: u64, kernel: bool) -> Frame {
+        Frame {
+            addr,
+            symbol: Some(Symbol {
+                name: name.to_string(),
+                offset,
+            }),
+            kernel,
+        }
+    }
+
+    /// The frame as bpftrace names it: `func+off`, or the address in hex (`0x7f12...`).
+    pub fn name(&self) -> String {
+        match &self.symbol {
+            Some(s) => format!("{}+{}", s.name, s.offset),
+            None => format!("0x{:x}", self.addr),
+        }
+    }
+
+    /// The frame in folded output: the function without its offset (`;` becomes `:`,
+    /// control characters spaces), `[unknown]` when unresolved.
+    pub fn folded_name(&self) -> String {
+        match &self.symbol {
+            Some(s) => folded_frame_name(&s.name),
+            None => "[unknown]".to_string(),
+        }
+    }
+}
+
+/// A name as a folded frame: trimmed, `;` as `:`, newlines and tabs as spaces,
+/// `[unknown]` when empty.
+pub fn folded_frame_name(name: &str) -> String {
+    let name = name.trim();
+    if name.is_empty() {
+        return "[unknown]".into();
+    }
+    name.replace(';', ":").replace(['\n', '\r', '\t'], " ")
+}
+
+/// A `kstack`/`ustack` value: its frames, innermost first, and how it prints.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Stack {
+    pub mode: StackMode,
+    pub frames: Vec<Frame>,
+}
+
+impl Stack {
+    /// bpftrace 0.17's text of the stack: a newline, then one line per frame, innermost
+    /// first: `bpftrace` mode indents `func+off` by `indent` spaces ([`KEY_INDENT`] in map
+    /// keys, [`VALUE_INDENT`] elsewhere); `perf` mode is `\t<hex addr> <name>` and `raw`
+    /// the bare hex address, whatever the indent.
+    pub fn render(&self, indent: usize) -> String {
+        let mut out = String::from("\n");
+        for f in &self.frames {
+            match self.mode {
+                StackMode::Bpftrace => {
+                    out.push_str(&" ".repeat(indent));
+                    out.push_str(&f.name());
+                }
+                StackMode::Perf => out.push_str(&format!("\t{:x} {}", f.addr, f.name())),
+                StackMode::Raw => out.push_str(&format!("{:x}", f.addr)),
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The folded frames, outermost first (the order of `a;b;c 12` lines). A `raw` stack
+    /// is printed without symbols, so all its frames fold to `[unknown]`.
+    pub fn folded(&self) -> Vec<String> {
+        self.frames
+            .iter()
+            .rev()
+            .map(|f| match self.mode {
+                StackMode::Raw => "[unknown]".to_string(),
+                _ => f.folded_name(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A user stack of `getpid` called from a C `main`, as bpftrace 0.17 resolved it
+    /// (`uprobe:libc.so.6:getpid { printf("%s", ustack); }` on a small test program).
+    fn user_stack(mode: StackMode) -> Stack {
+        Stack {
+            mode,
+            frames: vec![
+                Frame::in_function(0x7f4b_1c2e_a9f0, "getpid", 0, false),
+                Frame::in_function(0x5612_0a3c_1139, "main", 16, false),
+                Frame::in_function(0x7f4b_1c1d_724a, "__libc_start_call_main", 122, false),
+                Frame::unknown(0x5612_0a3c_1065, false),
+            ],
+        }
+    }
+
+    #[test]
+    fn bpftrace_mode_indents_by_context() {
+        let s = user_stack(StackMode::Bpftrace);
+        assert_eq!(
+            s.render(VALUE_INDENT),
+            "\n        getpid+0\n        main+16\n        __libc_start_call_main+122\n        0x56120a3c1065\n"
+        );
+        assert_eq!(
+            s.render(KEY_INDENT),
+            "\n    getpid+0\n    main+16\n    __libc_start_call_main+122\n    0x56120a3c1065\n"
+        );
+    }
+
+    #[test]
+    fn perf_and_raw_modes() {
+        let s = user_stack(StackMode::Perf);
+        let text = "\n\t7f4b1c2ea9f0 getpid+0\n\t56120a3c1139 main+16\n\t7f4b1c1d724a __libc_start_call_main+122\n\t56120a3c1065 0x56120a3c1065\n";
+        // The indent does not apply: keys and values print alike.
+        assert_eq!(s.render(KEY_INDENT), text);
+        assert_eq!(s.render(VALUE_INDENT), text);
+        let raw = user_stack(StackMode::Raw);
+        assert_eq!(
+            raw.render(KEY_INDENT),
+            "\n7f4b1c2ea9f0\n56120a3c1139\n7f4b1c1d724a\n56120a3c1065\n"
+        );
+    }
+
+    #[test]
+    fn kernel_frames_and_empty_stacks() {
+        let k = Stack {
+            mode: StackMode::Bpftrace,
+            frames: vec![
+                Frame::in_function(0xffff_ffff_8100_1234, "ksys_read", 5, true),
+                Frame::in_function(
+                    0xffff_ffff_8200_0074,
+                    "entry_SYSCALL_64_after_hwframe",
+                    118,
+                    true,
+                ),
+            ],
+        };
+        assert_eq!(
+            k.render(KEY_INDENT),
+            "\n    ksys_read+5\n    entry_SYSCALL_64_after_hwframe+118\n"
+        );
+        let empty = Stack {
+            mode: StackMode::Bpftrace,
+            frames: Vec::new(),
+        };
+        assert_eq!(empty.render(VALUE_INDENT), "\n");
+        assert!(empty.folded().is_empty());
+    }
+
+    #[test]
+    fn folded_frames_outermost_first_without_offsets() {
+        assert_eq!(
+            user_stack(StackMode::Bpftrace).folded(),
+            ["[unknown]", "__libc_start_call_main", "main", "getpid"]
+        );
+        assert_eq!(
+            user_stack(StackMode::Perf).folded(),
+            user_stack(StackMode::Bpftrace).folded()
+        );
+        assert_eq!(user_stack(StackMode::Raw).folded(), ["[unknown]"; 4]);
+        let odd = Stack {
+            mode: StackMode::Bpftrace,
+            frames: vec![
+                Frame::in_function(1, "operator+", 3, false),
+                Frame::in_function(2, "a;b", 0, false),
+                Frame::in_function(3, "f(int, char)", 12, false),
+                Frame::in_function(4, " ", 0, false),
+            ],
+        };
+        assert_eq!(
+            odd.folded(),
+            ["[unknown]", "f(int, char)", "a:b", "operator+"]
+        );
+    }
+}
