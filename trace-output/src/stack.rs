@@ -17,6 +17,8 @@ pub struct Symbol {
     pub name: String,
     /// Bytes from the function's start.
     pub offset: u64,
+    /// The path of the executable or library the function is in (user frames).
+    pub module: Option<String>,
 }
 
 /// One return address of a stack.
@@ -46,9 +48,18 @@ impl Frame {
             symbol: Some(Symbol {
                 name: name.to_string(),
                 offset,
+                module: None,
             }),
             kernel,
         }
+    }
+
+    /// This frame, its symbol found in the file at `path`.
+    pub fn in_module(mut self, path: &str) -> Frame {
+        if let Some(s) = &mut self.symbol {
+            s.module = Some(path.to_string());
+        }
+        self
     }
 
     /// The frame as bpftrace names it: `func+off`, or the address in hex (`0x7f12...`).
@@ -89,7 +100,8 @@ pub struct Stack {
 impl Stack {
     /// bpftrace 0.17's text of the stack: a newline, then one line per frame, innermost
     /// first: `bpftrace` mode indents `func+off` by `indent` spaces ([`KEY_INDENT`] in map
-    /// keys, [`VALUE_INDENT`] elsewhere); `perf` mode is `\t<hex addr> <name>` and `raw`
+    /// keys, [`VALUE_INDENT`] elsewhere); `perf` mode is `\t<hex addr> <name>`, followed
+    /// for a user frame by ` (<module path>)` (`([unknown])` when not known), and `raw`
     /// the bare hex address, whatever the indent.
     pub fn render(&self, indent: usize) -> String {
         let mut out = String::from("\n");
@@ -99,7 +111,13 @@ impl Stack {
                     out.push_str(&" ".repeat(indent));
                     out.push_str(&f.name());
                 }
-                StackMode::Perf => out.push_str(&format!("\t{:x} {}", f.addr, f.name())),
+                StackMode::Perf => {
+                    out.push_str(&format!("\t{:x} {}", f.addr, f.name()));
+                    if !f.kernel {
+                        let module = f.symbol.as_ref().and_then(|s| s.module.as_deref());
+                        out.push_str(&format!(" ({})", module.unwrap_or("[unknown]")));
+                    }
+                }
                 StackMode::Raw => out.push_str(&format!("{:x}", f.addr)),
             }
             out.push('\n');
@@ -125,16 +143,21 @@ impl Stack {
 mod tests {
     use super::*;
 
-    /// A user stack of `getpid` called from a C `main`, as bpftrace 0.17 resolved it
-    /// (`uprobe:libc.so.6:getpid { printf("%s", ustack); }` on a small test program).
+    const LIBC: &str = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+
+    /// A user stack of `getpid` called from a small C program's `main`, as bpftrace 0.17
+    /// printed it (`uprobe:/lib/x86_64-linux-gnu/libc.so.6:getpid { printf("%s", ustack);
+    /// printf("%s", ustack(perf)); @[ustack] = count(); @p[ustack(perf)] = count(); }`),
+    /// plus a frame that did not resolve.
     fn user_stack(mode: StackMode) -> Stack {
         Stack {
             mode,
             frames: vec![
-                Frame::in_function(0x7f4b_1c2e_a9f0, "getpid", 0, false),
-                Frame::in_function(0x5612_0a3c_1139, "main", 16, false),
-                Frame::in_function(0x7f4b_1c1d_724a, "__libc_start_call_main", 122, false),
-                Frame::unknown(0x5612_0a3c_1065, false),
+                Frame::in_function(0x7fed_9dfc_84e0, "__getpid", 0, false).in_module(LIBC),
+                Frame::in_function(0x55c1_0183_2177, "main", 19, false).in_module("/tmp/stk/stk"),
+                Frame::in_function(0x7fed_9df1_a24a, "__libc_start_call_main", 122, false)
+                    .in_module(LIBC),
+                Frame::unknown(0x7f5a_985d_54e0, false),
             ],
         }
     }
@@ -142,27 +165,51 @@ mod tests {
     #[test]
     fn bpftrace_mode_indents_by_context() {
         let s = user_stack(StackMode::Bpftrace);
+        // printf("%s", ustack) and `@v = ustack`.
         assert_eq!(
             s.render(VALUE_INDENT),
-            "\n        getpid+0\n        main+16\n        __libc_start_call_main+122\n        0x56120a3c1065\n"
+            "\n        __getpid+0\n        main+19\n        __libc_start_call_main+122\n        0x7f5a985d54e0\n"
         );
+        // `@[ustack]`.
         assert_eq!(
             s.render(KEY_INDENT),
-            "\n    getpid+0\n    main+16\n    __libc_start_call_main+122\n    0x56120a3c1065\n"
+            "\n    __getpid+0\n    main+19\n    __libc_start_call_main+122\n    0x7f5a985d54e0\n"
         );
     }
 
     #[test]
-    fn perf_and_raw_modes() {
+    fn perf_mode_names_the_module_of_user_frames() {
         let s = user_stack(StackMode::Perf);
-        let text = "\n\t7f4b1c2ea9f0 getpid+0\n\t56120a3c1139 main+16\n\t7f4b1c1d724a __libc_start_call_main+122\n\t56120a3c1065 0x56120a3c1065\n";
+        let text = "\n\t7fed9dfc84e0 __getpid+0 (/usr/lib/x86_64-linux-gnu/libc.so.6)\n\t55c101832177 main+19 (/tmp/stk/stk)\n\t7fed9df1a24a __libc_start_call_main+122 (/usr/lib/x86_64-linux-gnu/libc.so.6)\n\t7f5a985d54e0 0x7f5a985d54e0 ([unknown])\n";
         // The indent does not apply: keys and values print alike.
         assert_eq!(s.render(KEY_INDENT), text);
         assert_eq!(s.render(VALUE_INDENT), text);
+        // A user symbol whose module is not known.
+        let s = Stack {
+            mode: StackMode::Perf,
+            frames: vec![Frame::in_function(0x4011d6, "main", 16, false)],
+        };
+        assert_eq!(s.render(KEY_INDENT), "\n\t4011d6 main+16 ([unknown])\n");
+        // Kernel frames name no module.
+        let k = Stack {
+            mode: StackMode::Perf,
+            frames: vec![
+                Frame::in_function(0xffff_ffff_8100_1234, "ksys_read", 5, true),
+                Frame::unknown(0xffff_ffff_c000_0000, true),
+            ],
+        };
+        assert_eq!(
+            k.render(VALUE_INDENT),
+            "\n\tffffffff81001234 ksys_read+5\n\tffffffffc0000000 0xffffffffc0000000\n"
+        );
+    }
+
+    #[test]
+    fn raw_mode_prints_addresses() {
         let raw = user_stack(StackMode::Raw);
         assert_eq!(
             raw.render(KEY_INDENT),
-            "\n7f4b1c2ea9f0\n56120a3c1139\n7f4b1c1d724a\n56120a3c1065\n"
+            "\n7fed9dfc84e0\n55c101832177\n7fed9df1a24a\n7f5a985d54e0\n"
         );
     }
 
@@ -196,7 +243,7 @@ mod tests {
     fn folded_frames_outermost_first_without_offsets() {
         assert_eq!(
             user_stack(StackMode::Bpftrace).folded(),
-            ["[unknown]", "__libc_start_call_main", "main", "getpid"]
+            ["[unknown]", "__libc_start_call_main", "main", "__getpid"]
         );
         assert_eq!(
             user_stack(StackMode::Perf).folded(),

@@ -46,7 +46,7 @@ fn addresses(id: i64) -> Vec<u64> {
     }
 }
 
-type UserCache = HashMap<(u32, u64), Option<(String, u64)>>;
+type UserCache = HashMap<(u32, u64), Option<Symbol>>;
 
 thread_local! {
     /// The symbolizer (it caches parsed ELF files) and the answers, per thread.
@@ -54,8 +54,9 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-/// `func+off` of a user address in process `pid`, if it resolves.
-fn user_symbol(pid: u32, addr: u64) -> Option<(String, u64)> {
+/// The function (with the offset and the file it is in) of a user address in process
+/// `pid`, if it resolves.
+fn user_symbol(pid: u32, addr: u64) -> Option<Symbol> {
     use blazesym::symbolize::source::{Process, Source};
     use blazesym::symbolize::{Input, Symbolized, Symbolizer};
     USER_SYMBOLS.with(|cell| {
@@ -66,7 +67,11 @@ fn user_symbol(pid: u32, addr: u64) -> Option<(String, u64)> {
         }
         let src = Source::Process(Process::new(blazesym::Pid::from(pid)));
         let found = match symbolizer.symbolize_single(&src, Input::AbsAddr(addr)) {
-            Ok(Symbolized::Sym(sym)) => Some((sym.name.to_string(), sym.offset as u64)),
+            Ok(Symbolized::Sym(sym)) => Some(Symbol {
+                name: sym.name.to_string(),
+                offset: sym.offset as u64,
+                module: sym.module.map(|m| m.to_string_lossy().into_owned()),
+            }),
             _ => None,
         };
         cache.insert((pid, addr), found.clone());
@@ -77,7 +82,7 @@ fn user_symbol(pid: u32, addr: u64) -> Option<(String, u64)> {
 /// `usym()` / `func` of a uprobe: the function name (no offset), or the address in hex.
 pub fn user_function(pid: u32, addr: u64) -> String {
     match user_symbol(pid, addr) {
-        Some((name, _)) => name,
+        Some(sym) => sym.name,
         // bpftrace prints an unknown null address as plain 0.
         None if addr == 0 => "0".to_string(),
         None => format!("0x{addr:x}"),
@@ -111,11 +116,15 @@ pub fn resolve(id: i64, pid: u32, user: bool, limit: u32, mode: StackMode) -> St
             let symbol = match (mode, user) {
                 (StackMode::Raw, _) => None,
                 (_, true) => user_symbol(pid, addr),
-                (_, false) => crate::symbols::kernel_function(addr),
+                (_, false) => crate::symbols::kernel_function(addr).map(|(name, offset)| Symbol {
+                    name,
+                    offset,
+                    module: None,
+                }),
             };
             Frame {
                 addr,
-                symbol: symbol.map(|(name, offset)| Symbol { name, offset }),
+                symbol,
                 kernel: !user,
             }
         })
