@@ -265,3 +265,99 @@ mod tests {
         );
     }
 }
+
+/// Stacks inside printed maps, checked against bpftrace 0.17 printing the same stack (the
+/// [`tests`] one, in bpftrace mode) for `printf("%s|\n", ustack)` and
+/// `@[ustack, 1] = count(); @v = ustack; @t = (ustack, 2);`, in text and with `-f json`.
+#[cfg(test)]
+mod map_tests {
+    use super::*;
+    use crate::{write_exit_maps_json, write_exit_maps_text, Entry, EntryValue, MapDump, Val};
+    use trace_lang::types::{MapValue, Type};
+
+    fn stack() -> Val {
+        Val::Stack(Stack {
+            mode: StackMode::Bpftrace,
+            frames: vec![
+                Frame::in_function(0x7fed_9dfc_84e0, "__getpid", 0, false),
+                Frame::in_function(0x55c1_0183_2177, "main", 19, false),
+                Frame::in_function(0x7fed_9df1_a24a, "__libc_start_call_main", 122, false),
+            ],
+        })
+    }
+
+    fn maps() -> Vec<MapDump> {
+        let ty = Type::Stack {
+            user: true,
+            limit: 127,
+            mode: StackMode::Bpftrace,
+        };
+        let value = |name: &str, ty: Type, v: Val| MapDump {
+            name: name.into(),
+            value: MapValue::Value(ty),
+            entries: vec![Entry {
+                key: Vec::new(),
+                value: EntryValue::Scalar(v),
+            }],
+        };
+        vec![
+            MapDump {
+                name: String::new(),
+                value: MapValue::Count,
+                entries: vec![Entry {
+                    key: vec![stack(), Val::Int(1)],
+                    value: EntryValue::Scalar(Val::Uint(1)),
+                }],
+            },
+            value(
+                "t",
+                Type::Tuple(vec![ty.clone(), Type::I64]),
+                Val::Tuple(vec![stack(), Val::Int(2)]),
+            ),
+            value("v", ty, stack()),
+        ]
+    }
+
+    #[test]
+    fn keys_indent_by_4_values_and_tuples_by_8() {
+        let mut out = Vec::new();
+        write_exit_maps_text(&mut out, &maps()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\n\n@[\n    __getpid+0\n    main+19\n    __libc_start_call_main+122\n, 1]: 1\n@t: (\n        __getpid+0\n        main+19\n        __libc_start_call_main+122\n, 2)\n@v: \n        __getpid+0\n        main+19\n        __libc_start_call_main+122\n\n"
+        );
+    }
+
+    #[test]
+    fn json_keys_and_values() {
+        let mut out = Vec::new();
+        write_exit_maps_json(&mut out, &maps()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\n\n{\"type\": \"map\", \"data\": {\"@\": {\"\\n    __getpid+0\\n    main+19\\n    __libc_start_call_main+122\\n,1\": 1}}}\n{\"type\": \"map\", \"data\": {\"@t\": [\"\\n        __getpid+0\\n        main+19\\n        __libc_start_call_main+122\\n\",2]}}\n{\"type\": \"map\", \"data\": {\"@v\": \"\\n        __getpid+0\\n        main+19\\n        __libc_start_call_main+122\\n\"}}\n"
+        );
+    }
+
+    #[test]
+    fn printf_indents_by_8() {
+        assert_eq!(
+            crate::format_printf("%s|\n", &[stack()]),
+            "\n        __getpid+0\n        main+19\n        __libc_start_call_main+122\n|\n"
+        );
+    }
+
+    #[test]
+    fn stacks_travel_as_their_printed_text() {
+        let record = crate::wire::record(&maps()[..1]);
+        let back = crate::wire::aggregation_from_wire(&record.maps[0]).unwrap();
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        crate::write_map_text(&mut a, &maps()[0]).unwrap();
+        crate::write_map_text(&mut b, &back).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            back.entries[0].key[0],
+            Val::Sym("\n    __getpid+0\n    main+19\n    __libc_start_call_main+122\n".into())
+        );
+    }
+}
