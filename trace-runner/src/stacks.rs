@@ -1,6 +1,7 @@
 //! Stacks: reading `kstack`/`ustack` ids back from the stack-trace map and symbolizing
 //! their frames (kernel ones from `/proc/kallsyms`, user ones with `blazesym` through
-//! `/proc/PID/...`, so containerised processes resolve too) into typed
+//! `/proc/PID/...`, so containerised processes resolve too, including functions only
+//! named in a separate debug file under `/usr/lib/debug`) into typed
 //! [`Stack`](crate::output::Stack)s. How a stack prints (and folds) is `trace-output`'s.
 
 use std::cell::RefCell;
@@ -61,19 +62,32 @@ fn user_symbol(pid: u32, addr: u64) -> Option<Symbol> {
     use blazesym::symbolize::{Input, Symbolized, Symbolizer};
     USER_SYMBOLS.with(|cell| {
         let mut guard = cell.borrow_mut();
-        let (symbolizer, cache) = guard.get_or_insert_with(|| (Symbolizer::new(), HashMap::new()));
+        let (symbolizer, cache) = guard.get_or_insert_with(|| {
+            // Functions only, no source lines.
+            let symbolizer = Symbolizer::builder()
+                .enable_code_info(false)
+                .enable_inlined_fns(false)
+                .build();
+            (symbolizer, HashMap::new())
+        });
         if let Some(hit) = cache.get(&(pid, addr)) {
             return hit.clone();
         }
-        let src = Source::Process(Process::new(blazesym::Pid::from(pid)));
-        let found = match symbolizer.symbolize_single(&src, Input::AbsAddr(addr)) {
-            Ok(Symbolized::Sym(sym)) => Some(Symbol {
-                name: sym.name.to_string(),
-                offset: sym.offset as u64,
-                module: sym.module.map(|m| m.to_string_lossy().into_owned()),
-            }),
-            _ => None,
-        };
+        // The ELF symbol tables first (the names bpftrace prints); for a function they
+        // lack (a local one of a stripped distribution library), the debug info, also
+        // from a `-dbg` package's separate file found by build id under /usr/lib/debug.
+        let found = [false, true].into_iter().find_map(|debug_syms| {
+            let mut process = Process::new(blazesym::Pid::from(pid));
+            process.debug_syms = debug_syms;
+            match symbolizer.symbolize_single(&Source::Process(process), Input::AbsAddr(addr)) {
+                Ok(Symbolized::Sym(sym)) => Some(Symbol {
+                    name: sym.name.to_string(),
+                    offset: sym.offset as u64,
+                    module: sym.module.map(|m| m.to_string_lossy().into_owned()),
+                }),
+                _ => None,
+            }
+        });
         cache.insert((pid, addr), found.clone());
         found
     })
@@ -130,4 +144,54 @@ pub fn resolve(id: i64, pid: u32, user: bool, limit: u32, mode: StackMode) -> St
         })
         .collect();
     Stack { mode, frames }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A local function of libc, absent from its dynamic symbols, resolves from the separate
+    /// debug file of libc6-dbg (found by build id), as bpftrace resolves
+    /// `__libc_start_call_main+122` at the bottom of every C program's `ustack`.
+    #[test]
+    fn user_functions_resolve_from_separate_debug_files() {
+        use object::{Object, ObjectSymbol};
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let (base, path) = maps
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let path = f.get(5)?;
+                (path.ends_with("/libc.so.6") && f[2] == "00000000").then(|| {
+                    let start = f[0].split('-').next().unwrap();
+                    (u64::from_str_radix(start, 16).unwrap(), path.to_string())
+                })
+            })
+            .expect("libc.so.6 mapped at offset 0 in /proc/self/maps");
+        let libc = std::fs::read(&path).unwrap();
+        let id = object::File::parse(&*libc)
+            .unwrap()
+            .build_id()
+            .unwrap()
+            .expect("libc has a build id");
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let debug = format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..]);
+        let Ok(data) = std::fs::read(&debug) else {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("{debug} is missing and CI=true: install libc6-dbg");
+            }
+            eprintln!("skipping: {debug} is missing (install libc6-dbg)");
+            return;
+        };
+        let file = object::File::parse(&*data).unwrap();
+        let start = file
+            .symbols()
+            .find(|s| s.name() == Ok("__libc_start_call_main"))
+            .expect("__libc_start_call_main in libc's debug file")
+            .address();
+        let sym = user_symbol(std::process::id(), base + start + 7).expect("resolved");
+        assert_eq!(sym.name, "__libc_start_call_main");
+        assert_eq!(sym.offset, 7);
+        assert_eq!(sym.module.as_deref(), Some(path.as_str()));
+    }
 }
