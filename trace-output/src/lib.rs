@@ -62,9 +62,11 @@
 pub mod buckets;
 pub mod merge;
 mod printf;
+pub mod stack;
 pub mod wire;
 
 pub use printf::{format_printf, format_printf_bytes};
+pub use stack::{Frame, Stack, Symbol};
 
 use std::cmp::Ordering;
 use std::io::{self, Write};
@@ -85,6 +87,9 @@ pub enum Val {
     Struct(Vec<(String, Val)>),
     /// Already-symbolized probe name / ksym / usym; printed like a string.
     Sym(String),
+    /// A `kstack`/`ustack`: printed as [`Stack::render`] with 4 spaces of indent as a map
+    /// key part, 8 elsewhere; sorted and compared by that text.
+    Stack(Stack),
 }
 
 /// One map as read from the kernel, CPUs already summed/merged by the caller.
@@ -406,7 +411,7 @@ fn part_bytes_cmp(a: &Val, b: &Val) -> Ordering {
                 let y: Vec<Val> = y.iter().map(|(_, v)| v.clone()).collect();
                 key_bytes_cmp(&x, &y)
             }
-            _ => str_bytes(a).cmp(str_bytes(b)),
+            _ => str_bytes(a).cmp(&str_bytes(b)),
         },
     }
 }
@@ -419,10 +424,13 @@ fn int_bits(v: &Val) -> Option<u64> {
     }
 }
 
-fn str_bytes(v: &Val) -> &[u8] {
+fn str_bytes(v: &Val) -> std::borrow::Cow<'_, [u8]> {
     match v {
-        Val::Str(s) | Val::Sym(s) => until_nul(s.as_bytes()),
-        _ => &[],
+        Val::Str(s) | Val::Sym(s) => until_nul(s.as_bytes()).into(),
+        Val::Stack(st) => until_nul(st.render(stack::KEY_INDENT).as_bytes())
+            .to_vec()
+            .into(),
+        _ => (&[][..]).into(),
     }
 }
 
@@ -438,7 +446,7 @@ fn until_nul(b: &[u8]) -> &[u8] {
 fn sort_by_key_cmp(a: &[Val], b: &[Val]) -> Ordering {
     for (x, y) in a.iter().zip(b) {
         let o = match (x, y) {
-            (Val::Str(_), Val::Str(_)) => str_bytes(x).cmp(str_bytes(y)),
+            (Val::Str(_), Val::Str(_)) => str_bytes(x).cmp(&str_bytes(y)),
             _ => match (int_bits(x), int_bits(y)) {
                 (Some(p), Some(q)) => p.cmp(&q),
                 _ => Ordering::Equal,
@@ -524,6 +532,7 @@ fn key_part_text(v: &Val) -> String {
             let parts: Vec<String> = items.iter().map(key_part_text).collect();
             format!("[{}]", parts.join(","))
         }
+        Val::Stack(st) => st.render(stack::KEY_INDENT),
         v => val_text(v, None, 1),
     }
 }
@@ -552,6 +561,10 @@ fn val_text(v: &Val, ty: Option<&Type>, div: u32) -> String {
         Val::Uint(u) if matches!(ty, Some(Type::Ptr { .. })) => (*u as i64).to_string(),
         Val::Uint(u) => (u / u64::from(div)).to_string(),
         Val::Str(s) | Val::Sym(s) => String::from_utf8_lossy(until_nul(s.as_bytes())).into_owned(),
+        Val::Stack(st) => {
+            String::from_utf8_lossy(until_nul(st.render(stack::VALUE_INDENT).as_bytes()))
+                .into_owned()
+        }
         Val::Tuple(items) => {
             let parts: Vec<String> = items
                 .iter()
@@ -577,7 +590,9 @@ fn val_text(v: &Val, ty: Option<&Type>, div: u32) -> String {
 /// bpftrace's `JsonOutput::value_to_str`: strings and symbols quoted, tuples as arrays.
 fn val_json(v: &Val, ty: Option<&Type>, div: u32) -> String {
     match v {
-        Val::Str(_) | Val::Sym(_) => format!("\"{}\"", json_escape(&val_text(v, ty, div))),
+        Val::Str(_) | Val::Sym(_) | Val::Stack(_) => {
+            format!("\"{}\"", json_escape(&val_text(v, ty, div)))
+        }
         Val::Tuple(items) => {
             let parts: Vec<String> = items
                 .iter()

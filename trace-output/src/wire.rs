@@ -33,7 +33,7 @@ pub fn to_wire(map: &MapDump) -> WireMap {
         .entries
         .iter()
         .map(|e| WireEntry {
-            key: e.key.iter().map(val_to_wire).collect(),
+            key: e.key.iter().map(key_part_to_wire).collect(),
             value: match &e.value {
                 EntryValue::Scalar(v) => WireValue::Scalar(val_to_wire(v)),
                 EntryValue::Avg { count, total } => WireValue::Avg {
@@ -100,8 +100,18 @@ pub fn aggregation_from_wire(map: &WireMap) -> Option<MapDump> {
     })
 }
 
+/// A key part: a stack travels as the text it prints with as a key (the wire format keeps
+/// stacks as text, which is what merging matches).
+fn key_part_to_wire(v: &Val) -> WireVal {
+    match v {
+        Val::Stack(st) => WireVal::Sym(st.render(crate::stack::KEY_INDENT)),
+        v => val_to_wire(v),
+    }
+}
+
 fn val_to_wire(v: &Val) -> WireVal {
     match v {
+        Val::Stack(st) => WireVal::Sym(st.render(crate::stack::VALUE_INDENT)),
         Val::Int(i) => WireVal::Int(*i),
         Val::Uint(u) => WireVal::Uint(*u),
         Val::Str(s) => WireVal::Str(s.clone()),

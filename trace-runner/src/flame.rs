@@ -22,9 +22,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use trace_lang::types::{MapValue, StackMode, Type};
+use trace_lang::types::{MapValue, Type};
 
 use crate::abi::UserMap;
+use crate::output::stack::folded_frame_name;
 use crate::output::{EntryValue, MapDump, Val};
 use crate::sink::Sink;
 
@@ -51,47 +52,6 @@ pub struct Folded {
     pub stacks: Vec<(Vec<Frame>, u64)>,
 }
 
-/// A frame name as folded output writes it.
-fn clean(name: &str) -> String {
-    let name = name.trim();
-    if name.is_empty() {
-        return "[unknown]".into();
-    }
-    name.replace(';', ":").replace(['\n', '\r', '\t'], " ")
-}
-
-/// `func+123` → `func`; a bare address → `[unknown]`.
-fn strip_offset(frame: &str) -> String {
-    let frame = frame.trim();
-    if frame.starts_with("0x") {
-        return "[unknown]".into();
-    }
-    match frame.rsplit_once('+') {
-        Some((name, off))
-            if !name.is_empty() && !off.is_empty() && off.chars().all(|c| c.is_ascii_digit()) =>
-        {
-            clean(name)
-        }
-        _ => clean(frame),
-    }
-}
-
-/// The frames of a stack rendered by [`crate::stacks::render`], outermost first.
-pub fn stack_frames(rendered: &str, mode: StackMode) -> Vec<String> {
-    let mut frames: Vec<String> = rendered
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| match mode {
-            // `\t<hex addr> <sym>`
-            StackMode::Perf => strip_offset(l.trim().split_once(' ').map_or("", |(_, s)| s)),
-            StackMode::Raw => "[unknown]".to_string(),
-            StackMode::Bpftrace => strip_offset(l),
-        })
-        .collect();
-    frames.reverse();
-    frames
-}
-
 fn val_text(v: &Val) -> String {
     match v {
         Val::Int(i) => i.to_string(),
@@ -100,6 +60,7 @@ fn val_text(v: &Val) -> String {
             let end = s.find('\0').unwrap_or(s.len());
             s[..end].to_string()
         }
+        Val::Stack(st) => st.render(crate::output::stack::VALUE_INDENT),
         Val::Tuple(items) => items.iter().map(val_text).collect::<Vec<_>>().join(", "),
         Val::Array(items) => format!(
             "[{}]",
@@ -137,15 +98,17 @@ pub fn fold_map(map: &UserMap, dump: &MapDump) -> Option<Folded> {
         let (mut keys, mut user, mut kernel) = (Vec::new(), Vec::new(), Vec::new());
         for (ty, val) in map.keys.iter().zip(&entry.key) {
             match ty {
-                Type::Stack { user: u, mode, .. } => {
+                Type::Stack { user: u, .. } => {
                     let kind = if *u {
                         FrameKind::User
                     } else {
                         FrameKind::Kernel
                     };
-                    let frames = stack_frames(&val_text(val), *mode)
-                        .into_iter()
-                        .map(|name| Frame { name, kind });
+                    let folded = match val {
+                        Val::Stack(st) => st.folded(),
+                        _ => Vec::new(),
+                    };
+                    let frames = folded.into_iter().map(|name| Frame { name, kind });
                     if *u {
                         user.extend(frames);
                     } else {
@@ -153,7 +116,7 @@ pub fn fold_map(map: &UserMap, dump: &MapDump) -> Option<Folded> {
                     }
                 }
                 _ => keys.push(Frame {
-                    name: clean(&val_text(val)),
+                    name: folded_frame_name(&val_text(val)),
                     kind: FrameKind::Key,
                 }),
             }
@@ -411,7 +374,22 @@ fn draw(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::Entry;
+    use crate::output::{Entry, Stack};
+    use trace_lang::types::StackMode;
+
+    /// A stack of `(function, offset)` frames, innermost first.
+    fn frames(kernel: bool, fs: &[(&str, u64)]) -> Val {
+        Val::Stack(Stack {
+            mode: StackMode::Bpftrace,
+            frames: fs
+                .iter()
+                .enumerate()
+                .map(|(i, (n, off))| {
+                    crate::output::Frame::in_function(0x1000 * i as u64, n, *off, kernel)
+                })
+                .collect(),
+        })
+    }
 
     fn user_map(keys: Vec<Type>, value: MapValue) -> UserMap {
         UserMap {
@@ -433,20 +411,6 @@ mod tests {
     }
 
     #[test]
-    fn frames() {
-        let text = "\n    inner+1\n    0x7f0012\n    outer+2\n";
-        assert_eq!(
-            stack_frames(text, StackMode::Bpftrace),
-            ["outer", "[unknown]", "inner"]
-        );
-        let perf = "\n\tffffffff81000000 inner+1\n\tffffffff81000100 a;b+0\n";
-        assert_eq!(stack_frames(perf, StackMode::Perf), ["a:b", "inner"]);
-        assert_eq!(strip_offset("operator+"), "operator+");
-        assert_eq!(strip_offset("add+3"), "add");
-        assert_eq!(strip_offset("f(int, char)+12"), "f(int, char)");
-    }
-
-    #[test]
     fn folding() {
         // Key order [kstack, comm, ustack]: keys first, then user, then kernel frames.
         let map = user_map(
@@ -459,18 +423,14 @@ mod tests {
             entries: vec![
                 Entry {
                     key: vec![
-                        Val::Sym("\n    do_syscall_64+113\n    entry_SYSCALL_64+20\n".into()),
+                        frames(true, &[("do_syscall_64", 113), ("entry_SYSCALL_64", 20)]),
                         Val::Str("python3".into()),
-                        Val::Sym("\n    read+5\n    main+9\n".into()),
+                        frames(false, &[("read", 5), ("main", 9)]),
                     ],
                     value: EntryValue::Scalar(Val::Uint(7)),
                 },
                 Entry {
-                    key: vec![
-                        Val::Sym("\n".into()),
-                        Val::Str("sh".into()),
-                        Val::Sym("\n".into()),
-                    ],
+                    key: vec![frames(true, &[]), Val::Str("sh".into()), frames(false, &[])],
                     value: EntryValue::Scalar(Val::Uint(2)),
                 },
             ],

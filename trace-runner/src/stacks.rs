@@ -1,9 +1,8 @@
-//! Stacks: reading `kstack`/`ustack` ids back from the stack-trace map, symbolizing
+//! Stacks: reading `kstack`/`ustack` ids back from the stack-trace map and symbolizing
 //! their frames (kernel ones from `/proc/kallsyms`, user ones with `blazesym` through
-//! `/proc/PID/...`, so containerised processes resolve too) and rendering them the way
-//! bpftrace 0.17 does: a newline, then one line per frame, innermost first, indented by
-//! 8 spaces in printf and 4 in map keys (`perf` mode: `\t<hex addr> <sym>`; `raw`:
-//! the hex address). [`crate::flame`] turns rendered keys into folded-stack frames.
+//! `/proc/PID/...`, so containerised processes resolve too, including functions only
+//! named in a separate debug file under `/usr/lib/debug`) into typed
+//! [`Stack`](crate::output::Stack)s. How a stack prints (and folds) is `trace-output`'s.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,6 +12,7 @@ use std::sync::OnceLock;
 use trace_lang::types::StackMode;
 
 use crate::abi::STACK_MAX_FRAMES;
+use crate::output::{Frame, Stack, Symbol};
 
 /// Looks a key up in a map: `(fd, key, value buffer) -> found?` (the loader's syscall).
 pub type MapLookup = fn(i32, &[u8], &mut [u8]) -> std::io::Result<bool>;
@@ -47,7 +47,7 @@ fn addresses(id: i64) -> Vec<u64> {
     }
 }
 
-type UserCache = HashMap<(u32, u64), Option<(String, u64)>>;
+type UserCache = HashMap<(u32, u64), Option<Symbol>>;
 
 thread_local! {
     /// The symbolizer (it caches parsed ELF files) and the answers, per thread.
@@ -55,21 +55,39 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-/// `func+off` of a user address in process `pid`, if it resolves.
-fn user_symbol(pid: u32, addr: u64) -> Option<(String, u64)> {
+/// The function (with the offset and the file it is in) of a user address in process
+/// `pid`, if it resolves.
+fn user_symbol(pid: u32, addr: u64) -> Option<Symbol> {
     use blazesym::symbolize::source::{Process, Source};
     use blazesym::symbolize::{Input, Symbolized, Symbolizer};
     USER_SYMBOLS.with(|cell| {
         let mut guard = cell.borrow_mut();
-        let (symbolizer, cache) = guard.get_or_insert_with(|| (Symbolizer::new(), HashMap::new()));
+        let (symbolizer, cache) = guard.get_or_insert_with(|| {
+            // Functions only, no source lines.
+            let symbolizer = Symbolizer::builder()
+                .enable_code_info(false)
+                .enable_inlined_fns(false)
+                .build();
+            (symbolizer, HashMap::new())
+        });
         if let Some(hit) = cache.get(&(pid, addr)) {
             return hit.clone();
         }
-        let src = Source::Process(Process::new(blazesym::Pid::from(pid)));
-        let found = match symbolizer.symbolize_single(&src, Input::AbsAddr(addr)) {
-            Ok(Symbolized::Sym(sym)) => Some((sym.name.to_string(), sym.offset as u64)),
-            _ => None,
-        };
+        // The ELF symbol tables first (the names bpftrace prints); for a function they
+        // lack (a local one of a stripped distribution library), the debug info, also
+        // from a `-dbg` package's separate file found by build id under /usr/lib/debug.
+        let found = [false, true].into_iter().find_map(|debug_syms| {
+            let mut process = Process::new(blazesym::Pid::from(pid));
+            process.debug_syms = debug_syms;
+            match symbolizer.symbolize_single(&Source::Process(process), Input::AbsAddr(addr)) {
+                Ok(Symbolized::Sym(sym)) => Some(Symbol {
+                    name: sym.name.to_string(),
+                    offset: sym.offset as u64,
+                    module: sym.module.map(|m| m.to_string_lossy().into_owned()),
+                }),
+                _ => None,
+            }
+        });
         cache.insert((pid, addr), found.clone());
         found
     })
@@ -78,22 +96,11 @@ fn user_symbol(pid: u32, addr: u64) -> Option<(String, u64)> {
 /// `usym()` / `func` of a uprobe: the function name (no offset), or the address in hex.
 pub fn user_function(pid: u32, addr: u64) -> String {
     match user_symbol(pid, addr) {
-        Some((name, _)) => name,
+        Some(sym) => sym.name,
         // bpftrace prints an unknown null address as plain 0.
         None if addr == 0 => "0".to_string(),
         None => format!("0x{addr:x}"),
     }
-}
-
-/// One frame as bpftrace names it.
-fn frame_name(addr: u64, user: bool, pid: u32) -> String {
-    if user {
-        return match user_symbol(pid, addr) {
-            Some((name, off)) => format!("{name}+{off}"),
-            None => format!("0x{addr:x}"),
-        };
-    }
-    crate::symbols::kernel_symbol_offset(addr)
 }
 
 /// A kernel frame of the BPF machinery that ran the probe.
@@ -103,9 +110,9 @@ fn is_tracer_frame(symbol: &str) -> bool {
         .any(|p| symbol.starts_with(p))
 }
 
-/// Render stack `id` (of process `pid` for user stacks), at most `limit` frames.
-pub fn render(id: i64, pid: u32, user: bool, limit: u32, mode: StackMode, indent: usize) -> String {
-    let mut out = String::from("\n");
+/// Stack `id` (of process `pid` for user stacks), at most `limit` frames, with its frames
+/// symbolized (except in `raw` mode, which prints addresses only).
+pub fn resolve(id: i64, pid: u32, user: bool, limit: u32, mode: StackMode) -> Stack {
     let mut addrs = addresses(id);
     if !user {
         // Our own frames on top of a kernel stack (the program and the raw tracepoint
@@ -116,18 +123,75 @@ pub fn render(id: i64, pid: u32, user: bool, limit: u32, mode: StackMode, indent
             .count();
         addrs.drain(..ours);
     }
-    for addr in addrs.into_iter().take(limit as usize) {
-        match mode {
-            StackMode::Bpftrace => {
-                out.push_str(&" ".repeat(indent));
-                out.push_str(&frame_name(addr, user, pid));
+    let frames = addrs
+        .into_iter()
+        .take(limit as usize)
+        .map(|addr| {
+            let symbol = match (mode, user) {
+                (StackMode::Raw, _) => None,
+                (_, true) => user_symbol(pid, addr),
+                (_, false) => crate::symbols::kernel_function(addr).map(|(name, offset)| Symbol {
+                    name,
+                    offset,
+                    module: None,
+                }),
+            };
+            Frame {
+                addr,
+                symbol,
+                kernel: !user,
             }
-            StackMode::Perf => {
-                out.push_str(&format!("\t{addr:x} {}", frame_name(addr, user, pid)));
+        })
+        .collect();
+    Stack { mode, frames }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A local function of libc, absent from its dynamic symbols, resolves from the separate
+    /// debug file of libc6-dbg (found by build id), as bpftrace resolves
+    /// `__libc_start_call_main+122` at the bottom of every C program's `ustack`.
+    #[test]
+    fn user_functions_resolve_from_separate_debug_files() {
+        use object::{Object, ObjectSymbol};
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let (base, path) = maps
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let path = f.get(5)?;
+                (path.ends_with("/libc.so.6") && f[2] == "00000000").then(|| {
+                    let start = f[0].split('-').next().unwrap();
+                    (u64::from_str_radix(start, 16).unwrap(), path.to_string())
+                })
+            })
+            .expect("libc.so.6 mapped at offset 0 in /proc/self/maps");
+        let libc = std::fs::read(&path).unwrap();
+        let id = object::File::parse(&*libc)
+            .unwrap()
+            .build_id()
+            .unwrap()
+            .expect("libc has a build id");
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let debug = format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..]);
+        let Ok(data) = std::fs::read(&debug) else {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("{debug} is missing and CI=true: install libc6-dbg");
             }
-            StackMode::Raw => out.push_str(&format!("{addr:x}")),
-        }
-        out.push('\n');
+            eprintln!("skipping: {debug} is missing (install libc6-dbg)");
+            return;
+        };
+        let file = object::File::parse(&*data).unwrap();
+        let start = file
+            .symbols()
+            .find(|s| s.name() == Ok("__libc_start_call_main"))
+            .expect("__libc_start_call_main in libc's debug file")
+            .address();
+        let sym = user_symbol(std::process::id(), base + start + 7).expect("resolved");
+        assert_eq!(sym.name, "__libc_start_call_main");
+        assert_eq!(sym.offset, 7);
+        assert_eq!(sym.module.as_deref(), Some(path.as_str()));
     }
-    out
 }

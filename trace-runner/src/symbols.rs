@@ -70,13 +70,12 @@ fn function_listed(kallsyms: &str, name: &str) -> Option<bool> {
     visible.then_some(false)
 }
 
-/// `func+offset` of a kernel address, as bpftrace prints stack frames and `ksym`
-/// with offsets; the address in hex when unknown.
-pub fn kernel_symbol_offset(addr: u64) -> String {
+/// The kernel symbol at or below `addr` and the offset from it, if any.
+pub fn kernel_function(addr: u64) -> Option<(String, u64)> {
     let syms = kallsyms();
     match syms.partition_point(|(a, _)| *a <= addr) {
-        0 => format!("0x{addr:x}"),
-        i => format!("{}+{}", syms[i - 1].1, addr - syms[i - 1].0),
+        0 => None,
+        i => Some((syms[i - 1].1.clone(), addr - syms[i - 1].0)),
     }
 }
 

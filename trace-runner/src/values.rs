@@ -15,9 +15,8 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
         .map_or(0, |s| u64::from_ne_bytes(s.try_into().unwrap_or([0; 8])))
 }
 
-/// Decode a value of one of the [`handles`] types; `key` for map keys (stacks are
-/// indented by 4 there, by 8 elsewhere, as bpftrace does).
-pub fn decode(ty: &Type, b: &[u8], compiled: &Compiled, key: bool) -> Val {
+/// Decode a value of one of the [`handles`] types.
+pub fn decode(ty: &Type, b: &[u8], compiled: &Compiled) -> Val {
     match ty {
         Type::Inet => Val::Str(inet(u64_at(b, 0), b.get(8..24).unwrap_or(&[]))),
         Type::MacAddr => {
@@ -46,14 +45,7 @@ pub fn decode(ty: &Type, b: &[u8], compiled: &Compiled, key: bool) -> Val {
         }
         Type::Stack { user, limit, mode } => {
             let (id, pid) = (u64_at(b, 0) as i64, u64_at(b, 8) as u32);
-            Val::Sym(crate::stacks::render(
-                id,
-                pid,
-                *user,
-                *limit,
-                *mode,
-                if key { 4 } else { 8 },
-            ))
+            Val::Stack(crate::stacks::resolve(id, pid, *user, *limit, *mode))
         }
         _ => Val::Uint(u64_at(b, 0)),
     }

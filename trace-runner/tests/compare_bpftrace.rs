@@ -889,3 +889,30 @@ fn json_records_of_actions() {
         ],
     );
 }
+
+/// The path of the C library this test (and so the workload) is linked with.
+fn libc_path() -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libc.so.6"))
+        .expect("libc.so.6 in /proc/self/maps")
+        .to_string()
+}
+
+#[test]
+fn user_stacks_as_map_keys_in_both_modes() {
+    // At exit the workload is gone, so both tools print its frames unresolved: the
+    // addresses, and `([unknown])` for the module in perf mode.
+    let libc = libc_path();
+    let out = compare(
+        "ktwl64",
+        &format!(
+            r#"uprobe:{libc}:getppid /comm == "COMM"/ {{
+                   @[ustack] = count(); @p[ustack(perf)] = count(); @d[ustack(2)] = count();
+               }}"#
+        ),
+        &["getppid*3"],
+    );
+    expect(out, &["]: 3\n", " ([unknown])\n"]);
+}

@@ -62,7 +62,7 @@ pub fn decode_value(ty: &Type, b: &[u8], compiled: &Compiled) -> Val {
             symbols::kernel_symbol,
         )),
         Type::Ksym => Val::Sym(symbols::kernel_symbol(u64_at(b, 0))),
-        t if crate::values::handles(t) => crate::values::decode(t, b, compiled, false),
+        t if crate::values::handles(t) => crate::values::decode(t, b, compiled),
         Type::Tuple(items) => {
             let (offsets, _) = trace_lang::types::tuple_layout(items);
             let vals = items
@@ -110,10 +110,7 @@ fn decode_key(map: &UserMap, key: &[u8], compiled: &Compiled) -> Vec<Val> {
         .iter()
         .map(|t| {
             let b = &key[at.min(key.len())..];
-            let v = match t {
-                Type::Stack { .. } => crate::values::decode(t, b, compiled, true),
-                _ => decode_value(t, b, compiled),
-            };
+            let v = decode_value(t, b, compiled);
             at += t.size();
             v
         })
