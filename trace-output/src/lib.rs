@@ -65,7 +65,7 @@ pub mod printer;
 mod printf;
 pub mod wire;
 
-pub use printer::{JsonPrinter, Printer, Record, TextPrinter};
+pub use printer::{JsonPrinter, Printer, Record, RecordMap, TextPrinter};
 pub use printf::{format_printf, format_printf_bytes};
 
 use std::cmp::Ordering;

@@ -14,12 +14,29 @@ use crate::{
     write_message_json_bytes, write_value_json, write_value_text, MapDump, Val,
 };
 
-/// A value that prints itself in both formats (a compiled object's BTF-typed event).
+/// A value that prints itself in both formats (a compiled object's BTF-typed events and
+/// map entries).
 pub trait Record {
     /// The text form, without a newline.
     fn text(&self) -> String;
     /// The JSON form, without a newline.
     fn json(&self) -> String;
+    /// The text form as a map key (inside `@name[...]`).
+    fn key_text(&self) -> String;
+    /// The key as a JSON object key: a string literal, quotes included.
+    fn key_json(&self) -> String;
+}
+
+/// A compiled object's map at exit.
+pub struct RecordMap<'a> {
+    /// `@name`.
+    pub name: String,
+    /// `name` as a JSON string literal, quotes included.
+    pub name_json: String,
+    /// A one-entry array: printed without its key.
+    pub keyless: bool,
+    /// (key, value), in print order.
+    pub entries: Vec<(&'a dyn Record, &'a dyn Record)>,
 }
 
 /// The output of a run in one format.
@@ -64,6 +81,10 @@ pub trait Printer {
 
     /// One event of a compiled object: its fields, or `{"type": "event", "data": ...}`.
     fn event(&self, out: &mut dyn Write, record: &dyn Record) -> io::Result<()>;
+
+    /// A compiled object's maps at exit: text `@name[KEY]: VALUE` lines after a blank
+    /// line pair, or one `{"type": "map", ...}` record a map; nothing without maps.
+    fn record_maps(&self, out: &mut dyn Write, maps: &[RecordMap<'_>]) -> io::Result<()>;
 }
 
 /// bpftrace's text output.
@@ -113,6 +134,22 @@ impl Printer for TextPrinter {
     fn event(&self, out: &mut dyn Write, record: &dyn Record) -> io::Result<()> {
         writeln!(out, "{}", record.text())
     }
+    fn record_maps(&self, out: &mut dyn Write, maps: &[RecordMap<'_>]) -> io::Result<()> {
+        if maps.is_empty() {
+            return Ok(());
+        }
+        out.write_all(b"\n\n")?;
+        for m in maps {
+            for (k, v) in &m.entries {
+                if m.keyless {
+                    writeln!(out, "{}: {}", m.name, v.text())?;
+                } else {
+                    writeln!(out, "{}[{}]: {}", m.name, k.key_text(), v.text())?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Printer for JsonPrinter {
@@ -153,6 +190,28 @@ impl Printer for JsonPrinter {
     }
     fn event(&self, out: &mut dyn Write, record: &dyn Record) -> io::Result<()> {
         writeln!(out, "{{\"type\": \"event\", \"data\": {}}}", record.json())
+    }
+    fn record_maps(&self, out: &mut dyn Write, maps: &[RecordMap<'_>]) -> io::Result<()> {
+        for m in maps {
+            let data = if m.keyless {
+                m.entries
+                    .first()
+                    .map_or_else(|| "0".to_string(), |(_, v)| v.json())
+            } else {
+                let items: Vec<String> = m
+                    .entries
+                    .iter()
+                    .map(|(k, v)| format!("{}: {}", k.key_json(), v.json()))
+                    .collect();
+                format!("{{{}}}", items.join(", "))
+            };
+            writeln!(
+                out,
+                "{{\"type\": \"map\", \"data\": {{{}: {data}}}}}",
+                m.name_json
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -348,6 +407,12 @@ mod tests {
         }
         fn json(&self) -> String {
             "{\"a\": 1, \"b\": 2}".into()
+        }
+        fn key_text(&self) -> String {
+            "k \"1\"".into()
+        }
+        fn key_json(&self) -> String {
+            "\"k \\\"1\\\"\"".into()
         }
     }
 

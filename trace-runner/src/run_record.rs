@@ -8,8 +8,9 @@ use std::time::SystemTime;
 
 use trace_contract::exit;
 
+use crate::output::Printer;
 use crate::persist::{self, RunDir, RunMeta};
-use crate::sink::{Format, Sink};
+use crate::sink::Sink;
 
 /// A failure: message and exit code.
 pub(crate) type Failed = (String, u8);
@@ -32,11 +33,15 @@ pub(crate) struct RunOutput {
 }
 
 impl RunOutput {
-    /// Create the run directory (if persisting) with a first `meta.json`, and the sink.
-    pub(crate) fn open(format: Format, spec: RecordSpec<'_>) -> Result<RunOutput, Failed> {
+    /// Create the run directory (if persisting) with a first `meta.json`, and the sink
+    /// printing through `printer`.
+    pub(crate) fn open(
+        printer: Box<dyn Printer>,
+        spec: RecordSpec<'_>,
+    ) -> Result<RunOutput, Failed> {
         let Some((base, id)) = spec.persist else {
             return Ok(RunOutput {
-                sink: Sink::new(format, None),
+                sink: Sink::new(printer, None),
                 record: None,
             });
         };
@@ -68,7 +73,7 @@ impl RunOutput {
             )
         })?;
         Ok(RunOutput {
-            sink: Sink::new(format, Some(file)),
+            sink: Sink::new(printer, Some(file)),
             record: Some((dir, meta)),
         })
     }
