@@ -232,11 +232,11 @@ mod tests {
         };
     }
 
+    /// Calls to a printer, writing to (stdout, stderr).
+    type Steps<'a> = &'a dyn Fn(&dyn Printer, &mut Vec<u8>, &mut Vec<u8>);
+
     /// What `steps` print through `p`: (stdout, stderr).
-    fn run(
-        p: &dyn Printer,
-        steps: &dyn Fn(&dyn Printer, &mut Vec<u8>, &mut Vec<u8>),
-    ) -> (String, String) {
+    fn run(p: &dyn Printer, steps: Steps<'_>) -> (String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         steps(p, &mut out, &mut err);
         (
@@ -247,7 +247,7 @@ mod tests {
 
     /// Run `steps` through both printers and compare stdout with the fixture's
     /// `.txt` and `.json`; nothing goes to stderr.
-    fn check(steps: &dyn Fn(&dyn Printer, &mut Vec<u8>, &mut Vec<u8>), txt: &[u8], json: &[u8]) {
+    fn check(steps: Steps<'_>, txt: &[u8], json: &[u8]) {
         let text = run(&TextPrinter, steps);
         assert_eq!(text.0, String::from_utf8_lossy(txt), "text output differs");
         assert_eq!(text.1, "", "text stderr");
@@ -413,6 +413,43 @@ mod tests {
         }
         fn key_json(&self) -> String {
             "\"k \\\"1\\\"\"".into()
+        }
+    }
+
+    #[test]
+    fn record_maps_text_and_json() {
+        let maps = [
+            RecordMap {
+                name: "@k".into(),
+                name_json: "\"@k\"".into(),
+                keyless: false,
+                entries: vec![(&Ev as &dyn Record, &Ev as &dyn Record)],
+            },
+            RecordMap {
+                name: "@one".into(),
+                name_json: "\"@one\"".into(),
+                keyless: true,
+                entries: vec![(&Ev as &dyn Record, &Ev as &dyn Record)],
+            },
+            RecordMap {
+                name: "@none".into(),
+                name_json: "\"@none\"".into(),
+                keyless: true,
+                entries: vec![],
+            },
+        ];
+        assert_eq!(
+            run(&TextPrinter, &|p, o, _| p.record_maps(o, &maps).unwrap()).0,
+            "\n\n@k[k \"1\"]: a=1 b=2\n@one: a=1 b=2\n"
+        );
+        assert_eq!(
+            run(&JsonPrinter, &|p, o, _| p.record_maps(o, &maps).unwrap()).0,
+            "{\"type\": \"map\", \"data\": {\"@k\": {\"k \\\"1\\\"\": {\"a\": 1, \"b\": 2}}}}\n\
+             {\"type\": \"map\", \"data\": {\"@one\": {\"a\": 1, \"b\": 2}}}\n\
+             {\"type\": \"map\", \"data\": {\"@none\": 0}}\n"
+        );
+        for p in [&TextPrinter as &dyn Printer, &JsonPrinter] {
+            assert_eq!(run(p, &|p, o, _| p.record_maps(o, &[]).unwrap()).0, "");
         }
     }
 

@@ -13,8 +13,9 @@ use crate::output::{MapDump, Printer, Record, RecordMap, TextPrinter, Val};
 // changed on another branch at the same time, so the old function is deleted after that
 // merge; until then this keeps it from failing `-D warnings` as dead code.
 #[allow(dead_code)]
-const _SUPERSEDED: fn(&[UserMap], Vec<(usize, MapDump)>, &mut crate::sink::Sink) =
-    crate::flame::print_maps_folded;
+fn superseded() {
+    let _ = crate::flame::print_maps_folded;
+}
 
 /// The folded printer of a script whose maps are `user_maps`.
 pub struct FoldedPrinter {
@@ -84,5 +85,94 @@ impl Printer for FoldedPrinter {
     }
     fn record_maps(&self, out: &mut dyn Write, maps: &[RecordMap<'_>]) -> io::Result<()> {
         TextPrinter.record_maps(out, maps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{Entry, EntryValue};
+    use trace_lang::types::{MapValue, Type};
+
+    fn user_map(name: &str, keys: Vec<Type>, value: MapValue) -> UserMap {
+        UserMap {
+            name: name.into(),
+            kernel_map: 0,
+            keys,
+            value,
+            per_cpu: false,
+            array: false,
+        }
+    }
+
+    fn count(name: &str, entries: Vec<(Vec<Val>, u64)>) -> MapDump {
+        MapDump {
+            name: name.into(),
+            value: MapValue::Count,
+            entries: entries
+                .into_iter()
+                .map(|(key, n)| Entry {
+                    key,
+                    value: EntryValue::Scalar(Val::Uint(n)),
+                })
+                .collect(),
+        }
+    }
+
+    fn print(
+        p: &dyn Printer,
+        f: impl Fn(&dyn Printer, &mut Vec<u8>, &mut Vec<u8>),
+    ) -> (String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        f(p, &mut out, &mut err);
+        (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn exit_maps_fold_on_stdout_and_print_the_rest_as_text_on_stderr() {
+        let str_key = Type::Str(16);
+        let int_key = Type::Int {
+            bytes: 8,
+            signed: true,
+        };
+        let p = FoldedPrinter::new(&[
+            user_map("a", vec![str_key], MapValue::Count),
+            user_map("b", vec![int_key], MapValue::Count),
+            user_map("z", vec![], MapValue::Count),
+        ]);
+        let maps = [
+            count(
+                "a",
+                vec![
+                    (vec![Val::Str("y".into())], 1),
+                    (vec![Val::Str("x;1".into())], 2),
+                ],
+            ),
+            count("b", vec![(vec![Val::Int(7)], 4)]),
+            count("z", vec![(vec![], 5)]),
+        ];
+        let (out, err) = print(&p, |p, o, e| p.exit_maps(o, e, &maps).unwrap());
+        assert_eq!(out, "@a;x:1 2\n@a;y 1\n@b;7 4\n");
+        assert_eq!(err, "\n\n@z: 5\n");
+    }
+
+    #[test]
+    fn attached_goes_to_stderr_and_the_rest_prints_as_text() {
+        let p = FoldedPrinter::new(&[]);
+        assert_eq!(
+            print(&p, |p, o, e| p.attached(o, e, 2).unwrap()),
+            (String::new(), "Attaching 2 probes...\n".into())
+        );
+        let (out, err) = print(&p, |p, o, _| {
+            p.message(o, "printf", b"hi\n").unwrap();
+            p.line(o, "join", b"a b\n").unwrap();
+            p.value(o, &Val::Int(3)).unwrap();
+            p.lost(o, 2).unwrap();
+        });
+        assert_eq!(out, "hi\na b\n3\nLost 2 events\n");
+        assert_eq!(err, "");
     }
 }

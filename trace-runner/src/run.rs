@@ -281,7 +281,8 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     }
 
     let mut output = RunOutput::open(
-        crate::sink::printer(args.format, &compiled.user_maps),
+        args.format,
+        &compiled.user_maps,
         RecordSpec {
             persist: args.output_dir.as_deref().zip(args.trace_id.as_deref()),
             target: args.target.as_deref(),

@@ -1,16 +1,19 @@
 //! The setup every run shares, script or compiled object, around its trace: the output
-//! [`Sink`] (stdout, and with `--output-dir` the persisted copy) and the run's record on
-//! the output volume (`meta.json` written as `running` before the trace, its end recorded
-//! after it), so that the runner's exit status and `meta.json` always agree.
+//! [`Sink`] with the printer chosen once from `--format` (stdout, and with `--output-dir`
+//! the persisted copy) and the run's record on the output volume (`meta.json` written as
+//! `running` before the trace, its end recorded after it), so that the runner's exit
+//! status and `meta.json` always agree.
 
 use std::path::Path;
 use std::time::SystemTime;
 
 use trace_contract::exit;
 
-use crate::output::Printer;
+use crate::abi::UserMap;
+use crate::folded::FoldedPrinter;
+use crate::output::{JsonPrinter, Printer, TextPrinter};
 use crate::persist::{self, RunDir, RunMeta};
-use crate::sink::Sink;
+use crate::sink::{Format, Sink};
 
 /// A failure: message and exit code.
 pub(crate) type Failed = (String, u8);
@@ -34,11 +37,14 @@ pub(crate) struct RunOutput {
 
 impl RunOutput {
     /// Create the run directory (if persisting) with a first `meta.json`, and the sink
-    /// printing through `printer`.
+    /// printing in `format` (`user_maps`: the script's maps, which `--format folded`
+    /// folds; none for a compiled object).
     pub(crate) fn open(
-        printer: Box<dyn Printer>,
+        format: Format,
+        user_maps: &[UserMap],
         spec: RecordSpec<'_>,
     ) -> Result<RunOutput, Failed> {
+        let printer = printer(format, user_maps);
         let Some((base, id)) = spec.persist else {
             return Ok(RunOutput {
                 sink: Sink::new(printer, None),
@@ -96,6 +102,15 @@ impl RunOutput {
             file_error,
         );
         persist::run_outcome(result, file_error, dir.path()).map(drop)
+    }
+}
+
+/// The printer for `format`: the one place the output format is matched on.
+fn printer(format: Format, user_maps: &[UserMap]) -> Box<dyn Printer> {
+    match format {
+        Format::Text => Box::new(TextPrinter),
+        Format::Json => Box::new(JsonPrinter),
+        Format::Folded => Box::new(FoldedPrinter::new(user_maps)),
     }
 }
 

@@ -1,5 +1,5 @@
-//! Where a trace's output goes: stdout as bpftrace's text or as newline-delimited
-//! JSON, optionally mirrored into a file. Output is batched: the event loop calls
+//! Where a trace's output goes: stdout, formatted by the run's one `Printer` (bpftrace's
+//! text, newline-delimited JSON or folded stacks), optionally mirrored into a file. Output is batched: the event loop calls
 //! [`Sink::flush`] after each batch of events (one write per batch instead of one per
 //! printf, which is what keeps up with millions of events a second), and stdout and the
 //! persisted copy are flushed together, so the file always holds what was printed.
@@ -7,9 +7,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 
-use crate::abi::UserMap;
-use crate::folded::FoldedPrinter;
-use crate::output::{self, JsonPrinter, MapDump, Printer, Record, RecordMap, TextPrinter};
+use crate::output::{self, MapDump, Printer, Record, RecordMap};
 
 /// Output format chosen with `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -20,16 +18,6 @@ pub enum Format {
     Json,
     /// Text, but stack maps print at exit as folded stacks (for flamegraph.pl or inferno).
     Folded,
-}
-
-/// The printer for `format`, chosen once per run; `user_maps` are the script's maps
-/// (what `--format folded` folds; empty for a compiled object).
-pub fn printer(format: Format, user_maps: &[UserMap]) -> Box<dyn Printer> {
-    match format {
-        Format::Text => Box::new(TextPrinter),
-        Format::Json => Box::new(JsonPrinter),
-        Format::Folded => Box::new(FoldedPrinter::new(user_maps)),
-    }
 }
 
 pub struct Sink {

@@ -419,7 +419,8 @@ pub(super) fn inspect(bytes: &[u8], name: &str) -> Result<ElfInfo, String> {
 /// Run a compiled object until a signal or the deadline, then print its maps.
 pub fn run_object(run: ObjectRun) -> Result<(), ObjectError> {
     let mut output = RunOutput::open(
-        crate::sink::printer(run.format, &[]),
+        run.format,
+        &[],
         RecordSpec {
             persist: run.output_dir.zip(run.trace_id),
             target: run.target,
