@@ -1,8 +1,9 @@
 //! Where a trace's output goes: stdout, formatted by the run's one `Printer` (bpftrace's
-//! text, newline-delimited JSON or folded stacks), optionally mirrored into a file. Output is batched: the event loop calls
-//! [`Sink::flush`] after each batch of events (one write per batch instead of one per
-//! printf, which is what keeps up with millions of events a second), and stdout and the
-//! persisted copy are flushed together, so the file always holds what was printed.
+//! text, newline-delimited JSON or folded stacks), optionally mirrored into a file. Output
+//! is batched: the event loop calls [`Sink::flush`] after each batch of events (one write
+//! per batch instead of one per printf, which is what keeps up with millions of events a
+//! second), and stdout and the persisted copy are flushed together, so the file always
+//! holds what was printed.
 
 use std::fs::File;
 use std::io::{self, Write};
