@@ -1,8 +1,9 @@
 //! bpftrace 0.17's output, shared by `trace-runner` and the `kubectl-trace` plugin: typed map
 //! values ([`MapDump`], [`Entry`], [`EntryValue`], [`Val`]), the hist/lhist bucket functions
-//! ([`buckets`]) and their labels, exactly the text bpftrace prints (`TextOutput`) or its
-//! `-f json` lines (`JsonOutput`), the C printf engine (`printf.rs`), the machine-readable
-//! form of a run's final maps ([`wire`], to and from `trace_contract::maps`) and the merging
+//! ([`buckets`]) and their labels, exactly the text bpftrace prints or its `-f json` lines
+//! (the [`Printer`] trait: [`TextPrinter`], [`JsonPrinter`]), the C printf engine
+//! (`printf.rs`), the machine-readable form of a run's final maps ([`wire`], to and from
+//! `trace_contract::maps`) and the merging
 //! of several runs' maps into one ([`merge`]). Pure: no aya, no kube, no libc; the only I/O is
 //! writing to the `&mut dyn Write` the caller passes.
 //!
@@ -61,10 +62,12 @@
 
 pub mod buckets;
 pub mod merge;
+pub mod printer;
 mod printf;
 pub mod stack;
 pub mod wire;
 
+pub use printer::{JsonPrinter, Printer, Record, RecordMap, TextPrinter};
 pub use printf::{format_printf, format_printf_bytes};
 pub use stack::{Frame, Stack, Symbol};
 

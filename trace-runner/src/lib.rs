@@ -15,6 +15,7 @@ mod commands;
 mod dwarf;
 mod facts;
 mod flame;
+mod folded;
 #[cfg(test)]
 mod golden;
 mod ld_cache;

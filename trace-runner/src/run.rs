@@ -282,6 +282,7 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
 
     let mut output = RunOutput::open(
         args.format,
+        &compiled.user_maps,
         RecordSpec {
             persist: args.output_dir.as_deref().zip(args.trace_id.as_deref()),
             target: args.target.as_deref(),

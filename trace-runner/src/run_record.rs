@@ -1,13 +1,17 @@
 //! The setup every run shares, script or compiled object, around its trace: the output
-//! [`Sink`] (stdout, and with `--output-dir` the persisted copy) and the run's record on
-//! the output volume (`meta.json` written as `running` before the trace, its end recorded
-//! after it), so that the runner's exit status and `meta.json` always agree.
+//! [`Sink`] with the printer chosen once from `--format` (stdout, and with `--output-dir`
+//! the persisted copy) and the run's record on the output volume (`meta.json` written as
+//! `running` before the trace, its end recorded after it), so that the runner's exit
+//! status and `meta.json` always agree.
 
 use std::path::Path;
 use std::time::SystemTime;
 
 use trace_contract::exit;
 
+use crate::abi::UserMap;
+use crate::folded::FoldedPrinter;
+use crate::output::{JsonPrinter, Printer, TextPrinter};
 use crate::persist::{self, RunDir, RunMeta};
 use crate::sink::{Format, Sink};
 
@@ -32,11 +36,18 @@ pub(crate) struct RunOutput {
 }
 
 impl RunOutput {
-    /// Create the run directory (if persisting) with a first `meta.json`, and the sink.
-    pub(crate) fn open(format: Format, spec: RecordSpec<'_>) -> Result<RunOutput, Failed> {
+    /// Create the run directory (if persisting) with a first `meta.json`, and the sink
+    /// printing in `format` (`user_maps`: the script's maps, which `--format folded`
+    /// folds; none for a compiled object).
+    pub(crate) fn open(
+        format: Format,
+        user_maps: &[UserMap],
+        spec: RecordSpec<'_>,
+    ) -> Result<RunOutput, Failed> {
+        let printer = printer(format, user_maps);
         let Some((base, id)) = spec.persist else {
             return Ok(RunOutput {
-                sink: Sink::new(format, None),
+                sink: Sink::new(printer, None),
                 record: None,
             });
         };
@@ -68,7 +79,7 @@ impl RunOutput {
             )
         })?;
         Ok(RunOutput {
-            sink: Sink::new(format, Some(file)),
+            sink: Sink::new(printer, Some(file)),
             record: Some((dir, meta)),
         })
     }
@@ -91,6 +102,15 @@ impl RunOutput {
             file_error,
         );
         persist::run_outcome(result, file_error, dir.path()).map(drop)
+    }
+}
+
+/// The printer for `format`: the one place the output format is matched on.
+fn printer(format: Format, user_maps: &[UserMap]) -> Box<dyn Printer> {
+    match format {
+        Format::Text => Box::new(TextPrinter),
+        Format::Json => Box::new(JsonPrinter),
+        Format::Folded => Box::new(FoldedPrinter::new(user_maps)),
     }
 }
 

@@ -1,13 +1,14 @@
-//! Where a trace's output goes: stdout as bpftrace's text or as newline-delimited
-//! JSON, optionally mirrored into a file. Output is batched: the event loop calls
-//! [`Sink::flush`] after each batch of events (one write per batch instead of one per
-//! printf, which is what keeps up with millions of events a second), and stdout and the
-//! persisted copy are flushed together, so the file always holds what was printed.
+//! Where a trace's output goes: stdout, formatted by the run's one `Printer` (bpftrace's
+//! text, newline-delimited JSON or folded stacks), optionally mirrored into a file. Output
+//! is batched: the event loop calls [`Sink::flush`] after each batch of events (one write
+//! per batch instead of one per printf, which is what keeps up with millions of events a
+//! second), and stdout and the persisted copy are flushed together, so the file always
+//! holds what was printed.
 
 use std::fs::File;
 use std::io::{self, Write};
 
-use crate::output::{self, MapDump};
+use crate::output::{self, MapDump, Printer, Record, RecordMap};
 
 /// Output format chosen with `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -21,7 +22,8 @@ pub enum Format {
 }
 
 pub struct Sink {
-    format: Format,
+    /// How each kind of output is formatted.
+    printer: Box<dyn Printer>,
     stdout: io::Stdout,
     /// A persisted copy (`--output-dir`), flushed with stdout.
     file: Option<File>,
@@ -35,9 +37,9 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn new(format: Format, file: Option<File>) -> Sink {
+    pub fn new(printer: Box<dyn Printer>, file: Option<File>) -> Sink {
         Sink {
-            format,
+            printer,
             stdout: io::stdout(),
             file,
             pending: Vec::new(),
@@ -84,8 +86,19 @@ impl Sink {
         }
     }
 
-    pub fn printf(&mut self, text: &str) {
-        self.printf_bytes(text.as_bytes());
+    /// Print through the printer: what it writes to `out` goes to stdout (batched), what
+    /// it writes to `err` to stderr, after stdout is flushed, so the two stay in order.
+    fn print(
+        &mut self,
+        f: impl FnOnce(&dyn Printer, &mut dyn Write, &mut dyn Write) -> io::Result<()>,
+    ) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let _ = f(&*self.printer, &mut out, &mut err);
+        if !err.is_empty() {
+            self.flush();
+            let _ = io::stderr().write_all(&err);
+        }
+        self.emit(&out);
     }
 
     /// printf output, byte-exact (it may hold bytes that are not UTF-8).
@@ -94,63 +107,41 @@ impl Sink {
     }
 
     /// Text printed by an action: as is, or under `-f json` a record of type `kind`
-    /// (bpftrace's "printf", "time", "cat", "syscall" for system(), "join").
+    /// (bpftrace's "printf", "time", "cat", "syscall" for system()).
     pub fn message_bytes(&mut self, kind: &str, text: &[u8]) {
-        let mut buf = Vec::new();
-        match self.format {
-            Format::Text | Format::Folded => buf.extend_from_slice(text),
-            Format::Json => {
-                let _ = output::write_message_json_bytes(&mut buf, kind, text);
-            }
-        }
-        self.emit(&buf);
+        self.print(|p, out, _| p.message(out, kind, text));
+    }
+
+    /// A line the runtime prints (`join`, watchpoint notices): as is, or under `-f json` a
+    /// record of type `kind` without the final newline.
+    pub fn line(&mut self, kind: &str, text: &[u8]) {
+        self.print(|p, out, _| p.line(out, kind, text));
     }
 
     /// `print(@m, top, div)`.
     pub fn map(&mut self, map: &MapDump, top: u32, div: u32) {
-        let mut buf = Vec::new();
-        let _ = match self.format {
-            Format::Text | Format::Folded => {
-                output::write_map_text_top_div(&mut buf, map, top, div)
-            }
-            Format::Json => output::write_map_json_top_div(&mut buf, map, top, div),
-        };
-        self.emit(&buf);
+        self.print(|p, out, _| p.map(out, map, top, div));
     }
 
     /// `print(value)`.
     pub fn value(&mut self, value: &output::Val) {
-        let mut buf = Vec::new();
-        let _ = match self.format {
-            Format::Text | Format::Folded => output::write_value_text(&mut buf, value),
-            Format::Json => output::write_value_json(&mut buf, value),
-        };
-        self.emit(&buf);
+        self.print(|p, out, _| p.value(out, value));
     }
 
     /// "Attaching N probes..." (on stdout, as bpftrace 0.17 prints it).
     pub fn attached(&mut self, n: usize) {
-        let mut buf = Vec::new();
-        let _ = match self.format {
-            Format::Folded => {
-                // On stderr: stdout stays a pure folded-stack stream.
-                let _ = output::write_attached_text(&mut buf, n);
-                eprint!("{}", String::from_utf8_lossy(&buf));
-                return;
-            }
-            Format::Text => output::write_attached_text(&mut buf, n),
-            Format::Json => output::write_attached_json(&mut buf, n),
-        };
-        self.emit(&buf);
+        self.print(|p, out, err| p.attached(out, err, n));
     }
 
     /// Every map at exit, in name order, as bpftrace prints them.
     pub fn exit_maps(&mut self, maps: &[MapDump]) {
         let mut buf = Vec::new();
-        let _ = match self.format {
-            Format::Text | Format::Folded => output::write_exit_maps_text(&mut buf, maps),
-            Format::Json => output::write_exit_maps_json(&mut buf, maps),
-        };
+        let mut err = Vec::new();
+        let _ = self.printer.exit_maps(&mut buf, &mut err, maps);
+        if !err.is_empty() {
+            self.flush();
+            let _ = io::stderr().write_all(&err);
+        }
         if let (Some(fd), Some(rest)) = (self.exit_separator_fd, buf.strip_prefix(b"\n\n")) {
             self.flush();
             crate::sys::stdio::write_raw(fd, b"\n\n");
@@ -162,22 +153,27 @@ impl Sink {
 
     /// The count of events dropped because the ring buffer was full.
     pub fn lost(&mut self, n: u64) {
-        let mut buf = Vec::new();
-        let _ = match self.format {
-            Format::Text | Format::Folded => output::write_lost_events_text(&mut buf, n),
-            Format::Json => output::write_lost_events_json(&mut buf, n),
-        };
-        self.emit(&buf);
+        self.print(|p, out, _| p.lost(out, n));
     }
 
-    /// Bytes already formatted for the chosen format (compiled-object records and maps).
+    /// A BPF helper that failed at run time (its JSON record and its text warning).
+    pub fn helper_error(&mut self, json: &str, warning: &str) {
+        self.print(|p, out, err| p.helper_error(out, err, json, warning));
+    }
+
+    /// One event of a compiled object.
+    pub fn event(&mut self, record: &dyn Record) {
+        self.print(|p, out, _| p.event(out, record));
+    }
+
+    /// A compiled object's maps at exit.
+    pub fn record_maps(&mut self, maps: &[RecordMap<'_>]) {
+        self.print(|p, out, _| p.record_maps(out, maps));
+    }
+
+    /// Bytes that are the same in every format (the `--emit-maps` line).
     pub fn raw(&mut self, bytes: &[u8]) {
         self.emit(bytes);
-    }
-
-    /// The output format.
-    pub fn format(&self) -> Format {
-        self.format
     }
 }
 

@@ -1061,12 +1061,7 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
         k if k == EventKind::HelperError as u32 => {
             if let Some(check) = session.compiled.helper_errors.get(index) {
                 let ret = read_u64(record, 8) as i64;
-                if sink.format() == crate::sink::Format::Json {
-                    sink.raw(check.json(ret).as_bytes());
-                } else {
-                    sink.flush();
-                    eprint!("{}", check.warning(ret));
-                }
+                sink.helper_error(&check.json(ret), &check.warning(ret));
             }
         }
         k if k == EventKind::WatchpointAttach as u32 => {
@@ -1079,12 +1074,8 @@ fn handle_event(session: &mut Session, sink: &mut Sink, record: &[u8]) -> Option
         k if k == EventKind::WatchpointDetach as u32 => session.unwatch(read_u64(record, 8)),
         k if k == EventKind::Join as u32 => {
             if let Some(text) = crate::values::join_record(&session.compiled, index, record) {
-                if sink.format() == crate::sink::Format::Json {
-                    // bpftrace's JSON join record has no newline in its data.
-                    sink.message_bytes("join", text.strip_suffix('\n').unwrap_or(&text).as_bytes());
-                } else {
-                    sink.printf(&text);
-                }
+                // bpftrace's JSON join record has no newline in its data.
+                sink.line("join", text.as_bytes());
             }
         }
         _ => {}
@@ -1101,13 +1092,6 @@ pub fn read_all_maps(session: &Session) -> Vec<(usize, crate::output::MapDump)> 
 
 /// Print every map in name order (what bpftrace does at exit).
 pub fn print_all_maps(session: &Session, sink: &mut Sink) {
-    if sink.format() == crate::sink::Format::Folded {
-        return crate::flame::print_maps_folded(
-            &session.compiled.user_maps,
-            read_all_maps(session),
-            sink,
-        );
-    }
     let mut dumps: Vec<_> = (0..session.compiled.user_maps.len())
         .filter_map(|i| maps::read_map(session, i))
         .collect();

@@ -45,6 +45,7 @@ use super::bpf_sys;
 use super::elf_check;
 use super::error_chain;
 use super::object_btf::{self, ObjectBtf, Value};
+use crate::output::{Record, RecordMap};
 use crate::run_record::{RecordSpec, RunOutput};
 use crate::scope::Cgroup;
 use crate::sink::{Format, Sink};
@@ -419,6 +420,7 @@ pub(super) fn inspect(bytes: &[u8], name: &str) -> Result<ElfInfo, String> {
 pub fn run_object(run: ObjectRun) -> Result<(), ObjectError> {
     let mut output = RunOutput::open(
         run.format,
+        &[],
         RecordSpec {
             persist: run.output_dir.zip(run.trace_id),
             target: run.target,
@@ -650,7 +652,6 @@ fn trace_object(run: &ObjectRun, sink: &mut Sink) -> Result<u64, ObjectError> {
     sink.attached(info.programs.len());
     let mut printer = Printer {
         sink,
-        format: run.format,
         btf: info.btf.as_ref(),
         event_type,
         lost: 0,
@@ -900,7 +901,6 @@ struct MapDump {
 
 struct Printer<'a> {
     sink: &'a mut Sink,
-    format: Format,
     btf: Option<&'a ObjectBtf>,
     event_type: Option<u32>,
     lost: u64,
@@ -951,60 +951,43 @@ impl Printer<'_> {
             (Some(btf), Some(ty)) if bytes.len() >= btf.size_of(ty) => btf.decode(ty, bytes),
             _ => Value::Hex(bytes.to_vec()),
         };
-        let line = match self.format {
-            Format::Text | Format::Folded => format!("{}\n", value.fields_text()),
-            Format::Json => format!("{{\"type\": \"event\", \"data\": {}}}\n", value.json()),
-        };
-        self.sink.raw(line.as_bytes());
+        self.sink.event(&value);
     }
 
     fn print_maps(&mut self, maps: &[MapDump]) {
-        if maps.is_empty() {
-            return;
-        }
-        let mut out = String::new();
-        if self.format != Format::Json {
-            out.push_str("\n\n");
-        }
-        for m in maps {
-            let name = format!("@{}", m.name);
-            match self.format {
-                Format::Text | Format::Folded => {
-                    for (k, v) in &m.entries {
-                        if m.keyless {
-                            out.push_str(&format!("{name}: {}\n", v.fields_text()));
-                        } else {
-                            out.push_str(&format!(
-                                "{name}[{}]: {}\n",
-                                k.key_text(),
-                                v.fields_text()
-                            ));
-                        }
-                    }
+        let maps: Vec<RecordMap<'_>> = maps
+            .iter()
+            .map(|m| {
+                let name = format!("@{}", m.name);
+                RecordMap {
+                    name_json: object_btf::json_string(&name),
+                    name,
+                    keyless: m.keyless,
+                    entries: m
+                        .entries
+                        .iter()
+                        .map(|(k, v)| (k as &dyn Record, v as &dyn Record))
+                        .collect(),
                 }
-                Format::Json => {
-                    let data = if m.keyless {
-                        m.entries
-                            .first()
-                            .map_or_else(|| "0".to_string(), |(_, v)| v.json())
-                    } else {
-                        let items: Vec<String> = m
-                            .entries
-                            .iter()
-                            .map(|(k, v)| {
-                                format!("{}: {}", object_btf::json_string(&k.key_text()), v.json())
-                            })
-                            .collect();
-                        format!("{{{}}}", items.join(", "))
-                    };
-                    out.push_str(&format!(
-                        "{{\"type\": \"map\", \"data\": {{{}: {data}}}}}\n",
-                        object_btf::json_string(&name)
-                    ));
-                }
-            }
-        }
-        self.sink.raw(out.as_bytes());
+            })
+            .collect();
+        self.sink.record_maps(&maps);
+    }
+}
+
+/// A BTF-typed value prints as bpftrace would print its fields.
+impl Record for Value {
+    fn text(&self) -> String {
+        self.fields_text()
+    }
+    fn json(&self) -> String {
+        Value::json(self)
+    }
+    fn key_text(&self) -> String {
+        Value::key_text(self)
+    }
+    fn key_json(&self) -> String {
+        object_btf::json_string(&Value::key_text(self))
     }
 }
 

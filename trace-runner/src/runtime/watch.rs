@@ -119,11 +119,7 @@ impl Session {
                 Ok(())
             }
             Err(e) if no_space(&e) => {
-                let text = match sink.format() {
-                    crate::sink::Format::Json => OUT_OF_REGISTERS.trim_end(),
-                    _ => OUT_OF_REGISTERS,
-                };
-                sink.message_bytes("lost_events", text.as_bytes());
+                sink.line("lost_events", OUT_OF_REGISTERS.as_bytes());
                 Ok(())
             }
             Err(e) => Err(format!(
