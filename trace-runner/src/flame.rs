@@ -27,7 +27,6 @@ use trace_lang::types::{MapValue, Type};
 use crate::abi::UserMap;
 use crate::output::stack::folded_frame_name;
 use crate::output::{EntryValue, MapDump, Val};
-use crate::sink::Sink;
 
 /// Where a frame comes from (it picks the colour).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -183,17 +182,6 @@ pub fn folded_text(maps: &[Folded]) -> String {
         let _ = writeln!(out, "{} {n}", names.join(";"));
     }
     out
-}
-
-/// `--format folded` at exit: folded maps on stdout, the others as text on stderr.
-pub fn print_maps_folded(user_maps: &[UserMap], read: Vec<(usize, MapDump)>, sink: &mut Sink) {
-    let (folded, other) = read_all(user_maps, read);
-    if !other.is_empty() {
-        let mut buf = Vec::new();
-        let _ = crate::output::write_exit_maps_text(&mut buf, &other);
-        eprint!("{}", String::from_utf8_lossy(&buf));
-    }
-    sink.raw(folded_text(&folded).as_bytes());
 }
 
 /// `--flamegraph FILE.svg`: write the flame graph of the stack maps among the maps read

@@ -9,14 +9,6 @@ use crate::abi::UserMap;
 use crate::flame::{fold_map, folded_text};
 use crate::output::{MapDump, Printer, Record, RecordMap, TextPrinter, Val};
 
-// `flame::print_maps_folded` is superseded by `FoldedPrinter::exit_maps`. flame.rs is being
-// changed on another branch at the same time, so the old function is deleted after that
-// merge; until then this keeps it from failing `-D warnings` as dead code.
-#[allow(dead_code)]
-fn superseded() {
-    let _ = crate::flame::print_maps_folded;
-}
-
 /// The folded printer of a script whose maps are `user_maps`.
 pub struct FoldedPrinter {
     user_maps: Vec<UserMap>,
