@@ -40,7 +40,7 @@ fn no_space(e: &ProgramError) -> bool {
     let mut source: Option<&dyn std::error::Error> = Some(e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return io.raw_os_error() == Some(libc::ENOSPC);
+            return io.raw_os_error() == Some(crate::sys::errno::ENOSPC);
         }
         source = s.source();
     }
@@ -72,8 +72,8 @@ impl Session {
             _ => None,
         });
         let resumed = match pid {
-            Some(pid) => crate::sys::signal::send(pid as libc::pid_t, libc::SIGCONT),
-            None => Err(std::io::Error::from_raw_os_error(libc::ESRCH)),
+            Some(pid) => crate::sys::signal::send(pid as i32, crate::sys::signal::SIGCONT),
+            None => Err(std::io::Error::from_raw_os_error(crate::sys::errno::ESRCH)),
         };
         result.and(resumed.map_err(|e| format!("Failed to SIGCONT tracee: {e}")))
     }

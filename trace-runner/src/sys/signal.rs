@@ -7,6 +7,8 @@ pub(crate) const SIGTERM: libc::c_int = libc::SIGTERM;
 pub(crate) const SIGUSR1: libc::c_int = libc::SIGUSR1;
 #[cfg(test)]
 pub(crate) const SIGKILL: libc::c_int = libc::SIGKILL;
+/// Continue a stopped process (a function watchpoint's setup probe stops it).
+pub(crate) const SIGCONT: libc::c_int = libc::SIGCONT;
 
 /// A signal handler: it may only do async-signal-safe things (store to atomics).
 pub(crate) type Handler = extern "C" fn(libc::c_int);
