@@ -1520,8 +1520,11 @@ pub mod tests {
         let report = unpack_runs(probe, &mut sink);
         assert!(report.is_complete(), "{report:?}");
         assert_eq!(sink.delivered, data.len() as u64);
+        // The bound is the decompressor's own read-ahead, not the archive: under 256 KiB
+        // with flate2's miniz backend, 474 KiB with its zlib-rs backend, which the
+        // workspace gets when built together (blazesym's `zlib` feature).
         assert!(
-            sink.max_lag < 256 * 1024,
+            sink.max_lag < 1024 * 1024,
             "input ran {} bytes ahead of the output",
             sink.max_lag
         );
