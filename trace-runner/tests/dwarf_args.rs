@@ -153,7 +153,7 @@ int main(void)
     let err = text(&out.stderr);
     assert!(
         err.starts_with("stdin:1:")
-            && err.contains(": error: args->d is a floating-point argument (passed in an SSE register), which is not supported\n"),
+            && err.contains(": ERROR: args->d is a floating-point argument (passed in an SSE register), which is not supported\n"),
         "{err}"
     );
 }
@@ -171,7 +171,7 @@ fn args_of_a_binary_without_debug_info_is_one_error() {
     assert_eq!(
         err,
         format!(
-            "stdin:1:{col}: error: No debuginfo found for {}\n{line}\n{}^~~~~~~\n",
+            "stdin:1:{col}: ERROR: No debuginfo found for {}\n{line}\n{}^~~~~~~\n",
             exe.display(),
             " ".repeat(col - 1)
         )
