@@ -3,6 +3,7 @@
 //! enums. Text check: no string literal in the crate's non-test code is a builtin or
 //! function name (or the `arg`/`sarg` prefix of the numbered builtins).
 
+#[path = "../../tests/shared/source_scan.rs"]
 mod source_scan;
 
 use source_scan::{code_lines, rust_files};

@@ -3,9 +3,10 @@
 //! front end, the pure output crate (for the hist/lhist bucket indexes) and the ELF writer
 //! (no aya, no libc). Text checks; no privileges needed.
 
+#[path = "../../tests/shared/source_scan.rs"]
 mod source_scan;
 
-use source_scan::{code_lines, rust_files};
+use source_scan::{code_lines, dependencies, rust_files};
 use std::path::Path;
 
 /// What pure code must not name.
@@ -73,18 +74,7 @@ fn code_generation_has_no_system_access() {
 
 #[test]
 fn code_generation_depends_only_on_the_front_end_the_bucket_indexes_and_the_elf_writer() {
-    let manifest =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
-    let deps: Vec<&str> = manifest
-        .split("\n[dependencies]\n")
-        .nth(1)
-        .expect("a [dependencies] table")
-        .lines()
-        .take_while(|l| !l.starts_with('['))
-        .filter_map(|l| l.split('=').next())
-        .map(str::trim)
-        .filter(|name| !name.is_empty() && !name.starts_with('#'))
-        .collect();
+    let deps = dependencies(Path::new(env!("CARGO_MANIFEST_DIR")));
     assert_eq!(deps, ["trace-lang", "trace-output", "object"]);
 }
 

@@ -5,21 +5,14 @@
 //! privileges needed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+#[path = "../../tests/shared/source_scan.rs"]
+mod source_scan;
+use source_scan::rust_files;
 
 /// Cycles knowingly left in place, each as its sorted module list (none today).
 const KNOWN_CYCLES: &[&[&str]] = &[];
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
 
 /// Names of the modules declared test-only (`#[cfg(test)]` then `mod NAME;`).
 fn test_only_modules(src: &str) -> Vec<String> {

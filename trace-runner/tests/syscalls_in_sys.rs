@@ -3,21 +3,14 @@
 //! libc`), test modules included; they call sys's typed wrappers instead. Comments are
 //! left out. Pure text: no privileges needed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+#[path = "../../tests/shared/source_scan.rs"]
+mod source_scan;
+use source_scan::rust_files;
 
 /// Files allowed to name `libc` outside `src/sys/`, each with its reason (none today).
 const ALLOWED: &[(&str, &str)] = &[];
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
 
 /// `(line number, line)` of each line of `src` that names the libc crate outside a `//`
 /// comment.
