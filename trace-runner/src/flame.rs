@@ -77,7 +77,7 @@ fn val_text(v: &Val) -> String {
 }
 
 /// The folded form of one map, if it folds (see the module doc).
-pub fn fold_map(map: &UserMap, dump: &MapDump) -> Option<Folded> {
+fn fold_map(map: &UserMap, dump: &MapDump) -> Option<Folded> {
     let scalar = matches!(map.value, MapValue::Count | MapValue::Sum)
         || matches!(&map.value, MapValue::Value(t) if t.is_int());
     if !scalar || map.keys.is_empty() {
@@ -137,20 +137,28 @@ pub fn fold_map(map: &UserMap, dump: &MapDump) -> Option<Folded> {
     })
 }
 
-/// Every map read (`(index into user_maps, contents)`), folded or not, in name order.
-fn read_all(user_maps: &[UserMap], mut read: Vec<(usize, MapDump)>) -> (Vec<Folded>, Vec<MapDump>) {
-    read.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+/// Maps with their definitions, split into those that fold and the others, in the order
+/// given.
+pub fn partition<'a>(
+    maps: impl IntoIterator<Item = (&'a UserMap, MapDump)>,
+) -> (Vec<Folded>, Vec<MapDump>) {
     let (mut folded, mut other) = (Vec::new(), Vec::new());
-    for (i, dump) in read {
-        let Some(map) = user_maps.get(i) else {
-            continue;
-        };
+    for (map, dump) in maps {
         match fold_map(map, &dump) {
             Some(f) => folded.push(f),
             None => other.push(dump),
         }
     }
     (folded, other)
+}
+
+/// Every map read (`(index into user_maps, contents)`), folded or not, in name order.
+fn read_all(user_maps: &[UserMap], mut read: Vec<(usize, MapDump)>) -> (Vec<Folded>, Vec<MapDump>) {
+    read.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+    partition(
+        read.into_iter()
+            .filter_map(|(i, dump)| Some((user_maps.get(i)?, dump))),
+    )
 }
 
 /// The stacks of several folded maps as one list, each prefixed with its map's name

@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 
 use crate::abi::UserMap;
-use crate::flame::{fold_map, folded_text};
+use crate::flame::{folded_text, partition};
 use crate::output::{MapDump, Printer, Record, RecordMap, TextPrinter, Val};
 
 /// The folded printer of a script whose maps are `user_maps`.
@@ -45,16 +45,10 @@ impl Printer for FoldedPrinter {
         err: &mut dyn Write,
         maps: &[MapDump],
     ) -> io::Result<()> {
-        let (mut folded, mut other) = (Vec::new(), Vec::new());
-        for dump in maps {
-            let Some(map) = self.user_maps.iter().find(|m| m.name == dump.name) else {
-                continue;
-            };
-            match fold_map(map, dump) {
-                Some(f) => folded.push(f),
-                None => other.push(dump.clone()),
-            }
-        }
+        let (folded, other) = partition(maps.iter().filter_map(|dump| {
+            let map = self.user_maps.iter().find(|m| m.name == dump.name)?;
+            Some((map, dump.clone()))
+        }));
         if !other.is_empty() {
             TextPrinter.exit_maps(err, &mut io::sink(), &other)?;
         }
