@@ -8,26 +8,12 @@ use std::process::Command;
 
 use common::*;
 
-fn run(script: &str, params: &[&str]) -> String {
-    let out = Command::new(runner())
-        .args(["run", "-e", script])
-        .args(params)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn positional_parameters() {
     if !require_bpf() {
         return;
     }
-    let out = run(
+    let out = run_script(
         "BEGIN { printf(\"%d %d %s %d\\n\", $1, $2 + 1, str($3), $#); exit(); }",
         &["5", "0x10", "name"],
     );
@@ -53,7 +39,7 @@ fn control_flow_variables_and_strings() {
   @mod = 17 % 5; @bits = (1 << 10) | 3 ^ 1;
   exit();
 }"#;
-    let out = run(script, &[]);
+    let out = run_script(script, &[]);
     assert_eq!(
         out,
         "Attaching 1 probe...\neq\nne2\n\n\n@bits: 1026\n@c: 5\n@k[y, 2]: 2\n@mod: 2\n@neg: 9223372036854775804\n@t: 100\n@u: 15\n"
@@ -65,7 +51,7 @@ fn code_after_exit_and_return_is_accepted() {
     if !require_bpf() {
         return;
     }
-    let out = run(
+    let out = run_script(
         "BEGIN { printf(\"a\\n\"); exit(); printf(\"never\\n\"); }",
         &[],
     );
@@ -97,7 +83,10 @@ fn while_loops_with_break_and_continue() {
     }
     // The same output as bpftrace 0.17 for the same script.
     let script = "BEGIN { $i = 0; $s = 0; while ($i < 100) { $i++; if ($i % 2 == 0) { continue; } if ($i > 50) { break; } $s += $i; } printf(\"%d %d\\n\", $i, $s); exit(); }";
-    assert_eq!(run(script, &[]), "Attaching 1 probe...\n51 625\n\n\n");
+    assert_eq!(
+        run_script(script, &[]),
+        "Attaching 1 probe...\n51 625\n\n\n"
+    );
 }
 
 #[test]
@@ -120,7 +109,7 @@ fn offsetof_from_the_kernels_btf() {
         return;
     }
     let script = "BEGIN { printf(\"%d %d %d\\n\", offsetof(struct sock, __sk_common), offsetof(struct sock, __sk_common.skc_dport) - offsetof(struct sock_common, skc_dport), offsetof(struct task_struct, pid) > 0); exit(); }";
-    assert_eq!(run(script, &[]), "Attaching 1 probe...\n0 0 1\n\n\n");
+    assert_eq!(run_script(script, &[]), "Attaching 1 probe...\n0 0 1\n\n\n");
     let out = Command::new(runner())
         .args([
             "check",

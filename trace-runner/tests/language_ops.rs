@@ -10,26 +10,12 @@ use std::process::Command;
 
 use common::*;
 
-fn run(script: &str, params: &[&str]) -> String {
-    let out = Command::new(runner())
-        .args(["run", "-e", script])
-        .args(params)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn increment_and_decrement_expressions() {
     if !require_bpf() {
         return;
     }
-    let out = run(
+    let out = run_script(
         r#"BEGIN { @x = 10; printf("%d", @x++); printf(" %d", ++@x); printf(" %d", @x--); printf(" %d\n", --@x);
            $v = 5; $w = $v++ + ++$v; printf("%d %d\n", $v, $w);
            $a = 0; while ($a < 10) { @sum = sum($a++); } exit(); }"#,
@@ -40,7 +26,7 @@ fn increment_and_decrement_expressions() {
         "Attaching 1 probe...\n10 12 12 10\n7 12\n\n\n@sum: 45\n@x: 10\n"
     );
     // The value is evaluated before the key, as bpftrace does.
-    let out = run("BEGIN { $i = 1; @m[$i++] = $i; exit(); }", &[]);
+    let out = run_script("BEGIN { $i = 1; @m[$i++] = $i; exit(); }", &[]);
     assert_eq!(out, "Attaching 1 probe...\n\n\n@m[1]: 1\n");
 }
 
@@ -51,7 +37,7 @@ fn pointer_arithmetic_counts_elements() {
     }
     // Before: `$r + 3` added 3 bytes, and `@p++` on a pointer-valued map was refused
     // ("Type mismatch ... 'int32 *'"); a pointer value printed as hex.
-    let out = run(
+    let out = run_script(
         r#"BEGIN { @p = (int32 *)32; @p++; @p += 2; --@p; @d = (int64 *)64; @d -= 2;
            $q = (int64 *)8; $q -= 1; $r = (int16 *)100; $r++;
            printf("%d %d %d %d\n", $r + 3, 3 + $r, $r - 1, $q); exit(); }"#,
@@ -71,7 +57,7 @@ fn defines_constants_and_positional_parameters() {
     let script = "#define LIMIT (EPERM + 2)\n#define EINVAL 99\n\
         BEGIN { printf(\"%d %d %d %d %d %d\\n\", LIMIT, EINVAL, AF_INET6, O_CREAT | O_WRONLY, SIGTERM, ENOENT);\n\
         printf(\"%d %o 0x%x\\n\", $1, $2, $3); unroll($4) { @n++; } exit(); }";
-    let out = run(script, &["123", "0775", "0x123", "3"]);
+    let out = run_script(script, &["123", "0775", "0x123", "3"]);
     assert_eq!(
         out,
         "Attaching 1 probe...\n3 99 10 65 15 2\n123 775 0x123\n\n\n@n: 3\n"
@@ -83,7 +69,7 @@ fn positional_parameters_in_attach_points() {
     if !require_bpf() {
         return;
     }
-    let out = run(
+    let out = run_script(
         r#"BEG$1 { printf("begin\n"); } interval:ms:$2 { printf("tick\n"); exit(); }"#,
         &["IN", "1"],
     );
@@ -101,7 +87,7 @@ fn builtins_rand_numaid_username_and_strerror() {
         let out = Command::new("id").arg("-un").output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    let out = run(
+    let out = run_script(
         r#"BEGIN { $r = rand; printf("%d %d %s\n", $r >= 0, numaid >= 0, username);
            print(strerror(EPERM)); printf("%s\n", strerror(ENOENT)); @u = username; exit(); }"#,
         &[],
@@ -121,7 +107,7 @@ fn string_functions_on_literals_and_positional_text() {
     }
     // strcontains() of literals is folded; `str($1 + 1)` of a text parameter skips a
     // byte; `kaddr(str($2))` resolves the parameter's symbol.
-    let out = run(
+    let out = run_script(
         r#"BEGIN { if (strcontains("abc", "b")) { printf("yes\n"); }
            if (strcontains("abc", "x")) { printf("no\n"); }
            printf("%s\n", str($1 + 1)); @k = kaddr(str($2)) != 0; exit(); }"#,
@@ -169,7 +155,7 @@ fn debugf_writes_to_the_trace_pipe() {
     // A marker of this run, so lines of other runs do not count.
     let marker = format!("ktdebugf{}", std::process::id());
     let script = format!(r#"BEGIN {{ debugf("{marker} %s %d %x", "a", 1, 16); exit(); }}"#);
-    run(&script, &[]);
+    run_script(&script, &[]);
     let trace = std::fs::read_to_string("/sys/kernel/tracing/trace").unwrap();
     assert!(
         trace.contains(&format!("bpf_trace_printk: {marker} a 1 10")),
@@ -219,7 +205,7 @@ fn keyless_aggregations_after_clear_and_delete() {
     }
     // Before: delete(@) of a keyless aggregation did nothing (its element lives in an
     // array), and a cleared count map printed nothing where bpftrace prints `@: 0`.
-    let out = run(
+    let out = run_script(
         "BEGIN { @ = count(); @a[1] = count(); @s = sum(5); @c = count(); delete(@); delete(@a[1]); delete(@s); clear(@c); exit(); }",
         &[],
     );
@@ -233,7 +219,7 @@ fn ternary_of_calls_buf_hex_and_cgroup_path() {
     }
     // Before: the ternary statement printed nothing, %rx/%rh printed the escaped text
     // plus a stray x/h, and cgroup_path() lacked bpftrace's `hierarchy:` prefixes.
-    let out = run(
+    let out = run_script(
         r#"BEGIN { nsecs ? printf("yes\n") : printf("no\n"); 0 ? printf("bad\n") : printf("no\n");
            printf("%rx|%rh|%r\n", buf("Hi\0", 3), buf("Hi\0", 3), buf("Hi\n", 3));
            printf("%s\n", cgroup_path(cgroup)); exit(); }"#,
@@ -417,7 +403,7 @@ fn pton_addresses_print_through_ntop() {
         return;
     }
     // Before: "pton() is not supported yet".
-    let out = run(
+    let out = run_script(
         r#"BEGIN { $b = pton("10.1.2.3"); printf("%s %s %s\n", ntop(2, pton("127.0.0.1")), ntop(10, pton("fe80::1:2")), ntop($b)); exit(); }"#,
         &[],
     );
@@ -435,7 +421,7 @@ fn nothing_sent_after_exit_is_printed_but_end_is() {
     // A 100 µs interval fires several times before user space sees exit(): bpftrace
     // prints one tick (and END); before, every queued tick came out.
     for _ in 0..3 {
-        let out = run(
+        let out = run_script(
             r#"interval:us:100 { printf("tick\n"); exit(); } END { printf("end\n"); }"#,
             &[],
         );
@@ -450,7 +436,7 @@ fn begin_runs_before_the_other_probes_are_attached() {
     }
     // bpftrace 0.17 runs BEGIN first: an interval's first firing is a full period after
     // BEGIN. Before, BEGIN ran after the attach and the interval came a little early.
-    let out = run(
+    let out = run_script(
         r#"BEGIN { @start = nsecs; } interval:ms:200 { printf("%d\n", nsecs - @start >= 200000000); clear(@start); exit(); }"#,
         &[],
     );

@@ -274,3 +274,18 @@ impl Drop for FakeNode {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// `trace-runner run -e SCRIPT PARAMS...`, which must succeed: its stdout.
+pub fn run_script(script: &str, params: &[&str]) -> String {
+    let out = Command::new(runner())
+        .args(["run", "-e", script])
+        .args(params)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
